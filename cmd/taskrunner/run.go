@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/taskrunner/taskrunner/config"
+)
+
+const usage = `taskrunner: a task runner with a REST API, on PostgreSQL and River.
+
+Usage:
+  taskrunner serve              API and workers in one process
+  taskrunner api                API only (inserts and cancels, never works)
+  taskrunner worker             workers only
+  taskrunner migrate up         apply River's and the app's migrations
+  taskrunner migrate down       undo the newest migration (one step)
+  taskrunner migrate status     list migrations and whether each is applied
+  taskrunner help               this text
+
+Configuration is read from the environment; see the README.
+`
+
+// usageError is a command line that makes no sense; it exits with 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg + "\n\n" + usage }
+
+func exitCode(err error) int {
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+// run is the whole program: main only supplies the process's context,
+// arguments, environment and output, so tests run it in-process.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return &usageError{"no subcommand given"}
+	}
+	cmd, rest := args[0], args[1:]
+	if cmd == "help" || cmd == "-h" || cmd == "--help" {
+		_, err := io.WriteString(stdout, usage)
+		return err
+	}
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
+	logger, err := newLogger(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	switch cmd {
+	case "serve":
+		return runServer(ctx, cfg, logger, roleServe)
+	case "api":
+		return runServer(ctx, cfg, logger, roleAPI)
+	case "worker":
+		return runServer(ctx, cfg, logger, roleWorker)
+	case "migrate":
+		return runMigrate(ctx, cfg, logger, rest, stdout)
+	default:
+		return &usageError{fmt.Sprintf("unknown subcommand %q", cmd)}
+	}
+}
+
+// newLogger returns the process's logger: JSON (or text) lines on w.
+func newLogger(cfg *config.Config, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(strings.ToUpper(cfg.LogLevel))); err != nil {
+		return nil, fmt.Errorf("LOG_LEVEL: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewJSONHandler(w, opts)
+	if cfg.LogFormat == "text" {
+		h = slog.NewTextHandler(w, opts)
+	}
+	return slog.New(h).With(slog.Int("pid", os.Getpid())), nil
+}

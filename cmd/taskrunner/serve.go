@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+
+	"github.com/taskrunner/taskrunner/artifact"
+	"github.com/taskrunner/taskrunner/cache"
+	"github.com/taskrunner/taskrunner/config"
+	"github.com/taskrunner/taskrunner/db"
+	"github.com/taskrunner/taskrunner/httpapi"
+	"github.com/taskrunner/taskrunner/jobs"
+	"github.com/taskrunner/taskrunner/task"
+)
+
+// role is what a server process does.
+type role string
+
+const (
+	roleServe  role = "serve"  // API and workers
+	roleAPI    role = "api"    // API only
+	roleWorker role = "worker" // workers only
+)
+
+func (r role) serves() bool { return r != roleWorker }
+func (r role) works() bool  { return r != roleAPI }
+
+// stopAndCancelTimeout bounds the wait for cancelled tasks to return after
+// the grace period.
+const stopAndCancelTimeout = 10 * time.Second
+
+// runServer runs an api, worker or serve process until ctx is done, then
+// shuts down: the API stops taking requests, running tasks get
+// cfg.ShutdownGrace to finish, and those still running are cancelled so
+// River returns them to the queue.
+func runServer(ctx context.Context, cfg *config.Config, logger *slog.Logger, r role) error {
+	logger = logger.With(slog.String("role", string(r)))
+	pool, err := db.NewPool(ctx, db.PoolConfig{URL: cfg.DatabaseURL, MaxConns: int32(cfg.DBMaxConns), AppName: "taskrunner-" + string(r)})
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
+	migrator, err := db.NewMigrator(pool, logger)
+	if err != nil {
+		return err
+	}
+	err = migrator.CheckMigrated(ctx)
+	_ = migrator.Close()
+	if err != nil {
+		return err
+	}
+
+	host, _ := os.Hostname()
+	client, err := jobs.NewClient(pool, jobs.ClientConfig{
+		Work:          r.works(),
+		Queues:        cfg.Queues,
+		Concurrency:   cfg.WorkerConcurrency,
+		MaxRuntime:    cfg.Limits.TaskMaxRuntime,
+		RescueAfter:   cfg.RescueAfter,
+		FetchCooldown: cfg.WorkerFetchCooldown,
+		FetchPoll:     cfg.WorkerFetchPoll,
+		Retention:     cfg.TaskRetention,
+		WorkerName:    fmt.Sprintf("%s/%d", host, os.Getpid()),
+	}, logger)
+	if err != nil {
+		return fmt.Errorf("river client: %w", err)
+	}
+
+	serveErr := make(chan error, 1)
+	var srv *http.Server
+	if r.serves() {
+		srv, err = startAPI(ctx, cfg, logger, pool, client, serveErr)
+		if err != nil {
+			return err
+		}
+	}
+	if r.works() {
+		if err := client.Start(ctx); err != nil {
+			return fmt.Errorf("start workers: %w", err)
+		}
+		logger.Info("workers started", slog.String("event", "workers_started"),
+			slog.Any("queues", cfg.Queues), slog.Int("concurrency", cfg.WorkerConcurrency))
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		logger.Error("api stopped", slog.String("event", "api_failed"), slog.String("error", err.Error()))
+	}
+	logger.Info("shutting down", slog.String("event", "shutdown_started"), slog.Duration("grace", cfg.ShutdownGrace))
+
+	graceCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownGrace)
+	defer cancel()
+	httpDone := make(chan struct{})
+	go func() {
+		defer close(httpDone)
+		if srv != nil {
+			if err := srv.Shutdown(graceCtx); err != nil {
+				_ = srv.Close()
+			}
+		}
+	}()
+	if r.works() {
+		if err := client.Stop(graceCtx); err != nil {
+			logger.Warn("grace period over; cancelling running tasks", slog.String("event", "shutdown_cancelling_tasks"))
+			cancelCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopAndCancelTimeout)
+			defer cancel()
+			if err := client.StopAndCancel(cancelCtx); err != nil {
+				logger.Error("tasks did not stop", slog.String("event", "shutdown_incomplete"), slog.String("error", err.Error()))
+			}
+		}
+	}
+	<-httpDone
+	logger.Info("stopped", slog.String("event", "shutdown_complete"))
+	return nil
+}
+
+// startAPI listens on cfg.HTTPAddr and serves the API in the background;
+// serving errors arrive on serveErr.
+func startAPI(ctx context.Context, cfg *config.Config, logger *slog.Logger, pool *pgxpool.Pool, client *river.Client[pgx.Tx], serveErr chan<- error) (*http.Server, error) {
+	rdb, err := cache.NewClient(cfg.RedisURL)
+	if err != nil {
+		return nil, err
+	}
+	store, err := artifact.NewStore(artifact.Config{
+		Endpoint: cfg.MinIOEndpoint, User: cfg.MinIOUser, Password: cfg.MinIOPassword,
+		Bucket: cfg.MinIOBucket, Secure: cfg.MinIOSecure,
+	})
+	if err != nil {
+		return nil, err
+	}
+	bucketCtx, cancel := context.WithTimeout(ctx, artifact.DefaultPingTimeout)
+	if err := store.EnsureBucket(bucketCtx); err != nil {
+		logger.Warn("artifact bucket not ready; /ready reports minio down until it is",
+			slog.String("event", "dependency_down"), slog.String("dependency", "minio"), slog.String("error", err.Error()))
+	}
+	cancel()
+
+	api := httpapi.New(httpapi.Deps{
+		Tasks: task.NewService(pool, client, task.Limits{MaxRuntime: cfg.Limits.TaskMaxRuntime, Queues: cfg.Queues}, logger),
+		Checks: []httpapi.Check{
+			{Name: "postgres", Check: pool.Ping},
+			{Name: "redis", Check: func(ctx context.Context) error { return cache.Ping(ctx, rdb) }},
+			{Name: "minio", Check: store.Ping},
+		},
+		Limits:         cfg.Limits,
+		Logger:         logger,
+		MaxBodyBytes:   cfg.Limits.MaxRequestBodyBytes,
+		RequestTimeout: config.DefaultRequestTimeout,
+	})
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("HTTP_ADDR: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.With(slog.String("event", "http_server_error")).Handler(), slog.LevelWarn),
+	}
+	go func() {
+		defer rdb.Close()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serveErr <- err
+		}
+	}()
+	logger.Info("api listening", slog.String("event", "api_listening"), slog.String("addr", ln.Addr().String()))
+	return srv, nil
+}

@@ -1,0 +1,298 @@
+// Package config reads taskrunner's settings from the environment.
+//
+// Every setting has a documented default kept as a named constant below and
+// filled in by Load, the only place the environment is read. Names and
+// defaults follow the Python system taskrunner replaces wherever they apply.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults for every setting. Limits are the seed's Phase 7 values.
+const (
+	DefaultDatabaseURL = "postgres://127.0.0.1:5432/taskrunner?sslmode=disable"
+	DefaultRedisURL    = "redis://127.0.0.1:6379/0"
+	DefaultHTTPAddr    = "127.0.0.1:8000"
+	DefaultLogLevel    = "info"
+	DefaultLogFormat   = "json"
+
+	DefaultMinIOEndpoint = "127.0.0.1:9000"
+	DefaultMinIOUser     = "minioadmin"
+	DefaultMinIOPassword = "minioadmin"
+	DefaultMinIOBucket   = "artifacts"
+
+	DefaultTaskMaxRuntime      = 600 * time.Second
+	DefaultTaskMaxArtifactMB   = 25
+	DefaultTasksPerMinute      = 30
+	DefaultSearchSourceAllow   = "brave"
+	DefaultFetchDomainAllow    = "*"
+	DefaultMaxBatchSize        = 50
+	DefaultSearchCacheTTL      = 3600 * time.Second
+	DefaultSearchMaxResults    = 10
+	DefaultTaskRetention       = 7 * 24 * time.Hour
+	DefaultWorkerConcurrency   = 100
+	DefaultWorkerFetchCooldown = 5 * time.Millisecond
+	DefaultWorkerFetchPoll     = time.Second
+	DefaultShutdownGrace       = 30 * time.Second
+	DefaultRescueMarginOverCap = 60 * time.Second
+	DefaultMaxRequestBodyBytes = 1 << 20
+	DefaultDBMaxConns          = 40
+	DefaultRequestTimeout      = 60 * time.Second
+	DefaultQueue               = "default"
+)
+
+// Config is every setting taskrunner reads at start-up.
+type Config struct {
+	DatabaseURL string // DATABASE_URL
+	RedisURL    string // REDIS_URL
+	HTTPAddr    string // HTTP_ADDR
+	LogLevel    string // LOG_LEVEL: debug, info, warn, error
+	LogFormat   string // LOG_FORMAT: json or text
+
+	MinIOEndpoint string // MINIO_ENDPOINT, host:port
+	MinIOUser     string // MINIO_ROOT_USER (secret)
+	MinIOPassword string // MINIO_ROOT_PASSWORD (secret)
+	MinIOBucket   string // MINIO_BUCKET
+	MinIOSecure   bool   // MINIO_SECURE
+
+	Limits Limits
+
+	SearchCacheTTL   time.Duration // SEARCH_CACHE_TTL_SECONDS
+	SearchMaxResults int           // SEARCH_MAX_RESULTS
+
+	// TaskRetention is how long River keeps finished jobs (TASK_RETENTION,
+	// a Go duration or a number of days such as "7d").
+	TaskRetention time.Duration
+
+	WorkerConcurrency   int           // WORKER_CONCURRENCY: tasks worked at once per process
+	WorkerFetchCooldown time.Duration // WORKER_FETCH_COOLDOWN: River's minimum time between fetches
+	WorkerFetchPoll     time.Duration // WORKER_FETCH_POLL_INTERVAL: River's fallback poll
+	// RescueAfter is how long a task may stay running before River's rescuer
+	// assumes its worker died and returns it to the queue
+	// (TASK_RESCUE_AFTER_SECONDS; default: the runtime cap plus a minute).
+	RescueAfter   time.Duration
+	ShutdownGrace time.Duration // SHUTDOWN_GRACE_SECONDS: how long running tasks may finish on SIGTERM
+
+	DBMaxConns int // DB_MAX_CONNS: size of the process's one pgx pool
+
+	// Queues are the River queues tasks may be sent to and workers work
+	// (QUEUES, comma-separated; the first is the default).
+	Queues []string
+}
+
+// Limits are the enforced limits, all visible in GET /limits.
+type Limits struct {
+	TaskMaxRuntime        time.Duration // TASK_MAX_RUNTIME_SECONDS
+	TaskMaxArtifactMB     int           // TASK_MAX_ARTIFACT_MB
+	TasksPerMinute        int           // TASKS_PER_MINUTE
+	SearchSourceAllowlist []string      // SEARCH_SOURCE_ALLOWLIST, comma-separated
+	FetchDomainAllowlist  []string      // FETCH_DOMAIN_ALLOWLIST, comma-separated, "*" for any
+	MaxBatchSize          int           // MAX_BATCH_SIZE
+	MaxRequestBodyBytes   int64         // MAX_REQUEST_BODY_BYTES
+}
+
+// Load reads the configuration through getenv (os.Getenv in production). The
+// error names the variable that is wrong.
+func Load(getenv func(string) string) (*Config, error) {
+	r := reader{getenv: getenv}
+	c := &Config{
+		DatabaseURL:   normalizeDatabaseURL(r.str("DATABASE_URL", DefaultDatabaseURL)),
+		RedisURL:      r.str("REDIS_URL", DefaultRedisURL),
+		HTTPAddr:      r.str("HTTP_ADDR", DefaultHTTPAddr),
+		LogLevel:      strings.ToLower(r.str("LOG_LEVEL", DefaultLogLevel)),
+		LogFormat:     strings.ToLower(r.str("LOG_FORMAT", DefaultLogFormat)),
+		MinIOEndpoint: r.str("MINIO_ENDPOINT", DefaultMinIOEndpoint),
+		MinIOUser:     r.str("MINIO_ROOT_USER", DefaultMinIOUser),
+		MinIOPassword: r.str("MINIO_ROOT_PASSWORD", DefaultMinIOPassword),
+		MinIOBucket:   r.str("MINIO_BUCKET", DefaultMinIOBucket),
+		MinIOSecure:   r.boolean("MINIO_SECURE", false),
+		Limits: Limits{
+			TaskMaxRuntime:        r.seconds("TASK_MAX_RUNTIME_SECONDS", DefaultTaskMaxRuntime),
+			TaskMaxArtifactMB:     r.positiveInt("TASK_MAX_ARTIFACT_MB", DefaultTaskMaxArtifactMB),
+			TasksPerMinute:        r.positiveInt("TASKS_PER_MINUTE", DefaultTasksPerMinute),
+			SearchSourceAllowlist: r.list("SEARCH_SOURCE_ALLOWLIST", DefaultSearchSourceAllow),
+			FetchDomainAllowlist:  r.list("FETCH_DOMAIN_ALLOWLIST", DefaultFetchDomainAllow),
+			MaxBatchSize:          r.positiveInt("MAX_BATCH_SIZE", DefaultMaxBatchSize),
+			MaxRequestBodyBytes:   int64(r.positiveInt("MAX_REQUEST_BODY_BYTES", DefaultMaxRequestBodyBytes)),
+		},
+		SearchCacheTTL:      r.seconds("SEARCH_CACHE_TTL_SECONDS", DefaultSearchCacheTTL),
+		SearchMaxResults:    r.positiveInt("SEARCH_MAX_RESULTS", DefaultSearchMaxResults),
+		TaskRetention:       r.days("TASK_RETENTION", DefaultTaskRetention),
+		WorkerConcurrency:   r.positiveInt("WORKER_CONCURRENCY", DefaultWorkerConcurrency),
+		WorkerFetchCooldown: r.duration("WORKER_FETCH_COOLDOWN", DefaultWorkerFetchCooldown),
+		WorkerFetchPoll:     r.duration("WORKER_FETCH_POLL_INTERVAL", DefaultWorkerFetchPoll),
+		ShutdownGrace:       r.seconds("SHUTDOWN_GRACE_SECONDS", DefaultShutdownGrace),
+		DBMaxConns:          r.positiveInt("DB_MAX_CONNS", DefaultDBMaxConns),
+		Queues:              r.list("QUEUES", DefaultQueue),
+	}
+	c.RescueAfter = r.seconds("TASK_RESCUE_AFTER_SECONDS", c.Limits.TaskMaxRuntime+DefaultRescueMarginOverCap)
+
+	if r.err == nil {
+		r.err = c.validate()
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	return c, nil
+}
+
+func (c *Config) validate() error {
+	switch c.LogFormat {
+	case "json", "text":
+	default:
+		return fmt.Errorf("LOG_FORMAT: %q is not json or text", c.LogFormat)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("LOG_LEVEL: %q is not debug, info, warn or error", c.LogLevel)
+	}
+	if c.RescueAfter <= c.Limits.TaskMaxRuntime {
+		return fmt.Errorf("TASK_RESCUE_AFTER_SECONDS: %s must exceed TASK_MAX_RUNTIME_SECONDS (%s), or running tasks would be rescued while still working",
+			c.RescueAfter, c.Limits.TaskMaxRuntime)
+	}
+	if c.WorkerFetchCooldown <= 0 || c.WorkerFetchPoll <= c.WorkerFetchCooldown {
+		return errors.New("WORKER_FETCH_POLL_INTERVAL must exceed WORKER_FETCH_COOLDOWN, and both be positive")
+	}
+	if !slices.Contains(c.Queues, DefaultQueue) {
+		return fmt.Errorf("QUEUES: must include %q, where tasks without a queue go", DefaultQueue)
+	}
+	if _, err := url.Parse(c.DatabaseURL); err != nil {
+		return errors.New("DATABASE_URL: not a URL") // the URL may hold a password: never echo it
+	}
+	return nil
+}
+
+// normalizeDatabaseURL accepts the seed's SQLAlchemy form
+// (postgresql+psycopg2://...) by dropping the driver suffix.
+func normalizeDatabaseURL(s string) string {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return s
+	}
+	if base, _, hasDriver := strings.Cut(scheme, "+"); hasDriver {
+		return base + "://" + rest
+	}
+	return s
+}
+
+// reader collects the first error while reading variables, so Load reads
+// like a table.
+type reader struct {
+	getenv func(string) string
+	err    error
+}
+
+func (r *reader) fail(name, val, want string) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%s: %q is not %s", name, val, want)
+	}
+}
+
+func (r *reader) str(name, def string) string {
+	if v := strings.TrimSpace(r.getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+func (r *reader) positiveInt(name string, def int) int {
+	v := strings.TrimSpace(r.getenv(name))
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		r.fail(name, v, "a positive whole number")
+		return def
+	}
+	return n
+}
+
+func (r *reader) seconds(name string, def time.Duration) time.Duration {
+	v := strings.TrimSpace(r.getenv(name))
+	if v == "" {
+		return def
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f <= 0 || f > 1e9 {
+		r.fail(name, v, "a positive number of seconds")
+		return def
+	}
+	return time.Duration(f * float64(time.Second))
+}
+
+func (r *reader) duration(name string, def time.Duration) time.Duration {
+	v := strings.TrimSpace(r.getenv(name))
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		r.fail(name, v, "a positive duration such as 250ms or 2s")
+		return def
+	}
+	return d
+}
+
+// days reads a duration that may also be written as whole days ("7d").
+func (r *reader) days(name string, def time.Duration) time.Duration {
+	v := strings.TrimSpace(r.getenv(name))
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		d, err := strconv.Atoi(n)
+		if err != nil || d <= 0 {
+			r.fail(name, v, "a positive duration such as 7d or 36h")
+			return def
+		}
+		return time.Duration(d) * 24 * time.Hour
+	}
+	return r.duration(name, def)
+}
+
+func (r *reader) boolean(name string, def bool) bool {
+	v := strings.TrimSpace(r.getenv(name))
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		r.fail(name, v, "true or false")
+		return def
+	}
+	return b
+}
+
+func (r *reader) list(name, def string) []string {
+	var out []string
+	for _, part := range strings.Split(r.str(name, def), ",") {
+		if p := strings.ToLower(strings.TrimSpace(part)); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// MarshalJSON shows the limits as GET /limits does, each named after its
+// variable.
+func (l Limits) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		TaskMaxRuntimeSeconds float64  `json:"task_max_runtime_seconds"`
+		TaskMaxArtifactMB     int      `json:"task_max_artifact_mb"`
+		TasksPerMinute        int      `json:"tasks_per_minute"`
+		SearchSourceAllowlist []string `json:"search_source_allowlist"`
+		FetchDomainAllowlist  []string `json:"fetch_domain_allowlist"`
+		MaxBatchSize          int      `json:"max_batch_size"`
+		MaxRequestBodyBytes   int64    `json:"max_request_body_bytes"`
+	}{
+		l.TaskMaxRuntime.Seconds(), l.TaskMaxArtifactMB, l.TasksPerMinute, l.SearchSourceAllowlist,
+		l.FetchDomainAllowlist, l.MaxBatchSize, l.MaxRequestBodyBytes,
+	})
+}

@@ -1,0 +1,211 @@
+package db
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/taskrunner/taskrunner/db/dbsqlc"
+)
+
+// Run statuses. A run is one attempt of a task.
+const (
+	RunRunning     = "running"
+	RunCompleted   = "completed"
+	RunFailed      = "failed"
+	RunKilled      = "killed"      // ended by its timeout: task_runtime_exceeded
+	RunCancelled   = "cancelled"   // ended by a cancel request or a JobCancel error
+	RunInterrupted = "interrupted" // stopped by a shutdown; River puts the task back without using an attempt
+	RunAbandoned   = "abandoned"   // its worker died; River's rescuer gave the task back
+)
+
+// Run is one attempt of a task.
+type Run struct {
+	ID            int64      `json:"id"`
+	TaskID        int64      `json:"task_id"`
+	Attempt       int        `json:"attempt"`
+	Key           string     `json:"key"`
+	TaskType      string     `json:"task_type"`
+	Status        string     `json:"status"`
+	ErrorCode     *string    `json:"error_code"`
+	Error         *string    `json:"error"`
+	Worker        string     `json:"worker"`
+	Interruptions int        `json:"interruptions"`
+	StartedAt     time.Time  `json:"started_at"`
+	FinishedAt    *time.Time `json:"finished_at"`
+	DurationMS    *float64   `json:"duration_ms"`
+}
+
+func runFromRow(r dbsqlc.Run) Run {
+	return Run{
+		ID: r.ID, TaskID: r.TaskID, Attempt: int(r.Attempt), Key: r.Key, TaskType: r.TaskType,
+		Status: r.Status, ErrorCode: r.ErrorCode, Error: r.Error, Worker: r.Worker,
+		Interruptions: int(r.Interruptions), StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
+		DurationMS: r.DurationMs,
+	}
+}
+
+// RunStart describes an attempt that is starting.
+type RunStart struct {
+	TaskID   int64
+	Attempt  int
+	Key      string // scope-prefixed, e.g. "search:5f1c..."
+	TaskType string
+	Worker   string
+}
+
+// StartRun records the start of an attempt and returns the run's id. Earlier
+// attempts of the task still marked running are closed as abandoned.
+func StartRun(ctx context.Context, ex Executor, s RunStart) (int64, error) {
+	id, err := queries.RunStart(ctx, ex, dbsqlc.RunStartParams{
+		TaskID: s.TaskID, Attempt: int32(s.Attempt), Key: s.Key, TaskType: s.TaskType, Worker: s.Worker,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("start run of task %d attempt %d: %w", s.TaskID, s.Attempt, err)
+	}
+	return id, nil
+}
+
+// RunFinish describes how an attempt ended.
+type RunFinish struct {
+	RunID     int64
+	Status    string
+	ErrorCode string // empty for none
+	Error     string // empty for none
+	Duration  time.Duration
+	Metrics   map[string]float64
+	Notes     []string
+}
+
+// FinishRun records the end of an attempt with its metrics and notes, in
+// one transaction.
+func FinishRun(ctx context.Context, pool *pgxpool.Pool, f RunFinish) error {
+	ms := float64(f.Duration) / float64(time.Millisecond)
+	finish := func(ex Executor) error {
+		return queries.RunFinish(ctx, ex, dbsqlc.RunFinishParams{
+			ID: f.RunID, Status: f.Status, ErrorCode: nonEmpty(f.ErrorCode), Error: nonEmpty(f.Error),
+			DurationMs: &ms,
+		})
+	}
+	var err error
+	if len(f.Metrics) == 0 && len(f.Notes) == 0 {
+		err = finish(pool)
+	} else {
+		err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if err := finish(tx); err != nil {
+				return err
+			}
+			if err := AddRunMetrics(ctx, tx, f.RunID, f.Metrics); err != nil {
+				return err
+			}
+			return AddRunNotes(ctx, tx, f.RunID, f.Notes...)
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("finish run %d: %w", f.RunID, err)
+	}
+	return nil
+}
+
+// AddRunMetrics records numbers against a run; a name already recorded
+// takes the new value.
+func AddRunMetrics(ctx context.Context, ex Executor, runID int64, metrics map[string]float64) error {
+	if len(metrics) == 0 {
+		return nil
+	}
+	names := make([]string, 0, len(metrics))
+	values := make([]float64, 0, len(metrics))
+	for name, v := range metrics {
+		names = append(names, name)
+		values = append(values, v)
+	}
+	if err := queries.RunMetricsUpsert(ctx, ex, dbsqlc.RunMetricsUpsertParams{RunID: runID, Names: names, MetricValues: values}); err != nil {
+		return fmt.Errorf("add metrics to run %d: %w", runID, err)
+	}
+	return nil
+}
+
+// AddRunNotes attaches free text to a run.
+func AddRunNotes(ctx context.Context, ex Executor, runID int64, notes ...string) error {
+	if len(notes) == 0 {
+		return nil
+	}
+	if err := queries.RunNotesInsert(ctx, ex, dbsqlc.RunNotesInsertParams{RunID: runID, Notes: notes}); err != nil {
+		return fmt.Errorf("add notes to run %d: %w", runID, err)
+	}
+	return nil
+}
+
+// RunsForTask returns a task's runs, first attempt first.
+func RunsForTask(ctx context.Context, ex Executor, taskID int64) ([]Run, error) {
+	rows, err := queries.RunsForTask(ctx, ex, taskID)
+	if err != nil {
+		return nil, fmt.Errorf("runs of task %d: %w", taskID, err)
+	}
+	out := make([]Run, len(rows))
+	for i, r := range rows {
+		out[i] = runFromRow(r)
+	}
+	return out, nil
+}
+
+// RunMetrics returns the metrics recorded against a run, by name.
+func RunMetrics(ctx context.Context, ex Executor, runID int64) (map[string]float64, error) {
+	rows, err := queries.RunMetricsForRun(ctx, ex, runID)
+	if err != nil {
+		return nil, fmt.Errorf("metrics of run %d: %w", runID, err)
+	}
+	out := make(map[string]float64, len(rows))
+	for _, r := range rows {
+		out[r.Name] = r.Value
+	}
+	return out, nil
+}
+
+// RunNotes returns the notes attached to a run, oldest first.
+func RunNotes(ctx context.Context, ex Executor, runID int64) ([]string, error) {
+	rows, err := queries.RunNotesForRun(ctx, ex, runID)
+	if err != nil {
+		return nil, fmt.Errorf("notes of run %d: %w", runID, err)
+	}
+	out := make([]string, len(rows))
+	for i, r := range rows {
+		out[i] = r.Note
+	}
+	return out, nil
+}
+
+// HasBeenProcessed reports whether a run with key, prefixed by scope,
+// completed, and when the last one finished (the seed's helper).
+func HasBeenProcessed(ctx context.Context, ex Executor, key, scope string) (bool, *time.Time, error) {
+	row, err := queries.HasBeenProcessed(ctx, ex, dbsqlc.HasBeenProcessedParams{Key: key, Scope: scope})
+	if err != nil {
+		return false, nil, fmt.Errorf("has %s:%s been processed: %w", scope, key, err)
+	}
+	// max() over no rows is NULL, which sqlc types as interface{}.
+	if last, ok := row.LastAt.(time.Time); ok {
+		return row.Processed, &last, nil
+	}
+	return row.Processed, nil, nil
+}
+
+// LatestRunForKey returns the newest run with the scope-prefixed key, or
+// ErrNotFound (the seed's helper).
+func LatestRunForKey(ctx context.Context, ex Executor, key string) (*Run, error) {
+	row, err := queries.LatestRunForKey(ctx, ex, key)
+	if err != nil {
+		return nil, fmt.Errorf("latest run for %s: %w", key, interpret(err))
+	}
+	r := runFromRow(row)
+	return &r, nil
+}
+
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}

@@ -1,0 +1,72 @@
+package db
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/taskrunner/taskrunner/db/dbsqlc"
+)
+
+// Task is a River job as the API and the tasks view show it.
+type Task struct {
+	ID             int64
+	Type           string
+	Status         string
+	Params         json.RawMessage
+	Result         json.RawMessage // River's recorded output; nil until there is one
+	Error          *string         // the newest attempt's error
+	Attempt        int
+	MaxAttempts    int
+	Priority       int
+	Queue          string
+	TimeoutSeconds *float64
+	CreatedAt      time.Time
+	ScheduledAt    time.Time
+	StartedAt      *time.Time
+	FinishedAt     *time.Time
+	Metadata       json.RawMessage
+}
+
+func taskFromRow(r dbsqlc.Task) Task {
+	return Task{
+		ID: r.ID, Type: r.Type, Status: string(r.Status), Params: r.Params, Result: r.Result,
+		Error: r.Error, Attempt: int(r.Attempt), MaxAttempts: int(r.MaxAttempts), Priority: int(r.Priority),
+		Queue: r.Queue, TimeoutSeconds: r.TimeoutSeconds, CreatedAt: r.CreatedAt, ScheduledAt: r.ScheduledAt,
+		StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, Metadata: r.Metadata,
+	}
+}
+
+// GetTask returns the task with id, or ErrNotFound.
+func GetTask(ctx context.Context, ex Executor, id int64) (*Task, error) {
+	row, err := queries.TaskGet(ctx, ex, id)
+	if err != nil {
+		return nil, fmt.Errorf("get task %d: %w", id, interpret(err))
+	}
+	t := taskFromRow(row)
+	return &t, nil
+}
+
+// TaskFilter selects tasks for ListTasks. Zero fields do not filter.
+type TaskFilter struct {
+	Type     string
+	Statuses []string
+	BeforeID int64 // cursor: only tasks with a smaller id
+	Limit    int
+}
+
+// ListTasks returns tasks newest first.
+func ListTasks(ctx context.Context, ex Executor, f TaskFilter) ([]Task, error) {
+	rows, err := queries.TaskList(ctx, ex, dbsqlc.TaskListParams{
+		TaskType: f.Type, Statuses: f.Statuses, BeforeID: f.BeforeID, MaxRows: int32(f.Limit),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list tasks: %w", err)
+	}
+	out := make([]Task, len(rows))
+	for i, r := range rows {
+		out[i] = taskFromRow(r)
+	}
+	return out, nil
+}

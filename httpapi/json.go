@@ -1,0 +1,117 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/taskrunner/taskrunner/task"
+)
+
+// writeJSON writes v as the response body with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		http.Error(w, `{"error":{"code":"internal_error","message":"response could not be encoded"}}`, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// readBody reads a JSON request body within the server's size limit.
+func readBody(r *http.Request) ([]byte, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return nil, &Error{Status: http.StatusUnsupportedMediaType, Code: CodeUnsupportedMediaType,
+				Message: "send the body as application/json"}
+		}
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeBodyTooLarge,
+				Message: fmt.Sprintf("request body is over %d bytes", tooLarge.Limit)}
+		}
+		return nil, &Error{Status: http.StatusBadRequest, Code: CodeInvalidJSON, Message: "request body could not be read", Cause: err}
+	}
+	return body, nil
+}
+
+// decodeStrict decodes one JSON object from body into v: unknown fields and
+// trailing data are refused. Syntax errors are invalid_json; a field of the
+// wrong type or unknown is task_rejected_invalid_params naming the field.
+func decodeStrict(body []byte, v any) error {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
+		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidJSON, Message: "request body is empty; send a JSON object"}
+	}
+	if trimmed[0] != '{' {
+		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidJSON, Message: "request body must be a JSON object"}
+	}
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidJSON, Message: "request body has data after the JSON object"}
+	}
+	return nil
+}
+
+func decodeError(err error) error {
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) {
+		field := typeErr.Field
+		if field == "" {
+			field = "body"
+		}
+		return &Error{Status: http.StatusBadRequest, Code: task.CodeInvalidParams, Field: field,
+			Message: fmt.Sprintf("%s has the wrong type: got JSON %s", field, typeErr.Value)}
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		field := strings.Trim(name, `"`)
+		return &Error{Status: http.StatusBadRequest, Code: task.CodeInvalidParams, Field: field,
+			Message: fmt.Sprintf("unknown field %q", field)}
+	}
+	var timeErr *time.ParseError
+	if errors.As(err, &timeErr) {
+		// run_at is the only time a request carries.
+		return &Error{Status: http.StatusBadRequest, Code: task.CodeInvalidParams, Field: "run_at",
+			Message: `run_at must be an RFC 3339 time such as "2026-01-02T15:04:05Z"`}
+	}
+	return &Error{Status: http.StatusBadRequest, Code: CodeInvalidJSON, Message: "request body is not valid JSON: " + jsonSyntaxMessage(err)}
+}
+
+// jsonSyntaxMessage describes a decoding error without echoing the input.
+func jsonSyntaxMessage(err error) string {
+	var syn *json.SyntaxError
+	if errors.As(err, &syn) {
+		return fmt.Sprintf("syntax error at byte %d", syn.Offset)
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return "unexpected end of input"
+	}
+	return "malformed"
+}
+
+// decodeTaskRequest decodes a POST /tasks body.
+func decodeTaskRequest(body []byte) (*task.Request, error) {
+	var req task.Request
+	if err := decodeStrict(body, &req); err != nil {
+		return nil, err
+	}
+	return &req, nil
+}

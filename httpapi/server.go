@@ -1,0 +1,196 @@
+// Package httpapi is taskrunner's REST API: every route in one router,
+// handlers of one shape (decode and validate, call the domain, encode or
+// return an error), one JSON error shape, and middleware in a fixed order.
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/taskrunner/taskrunner/task"
+)
+
+// Check is one dependency that /ready checks.
+type Check struct {
+	Name  string // "postgres", "redis", "minio"
+	Check func(ctx context.Context) error
+}
+
+// Deps is what the API needs.
+type Deps struct {
+	Tasks  *task.Service
+	Checks []Check
+	// Limits is shown as is by GET /limits.
+	Limits         any
+	Logger         *slog.Logger
+	MaxBodyBytes   int64
+	RequestTimeout time.Duration
+}
+
+// Server is the API's HTTP handler.
+type Server struct {
+	deps   Deps
+	router chi.Router
+}
+
+// New returns the API handler.
+func New(deps Deps) *Server {
+	s := &Server{deps: deps}
+	s.router = s.routes()
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
+
+// Routes returns the router, for walking every route in tests.
+func (s *Server) Routes() chi.Routes { return s.router }
+
+// handlerFunc is the one handler shape: it returns an error instead of
+// writing one.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (s *Server) handle(h handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			writeError(w, r, s.deps.Logger, err)
+		}
+	}
+}
+
+func (s *Server) routes() chi.Router {
+	r := chi.NewRouter()
+	// Outermost first: recover, request id, log, limits.
+	r.Use(s.recoverer)
+	r.Use(middleware.RequestID)
+	r.Use(s.requestLog)
+	r.Use(s.limitBody)
+	r.Use(s.deadline)
+	r.NotFound(s.handle(func(w http.ResponseWriter, r *http.Request) error {
+		return &Error{Status: http.StatusNotFound, Code: task.CodeNotFound, Message: "no such route: " + r.Method + " " + r.URL.Path}
+	}))
+	r.MethodNotAllowed(s.handle(func(w http.ResponseWriter, r *http.Request) error {
+		return &Error{Status: http.StatusMethodNotAllowed, Code: CodeMethodNotAllowed, Message: r.Method + " is not allowed on " + r.URL.Path}
+	}))
+
+	r.Get("/health", s.handle(s.health))
+	r.Get("/ready", s.handle(s.ready))
+	r.Get("/limits", s.handle(s.limits))
+
+	r.Post("/tasks", s.handle(s.submitTask))
+	r.Get("/tasks", s.handle(s.listTasks))
+	r.Get("/tasks/{id}", s.handle(s.getTask))
+	r.Post("/tasks/{id}/cancel", s.handle(s.cancelTask))
+	return r
+}
+
+func (s *Server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler { //nolint:errorlint // sentinel compared as net/http does
+					panic(v)
+				}
+				s.deps.Logger.ErrorContext(r.Context(), "handler panicked", slog.String("event", "http_panic"),
+					slog.Any("panic", v), slog.String("path", r.URL.Path), slog.String("request_id", middleware.GetReqID(r.Context())))
+				writeError(w, r, s.deps.Logger, &Error{Status: http.StatusInternalServerError, Code: CodeInternal,
+					Message: "internal error; the server log has the details"})
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) requestLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		start := time.Now()
+		next.ServeHTTP(ww, r)
+		level := slog.LevelDebug
+		if ww.Status() >= 500 {
+			level = slog.LevelWarn
+		}
+		if s.deps.Logger.Enabled(r.Context(), level) {
+			s.deps.Logger.LogAttrs(r.Context(), level, "http request", slog.String("event", "http_request"),
+				slog.String("method", r.Method), slog.String("route", chi.RouteContext(r.Context()).RoutePattern()),
+				slog.Int("status", ww.Status()), slog.Float64("took_ms", float64(time.Since(start).Microseconds())/1000),
+				slog.String("request_id", middleware.GetReqID(r.Context())))
+		}
+	})
+}
+
+func (s *Server) limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, s.deps.MaxBodyBytes)
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) deadline(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), s.deps.RequestTimeout)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+func (s *Server) health(w http.ResponseWriter, _ *http.Request) error {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+type readyBody struct {
+	Status string            `json:"status"`
+	Checks map[string]string `json:"checks"`
+}
+
+// ready checks every dependency at once and names those that are down.
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) error {
+	type result struct {
+		name string
+		err  error
+	}
+	results := make(chan result, len(s.deps.Checks))
+	for _, c := range s.deps.Checks {
+		go func() { results <- result{c.Name, c.Check(r.Context())} }()
+	}
+	body := readyBody{Status: "ok", Checks: map[string]string{}}
+	var down []string
+	for range s.deps.Checks {
+		res := <-results
+		if res.err != nil {
+			body.Checks[res.name] = "down"
+			down = append(down, res.name)
+			s.deps.Logger.WarnContext(r.Context(), "dependency down", slog.String("event", "dependency_down"),
+				slog.String("dependency", res.name), slog.String("error", res.err.Error()))
+		} else {
+			body.Checks[res.name] = "ok"
+		}
+	}
+	if len(down) > 0 {
+		body.Status = "unavailable"
+		writeJSON(w, http.StatusServiceUnavailable, struct {
+			readyBody
+			Error errorDetail `json:"error"`
+		}{body, errorDetail{Code: CodeDependencyUnavailable, Message: "down: " + joinSorted(down), RequestID: middleware.GetReqID(r.Context())}})
+		return nil
+	}
+	writeJSON(w, http.StatusOK, body)
+	return nil
+}
+
+func (s *Server) limits(w http.ResponseWriter, _ *http.Request) error {
+	writeJSON(w, http.StatusOK, s.deps.Limits)
+	return nil
+}
+
+func joinSorted(names []string) string {
+	slices.Sort(names)
+	return strings.Join(names, ", ")
+}

@@ -1,0 +1,157 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskrunner/taskrunner/config"
+	"github.com/taskrunner/taskrunner/httpapi"
+	"github.com/taskrunner/taskrunner/internal/testenv"
+	"github.com/taskrunner/taskrunner/jobs"
+	"github.com/taskrunner/taskrunner/task"
+)
+
+// testMaxRuntime is the runtime cap in these tests.
+const testMaxRuntime = 10 * time.Minute
+
+type bundle struct {
+	db     *testenv.DB
+	client *river.Client[pgx.Tx]
+	server *httptest.Server
+	logs   *testenv.Logs
+}
+
+type setupOpts struct {
+	work   bool // start workers in this process
+	checks []httpapi.Check
+}
+
+// setup gives a test its own database, a River client on it (working tasks
+// when opts.work) and the API on an httptest server.
+func setup(t *testing.T, opts setupOpts) *bundle {
+	t.Helper()
+	tdb := testenv.NewDB(t)
+	logger, logs := testenv.Logger(t)
+	client, err := jobs.NewClient(tdb.Pool, jobs.ClientConfig{
+		Work: opts.work, Queues: []string{"default"}, Concurrency: 10,
+		MaxRuntime: testMaxRuntime, RescueAfter: testMaxRuntime + time.Minute,
+		FetchCooldown: 5 * time.Millisecond, FetchPoll: 200 * time.Millisecond,
+		Retention: time.Hour, WorkerName: "test",
+	}, logger)
+	require.NoError(t, err)
+	if opts.work {
+		ctx, cancel := context.WithCancel(context.Background())
+		require.NoError(t, client.Start(ctx))
+		t.Cleanup(func() {
+			stopCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+			defer stop()
+			require.NoError(t, client.StopAndCancel(stopCtx))
+			cancel()
+		})
+	}
+	limits := config.Limits{TaskMaxRuntime: testMaxRuntime, MaxBatchSize: 50, MaxRequestBodyBytes: config.DefaultMaxRequestBodyBytes}
+	api := httpapi.New(httpapi.Deps{
+		Tasks:          task.NewService(tdb.Pool, client, task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}}, logger),
+		Checks:         opts.checks,
+		Limits:         limits,
+		Logger:         logger,
+		MaxBodyBytes:   limits.MaxRequestBodyBytes,
+		RequestTimeout: 30 * time.Second,
+	})
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	return &bundle{db: tdb, client: client, server: srv, logs: logs}
+}
+
+// response is a decoded API answer.
+type response struct {
+	status int
+	header http.Header
+	body   map[string]any
+	raw    []byte
+}
+
+func (b *bundle) do(t *testing.T, method, path string, body any) response {
+	t.Helper()
+	var rd io.Reader
+	switch v := body.(type) {
+	case nil:
+	case string:
+		rd = bytes.NewBufferString(v)
+	case []byte:
+		rd = bytes.NewReader(v)
+	default:
+		buf, err := json.Marshal(v)
+		require.NoError(t, err)
+		rd = bytes.NewReader(buf)
+	}
+	req, err := http.NewRequest(method, b.server.URL+path, rd)
+	require.NoError(t, err)
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	out := response{status: resp.StatusCode, header: resp.Header, raw: raw}
+	if len(raw) > 0 {
+		require.NoError(t, json.Unmarshal(raw, &out.body), "body: %s", raw)
+	}
+	return out
+}
+
+// submit posts a task and returns its id, requiring 202.
+func (b *bundle) submit(t *testing.T, req map[string]any) int64 {
+	t.Helper()
+	resp := b.do(t, http.MethodPost, "/tasks", req)
+	require.Equal(t, http.StatusAccepted, resp.status, "body: %s", resp.raw)
+	return int64(resp.body["id"].(float64))
+}
+
+// waitStatus polls the task until its status is one of want.
+func (b *bundle) waitStatus(t *testing.T, id int64, want ...string) response {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp := b.do(t, http.MethodGet, "/tasks/"+strconv.FormatInt(id, 10), nil)
+		require.Equal(t, http.StatusOK, resp.status, "body: %s", resp.raw)
+		for _, w := range want {
+			if resp.body["status"] == w {
+				return resp
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %d: status %v, want one of %v; body: %s", id, resp.body["status"], want, resp.raw)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (b *bundle) jobCount(t *testing.T) int {
+	t.Helper()
+	var n int
+	require.NoError(t, b.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM river_job").Scan(&n))
+	return n
+}
+
+func errorCode(t *testing.T, r response) string {
+	t.Helper()
+	e, ok := r.body["error"].(map[string]any)
+	require.True(t, ok, "no error object in %s", r.raw)
+	require.NotEmpty(t, e["request_id"], "error without request_id: %s", r.raw)
+	require.NotEmpty(t, e["message"], "error without message: %s", r.raw)
+	return e["code"].(string)
+}

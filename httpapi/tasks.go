@@ -1,0 +1,162 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/taskrunner/taskrunner/db"
+	"github.com/taskrunner/taskrunner/jobs"
+	"github.com/taskrunner/taskrunner/task"
+)
+
+// taskView is a task as the API shows it.
+type taskView struct {
+	ID              int64           `json:"id"`
+	TaskID          int64           `json:"task_id"` // the seed's name for id
+	Type            string          `json:"type"`
+	Status          string          `json:"status"`
+	Params          json.RawMessage `json:"params"`
+	Result          json.RawMessage `json:"result"`
+	Error           *taskError      `json:"error"`
+	Attempt         int             `json:"attempt"`
+	MaxAttempts     int             `json:"max_attempts"`
+	MaxRetries      int             `json:"max_retries"`
+	Priority        int             `json:"priority"`
+	Queue           string          `json:"queue"`
+	TimeoutSeconds  *float64        `json:"timeout_seconds"`
+	CancelRequested bool            `json:"cancel_requested"`
+	CreatedAt       time.Time       `json:"created_at"`
+	ScheduledAt     time.Time       `json:"scheduled_at"`
+	StartedAt       *time.Time      `json:"started_at"`
+	FinishedAt      *time.Time      `json:"finished_at"`
+	Runs            []db.Run        `json:"runs,omitempty"`
+}
+
+type taskError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+var errorCodePrefix = regexp.MustCompile(`^([a-z][a-z0-9_]*): `)
+
+func viewOf(t *db.Task) taskView {
+	v := taskView{
+		ID: t.ID, TaskID: t.ID, Type: t.Type, Status: t.Status, Params: t.Params, Result: t.Result,
+		Attempt: t.Attempt, MaxAttempts: t.MaxAttempts, MaxRetries: t.MaxAttempts - 1, Priority: t.Priority,
+		Queue: t.Queue, TimeoutSeconds: t.TimeoutSeconds, CreatedAt: t.CreatedAt, ScheduledAt: t.ScheduledAt,
+		StartedAt: t.StartedAt, FinishedAt: t.FinishedAt,
+	}
+	var meta struct {
+		CancelAttemptedAt *time.Time `json:"cancel_attempted_at"`
+	}
+	if json.Unmarshal(t.Metadata, &meta) == nil && meta.CancelAttemptedAt != nil {
+		v.CancelRequested = true
+	}
+	if t.Error != nil && t.Status != "completed" {
+		v.Error = &taskError{Code: jobs.CodeFailed, Message: *t.Error}
+		if m := errorCodePrefix.FindStringSubmatch(*t.Error); m != nil {
+			v.Error.Code = m[1]
+		} else if t.Status == "cancelled" {
+			v.Error.Code = jobs.CodeCancelled
+		}
+	}
+	return v
+}
+
+func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	req, err := decodeTaskRequest(body)
+	if err != nil {
+		return err
+	}
+	t, err := s.deps.Tasks.Submit(r.Context(), req)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/tasks/"+strconv.FormatInt(t.ID, 10))
+	writeJSON(w, http.StatusAccepted, viewOf(t))
+	return nil
+}
+
+func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
+	id, err := task.ParseID(chi.URLParam(r, "id"))
+	if err != nil {
+		return err
+	}
+	d, err := s.deps.Tasks.Get(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	v := viewOf(&d.Task)
+	v.Runs = d.Runs
+	if v.Runs == nil {
+		v.Runs = []db.Run{}
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+type listBody struct {
+	Tasks      []taskView `json:"tasks"`
+	NextCursor *string    `json:"next_cursor"`
+}
+
+func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	lq := task.ListQuery{Type: q.Get("type"), Cursor: q.Get("cursor")}
+	for _, st := range q["status"] {
+		for part := range strings.SplitSeq(st, ",") {
+			if part = strings.TrimSpace(part); part != "" && !slices.Contains(lq.Statuses, part) {
+				lq.Statuses = append(lq.Statuses, part)
+			}
+		}
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n <= 0 {
+			return &Error{Status: http.StatusBadRequest, Code: task.CodeInvalidParams, Field: "limit",
+				Message: "limit must be a positive whole number"}
+		}
+		lq.Limit = n
+	}
+	page, err := s.deps.Tasks.List(r.Context(), lq)
+	if err != nil {
+		return err
+	}
+	body := listBody{Tasks: make([]taskView, len(page.Tasks))}
+	for i := range page.Tasks {
+		body.Tasks[i] = viewOf(&page.Tasks[i])
+	}
+	if page.NextCursor != "" {
+		body.NextCursor = &page.NextCursor
+	}
+	writeJSON(w, http.StatusOK, body)
+	return nil
+}
+
+func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request) error {
+	id, err := task.ParseID(chi.URLParam(r, "id"))
+	if err != nil {
+		return err
+	}
+	t, err := s.deps.Tasks.Cancel(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if !task.Finished(t.Status) {
+		status = http.StatusAccepted // running: its worker is being told to stop
+	}
+	writeJSON(w, status, viewOf(t))
+	return nil
+}

@@ -1,0 +1,90 @@
+package jobs
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
+)
+
+// ClientConfig configures the River client of an api, worker or serve process.
+type ClientConfig struct {
+	// Work makes the client fetch and work tasks; without it the client
+	// only inserts and cancels (the api process).
+	Work bool
+	// Queues are the queues worked, each with Concurrency workers.
+	Queues      []string
+	Concurrency int
+	// MaxRuntime is River's JobTimeout: the cap on every task's timeout.
+	MaxRuntime time.Duration
+	// RescueAfter is how long a task may stay running before River's
+	// rescuer returns it to the queue, assuming its worker died.
+	RescueAfter   time.Duration
+	FetchCooldown time.Duration
+	FetchPoll     time.Duration
+	// Retention is how long finished tasks stay in river_job.
+	Retention time.Duration
+	// WorkerName identifies this process in runs.
+	WorkerName string
+}
+
+// NewClient returns the River client on pool, with every task type's
+// worker and the run recorder when cfg.Work is set.
+func NewClient(pool *pgxpool.Pool, cfg ClientConfig, logger *slog.Logger) (*river.Client[pgx.Tx], error) {
+	rc := &river.Config{
+		Logger:                      riverLogger(logger),
+		JobTimeout:                  cfg.MaxRuntime,
+		RescueStuckJobsAfter:        cfg.RescueAfter,
+		CompletedJobRetentionPeriod: cfg.Retention,
+		CancelledJobRetentionPeriod: cfg.Retention,
+		DiscardedJobRetentionPeriod: cfg.Retention,
+		// Registered for inserts in every process, so River validates kinds.
+		Workers: Workers(),
+	}
+	if cfg.Work {
+		rc.FetchCooldown = cfg.FetchCooldown
+		rc.FetchPollInterval = cfg.FetchPoll
+		rc.Queues = make(map[string]river.QueueConfig, len(cfg.Queues))
+		for _, q := range cfg.Queues {
+			rc.Queues[q] = river.QueueConfig{MaxWorkers: cfg.Concurrency}
+		}
+		rc.Middleware = []rivertype.Middleware{NewRunRecorder(pool, logger, cfg.WorkerName)}
+	}
+	return river.NewClient(riverpgxv5.New(pool), rc)
+}
+
+// Workers returns a River worker bundle with every task type's worker.
+func Workers() *river.Workers {
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &EchoWorker{})
+	river.AddWorker(workers, &SleepWorker{})
+	return workers
+}
+
+// riverLogger passes River's own log lines through at warn and above, with
+// an event name like every other line.
+func riverLogger(logger *slog.Logger) *slog.Logger {
+	return slog.New(&levelFloor{Handler: logger.Handler(), floor: slog.LevelWarn}).With(slog.String("event", "river_log"))
+}
+
+type levelFloor struct {
+	slog.Handler
+	floor slog.Level
+}
+
+func (h *levelFloor) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.floor && h.Handler.Enabled(ctx, l)
+}
+
+func (h *levelFloor) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &levelFloor{Handler: h.Handler.WithAttrs(attrs), floor: h.floor}
+}
+
+func (h *levelFloor) WithGroup(name string) slog.Handler {
+	return &levelFloor{Handler: h.Handler.WithGroup(name), floor: h.floor}
+}

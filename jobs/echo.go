@@ -1,0 +1,49 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/riverqueue/river"
+)
+
+// EchoArgs is the echo task: it returns its message.
+type EchoArgs struct {
+	Msg string `json:"msg"`
+}
+
+// Kind is the echo task's type and River job kind.
+func (EchoArgs) Kind() string { return "echo" }
+
+// EchoResult is an echo task's result.
+type EchoResult struct {
+	Msg string `json:"msg"`
+}
+
+// EchoWorker works echo tasks.
+type EchoWorker struct {
+	taskWorker[EchoArgs]
+}
+
+// Work records the message as the task's result.
+func (w *EchoWorker) Work(ctx context.Context, job *river.Job[EchoArgs]) error {
+	return river.RecordOutput(ctx, EchoResult(job.Args))
+}
+
+func init() {
+	register(TaskType{
+		Name: EchoArgs{}.Kind(),
+		Decode: func(params json.RawMessage) (river.JobArgs, error) {
+			var p struct {
+				Msg *string `json:"msg"`
+			}
+			if err := decodeParams(params, &p); err != nil {
+				return nil, err
+			}
+			if p.Msg == nil {
+				return nil, &ParamsError{Field: "params.msg", Message: "is required"}
+			}
+			return EchoArgs{Msg: *p.Msg}, nil
+		},
+	})
+}

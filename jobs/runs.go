@@ -1,0 +1,188 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/taskrunner/taskrunner/db"
+)
+
+// Error codes recorded on runs and shown by the API.
+const (
+	CodeRuntimeExceeded = "task_runtime_exceeded"
+	CodeCancelled       = "task_cancelled"
+	CodeFailed          = "task_failed"
+	CodeInterrupted     = "task_interrupted"
+)
+
+// runWriteTimeout bounds the writes of a run record, which happen even when
+// the job's context is already cancelled.
+const runWriteTimeout = 10 * time.Second
+
+// RunRecorder is River worker middleware that records each attempt of a task
+// as a row in runs, logs its start and end, and turns a timeout into
+// task_runtime_exceeded. Workers never write runs themselves; they attach
+// metrics and notes with RecordMetric and AddNote.
+type RunRecorder struct {
+	river.MiddlewareDefaults
+
+	pool   *pgxpool.Pool
+	logger *slog.Logger
+	worker string
+}
+
+// NewRunRecorder returns the middleware; worker names this process in runs.
+func NewRunRecorder(pool *pgxpool.Pool, logger *slog.Logger, worker string) *RunRecorder {
+	return &RunRecorder{pool: pool, logger: logger, worker: worker}
+}
+
+var _ rivertype.WorkerMiddleware = (*RunRecorder)(nil)
+
+// Work records the run around the inner work.
+func (m *RunRecorder) Work(ctx context.Context, job *rivertype.JobRow, doInner func(context.Context) error) error {
+	key := RunKey(job.Kind, job.EncodedArgs)
+	if t, ok := Types[job.Kind]; ok && t.RunKey != nil {
+		key = job.Kind + ":" + t.RunKey(job.EncodedArgs)
+	}
+	runID, err := db.StartRun(ctx, m.pool, db.RunStart{
+		TaskID: job.ID, Attempt: job.Attempt, Key: key, TaskType: job.Kind, Worker: m.worker,
+	})
+	if err != nil {
+		return err // River records the failed attempt and retries it
+	}
+	attrs := []slog.Attr{
+		slog.Int64("task_id", job.ID), slog.String("type", job.Kind),
+		slog.Int("attempt", job.Attempt), slog.Int("max_attempts", job.MaxAttempts),
+	}
+	m.logger.LogAttrs(ctx, slog.LevelDebug, "task started", append(attrs, slog.String("event", "task_started"))...)
+
+	rec := &recorder{}
+	start := time.Now()
+	workErr := doInner(withRecorder(ctx, rec))
+	took := time.Since(start)
+
+	out := classify(ctx, job, workErr, took)
+	attrs = append(attrs, slog.Float64("took_ms", ms(took)))
+	if out.code != "" {
+		attrs = append(attrs, slog.String("error_code", out.code), slog.String("error", out.err.Error()))
+	}
+	m.logger.LogAttrs(ctx, out.level, out.message, append(attrs, slog.String("event", out.event))...)
+
+	metrics, notes := rec.snapshot()
+	finishCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), runWriteTimeout)
+	defer cancel()
+	if err := db.FinishRun(finishCtx, m.pool, db.RunFinish{
+		RunID: runID, Status: out.status, ErrorCode: out.code, Error: errString(out.err),
+		Duration: took, Metrics: metrics, Notes: notes,
+	}); err != nil {
+		m.logger.LogAttrs(ctx, slog.LevelError, "run record not finished",
+			append(attrs, slog.String("event", "run_record_failed"), slog.String("error", err.Error()))...)
+	}
+	return out.err
+}
+
+// outcome is how an attempt ended.
+type outcome struct {
+	status  string // run status
+	code    string // error code, empty on success
+	err     error  // returned to River
+	event   string // log event
+	message string
+	level   slog.Level
+}
+
+func classify(ctx context.Context, job *rivertype.JobRow, err error, took time.Duration) outcome {
+	var cancelErr *rivertype.JobCancelError
+	timeout := timeoutOf(job)
+	switch {
+	case err == nil:
+		return outcome{status: db.RunCompleted, event: "task_completed", message: "task completed", level: slog.LevelInfo}
+	case errors.Is(context.Cause(ctx), rivertype.ErrJobCancelledRemotely):
+		return outcome{status: db.RunCancelled, code: CodeCancelled, err: err,
+			event: "task_cancelled", message: "task cancelled while running", level: slog.LevelInfo}
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && (timeout == 0 || took >= timeout):
+		// The job's own deadline passed (not some shorter one inside the
+		// worker): River's timeout killed it.
+		return outcome{status: db.RunKilled, code: CodeRuntimeExceeded,
+			err:   &CodedError{Code: CodeRuntimeExceeded, Err: fmt.Errorf("task ran longer than its timeout (%s) and was killed: %w", took.Round(time.Millisecond), err)},
+			event: "task_killed", message: "task killed: runtime exceeded", level: slog.LevelWarn}
+	case ctx.Err() != nil && errors.Is(err, context.Canceled):
+		// The client is stopping: River puts the task back in the queue
+		// without using up an attempt.
+		return outcome{status: db.RunInterrupted, code: CodeInterrupted, err: err,
+			event: "task_interrupted", message: "task interrupted by shutdown; returned to the queue", level: slog.LevelWarn}
+	case errors.As(err, &cancelErr):
+		return outcome{status: db.RunCancelled, code: codeOf(err, CodeCancelled), err: err,
+			event: "task_cancelled", message: "task cancelled by its worker", level: slog.LevelInfo}
+	default:
+		return outcome{status: db.RunFailed, code: codeOf(err, CodeFailed), err: err,
+			event: "task_failed", message: "task attempt failed", level: slog.LevelWarn}
+	}
+}
+
+func codeOf(err error, fallback string) string {
+	var coder ErrorCoder
+	if errors.As(err, &coder) {
+		return coder.ErrorCode()
+	}
+	return fallback
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// recorder collects what a worker attaches to its run.
+type recorder struct {
+	mu      sync.Mutex
+	metrics map[string]float64
+	notes   []string
+}
+
+func (r *recorder) snapshot() (map[string]float64, []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.metrics, r.notes
+}
+
+type recorderKey struct{}
+
+func withRecorder(ctx context.Context, r *recorder) context.Context {
+	return context.WithValue(ctx, recorderKey{}, r)
+}
+
+// RecordMetric attaches a number to the current run (a search's latency,
+// its result count). Outside a worker it does nothing.
+func RecordMetric(ctx context.Context, name string, value float64) {
+	if r, ok := ctx.Value(recorderKey{}).(*recorder); ok {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.metrics == nil {
+			r.metrics = map[string]float64{}
+		}
+		r.metrics[name] = value
+	}
+}
+
+// AddNote attaches free text to the current run. Outside a worker it does
+// nothing.
+func AddNote(ctx context.Context, note string) {
+	if r, ok := ctx.Value(recorderKey{}).(*recorder); ok {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.notes = append(r.notes, note)
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

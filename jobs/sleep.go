@@ -1,0 +1,67 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"time"
+
+	"github.com/riverqueue/river"
+)
+
+// maxSleepSeconds bounds a sleep task's own length; its timeout still ends
+// it sooner.
+const maxSleepSeconds = 24 * 60 * 60
+
+// SleepArgs is the sleep task: it waits, honouring cancel and timeout at once.
+type SleepArgs struct {
+	Seconds float64 `json:"seconds"`
+}
+
+// Kind is the sleep task's type and River job kind.
+func (SleepArgs) Kind() string { return "sleep" }
+
+// SleepResult is a sleep task's result.
+type SleepResult struct {
+	Slept float64 `json:"slept"`
+}
+
+// SleepWorker works sleep tasks.
+type SleepWorker struct {
+	taskWorker[SleepArgs]
+}
+
+// Work sleeps for the task's seconds, returning as soon as ctx is done.
+func (w *SleepWorker) Work(ctx context.Context, job *river.Job[SleepArgs]) error {
+	timer := time.NewTimer(time.Duration(job.Args.Seconds * float64(time.Second)))
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return river.RecordOutput(ctx, SleepResult{Slept: job.Args.Seconds})
+	}
+}
+
+func init() {
+	register(TaskType{
+		Name: SleepArgs{}.Kind(),
+		Decode: func(params json.RawMessage) (river.JobArgs, error) {
+			var p struct {
+				Seconds *float64 `json:"seconds"`
+			}
+			if err := decodeParams(params, &p); err != nil {
+				return nil, err
+			}
+			switch {
+			case p.Seconds == nil:
+				return nil, &ParamsError{Field: "params.seconds", Message: "is required"}
+			case *p.Seconds < 0 || math.IsNaN(*p.Seconds):
+				return nil, &ParamsError{Field: "params.seconds", Message: "must not be negative"}
+			case *p.Seconds > maxSleepSeconds:
+				return nil, &ParamsError{Field: "params.seconds", Message: "must be at most 86400"}
+			}
+			return SleepArgs{Seconds: *p.Seconds}, nil
+		},
+	})
+}

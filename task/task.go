@@ -1,0 +1,326 @@
+// Package task is taskrunner's domain: submitting, reading, listing and
+// cancelling tasks. A task is a River job; this package turns API requests
+// into River inserts and River rows into the API's view of a task.
+package task
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/taskrunner/taskrunner/db"
+	"github.com/taskrunner/taskrunner/jobs"
+)
+
+// Stable error codes of this package's errors.
+const (
+	CodeInvalidParams   = "task_rejected_invalid_params"
+	CodeUnknownType     = "unknown_task_type"
+	CodeNotFound        = "not_found"
+	CodeAlreadyFinished = "task_already_finished"
+)
+
+// Error is a refusal with a stable code, safe to show the client.
+type Error struct {
+	Code    string
+	Message string
+	Field   string // the offending request field, when there is one
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+func invalid(field, format string, args ...any) *Error {
+	return &Error{Code: CodeInvalidParams, Field: field, Message: field + " " + fmt.Sprintf(format, args...)}
+}
+
+// ErrNotFound is the Error for an id that names no task.
+func notFound(id string) *Error {
+	return &Error{Code: CodeNotFound, Message: fmt.Sprintf("no task with id %q", id)}
+}
+
+// Request is a task submission, in the seed's shape plus priority, queue
+// and run_at.
+type Request struct {
+	Type           string          `json:"type"`
+	Params         json.RawMessage `json:"params"`
+	TimeoutSeconds *float64        `json:"timeout_seconds"`
+	MaxRetries     *int            `json:"max_retries"`
+	Priority       *int            `json:"priority"`
+	Queue          string          `json:"queue"`
+	RunAt          *time.Time      `json:"run_at"`
+}
+
+// Limits bound what a request may ask for.
+type Limits struct {
+	MaxRuntime time.Duration
+	Queues     []string
+}
+
+// maxRetriesCap bounds max_retries; River's own default is 24 retries.
+const maxRetriesCap = 100
+
+// Service submits and reads tasks.
+type Service struct {
+	pool   *pgxpool.Pool
+	client *river.Client[pgx.Tx]
+	limits Limits
+	logger *slog.Logger
+}
+
+// NewService returns a Service inserting through client.
+func NewService(pool *pgxpool.Pool, client *river.Client[pgx.Tx], limits Limits, logger *slog.Logger) *Service {
+	return &Service{pool: pool, client: client, limits: limits, logger: logger}
+}
+
+// Validate checks a request and returns River's insert parameters for it.
+// It touches nothing.
+func (s *Service) Validate(req *Request) (river.InsertManyParams, error) {
+	tt, ok := jobs.Types[req.Type]
+	if !ok {
+		if req.Type == "" {
+			return river.InsertManyParams{}, invalid("type", "is required")
+		}
+		return river.InsertManyParams{}, &Error{Code: CodeUnknownType, Field: "type",
+			Message: fmt.Sprintf("unknown task type %q; known types: %s", req.Type, strings.Join(jobs.TypeNames(), ", "))}
+	}
+	args, err := tt.Decode(req.Params)
+	if err != nil {
+		var pe *jobs.ParamsError
+		if errors.As(err, &pe) {
+			return river.InsertManyParams{}, &Error{Code: CodeInvalidParams, Field: pe.Field, Message: pe.Error()}
+		}
+		return river.InsertManyParams{}, err
+	}
+
+	capSeconds := s.limits.MaxRuntime.Seconds()
+	timeout := capSeconds
+	if req.TimeoutSeconds != nil {
+		timeout = *req.TimeoutSeconds
+		switch {
+		case math.IsNaN(timeout) || timeout <= 0:
+			return river.InsertManyParams{}, invalid("timeout_seconds", "must be a positive number of seconds")
+		case timeout > capSeconds:
+			return river.InsertManyParams{}, invalid("timeout_seconds", "must be at most %s (TASK_MAX_RUNTIME_SECONDS)", strconv.FormatFloat(capSeconds, 'f', -1, 64))
+		}
+	}
+	retries := tt.DefaultMaxRetries
+	if req.MaxRetries != nil {
+		retries = *req.MaxRetries
+		if retries < 0 || retries > maxRetriesCap {
+			return river.InsertManyParams{}, invalid("max_retries", "must be between 0 and %d", maxRetriesCap)
+		}
+	}
+	opts := &river.InsertOpts{MaxAttempts: retries + 1}
+	if req.Priority != nil {
+		if *req.Priority < 1 || *req.Priority > 4 {
+			return river.InsertManyParams{}, invalid("priority", "must be between 1 (first) and 4")
+		}
+		opts.Priority = *req.Priority
+	}
+	if req.Queue != "" {
+		if !slices.Contains(s.limits.Queues, req.Queue) {
+			return river.InsertManyParams{}, invalid("queue", "must be one of: %s", strings.Join(s.limits.Queues, ", "))
+		}
+		opts.Queue = req.Queue
+	}
+	if req.RunAt != nil {
+		opts.ScheduledAt = *req.RunAt
+	}
+	meta, err := json.Marshal(jobs.Metadata{TimeoutSeconds: timeout})
+	if err != nil {
+		return river.InsertManyParams{}, err
+	}
+	opts.Metadata = meta
+	return river.InsertManyParams{Args: args, InsertOpts: opts}, nil
+}
+
+// Submit validates and enqueues one task.
+func (s *Service) Submit(ctx context.Context, req *Request) (*db.Task, error) {
+	p, err := s.Validate(req)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.client.Insert(ctx, p.Args, p.InsertOpts)
+	if err != nil {
+		return nil, fmt.Errorf("enqueue %s task: %w", req.Type, err)
+	}
+	t := FromJobRow(res.Job)
+	s.logger.LogAttrs(ctx, slog.LevelInfo, "task enqueued", slog.String("event", "task_enqueued"),
+		slog.Int64("task_id", t.ID), slog.String("type", t.Type), slog.String("queue", t.Queue))
+	return &t, nil
+}
+
+// Detail is a task with its runs.
+type Detail struct {
+	db.Task
+	Runs []db.Run
+}
+
+// ParseID parses a task id from a path; anything but a positive integer
+// names no task.
+func ParseID(s string) (int64, error) {
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, notFound(s)
+	}
+	return id, nil
+}
+
+// Get returns the task with its runs.
+func (s *Service) Get(ctx context.Context, id int64) (*Detail, error) {
+	t, err := db.GetTask(ctx, s.pool, id)
+	if errors.Is(err, db.ErrNotFound) {
+		return nil, notFound(strconv.FormatInt(id, 10))
+	}
+	if err != nil {
+		return nil, err
+	}
+	runs, err := db.RunsForTask(ctx, s.pool, id)
+	if err != nil {
+		return nil, err
+	}
+	return &Detail{Task: *t, Runs: runs}, nil
+}
+
+// States are the task statuses: River's job states.
+var States = []string{
+	string(rivertype.JobStateAvailable), string(rivertype.JobStateScheduled), string(rivertype.JobStatePending),
+	string(rivertype.JobStateRunning), string(rivertype.JobStateRetryable), string(rivertype.JobStateCompleted),
+	string(rivertype.JobStateCancelled), string(rivertype.JobStateDiscarded),
+}
+
+// Page limits for List.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 500
+)
+
+// ListQuery selects a page of tasks.
+type ListQuery struct {
+	Type     string
+	Statuses []string
+	Cursor   string // the previous page's NextCursor
+	Limit    int
+}
+
+// Page is one page of tasks, newest first.
+type Page struct {
+	Tasks      []db.Task
+	NextCursor string // empty on the last page
+}
+
+// List returns a page of tasks.
+func (s *Service) List(ctx context.Context, q ListQuery) (*Page, error) {
+	if q.Type != "" {
+		if _, ok := jobs.Types[q.Type]; !ok {
+			return nil, &Error{Code: CodeUnknownType, Field: "type", Message: fmt.Sprintf("unknown task type %q", q.Type)}
+		}
+	}
+	for _, st := range q.Statuses {
+		if !slices.Contains(States, st) {
+			return nil, invalid("status", "must be one of: %s", strings.Join(States, ", "))
+		}
+	}
+	limit := q.Limit
+	switch {
+	case limit == 0:
+		limit = DefaultPageSize
+	case limit < 0 || limit > MaxPageSize:
+		return nil, invalid("limit", "must be between 1 and %d", MaxPageSize)
+	}
+	var before int64
+	if q.Cursor != "" {
+		c, err := strconv.ParseInt(q.Cursor, 10, 64)
+		if err != nil || c <= 0 {
+			return nil, invalid("cursor", "is not a cursor this API returned")
+		}
+		before = c
+	}
+	tasks, err := db.ListTasks(ctx, s.pool, db.TaskFilter{Type: q.Type, Statuses: q.Statuses, BeforeID: before, Limit: limit + 1})
+	if err != nil {
+		return nil, err
+	}
+	page := &Page{Tasks: tasks}
+	if len(tasks) > limit {
+		page.Tasks = tasks[:limit]
+		page.NextCursor = strconv.FormatInt(tasks[limit-1].ID, 10)
+	}
+	return page, nil
+}
+
+// Finished reports whether a status is final.
+func Finished(status string) bool {
+	switch rivertype.JobState(status) {
+	case rivertype.JobStateCompleted, rivertype.JobStateCancelled, rivertype.JobStateDiscarded:
+		return true
+	}
+	return false
+}
+
+// Cancel cancels a queued task at once, or asks the process running it to
+// stop it (River's JobCancel, delivered by a Postgres notification). A
+// finished task gives CodeAlreadyFinished.
+func (s *Service) Cancel(ctx context.Context, id int64) (*db.Task, error) {
+	current, err := db.GetTask(ctx, s.pool, id)
+	if errors.Is(err, db.ErrNotFound) {
+		return nil, notFound(strconv.FormatInt(id, 10))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if Finished(current.Status) {
+		return nil, alreadyFinished(id, current.Status)
+	}
+	row, err := s.client.JobCancel(ctx, id)
+	if errors.Is(err, river.ErrNotFound) {
+		return nil, notFound(strconv.FormatInt(id, 10))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cancel task %d: %w", id, err)
+	}
+	t := FromJobRow(row)
+	if t.Status == string(rivertype.JobStateCompleted) || t.Status == string(rivertype.JobStateDiscarded) {
+		return nil, alreadyFinished(id, t.Status) // it finished while we looked
+	}
+	s.logger.LogAttrs(ctx, slog.LevelInfo, "task cancel requested", slog.String("event", "task_cancel_requested"),
+		slog.Int64("task_id", id), slog.String("status", t.Status))
+	return &t, nil
+}
+
+func alreadyFinished(id int64, status string) *Error {
+	return &Error{Code: CodeAlreadyFinished, Message: fmt.Sprintf("task %d already finished (%s)", id, status)}
+}
+
+// FromJobRow is a River job row in the shape of the tasks view.
+func FromJobRow(j *rivertype.JobRow) db.Task {
+	t := db.Task{
+		ID: j.ID, Type: j.Kind, Status: string(j.State), Params: j.EncodedArgs,
+		Attempt: j.Attempt, MaxAttempts: j.MaxAttempts, Priority: j.Priority, Queue: j.Queue,
+		CreatedAt: j.CreatedAt, ScheduledAt: j.ScheduledAt, StartedAt: j.AttemptedAt, FinishedAt: j.FinalizedAt,
+		Metadata: j.Metadata,
+	}
+	if out := j.Output(); len(out) > 0 {
+		t.Result = out
+	}
+	if n := len(j.Errors); n > 0 {
+		msg := j.Errors[n-1].Error
+		t.Error = &msg
+	}
+	var m jobs.Metadata
+	if json.Unmarshal(j.Metadata, &m) == nil && m.TimeoutSeconds > 0 {
+		t.TimeoutSeconds = &m.TimeoutSeconds
+	}
+	return t
+}
