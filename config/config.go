@@ -248,7 +248,7 @@ func (r *reader) days(name string, def time.Duration) time.Duration {
 	v := strings.TrimSpace(r.getenv(name))
 	if n, ok := strings.CutSuffix(v, "d"); ok {
 		d, err := strconv.Atoi(n)
-		if err != nil || d <= 0 {
+		if err != nil || d <= 0 || d > 36500 {
 			r.fail(name, v, "a positive duration such as 7d or 36h")
 			return def
 		}

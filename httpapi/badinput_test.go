@@ -1,0 +1,90 @@
+package httpapi_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Every kind of bad input gets the one error shape with the right status and
+// code, and nothing is enqueued.
+func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+
+	huge := `{"type":"echo","params":{"msg":"` + strings.Repeat("x", 1<<20) + `"}}`
+	cases := []struct {
+		name   string
+		method string
+		path   string
+		body   string
+		status int
+		code   string
+		field  string
+	}{
+		{"malformed json", "POST", "/tasks", `{"type":"echo",`, 400, "invalid_json", ""},
+		{"not an object", "POST", "/tasks", `["echo"]`, 400, "invalid_json", ""},
+		{"empty body", "POST", "/tasks", ``, 400, "invalid_json", ""},
+		{"trailing data", "POST", "/tasks", `{"type":"echo","params":{"msg":"a"}} {}`, 400, "invalid_json", ""},
+		{"type of wrong type", "POST", "/tasks", `{"type":5}`, 400, "task_rejected_invalid_params", "type"},
+		{"timeout of wrong type", "POST", "/tasks", `{"type":"echo","params":{"msg":"a"},"timeout_seconds":"soon"}`, 400, "task_rejected_invalid_params", "timeout_seconds"},
+		{"retries of wrong type", "POST", "/tasks", `{"type":"echo","params":{"msg":"a"},"max_retries":1.5}`, 400, "task_rejected_invalid_params", "max_retries"},
+		{"unknown field", "POST", "/tasks", `{"type":"echo","params":{"msg":"a"},"colour":"red"}`, 400, "task_rejected_invalid_params", "colour"},
+		{"missing type", "POST", "/tasks", `{"params":{"msg":"a"}}`, 400, "task_rejected_invalid_params", "type"},
+		{"unknown type", "POST", "/tasks", `{"type":"launch_rockets","params":{}}`, 400, "unknown_task_type", "type"},
+		{"echo without msg", "POST", "/tasks", `{"type":"echo","params":{}}`, 400, "task_rejected_invalid_params", "params.msg"},
+		{"echo msg of wrong type", "POST", "/tasks", `{"type":"echo","params":{"msg":7}}`, 400, "task_rejected_invalid_params", "params.msg"},
+		{"echo unknown param", "POST", "/tasks", `{"type":"echo","params":{"msg":"a","loud":true}}`, 400, "task_rejected_invalid_params", "params.loud"},
+		{"params not an object", "POST", "/tasks", `{"type":"echo","params":"hello"}`, 400, "task_rejected_invalid_params", "params"},
+		{"sleep without seconds", "POST", "/tasks", `{"type":"sleep","params":{}}`, 400, "task_rejected_invalid_params", "params.seconds"},
+		{"sleep negative seconds", "POST", "/tasks", `{"type":"sleep","params":{"seconds":-1}}`, 400, "task_rejected_invalid_params", "params.seconds"},
+		{"sleep seconds as string", "POST", "/tasks", `{"type":"sleep","params":{"seconds":"1"}}`, 400, "task_rejected_invalid_params", "params.seconds"},
+		{"timeout over the cap", "POST", "/tasks", `{"type":"sleep","params":{"seconds":1},"timeout_seconds":601}`, 400, "task_rejected_invalid_params", "timeout_seconds"},
+		{"zero timeout", "POST", "/tasks", `{"type":"sleep","params":{"seconds":1},"timeout_seconds":0}`, 400, "task_rejected_invalid_params", "timeout_seconds"},
+		{"negative timeout", "POST", "/tasks", `{"type":"sleep","params":{"seconds":1},"timeout_seconds":-5}`, 400, "task_rejected_invalid_params", "timeout_seconds"},
+		{"negative retries", "POST", "/tasks", `{"type":"echo","params":{"msg":"a"},"max_retries":-1}`, 400, "task_rejected_invalid_params", "max_retries"},
+		{"priority out of range", "POST", "/tasks", `{"type":"echo","params":{"msg":"a"},"priority":9}`, 400, "task_rejected_invalid_params", "priority"},
+		{"unknown queue", "POST", "/tasks", `{"type":"echo","params":{"msg":"a"},"queue":"nowhere"}`, 400, "task_rejected_invalid_params", "queue"},
+		{"run_at not a time", "POST", "/tasks", `{"type":"echo","params":{"msg":"a"},"run_at":"tomorrow"}`, 400, "task_rejected_invalid_params", "run_at"},
+		{"body over 1 MiB", "POST", "/tasks", huge, 413, "body_too_large", ""},
+		{"non-numeric id", "GET", "/tasks/abc", "", 404, "not_found", ""},
+		{"negative id", "GET", "/tasks/-3", "", 404, "not_found", ""},
+		{"unknown id", "GET", "/tasks/999999", "", 404, "not_found", ""},
+		{"id past int64", "GET", "/tasks/99999999999999999999", "", 404, "not_found", ""},
+		{"cancel non-numeric id", "POST", "/tasks/abc/cancel", "", 404, "not_found", ""},
+		{"cancel unknown id", "POST", "/tasks/999999/cancel", "", 404, "not_found", ""},
+		{"wrong method", "DELETE", "/tasks", "", 405, "method_not_allowed", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var body any
+			if tc.body != "" {
+				body = tc.body
+			}
+			resp := b.do(t, tc.method, tc.path, body)
+			require.Equal(t, tc.status, resp.status, "body: %s", resp.raw)
+			require.Equal(t, "application/json", resp.header.Get("Content-Type"))
+			require.Equal(t, tc.code, errorCode(t, resp), "body: %s", resp.raw)
+			if tc.field != "" {
+				require.Equal(t, tc.field, resp.body["error"].(map[string]any)["field"], "body: %s", resp.raw)
+			}
+		})
+	}
+	require.Zero(t, b.jobCount(t), "a refused request enqueued something")
+}
+
+func TestWrongContentTypeIsRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+
+	req, err := http.NewRequest(http.MethodPost, b.server.URL+"/tasks", strings.NewReader(`{"type":"echo","params":{"msg":"a"}}`))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "text/plain")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusUnsupportedMediaType, resp.StatusCode)
+	require.Zero(t, b.jobCount(t))
+}

@@ -1,0 +1,72 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/taskrunner/taskrunner/jobs"
+	"github.com/taskrunner/taskrunner/task"
+)
+
+// FuzzTaskRequest feeds arbitrary bodies to the POST /tasks decoder and the
+// validation behind it: they never panic, a refusal is always a client error
+// with a stable code, and what is accepted is within the limits.
+func FuzzTaskRequest(f *testing.F) {
+	seeds := []string{
+		`{"type":"echo","params":{"msg":"hello"},"timeout_seconds":300,"max_retries":0}`,
+		`{"type":"sleep","params":{"seconds":10},"timeout_seconds":300,"max_retries":0}`,
+		`{"type":"sleep","params":{"seconds":-1}}`,
+		`{"type":"echo","params":{"msg":"a"},"priority":2,"queue":"default","run_at":"2030-01-01T00:00:00Z"}`,
+		`{"type":"echo","params":null}`,
+		`{"type":"nope"}`,
+		`{"type":"echo","params":{"msg":"a"}} trailing`,
+		`{"type":"echo","params":{"msg":"\u0000"},"timeout_seconds":1e308}`,
+		`{"type":"sleep","params":{"seconds":1e400}}`,
+		`{"max_retries":99999999999999999999}`,
+		`[]`, `null`, ``, `{`, `{"type":{"a":1}}`,
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	const maxRuntime = 600 * time.Second
+	svc := task.NewService(nil, nil, task.Limits{MaxRuntime: maxRuntime, Queues: []string{"default"}}, slog.New(slog.DiscardHandler))
+	codes := map[string]bool{CodeInvalidJSON: true, task.CodeInvalidParams: true, task.CodeUnknownType: true}
+
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := decodeTaskRequest(body)
+		if err != nil {
+			var apiErr *Error
+			if !errors.As(err, &apiErr) || apiErr.Status != 400 || !codes[apiErr.Code] || apiErr.Message == "" {
+				t.Fatalf("decode error is not a 400 with a known code: %#v", err)
+			}
+			return
+		}
+		params, err := svc.Validate(req)
+		if err != nil {
+			var taskErr *task.Error
+			if !errors.As(err, &taskErr) || !codes[taskErr.Code] || taskErr.Message == "" {
+				t.Fatalf("validation error is not a task.Error with a known code: %#v", err)
+			}
+			return
+		}
+		if _, ok := jobs.Types[params.Args.Kind()]; !ok {
+			t.Fatalf("accepted an unknown kind %q", params.Args.Kind())
+		}
+		if params.InsertOpts.MaxAttempts < 1 {
+			t.Fatalf("accepted max attempts %d", params.InsertOpts.MaxAttempts)
+		}
+		var meta jobs.Metadata
+		if err := json.Unmarshal(params.InsertOpts.Metadata, &meta); err != nil {
+			t.Fatalf("metadata is not JSON: %v", err)
+		}
+		if meta.TimeoutSeconds <= 0 || meta.TimeoutSeconds > maxRuntime.Seconds() {
+			t.Fatalf("accepted timeout %v outside (0, %v]", meta.TimeoutSeconds, maxRuntime.Seconds())
+		}
+		if _, err := json.Marshal(params.Args); err != nil {
+			t.Fatalf("accepted args River cannot encode: %v", err)
+		}
+	})
+}
