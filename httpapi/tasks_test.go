@@ -171,6 +171,11 @@ func TestListFiltersAndPaginates(t *testing.T) {
 	require.Empty(t, none.body["tasks"])
 	all := b.do(t, http.MethodGet, "/tasks?status=available,completed", nil)
 	require.Len(t, all.body["tasks"], 10)
+	unfiltered := b.do(t, http.MethodGet, "/tasks", nil)
+	require.Len(t, unfiltered.body["tasks"], 10)
+	sleeps := b.do(t, http.MethodGet, "/tasks?type=sleep&limit=3", nil)
+	require.Len(t, sleeps.body["tasks"], 3)
+	require.NotNil(t, sleeps.body["next_cursor"])
 
 	for _, q := range []string{"status=finished", "type=nope", "limit=0", "limit=x", "cursor=abc", "limit=100000"} {
 		resp := b.do(t, http.MethodGet, "/tasks?"+q, nil)

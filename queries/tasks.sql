@@ -6,7 +6,7 @@ SELECT * FROM tasks WHERE id = @id;
 SELECT * FROM tasks
 -- An empty type, no statuses or a zero cursor means no filter.
 WHERE (@task_type::text = '' OR type = @task_type::text)
-  AND (cardinality(@statuses::text[]) = 0 OR status = ANY(CAST(@statuses::text[] AS river_job_state[])))
+  AND (coalesce(cardinality(@statuses::text[]), 0) = 0 OR status = ANY(CAST(@statuses::text[] AS river_job_state[])))
   AND (@before_id::bigint = 0 OR id < @before_id::bigint)
 ORDER BY id DESC
 LIMIT @max_rows;

@@ -40,7 +40,7 @@ func (q *Queries) TaskGet(ctx context.Context, db DBTX, id int64) (Task, error) 
 const taskList = `-- name: TaskList :many
 SELECT id, type, status, params, result, error, attempt, max_attempts, priority, queue, timeout_seconds, created_at, scheduled_at, started_at, finished_at, metadata FROM tasks
 WHERE ($1::text = '' OR type = $1::text)
-  AND (cardinality($2::text[]) = 0 OR status = ANY(CAST($2::text[] AS river_job_state[])))
+  AND (coalesce(cardinality($2::text[]), 0) = 0 OR status = ANY(CAST($2::text[] AS river_job_state[])))
   AND ($3::bigint = 0 OR id < $3::bigint)
 ORDER BY id DESC
 LIMIT $4

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# `make smoke`: the seed's curl flow against a running taskrunner at
+# TASKRUNNER_URL (default http://127.0.0.1:8000), with TASKRUNNER_API_KEY as
+# the bearer key when set. Each step prints one line; the first wrong answer
+# stops it with the request, the status and the body.
+set -euo pipefail
+
+url=${TASKRUNNER_URL:-http://127.0.0.1:8000}
+auth=()
+[[ -n "${TASKRUNNER_API_KEY:-}" ]] && auth=(-H "Authorization: Bearer $TASKRUNNER_API_KEY")
+body=$(mktemp)
+trap 'rm -f "$body"' EXIT
+step=0
+
+fail() {
+  echo "smoke: FAIL: $*" >&2
+  echo "smoke: last body: $(cat "$body")" >&2
+  exit 1
+}
+ok() { step=$((step + 1)); echo "smoke: ok $step: $*"; }
+
+# call METHOD PATH [JSON] -> sets $status, body in $body
+call() {
+  local method=$1 path=$2 data=${3:-}
+  local args=(-sS -o "$body" -w '%{http_code}' -X "$method" "${auth[@]}" "$url$path")
+  [[ -n "$data" ]] && args+=(-H 'Content-Type: application/json' -d "$data")
+  status=$(curl "${args[@]}") || fail "$method $path: no answer from $url"
+}
+expect() { # expect STATUS what
+  [[ "$status" == "$1" ]] || fail "$2: want HTTP $1, got $status"
+}
+field() { jq -r "$1" <"$body"; }
+
+# wait_status ID STATUS...: polls GET /tasks/ID until its status is one of them.
+wait_status() {
+  local id=$1; shift
+  for _ in $(seq 1 150); do
+    call GET "/tasks/$id"
+    expect 200 "GET /tasks/$id"
+    local s
+    s=$(field .status)
+    for want in "$@"; do [[ "$s" == "$want" ]] && return 0; done
+    sleep 0.2
+  done
+  fail "task $id: status $(field .status), want one of: $*"
+}
+
+call GET /health
+expect 200 "GET /health"
+[[ $(field .status) == ok ]] || fail "/health did not say ok"
+ok "health"
+
+call GET /ready
+expect 200 "GET /ready (checks: $(field .checks 2>/dev/null || true))"
+ok "ready: $(field '.checks | to_entries | map("\(.key) \(.value)") | join(", ")')"
+
+call POST /tasks '{"type":"echo","params":{"msg":"hello"},"timeout_seconds":300,"max_retries":0}'
+expect 202 "POST /tasks echo"
+echo_id=$(field .id)
+wait_status "$echo_id" completed
+[[ $(field .result.msg) == hello ]] || fail "echo task $echo_id: result.msg is not hello"
+[[ $(field '.runs | length') == 1 ]] || fail "echo task $echo_id: want one run"
+ok "echo task $echo_id completed with result {\"msg\":\"hello\"}"
+
+call POST /tasks '{"type":"sleep","params":{"seconds":0.5},"timeout_seconds":300,"max_retries":0}'
+expect 202 "POST /tasks sleep"
+sleep_id=$(field .id)
+wait_status "$sleep_id" completed
+ok "sleep task $sleep_id completed"
+
+call POST /tasks '{"type":"sleep","params":{"seconds":30},"timeout_seconds":300,"max_retries":0}'
+expect 202 "POST /tasks long sleep"
+cancel_id=$(field .id)
+wait_status "$cancel_id" running
+call POST "/tasks/$cancel_id/cancel"
+[[ "$status" == 200 || "$status" == 202 ]] || fail "POST /tasks/$cancel_id/cancel: want 200 or 202, got $status"
+wait_status "$cancel_id" cancelled
+ok "running sleep task $cancel_id cancelled"
+
+call POST "/tasks/$cancel_id/cancel"
+expect 409 "cancelling a finished task"
+[[ $(field .error.code) == task_already_finished ]] || fail "want error code task_already_finished"
+ok "cancelling it again: 409 task_already_finished"
+
+call POST /tasks '{"type":"sleep","params":{"seconds":30},"timeout_seconds":0.5,"max_retries":0}'
+expect 202 "POST /tasks sleep with a short timeout"
+killed_id=$(field .id)
+wait_status "$killed_id" discarded
+[[ $(field .error.code) == task_runtime_exceeded ]] || fail "task $killed_id: want error code task_runtime_exceeded"
+ok "sleep task $killed_id killed by its timeout: task_runtime_exceeded"
+
+call GET /limits
+expect 200 "GET /limits"
+for k in task_max_runtime_seconds task_max_artifact_mb tasks_per_minute search_source_allowlist fetch_domain_allowlist max_batch_size; do
+  [[ $(field "has(\"$k\")") == true ]] || fail "/limits lacks $k"
+done
+ok "limits: $(jq -c . <"$body")"
+
+call POST /tasks '{"type":"sleep","params":{"seconds":-1}}'
+expect 400 "negative seconds"
+[[ $(field .error.code) == task_rejected_invalid_params ]] || fail "want task_rejected_invalid_params"
+call POST /tasks '{"type":"nope","params":{}}'
+expect 400 "unknown type"
+[[ $(field .error.code) == unknown_task_type ]] || fail "want unknown_task_type"
+call GET /tasks/not-a-task
+expect 404 "unknown task id"
+ok "bad input refused: task_rejected_invalid_params, unknown_task_type, not_found"
+
+call GET "/tasks?type=echo&limit=5"
+expect 200 "GET /tasks"
+[[ $(field '.tasks | length') -ge 1 ]] || fail "GET /tasks lists no echo task"
+ok "list: $(field '.tasks | length') echo task(s) on the first page"
+
+echo "smoke: passed ($step checks against $url)"
