@@ -52,7 +52,7 @@ type Migrator struct {
 
 // NewMigrator prepares both migration lines on pool.
 func NewMigrator(pool *pgxpool.Pool, logger *slog.Logger) (*Migrator, error) {
-	river, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Logger: logger})
+	river, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Logger: logger.With(slog.String("event", "river_migrate"))})
 	if err != nil {
 		return nil, fmt.Errorf("river migrator: %w", err)
 	}

@@ -86,7 +86,9 @@ func runServer(ctx context.Context, cfg *config.Config, logger *slog.Logger, r r
 		}
 	}
 	if r.works() {
-		if err := client.Start(ctx); err != nil {
+		// Not ctx: cancelling River's start context is a hard stop that
+		// cancels running tasks at once; shutdown below stops it gracefully.
+		if err := client.Start(context.WithoutCancel(ctx)); err != nil {
 			return fmt.Errorf("start workers: %w", err)
 		}
 		logger.Info("workers started", slog.String("event", "workers_started"),
@@ -98,7 +100,7 @@ func runServer(ctx context.Context, cfg *config.Config, logger *slog.Logger, r r
 	case err := <-serveErr:
 		logger.Error("api stopped", slog.String("event", "api_failed"), slog.String("error", err.Error()))
 	}
-	logger.Info("shutting down", slog.String("event", "shutdown_started"), slog.Duration("grace", cfg.ShutdownGrace))
+	logger.Info("shutting down", slog.String("event", "shutdown_started"), slog.Float64("grace_seconds", cfg.ShutdownGrace.Seconds()))
 
 	graceCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownGrace)
 	defer cancel()
