@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/taskrunner/taskrunner/config"
+	"github.com/taskrunner/taskrunner/db"
+)
+
+// env is what every measurement shares: the bench database, one pgx pool
+// on it used by both sides in turn, a separate connection for bookkeeping
+// (truncating, counting) so it never takes a pool connection from the side
+// being measured, and the taskrunner configuration.
+type env struct {
+	cfg    *config.Config
+	url    string // the bench database
+	admin  string // the server's "postgres" database, to drop and create it
+	name   string
+	pool   *pgxpool.Pool
+	conn   *pgx.Conn
+	logger *slog.Logger
+	p      *progress
+}
+
+// openEnv drops and recreates the bench database, migrates it and opens
+// the pool and the bookkeeping connection.
+func openEnv(ctx context.Context, cfg *config.Config, opts *options, logger *slog.Logger, p *progress) (*env, error) {
+	benchURL, adminURL, err := benchURLs(cfg.DatabaseURL, opts.dbName)
+	if err != nil {
+		return nil, err
+	}
+	e := &env{cfg: cfg, url: benchURL, admin: adminURL, name: opts.dbName, logger: logger, p: p}
+
+	p.linef("database: dropping and recreating %s", opts.dbName)
+	if err := e.drop(ctx); err != nil {
+		return nil, err
+	}
+	if _, err := db.EnsureDatabase(ctx, benchURL); err != nil {
+		return nil, fmt.Errorf("create bench database %s: %w", opts.dbName, err)
+	}
+	e.pool, err = db.NewPool(ctx, db.PoolConfig{URL: benchURL, MaxConns: int32(opts.dbMaxConns), AppName: "taskrunner-bench"})
+	if err != nil {
+		return nil, fmt.Errorf("bench database %s: %w", opts.dbName, err)
+	}
+	m, err := db.NewMigrator(e.pool, slog.New(slog.DiscardHandler))
+	if err != nil {
+		e.close(true)
+		return nil, fmt.Errorf("migrate bench database: %w", err)
+	}
+	applied, err := m.Up(ctx)
+	_ = m.Close()
+	if err != nil {
+		e.close(true)
+		return nil, fmt.Errorf("migrate bench database: %w", err)
+	}
+	p.linef("database: %s migrated (%d migrations)", opts.dbName, len(applied))
+	e.conn, err = pgx.Connect(ctx, benchURL)
+	if err != nil {
+		e.close(true)
+		return nil, fmt.Errorf("connect to bench database: %w", err)
+	}
+	// Open the pool's connections now, so the first measurement does not
+	// pay for them.
+	if err := warmPool(ctx, e.pool, opts.dbMaxConns); err != nil {
+		e.close(true)
+		return nil, err
+	}
+	return e, nil
+}
+
+// benchURLs returns the URL of database name on the server databaseURL
+// names, and of that server's "postgres" database.
+func benchURLs(databaseURL, name string) (bench, admin string, err error) {
+	u, err := url.Parse(databaseURL)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return "", "", errors.New("DATABASE_URL must be a postgres:// URL for the bench")
+	}
+	b, a := *u, *u
+	b.Path, b.RawPath = "/"+name, ""
+	a.Path, a.RawPath = "/postgres", ""
+	return b.String(), a.String(), nil
+}
+
+// drop removes the bench database if it exists, closing any connection to
+// it (a bench interrupted earlier may have left one).
+func (e *env) drop(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, e.admin)
+	if err != nil {
+		return fmt.Errorf("connect to the postgres database to drop %s: %w", e.name, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{e.name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("drop bench database %s: %w", e.name, err)
+	}
+	return nil
+}
+
+// close releases the connections and, unless keep, drops the database.
+func (e *env) close(keep bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if e.conn != nil {
+		_ = e.conn.Close(ctx)
+	}
+	if e.pool != nil {
+		e.pool.Close()
+	}
+	if keep {
+		e.p.linef("database: %s kept", e.name)
+		return
+	}
+	if err := e.drop(ctx); err != nil {
+		e.p.linef("database: %v", err)
+		return
+	}
+	e.p.linef("database: %s dropped", e.name)
+}
+
+// reset empties the job and run tables, so a measurement starts clean.
+func (e *env) reset(ctx context.Context) error {
+	if _, err := e.conn.Exec(ctx, "TRUNCATE river_job, runs, run_metrics, run_notes RESTART IDENTITY"); err != nil {
+		return fmt.Errorf("empty the job and run tables: %w", err)
+	}
+	return nil
+}
+
+// countCompleted returns how many jobs are completed.
+func (e *env) countCompleted(ctx context.Context) (int, error) {
+	var n int
+	if err := e.conn.QueryRow(ctx, "SELECT count(*) FROM river_job WHERE state = 'completed'").Scan(&n); err != nil {
+		return 0, fmt.Errorf("count completed jobs: %w", err)
+	}
+	return n, nil
+}
+
+// countRuns returns how many runs there are and how many completed.
+func (e *env) countRuns(ctx context.Context) (total, completed int, err error) {
+	err = e.conn.QueryRow(ctx, "SELECT count(*), count(*) FILTER (WHERE status = 'completed') FROM runs").Scan(&total, &completed)
+	if err != nil {
+		return 0, 0, fmt.Errorf("count runs: %w", err)
+	}
+	return total, completed, nil
+}
+
+// warmPool opens n of the pool's connections at once and gives them back.
+func warmPool(ctx context.Context, pool *pgxpool.Pool, n int) error {
+	conns := make([]*pgxpool.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Release()
+		}
+	}()
+	for range n {
+		c, err := pool.Acquire(ctx)
+		if err != nil {
+			return fmt.Errorf("open the pool's connections: %w", err)
+		}
+		conns = append(conns, c)
+	}
+	return nil
+}
+
+// progress writes timestamped progress lines for the person waiting.
+type progress struct {
+	w     io.Writer
+	start time.Time
+}
+
+func newProgress(w io.Writer) *progress { return &progress{w: w, start: time.Now()} }
+
+// linef writes one line, prefixed by the time since the bench started.
+func (p *progress) linef(format string, args ...any) {
+	msg := strings.TrimRight(fmt.Sprintf(format, args...), "\n")
+	fmt.Fprintf(p.w, "[%6.1fs] %s\n", time.Since(p.start).Seconds(), msg)
+}

@@ -1,0 +1,352 @@
+// Command bench is `make bench`: it measures taskrunner against bare River
+// on this machine, in one process and one run, and prints every figure side
+// by side with its bare River counterpart and the ratio between them
+// (taskrunner / bare River), as DESIGN.md's "Performance" section asks.
+//
+// Figures:
+//
+//   - single enqueue with N concurrent clients: River's client.Insert on an
+//     insert-only client against POST /tasks (an echo task) served over
+//     loopback HTTP by the real API, wired as `taskrunner serve` wires it;
+//   - end-to-end echo: jobs inserted up front with InsertManyFast (timed
+//     apart), then the time for a started client to complete them all,
+//     River's no-op worker against taskrunner's echo worker with its run
+//     records.
+//
+// The bench owns a database of its own (-db, default taskrunner_bench) on
+// the server DATABASE_URL names; it drops and recreates it at the start,
+// migrates it like `taskrunner migrate up`, and empties the job and run
+// tables before every measurement so each one starts clean.
+//
+// Every figure is measured -rounds times, alternating which side goes
+// first, and the table shows each side's median and the ratio of the
+// medians. The machine's load average is printed with it: on a busy
+// machine the figures say more about the neighbours than about taskrunner.
+//
+// Progress goes to stderr while it runs; the final table goes to stdout.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/taskrunner/taskrunner/config"
+)
+
+// options are the bench's command-line flags.
+type options struct {
+	dbName       string
+	dbMaxConns   int
+	keepDB       bool
+	logLevel     string
+	rounds       int
+	breakdown    bool
+	clients      int
+	enqueueWarm  time.Duration
+	enqueueDur   time.Duration
+	e2eJobs      int
+	workers      int
+	fetchCool    time.Duration
+	fetchPoll    time.Duration
+	pollEvery    time.Duration
+	e2eTimeout   time.Duration
+	insertBatch  int
+	enqueueGoal  float64
+	endToEndGoal float64
+	cpuProfile   string
+}
+
+// parseOptions reads the flags in args (without the program name).
+func parseOptions(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.dbName, "db", "taskrunner_bench", "database the bench drops, recreates and uses, on DATABASE_URL's server")
+	fs.IntVar(&o.dbMaxConns, "db-max-conns", 0, "size of the pgx pool both sides share (0: DB_MAX_CONNS, default 40, as in taskrunner serve)")
+	fs.BoolVar(&o.keepDB, "keep-db", false, "leave the bench database in place at the end, for inspection")
+	fs.StringVar(&o.logLevel, "log-level", "warn", "level of the JSON log lines taskrunner and River write to stderr (debug, info, warn, error)")
+	fs.IntVar(&o.rounds, "rounds", 3, "measure every figure this many times, alternating which side goes first, and report each side's median")
+	fs.BoolVar(&o.breakdown, "breakdown", false, "also measure where taskrunner's time goes: Service.Submit without HTTP, echo without the run recorder")
+	fs.IntVar(&o.clients, "clients", 16, "concurrent clients of the single-enqueue figure")
+	fs.DurationVar(&o.enqueueWarm, "enqueue-warmup", time.Second, "load before each single-enqueue measurement that is not counted")
+	fs.DurationVar(&o.enqueueDur, "enqueue-duration", 5*time.Second, "length of each single-enqueue measurement")
+	fs.IntVar(&o.e2eJobs, "e2e-jobs", 20000, "jobs of the end-to-end figure")
+	fs.IntVar(&o.workers, "workers", 1000, "River MaxWorkers (taskrunner: WORKER_CONCURRENCY) of the end-to-end figure")
+	fs.DurationVar(&o.fetchCool, "fetch-cooldown", 5*time.Millisecond, "River FetchCooldown of the end-to-end figure, both sides")
+	fs.DurationVar(&o.fetchPoll, "fetch-poll", 50*time.Millisecond, "River FetchPollInterval of the end-to-end figure, both sides")
+	fs.DurationVar(&o.pollEvery, "poll", 20*time.Millisecond, "how often the end-to-end figure counts completed jobs")
+	fs.DurationVar(&o.e2eTimeout, "e2e-timeout", 2*time.Minute, "give up on an end-to-end run after this long")
+	fs.IntVar(&o.insertBatch, "insert-batch", 5000, "jobs per InsertManyFast call when the end-to-end jobs are inserted")
+	fs.Float64Var(&o.enqueueGoal, "enqueue-goal", 0.8, "ratio the single-enqueue figure should reach")
+	fs.Float64Var(&o.endToEndGoal, "e2e-goal", 0.7, "ratio the end-to-end figure should reach")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole bench (both sides) to this file")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	case o.rounds < 1, o.clients < 1, o.e2eJobs < 1, o.workers < 1, o.insertBatch < 1:
+		return nil, errors.New("-rounds, -clients, -e2e-jobs, -workers and -insert-batch must be at least 1")
+	case o.enqueueDur <= 0 || o.enqueueWarm < 0 || o.pollEvery <= 0:
+		return nil, errors.New("-enqueue-duration and -poll must be positive, -enqueue-warmup not negative")
+	case o.dbMaxConns < 0:
+		return nil, errors.New("-db-max-conns must not be negative")
+	}
+	return o, nil
+}
+
+func main() { os.Exit(benchMain()) }
+
+// benchMain runs the bench and returns the exit code: 2 for bad flags, 1
+// for a failed run.
+func benchMain() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	opts, err := parseOptions(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
+	}
+	if opts.cpuProfile != "" {
+		stopProfile, err := startCPUProfile(opts.cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		defer stopProfile()
+	}
+	if err := run(ctx, opts, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	return 0
+}
+
+// startCPUProfile starts writing a CPU profile to path and returns the
+// function that finishes it.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
+}
+
+// run is the whole bench: set up the database, measure every figure
+// opts.rounds times, and print the table on stdout.
+func run(ctx context.Context, opts *options, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	if opts.dbMaxConns == 0 {
+		opts.dbMaxConns = cfg.DBMaxConns
+	}
+	// Echo tasks submitted without a queue go to River's default queue:
+	// that is the one queue measured, whatever QUEUES says.
+	cfg.Queues = []string{river.QueueDefault}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(opts.logLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	p := newProgress(stderr)
+
+	env, err := openEnv(ctx, cfg, opts, logger, p)
+	if err != nil {
+		return err
+	}
+	defer env.close(opts.keepDB)
+
+	header := fmt.Sprintf("taskrunner bench: %d CPUs (GOMAXPROCS %d), %s, database %s (pool of %d), taskrunner log level %s (JSON on stderr), median of %d round(s)",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), riverVersion(), opts.dbName, opts.dbMaxConns, strings.ToLower(level.String()), opts.rounds)
+	p.linef("%s", header)
+	loadBefore := loadAverage()
+	p.linef("load average (1 min) at start: %s", loadBefore)
+
+	figs := newFigures(opts)
+	for round := range opts.rounds {
+		// Alternate which side goes first, so neither always runs on the
+		// warmer (or more fragmented) database.
+		bareFirst := round%2 == 0
+		first := "bare River"
+		if !bareFirst {
+			first = "taskrunner"
+		}
+		p.linef("round %d of %d (%s first)", round+1, opts.rounds, first)
+		if err := measureEnqueue(ctx, env, opts, figs, bareFirst); err != nil {
+			return err
+		}
+		if err := measureEndToEnd(ctx, env, opts, figs, bareFirst); err != nil {
+			return err
+		}
+	}
+
+	fmt.Fprintln(stdout)
+	fmt.Fprintln(stdout, header)
+	fmt.Fprintf(stdout, "end-to-end settings: %d workers, FetchCooldown %s, FetchPollInterval %s; completions counted every %s\n",
+		opts.workers, opts.fetchCool, opts.fetchPoll, opts.pollEvery)
+	fmt.Fprintf(stdout, "load average (1 min): %s at start, %s at end (%d CPUs)\n\n", loadBefore, loadAverage(), runtime.NumCPU())
+	return writeTable(stdout, figs.rows())
+}
+
+// measureEnqueue measures the single-enqueue figure once, and its
+// breakdown when asked.
+func measureEnqueue(ctx context.Context, env *env, opts *options, figs *figures, bareFirst bool) error {
+	sides := []func() error{
+		func() error {
+			r, err := env.enqueueBare(ctx, opts)
+			figs.enqueue.addBare(r.rate())
+			return err
+		},
+		func() error {
+			r, err := env.enqueueHTTP(ctx, opts)
+			figs.enqueue.addTaskrunner(r.rate())
+			return err
+		},
+	}
+	if !bareFirst {
+		sides[0], sides[1] = sides[1], sides[0]
+	}
+	if opts.breakdown {
+		sides = append(sides, func() error {
+			r, err := env.enqueueService(ctx, opts)
+			figs.enqueueService.addTaskrunner(r.rate())
+			return err
+		})
+	}
+	for _, side := range sides {
+		if err := side(); err != nil {
+			return err
+		}
+	}
+	figs.enqueueService.bare = figs.enqueue.bare
+	return nil
+}
+
+// measureEndToEnd measures the end-to-end figure once, and its breakdown
+// when asked.
+func measureEndToEnd(ctx context.Context, env *env, opts *options, figs *figures, bareFirst bool) error {
+	sides := []func() error{
+		func() error {
+			r, err := env.endToEndBare(ctx, opts)
+			figs.endToEnd.addBare(r.rate())
+			return err
+		},
+		func() error {
+			r, err := env.endToEndTaskrunner(ctx, opts)
+			figs.endToEnd.addTaskrunner(r.rate())
+			return err
+		},
+	}
+	if !bareFirst {
+		sides[0], sides[1] = sides[1], sides[0]
+	}
+	if opts.breakdown {
+		sides = append(sides, func() error {
+			r, err := env.endToEndNoRecorder(ctx, opts)
+			figs.endToEndNoRecorder.addTaskrunner(r.rate())
+			return err
+		})
+	}
+	for _, side := range sides {
+		if err := side(); err != nil {
+			return err
+		}
+	}
+	figs.endToEndNoRecorder.bare = figs.endToEnd.bare
+	return nil
+}
+
+// figures collects every figure's measurements across rounds.
+type figures struct {
+	opts               *options
+	enqueue            *figure
+	endToEnd           *figure
+	enqueueService     *figure // breakdown only
+	endToEndNoRecorder *figure // breakdown only
+}
+
+func newFigures(opts *options) *figures {
+	return &figures{
+		opts:               opts,
+		enqueue:            &figure{name: fmt.Sprintf("single enqueue (%d clients)", opts.clients), goal: opts.enqueueGoal},
+		endToEnd:           &figure{name: fmt.Sprintf("end-to-end echo (%s)", countLabel(opts.e2eJobs)), goal: opts.endToEndGoal},
+		enqueueService:     &figure{name: "  breakdown: Service.Submit, no HTTP"},
+		endToEndNoRecorder: &figure{name: "  breakdown: echo, no RunRecorder"},
+	}
+}
+
+// rows returns the table's rows: the two figures, then the breakdown.
+func (f *figures) rows() []row {
+	rows := []row{f.enqueue.row(), f.endToEnd.row()}
+	if f.opts.breakdown {
+		rows = append(rows, f.enqueueService.row(), f.endToEndNoRecorder.row())
+	}
+	return rows
+}
+
+// figure is one line of the table: each side's rate in every round.
+type figure struct {
+	name       string
+	goal       float64 // 0: no goal (a breakdown line)
+	bare       []float64
+	taskrunner []float64
+}
+
+func (f *figure) addBare(rate float64)       { f.bare = append(f.bare, rate) }
+func (f *figure) addTaskrunner(rate float64) { f.taskrunner = append(f.taskrunner, rate) }
+
+func (f *figure) row() row {
+	return row{name: f.name, bare: median(f.bare), taskrunner: median(f.taskrunner), goal: f.goal}
+}
+
+// loadAverage is the machine's one-minute load average, or "unknown" where
+// /proc/loadavg does not exist.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	if fields := strings.Fields(string(b)); len(fields) > 0 {
+		return fields[0]
+	}
+	return "unknown"
+}
+
+// riverVersion is the River module version this binary was built with.
+func riverVersion() string {
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, dep := range info.Deps {
+			if dep.Path == "github.com/riverqueue/river" {
+				return "River " + dep.Version
+			}
+		}
+	}
+	return "River (version unknown)"
+}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strconv"
+	"text/tabwriter"
+	"time"
+)
+
+// row is one line of the final table.
+type row struct {
+	name       string
+	bare       float64 // per second
+	taskrunner float64 // per second
+	goal       float64 // minimum ratio; 0 for none
+}
+
+// ratio is taskrunner / bare River, or NaN when bare River measured nothing.
+func (r row) ratio() float64 {
+	if r.bare <= 0 {
+		return math.NaN()
+	}
+	return r.taskrunner / r.bare
+}
+
+// writeTable writes the rows as an aligned table, with whether each goal
+// is met.
+func writeTable(w io.Writer, rows []row) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, "figure\tbare River\ttaskrunner\tratio\tgoal\tmet")
+	for _, r := range rows {
+		goal, met := "-", "-"
+		if r.goal > 0 {
+			goal = ">= " + strconv.FormatFloat(r.goal, 'f', -1, 64)
+			met = "no"
+			if r.ratio() >= r.goal {
+				met = "yes"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.name, formatRate(r.bare), formatRate(r.taskrunner), formatRatio(r.ratio()), goal, met)
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write table: %w", err)
+	}
+	return nil
+}
+
+// formatRate formats a rate per second to the unit: "8123/s".
+func formatRate(perSecond float64) string {
+	if math.IsNaN(perSecond) || math.IsInf(perSecond, 0) {
+		return "n/a"
+	}
+	return strconv.FormatFloat(math.Round(perSecond), 'f', 0, 64) + "/s"
+}
+
+// formatRatio formats a ratio with two decimals, rounded down, so that a
+// ratio shown as reaching a goal does reach it (0.797 is 0.79, not 0.80).
+func formatRatio(r float64) string {
+	if math.IsNaN(r) || math.IsInf(r, 0) {
+		return "n/a"
+	}
+	return strconv.FormatFloat(math.Floor(r*100)/100, 'f', 2, 64)
+}
+
+// formatLatency formats a latency in milliseconds with two decimals.
+func formatLatency(d time.Duration) string {
+	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 2, 64) + "ms"
+}
+
+// countLabel is a job count as the table names it: 20000 is "20k".
+func countLabel(n int) string {
+	if n >= 1000 && n%1000 == 0 {
+		return strconv.Itoa(n/1000) + "k"
+	}
+	return strconv.Itoa(n)
+}
+
+// percentile returns the q-quantile (0 <= q <= 1) of ds by the nearest-rank
+// method: the smallest value at least q of the values are at or below.
+// It returns 0 for no values, and does not modify ds.
+func percentile(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	sorted := slices.Clone(ds)
+	slices.Sort(sorted)
+	rank := int(math.Ceil(q * float64(len(sorted))))
+	return sorted[min(max(rank, 1), len(sorted))-1]
+}
+
+// median returns the median of xs (the mean of the middle two for an even
+// count), or NaN for none. It does not modify xs.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	sorted := slices.Clone(xs)
+	slices.Sort(sorted)
+	mid := len(sorted) / 2
+	if len(sorted)%2 == 1 {
+		return sorted[mid]
+	}
+	return (sorted[mid-1] + sorted[mid]) / 2
+}

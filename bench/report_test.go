@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"math"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestPercentile(t *testing.T) {
+	ms := func(ns ...int) []time.Duration {
+		out := make([]time.Duration, len(ns))
+		for i, n := range ns {
+			out[i] = time.Duration(n) * time.Millisecond
+		}
+		return out
+	}
+	values := ms(5, 1, 4, 2, 3, 10, 9, 8, 7, 6) // 1..10 shuffled
+	cases := []struct {
+		q    float64
+		want time.Duration
+	}{
+		{0, 1 * time.Millisecond},
+		{0.5, 5 * time.Millisecond},
+		{0.9, 9 * time.Millisecond},
+		{0.99, 10 * time.Millisecond},
+		{1, 10 * time.Millisecond},
+	}
+	for _, c := range cases {
+		if got := percentile(values, c.q); got != c.want {
+			t.Errorf("percentile(1..10 ms, %v) = %v, want %v", c.q, got, c.want)
+		}
+	}
+	if values[0] != 5*time.Millisecond {
+		t.Error("percentile sorted its argument in place")
+	}
+	if got := percentile(nil, 0.5); got != 0 {
+		t.Errorf("percentile(nil) = %v, want 0", got)
+	}
+}
+
+func TestMedian(t *testing.T) {
+	if got := median([]float64{3, 1, 2}); got != 2 {
+		t.Errorf("median(3,1,2) = %v, want 2", got)
+	}
+	if got := median([]float64{4, 1, 3, 2}); got != 2.5 {
+		t.Errorf("median(4,1,3,2) = %v, want 2.5", got)
+	}
+	if got := median(nil); !math.IsNaN(got) {
+		t.Errorf("median(nil) = %v, want NaN", got)
+	}
+}
+
+func TestWriteTable(t *testing.T) {
+	var b strings.Builder
+	err := writeTable(&b, []row{
+		{name: "single enqueue (16 clients)", bare: 8123.4, taskrunner: 6500, goal: 0.8},
+		{name: "end-to-end echo (20k)", bare: 14000, taskrunner: 9000, goal: 0.7},
+		{name: "breakdown", bare: 0, taskrunner: 100},
+		{name: "just short", bare: 1000, taskrunner: 797, goal: 0.8},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+	want := [][]string{
+		{"figure", "bare", "River", "taskrunner", "ratio", "goal", "met"},
+		{"single", "enqueue", "(16", "clients)", "8123/s", "6500/s", "0.80", ">=", "0.8", "yes"},
+		{"end-to-end", "echo", "(20k)", "14000/s", "9000/s", "0.64", ">=", "0.7", "no"},
+		{"breakdown", "0/s", "100/s", "n/a", "-", "-"},
+		{"just", "short", "1000/s", "797/s", "0.79", ">=", "0.8", "no"},
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("table has %d lines, want %d:\n%s", len(lines), len(want), b.String())
+	}
+	for i, line := range lines {
+		if got := strings.Fields(line); strings.Join(got, " ") != strings.Join(want[i], " ") {
+			t.Errorf("line %d = %q, want fields %q", i, line, want[i])
+		}
+	}
+	// Columns line up: every row's ratio starts where the header's does.
+	col := strings.Index(lines[0], "ratio")
+	for _, line := range lines[1:3] {
+		if !strings.HasPrefix(line[col:], "0.") {
+			t.Errorf("ratio column not aligned at %d in %q", col, line)
+		}
+	}
+}
+
+func TestCountLabel(t *testing.T) {
+	for n, want := range map[int]string{20000: "20k", 1000: "1k", 1500: "1500", 500: "500"} {
+		if got := countLabel(n); got != want {
+			t.Errorf("countLabel(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestBenchURLs(t *testing.T) {
+	bench, admin, err := benchURLs("postgres://u:p@127.0.0.1:5432/taskrunner?sslmode=disable", "taskrunner_bench")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "postgres://u:p@127.0.0.1:5432/taskrunner_bench?sslmode=disable"; bench != want {
+		t.Errorf("bench URL = %q, want %q", bench, want)
+	}
+	if want := "postgres://u:p@127.0.0.1:5432/postgres?sslmode=disable"; admin != want {
+		t.Errorf("admin URL = %q, want %q", admin, want)
+	}
+	if _, _, err := benchURLs("host=127.0.0.1 dbname=taskrunner", "x"); err == nil {
+		t.Error("a key=value connection string was accepted")
+	}
+}
+
+func TestRunLoadCountsOnlyTheWindow(t *testing.T) {
+	var calls atomic.Int64
+	op := func(context.Context) error {
+		calls.Add(1)
+		time.Sleep(time.Millisecond)
+		return nil
+	}
+	r, err := runLoad(context.Background(), 4, 50*time.Millisecond, 100*time.Millisecond, op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.elapsed != 100*time.Millisecond {
+		t.Errorf("elapsed = %v, want the measured window", r.elapsed)
+	}
+	if r.ops == 0 || int64(r.ops) >= calls.Load() || len(r.latencies) != r.ops {
+		t.Errorf("ops = %d (latencies %d) of %d calls: want some, fewer than all (warm-up excluded)", r.ops, len(r.latencies), calls.Load())
+	}
+}
+
+func TestRunLoadStopsOnError(t *testing.T) {
+	boom := errors.New("boom")
+	var calls atomic.Int64
+	op := func(context.Context) error {
+		if calls.Add(1) == 10 {
+			return boom
+		}
+		return nil
+	}
+	start := time.Now()
+	_, err := runLoad(context.Background(), 4, 0, time.Minute, op)
+	if !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want boom", err)
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Error("runLoad kept going after an error")
+	}
+}
