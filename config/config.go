@@ -37,6 +37,8 @@ const (
 	DefaultMaxBatchSize        = 50
 	DefaultSearchCacheTTL      = 3600 * time.Second
 	DefaultSearchMaxResults    = 10
+	DefaultSearchSourceTimeout = 10 * time.Second
+	DefaultRedisKeyPrefix      = "taskrunner:"
 	DefaultTaskRetention       = 7 * 24 * time.Hour
 	DefaultWorkerConcurrency   = 100
 	DefaultWorkerFetchCooldown = 5 * time.Millisecond
@@ -65,8 +67,15 @@ type Config struct {
 
 	Limits Limits
 
-	SearchCacheTTL   time.Duration // SEARCH_CACHE_TTL_SECONDS
-	SearchMaxResults int           // SEARCH_MAX_RESULTS
+	SearchCacheTTL      time.Duration // SEARCH_CACHE_TTL_SECONDS
+	SearchMaxResults    int           // SEARCH_MAX_RESULTS
+	SearchSourceTimeout time.Duration // SEARCH_SOURCE_TIMEOUT_SECONDS: each provider's own timeout
+	BraveAPIKey         string        // BRAVE_API_KEY (secret)
+	BraveAPIURL         string        // BRAVE_API_URL: Brave's web search endpoint; empty: its public one
+	SearXNGURL          string        // SEARXNG_URL: a SearXNG instance with the json format enabled
+	// RedisKeyPrefix starts every Redis key taskrunner writes
+	// (REDIS_KEY_PREFIX), so several deployments can share one Redis.
+	RedisKeyPrefix string
 
 	// TaskRetention is how long River keeps finished jobs (TASK_RETENTION,
 	// a Go duration or a number of days such as "7d").
@@ -125,6 +134,11 @@ func Load(getenv func(string) string) (*Config, error) {
 		},
 		SearchCacheTTL:      r.seconds("SEARCH_CACHE_TTL_SECONDS", DefaultSearchCacheTTL),
 		SearchMaxResults:    r.positiveInt("SEARCH_MAX_RESULTS", DefaultSearchMaxResults),
+		SearchSourceTimeout: r.seconds("SEARCH_SOURCE_TIMEOUT_SECONDS", DefaultSearchSourceTimeout),
+		BraveAPIKey:         r.str("BRAVE_API_KEY", ""),
+		BraveAPIURL:         r.str("BRAVE_API_URL", ""),
+		SearXNGURL:          r.str("SEARXNG_URL", ""),
+		RedisKeyPrefix:      r.str("REDIS_KEY_PREFIX", DefaultRedisKeyPrefix),
 		TaskRetention:       r.days("TASK_RETENTION", DefaultTaskRetention),
 		WorkerConcurrency:   r.positiveInt("WORKER_CONCURRENCY", DefaultWorkerConcurrency),
 		WorkerFetchCooldown: r.duration("WORKER_FETCH_COOLDOWN", DefaultWorkerFetchCooldown),

@@ -70,3 +70,25 @@ func FuzzTaskRequest(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSearchRequest feeds arbitrary bodies to the POST /search decoder: it
+// never panics and refuses with a 400 and a stable code.
+func FuzzSearchRequest(f *testing.F) {
+	f.Add([]byte(`{"query":"open source task runner","sources":["brave"],"recency_days":7}`))
+	f.Add([]byte(`{"query":"x","max_results":"ten"}`))
+	f.Add([]byte(`{"query":null,"sources":null}`))
+	f.Add([]byte(`{"query":"x","timeout_seconds":-1,"max_retries":2}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := decodeSearchRequest(body)
+		if err != nil {
+			var apiErr *Error
+			if !errors.As(err, &apiErr) || apiErr.Status != 400 {
+				t.Fatalf("decode error is not a 400: %#v", err)
+			}
+			return
+		}
+		if req.Type != "search" || !json.Valid(req.Params) {
+			t.Fatalf("decoded to %+v", req)
+		}
+	})
+}

@@ -87,6 +87,7 @@ func (s *Server) routes() chi.Router {
 	r.Get("/tasks", s.handle(s.listTasks))
 	r.Get("/tasks/{id}", s.handle(s.getTask))
 	r.Post("/tasks/{id}/cancel", s.handle(s.cancelTask))
+	r.Post("/search", s.handle(s.submitSearch))
 	return r
 }
 

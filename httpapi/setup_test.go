@@ -35,7 +35,11 @@ type bundle struct {
 type setupOpts struct {
 	work   bool // start workers in this process
 	checks []httpapi.Check
+	deps   jobs.Deps
 }
+
+// testEnv is what task params are validated against in these tests.
+var testEnv = jobs.Env{SearchSources: []string{"brave", "searxng"}, SearchMaxResults: 10}
 
 // setup gives a test its own database, a River client on it (working tasks
 // when opts.work) and the API on an httptest server.
@@ -47,7 +51,7 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 		Work: opts.work, Queues: []string{"default"}, Concurrency: 10,
 		MaxRuntime: testMaxRuntime, RescueAfter: testMaxRuntime + time.Minute,
 		FetchCooldown: 5 * time.Millisecond, FetchPoll: 200 * time.Millisecond,
-		Retention: time.Hour, WorkerName: "test",
+		Retention: time.Hour, WorkerName: "test", Deps: opts.deps,
 	}, logger)
 	require.NoError(t, err)
 	if opts.work {
@@ -62,7 +66,7 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	}
 	limits := config.Limits{TaskMaxRuntime: testMaxRuntime, MaxBatchSize: 50, MaxRequestBodyBytes: config.DefaultMaxRequestBodyBytes}
 	api := httpapi.New(httpapi.Deps{
-		Tasks:          task.NewService(tdb.Pool, client, task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}}, logger),
+		Tasks:          task.NewService(tdb.Pool, client, task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: testEnv}, logger),
 		Checks:         opts.checks,
 		Limits:         limits,
 		Logger:         logger,

@@ -44,7 +44,9 @@ type taskError struct {
 	Message string `json:"message"`
 }
 
-var errorCodePrefix = regexp.MustCompile(`^([a-z][a-z0-9_]*): `)
+// errorCodePrefix finds the code of a coded error in River's stored error
+// text, also when River's JobCancel wrapped it.
+var errorCodePrefix = regexp.MustCompile(`^(?:JobCancelError: )?([a-z][a-z0-9_]*): `)
 
 func viewOf(t *db.Task) taskView {
 	v := taskView{

@@ -10,6 +10,8 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
+
+	"github.com/taskrunner/taskrunner/search"
 )
 
 // ClientConfig configures the River client of an api, worker or serve process.
@@ -31,6 +33,14 @@ type ClientConfig struct {
 	Retention time.Duration
 	// WorkerName identifies this process in runs.
 	WorkerName string
+	// Deps are the workers' dependencies.
+	Deps Deps
+}
+
+// Deps are what workers use besides the database.
+type Deps struct {
+	// Search answers search tasks; without it they fail, not retried.
+	Search *search.Aggregator
 }
 
 // NewClient returns the River client on pool, with every task type's
@@ -44,7 +54,7 @@ func NewClient(pool *pgxpool.Pool, cfg ClientConfig, logger *slog.Logger) (*rive
 		CancelledJobRetentionPeriod: cfg.Retention,
 		DiscardedJobRetentionPeriod: cfg.Retention,
 		// Registered for inserts in every process, so River validates kinds.
-		Workers: Workers(),
+		Workers: Workers(cfg.Deps),
 	}
 	if cfg.Work {
 		rc.FetchCooldown = cfg.FetchCooldown
@@ -59,10 +69,11 @@ func NewClient(pool *pgxpool.Pool, cfg ClientConfig, logger *slog.Logger) (*rive
 }
 
 // Workers returns a River worker bundle with every task type's worker.
-func Workers() *river.Workers {
+func Workers(d Deps) *river.Workers {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &EchoWorker{})
 	river.AddWorker(workers, &SleepWorker{})
+	river.AddWorker(workers, &SearchWorker{agg: d.Search})
 	return workers
 }
 

@@ -33,7 +33,7 @@ func (w *EchoWorker) Work(ctx context.Context, job *river.Job[EchoArgs]) error {
 func init() {
 	register(TaskType{
 		Name: EchoArgs{}.Kind(),
-		Decode: func(params json.RawMessage) (river.JobArgs, error) {
+		Decode: func(params json.RawMessage, _ Env) (river.JobArgs, error) {
 			var p struct {
 				Msg *string `json:"msg"`
 			}

@@ -119,9 +119,13 @@ func classify(ctx context.Context, job *rivertype.JobRow, err error, took time.D
 		// without using up an attempt.
 		return outcome{status: db.RunInterrupted, code: CodeInterrupted, err: err,
 			event: "task_interrupted", message: "task interrupted by shutdown; returned to the queue", level: slog.LevelWarn}
-	case errors.As(err, &cancelErr):
-		return outcome{status: db.RunCancelled, code: codeOf(err, CodeCancelled), err: err,
+	case errors.As(err, &cancelErr) && codeOf(err, CodeCancelled) == CodeCancelled:
+		return outcome{status: db.RunCancelled, code: CodeCancelled, err: err,
 			event: "task_cancelled", message: "task cancelled by its worker", level: slog.LevelInfo}
+	case errors.As(err, &cancelErr):
+		// A failure its worker knows retrying cannot fix (a bad API key).
+		return outcome{status: db.RunFailed, code: codeOf(err, CodeFailed), err: err,
+			event: "task_failed", message: "task failed; not retried", level: slog.LevelWarn}
 	default:
 		return outcome{status: db.RunFailed, code: codeOf(err, CodeFailed), err: err,
 			event: "task_failed", message: "task attempt failed", level: slog.LevelWarn}

@@ -46,7 +46,7 @@ func (w *SleepWorker) Work(ctx context.Context, job *river.Job[SleepArgs]) error
 func init() {
 	register(TaskType{
 		Name: SleepArgs{}.Kind(),
-		Decode: func(params json.RawMessage) (river.JobArgs, error) {
+		Decode: func(params json.RawMessage, _ Env) (river.JobArgs, error) {
 			var p struct {
 				Seconds *float64 `json:"seconds"`
 			}

@@ -29,12 +29,19 @@ type TaskType struct {
 	Name string
 	// DefaultMaxRetries applies when a request gives no max_retries.
 	DefaultMaxRetries int
-	// Decode validates params and returns the job args to enqueue.
-	Decode func(params json.RawMessage) (river.JobArgs, error)
+	// Decode validates params against env and returns the job args to
+	// enqueue.
+	Decode func(params json.RawMessage, env Env) (river.JobArgs, error)
 	// RunKey, when set, gives the part after "<type>:" of the key its runs
 	// are recorded under (search uses a hash of its normalised query). By
 	// default it is a hash of the args.
 	RunKey func(encodedArgs []byte) string
+}
+
+// Env is what validating params needs to know of the deployment.
+type Env struct {
+	SearchSources    []string // SEARCH_SOURCE_ALLOWLIST
+	SearchMaxResults int      // SEARCH_MAX_RESULTS
 }
 
 // Types lists every task type by name.

@@ -66,6 +66,8 @@ type Request struct {
 type Limits struct {
 	MaxRuntime time.Duration
 	Queues     []string
+	// Env is what task types validate their params against.
+	Env jobs.Env
 }
 
 // maxRetriesCap bounds max_retries; River's own default is 24 retries.
@@ -95,7 +97,7 @@ func (s *Service) Validate(req *Request) (river.InsertManyParams, error) {
 		return river.InsertManyParams{}, &Error{Code: CodeUnknownType, Field: "type",
 			Message: fmt.Sprintf("unknown task type %q; known types: %s", req.Type, strings.Join(jobs.TypeNames(), ", "))}
 	}
-	args, err := tt.Decode(req.Params)
+	args, err := tt.Decode(req.Params, s.limits.Env)
 	if err != nil {
 		var pe *jobs.ParamsError
 		if errors.As(err, &pe) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river"
 
 	"github.com/taskrunner/taskrunner/artifact"
@@ -20,6 +21,7 @@ import (
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/httpapi"
 	"github.com/taskrunner/taskrunner/jobs"
+	"github.com/taskrunner/taskrunner/search"
 	"github.com/taskrunner/taskrunner/task"
 )
 
@@ -61,6 +63,18 @@ func runServer(ctx context.Context, cfg *config.Config, logger *slog.Logger, r r
 		return err
 	}
 
+	rdb, err := cache.NewClient(cfg.RedisURL)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	var deps jobs.Deps
+	if r.works() {
+		if deps.Search, err = newAggregator(cfg, rdb, logger); err != nil {
+			return err
+		}
+	}
+
 	host, _ := os.Hostname()
 	client, err := jobs.NewClient(pool, jobs.ClientConfig{
 		Work:          r.works(),
@@ -72,6 +86,7 @@ func runServer(ctx context.Context, cfg *config.Config, logger *slog.Logger, r r
 		FetchPoll:     cfg.WorkerFetchPoll,
 		Retention:     cfg.TaskRetention,
 		WorkerName:    fmt.Sprintf("%s/%d", host, os.Getpid()),
+		Deps:          deps,
 	}, logger)
 	if err != nil {
 		return fmt.Errorf("river client: %w", err)
@@ -80,7 +95,7 @@ func runServer(ctx context.Context, cfg *config.Config, logger *slog.Logger, r r
 	serveErr := make(chan error, 1)
 	var srv *http.Server
 	if r.serves() {
-		srv, err = startAPI(ctx, cfg, logger, pool, client, serveErr)
+		srv, err = startAPI(ctx, cfg, logger, pool, rdb, client, serveErr)
 		if err != nil {
 			return err
 		}
@@ -130,11 +145,9 @@ func runServer(ctx context.Context, cfg *config.Config, logger *slog.Logger, r r
 
 // startAPI listens on cfg.HTTPAddr and serves the API in the background;
 // serving errors arrive on serveErr.
-func startAPI(ctx context.Context, cfg *config.Config, logger *slog.Logger, pool *pgxpool.Pool, client *river.Client[pgx.Tx], serveErr chan<- error) (*http.Server, error) {
-	rdb, err := cache.NewClient(cfg.RedisURL)
-	if err != nil {
-		return nil, err
-	}
+func startAPI(ctx context.Context, cfg *config.Config, logger *slog.Logger, pool *pgxpool.Pool, rdb *redis.Client,
+	client *river.Client[pgx.Tx], serveErr chan<- error,
+) (*http.Server, error) {
 	store, err := artifact.NewStore(artifact.Config{
 		Endpoint: cfg.MinIOEndpoint, User: cfg.MinIOUser, Password: cfg.MinIOPassword,
 		Bucket: cfg.MinIOBucket, Secure: cfg.MinIOSecure,
@@ -150,7 +163,11 @@ func startAPI(ctx context.Context, cfg *config.Config, logger *slog.Logger, pool
 	cancel()
 
 	api := httpapi.New(httpapi.Deps{
-		Tasks: task.NewService(pool, client, task.Limits{MaxRuntime: cfg.Limits.TaskMaxRuntime, Queues: cfg.Queues}, logger),
+		Tasks: task.NewService(pool, client, task.Limits{
+			MaxRuntime: cfg.Limits.TaskMaxRuntime,
+			Queues:     cfg.Queues,
+			Env:        jobs.Env{SearchSources: cfg.Limits.SearchSourceAllowlist, SearchMaxResults: cfg.SearchMaxResults},
+		}, logger),
 		Checks: []httpapi.Check{
 			{Name: "postgres", Check: pool.Ping},
 			{Name: "redis", Check: func(ctx context.Context) error { return cache.Ping(ctx, rdb) }},
@@ -172,11 +189,25 @@ func startAPI(ctx context.Context, cfg *config.Config, logger *slog.Logger, pool
 		ErrorLog:          slog.NewLogLogger(logger.With(slog.String("event", "http_server_error")).Handler(), slog.LevelWarn),
 	}
 	go func() {
-		defer rdb.Close()
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			serveErr <- err
 		}
 	}()
 	logger.Info("api listening", slog.String("event", "api_listening"), slog.String("addr", ln.Addr().String()))
 	return srv, nil
+}
+
+// newAggregator wires the search providers, each behind the Redis cache.
+func newAggregator(cfg *config.Config, rdb *redis.Client, logger *slog.Logger) (*search.Aggregator, error) {
+	httpClient := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	return search.NewAggregator(search.Config{
+		Providers: []search.Provider{
+			search.NewBrave(cfg.BraveAPIURL, cfg.BraveAPIKey, httpClient),
+			search.NewSearXNG(cfg.SearXNGURL, httpClient),
+		},
+		Cache:         cache.NewSearchCache(rdb, cfg.RedisKeyPrefix),
+		CacheTTL:      cfg.SearchCacheTTL,
+		SourceTimeout: cfg.SearchSourceTimeout,
+		Logger:        logger,
+	})
 }

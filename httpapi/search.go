@@ -1,0 +1,64 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/taskrunner/taskrunner/task"
+)
+
+// searchRequest is the seed's POST /search body, plus the task options.
+type searchRequest struct {
+	Query          *string  `json:"query"`
+	Sources        []string `json:"sources"`
+	RecencyDays    *int     `json:"recency_days"`
+	MaxResults     *int     `json:"max_results"`
+	TimeoutSeconds *float64 `json:"timeout_seconds"`
+	MaxRetries     *int     `json:"max_retries"`
+}
+
+// decodeSearchRequest turns a POST /search body into a search task request.
+func decodeSearchRequest(body []byte) (*task.Request, error) {
+	var sr searchRequest
+	if err := decodeStrict(body, &sr); err != nil {
+		return nil, err
+	}
+	params, err := json.Marshal(struct {
+		Query       *string  `json:"query,omitempty"`
+		Sources     []string `json:"sources,omitempty"`
+		RecencyDays *int     `json:"recency_days,omitempty"`
+		MaxResults  *int     `json:"max_results,omitempty"`
+	}{sr.Query, sr.Sources, sr.RecencyDays, sr.MaxResults})
+	if err != nil {
+		return nil, err
+	}
+	return &task.Request{Type: "search", Params: params, TimeoutSeconds: sr.TimeoutSeconds, MaxRetries: sr.MaxRetries}, nil
+}
+
+// submitSearch enqueues a search task; its result is the merged answer.
+func (s *Server) submitSearch(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	req, err := decodeSearchRequest(body)
+	if err != nil {
+		return err
+	}
+	t, err := s.deps.Tasks.Submit(r.Context(), req)
+	var taskErr *task.Error
+	if errors.As(err, &taskErr) {
+		// The body's fields are the params themselves here.
+		field := strings.TrimPrefix(taskErr.Field, "params.")
+		return &task.Error{Code: taskErr.Code, Field: field, Message: strings.ReplaceAll(taskErr.Message, "params.", "")}
+	}
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/tasks/"+strconv.FormatInt(t.ID, 10))
+	writeJSON(w, http.StatusAccepted, viewOf(t))
+	return nil
+}

@@ -1,0 +1,155 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/riverqueue/river"
+
+	"github.com/taskrunner/taskrunner/search"
+)
+
+// Bounds on search params.
+const (
+	maxQueryLength = 1000
+	maxRecencyDays = 3650
+)
+
+// SearchArgs is the search task: the seed's search request.
+type SearchArgs struct {
+	Query       string   `json:"query"`
+	Sources     []string `json:"sources"`
+	RecencyDays int      `json:"recency_days"`
+	MaxResults  int      `json:"max_results"`
+}
+
+// Kind is the search task's type and River job kind.
+func (SearchArgs) Kind() string { return "search" }
+
+// SearchWorker works search tasks through the aggregator.
+type SearchWorker struct {
+	taskWorker[SearchArgs]
+	agg *search.Aggregator
+}
+
+// Work asks the sources, records per-source metrics on the run and the
+// merged answer as the task's result. Every source failing fails the
+// attempt: River retries it when a retry may help (rate limit, outage,
+// timeout), and not when it cannot (a bad key).
+func (w *SearchWorker) Work(ctx context.Context, job *river.Job[SearchArgs]) error {
+	if w.agg == nil {
+		return river.JobCancel(Errorf(search.CodeUnavailable, "search is not configured in this worker"))
+	}
+	resp, err := w.agg.Search(ctx, search.Request(job.Args))
+	if resp != nil {
+		recordSearchMetrics(ctx, resp)
+	}
+	var allFailed *search.AllFailedError
+	if errors.As(err, &allFailed) {
+		coded := &CodedError{Code: search.CodeAllFailed, Err: allFailed}
+		if allFailed.Retryable() {
+			return coded
+		}
+		return river.JobCancel(&CodedError{Code: search.CodeAllFailed, Err: fmt.Errorf("not retried: %w", allFailed)})
+	}
+	if err != nil {
+		return err
+	}
+	return river.RecordOutput(ctx, resp)
+}
+
+func recordSearchMetrics(ctx context.Context, resp *search.Response) {
+	var hits, latency float64
+	for source, r := range resp.Sources {
+		RecordMetric(ctx, source+".latency_ms", r.LatencyMS)
+		RecordMetric(ctx, source+".count", float64(r.Count))
+		cached := 0.0
+		if r.Cached {
+			cached, hits = 1, hits+1
+		}
+		RecordMetric(ctx, source+".cached", cached)
+		latency = max(latency, r.LatencyMS)
+		if r.Status != "ok" {
+			AddNote(ctx, r.Error)
+		}
+	}
+	RecordMetric(ctx, "latency_ms", latency)
+	RecordMetric(ctx, "results", float64(len(resp.Results)))
+	RecordMetric(ctx, "cache_hits", hits)
+	RecordMetric(ctx, "cache_misses", float64(len(resp.Sources))-hits)
+}
+
+// DecodeSearch validates search params: a query, sources within the
+// allowlist (all allowed sources when none are given), a recency window
+// and a result count capped by SEARCH_MAX_RESULTS.
+func DecodeSearch(params json.RawMessage, env Env) (SearchArgs, error) {
+	var p struct {
+		Query       *string  `json:"query"`
+		Sources     []string `json:"sources"`
+		RecencyDays *int     `json:"recency_days"`
+		MaxResults  *int     `json:"max_results"`
+	}
+	if err := decodeParams(params, &p); err != nil {
+		return SearchArgs{}, err
+	}
+	args := SearchArgs{MaxResults: env.SearchMaxResults}
+	switch {
+	case p.Query == nil || search.NormalizeQuery(*p.Query) == "":
+		return args, &ParamsError{Field: "params.query", Message: "is required"}
+	case utf8.RuneCountInString(*p.Query) > maxQueryLength || !utf8.ValidString(*p.Query):
+		return args, &ParamsError{Field: "params.query", Message: fmt.Sprintf("must be valid text of at most %d characters", maxQueryLength)}
+	}
+	args.Query = strings.TrimSpace(*p.Query)
+	if len(p.Sources) == 0 {
+		args.Sources = append([]string(nil), env.SearchSources...)
+	}
+	for _, s := range p.Sources {
+		s = strings.ToLower(strings.TrimSpace(s))
+		if !slices.Contains(env.SearchSources, s) {
+			return args, &ParamsError{Field: "params.sources", Message: fmt.Sprintf("%q is not an allowed source (SEARCH_SOURCE_ALLOWLIST: %s)", s, strings.Join(env.SearchSources, ", "))}
+		}
+		if !slices.Contains(args.Sources, s) {
+			args.Sources = append(args.Sources, s)
+		}
+	}
+	if len(args.Sources) == 0 {
+		return args, &ParamsError{Field: "params.sources", Message: "no source is allowed (SEARCH_SOURCE_ALLOWLIST is empty)"}
+	}
+	if p.RecencyDays != nil {
+		if *p.RecencyDays < 0 || *p.RecencyDays > maxRecencyDays {
+			return args, &ParamsError{Field: "params.recency_days", Message: fmt.Sprintf("must be between 0 (any time) and %d", maxRecencyDays)}
+		}
+		args.RecencyDays = *p.RecencyDays
+	}
+	if p.MaxResults != nil {
+		if *p.MaxResults < 1 {
+			return args, &ParamsError{Field: "params.max_results", Message: "must be at least 1"}
+		}
+		args.MaxResults = min(*p.MaxResults, env.SearchMaxResults) // capped by SEARCH_MAX_RESULTS
+	}
+	return args, nil
+}
+
+func init() {
+	register(TaskType{
+		Name:              SearchArgs{}.Kind(),
+		DefaultMaxRetries: 3,
+		Decode: func(params json.RawMessage, env Env) (river.JobArgs, error) {
+			args, err := DecodeSearch(params, env)
+			if err != nil {
+				return nil, err
+			}
+			return args, nil
+		},
+		RunKey: func(encodedArgs []byte) string {
+			var args SearchArgs
+			_ = json.Unmarshal(encodedArgs, &args)
+			return search.RunKeyHash(search.Request(args))
+		},
+	})
+}

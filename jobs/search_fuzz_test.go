@@ -1,0 +1,38 @@
+package jobs
+
+import (
+	"encoding/json"
+	"errors"
+	"slices"
+	"testing"
+)
+
+// FuzzDecodeSearch feeds arbitrary params to the search task's validation:
+// it never panics, refusals are ParamsErrors, and what it accepts is within
+// the allowlist and the result cap.
+func FuzzDecodeSearch(f *testing.F) {
+	f.Add([]byte(`{"query":"open source task runner","sources":["brave"],"recency_days":7}`))
+	f.Add([]byte(`{"query":"x","sources":["google"]}`))
+	f.Add([]byte(`{"query":"x","max_results":100000,"recency_days":-3}`))
+	f.Add([]byte(`{"query":"\ud800","sources":["BRAVE "," brave"]}`))
+	f.Add([]byte(`{"query":7}`))
+	env := Env{SearchSources: []string{"brave", "searxng"}, SearchMaxResults: 10}
+	f.Fuzz(func(t *testing.T, params []byte) {
+		args, err := DecodeSearch(json.RawMessage(params), env)
+		if err != nil {
+			var pe *ParamsError
+			if !errors.As(err, &pe) || pe.Field == "" {
+				t.Fatalf("refusal is not a ParamsError naming a field: %#v", err)
+			}
+			return
+		}
+		if args.Query == "" || len(args.Sources) == 0 || args.MaxResults < 1 || args.MaxResults > env.SearchMaxResults {
+			t.Fatalf("accepted %+v", args)
+		}
+		for _, s := range args.Sources {
+			if !slices.Contains(env.SearchSources, s) {
+				t.Fatalf("accepted source %q", s)
+			}
+		}
+	})
+}

@@ -1,0 +1,351 @@
+package search
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Defaults for the aggregator.
+const (
+	DefaultSourceTimeout = 10 * time.Second
+	// rrfK is reciprocal rank fusion's constant: a result's score is the
+	// sum over sources of 1/(rrfK + rank).
+	rrfK = 60
+)
+
+// Cache keeps provider answers. Get reports a miss as ok == false; an error
+// means the cache itself is unavailable, and search goes on without it.
+type Cache interface {
+	Get(ctx context.Context, key string) (val []byte, ok bool, err error)
+	Set(ctx context.Context, key string, val []byte, ttl time.Duration) error
+}
+
+// Config configures an Aggregator.
+type Config struct {
+	Providers     []Provider
+	Cache         Cache // nil: no cache
+	CacheTTL      time.Duration
+	SourceTimeout time.Duration // each provider's own timeout; DefaultSourceTimeout when 0
+	Logger        *slog.Logger
+}
+
+// Aggregator asks providers in parallel and merges their answers.
+type Aggregator struct {
+	providers map[string]Provider
+	cfg       Config
+}
+
+// NewAggregator returns an Aggregator over cfg.Providers.
+func NewAggregator(cfg Config) (*Aggregator, error) {
+	if cfg.SourceTimeout <= 0 {
+		cfg.SourceTimeout = DefaultSourceTimeout
+	}
+	a := &Aggregator{providers: map[string]Provider{}, cfg: cfg}
+	for _, p := range cfg.Providers {
+		if _, dup := a.providers[p.Name()]; dup {
+			return nil, fmt.Errorf("search provider %q registered twice", p.Name())
+		}
+		a.providers[p.Name()] = p
+	}
+	return a, nil
+}
+
+// Has reports whether a provider is registered under name.
+func (a *Aggregator) Has(name string) bool { _, ok := a.providers[name]; return ok }
+
+// Request is one search over several sources.
+type Request struct {
+	Query       string   `json:"query"`
+	Sources     []string `json:"sources"`
+	RecencyDays int      `json:"recency_days"`
+	MaxResults  int      `json:"max_results"`
+}
+
+// SourceReport says how one source did.
+type SourceReport struct {
+	Status    string  `json:"status"` // "ok" or "error"
+	Count     int     `json:"count"`
+	LatencyMS float64 `json:"latency_ms"`
+	Cached    bool    `json:"cached"`
+	ErrorCode string  `json:"error_code,omitempty"`
+	Error     string  `json:"error,omitempty"`
+}
+
+// Merged is one de-duplicated result with its fused score and the sources
+// that returned it.
+type Merged struct {
+	Result
+	Score   float64  `json:"score"`
+	Sources []string `json:"sources"`
+}
+
+// Response is the merged answer: the search task's result.
+type Response struct {
+	Query       string                  `json:"query"`
+	RecencyDays int                     `json:"recency_days"`
+	MaxResults  int                     `json:"max_results"`
+	Results     []Merged                `json:"results"`
+	Sources     map[string]SourceReport `json:"sources"`
+}
+
+// AllFailedError is returned when no source answered.
+type AllFailedError struct {
+	Errors []*ProviderError
+}
+
+func (e *AllFailedError) Error() string {
+	parts := make([]string, len(e.Errors))
+	for i, pe := range e.Errors {
+		parts[i] = pe.Error()
+	}
+	return "every search source failed: " + strings.Join(parts, "; ")
+}
+
+// Retryable reports whether asking again may help: some source failed in a
+// way that can pass (rate limit, outage, timeout).
+func (e *AllFailedError) Retryable() bool {
+	for _, pe := range e.Errors {
+		if pe.Retryable {
+			return true
+		}
+	}
+	return false
+}
+
+// Search asks every requested source in parallel and merges the answers.
+// One source failing is reported in Sources; every source failing returns
+// *AllFailedError.
+func (a *Aggregator) Search(ctx context.Context, req Request) (*Response, error) {
+	q := Query{Text: NormalizeQuery(req.Query), RecencyDays: req.RecencyDays, MaxResults: req.MaxResults}
+	type answer struct {
+		source  string
+		results []Result
+		report  SourceReport
+		err     *ProviderError
+	}
+	answers := make([]answer, len(req.Sources))
+	var wg sync.WaitGroup
+	for i, source := range req.Sources {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results, report, err := a.ask(ctx, source, q)
+			answers[i] = answer{source, results, report, err}
+		}()
+	}
+	wg.Wait()
+
+	resp := &Response{Query: q.Text, RecencyDays: q.RecencyDays, MaxResults: q.MaxResults, Sources: map[string]SourceReport{}}
+	var failures []*ProviderError
+	ranked := make([][]Result, 0, len(answers))
+	names := make([]string, 0, len(answers))
+	for _, ans := range answers {
+		resp.Sources[ans.source] = ans.report
+		if ans.err != nil {
+			failures = append(failures, ans.err)
+			continue
+		}
+		ranked = append(ranked, ans.results)
+		names = append(names, ans.source)
+	}
+	if len(failures) == len(answers) {
+		return resp, &AllFailedError{Errors: failures}
+	}
+	resp.Results = Merge(names, ranked, q.MaxResults)
+	return resp, nil
+}
+
+// ask gets one source's results, from the cache when it has them.
+func (a *Aggregator) ask(ctx context.Context, source string, q Query) ([]Result, SourceReport, *ProviderError) {
+	start := time.Now()
+	p, ok := a.providers[source]
+	if !ok {
+		pe := &ProviderError{Source: source, Code: CodeUnavailable, Message: "no such provider is configured"}
+		return nil, SourceReport{Status: "error", ErrorCode: pe.Code, Error: pe.Error()}, pe
+	}
+	key := CacheKey(source, q)
+	if results, hit := a.cacheGet(ctx, key, source); hit {
+		return results, SourceReport{Status: "ok", Count: len(results), Cached: true, LatencyMS: ms(time.Since(start))}, nil
+	}
+	pctx, cancel := context.WithTimeout(ctx, a.cfg.SourceTimeout)
+	defer cancel()
+	results, err := p.Search(pctx, q)
+	latency := ms(time.Since(start))
+	if err != nil {
+		var pe *ProviderError
+		if !errors.As(err, &pe) {
+			pe = &ProviderError{Source: source, Code: CodeUnavailable, Message: "provider failed", Retryable: true}
+		}
+		a.cfg.Logger.WarnContext(ctx, "search source failed", slog.String("event", "search_source_failed"),
+			slog.String("source", source), slog.String("error_code", pe.Code), slog.Int("status", pe.Status),
+			slog.Float64("latency_ms", latency))
+		return nil, SourceReport{Status: "error", LatencyMS: latency, ErrorCode: pe.Code, Error: pe.Error()}, pe
+	}
+	a.cacheSet(ctx, key, source, results)
+	return results, SourceReport{Status: "ok", Count: len(results), LatencyMS: latency}, nil
+}
+
+func (a *Aggregator) cacheGet(ctx context.Context, key, source string) ([]Result, bool) {
+	if a.cfg.Cache == nil {
+		return nil, false
+	}
+	val, ok, err := a.cfg.Cache.Get(ctx, key)
+	if err != nil {
+		a.cfg.Logger.WarnContext(ctx, "search cache unavailable; searching uncached", slog.String("event", "search_cache_unavailable"),
+			slog.String("source", source), slog.String("error", err.Error()))
+		return nil, false
+	}
+	if !ok {
+		a.cfg.Logger.DebugContext(ctx, "search cache miss", slog.String("event", "search_cache_miss"), slog.String("source", source))
+		return nil, false
+	}
+	var results []Result
+	if err := json.Unmarshal(val, &results); err != nil {
+		return nil, false // a corrupt entry is a miss; the fresh answer replaces it
+	}
+	a.cfg.Logger.InfoContext(ctx, "search cache hit", slog.String("event", "search_cache_hit"), slog.String("source", source))
+	return results, true
+}
+
+func (a *Aggregator) cacheSet(ctx context.Context, key, source string, results []Result) {
+	if a.cfg.Cache == nil {
+		return
+	}
+	val, err := json.Marshal(results)
+	if err != nil {
+		return
+	}
+	if err := a.cfg.Cache.Set(ctx, key, val, a.cfg.CacheTTL); err != nil {
+		a.cfg.Logger.WarnContext(ctx, "search cache unavailable; answer not cached", slog.String("event", "search_cache_unavailable"),
+			slog.String("source", source), slog.String("error", err.Error()))
+	}
+}
+
+// CacheKey is a source's cache key for a query: the source, then a hash of
+// the normalised text, recency and result count.
+func CacheKey(source string, q Query) string {
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%d", NormalizeQuery(q.Text), q.RecencyDays, q.MaxResults))
+	return "search:" + source + ":" + hex.EncodeToString(sum[:16])
+}
+
+// RunKeyHash is the hash in a search run's key, search:<hash>: the
+// normalised query, the sorted sources, recency and result count.
+func RunKeyHash(req Request) string {
+	sources := append([]string(nil), req.Sources...)
+	sort.Strings(sources)
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%d\x00%d", NormalizeQuery(req.Query), strings.Join(sources, ","), req.RecencyDays, req.MaxResults))
+	return hex.EncodeToString(sum[:16])
+}
+
+// Merge fuses ranked lists from several sources: results are de-duplicated
+// by NormalizeURL, scored by reciprocal rank fusion (the sum of
+// 1/(60+rank)), and returned best first, at most maxResults. A result keeps
+// the title and snippet of the source that ranked it highest.
+func Merge(sources []string, lists [][]Result, maxResults int) []Merged {
+	type entry struct {
+		merged   Merged
+		bestRank int
+		order    int
+	}
+	byKey := map[string]*entry{}
+	var order int
+	for s, list := range lists {
+		for rank, r := range list {
+			key := NormalizeURL(r.URL)
+			score := 1.0 / float64(rrfK+rank+1)
+			e, ok := byKey[key]
+			if !ok {
+				byKey[key] = &entry{merged: Merged{Result: r, Score: score, Sources: []string{sources[s]}}, bestRank: rank, order: order}
+				order++
+				continue
+			}
+			e.merged.Score += score
+			if !contains(e.merged.Sources, sources[s]) {
+				e.merged.Sources = append(e.merged.Sources, sources[s])
+			}
+			if rank < e.bestRank {
+				e.bestRank = rank
+				e.merged.Title, e.merged.Snippet = r.Title, r.Snippet
+				if r.Published != "" {
+					e.merged.Published = r.Published
+				}
+			}
+		}
+	}
+	entries := make([]*entry, 0, len(byKey))
+	for _, e := range byKey {
+		sort.Strings(e.merged.Sources)
+		entries = append(entries, e)
+	}
+	sort.Slice(entries, func(i, j int) bool {
+		if entries[i].merged.Score != entries[j].merged.Score {
+			return entries[i].merged.Score > entries[j].merged.Score
+		}
+		return entries[i].order < entries[j].order
+	})
+	out := make([]Merged, 0, min(len(entries), maxResults))
+	for _, e := range entries {
+		if len(out) == maxResults {
+			break
+		}
+		out = append(out, e.merged)
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// trackingParams are query parameters that identify a campaign or a click,
+// not a page.
+var trackingParams = map[string]bool{
+	"gclid": true, "fbclid": true, "msclkid": true, "yclid": true, "dclid": true, "igshid": true,
+	"mc_cid": true, "mc_eid": true, "_hsenc": true, "_hsmi": true, "ref_src": true, "spm": true,
+}
+
+// NormalizeURL is the key results are de-duplicated by: scheme dropped
+// (http and https are one page), host lower-cased without "www." or a
+// default port, no fragment, no trailing slash, tracking parameters (utm_*,
+// gclid, fbclid, ...) removed and the rest sorted. A string that does not
+// parse as an absolute URL is its own key.
+func NormalizeURL(raw string) string {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil || u.Host == "" {
+		return strings.TrimSpace(raw)
+	}
+	host := strings.ToLower(u.Hostname())
+	host = strings.TrimPrefix(host, "www.")
+	if port := u.Port(); port != "" && port != "80" && port != "443" {
+		host += ":" + port
+	}
+	path := strings.TrimRight(u.EscapedPath(), "/")
+	q := u.Query()
+	for k := range q {
+		if strings.HasPrefix(strings.ToLower(k), "utm_") || trackingParams[strings.ToLower(k)] {
+			q.Del(k)
+		}
+	}
+	key := host + path
+	if enc := q.Encode(); enc != "" { // Encode sorts by key
+		key += "?" + enc
+	}
+	return key
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
