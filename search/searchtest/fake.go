@@ -21,7 +21,8 @@ type Hit struct {
 // Fake is a fake provider server. Set its fields before the calls that
 // should see them; they are read under its lock.
 type Fake struct {
-	Server *httptest.Server
+	Server  *httptest.Server // set by NewBrave and NewSearXNG
+	Handler http.Handler
 
 	mu       sync.Mutex
 	hits     []Hit
@@ -106,6 +107,14 @@ const BraveKey = "test-brave-key-5f0c1e9a"
 // X-Subscription-Token header (BraveKey), honours count, and answers in
 // Brave's JSON format, errors included. The endpoint is URL() + "/res/v1/web/search".
 func NewBrave(t testing.TB) *Fake {
+	f := NewBraveHandler()
+	f.Server = httptest.NewServer(f.Handler)
+	t.Cleanup(f.Server.Close)
+	return f
+}
+
+// NewBraveHandler is NewBrave without a server: serve f.Handler yourself.
+func NewBraveHandler() *Fake {
 	f := &Fake{}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /res/v1/web/search", func(w http.ResponseWriter, r *http.Request) {
@@ -148,8 +157,7 @@ func NewBrave(t testing.TB) *Fake {
 			"web":   map[string]any{"type": "search", "family_friendly": true, "results": results},
 		})
 	})
-	f.Server = httptest.NewServer(mux)
-	t.Cleanup(f.Server.Close)
+	f.Handler = mux
 	return f
 }
 
@@ -177,6 +185,14 @@ func braveError(w http.ResponseWriter, status int) {
 // in SearXNG's JSON format (and 403, as SearXNG does, when format=json is
 // not asked for).
 func NewSearXNG(t testing.TB) *Fake {
+	f := NewSearXNGHandler()
+	f.Server = httptest.NewServer(f.Handler)
+	t.Cleanup(f.Server.Close)
+	return f
+}
+
+// NewSearXNGHandler is NewSearXNG without a server: serve f.Handler yourself.
+func NewSearXNGHandler() *Fake {
 	f := &Fake{}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /search", func(w http.ResponseWriter, r *http.Request) {
@@ -212,8 +228,7 @@ func NewSearXNG(t testing.TB) *Fake {
 			"unresponsive_engines": []any{},
 		})
 	})
-	f.Server = httptest.NewServer(mux)
-	t.Cleanup(f.Server.Close)
+	f.Handler = mux
 	return f
 }
 
