@@ -48,7 +48,7 @@ verify: ## fail when generated code, go.mod or formatting is stale
 .PHONY: lint
 lint: ## go vet and gofmt
 	go vet ./...
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	@scripts/verify.sh
 
 .PHONY: smoke
 smoke: ## run the seed's curl flow against a running server (TASKRUNNER_URL)

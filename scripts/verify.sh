@@ -21,7 +21,7 @@ if ! go mod tidy -diff >"$tmp/mod.diff" 2>&1; then
   echo "verify: go.mod/go.sum are not tidy: run 'go mod tidy'" >&2
   fail=1
 fi
-unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*'))
+unformatted=$(gofmt -l $(go list -f '{{.Dir}}' ./...))
 if [[ -n "$unformatted" ]]; then
   echo "verify: gofmt would change: $unformatted" >&2
   fail=1
