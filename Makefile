@@ -51,8 +51,12 @@ lint: ## go vet and gofmt
 	@scripts/verify.sh
 
 .PHONY: smoke
-smoke: ## run the seed's curl flow against a running server (TASKRUNNER_URL)
+smoke: ## run the seed's curl flow against a running server (TASKRUNNER_URL; SMOKE_SEARCH=1 adds a cached search)
 	@TASKRUNNER_URL=$(TASKRUNNER_URL) scripts/smoke.sh
+
+.PHONY: fake-search
+fake-search: ## serve fake Brave and SearXNG APIs on 127.0.0.1:8090 (prints the settings to use)
+	go run ./internal/cmd/fakesearch -addr 127.0.0.1:8090
 
 .PHONY: bench
 bench: build minio ## measure taskrunner against bare River on this machine

@@ -71,16 +71,10 @@ func (s *Store) EnsureBucket(ctx context.Context) error {
 	return nil
 }
 
-// Ping checks that MinIO answers and the bucket exists.
+// Ping checks that MinIO answers and the bucket is there, creating it if
+// MinIO was down when the process started.
 func (s *Store) Ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, DefaultPingTimeout)
 	defer cancel()
-	exists, err := s.client.BucketExists(ctx, s.bucket)
-	if err != nil {
-		return fmt.Errorf("reach minio: %w", err)
-	}
-	if !exists {
-		return fmt.Errorf("bucket %s does not exist", s.bucket)
-	}
-	return nil
+	return s.EnsureBucket(ctx)
 }

@@ -3,6 +3,10 @@
 # TASKRUNNER_URL (default http://127.0.0.1:8000), with TASKRUNNER_API_KEY as
 # the bearer key when set. Each step prints one line; the first wrong answer
 # stops it with the request, the status and the body.
+#
+# SMOKE_SEARCH=1 adds a search through SMOKE_SEARCH_SOURCES (default brave),
+# run twice: the second must come from the cache. The server needs a
+# provider it can reach: a real key, or `make fake-search` (see the README).
 set -euo pipefail
 
 url=${TASKRUNNER_URL:-http://127.0.0.1:8000}
@@ -105,6 +109,27 @@ expect 400 "unknown type"
 call GET /tasks/not-a-task
 expect 404 "unknown task id"
 ok "bad input refused: task_rejected_invalid_params, unknown_task_type, not_found"
+
+if [[ "${SMOKE_SEARCH:-0}" == 1 ]]; then
+  sources=$(jq -cn --arg s "${SMOKE_SEARCH_SOURCES:-brave}" '$s | split(",")')
+  query="taskrunner smoke $(date +%s%N)" # new each run, so the first is a miss
+  search_once() {
+    call POST /search "$(jq -cn --arg q "$query" --argjson s "$sources" '{query: $q, sources: $s, recency_days: 7}')"
+    expect 202 "POST /search"
+    local id
+    id=$(field .id)
+    wait_status "$id" completed discarded cancelled
+    [[ $(field .status) == completed ]] || fail "search task $id: $(field .status): $(field .error.message)"
+    [[ $(field '.result.results | length') -ge 1 ]] || fail "search task $id: no results"
+    search_id=$id
+  }
+  search_once
+  [[ $(field '[.result.sources[] | .cached] | any') == false ]] || fail "first search $search_id: a source was already cached"
+  ok "search $search_id: $(field '.result.results | length') result(s) from $(field '.result.sources | keys | join(", ")')"
+  search_once
+  [[ $(field '[.result.sources[] | .cached] | all') == true ]] || fail "second search $search_id: not served from the cache: $(jq -c .result.sources <"$body")"
+  ok "the same search again, $search_id: every source from the cache"
+fi
 
 call GET "/tasks?type=echo&limit=5"
 expect 200 "GET /tasks"

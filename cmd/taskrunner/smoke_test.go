@@ -1,0 +1,51 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskrunner/taskrunner/internal/testenv"
+	"github.com/taskrunner/taskrunner/search/searchtest"
+)
+
+// TestSmokeScript runs `make smoke`'s script, search included, against a
+// real serve process whose search provider is a fake Brave, so the script
+// that proves a deployment cannot rot unnoticed.
+func TestSmokeScript(t *testing.T) {
+	t.Parallel()
+	for _, tool := range []string{"bash", "curl", "jq"} {
+		_, err := exec.LookPath(tool)
+		require.NoError(t, err, "the smoke script needs %s", tool)
+	}
+	minio := testenv.MinIOServer(t)
+	brave := searchtest.NewBrave(t)
+	brave.SetHits(searchtest.Hit{Title: "River", URL: "https://riverqueue.com/"}, searchtest.Hit{Title: "pgx", URL: "https://github.com/jackc/pgx"})
+
+	env := with(baseEnv(testenv.NewDB(t).URL),
+		"MINIO_ENDPOINT", minio.Endpoint, "MINIO_ROOT_USER", minio.User, "MINIO_ROOT_PASSWORD", minio.Password,
+		"MINIO_BUCKET", testenv.RandomName("smoke-"),
+		"BRAVE_API_URL", brave.BraveEndpoint(), "BRAVE_API_KEY", searchtest.BraveKey,
+		"LOG_LEVEL", "info", "TASK_MAX_RUNTIME_SECONDS", "600")
+	server, api := startAPIProc(t, "serve", env, "serve")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "../../scripts/smoke.sh")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "TASKRUNNER_URL=" + api.base, "SMOKE_SEARCH=1"}
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "smoke failed:\n%s\nserver log:\n%s", out, server.stderrText())
+	require.Contains(t, string(out), "smoke: passed")
+	require.Contains(t, string(out), "every source from the cache")
+	require.Equal(t, 1, brave.Calls(), "the second search made no provider call")
+	require.False(t, strings.Contains(string(out)+server.stderrText(), searchtest.BraveKey), "the key leaked")
+
+	server.signal(syscall.SIGTERM)
+	require.Equal(t, 0, server.waitExit(exitTimeout))
+}
