@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/jobs"
 	"github.com/taskrunner/taskrunner/task"
 )
@@ -89,6 +91,28 @@ func FuzzSearchRequest(f *testing.F) {
 		}
 		if req.Type != "search" || !json.Valid(req.Params) {
 			t.Fatalf("decoded to %+v", req)
+		}
+	})
+}
+
+// FuzzArtifactRequest feeds arbitrary bodies to the POST /artifacts decoder
+// and arbitrary names to the name check: no panics, refusals are client
+// errors, and no accepted name can leave its folder.
+func FuzzArtifactRequest(f *testing.F) {
+	f.Add([]byte(`{"task_id":1,"type":"log","content_type":"text/plain","data_base64":"SGVsbG8gd29ybGQ="}`), "report.txt")
+	f.Add([]byte(`{"task_id":1,"data_base64":"%%%"}`), "../../etc/passwd")
+	f.Add([]byte(`{"task_id":-1,"data_base64":""}`), "a\x00b")
+	f.Add([]byte(`{"task_id":1e3}`), "..")
+	f.Fuzz(func(t *testing.T, body []byte, name string) {
+		if _, _, err := decodeArtifactRequest(body); err != nil {
+			if e := asError(err); e.Status != 400 {
+				t.Fatalf("decode error is not a 400: %#v", err)
+			}
+		}
+		if artifact.CheckName(name) == nil {
+			if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\\\x00\n\r") || len(name) > 255 {
+				t.Fatalf("accepted name %q", name)
+			}
 		}
 	})
 }

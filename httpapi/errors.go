@@ -8,6 +8,7 @@ import (
 
 	"github.com/go-chi/chi/v5/middleware"
 
+	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/task"
 )
@@ -57,6 +58,14 @@ func asError(err error) *Error {
 	if errors.As(err, &apiErr) {
 		return apiErr
 	}
+	var artErr *artifact.Error
+	if errors.As(err, &artErr) {
+		status := map[string]int{artifact.CodeSizeExceeded: http.StatusRequestEntityTooLarge, artifact.CodeNotFound: http.StatusNotFound}[artErr.Code]
+		if status == 0 {
+			status = http.StatusBadRequest
+		}
+		return &Error{Status: status, Code: artErr.Code, Message: artErr.Message, Field: artErr.Field}
+	}
 	var taskErr *task.Error
 	if errors.As(err, &taskErr) {
 		status, ok := statusOfCode[taskErr.Code]
@@ -65,7 +74,7 @@ func asError(err error) *Error {
 		}
 		return &Error{Status: status, Code: taskErr.Code, Message: taskErr.Message, Field: taskErr.Field}
 	}
-	if db.IsUnavailable(err) || errors.Is(err, context.DeadlineExceeded) {
+	if db.IsUnavailable(err) || errors.Is(err, artifact.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeDependencyUnavailable,
 			Message: "a service taskrunner depends on is unavailable; retry shortly", Cause: err}
 	}

@@ -28,8 +28,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(buf.Bytes())
 }
 
-// readBody reads a JSON request body within the server's size limit.
-func readBody(r *http.Request) ([]byte, error) {
+// readBody reads a JSON request body of at most limit bytes.
+func readBody(r *http.Request, limit int64) ([]byte, error) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
@@ -37,7 +37,11 @@ func readBody(r *http.Request) ([]byte, error) {
 				Message: "send the body as application/json"}
 		}
 	}
-	body, err := io.ReadAll(r.Body)
+	if r.ContentLength > limit {
+		return nil, &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeBodyTooLarge,
+			Message: fmt.Sprintf("request body is over %d bytes", limit)}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {

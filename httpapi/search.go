@@ -40,7 +40,7 @@ func decodeSearchRequest(body []byte) (*task.Request, error) {
 
 // submitSearch enqueues a search task; its result is the merged answer.
 func (s *Server) submitSearch(w http.ResponseWriter, r *http.Request) error {
-	body, err := readBody(r)
+	body, err := readBody(r, s.deps.MaxBodyBytes)
 	if err != nil {
 		return err
 	}

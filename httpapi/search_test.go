@@ -100,6 +100,16 @@ func TestSearchEndToEndWithCache(t *testing.T) {
 	require.EqualValues(t, 2, metrics["cache_hits"])
 
 	require.NotContains(t, string(done.raw)+string(second.raw), searchtest.BraveKey)
+
+	// The merged answer is also a JSON artifact of the task.
+	ids := done.body["artifact_ids"].([]any)
+	require.Len(t, ids, 1)
+	meta := s.do(t, http.MethodGet, "/artifacts/"+ids[0].(string)+"/meta", nil)
+	require.Equal(t, "search_result", meta.body["type"])
+	require.Equal(t, "application/json", meta.body["content_type"])
+	stored := s.do(t, http.MethodGet, "/artifacts/"+ids[0].(string), nil)
+	require.Equal(t, http.StatusOK, stored.status)
+	require.Equal(t, result, stored.body, "the artifact is the task's result")
 }
 
 func TestSearchThroughPostTasksAndDefaults(t *testing.T) {

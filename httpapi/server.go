@@ -14,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 
+	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/task"
 )
 
@@ -25,8 +26,9 @@ type Check struct {
 
 // Deps is what the API needs.
 type Deps struct {
-	Tasks  *task.Service
-	Checks []Check
+	Tasks     *task.Service
+	Artifacts *artifact.Service
+	Checks    []Check
 	// Limits is shown as is by GET /limits.
 	Limits         any
 	Logger         *slog.Logger
@@ -70,7 +72,6 @@ func (s *Server) routes() chi.Router {
 	r.Use(s.recoverer)
 	r.Use(middleware.RequestID)
 	r.Use(s.requestLog)
-	r.Use(s.limitBody)
 	r.Use(s.deadline)
 	r.NotFound(s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return &Error{Status: http.StatusNotFound, Code: task.CodeNotFound, Message: "no such route: " + r.Method + " " + r.URL.Path}
@@ -88,6 +89,12 @@ func (s *Server) routes() chi.Router {
 	r.Get("/tasks/{id}", s.handle(s.getTask))
 	r.Post("/tasks/{id}/cancel", s.handle(s.cancelTask))
 	r.Post("/search", s.handle(s.submitSearch))
+
+	r.Post("/artifacts", s.handle(s.createArtifact))
+	r.Get("/artifacts/{id}", s.handle(s.downloadArtifact))
+	r.Get("/artifacts/{id}/meta", s.handle(s.artifactMeta))
+	r.Put("/tasks/{id}/artifacts/{name}", s.handle(s.uploadArtifact))
+	r.Get("/tasks/{id}/artifacts", s.handle(s.taskArtifacts))
 	return r
 }
 
@@ -123,13 +130,6 @@ func (s *Server) requestLog(next http.Handler) http.Handler {
 				slog.Int("status", ww.Status()), slog.Float64("took_ms", float64(time.Since(start).Microseconds())/1000),
 				slog.String("request_id", middleware.GetReqID(r.Context())))
 		}
-	})
-}
-
-func (s *Server) limitBody(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, s.deps.MaxBodyBytes)
-		next.ServeHTTP(w, r)
 	})
 }
 

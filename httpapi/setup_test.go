@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -12,9 +13,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/minio/minio-go/v7"
 	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/config"
 	"github.com/taskrunner/taskrunner/httpapi"
 	"github.com/taskrunner/taskrunner/internal/testenv"
@@ -26,17 +29,26 @@ import (
 const testMaxRuntime = 10 * time.Minute
 
 type bundle struct {
-	db     *testenv.DB
-	client *river.Client[pgx.Tx]
-	server *httptest.Server
-	logs   *testenv.Logs
+	db        *testenv.DB
+	client    *river.Client[pgx.Tx]
+	server    *httptest.Server
+	logs      *testenv.Logs
+	store     *artifact.Store
+	artifacts *artifact.Service
 }
 
 type setupOpts struct {
 	work   bool // start workers in this process
 	checks []httpapi.Check
 	deps   jobs.Deps
+	// maxArtifactBytes is the artifact limit; testMaxArtifactBytes when 0.
+	maxArtifactBytes int64
+	// minioEndpoint replaces the test MinIO's address (a closed port: MinIO down).
+	minioEndpoint string
 }
+
+// testMaxArtifactBytes is the artifact limit in these tests.
+const testMaxArtifactBytes = 256 << 10
 
 // testEnv is what task params are validated against in these tests.
 var testEnv = jobs.Env{SearchSources: []string{"brave", "searxng"}, SearchMaxResults: 10}
@@ -47,6 +59,10 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	t.Helper()
 	tdb := testenv.NewDB(t)
 	logger, logs := testenv.Logger(t)
+	store, artifacts := newArtifacts(t, tdb, logger, opts)
+	if opts.deps.Artifacts == nil {
+		opts.deps.Artifacts = artifacts
+	}
 	client, err := jobs.NewClient(tdb.Pool, jobs.ClientConfig{
 		Work: opts.work, Queues: []string{"default"}, Concurrency: 10,
 		MaxRuntime: testMaxRuntime, RescueAfter: testMaxRuntime + time.Minute,
@@ -67,6 +83,7 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	limits := config.Limits{TaskMaxRuntime: testMaxRuntime, MaxBatchSize: 50, MaxRequestBodyBytes: config.DefaultMaxRequestBodyBytes}
 	api := httpapi.New(httpapi.Deps{
 		Tasks:          task.NewService(tdb.Pool, client, task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: testEnv}, logger),
+		Artifacts:      artifacts,
 		Checks:         opts.checks,
 		Limits:         limits,
 		Logger:         logger,
@@ -75,7 +92,68 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	})
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
-	return &bundle{db: tdb, client: client, server: srv, logs: logs}
+	return &bundle{db: tdb, client: client, server: srv, logs: logs, store: store, artifacts: artifacts}
+}
+
+// newArtifacts is an artifact service on a bucket of the test's own in the
+// test MinIO, emptied and removed when the test ends.
+func newArtifacts(t *testing.T, tdb *testenv.DB, logger *slog.Logger, opts setupOpts) (*artifact.Store, *artifact.Service) {
+	t.Helper()
+	m := testenv.MinIOServer(t)
+	endpoint := m.Endpoint
+	if opts.minioEndpoint != "" {
+		endpoint = opts.minioEndpoint
+	}
+	store, err := artifact.NewStore(artifact.Config{Endpoint: endpoint, User: m.User, Password: m.Password, Bucket: testenv.RandomName("test-")})
+	require.NoError(t, err)
+	if opts.minioEndpoint == "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, store.EnsureBucket(ctx))
+		t.Cleanup(func() { removeBucket(t, store) })
+	}
+	limit := opts.maxArtifactBytes
+	if limit == 0 {
+		limit = testMaxArtifactBytes
+	}
+	return store, artifact.NewService(store, tdb.Pool, limit, logger)
+}
+
+func removeBucket(t *testing.T, store *artifact.Store) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for obj := range store.Client().ListObjects(ctx, store.Bucket(), minio.ListObjectsOptions{Recursive: true}) {
+		if obj.Err == nil {
+			_ = store.Client().RemoveObject(ctx, store.Bucket(), obj.Key, minio.RemoveObjectOptions{})
+		}
+	}
+	if err := store.Client().RemoveBucket(ctx, store.Bucket()); err != nil {
+		t.Errorf("remove test bucket: %v", err)
+	}
+}
+
+// objectCount is how many objects (and unfinished uploads) the test's
+// bucket holds.
+func (b *bundle) objectCount(t *testing.T) int {
+	t.Helper()
+	ctx := context.Background()
+	n := 0
+	for obj := range b.store.Client().ListObjects(ctx, b.store.Bucket(), minio.ListObjectsOptions{Recursive: true}) {
+		require.NoError(t, obj.Err)
+		n++
+	}
+	for up := range b.store.Client().ListIncompleteUploads(ctx, b.store.Bucket(), "", true) {
+		require.NoError(t, up.Err)
+		n++
+	}
+	return n
+}
+
+func (b *bundle) artifactRows(t *testing.T) int {
+	t.Helper()
+	var n int
+	require.NoError(t, b.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM artifacts").Scan(&n))
+	return n
 }
 
 // response is a decoded API answer.
@@ -159,3 +237,7 @@ func errorCode(t *testing.T, r response) string {
 	require.NotEmpty(t, e["message"], "error without message: %s", r.raw)
 	return e["code"].(string)
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+func testenvPassword(t *testing.T) string { return testenv.MinIOServer(t).Password }

@@ -36,7 +36,13 @@ type taskView struct {
 	ScheduledAt     time.Time       `json:"scheduled_at"`
 	StartedAt       *time.Time      `json:"started_at"`
 	FinishedAt      *time.Time      `json:"finished_at"`
-	Runs            []db.Run        `json:"runs,omitempty"`
+}
+
+// taskDetailView is one task with its runs and artifacts (GET /tasks/{id}).
+type taskDetailView struct {
+	taskView
+	Runs        []db.Run `json:"runs"`
+	ArtifactIDs []string `json:"artifact_ids"`
 }
 
 type taskError struct {
@@ -73,7 +79,7 @@ func viewOf(t *db.Task) taskView {
 }
 
 func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) error {
-	body, err := readBody(r)
+	body, err := readBody(r, s.deps.MaxBodyBytes)
 	if err != nil {
 		return err
 	}
@@ -99,10 +105,13 @@ func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	v := viewOf(&d.Task)
-	v.Runs = d.Runs
+	v := taskDetailView{taskView: viewOf(&d.Task), Runs: d.Runs}
 	if v.Runs == nil {
 		v.Runs = []db.Run{}
+	}
+	v.ArtifactIDs = make([]string, len(d.ArtifactIDs))
+	for i, id := range d.ArtifactIDs {
+		v.ArtifactIDs[i] = id.String()
 	}
 	writeJSON(w, http.StatusOK, v)
 	return nil

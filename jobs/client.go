@@ -11,6 +11,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/search"
 )
 
@@ -41,6 +42,8 @@ type ClientConfig struct {
 type Deps struct {
 	// Search answers search tasks; without it they fail, not retried.
 	Search *search.Aggregator
+	// Artifacts stores what tasks produce (search results, fetched pages).
+	Artifacts *artifact.Service
 }
 
 // NewClient returns the River client on pool, with every task type's
@@ -73,7 +76,7 @@ func Workers(d Deps) *river.Workers {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &EchoWorker{})
 	river.AddWorker(workers, &SleepWorker{})
-	river.AddWorker(workers, &SearchWorker{agg: d.Search})
+	river.AddWorker(workers, &SearchWorker{agg: d.Search, artifacts: d.Artifacts})
 	return workers
 }
 

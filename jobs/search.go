@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/riverqueue/river"
 
+	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/search"
 )
 
@@ -34,7 +36,8 @@ func (SearchArgs) Kind() string { return "search" }
 // SearchWorker works search tasks through the aggregator.
 type SearchWorker struct {
 	taskWorker[SearchArgs]
-	agg *search.Aggregator
+	agg       *search.Aggregator
+	artifacts *artifact.Service
 }
 
 // Work asks the sources, records per-source metrics on the run and the
@@ -59,6 +62,21 @@ func (w *SearchWorker) Work(ctx context.Context, job *river.Job[SearchArgs]) err
 	}
 	if err != nil {
 		return err
+	}
+	if w.artifacts != nil {
+		// The merged answer is also kept as a JSON artifact of the task. If
+		// MinIO is down the attempt fails and River retries it; the cache
+		// makes the retry cheap.
+		body, err := json.Marshal(resp)
+		if err != nil {
+			return err
+		}
+		if _, err := w.artifacts.Put(ctx, artifact.New{
+			TaskID: job.ID, Type: "search_result", Name: "search-results.json", ContentType: "application/json",
+			Size: int64(len(body)), Body: bytes.NewReader(body),
+		}); err != nil {
+			return fmt.Errorf("store search result: %w", err)
+		}
 	}
 	return river.RecordOutput(ctx, resp)
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
@@ -164,10 +165,11 @@ func (s *Service) Submit(ctx context.Context, req *Request) (*db.Task, error) {
 	return &t, nil
 }
 
-// Detail is a task with its runs.
+// Detail is a task with its runs and the ids of its artifacts.
 type Detail struct {
 	db.Task
-	Runs []db.Run
+	Runs        []db.Run
+	ArtifactIDs []uuid.UUID
 }
 
 // ParseID parses a task id from a path; anything but a positive integer
@@ -193,7 +195,11 @@ func (s *Service) Get(ctx context.Context, id int64) (*Detail, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Detail{Task: *t, Runs: runs}, nil
+	artifactIDs, err := db.ArtifactIDsForTask(ctx, s.pool, id)
+	if err != nil {
+		return nil, err
+	}
+	return &Detail{Task: *t, Runs: runs, ArtifactIDs: artifactIDs}, nil
 }
 
 // States are the task statuses: River's job states.

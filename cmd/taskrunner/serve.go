@@ -68,7 +68,22 @@ func runServer(ctx context.Context, cfg *config.Config, logger *slog.Logger, r r
 		return err
 	}
 	defer rdb.Close()
-	var deps jobs.Deps
+	store, err := artifact.NewStore(artifact.Config{
+		Endpoint: cfg.MinIOEndpoint, User: cfg.MinIOUser, Password: cfg.MinIOPassword,
+		Bucket: cfg.MinIOBucket, Secure: cfg.MinIOSecure,
+	})
+	if err != nil {
+		return err
+	}
+	bucketCtx, cancel := context.WithTimeout(ctx, artifact.DefaultPingTimeout)
+	if err := store.EnsureBucket(bucketCtx); err != nil {
+		logger.Warn("artifact bucket not ready; /ready reports minio down until it is",
+			slog.String("event", "dependency_down"), slog.String("dependency", "minio"), slog.String("error", err.Error()))
+	}
+	cancel()
+
+	artifacts := artifact.NewService(store, pool, int64(cfg.Limits.TaskMaxArtifactMB)<<20, logger)
+	deps := jobs.Deps{Artifacts: artifacts}
 	if r.works() {
 		if deps.Search, err = newAggregator(cfg, rdb, logger); err != nil {
 			return err
@@ -95,7 +110,7 @@ func runServer(ctx context.Context, cfg *config.Config, logger *slog.Logger, r r
 	serveErr := make(chan error, 1)
 	var srv *http.Server
 	if r.serves() {
-		srv, err = startAPI(ctx, cfg, logger, pool, rdb, client, serveErr)
+		srv, err = startAPI(cfg, logger, pool, rdb, store, artifacts, client, serveErr)
 		if err != nil {
 			return err
 		}
@@ -145,29 +160,16 @@ func runServer(ctx context.Context, cfg *config.Config, logger *slog.Logger, r r
 
 // startAPI listens on cfg.HTTPAddr and serves the API in the background;
 // serving errors arrive on serveErr.
-func startAPI(ctx context.Context, cfg *config.Config, logger *slog.Logger, pool *pgxpool.Pool, rdb *redis.Client,
-	client *river.Client[pgx.Tx], serveErr chan<- error,
+func startAPI(cfg *config.Config, logger *slog.Logger, pool *pgxpool.Pool, rdb *redis.Client,
+	store *artifact.Store, artifacts *artifact.Service, client *river.Client[pgx.Tx], serveErr chan<- error,
 ) (*http.Server, error) {
-	store, err := artifact.NewStore(artifact.Config{
-		Endpoint: cfg.MinIOEndpoint, User: cfg.MinIOUser, Password: cfg.MinIOPassword,
-		Bucket: cfg.MinIOBucket, Secure: cfg.MinIOSecure,
-	})
-	if err != nil {
-		return nil, err
-	}
-	bucketCtx, cancel := context.WithTimeout(ctx, artifact.DefaultPingTimeout)
-	if err := store.EnsureBucket(bucketCtx); err != nil {
-		logger.Warn("artifact bucket not ready; /ready reports minio down until it is",
-			slog.String("event", "dependency_down"), slog.String("dependency", "minio"), slog.String("error", err.Error()))
-	}
-	cancel()
-
 	api := httpapi.New(httpapi.Deps{
 		Tasks: task.NewService(pool, client, task.Limits{
 			MaxRuntime: cfg.Limits.TaskMaxRuntime,
 			Queues:     cfg.Queues,
 			Env:        jobs.Env{SearchSources: cfg.Limits.SearchSourceAllowlist, SearchMaxResults: cfg.SearchMaxResults},
 		}, logger),
+		Artifacts: artifacts,
 		Checks: []httpapi.Check{
 			{Name: "postgres", Check: pool.Ping},
 			{Name: "redis", Check: func(ctx context.Context) error { return cache.Ping(ctx, rdb) }},

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
@@ -59,6 +60,19 @@ func (ns NullRiverJobState) Value() (driver.Value, error) {
 		return nil, nil
 	}
 	return string(ns.RiverJobState), nil
+}
+
+type Artifact struct {
+	ID          uuid.UUID
+	TaskID      int64
+	Type        string
+	Name        string
+	ContentType string
+	SizeBytes   int64
+	Sha256      string
+	Bucket      string
+	ObjectKey   string
+	CreatedAt   time.Time
 }
 
 type RiverJob struct {
