@@ -226,7 +226,7 @@ func TestArtifactRefusals(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, body, code string
-		status          int
+		status           int
 	}{
 		{"bad base64", fmt.Sprintf(`{"task_id":%d,"type":"log","data_base64":"not base64!!"}`, id), "artifact_rejected_invalid", 400},
 		{"no task id", `{"type":"log","data_base64":"aGk="}`, "artifact_rejected_invalid", 400},
