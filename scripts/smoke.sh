@@ -93,6 +93,39 @@ wait_status "$killed_id" discarded
 [[ $(field .error.code) == task_runtime_exceeded ]] || fail "task $killed_id: want error code task_runtime_exceeded"
 ok "sleep task $killed_id killed by its timeout: task_runtime_exceeded"
 
+# Artifacts, both ways: the seed's JSON with base64, and a raw streamed PUT.
+call POST /artifacts "{\"task_id\":$echo_id,\"type\":\"log\",\"content_type\":\"text/plain\",\"data_base64\":\"SGVsbG8gd29ybGQ=\"}"
+expect 201 "POST /artifacts"
+json_artifact=$(field .id)
+[[ $(field .sha256) == 64ec88ca00b268e5ba1a35678a1b5316d212f4f366b2477232534a8aeca37f3c ]] || fail "artifact $json_artifact: wrong sha256"
+call GET "/artifacts/$json_artifact/meta"
+expect 200 "GET /artifacts/$json_artifact/meta"
+[[ $(field .size) == 11 && $(field .content_type) == text/plain ]] || fail "artifact $json_artifact: wrong metadata"
+status=$(curl -sS -o "$body" -w '%{http_code}' "${auth[@]}" "$url/artifacts/$json_artifact")
+expect 200 "GET /artifacts/$json_artifact"
+[[ $(cat "$body") == "Hello world" ]] || fail "artifact $json_artifact: downloaded bytes differ"
+ok "artifact $json_artifact stored from base64 and downloaded"
+
+upload=$(mktemp)
+trap 'rm -f "$body" "$upload"' EXIT
+head -c 300000 /dev/urandom >"$upload"
+want_sha=$(sha256sum "$upload" | cut -d' ' -f1)
+status=$(curl -sS -o "$body" -w '%{http_code}' -X PUT "${auth[@]}" -H 'Content-Type: application/octet-stream' \
+  --data-binary "@$upload" "$url/tasks/$echo_id/artifacts/smoke.bin?type=file")
+expect 201 "PUT /tasks/$echo_id/artifacts/smoke.bin"
+raw_artifact=$(field .id)
+[[ $(field .sha256) == "$want_sha" ]] || fail "artifact $raw_artifact: sha256 differs from the upload's"
+status=$(curl -sS -o "$body" -w '%{http_code}' "${auth[@]}" "$url/artifacts/$raw_artifact")
+expect 200 "GET /artifacts/$raw_artifact"
+[[ $(sha256sum "$body" | cut -d' ' -f1) == "$want_sha" ]] || fail "artifact $raw_artifact: downloaded bytes differ"
+status=$(curl -sS -o "$body" -w '%{http_code}' "${auth[@]}" -H 'Range: bytes=0-99' "$url/artifacts/$raw_artifact")
+expect 206 "GET /artifacts/$raw_artifact with Range"
+[[ $(stat -c %s "$body") == 100 ]] || fail "artifact $raw_artifact: range of 100 bytes has $(stat -c %s "$body")"
+call GET "/tasks/$echo_id/artifacts"
+expect 200 "GET /tasks/$echo_id/artifacts"
+[[ $(field '.artifacts | length') == 2 ]] || fail "task $echo_id: want 2 artifacts"
+ok "artifact $raw_artifact streamed up (300 kB), downloaded whole and by range; task $echo_id lists both"
+
 call GET /limits
 expect 200 "GET /limits"
 for k in task_max_runtime_seconds task_max_artifact_mb tasks_per_minute search_source_allowlist fetch_domain_allowlist max_batch_size; do

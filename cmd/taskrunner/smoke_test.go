@@ -43,6 +43,8 @@ func TestSmokeScript(t *testing.T) {
 	require.NoError(t, err, "smoke failed:\n%s\nserver log:\n%s", out, server.stderrText())
 	require.Contains(t, string(out), "smoke: passed")
 	require.Contains(t, string(out), "every source from the cache")
+	require.Contains(t, string(out), "stored from base64 and downloaded")
+	require.Contains(t, string(out), "downloaded whole and by range")
 	require.Equal(t, 1, brave.Calls(), "the second search made no provider call")
 	require.False(t, strings.Contains(string(out)+server.stderrText(), searchtest.BraveKey), "the key leaked")
 
