@@ -1,7 +1,8 @@
 // Command bench is `make bench`: it measures taskrunner against bare River
 // on this machine, in one process and one run, and prints every figure side
 // by side with its bare River counterpart and the ratio between them
-// (taskrunner / bare River), as DESIGN.md's "Performance" section asks.
+// (taskrunner / bare River), as DESIGN.md's "Performance" section asks; a
+// figure with no counterpart (cached search) shows "-" there.
 //
 // Figures:
 //
@@ -11,7 +12,17 @@
 //   - end-to-end echo: jobs inserted up front with InsertManyFast (timed
 //     apart), then the time for a started client to complete them all,
 //     River's no-op worker against taskrunner's echo worker with its run
-//     records.
+//     records;
+//   - cached search, which has no bare River counterpart: the server time
+//     (runs.duration_ms, the worker's time from the aggregator's Redis
+//     lookups to RecordOutput) of -search-tasks identical searches whose
+//     one source (a fake Brave Search API on loopback) is a Redis cache
+//     hit, submitted through POST /search to a working taskrunner client
+//     wired as `taskrunner serve` wires it (its own WORKER_CONCURRENCY and
+//     fetch settings), after one search that warmed the cache; p50 against
+//     the goal and p99, with enqueue -> finished (tasks.finished_at -
+//     created_at) beside it for information. The cache entries live under a
+//     Redis key prefix of their own, deleted at the end of each round.
 //
 // The bench owns a database of its own (-db, default taskrunner_bench) on
 // the server DATABASE_URL names; it drops and recreates it at the start,
@@ -20,8 +31,10 @@
 //
 // Every figure is measured -rounds times, alternating which side goes
 // first, and the table shows each side's median and the ratio of the
-// medians. The machine's load average is printed with it: on a busy
-// machine the figures say more about the neighbours than about taskrunner.
+// medians; for cached search, the median across rounds of each round's
+// p50 and of each round's p99. The machine's load average is printed with
+// it: on a busy machine the figures say more about the neighbours than
+// about taskrunner.
 //
 // Progress goes to stderr while it runs; the final table goes to stdout.
 package main
@@ -49,25 +62,28 @@ import (
 
 // options are the bench's command-line flags.
 type options struct {
-	dbName       string
-	dbMaxConns   int
-	keepDB       bool
-	logLevel     string
-	rounds       int
-	breakdown    bool
-	clients      int
-	enqueueWarm  time.Duration
-	enqueueDur   time.Duration
-	e2eJobs      int
-	workers      int
-	fetchCool    time.Duration
-	fetchPoll    time.Duration
-	pollEvery    time.Duration
-	e2eTimeout   time.Duration
-	insertBatch  int
-	enqueueGoal  float64
-	endToEndGoal float64
-	cpuProfile   string
+	dbName        string
+	dbMaxConns    int
+	keepDB        bool
+	logLevel      string
+	rounds        int
+	breakdown     bool
+	clients       int
+	enqueueWarm   time.Duration
+	enqueueDur    time.Duration
+	e2eJobs       int
+	workers       int
+	fetchCool     time.Duration
+	fetchPoll     time.Duration
+	pollEvery     time.Duration
+	e2eTimeout    time.Duration
+	insertBatch   int
+	enqueueGoal   float64
+	endToEndGoal  float64
+	searchTasks   int
+	searchClients int
+	searchGoal    time.Duration
+	cpuProfile    string
 }
 
 // parseOptions reads the flags in args (without the program name).
@@ -89,10 +105,13 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.fetchCool, "fetch-cooldown", 5*time.Millisecond, "River FetchCooldown of the end-to-end figure, both sides")
 	fs.DurationVar(&o.fetchPoll, "fetch-poll", 50*time.Millisecond, "River FetchPollInterval of the end-to-end figure, both sides")
 	fs.DurationVar(&o.pollEvery, "poll", 20*time.Millisecond, "how often the end-to-end figure counts completed jobs")
-	fs.DurationVar(&o.e2eTimeout, "e2e-timeout", 2*time.Minute, "give up on an end-to-end run after this long")
+	fs.DurationVar(&o.e2eTimeout, "e2e-timeout", 2*time.Minute, "give up on an end-to-end or cached-search run after this long")
 	fs.IntVar(&o.insertBatch, "insert-batch", 5000, "jobs per InsertManyFast call when the end-to-end jobs are inserted")
 	fs.Float64Var(&o.enqueueGoal, "enqueue-goal", 0.8, "ratio the single-enqueue figure should reach")
 	fs.Float64Var(&o.endToEndGoal, "e2e-goal", 0.7, "ratio the end-to-end figure should reach")
+	fs.IntVar(&o.searchTasks, "search-tasks", 2000, "cached searches measured per round, after one that warms the cache (0: skip the figure)")
+	fs.IntVar(&o.searchClients, "search-clients", 4, "concurrent POST /search clients submitting the cached searches")
+	fs.DurationVar(&o.searchGoal, "search-goal", 2*time.Millisecond, "p50 server time the cached-search figure should stay within")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole bench (both sides) to this file")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -100,8 +119,10 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	switch {
 	case fs.NArg() > 0:
 		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
-	case o.rounds < 1, o.clients < 1, o.e2eJobs < 1, o.workers < 1, o.insertBatch < 1:
-		return nil, errors.New("-rounds, -clients, -e2e-jobs, -workers and -insert-batch must be at least 1")
+	case o.rounds < 1, o.clients < 1, o.e2eJobs < 1, o.workers < 1, o.insertBatch < 1, o.searchClients < 1:
+		return nil, errors.New("-rounds, -clients, -e2e-jobs, -workers, -insert-batch and -search-clients must be at least 1")
+	case o.searchTasks < 0 || o.searchGoal < 0:
+		return nil, errors.New("-search-tasks and -search-goal must not be negative")
 	case o.enqueueDur <= 0 || o.enqueueWarm < 0 || o.pollEvery <= 0:
 		return nil, errors.New("-enqueue-duration and -poll must be positive, -enqueue-warmup not negative")
 	case o.dbMaxConns < 0:
@@ -205,12 +226,25 @@ func run(ctx context.Context, opts *options, getenv func(string) string, stdout,
 		if err := measureEndToEnd(ctx, env, opts, figs, bareFirst); err != nil {
 			return err
 		}
+		if opts.searchTasks > 0 {
+			r, err := env.cachedSearch(ctx, opts)
+			if err != nil {
+				return err
+			}
+			figs.searchServer.add(r.server)
+			figs.searchFinish.add(r.finish)
+		}
 	}
 
 	fmt.Fprintln(stdout)
 	fmt.Fprintln(stdout, header)
 	fmt.Fprintf(stdout, "end-to-end settings: %d workers, FetchCooldown %s, FetchPollInterval %s; completions counted every %s\n",
 		opts.workers, opts.fetchCool, opts.fetchPoll, opts.pollEvery)
+	if opts.searchTasks > 0 {
+		fmt.Fprintf(stdout, "cached-search settings: %d searches per round through POST /search from %d clients, one source (fake Brave on loopback) answered from Redis; "+
+			"taskrunner's worker settings: %d workers, FetchCooldown %s, FetchPollInterval %s; server time is runs.duration_ms\n",
+			opts.searchTasks, opts.searchClients, env.cfg.WorkerConcurrency, env.cfg.WorkerFetchCooldown, env.cfg.WorkerFetchPoll)
+	}
 	fmt.Fprintf(stdout, "load average (1 min): %s at start, %s at end (%d CPUs)\n\n", loadBefore, loadAverage(), runtime.NumCPU())
 	return writeTable(stdout, figs.rows())
 }
@@ -290,6 +324,8 @@ type figures struct {
 	endToEnd           *figure
 	enqueueService     *figure // breakdown only
 	endToEndNoRecorder *figure // breakdown only
+	searchServer       *latencyFigure
+	searchFinish       *latencyFigure // for information: no goal
 }
 
 func newFigures(opts *options) *figures {
@@ -299,14 +335,20 @@ func newFigures(opts *options) *figures {
 		endToEnd:           &figure{name: fmt.Sprintf("end-to-end echo (%s)", countLabel(opts.e2eJobs)), goal: opts.endToEndGoal},
 		enqueueService:     &figure{name: "  breakdown: Service.Submit, no HTTP"},
 		endToEndNoRecorder: &figure{name: "  breakdown: echo, no RunRecorder"},
+		searchServer:       &latencyFigure{name: fmt.Sprintf("cached search (%s): server time", countLabel(opts.searchTasks)), maxP50: opts.searchGoal},
+		searchFinish:       &latencyFigure{name: "  cached search: enqueue -> finished"},
 	}
 }
 
-// rows returns the table's rows: the two figures, then the breakdown.
+// rows returns the table's rows: the figures compared with bare River,
+// their breakdown, then cached search.
 func (f *figures) rows() []row {
 	rows := []row{f.enqueue.row(), f.endToEnd.row()}
 	if f.opts.breakdown {
 		rows = append(rows, f.enqueueService.row(), f.endToEndNoRecorder.row())
+	}
+	if f.opts.searchTasks > 0 {
+		rows = append(rows, f.searchServer.row(), f.searchFinish.row())
 	}
 	return rows
 }
@@ -324,6 +366,28 @@ func (f *figure) addTaskrunner(rate float64) { f.taskrunner = append(f.taskrunne
 
 func (f *figure) row() row {
 	return row{name: f.name, bare: median(f.bare), taskrunner: median(f.taskrunner), goal: f.goal}
+}
+
+// latencyFigure is a latency line of the table with no bare River
+// counterpart: the p50 and p99 of every round.
+type latencyFigure struct {
+	name     string
+	maxP50   time.Duration // 0: no goal
+	p50, p99 []float64     // nanoseconds, one per round
+}
+
+func (f *latencyFigure) add(ds []time.Duration) {
+	f.p50 = append(f.p50, float64(percentile(ds, 0.50)))
+	f.p99 = append(f.p99, float64(percentile(ds, 0.99)))
+}
+
+// row is the median across rounds of the p50s and of the p99s.
+func (f *latencyFigure) row() row {
+	l := &latencyRow{p50: -1, p99: -1, maxP50: f.maxP50}
+	if len(f.p50) > 0 {
+		l.p50, l.p99 = time.Duration(median(f.p50)), time.Duration(median(f.p99))
+	}
+	return row{name: f.name, latency: l}
 }
 
 // loadAverage is the machine's one-minute load average, or "unknown" where

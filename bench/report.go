@@ -6,16 +6,27 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
 
-// row is one line of the final table.
+// row is one line of the final table: a rate figure beside bare River's,
+// or, when latency is set, a latency figure that has no bare River
+// counterpart.
 type row struct {
 	name       string
 	bare       float64 // per second
 	taskrunner float64 // per second
 	goal       float64 // minimum ratio; 0 for none
+	latency    *latencyRow
+}
+
+// latencyRow is a latency figure of taskrunner's alone: its p50 and p99,
+// negative when nothing was measured, and a ceiling on p50 as its goal.
+type latencyRow struct {
+	p50, p99 time.Duration
+	maxP50   time.Duration // 0 for no goal
 }
 
 // ratio is taskrunner / bare River, or NaN when bare River measured nothing.
@@ -26,21 +37,39 @@ func (r row) ratio() float64 {
 	return r.taskrunner / r.bare
 }
 
+// cells are the row's columns: figure, bare River, taskrunner, ratio, goal
+// and whether it is met.
+func (r row) cells() []string {
+	if l := r.latency; l != nil {
+		goal, met := "-", "-"
+		if l.maxP50 > 0 {
+			goal = "p50 <= " + strconv.FormatFloat(float64(l.maxP50)/float64(time.Millisecond), 'f', -1, 64) + " ms"
+			met = "no"
+			if l.p50 >= 0 && l.p50 <= l.maxP50 {
+				met = "yes"
+			}
+		}
+		measured := "p50 " + formatTableLatency(l.p50) + ", p99 " + formatTableLatency(l.p99)
+		return []string{r.name, "-", measured, "-", goal, met}
+	}
+	goal, met := "-", "-"
+	if r.goal > 0 {
+		goal = ">= " + strconv.FormatFloat(r.goal, 'f', -1, 64)
+		met = "no"
+		if r.ratio() >= r.goal {
+			met = "yes"
+		}
+	}
+	return []string{r.name, formatRate(r.bare), formatRate(r.taskrunner), formatRatio(r.ratio()), goal, met}
+}
+
 // writeTable writes the rows as an aligned table, with whether each goal
 // is met.
 func writeTable(w io.Writer, rows []row) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
 	fmt.Fprintln(tw, "figure\tbare River\ttaskrunner\tratio\tgoal\tmet")
 	for _, r := range rows {
-		goal, met := "-", "-"
-		if r.goal > 0 {
-			goal = ">= " + strconv.FormatFloat(r.goal, 'f', -1, 64)
-			met = "no"
-			if r.ratio() >= r.goal {
-				met = "yes"
-			}
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.name, formatRate(r.bare), formatRate(r.taskrunner), formatRatio(r.ratio()), goal, met)
+		fmt.Fprintln(tw, strings.Join(r.cells(), "\t"))
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write table: %w", err)
@@ -68,6 +97,17 @@ func formatRatio(r float64) string {
 // formatLatency formats a latency in milliseconds with two decimals.
 func formatLatency(d time.Duration) string {
 	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 2, 64) + "ms"
+}
+
+// formatTableLatency formats a latency for the table in milliseconds with
+// two decimals, rounded up, so that a latency shown as within a goal is
+// within it (2.001 ms is 2.01 ms); "n/a" when negative (not measured).
+func formatTableLatency(d time.Duration) string {
+	if d < 0 {
+		return "n/a"
+	}
+	hundredths := (d + 10*time.Microsecond - 1) / (10 * time.Microsecond)
+	return strconv.FormatFloat(float64(hundredths)/100, 'f', 2, 64) + " ms"
 }
 
 // countLabel is a job count as the table names it: 20000 is "20k".

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"math"
 	"strings"
 	"sync/atomic"
@@ -61,6 +62,10 @@ func TestWriteTable(t *testing.T) {
 		{name: "end-to-end echo (20k)", bare: 14000, taskrunner: 9000, goal: 0.7},
 		{name: "breakdown", bare: 0, taskrunner: 100},
 		{name: "just short", bare: 1000, taskrunner: 797, goal: 0.8},
+		{name: "cached search (2k): server time", latency: &latencyRow{p50: 620 * time.Microsecond, p99: 1800 * time.Microsecond, maxP50: 2 * time.Millisecond}},
+		{name: "over", latency: &latencyRow{p50: 2000*time.Microsecond + 1, p99: 3 * time.Millisecond, maxP50: 2 * time.Millisecond}},
+		{name: "info", latency: &latencyRow{p50: 4 * time.Millisecond, p99: 9 * time.Millisecond}},
+		{name: "unmeasured", latency: &latencyRow{p50: -1, p99: -1, maxP50: 2 * time.Millisecond}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -72,6 +77,10 @@ func TestWriteTable(t *testing.T) {
 		{"end-to-end", "echo", "(20k)", "14000/s", "9000/s", "0.64", ">=", "0.7", "no"},
 		{"breakdown", "0/s", "100/s", "n/a", "-", "-"},
 		{"just", "short", "1000/s", "797/s", "0.79", ">=", "0.8", "no"},
+		{"cached", "search", "(2k):", "server", "time", "-", "p50", "0.62", "ms,", "p99", "1.80", "ms", "-", "p50", "<=", "2", "ms", "yes"},
+		{"over", "-", "p50", "2.01", "ms,", "p99", "3.00", "ms", "-", "p50", "<=", "2", "ms", "no"},
+		{"info", "-", "p50", "4.00", "ms,", "p99", "9.00", "ms", "-", "-", "-"},
+		{"unmeasured", "-", "p50", "n/a,", "p99", "n/a", "-", "p50", "<=", "2", "ms", "no"},
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("table has %d lines, want %d:\n%s", len(lines), len(want), b.String())
@@ -86,6 +95,41 @@ func TestWriteTable(t *testing.T) {
 	for _, line := range lines[1:3] {
 		if !strings.HasPrefix(line[col:], "0.") {
 			t.Errorf("ratio column not aligned at %d in %q", col, line)
+		}
+	}
+}
+
+func TestLatencyFigureRow(t *testing.T) {
+	f := &latencyFigure{name: "x", maxP50: 2 * time.Millisecond}
+	if r := f.row(); r.latency == nil || r.latency.p50 >= 0 || r.latency.p99 >= 0 {
+		t.Errorf("row of no rounds = %+v, want p50 and p99 unmeasured", r.latency)
+	}
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	f.add([]time.Duration{ms(1), ms(2), ms(3), ms(100)})
+	f.add([]time.Duration{ms(3), ms(3), ms(3), ms(50)})
+	f.add([]time.Duration{ms(2), ms(2), ms(2), ms(70)})
+	r := f.row()
+	if r.name != "x" || r.latency.maxP50 != ms(2) {
+		t.Errorf("row = %+v, want name x and the goal kept", r)
+	}
+	if r.latency.p50 != ms(2) || r.latency.p99 != ms(70) {
+		t.Errorf("p50, p99 = %v, %v; want the medians across rounds, 2ms and 70ms", r.latency.p50, r.latency.p99)
+	}
+}
+
+func TestFormatTableLatency(t *testing.T) {
+	cases := map[time.Duration]string{
+		0:                          "0.00 ms",
+		620 * time.Microsecond:     "0.62 ms",
+		620*time.Microsecond + 1:   "0.63 ms",
+		2 * time.Millisecond:       "2.00 ms",
+		2*time.Millisecond + 1:     "2.01 ms",
+		1234567 * time.Microsecond: "1234.57 ms",
+		-1:                         "n/a",
+	}
+	for d, want := range cases {
+		if got := formatTableLatency(d); got != want {
+			t.Errorf("formatTableLatency(%d ns) = %q, want %q", int64(d), got, want)
 		}
 	}
 }
@@ -149,5 +193,23 @@ func TestRunLoadStopsOnError(t *testing.T) {
 	}
 	if time.Since(start) > 10*time.Second {
 		t.Error("runLoad kept going after an error")
+	}
+}
+
+func TestParseOptionsSearch(t *testing.T) {
+	o, err := parseOptions(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.searchTasks != 2000 || o.searchClients < 1 || o.searchGoal != 2*time.Millisecond {
+		t.Errorf("defaults: -search-tasks %d, -search-clients %d, -search-goal %s; want 2000, at least 1, 2ms", o.searchTasks, o.searchClients, o.searchGoal)
+	}
+	if o, err := parseOptions([]string{"-search-tasks", "0"}, io.Discard); err != nil || o.searchTasks != 0 {
+		t.Errorf("-search-tasks 0 (skip the figure): %v", err)
+	}
+	for _, args := range [][]string{{"-search-tasks", "-1"}, {"-search-clients", "0"}, {"-search-goal", "-1ms"}} {
+		if _, err := parseOptions(args, io.Discard); err == nil {
+			t.Errorf("%q accepted", args)
+		}
 	}
 }
