@@ -1,0 +1,347 @@
+package fetch
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// Fetcher fetches URLs under one Config. It is safe for concurrent use and
+// meant to be shared: it keeps a pool of idle connections (each one made to
+// a checked address) but no cookies.
+type Fetcher struct {
+	policy       *policy
+	resolver     Resolver
+	maxBytes     int64
+	maxRedirects int
+	dialTimeout  time.Duration
+	transport    *http.Transport
+	client       *http.Client
+
+	// trusted is a test hook: the one address and port the address-class
+	// check lets through, so a test can serve a "public" host on loopback
+	// while every other loopback address stays refused. Never set outside
+	// tests.
+	trusted netip.AddrPort
+}
+
+// New returns a Fetcher for cfg, with the defaults filled in for unset
+// fields.
+func New(cfg Config) *Fetcher {
+	f := &Fetcher{
+		policy:       newPolicy(cfg),
+		resolver:     cfg.Resolver,
+		maxBytes:     cfg.MaxBytes,
+		maxRedirects: cfg.MaxRedirects,
+		dialTimeout:  orDefault(cfg.DialTimeout, DefaultDialTimeout),
+	}
+	if f.resolver == nil {
+		f.resolver = net.DefaultResolver
+	}
+	if f.maxBytes <= 0 {
+		f.maxBytes = DefaultMaxBytes
+	}
+	if f.maxRedirects == 0 {
+		f.maxRedirects = DefaultMaxRedirects
+	}
+	f.transport = &http.Transport{
+		// Never a proxy from HTTP_PROXY and friends: a proxy would connect
+		// to the target itself, after and regardless of the checks here.
+		Proxy:                  nil,
+		DialContext:            f.dialContext,
+		ForceAttemptHTTP2:      true,
+		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout:    orDefault(cfg.TLSHandshakeTimeout, DefaultTLSHandshakeTimeout),
+		ResponseHeaderTimeout:  orDefault(cfg.ResponseHeaderTimeout, DefaultResponseHeaderTimeout),
+		ExpectContinueTimeout:  time.Second,
+		MaxIdleConns:           32,
+		MaxIdleConnsPerHost:    2,
+		IdleConnTimeout:        30 * time.Second,
+		MaxResponseHeaderBytes: 1 << 20,
+	}
+	f.client = &http.Client{
+		Transport:     f.transport,
+		CheckRedirect: f.checkRedirect,
+		Jar:           nil, // no cookies kept between requests or fetches
+	}
+	return f
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// CloseIdleConnections closes the connections kept for reuse.
+func (f *Fetcher) CloseIdleConnections() { f.transport.CloseIdleConnections() }
+
+// Response is a fetched answer, whatever its status.
+type Response struct {
+	// URL is the requested URL, in the canonical form CheckURL returns.
+	URL string
+	// FinalURL is the URL that answered, after redirects.
+	FinalURL string
+	// Status is the HTTP status code. Fetch returns non-2xx answers too;
+	// see OK.
+	Status int
+	// ContentType is the Content-Type header as sent, "" when absent.
+	ContentType string
+	// ContentLength is the declared length, at most the Config's MaxBytes,
+	// or -1 when unknown (chunked, or compressed and decoded on the fly).
+	ContentLength int64
+	// Body is the body, decoded if the server compressed it. Reading past
+	// MaxBytes fails with an *Error (artifact_size_exceeded) that wraps
+	// ErrTooLarge; a read cut short by the context fails with fetch_timeout
+	// or fetch_failed wrapping the context's error. The caller must Close
+	// it, and must keep the context given to Fetch alive while reading.
+	Body io.ReadCloser
+}
+
+// OK says whether the status is 2xx. Fetch does not judge the status: a
+// 404 or 500 is a Response like any other, and the caller decides whether
+// it is a failure (the fetch task stores only OK answers).
+func (r *Response) OK() bool { return r.Status >= 200 && r.Status <= 299 }
+
+// Fetch GETs rawURL within ctx, which bounds everything including reading
+// the body. The URL and every redirect target must pass CheckURL's rules,
+// and every address connected to must be public (unless
+// AllowPrivateNetworks). A declared Content-Length over MaxBytes fails at
+// once with artifact_size_exceeded. Errors are *Error.
+func (f *Fetcher) Fetch(ctx context.Context, rawURL string) (*Response, error) {
+	u, err := f.policy.checkRaw(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, errorf(CodeInvalidURL, "the URL cannot be requested", nil)
+	}
+	req.Header.Set("User-Agent", UserAgent)
+	req.Header.Set("Accept", "*/*")
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return nil, transportError(ctx, err)
+	}
+	if resp.ContentLength > f.maxBytes {
+		resp.Body.Close()
+		return nil, errorf(CodeSizeExceeded, f.sizeMessage(), ErrTooLarge)
+	}
+	return &Response{
+		URL:           u.String(),
+		FinalURL:      resp.Request.URL.String(),
+		Status:        resp.StatusCode,
+		ContentType:   resp.Header.Get("Content-Type"),
+		ContentLength: resp.ContentLength,
+		Body:          &cappedBody{ctx: ctx, body: resp.Body, left: f.maxBytes, msg: f.sizeMessage()},
+	}, nil
+}
+
+func (f *Fetcher) sizeMessage() string {
+	return fmt.Sprintf("the response body is larger than %d bytes", f.maxBytes)
+}
+
+// checkRedirect re-checks every redirect target like the first URL, and
+// sends the request to the canonical form that was checked.
+func (f *Fetcher) checkRedirect(req *http.Request, via []*http.Request) error {
+	if f.maxRedirects < 0 {
+		return http.ErrUseLastResponse
+	}
+	if len(via) > f.maxRedirects {
+		return errorf(CodeTooManyRedirects, fmt.Sprintf("more than %d redirects", f.maxRedirects), nil)
+	}
+	u, err := f.policy.check(req.URL)
+	if err != nil {
+		var fe *Error
+		if errors.As(err, &fe) {
+			fe.Message = "redirect refused: " + fe.Message
+		}
+		return err
+	}
+	req.URL = u
+	// The previous URL may carry a token in its query; the next host need
+	// not see it.
+	req.Header.Del("Referer")
+	return nil
+}
+
+// dialContext connects to address ("host:port" of a checked URL) by
+// resolving the host itself, refusing the connection if any address it
+// resolves to is not public, and dialing the checked IP, never the name.
+func (f *Fetcher) dialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	hostPart, portPart, err := net.SplitHostPort(address)
+	if err != nil {
+		return nil, errorf(CodeInvalidURL, "the address to connect to is not valid", err)
+	}
+	port, err := strconv.Atoi(portPart)
+	if err != nil || port < 1 || port > 65535 {
+		return nil, errorf(CodeInvalidURL, "the URL's port is not a TCP port", err)
+	}
+	if err := f.policy.checkPort(port); err != nil {
+		return nil, err
+	}
+	h, err := parseHostname(hostPart)
+	if err != nil {
+		return nil, err
+	}
+	// The allowlist again: whatever reached the transport is what counts.
+	if err := f.policy.checkHost(h); err != nil {
+		return nil, err
+	}
+	addrs := []netip.Addr{h.ip}
+	if !h.ip.IsValid() {
+		addrs, err = f.resolver.LookupNetIP(ctx, "ip", h.name)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if err != nil || len(addrs) == 0 {
+			return nil, errorf(CodeFailed, fmt.Sprintf("host %q could not be resolved", h.name), err)
+		}
+	}
+	targets := make([]netip.AddrPort, len(addrs))
+	for i, a := range addrs {
+		// One non-public address and the name is refused: a host that
+		// mixes them is either misconfigured or an attack.
+		targets[i] = netip.AddrPortFrom(a.Unmap(), uint16(port))
+		if err := f.checkAddr(h, targets[i]); err != nil {
+			return nil, err
+		}
+	}
+	dialer := net.Dialer{
+		Timeout:   f.dialTimeout,
+		KeepAlive: 30 * time.Second,
+		Control:   f.control(h),
+	}
+	var lastErr error
+	for _, t := range targets {
+		conn, err := dialer.DialContext(ctx, network, t.String())
+		if err == nil {
+			return conn, nil
+		}
+		var fe *Error
+		if errors.As(err, &fe) || ctx.Err() != nil {
+			return nil, err
+		}
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+// control checks the socket address actually being connected, the last
+// word on what a fetch reaches.
+func (f *Fetcher) control(h host) func(network, address string, _ syscall.RawConn) error {
+	return func(_, address string, _ syscall.RawConn) error {
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil {
+			return errorf(CodeAddressNotAllowed, "the address to connect to is not an IP address", err)
+		}
+		if err := f.policy.checkPort(int(ap.Port())); err != nil {
+			return err
+		}
+		return f.checkAddr(h, ap)
+	}
+}
+
+// checkAddr refuses a non-public address unless private networks are
+// allowed. The message names the host and the class, not the address: the
+// client need not learn what internal names resolve to.
+func (f *Fetcher) checkAddr(h host, ap netip.AddrPort) error {
+	if f.policy.allowPrivate || (f.trusted.IsValid() && ap == f.trusted) {
+		return nil
+	}
+	c := AddressClass(ap.Addr())
+	if c == "" {
+		return nil
+	}
+	if h.ip.IsValid() {
+		return errorf(CodeAddressNotAllowed, fmt.Sprintf("%s is a non-public address (%s)", h, c), nil)
+	}
+	return errorf(CodeAddressNotAllowed, fmt.Sprintf("host %q resolves to a non-public address (%s)", h.name, c), nil)
+}
+
+// transportError turns a failed request into an *Error whose message shows
+// no URL (url.Error's text would show the query) and no server internals.
+func transportError(ctx context.Context, err error) *Error {
+	var fe *Error
+	if errors.As(err, &fe) {
+		return fe
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return errorf(CodeTimeout, "no complete answer before the task's deadline", ctx.Err())
+	case ctx.Err() != nil:
+		return errorf(CodeFailed, "the fetch was cancelled", ctx.Err())
+	}
+	var (
+		netErr   net.Error
+		certErr  *tls.CertificateVerificationError
+		unknown  x509.UnknownAuthorityError
+		hostErr  x509.HostnameError
+		invalid  x509.CertificateInvalidError
+		recError tls.RecordHeaderError
+	)
+	switch {
+	case errors.As(err, &certErr), errors.As(err, &unknown), errors.As(err, &hostErr), errors.As(err, &invalid):
+		return errorf(CodeFailed, "the server's TLS certificate was not accepted", err)
+	case errors.As(err, &recError):
+		return errorf(CodeFailed, "the TLS handshake failed", err)
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return errorf(CodeTimeout, "the server did not answer in time", err)
+	}
+	return errorf(CodeFailed, "could not get an answer from the server", err)
+}
+
+// cappedBody is a response body that fails when it would exceed its limit.
+type cappedBody struct {
+	ctx  context.Context
+	body io.ReadCloser
+	left int64 // bytes still allowed
+	msg  string
+	err  error // sticky
+}
+
+func (b *cappedBody) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	// Ask for one byte beyond the limit, so a body of exactly the limit
+	// ends in io.EOF and a longer one is caught.
+	if int64(len(p)) > b.left+1 {
+		p = p[:b.left+1]
+	}
+	n, err := b.body.Read(p)
+	if int64(n) > b.left {
+		b.err = errorf(CodeSizeExceeded, b.msg, ErrTooLarge)
+		n, b.left = int(b.left), 0
+		return n, b.err
+	}
+	b.left -= int64(n)
+	switch {
+	case err == nil, err == io.EOF:
+		return n, err
+	case errors.Is(b.ctx.Err(), context.DeadlineExceeded):
+		b.err = errorf(CodeTimeout, "the body was not complete before the task's deadline", b.ctx.Err())
+	case b.ctx.Err() != nil:
+		b.err = errorf(CodeFailed, "the fetch was cancelled", b.ctx.Err())
+	default:
+		b.err = errorf(CodeFailed, "the connection failed while reading the body", err)
+	}
+	return n, b.err
+}
+
+func (b *cappedBody) Close() error { return b.body.Close() }
