@@ -21,6 +21,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/taskrunner/taskrunner/db"
+	"github.com/taskrunner/taskrunner/metrics"
 )
 
 // Stable error codes of artifact refusals.
@@ -65,6 +66,8 @@ type Service struct {
 	pool     *pgxpool.Pool
 	maxBytes int64
 	logger   *slog.Logger
+	// Metrics counts artifact bytes in and out; nil counts nothing.
+	Metrics *metrics.Metrics
 }
 
 // NewService returns a Service keeping artifacts of at most maxBytes.
@@ -177,6 +180,7 @@ func (s *Service) Put(ctx context.Context, n New) (*db.Artifact, error) {
 		s.removeObject(ctx, key) // no object without its row
 		return nil, err
 	}
+	s.Metrics.ArtifactBytes("in", a.Size)
 	s.logger.LogAttrs(ctx, slog.LevelInfo, "artifact stored", slog.String("event", "artifact_stored"),
 		slog.String("artifact_id", a.ID.String()), slog.Int64("task_id", a.TaskID), slog.String("type", a.Type),
 		slog.Int64("size", a.Size), slog.String("sha256", a.SHA256))

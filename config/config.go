@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
 	"strconv"
@@ -92,10 +93,30 @@ type Config struct {
 
 	DBMaxConns int // DB_MAX_CONNS: size of the process's one pgx pool
 
+	// APIKeys are the clients allowed in (API_KEYS: name:key pairs,
+	// comma-separated). Secret. Empty: no authentication, loopback only.
+	APIKeys []APIKey
+	// AllowNoKeys lets a server without API_KEYS listen beyond loopback
+	// (API_ALLOW_NO_KEYS=true), for deployments behind their own gateway.
+	AllowNoKeys bool
+
+	// MetricsAddr is where a worker process serves /metrics
+	// (METRICS_ADDR; empty: nowhere). API processes serve it on HTTP_ADDR.
+	MetricsAddr string
+
 	// Queues are the River queues tasks may be sent to and workers work
 	// (QUEUES, comma-separated; the first is the default).
 	Queues []string
 }
+
+// APIKey is one client's key. Key is a secret.
+type APIKey struct {
+	Name string
+	Key  string
+}
+
+// minAPIKeyLength keeps keys guessable by no one.
+const minAPIKeyLength = 16
 
 // Limits are the enforced limits, all visible in GET /limits.
 type Limits struct {
@@ -146,7 +167,10 @@ func Load(getenv func(string) string) (*Config, error) {
 		ShutdownGrace:       r.seconds("SHUTDOWN_GRACE_SECONDS", DefaultShutdownGrace),
 		DBMaxConns:          r.positiveInt("DB_MAX_CONNS", DefaultDBMaxConns),
 		Queues:              r.list("QUEUES", DefaultQueue),
+		AllowNoKeys:         r.boolean("API_ALLOW_NO_KEYS", false),
+		MetricsAddr:         r.str("METRICS_ADDR", ""),
 	}
+	c.APIKeys, r.err = parseAPIKeys(getenv("API_KEYS"), r.err)
 	c.RescueAfter = r.seconds("TASK_RESCUE_AFTER_SECONDS", c.Limits.TaskMaxRuntime+DefaultRescueMarginOverCap)
 
 	if r.err == nil {
@@ -176,6 +200,9 @@ func (c *Config) validate() error {
 	if c.WorkerFetchCooldown <= 0 || c.WorkerFetchPoll <= c.WorkerFetchCooldown {
 		return errors.New("WORKER_FETCH_POLL_INTERVAL must exceed WORKER_FETCH_COOLDOWN, and both be positive")
 	}
+	if len(c.APIKeys) == 0 && !c.AllowNoKeys && !isLoopback(c.HTTPAddr) {
+		return fmt.Errorf("HTTP_ADDR: %s is not a loopback address and API_KEYS is empty: set API_KEYS, or API_ALLOW_NO_KEYS=true if a gateway in front authenticates", c.HTTPAddr)
+	}
 	if !slices.Contains(c.Queues, DefaultQueue) {
 		return fmt.Errorf("QUEUES: must include %q, where tasks without a queue go", DefaultQueue)
 	}
@@ -183,6 +210,47 @@ func (c *Config) validate() error {
 		return errors.New("DATABASE_URL: not a URL") // the URL may hold a password: never echo it
 	}
 	return nil
+}
+
+// isLoopback reports whether addr (host:port) listens on loopback only.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// parseAPIKeys reads name:key pairs. Errors never repeat a key.
+func parseAPIKeys(v string, prev error) ([]APIKey, error) {
+	if prev != nil {
+		return nil, prev
+	}
+	var keys []APIKey
+	seen := map[string]bool{}
+	for i, pair := range strings.Split(v, ",") {
+		pair = strings.TrimSpace(pair)
+		if pair == "" {
+			continue
+		}
+		name, key, ok := strings.Cut(pair, ":")
+		name, key = strings.TrimSpace(name), strings.TrimSpace(key)
+		switch {
+		case !ok || name == "" || key == "":
+			return nil, fmt.Errorf("API_KEYS: entry %d is not name:key", i+1)
+		case len(key) < minAPIKeyLength:
+			return nil, fmt.Errorf("API_KEYS: the key of %q is shorter than %d characters", name, minAPIKeyLength)
+		case seen[name]:
+			return nil, fmt.Errorf("API_KEYS: %q appears twice", name)
+		}
+		seen[name] = true
+		keys = append(keys, APIKey{Name: name, Key: key})
+	}
+	return keys, nil
 }
 
 // normalizeDatabaseURL accepts the seed's SQLAlchemy form

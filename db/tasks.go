@@ -70,3 +70,17 @@ func ListTasks(ctx context.Context, ex Executor, f TaskFilter) ([]Task, error) {
 	}
 	return out, nil
 }
+
+// CountTasksByState counts river_job rows by state, for the queue depth
+// metric.
+func CountTasksByState(ctx context.Context, ex Executor) (map[string]int64, error) {
+	rows, err := queries.TaskCountByState(ctx, ex)
+	if err != nil {
+		return nil, fmt.Errorf("count tasks by state: %w", err)
+	}
+	out := make(map[string]int64, len(rows))
+	for _, r := range rows {
+		out[r.State] = r.Count
+	}
+	return out, nil
+}

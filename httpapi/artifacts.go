@@ -159,7 +159,9 @@ func (s *Server) downloadArtifact(w http.ResponseWriter, r *http.Request) error 
 	h.Set("ETag", `"`+a.SHA256+`"`)
 	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": a.Name}))
 	h.Set("X-Content-Type-Options", "nosniff")
-	http.ServeContent(w, r, "", a.CreatedAt, obj)
+	cw := &countingWriter{ResponseWriter: w}
+	http.ServeContent(cw, r, "", a.CreatedAt, obj)
+	s.deps.Metrics.ArtifactBytes("out", cw.n)
 	return nil
 }
 
@@ -196,4 +198,16 @@ func pathParam(r *http.Request, name string) string {
 		return un
 	}
 	return v
+}
+
+// countingWriter counts the body bytes written.
+type countingWriter struct {
+	http.ResponseWriter
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.n += int64(n)
+	return n, err
 }

@@ -48,6 +48,7 @@ var statusOfCode = map[string]int{
 	task.CodeUnknownType:     http.StatusBadRequest,
 	task.CodeNotFound:        http.StatusNotFound,
 	task.CodeAlreadyFinished: http.StatusConflict,
+	task.CodeBatchTooLarge:   http.StatusRequestEntityTooLarge,
 }
 
 // asError turns any error into an API Error. Unknown errors become 500s

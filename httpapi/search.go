@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/taskrunner/taskrunner/task"
@@ -48,17 +47,12 @@ func (s *Server) submitSearch(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	t, err := s.deps.Tasks.Submit(r.Context(), req)
+	err = s.enqueue(w, r, req)
 	var taskErr *task.Error
 	if errors.As(err, &taskErr) {
 		// The body's fields are the params themselves here.
 		field := strings.TrimPrefix(taskErr.Field, "params.")
 		return &task.Error{Code: taskErr.Code, Field: field, Message: strings.ReplaceAll(taskErr.Message, "params.", "")}
 	}
-	if err != nil {
-		return err
-	}
-	w.Header().Set("Location", "/tasks/"+strconv.FormatInt(t.ID, 10))
-	writeJSON(w, http.StatusAccepted, viewOf(t))
-	return nil
+	return err
 }

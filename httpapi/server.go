@@ -15,6 +15,8 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/taskrunner/taskrunner/artifact"
+	"github.com/taskrunner/taskrunner/config"
+	"github.com/taskrunner/taskrunner/metrics"
 	"github.com/taskrunner/taskrunner/task"
 )
 
@@ -24,11 +26,23 @@ type Check struct {
 	Check func(ctx context.Context) error
 }
 
+// riverUIPrefix is where River UI is mounted.
+const riverUIPrefix = "/riverui"
+
 // Deps is what the API needs.
 type Deps struct {
 	Tasks     *task.Service
 	Artifacts *artifact.Service
 	Checks    []Check
+	// APIKeys, when set, are required on every route but /health.
+	APIKeys []config.APIKey
+	// Limiter is the per-minute enqueue limit; nil: none.
+	Limiter Limiter
+	// Metrics counts requests and serves /metrics; nil: no /metrics.
+	Metrics *metrics.Metrics
+	// RiverUI is River UI's handler, mounted at /riverui/; nil: not mounted.
+	RiverUI      http.Handler
+	MaxBatchSize int
 	// Limits is shown as is by GET /limits.
 	Limits         any
 	Logger         *slog.Logger
@@ -39,12 +53,16 @@ type Deps struct {
 // Server is the API's HTTP handler.
 type Server struct {
 	deps   Deps
+	keys   *keyring // nil: no authentication
 	router chi.Router
 }
 
 // New returns the API handler.
 func New(deps Deps) *Server {
 	s := &Server{deps: deps}
+	if len(deps.APIKeys) > 0 {
+		s.keys = newKeyring(deps.APIKeys)
+	}
 	s.router = s.routes()
 	return s
 }
@@ -68,11 +86,13 @@ func (s *Server) handle(h handlerFunc) http.HandlerFunc {
 
 func (s *Server) routes() chi.Router {
 	r := chi.NewRouter()
-	// Outermost first: recover, request id, log, limits.
+	// Outermost first: recover, request id, log, auth, deadline. The
+	// enqueue limit is taken in the handlers that enqueue, once they know
+	// how many tasks a request holds.
 	r.Use(s.recoverer)
 	r.Use(middleware.RequestID)
 	r.Use(s.requestLog)
-	r.Use(s.deadline)
+	r.Use(s.authenticate)
 	r.NotFound(s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return &Error{Status: http.StatusNotFound, Code: task.CodeNotFound, Message: "no such route: " + r.Method + " " + r.URL.Path}
 	}))
@@ -80,11 +100,30 @@ func (s *Server) routes() chi.Router {
 		return &Error{Status: http.StatusMethodNotAllowed, Code: CodeMethodNotAllowed, Message: r.Method + " is not allowed on " + r.URL.Path}
 	}))
 
+	if s.deps.RiverUI != nil {
+		// River UI streams and polls: no request deadline of ours.
+		r.Handle(riverUIPrefix, http.RedirectHandler(riverUIPrefix+"/", http.StatusMovedPermanently))
+		r.Handle(riverUIPrefix+"/*", s.deps.RiverUI)
+	}
+	if s.deps.Metrics != nil {
+		r.Handle("/metrics", s.deps.Metrics.Handler())
+	}
+
+	r.Group(func(r chi.Router) {
+		r.Use(s.deadline)
+		s.apiRoutes(r)
+	})
+	return r
+}
+
+// apiRoutes are the JSON API's routes.
+func (s *Server) apiRoutes(r chi.Router) {
 	r.Get("/health", s.handle(s.health))
 	r.Get("/ready", s.handle(s.ready))
 	r.Get("/limits", s.handle(s.limits))
 
 	r.Post("/tasks", s.handle(s.submitTask))
+	r.Post("/tasks/batch", s.handle(s.submitBatch))
 	r.Get("/tasks", s.handle(s.listTasks))
 	r.Get("/tasks/{id}", s.handle(s.getTask))
 	r.Post("/tasks/{id}/cancel", s.handle(s.cancelTask))
@@ -95,7 +134,6 @@ func (s *Server) routes() chi.Router {
 	r.Get("/artifacts/{id}/meta", s.handle(s.artifactMeta))
 	r.Put("/tasks/{id}/artifacts/{name}", s.handle(s.uploadArtifact))
 	r.Get("/tasks/{id}/artifacts", s.handle(s.taskArtifacts))
-	return r
 }
 
 func (s *Server) recoverer(next http.Handler) http.Handler {
@@ -120,13 +158,18 @@ func (s *Server) requestLog(next http.Handler) http.Handler {
 		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 		start := time.Now()
 		next.ServeHTTP(ww, r)
+		route := chi.RouteContext(r.Context()).RoutePattern()
+		if route == "" {
+			route = "unmatched"
+		}
+		s.deps.Metrics.HTTPRequest(route, r.Method, ww.Status(), time.Since(start))
 		level := slog.LevelDebug
 		if ww.Status() >= 500 {
 			level = slog.LevelWarn
 		}
 		if s.deps.Logger.Enabled(r.Context(), level) {
 			s.deps.Logger.LogAttrs(r.Context(), level, "http request", slog.String("event", "http_request"),
-				slog.String("method", r.Method), slog.String("route", chi.RouteContext(r.Context()).RoutePattern()),
+				slog.String("method", r.Method), slog.String("route", route), slog.String("client", clientOf(r.Context())),
 				slog.Int("status", ww.Status()), slog.Float64("took_ms", float64(time.Since(start).Microseconds())/1000),
 				slog.String("request_id", middleware.GetReqID(r.Context())))
 		}

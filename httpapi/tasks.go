@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"regexp"
 	"slices"
@@ -87,12 +88,89 @@ func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	t, err := s.deps.Tasks.Submit(r.Context(), req)
+	return s.enqueue(w, r, req)
+}
+
+// enqueue validates a task request, takes it from the client's allowance
+// and submits it, honouring Idempotency-Key: 202 for a new task, 200 with
+// the first task for a repeated key.
+func (s *Server) enqueue(w http.ResponseWriter, r *http.Request, req *task.Request) error {
+	key, err := idempotencyKey(r)
 	if err != nil {
 		return err
 	}
+	if _, err := s.deps.Tasks.Validate(req); err != nil {
+		return err // refused before it counts against the limit
+	}
+	if err := s.admit(w, r, 1); err != nil {
+		return err
+	}
+	t, existing, err := s.deps.Tasks.Submit(r.Context(), req, key)
+	if err != nil {
+		return err
+	}
+	status := http.StatusAccepted
+	if existing {
+		status = http.StatusOK
+	} else {
+		s.deps.Metrics.TaskEnqueued(t.Type)
+	}
 	w.Header().Set("Location", "/tasks/"+strconv.FormatInt(t.ID, 10))
-	writeJSON(w, http.StatusAccepted, viewOf(t))
+	writeJSON(w, status, viewOf(t))
+	return nil
+}
+
+// idempotencyKey reads the Idempotency-Key header, scoped to the client so
+// one client's keys never find another's tasks.
+func idempotencyKey(r *http.Request) (string, error) {
+	k := r.Header.Get("Idempotency-Key")
+	if k == "" {
+		return "", nil
+	}
+	if len(k) > task.MaxIdempotencyKeyLength || strings.ContainsFunc(k, func(c rune) bool { return c < 0x21 || c > 0x7e }) {
+		return "", &Error{Status: http.StatusBadRequest, Code: task.CodeInvalidParams, Field: "Idempotency-Key",
+			Message: fmt.Sprintf("Idempotency-Key must be 1 to %d visible ASCII characters", task.MaxIdempotencyKeyLength)}
+	}
+	return clientOf(r.Context()) + "/" + k, nil
+}
+
+// batchRequest is a POST /tasks/batch body.
+type batchRequest struct {
+	Tasks []task.Request `json:"tasks"`
+}
+
+type batchBody struct {
+	Tasks []taskView `json:"tasks"`
+}
+
+// submitBatch enqueues up to MAX_BATCH_SIZE tasks in one transaction: all
+// or none. A batch of N counts N against the limit.
+func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(r, s.deps.MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	var req batchRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return err
+	}
+	params, err := s.deps.Tasks.ValidateBatch(req.Tasks, s.deps.MaxBatchSize)
+	if err != nil {
+		return err
+	}
+	if err := s.admit(w, r, len(params)); err != nil {
+		return err
+	}
+	tasks, err := s.deps.Tasks.SubmitBatch(r.Context(), params)
+	if err != nil {
+		return err
+	}
+	out := batchBody{Tasks: make([]taskView, len(tasks))}
+	for i := range tasks {
+		out.Tasks[i] = viewOf(&tasks[i])
+		s.deps.Metrics.TaskEnqueued(tasks[i].Type)
+	}
+	writeJSON(w, http.StatusAccepted, out)
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/taskrunner/taskrunner/artifact"
+	"github.com/taskrunner/taskrunner/metrics"
 	"github.com/taskrunner/taskrunner/search"
 )
 
@@ -36,6 +37,8 @@ type ClientConfig struct {
 	WorkerName string
 	// Deps are the workers' dependencies.
 	Deps Deps
+	// Metrics counts finished runs; nil counts nothing.
+	Metrics *metrics.Metrics
 }
 
 // Deps are what workers use besides the database.
@@ -66,7 +69,7 @@ func NewClient(pool *pgxpool.Pool, cfg ClientConfig, logger *slog.Logger) (*rive
 		for _, q := range cfg.Queues {
 			rc.Queues[q] = river.QueueConfig{MaxWorkers: cfg.Concurrency}
 		}
-		rc.Middleware = []rivertype.Middleware{NewRunRecorder(pool, logger, cfg.WorkerName)}
+		rc.Middleware = []rivertype.Middleware{NewRunRecorder(pool, logger, cfg.WorkerName, cfg.Metrics)}
 	}
 	return river.NewClient(riverpgxv5.New(pool), rc)
 }

@@ -9,6 +9,7 @@ import (
 
 // EchoArgs is the echo task: it returns its message.
 type EchoArgs struct {
+	Idempotency
 	Msg string `json:"msg"`
 }
 
@@ -27,7 +28,7 @@ type EchoWorker struct {
 
 // Work records the message as the task's result.
 func (w *EchoWorker) Work(ctx context.Context, job *river.Job[EchoArgs]) error {
-	return river.RecordOutput(ctx, EchoResult(job.Args))
+	return river.RecordOutput(ctx, EchoResult{Msg: job.Args.Msg})
 }
 
 func init() {

@@ -13,6 +13,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/taskrunner/taskrunner/db"
+	"github.com/taskrunner/taskrunner/metrics"
 )
 
 // Error codes recorded on runs and shown by the API.
@@ -34,14 +35,15 @@ const runWriteTimeout = 10 * time.Second
 type RunRecorder struct {
 	river.MiddlewareDefaults
 
-	pool   *pgxpool.Pool
-	logger *slog.Logger
-	worker string
+	pool    *pgxpool.Pool
+	logger  *slog.Logger
+	worker  string
+	metrics *metrics.Metrics
 }
 
 // NewRunRecorder returns the middleware; worker names this process in runs.
-func NewRunRecorder(pool *pgxpool.Pool, logger *slog.Logger, worker string) *RunRecorder {
-	return &RunRecorder{pool: pool, logger: logger, worker: worker}
+func NewRunRecorder(pool *pgxpool.Pool, logger *slog.Logger, worker string, m *metrics.Metrics) *RunRecorder {
+	return &RunRecorder{pool: pool, logger: logger, worker: worker, metrics: m}
 }
 
 var _ rivertype.WorkerMiddleware = (*RunRecorder)(nil)
@@ -70,6 +72,7 @@ func (m *RunRecorder) Work(ctx context.Context, job *rivertype.JobRow, doInner f
 	took := time.Since(start)
 
 	out := classify(ctx, job, workErr, took)
+	m.metrics.RunFinished(job.Kind, out.status, took)
 	attrs = append(attrs, slog.Float64("took_ms", ms(took)))
 	if out.code != "" {
 		attrs = append(attrs, slog.String("error_code", out.code), slog.String("error", out.err.Error()))

@@ -24,6 +24,7 @@ const (
 
 // SearchArgs is the search task: the seed's search request.
 type SearchArgs struct {
+	Idempotency
 	Query       string   `json:"query"`
 	Sources     []string `json:"sources"`
 	RecencyDays int      `json:"recency_days"`
@@ -32,6 +33,10 @@ type SearchArgs struct {
 
 // Kind is the search task's type and River job kind.
 func (SearchArgs) Kind() string { return "search" }
+
+func (a SearchArgs) request() search.Request {
+	return search.Request{Query: a.Query, Sources: a.Sources, RecencyDays: a.RecencyDays, MaxResults: a.MaxResults}
+}
 
 // SearchWorker works search tasks through the aggregator.
 type SearchWorker struct {
@@ -48,7 +53,7 @@ func (w *SearchWorker) Work(ctx context.Context, job *river.Job[SearchArgs]) err
 	if w.agg == nil {
 		return river.JobCancel(Errorf(search.CodeUnavailable, "search is not configured in this worker"))
 	}
-	resp, err := w.agg.Search(ctx, search.Request(job.Args))
+	resp, err := w.agg.Search(ctx, job.Args.request())
 	if resp != nil {
 		recordSearchMetrics(ctx, resp)
 	}
@@ -167,7 +172,7 @@ func init() {
 		RunKey: func(encodedArgs []byte) string {
 			var args SearchArgs
 			_ = json.Unmarshal(encodedArgs, &args)
-			return search.RunKeyHash(search.Request(args))
+			return search.RunKeyHash(args.request())
 		},
 	})
 }

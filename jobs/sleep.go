@@ -15,6 +15,7 @@ const maxSleepSeconds = 24 * 60 * 60
 
 // SleepArgs is the sleep task: it waits, honouring cancel and timeout at once.
 type SleepArgs struct {
+	Idempotency
 	Seconds float64 `json:"seconds"`
 }
 

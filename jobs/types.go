@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"sort"
 	"strings"
 	"time"
@@ -57,6 +58,26 @@ func TypeNames() []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// Idempotency is embedded in every task's args: a task submitted with an
+// Idempotency-Key carries it here, and River's unique jobs (by this field
+// alone) make a repeated key return the first task.
+type Idempotency struct {
+	IdempotencyKey string `json:"idempotency_key,omitempty" river:"unique"`
+}
+
+// WithIdempotencyKey returns args with its Idempotency set to key. Every
+// task type's args embed Idempotency (a test checks it).
+func WithIdempotencyKey(args river.JobArgs, key string) (river.JobArgs, bool) {
+	v := reflect.New(reflect.TypeOf(args)).Elem()
+	v.Set(reflect.ValueOf(args))
+	f := v.FieldByName("Idempotency")
+	if !f.IsValid() || f.Type() != reflect.TypeFor[Idempotency]() {
+		return args, false
+	}
+	f.Set(reflect.ValueOf(Idempotency{IdempotencyKey: key}))
+	return v.Interface().(river.JobArgs), true
 }
 
 // ParamsError says which param is wrong and why.

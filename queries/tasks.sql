@@ -10,3 +10,6 @@ WHERE (@task_type::text = '' OR type = @task_type::text)
   AND (@before_id::bigint = 0 OR id < @before_id::bigint)
 ORDER BY id DESC
 LIMIT @max_rows;
+
+-- name: TaskCountByState :many
+SELECT state::text AS state, count(*)::bigint AS count FROM river_job GROUP BY state;

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/taskrunner/taskrunner/metrics"
 )
 
 // Defaults for the aggregator.
@@ -37,6 +39,7 @@ type Config struct {
 	CacheTTL      time.Duration
 	SourceTimeout time.Duration // each provider's own timeout; DefaultSourceTimeout when 0
 	Logger        *slog.Logger
+	Metrics       *metrics.Metrics // cache hits and misses; nil counts nothing
 }
 
 // Aggregator asks providers in parallel and merges their answers.
@@ -200,6 +203,14 @@ func (a *Aggregator) cacheGet(ctx context.Context, key, source string) ([]Result
 		return nil, false
 	}
 	val, ok, err := a.cfg.Cache.Get(ctx, key)
+	switch {
+	case err != nil:
+		a.cfg.Metrics.SearchCache(source, "error")
+	case ok:
+		a.cfg.Metrics.SearchCache(source, "hit")
+	default:
+		a.cfg.Metrics.SearchCache(source, "miss")
+	}
 	if err != nil {
 		a.cfg.Logger.WarnContext(ctx, "search cache unavailable; searching uncached", slog.String("event", "search_cache_unavailable"),
 			slog.String("source", source), slog.String("error", err.Error()))

@@ -149,20 +149,102 @@ func (s *Service) Validate(req *Request) (river.InsertManyParams, error) {
 	return river.InsertManyParams{Args: args, InsertOpts: opts}, nil
 }
 
-// Submit validates and enqueues one task.
-func (s *Service) Submit(ctx context.Context, req *Request) (*db.Task, error) {
+// allStates makes an idempotency key unique whatever became of its first
+// task: a repeat returns it even when it finished long ago (until retention
+// deletes it).
+var allStates = []rivertype.JobState{
+	rivertype.JobStateAvailable, rivertype.JobStateCancelled, rivertype.JobStateCompleted, rivertype.JobStateDiscarded,
+	rivertype.JobStatePending, rivertype.JobStateRetryable, rivertype.JobStateRunning, rivertype.JobStateScheduled,
+}
+
+// MaxIdempotencyKeyLength bounds the Idempotency-Key header.
+const MaxIdempotencyKeyLength = 255
+
+// Submit validates and enqueues one task. With an idempotency key (scoped
+// to the client by the caller), a repeated key returns the first task and
+// existing is true; River's unique index makes that hold under concurrent
+// repeats.
+func (s *Service) Submit(ctx context.Context, req *Request, idempotencyKey string) (t *db.Task, existing bool, err error) {
 	p, err := s.Validate(req)
 	if err != nil {
-		return nil, err
+		return nil, false, err
+	}
+	if idempotencyKey != "" {
+		args, ok := jobs.WithIdempotencyKey(p.Args, idempotencyKey)
+		if !ok {
+			return nil, false, fmt.Errorf("task type %s does not embed jobs.Idempotency", req.Type)
+		}
+		p.Args = args
+		p.InsertOpts.UniqueOpts = river.UniqueOpts{ByArgs: true, ByState: allStates}
 	}
 	res, err := s.client.Insert(ctx, p.Args, p.InsertOpts)
 	if err != nil {
-		return nil, fmt.Errorf("enqueue %s task: %w", req.Type, err)
+		return nil, false, fmt.Errorf("enqueue %s task: %w", req.Type, err)
 	}
-	t := FromJobRow(res.Job)
+	task := FromJobRow(res.Job)
+	if res.UniqueSkippedAsDuplicate {
+		s.logger.LogAttrs(ctx, slog.LevelInfo, "repeated idempotency key; returning the first task", slog.String("event", "task_idempotent_repeat"),
+			slog.Int64("task_id", task.ID), slog.String("type", task.Type))
+		return &task, true, nil
+	}
+	s.logEnqueued(ctx, &task)
+	return &task, false, nil
+}
+
+func (s *Service) logEnqueued(ctx context.Context, t *db.Task) {
 	s.logger.LogAttrs(ctx, slog.LevelInfo, "task enqueued", slog.String("event", "task_enqueued"),
 		slog.Int64("task_id", t.ID), slog.String("type", t.Type), slog.String("queue", t.Queue))
-	return &t, nil
+}
+
+// CodeBatchTooLarge refuses a batch over MAX_BATCH_SIZE.
+const CodeBatchTooLarge = "batch_too_large"
+
+// ValidateBatch checks every request of a batch of at most maxSize, naming
+// the index of the first bad one, and returns River's insert parameters.
+func (s *Service) ValidateBatch(reqs []Request, maxSize int) ([]river.InsertManyParams, error) {
+	switch {
+	case len(reqs) == 0:
+		return nil, invalid("tasks", "must hold at least one task")
+	case len(reqs) > maxSize:
+		return nil, &Error{Code: CodeBatchTooLarge, Field: "tasks",
+			Message: fmt.Sprintf("a batch holds at most %d tasks (MAX_BATCH_SIZE); this one has %d", maxSize, len(reqs))}
+	}
+	params := make([]river.InsertManyParams, len(reqs))
+	for i := range reqs {
+		p, err := s.Validate(&reqs[i])
+		var taskErr *Error
+		if errors.As(err, &taskErr) {
+			field := fmt.Sprintf("tasks[%d]", i)
+			if taskErr.Field != "" {
+				field += "." + taskErr.Field
+			}
+			return nil, &Error{Code: taskErr.Code, Field: field, Message: fmt.Sprintf("tasks[%d]: %s", i, taskErr.Message)}
+		}
+		if err != nil {
+			return nil, err
+		}
+		params[i] = p
+	}
+	return params, nil
+}
+
+// SubmitBatch enqueues validated tasks in one transaction: all or none.
+func (s *Service) SubmitBatch(ctx context.Context, params []river.InsertManyParams) ([]db.Task, error) {
+	var results []*rivertype.JobInsertResult
+	err := db.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		results, err = s.client.InsertManyTx(ctx, tx, params)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("enqueue batch of %d: %w", len(params), err)
+	}
+	tasks := make([]db.Task, len(results))
+	for i, r := range results {
+		tasks[i] = FromJobRow(r.Job)
+		s.logEnqueued(ctx, &tasks[i])
+	}
+	return tasks, nil
 }
 
 // Detail is a task with its runs and the ids of its artifacts.

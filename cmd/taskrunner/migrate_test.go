@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -102,11 +103,21 @@ func TestMigrateRoundTrip(t *testing.T) {
 	require.NoError(t, out.err)
 	require.Equal(t, "applied 0 migration(s)\n", out.stdout)
 
-	// Down undoes the app's migration only.
-	out = runCmd(t, env, "migrate", "down")
-	require.NoError(t, out.err, "stderr: %s", out.stderr)
-	require.Contains(t, out.stdout, "down  app")
-	for _, rel := range []string{"tasks", "runs", "run_metrics", "run_notes"} {
+	// Down undoes the app's migrations one at a time, newest first, and
+	// leaves River's.
+	appMigrations := 0
+	for _, row := range rows {
+		if row[0] == "app" {
+			appMigrations++
+		}
+	}
+	for step := range appMigrations {
+		require.True(t, relation(t, tdb, "tasks"), "tasks gone before the app's first migration was undone")
+		out = runCmd(t, env, "migrate", "down")
+		require.NoError(t, out.err, "stderr: %s", out.stderr)
+		require.Contains(t, out.stdout, "down  app", "step %d", step+1)
+	}
+	for _, rel := range []string{"tasks", "runs", "run_metrics", "run_notes", "artifacts"} {
 		require.False(t, relation(t, tdb, rel), "%s left after migrate down", rel)
 	}
 	require.True(t, relation(t, tdb, "river_job"), "river_job removed by the app's down")
@@ -117,8 +128,9 @@ func TestMigrateRoundTrip(t *testing.T) {
 
 	out = runCmd(t, env, "migrate", "up")
 	require.NoError(t, out.err, "stderr: %s", out.stderr)
-	require.Contains(t, out.stdout, "applied 1 migration(s)")
+	require.Contains(t, out.stdout, fmt.Sprintf("applied %d migration(s)", appMigrations))
 	require.True(t, relation(t, tdb, "tasks"))
+	require.True(t, relation(t, tdb, "artifacts"))
 	require.True(t, relation(t, tdb, "runs"))
 
 	// Down step by step until nothing is left.

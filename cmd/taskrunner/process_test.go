@@ -247,9 +247,9 @@ func submitSleep(t *testing.T, svc *task.Service, seconds float64, retries int) 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	got, err := svc.Submit(ctx, &task.Request{
+	got, _, err := svc.Submit(ctx, &task.Request{
 		Type: "sleep", Params: []byte(`{"seconds": ` + strconv.FormatFloat(seconds, 'f', -1, 64) + `}`), MaxRetries: &retries,
-	})
+	}, "")
 	require.NoError(t, err)
 	return got.ID
 }

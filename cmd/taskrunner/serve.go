@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river"
+	"riverqueue.com/riverui"
 
 	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/cache"
@@ -21,6 +22,7 @@ import (
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/httpapi"
 	"github.com/taskrunner/taskrunner/jobs"
+	"github.com/taskrunner/taskrunner/metrics"
 	"github.com/taskrunner/taskrunner/search"
 	"github.com/taskrunner/taskrunner/task"
 )
@@ -40,6 +42,9 @@ func (r role) works() bool  { return r != roleAPI }
 // stopAndCancelTimeout bounds the wait for cancelled tasks to return after
 // the grace period.
 const stopAndCancelTimeout = 10 * time.Second
+
+// queueDepthInterval is how often /metrics recounts tasks by state.
+const queueDepthInterval = 5 * time.Second
 
 // runServer runs an api, worker or serve process until ctx is done, then
 // shuts down: the API stops taking requests, running tasks get
@@ -82,10 +87,13 @@ func runServer(ctx context.Context, cfg *config.Config, logger *slog.Logger, r r
 	}
 	cancel()
 
+	m := metrics.New()
+	m.WatchQueueDepth(func(ctx context.Context) (map[string]int64, error) { return db.CountTasksByState(ctx, pool) }, queueDepthInterval)
 	artifacts := artifact.NewService(store, pool, int64(cfg.Limits.TaskMaxArtifactMB)<<20, logger)
+	artifacts.Metrics = m
 	deps := jobs.Deps{Artifacts: artifacts}
 	if r.works() {
-		if deps.Search, err = newAggregator(cfg, rdb, logger); err != nil {
+		if deps.Search, err = newAggregator(cfg, rdb, logger, m); err != nil {
 			return err
 		}
 	}
@@ -102,6 +110,7 @@ func runServer(ctx context.Context, cfg *config.Config, logger *slog.Logger, r r
 		Retention:     cfg.TaskRetention,
 		WorkerName:    fmt.Sprintf("%s/%d", host, os.Getpid()),
 		Deps:          deps,
+		Metrics:       m,
 	}, logger)
 	if err != nil {
 		return fmt.Errorf("river client: %w", err)
@@ -110,7 +119,12 @@ func runServer(ctx context.Context, cfg *config.Config, logger *slog.Logger, r r
 	serveErr := make(chan error, 1)
 	var srv *http.Server
 	if r.serves() {
-		srv, err = startAPI(cfg, logger, pool, rdb, store, artifacts, client, serveErr)
+		srv, err = startAPI(ctx, apiDeps{cfg, logger, pool, rdb, store, artifacts, client, m}, serveErr)
+		if err != nil {
+			return err
+		}
+	} else if cfg.MetricsAddr != "" {
+		srv, err = startMetrics(cfg.MetricsAddr, logger, m, serveErr)
 		if err != nil {
 			return err
 		}
@@ -158,34 +172,74 @@ func runServer(ctx context.Context, cfg *config.Config, logger *slog.Logger, r r
 	return nil
 }
 
-// startAPI listens on cfg.HTTPAddr and serves the API in the background;
-// serving errors arrive on serveErr.
-func startAPI(cfg *config.Config, logger *slog.Logger, pool *pgxpool.Pool, rdb *redis.Client,
-	store *artifact.Store, artifacts *artifact.Service, client *river.Client[pgx.Tx], serveErr chan<- error,
-) (*http.Server, error) {
+// apiDeps is what the API of a process is built from.
+type apiDeps struct {
+	cfg       *config.Config
+	logger    *slog.Logger
+	pool      *pgxpool.Pool
+	rdb       *redis.Client
+	store     *artifact.Store
+	artifacts *artifact.Service
+	client    *river.Client[pgx.Tx]
+	metrics   *metrics.Metrics
+}
+
+// startAPI listens on cfg.HTTPAddr and serves the API, River UI and
+// /metrics in the background; serving errors arrive on serveErr.
+func startAPI(ctx context.Context, d apiDeps, serveErr chan<- error) (*http.Server, error) {
+	cfg := d.cfg
+	ui, err := riverui.NewHandler(&riverui.HandlerOpts{
+		Endpoints: riverui.NewEndpoints(d.client, nil),
+		Logger:    d.logger.With(slog.String("event", "riverui_log")),
+		Prefix:    "/riverui",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("river ui: %w", err)
+	}
+	// Its background services end with the process.
+	if err := ui.Start(context.WithoutCancel(ctx)); err != nil {
+		return nil, fmt.Errorf("start river ui: %w", err)
+	}
 	api := httpapi.New(httpapi.Deps{
-		Tasks: task.NewService(pool, client, task.Limits{
+		Tasks: task.NewService(d.pool, d.client, task.Limits{
 			MaxRuntime: cfg.Limits.TaskMaxRuntime,
 			Queues:     cfg.Queues,
 			Env:        jobs.Env{SearchSources: cfg.Limits.SearchSourceAllowlist, SearchMaxResults: cfg.SearchMaxResults},
-		}, logger),
-		Artifacts: artifacts,
+		}, d.logger),
+		Artifacts: d.artifacts,
 		Checks: []httpapi.Check{
-			{Name: "postgres", Check: pool.Ping},
-			{Name: "redis", Check: func(ctx context.Context) error { return cache.Ping(ctx, rdb) }},
-			{Name: "minio", Check: store.Ping},
+			{Name: "postgres", Check: d.pool.Ping},
+			{Name: "redis", Check: func(ctx context.Context) error { return cache.Ping(ctx, d.rdb) }},
+			{Name: "minio", Check: d.store.Ping},
 		},
+		APIKeys:        cfg.APIKeys,
+		Limiter:        cache.NewLimiter(d.rdb, cfg.RedisKeyPrefix, cfg.Limits.TasksPerMinute),
+		Metrics:        d.metrics,
+		RiverUI:        ui,
+		MaxBatchSize:   cfg.Limits.MaxBatchSize,
 		Limits:         cfg.Limits,
-		Logger:         logger,
+		Logger:         d.logger,
 		MaxBodyBytes:   cfg.Limits.MaxRequestBodyBytes,
 		RequestTimeout: config.DefaultRequestTimeout,
 	})
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	return listen(cfg.HTTPAddr, "api", api, d.logger, serveErr)
+}
+
+// startMetrics serves /metrics for a worker process on addr.
+func startMetrics(addr string, logger *slog.Logger, m *metrics.Metrics, serveErr chan<- error) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	return listen(addr, "metrics", mux, logger, serveErr)
+}
+
+// listen serves h on addr in the background and logs the address it got.
+func listen(addr, what string, h http.Handler, logger *slog.Logger, serveErr chan<- error) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("HTTP_ADDR: %w", err)
+		return nil, fmt.Errorf("listen for %s on %s: %w", what, addr, err)
 	}
 	srv := &http.Server{
-		Handler:           api,
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.With(slog.String("event", "http_server_error")).Handler(), slog.LevelWarn),
@@ -195,12 +249,12 @@ func startAPI(cfg *config.Config, logger *slog.Logger, pool *pgxpool.Pool, rdb *
 			serveErr <- err
 		}
 	}()
-	logger.Info("api listening", slog.String("event", "api_listening"), slog.String("addr", ln.Addr().String()))
+	logger.Info(what+" listening", slog.String("event", what+"_listening"), slog.String("addr", ln.Addr().String()))
 	return srv, nil
 }
 
 // newAggregator wires the search providers, each behind the Redis cache.
-func newAggregator(cfg *config.Config, rdb *redis.Client, logger *slog.Logger) (*search.Aggregator, error) {
+func newAggregator(cfg *config.Config, rdb *redis.Client, logger *slog.Logger, m *metrics.Metrics) (*search.Aggregator, error) {
 	httpClient := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	return search.NewAggregator(search.Config{
 		Providers: []search.Provider{
@@ -211,5 +265,6 @@ func newAggregator(cfg *config.Config, rdb *redis.Client, logger *slog.Logger) (
 		CacheTTL:      cfg.SearchCacheTTL,
 		SourceTimeout: cfg.SearchSourceTimeout,
 		Logger:        logger,
+		Metrics:       m,
 	})
 }

@@ -9,6 +9,35 @@ import (
 	"context"
 )
 
+const taskCountByState = `-- name: TaskCountByState :many
+SELECT state::text AS state, count(*)::bigint AS count FROM river_job GROUP BY state
+`
+
+type TaskCountByStateRow struct {
+	State string
+	Count int64
+}
+
+func (q *Queries) TaskCountByState(ctx context.Context, db DBTX) ([]TaskCountByStateRow, error) {
+	rows, err := db.Query(ctx, taskCountByState)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []TaskCountByStateRow
+	for rows.Next() {
+		var i TaskCountByStateRow
+		if err := rows.Scan(&i.State, &i.Count); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const taskGet = `-- name: TaskGet :one
 SELECT id, type, status, params, result, error, attempt, max_attempts, priority, queue, timeout_seconds, created_at, scheduled_at, started_at, finished_at, metadata FROM tasks WHERE id = $1
 `

@@ -1,0 +1,168 @@
+// Package metrics is taskrunner's Prometheus instrumentation. One Metrics
+// is made per process and handed to the parts that count; every method is
+// safe on a nil *Metrics, which counts nothing (tests that don't care).
+package metrics
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics holds the process's collectors on a registry of its own.
+type Metrics struct {
+	registry *prometheus.Registry
+
+	tasksEnqueued      *prometheus.CounterVec
+	runsFinished       *prometheus.CounterVec
+	runDuration        *prometheus.HistogramVec
+	httpRequests       *prometheus.CounterVec
+	httpDuration       *prometheus.HistogramVec
+	rateLimited        prometheus.Counter
+	limiterUnavailable prometheus.Counter
+	searchCache        *prometheus.CounterVec
+	artifactBytes      *prometheus.CounterVec
+}
+
+// New returns the metrics of one process, with Go and process collectors.
+func New() *Metrics {
+	m := &Metrics{registry: prometheus.NewRegistry()}
+	m.tasksEnqueued = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "taskrunner_tasks_enqueued_total", Help: "Tasks enqueued, by type.",
+	}, []string{"type"})
+	m.runsFinished = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "taskrunner_runs_finished_total", Help: "Attempts finished by this process's workers, by task type and run status (completed, failed, killed, cancelled, interrupted).",
+	}, []string{"type", "status"})
+	m.runDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "taskrunner_run_duration_seconds", Help: "Duration of attempts, by task type and run status.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 4, 12),
+	}, []string{"type", "status"})
+	m.httpRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "taskrunner_http_requests_total", Help: "HTTP requests, by route, method and status.",
+	}, []string{"route", "method", "status"})
+	m.httpDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "taskrunner_http_request_duration_seconds", Help: "HTTP request latency, by route and method.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 3, 12),
+	}, []string{"route", "method"})
+	m.rateLimited = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "taskrunner_rate_limited_total", Help: "Enqueue requests refused by the per-minute limit.",
+	})
+	m.limiterUnavailable = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "taskrunner_rate_limiter_unavailable_total", Help: "Enqueue requests let through because the limiter's Redis was unavailable.",
+	})
+	m.searchCache = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "taskrunner_search_cache_total", Help: "Search cache lookups, by source and result (hit, miss, error).",
+	}, []string{"source", "result"})
+	m.artifactBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "taskrunner_artifact_bytes_total", Help: "Artifact bytes stored (in) and served (out).",
+	}, []string{"direction"})
+	m.registry.MustRegister(
+		m.tasksEnqueued, m.runsFinished, m.runDuration, m.httpRequests, m.httpDuration,
+		m.rateLimited, m.limiterUnavailable, m.searchCache, m.artifactBytes,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// Handler serves the metrics in Prometheus's format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
+}
+
+// TaskEnqueued counts an enqueued task.
+func (m *Metrics) TaskEnqueued(taskType string) {
+	if m != nil {
+		m.tasksEnqueued.WithLabelValues(taskType).Inc()
+	}
+}
+
+// RunFinished counts a finished attempt and its duration.
+func (m *Metrics) RunFinished(taskType, status string, took time.Duration) {
+	if m != nil {
+		m.runsFinished.WithLabelValues(taskType, status).Inc()
+		m.runDuration.WithLabelValues(taskType, status).Observe(took.Seconds())
+	}
+}
+
+// HTTPRequest counts a request to route (its pattern, not its path).
+func (m *Metrics) HTTPRequest(route, method string, status int, took time.Duration) {
+	if m != nil {
+		m.httpRequests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+		m.httpDuration.WithLabelValues(route, method).Observe(took.Seconds())
+	}
+}
+
+// RateLimited counts an enqueue refused by the limit.
+func (m *Metrics) RateLimited() {
+	if m != nil {
+		m.rateLimited.Inc()
+	}
+}
+
+// LimiterUnavailable counts a request let through without the limiter.
+func (m *Metrics) LimiterUnavailable() {
+	if m != nil {
+		m.limiterUnavailable.Inc()
+	}
+}
+
+// SearchCache counts a cache lookup: result is "hit", "miss" or "error".
+func (m *Metrics) SearchCache(source, result string) {
+	if m != nil {
+		m.searchCache.WithLabelValues(source, result).Inc()
+	}
+}
+
+// ArtifactBytes counts artifact bytes: direction is "in" or "out".
+func (m *Metrics) ArtifactBytes(direction string, n int64) {
+	if m != nil && n > 0 {
+		m.artifactBytes.WithLabelValues(direction).Add(float64(n))
+	}
+}
+
+// QueueDepthFunc counts tasks by state (a query of river_job).
+type QueueDepthFunc func(ctx context.Context) (map[string]int64, error)
+
+// WatchQueueDepth exports taskrunner_tasks{state} from count, asked at
+// most once per interval whatever the scrape rate.
+func (m *Metrics) WatchQueueDepth(count QueueDepthFunc, interval time.Duration) {
+	if m == nil {
+		return
+	}
+	m.registry.MustRegister(&depthCollector{count: count, interval: interval,
+		desc: prometheus.NewDesc("taskrunner_tasks", "Tasks in river_job, by state.", []string{"state"}, nil)})
+}
+
+type depthCollector struct {
+	count    QueueDepthFunc
+	interval time.Duration
+	desc     *prometheus.Desc
+
+	mu     sync.Mutex
+	at     time.Time
+	counts map[string]int64
+}
+
+func (c *depthCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *depthCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.at) >= c.interval {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		counts, err := c.count(ctx)
+		cancel()
+		if err == nil {
+			c.counts, c.at = counts, time.Now()
+		}
+	}
+	for state, n := range c.counts {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), state)
+	}
+}
