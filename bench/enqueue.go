@@ -95,7 +95,7 @@ func (e *env) enqueueService(ctx context.Context, opts *options) (loadResult, er
 	}
 	return e.enqueue(ctx, opts, "taskrunner Service.Submit (no HTTP)", func(ctx context.Context) error {
 		req := &task.Request{Type: "echo", Params: json.RawMessage(`{"msg":"hello"}`)}
-		if _, err := svc.Submit(ctx, req); err != nil {
+		if _, _, err := svc.Submit(ctx, req, ""); err != nil {
 			return fmt.Errorf("submit: %w", err)
 		}
 		return nil
