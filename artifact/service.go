@@ -48,9 +48,13 @@ type Error struct {
 	Code    string
 	Message string
 	Field   string
+	cause   error // what the uploader's body failed with, if that was it
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Unwrap is the failure of the body being stored, when that was the cause.
+func (e *Error) Unwrap() error { return e.cause }
 
 // ErrUnavailable wraps failures of MinIO itself: the API answers 503.
 var ErrUnavailable = errors.New("artifact store unavailable")
@@ -161,7 +165,7 @@ func (s *Service) Put(ctx context.Context, n New) (*db.Artifact, error) {
 			return nil, s.TooLarge()
 		}
 		if body.readErr != nil {
-			return nil, &Error{Code: CodeInvalid, Field: "body", Message: "the upload was cut short"}
+			return nil, &Error{Code: CodeInvalid, Field: "body", Message: "the upload was cut short", cause: body.readErr}
 		}
 		if err == nil {
 			return nil, &Error{Code: CodeInvalid, Field: "body", Message: "the body is shorter than its declared length"}

@@ -125,8 +125,12 @@ type Limits struct {
 	TasksPerMinute        int           // TASKS_PER_MINUTE
 	SearchSourceAllowlist []string      // SEARCH_SOURCE_ALLOWLIST, comma-separated
 	FetchDomainAllowlist  []string      // FETCH_DOMAIN_ALLOWLIST, comma-separated, "*" for any
-	MaxBatchSize          int           // MAX_BATCH_SIZE
-	MaxRequestBodyBytes   int64         // MAX_REQUEST_BODY_BYTES
+	FetchAllowedPorts     []int         // FETCH_ALLOWED_PORTS: ports fetch may use besides 80 and 443
+	// FetchAllowPrivateNetworks lets fetch reach loopback and private
+	// addresses (FETCH_ALLOW_PRIVATE_NETWORKS; off; for tests only).
+	FetchAllowPrivateNetworks bool
+	MaxBatchSize              int   // MAX_BATCH_SIZE
+	MaxRequestBodyBytes       int64 // MAX_REQUEST_BODY_BYTES
 }
 
 // Load reads the configuration through getenv (os.Getenv in production). The
@@ -145,13 +149,15 @@ func Load(getenv func(string) string) (*Config, error) {
 		MinIOBucket:   r.str("MINIO_BUCKET", DefaultMinIOBucket),
 		MinIOSecure:   r.boolean("MINIO_SECURE", false),
 		Limits: Limits{
-			TaskMaxRuntime:        r.seconds("TASK_MAX_RUNTIME_SECONDS", DefaultTaskMaxRuntime),
-			TaskMaxArtifactMB:     r.positiveInt("TASK_MAX_ARTIFACT_MB", DefaultTaskMaxArtifactMB),
-			TasksPerMinute:        r.positiveInt("TASKS_PER_MINUTE", DefaultTasksPerMinute),
-			SearchSourceAllowlist: r.list("SEARCH_SOURCE_ALLOWLIST", DefaultSearchSourceAllow),
-			FetchDomainAllowlist:  r.list("FETCH_DOMAIN_ALLOWLIST", DefaultFetchDomainAllow),
-			MaxBatchSize:          r.positiveInt("MAX_BATCH_SIZE", DefaultMaxBatchSize),
-			MaxRequestBodyBytes:   int64(r.positiveInt("MAX_REQUEST_BODY_BYTES", DefaultMaxRequestBodyBytes)),
+			TaskMaxRuntime:            r.seconds("TASK_MAX_RUNTIME_SECONDS", DefaultTaskMaxRuntime),
+			TaskMaxArtifactMB:         r.positiveInt("TASK_MAX_ARTIFACT_MB", DefaultTaskMaxArtifactMB),
+			TasksPerMinute:            r.positiveInt("TASKS_PER_MINUTE", DefaultTasksPerMinute),
+			SearchSourceAllowlist:     r.list("SEARCH_SOURCE_ALLOWLIST", DefaultSearchSourceAllow),
+			FetchDomainAllowlist:      r.list("FETCH_DOMAIN_ALLOWLIST", DefaultFetchDomainAllow),
+			MaxBatchSize:              r.positiveInt("MAX_BATCH_SIZE", DefaultMaxBatchSize),
+			MaxRequestBodyBytes:       int64(r.positiveInt("MAX_REQUEST_BODY_BYTES", DefaultMaxRequestBodyBytes)),
+			FetchAllowedPorts:         r.ports("FETCH_ALLOWED_PORTS"),
+			FetchAllowPrivateNetworks: r.boolean("FETCH_ALLOW_PRIVATE_NETWORKS", false),
 		},
 		SearchCacheTTL:      r.seconds("SEARCH_CACHE_TTL_SECONDS", DefaultSearchCacheTTL),
 		SearchMaxResults:    r.positiveInt("SEARCH_MAX_RESULTS", DefaultSearchMaxResults),
@@ -352,6 +358,19 @@ func (r *reader) boolean(name string, def bool) bool {
 	return b
 }
 
+func (r *reader) ports(name string) []int {
+	var out []int
+	for _, p := range r.list(name, "") {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			r.fail(name, p, "a TCP port")
+			return nil
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
 func (r *reader) list(name, def string) []string {
 	var out []string
 	for _, part := range strings.Split(r.str(name, def), ",") {
@@ -373,8 +392,9 @@ func (l Limits) MarshalJSON() ([]byte, error) {
 		FetchDomainAllowlist  []string `json:"fetch_domain_allowlist"`
 		MaxBatchSize          int      `json:"max_batch_size"`
 		MaxRequestBodyBytes   int64    `json:"max_request_body_bytes"`
+		FetchAllowedPorts     []int    `json:"fetch_allowed_ports"`
 	}{
 		l.TaskMaxRuntime.Seconds(), l.TaskMaxArtifactMB, l.TasksPerMinute, l.SearchSourceAllowlist,
-		l.FetchDomainAllowlist, l.MaxBatchSize, l.MaxRequestBodyBytes,
+		l.FetchDomainAllowlist, l.MaxBatchSize, l.MaxRequestBodyBytes, append([]int{80, 443}, l.FetchAllowedPorts...),
 	})
 }

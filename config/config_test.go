@@ -97,7 +97,7 @@ func TestLimitsJSON(t *testing.T) {
 	require.NoError(t, err)
 	require.JSONEq(t, `{"task_max_runtime_seconds":600,"task_max_artifact_mb":25,"tasks_per_minute":30,
 		"search_source_allowlist":["brave"],"fetch_domain_allowlist":["*"],"max_batch_size":50,
-		"max_request_body_bytes":1048576}`, string(b))
+		"max_request_body_bytes":1048576,"fetch_allowed_ports":[80,443]}`, string(b))
 }
 
 // FuzzLoad feeds arbitrary values to every kind of variable: Load never

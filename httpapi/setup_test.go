@@ -45,6 +45,8 @@ type setupOpts struct {
 	maxArtifactBytes int64
 	// minioEndpoint replaces the test MinIO's address (a closed port: MinIO down).
 	minioEndpoint string
+	// env replaces testEnv.
+	env *jobs.Env
 }
 
 // testMaxArtifactBytes is the artifact limit in these tests.
@@ -80,9 +82,13 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 			cancel()
 		})
 	}
+	env := testEnv
+	if opts.env != nil {
+		env = *opts.env
+	}
 	limits := config.Limits{TaskMaxRuntime: testMaxRuntime, MaxBatchSize: 50, MaxRequestBodyBytes: config.DefaultMaxRequestBodyBytes}
 	api := httpapi.New(httpapi.Deps{
-		Tasks:          task.NewService(tdb.Pool, client, task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: testEnv}, logger),
+		Tasks:          task.NewService(tdb.Pool, client, task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: env}, logger),
 		Artifacts:      artifacts,
 		Checks:         opts.checks,
 		Limits:         limits,

@@ -12,6 +12,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/taskrunner/taskrunner/artifact"
+	"github.com/taskrunner/taskrunner/fetch"
 	"github.com/taskrunner/taskrunner/metrics"
 	"github.com/taskrunner/taskrunner/search"
 )
@@ -47,6 +48,8 @@ type Deps struct {
 	Search *search.Aggregator
 	// Artifacts stores what tasks produce (search results, fetched pages).
 	Artifacts *artifact.Service
+	// Fetcher fetches for fetch tasks; without it they fail, not retried.
+	Fetcher *fetch.Fetcher
 }
 
 // NewClient returns the River client on pool, with every task type's
@@ -80,6 +83,7 @@ func Workers(d Deps) *river.Workers {
 	river.AddWorker(workers, &EchoWorker{})
 	river.AddWorker(workers, &SleepWorker{})
 	river.AddWorker(workers, &SearchWorker{agg: d.Search, artifacts: d.Artifacts})
+	river.AddWorker(workers, &FetchWorker{fetcher: d.Fetcher, artifacts: d.Artifacts})
 	return workers
 }
 

@@ -22,6 +22,8 @@ import (
 
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
+
+	"github.com/taskrunner/taskrunner/fetch"
 )
 
 // TaskType describes one kind of task clients may submit.
@@ -41,8 +43,9 @@ type TaskType struct {
 
 // Env is what validating params needs to know of the deployment.
 type Env struct {
-	SearchSources    []string // SEARCH_SOURCE_ALLOWLIST
-	SearchMaxResults int      // SEARCH_MAX_RESULTS
+	SearchSources    []string     // SEARCH_SOURCE_ALLOWLIST
+	SearchMaxResults int          // SEARCH_MAX_RESULTS
+	Fetch            fetch.Config // FETCH_DOMAIN_ALLOWLIST, FETCH_ALLOWED_PORTS, ...
 }
 
 // Types lists every task type by name.
@@ -84,6 +87,9 @@ func WithIdempotencyKey(args river.JobArgs, key string) (river.JobArgs, bool) {
 type ParamsError struct {
 	Field   string // e.g. "params.seconds"
 	Message string
+	// Code is a stable code when more specific than
+	// task_rejected_invalid_params (domain_not_allowed).
+	Code string
 }
 
 func (e *ParamsError) Error() string {

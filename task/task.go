@@ -102,7 +102,11 @@ func (s *Service) Validate(req *Request) (river.InsertManyParams, error) {
 	if err != nil {
 		var pe *jobs.ParamsError
 		if errors.As(err, &pe) {
-			return river.InsertManyParams{}, &Error{Code: CodeInvalidParams, Field: pe.Field, Message: pe.Error()}
+			code := CodeInvalidParams
+			if pe.Code != "" {
+				code = pe.Code
+			}
+			return river.InsertManyParams{}, &Error{Code: code, Field: pe.Field, Message: pe.Error()}
 		}
 		return river.InsertManyParams{}, err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/taskrunner/taskrunner/cache"
 	"github.com/taskrunner/taskrunner/config"
 	"github.com/taskrunner/taskrunner/db"
+	"github.com/taskrunner/taskrunner/fetch"
 	"github.com/taskrunner/taskrunner/httpapi"
 	"github.com/taskrunner/taskrunner/jobs"
 	"github.com/taskrunner/taskrunner/metrics"
@@ -92,7 +93,12 @@ func runServer(ctx context.Context, cfg *config.Config, logger *slog.Logger, r r
 	artifacts := artifact.NewService(store, pool, int64(cfg.Limits.TaskMaxArtifactMB)<<20, logger)
 	artifacts.Metrics = m
 	deps := jobs.Deps{Artifacts: artifacts}
+	fetchCfg := fetchConfig(cfg)
+	if err := fetchCfg.Validate(); err != nil {
+		return fmt.Errorf("FETCH_DOMAIN_ALLOWLIST or FETCH_ALLOWED_PORTS: %w", err)
+	}
 	if r.works() {
+		deps.Fetcher = fetch.New(fetchCfg)
 		if deps.Search, err = newAggregator(cfg, rdb, logger, m); err != nil {
 			return err
 		}
@@ -204,7 +210,7 @@ func startAPI(ctx context.Context, d apiDeps, serveErr chan<- error) (*http.Serv
 		Tasks: task.NewService(d.pool, d.client, task.Limits{
 			MaxRuntime: cfg.Limits.TaskMaxRuntime,
 			Queues:     cfg.Queues,
-			Env:        jobs.Env{SearchSources: cfg.Limits.SearchSourceAllowlist, SearchMaxResults: cfg.SearchMaxResults},
+			Env:        jobs.Env{SearchSources: cfg.Limits.SearchSourceAllowlist, SearchMaxResults: cfg.SearchMaxResults, Fetch: fetchConfig(cfg)},
 		}, d.logger),
 		Artifacts: d.artifacts,
 		Checks: []httpapi.Check{
@@ -267,4 +273,15 @@ func newAggregator(cfg *config.Config, rdb *redis.Client, logger *slog.Logger, m
 		Logger:        logger,
 		Metrics:       m,
 	})
+}
+
+// fetchConfig is the fetch task's configuration: what it may reach, and
+// the artifact limit as its body cap.
+func fetchConfig(cfg *config.Config) fetch.Config {
+	return fetch.Config{
+		Allowlist:            cfg.Limits.FetchDomainAllowlist,
+		AllowedPorts:         cfg.Limits.FetchAllowedPorts,
+		AllowPrivateNetworks: cfg.Limits.FetchAllowPrivateNetworks,
+		MaxBytes:             int64(cfg.Limits.TaskMaxArtifactMB) << 20,
+	}
 }

@@ -1,0 +1,154 @@
+package httpapi_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskrunner/taskrunner/fetch"
+	"github.com/taskrunner/taskrunner/jobs"
+)
+
+// names resolves the test's host names to loopback, standing in for DNS.
+type names map[string]netip.Addr
+
+func (n names) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	if a, ok := n[host]; ok {
+		return []netip.Addr{a}, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+}
+
+type fetchBundle struct {
+	*bundle
+	site *httptest.Server
+	port string
+}
+
+// setupFetch serves a small site on loopback as allowed.test and
+// evil.test, and lets the fetcher reach it (private networks allowed, its
+// port allowed, allowed.test only on the allowlist).
+func setupFetch(t *testing.T) fetchBundle {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/page.html", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, "<h1>hello from the fetch test</h1>")
+	})
+	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
+		w.Write(make([]byte, testMaxArtifactBytes+10)) //nolint:errcheck
+	})
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(10 * time.Second):
+		case <-r.Context().Done():
+		}
+	})
+	mux.HandleFunc("/missing", http.NotFound)
+	site := httptest.NewServer(mux)
+	t.Cleanup(site.Close)
+	_, port, _ := net.SplitHostPort(site.Listener.Addr().String())
+	mux.HandleFunc("/to-evil", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://evil.test:"+port+"/page.html", http.StatusFound)
+	})
+	mux.HandleFunc("/to-page", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/page.html", http.StatusFound)
+	})
+	p, _ := strconv.Atoi(port)
+	cfg := fetch.Config{
+		Allowlist: []string{"allowed.test"}, AllowedPorts: []int{p}, AllowPrivateNetworks: true,
+		MaxBytes: testMaxArtifactBytes,
+		Resolver: names{"allowed.test": netip.MustParseAddr("127.0.0.1"), "evil.test": netip.MustParseAddr("127.0.0.1")},
+	}
+	env := testEnv
+	env.Fetch = cfg
+	b := setup(t, setupOpts{work: true, env: &env, deps: jobs.Deps{Fetcher: fetch.New(cfg)}})
+	return fetchBundle{bundle: b, site: site, port: port}
+}
+
+func (f fetchBundle) url(host, path string) string { return "http://" + host + ":" + f.port + path }
+
+func TestFetchStoresThePageAsAnArtifact(t *testing.T) {
+	t.Parallel()
+	f := setupFetch(t)
+
+	id := f.submit(t, map[string]any{"type": "fetch", "params": map[string]any{"url": f.url("allowed.test", "/to-page")}})
+	done := f.waitStatus(t, id, "completed")
+	result := done.body["result"].(map[string]any)
+	require.Equal(t, f.url("allowed.test", "/page.html"), result["final_url"])
+	require.EqualValues(t, 200, result["status"])
+	require.Equal(t, "text/html; charset=utf-8", result["content_type"])
+	artifactID := result["artifact_id"].(string)
+	require.Equal(t, []any{artifactID}, done.body["artifact_ids"])
+
+	resp, body := f.raw(t, http.MethodGet, "/artifacts/"+artifactID, "", nil, 0)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "<h1>hello from the fetch test</h1>", string(body))
+	meta := f.do(t, http.MethodGet, "/artifacts/"+artifactID+"/meta", nil)
+	require.Equal(t, "page.html", meta.body["name"])
+	require.Equal(t, "fetch", meta.body["type"])
+}
+
+func TestFetchRefusesDomainsOutsideTheAllowlist(t *testing.T) {
+	t.Parallel()
+	f := setupFetch(t)
+
+	// At submit: nothing is enqueued.
+	for _, u := range []string{f.url("evil.test", "/page.html"), "http://169.254.169.254/latest/meta-data/", "ftp://allowed.test/x", "http://user:pw@allowed.test:" + f.port + "/"} {
+		resp := f.do(t, http.MethodPost, "/tasks", map[string]any{"type": "fetch", "params": map[string]any{"url": u}})
+		require.Equal(t, http.StatusBadRequest, resp.status, "%s: %s", u, resp.raw)
+		require.Equal(t, "params.url", resp.body["error"].(map[string]any)["field"])
+	}
+	resp := f.do(t, http.MethodPost, "/tasks", map[string]any{"type": "fetch", "params": map[string]any{"url": f.url("evil.test", "/")}})
+	require.Equal(t, "domain_not_allowed", errorCode(t, resp))
+	require.Zero(t, f.jobCount(t))
+
+	// On a redirect: the task fails, not retried, and nothing is stored.
+	id := f.submit(t, map[string]any{"type": "fetch", "params": map[string]any{"url": f.url("allowed.test", "/to-evil")}, "max_retries": 2})
+	done := f.waitStatus(t, id, "cancelled", "discarded")
+	require.Equal(t, "domain_not_allowed", done.body["error"].(map[string]any)["code"])
+	require.EqualValues(t, 1, done.body["attempt"])
+	require.Zero(t, f.artifactRows(t))
+}
+
+func TestFetchOversizedBodyStoresNothing(t *testing.T) {
+	t.Parallel()
+	f := setupFetch(t)
+	id := f.submit(t, map[string]any{"type": "fetch", "params": map[string]any{"url": f.url("allowed.test", "/big")}, "max_retries": 2})
+	done := f.waitStatus(t, id, "cancelled", "discarded")
+	require.Equal(t, "artifact_size_exceeded", done.body["error"].(map[string]any)["code"])
+	require.EqualValues(t, 1, done.body["attempt"], "an oversized body is not retried")
+	require.Zero(t, f.artifactRows(t))
+	require.Zero(t, f.objectCount(t))
+}
+
+func TestFetchSlowServerHitsTheTimeout(t *testing.T) {
+	t.Parallel()
+	f := setupFetch(t)
+	start := time.Now()
+	id := f.submit(t, map[string]any{"type": "fetch", "params": map[string]any{"url": f.url("allowed.test", "/slow")}, "timeout_seconds": 0.5, "max_retries": 0})
+	done := f.waitStatus(t, id, "discarded")
+	require.Less(t, time.Since(start), 8*time.Second)
+	require.Equal(t, "task_runtime_exceeded", done.body["error"].(map[string]any)["code"])
+	require.Equal(t, "killed", done.body["runs"].([]any)[0].(map[string]any)["status"])
+}
+
+func TestFetchClientErrorIsNotRetried(t *testing.T) {
+	t.Parallel()
+	f := setupFetch(t)
+	id := f.submit(t, map[string]any{"type": "fetch", "params": map[string]any{"url": f.url("allowed.test", "/missing")}, "max_retries": 2})
+	done := f.waitStatus(t, id, "cancelled", "discarded")
+	taskErr := done.body["error"].(map[string]any)
+	require.Equal(t, jobs.CodeFetchHTTPError, taskErr["code"])
+	require.True(t, strings.Contains(taskErr["message"].(string), "404"), taskErr["message"])
+	require.EqualValues(t, 1, done.body["attempt"])
+}

@@ -1,0 +1,170 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"path"
+
+	"github.com/riverqueue/river"
+
+	"github.com/taskrunner/taskrunner/artifact"
+	"github.com/taskrunner/taskrunner/fetch"
+)
+
+// Codes of fetch task failures besides the fetch package's own.
+const (
+	// CodeFetchHTTPError: the server answered with an error status.
+	CodeFetchHTTPError = "fetch_http_error"
+)
+
+// FetchArgs is the fetch task: one URL, stored as an artifact.
+type FetchArgs struct {
+	Idempotency
+	URL string `json:"url"`
+}
+
+// Kind is the fetch task's type and River job kind.
+func (FetchArgs) Kind() string { return "fetch" }
+
+// FetchResult is a fetch task's result.
+type FetchResult struct {
+	URL         string `json:"url"`
+	FinalURL    string `json:"final_url"`
+	Status      int    `json:"status"`
+	ContentType string `json:"content_type"`
+	Size        int64  `json:"size"`
+	SHA256      string `json:"sha256"`
+	ArtifactID  string `json:"artifact_id"`
+}
+
+// FetchWorker works fetch tasks: it fetches the URL with the SSRF-safe
+// fetcher (allowlist re-checked on every redirect, non-public addresses
+// refused at dial time) and streams the body into an artifact.
+type FetchWorker struct {
+	taskWorker[FetchArgs]
+	fetcher   *fetch.Fetcher
+	artifacts *artifact.Service
+}
+
+// Work fetches and stores. A refused URL, a 4xx or an oversized body is
+// not retried; a network failure, a timeout, a 429 or a 5xx is.
+func (w *FetchWorker) Work(ctx context.Context, job *river.Job[FetchArgs]) error {
+	if w.fetcher == nil || w.artifacts == nil {
+		return river.JobCancel(Errorf(CodeFailed, "fetch is not configured in this worker"))
+	}
+	resp, err := w.fetcher.Fetch(ctx, job.Args.URL)
+	if err != nil {
+		return fetchFailure(err)
+	}
+	defer resp.Body.Close()
+	RecordMetric(ctx, "http_status", float64(resp.Status))
+	if !resp.OK() {
+		err := Errorf(CodeFetchHTTPError, "the server answered %d %s", resp.Status, http.StatusText(resp.Status))
+		if resp.Status == http.StatusTooManyRequests || resp.Status >= 500 {
+			return err
+		}
+		return river.JobCancel(err)
+	}
+	a, err := w.artifacts.Put(ctx, artifact.New{
+		TaskID: job.ID, Type: "fetch", Name: fetchedName(resp.FinalURL), ContentType: resp.ContentType,
+		Size: resp.ContentLength, Body: resp.Body,
+	})
+	if err != nil {
+		var fe *fetch.Error
+		var ae *artifact.Error
+		switch {
+		case errors.As(err, &fe) || errors.Is(err, fetch.ErrTooLarge):
+			return fetchFailure(err)
+		case errors.As(err, &ae):
+			return river.JobCancel(&CodedError{Code: ae.Code, Err: errors.New(ae.Message)})
+		}
+		return fmt.Errorf("store fetched body: %w", err)
+	}
+	RecordMetric(ctx, "bytes", float64(a.Size))
+	return river.RecordOutput(ctx, FetchResult{
+		URL: job.Args.URL, FinalURL: resp.FinalURL, Status: resp.Status, ContentType: a.ContentType,
+		Size: a.Size, SHA256: a.SHA256, ArtifactID: a.ID.String(),
+	})
+}
+
+// fetchFailure turns the fetcher's error into the task's: retried when a
+// retry may help, cancelled (not retried) when it cannot.
+func fetchFailure(err error) error {
+	var fe *fetch.Error
+	if !errors.As(err, &fe) {
+		if errors.Is(err, fetch.ErrTooLarge) {
+			return river.JobCancel(Errorf(artifact.CodeSizeExceeded, "the body is larger than TASK_MAX_ARTIFACT_MB"))
+		}
+		return err
+	}
+	coded := &CodedError{Code: fe.Code, Err: errors.New(fe.Message)}
+	if errors.Is(err, context.DeadlineExceeded) {
+		// The task's own timeout: the run recorder reports it as killed.
+		return fmt.Errorf("%s: %w", fe.Message, context.DeadlineExceeded)
+	}
+	if fe.Retryable() {
+		return coded
+	}
+	return river.JobCancel(coded)
+}
+
+// fetchedName is the artifact name of a fetched URL: its last path
+// segment when that is a good file name, else its host.
+func fetchedName(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "fetched"
+	}
+	if base := path.Base(u.Path); base != "/" && base != "." && artifact.CheckName(base) == nil {
+		return base
+	}
+	if artifact.CheckName(u.Hostname()) == nil && u.Hostname() != "" {
+		return u.Hostname()
+	}
+	return "fetched"
+}
+
+// DecodeFetch validates fetch params: a URL that FETCH_DOMAIN_ALLOWLIST and
+// the port rules allow (checked again on every redirect when fetched).
+func DecodeFetch(params json.RawMessage, env Env) (FetchArgs, error) {
+	var p struct {
+		URL *string `json:"url"`
+	}
+	if err := decodeParams(params, &p); err != nil {
+		return FetchArgs{}, err
+	}
+	if p.URL == nil || *p.URL == "" {
+		return FetchArgs{}, &ParamsError{Field: "params.url", Message: "is required"}
+	}
+	u, err := fetch.CheckURL(*p.URL, env.Fetch)
+	if err != nil {
+		var fe *fetch.Error
+		if errors.As(err, &fe) {
+			pe := &ParamsError{Field: "params.url", Message: fe.Message}
+			if fe.Code == fetch.CodeDomainNotAllowed {
+				pe.Code = fe.Code
+			}
+			return FetchArgs{}, pe
+		}
+		return FetchArgs{}, &ParamsError{Field: "params.url", Message: "is not a URL that may be fetched"}
+	}
+	return FetchArgs{URL: u.String()}, nil
+}
+
+func init() {
+	register(TaskType{
+		Name:              FetchArgs{}.Kind(),
+		DefaultMaxRetries: 2,
+		Decode: func(params json.RawMessage, env Env) (river.JobArgs, error) {
+			args, err := DecodeFetch(params, env)
+			if err != nil {
+				return nil, err
+			}
+			return args, nil
+		},
+	})
+}

@@ -1,0 +1,58 @@
+package jobs
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskrunner/taskrunner/fetch"
+)
+
+// Every task type takes an idempotency key: without it a repeated
+// Idempotency-Key would enqueue a second task.
+func TestEveryTaskTypeTakesAnIdempotencyKey(t *testing.T) {
+	env := Env{SearchSources: []string{"brave"}, SearchMaxResults: 5, Fetch: fetch.Config{Allowlist: []string{"*"}}}
+	params := map[string]string{
+		"echo": `{"msg":"a"}`, "sleep": `{"seconds":1}`, "search": `{"query":"q"}`, "fetch": `{"url":"https://example.com/"}`,
+	}
+	require.ElementsMatch(t, TypeNames(), []string{"echo", "sleep", "search", "fetch"}, "a new task type needs a case here")
+	for _, name := range TypeNames() {
+		args, err := Types[name].Decode(json.RawMessage(params[name]), env)
+		require.NoError(t, err, name)
+		keyed, ok := WithIdempotencyKey(args, "client/k1")
+		require.True(t, ok, "%s args do not embed Idempotency", name)
+		b, err := json.Marshal(keyed)
+		require.NoError(t, err)
+		require.Contains(t, string(b), `"idempotency_key":"client/k1"`, name)
+		require.Equal(t, name, keyed.Kind())
+	}
+}
+
+// FuzzDecodeFetch feeds arbitrary params to the fetch task's validation:
+// what it accepts is an http(s) URL the allowlist allows.
+func FuzzDecodeFetch(f *testing.F) {
+	f.Add([]byte(`{"url":"https://docs.example.com/a?b=c"}`))
+	f.Add([]byte(`{"url":"http://169.254.169.254/"}`))
+	f.Add([]byte(`{"url":"https://evil.com@example.com/"}`))
+	f.Add([]byte(`{"url":7}`))
+	env := Env{Fetch: fetch.Config{Allowlist: []string{"*.example.com"}}}
+	f.Fuzz(func(t *testing.T, params []byte) {
+		args, err := DecodeFetch(json.RawMessage(params), env)
+		if err != nil {
+			var pe *ParamsError
+			if !errors.As(err, &pe) || pe.Field == "" {
+				t.Fatalf("refusal is not a ParamsError naming a field: %#v", err)
+			}
+			return
+		}
+		if !strings.HasPrefix(args.URL, "http://") && !strings.HasPrefix(args.URL, "https://") {
+			t.Fatalf("accepted %q", args.URL)
+		}
+		if _, err := fetch.CheckURL(args.URL, env.Fetch); err != nil {
+			t.Fatalf("accepted %q, which does not pass the check again: %v", args.URL, err)
+		}
+	})
+}
