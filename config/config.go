@@ -50,6 +50,7 @@ const (
 	DefaultDBMaxConns          = 40
 	DefaultRequestTimeout      = 60 * time.Second
 	DefaultQueue               = "default"
+	DefaultMaxWaiters          = 1000
 )
 
 // Config is every setting taskrunner reads at start-up.
@@ -99,6 +100,10 @@ type Config struct {
 	// AllowNoKeys lets a server without API_KEYS listen beyond loopback
 	// (API_ALLOW_NO_KEYS=true), for deployments behind their own gateway.
 	AllowNoKeys bool
+
+	// MaxWaiters bounds the long polls and event streams one API process
+	// holds at once (MAX_WAITERS).
+	MaxWaiters int
 
 	// MetricsAddr is where a worker process serves /metrics
 	// (METRICS_ADDR; empty: nowhere). API processes serve it on HTTP_ADDR.
@@ -175,6 +180,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		Queues:              r.list("QUEUES", DefaultQueue),
 		AllowNoKeys:         r.boolean("API_ALLOW_NO_KEYS", false),
 		MetricsAddr:         r.str("METRICS_ADDR", ""),
+		MaxWaiters:          r.positiveInt("MAX_WAITERS", DefaultMaxWaiters),
 	}
 	c.APIKeys, r.err = parseAPIKeys(getenv("API_KEYS"), r.err)
 	c.RescueAfter = r.seconds("TASK_RESCUE_AFTER_SECONDS", c.Limits.TaskMaxRuntime+DefaultRescueMarginOverCap)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/config"
+	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/metrics"
 	"github.com/taskrunner/taskrunner/task"
 )
@@ -40,6 +41,8 @@ type Deps struct {
 	Limiter Limiter
 	// Metrics counts requests and serves /metrics; nil: no /metrics.
 	Metrics *metrics.Metrics
+	// Watcher wakes long polls and event streams; nil: they are refused.
+	Watcher *db.TaskWatcher
 	// RiverUI is River UI's handler, mounted at /riverui/; nil: not mounted.
 	RiverUI      http.Handler
 	MaxBatchSize int
@@ -113,6 +116,9 @@ func (s *Server) routes() chi.Router {
 		r.Use(s.deadline)
 		s.apiRoutes(r)
 	})
+	// These wait, and set their own deadlines.
+	r.Get("/tasks/{id}", s.handle(s.getTask))
+	r.Get("/tasks/{id}/events", s.handle(s.taskEvents))
 	return r
 }
 
@@ -125,7 +131,6 @@ func (s *Server) apiRoutes(r chi.Router) {
 	r.Post("/tasks", s.handle(s.submitTask))
 	r.Post("/tasks/batch", s.handle(s.submitBatch))
 	r.Get("/tasks", s.handle(s.listTasks))
-	r.Get("/tasks/{id}", s.handle(s.getTask))
 	r.Post("/tasks/{id}/cancel", s.handle(s.cancelTask))
 	r.Post("/search", s.handle(s.submitSearch))
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/config"
+	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/httpapi"
 	"github.com/taskrunner/taskrunner/internal/testenv"
 	"github.com/taskrunner/taskrunner/jobs"
@@ -35,6 +36,7 @@ type bundle struct {
 	logs      *testenv.Logs
 	store     *artifact.Store
 	artifacts *artifact.Service
+	watcher   *db.TaskWatcher
 }
 
 type setupOpts struct {
@@ -47,6 +49,8 @@ type setupOpts struct {
 	minioEndpoint string
 	// env replaces testEnv.
 	env *jobs.Env
+	// maxWaiters bounds the waiting requests; 100 when 0.
+	maxWaiters int
 }
 
 // testMaxArtifactBytes is the artifact limit in these tests.
@@ -82,6 +86,15 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 			cancel()
 		})
 	}
+	maxWaiters := opts.maxWaiters
+	if maxWaiters == 0 {
+		maxWaiters = 100
+	}
+	watcher := db.NewTaskWatcher(tdb.Pool, maxWaiters, logger)
+	watchCtx, stopWatching := context.WithCancel(context.Background())
+	watchDone := make(chan struct{})
+	go func() { defer close(watchDone); watcher.Run(watchCtx) }()
+	t.Cleanup(func() { stopWatching(); <-watchDone })
 	env := testEnv
 	if opts.env != nil {
 		env = *opts.env
@@ -90,6 +103,7 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	api := httpapi.New(httpapi.Deps{
 		Tasks:          task.NewService(tdb.Pool, client, task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: env}, logger),
 		Artifacts:      artifacts,
+		Watcher:        watcher,
 		Checks:         opts.checks,
 		Limits:         limits,
 		Logger:         logger,
@@ -97,8 +111,9 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 		RequestTimeout: 30 * time.Second,
 	})
 	srv := httptest.NewServer(api)
+	t.Cleanup(srv.CloseClientConnections)
 	t.Cleanup(srv.Close)
-	return &bundle{db: tdb, client: client, server: srv, logs: logs, store: store, artifacts: artifacts}
+	return &bundle{db: tdb, client: client, server: srv, logs: logs, store: store, artifacts: artifacts, watcher: watcher}
 }
 
 // newArtifacts is an artifact service on a bucket of the test's own in the

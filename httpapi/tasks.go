@@ -174,15 +174,7 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
-	id, err := task.ParseID(chi.URLParam(r, "id"))
-	if err != nil {
-		return err
-	}
-	d, err := s.deps.Tasks.Get(r.Context(), id)
-	if err != nil {
-		return err
-	}
+func detailViewOf(d *task.Detail) taskDetailView {
 	v := taskDetailView{taskView: viewOf(&d.Task), Runs: d.Runs}
 	if v.Runs == nil {
 		v.Runs = []db.Run{}
@@ -191,8 +183,7 @@ func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
 	for i, id := range d.ArtifactIDs {
 		v.ArtifactIDs[i] = id.String()
 	}
-	writeJSON(w, http.StatusOK, v)
-	return nil
+	return v
 }
 
 type listBody struct {

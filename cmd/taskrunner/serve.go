@@ -194,6 +194,8 @@ type apiDeps struct {
 // /metrics in the background; serving errors arrive on serveErr.
 func startAPI(ctx context.Context, d apiDeps, serveErr chan<- error) (*http.Server, error) {
 	cfg := d.cfg
+	watcher := db.NewTaskWatcher(d.pool, cfg.MaxWaiters, d.logger)
+	go watcher.Run(ctx)
 	ui, err := riverui.NewHandler(&riverui.HandlerOpts{
 		Endpoints: riverui.NewEndpoints(d.client, nil),
 		Logger:    d.logger.With(slog.String("event", "riverui_log")),
@@ -222,6 +224,7 @@ func startAPI(ctx context.Context, d apiDeps, serveErr chan<- error) (*http.Serv
 		Limiter:        cache.NewLimiter(d.rdb, cfg.RedisKeyPrefix, cfg.Limits.TasksPerMinute),
 		Metrics:        d.metrics,
 		RiverUI:        ui,
+		Watcher:        watcher,
 		MaxBatchSize:   cfg.Limits.MaxBatchSize,
 		Limits:         cfg.Limits,
 		Logger:         d.logger,

@@ -1,0 +1,207 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/taskrunner/taskrunner/db"
+	"github.com/taskrunner/taskrunner/task"
+)
+
+// Bounds on requests that wait for a task.
+const (
+	// MaxWait is the longest ?wait= a GET /tasks/{id} may ask for.
+	MaxWait = 60 * time.Second
+	// maxEventStream is how long one event stream stays open; clients
+	// reconnect after it.
+	maxEventStream = 30 * time.Minute
+	// recheckEvery re-reads a waited task even without a notification, in
+	// case one was missed while the watcher reconnected.
+	recheckEvery = 5 * time.Second
+	// keepAliveEvery sends a comment on an idle event stream so proxies
+	// keep it open.
+	keepAliveEvery = 15 * time.Second
+)
+
+// CodeTooManyWaiters refuses a wait when the process holds its maximum.
+const CodeTooManyWaiters = "too_many_waiters"
+
+// parseWait reads ?wait= as a Go duration ("30s") or a number of seconds.
+func parseWait(v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		secs, nerr := strconv.ParseFloat(v, 64)
+		if nerr != nil || secs != secs { // NaN
+			return 0, &Error{Status: http.StatusBadRequest, Code: task.CodeInvalidParams, Field: "wait",
+				Message: `wait must be a duration such as "30s" or a number of seconds`}
+		}
+		d = time.Duration(secs * float64(time.Second))
+	}
+	if d < 0 || d > MaxWait {
+		return 0, &Error{Status: http.StatusBadRequest, Code: task.CodeInvalidParams, Field: "wait",
+			Message: fmt.Sprintf("wait must be between 0s and %s", MaxWait)}
+	}
+	return d, nil
+}
+
+// watch subscribes to a task's changes, or refuses when the process has too
+// many waiters.
+func (s *Server) watch(id int64) (*db.Watch, error) {
+	if s.deps.Watcher == nil {
+		return nil, &Error{Status: http.StatusServiceUnavailable, Code: CodeDependencyUnavailable, Message: "waiting on tasks is not available here"}
+	}
+	w, err := s.deps.Watcher.Watch(id)
+	if errors.Is(err, db.ErrTooManyWatchers) {
+		return nil, &Error{Status: http.StatusServiceUnavailable, Code: CodeTooManyWaiters,
+			Message: "too many requests are waiting on tasks; retry shortly or poll"}
+	}
+	return w, err
+}
+
+// getTask returns a task; with ?wait= it holds the request until the task
+// finishes or the wait ends, then returns it as it is.
+func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
+	id, err := task.ParseID(chi.URLParam(r, "id"))
+	if err != nil {
+		return err
+	}
+	wait, err := parseWait(r.URL.Query().Get("wait"))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.deps.RequestTimeout+wait)
+	defer cancel()
+	var sub *db.Watch
+	if wait > 0 {
+		// Subscribe before the first read, so no change falls between.
+		if sub, err = s.watch(id); err != nil {
+			return err
+		}
+		defer sub.Close()
+	}
+	d, err := s.deps.Tasks.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if sub != nil && !task.Finished(d.Status) {
+		d, err = s.waitFinished(ctx, sub, id, wait, d)
+		if err != nil {
+			return err
+		}
+	}
+	writeJSON(w, http.StatusOK, detailViewOf(d))
+	return nil
+}
+
+// waitFinished re-reads the task whenever it may have changed, until it is
+// finished or wait has passed.
+func (s *Server) waitFinished(ctx context.Context, sub *db.Watch, id int64, wait time.Duration, d *task.Detail) (*task.Detail, error) {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	recheck := time.NewTicker(recheckEvery)
+	defer recheck.Stop()
+	for !task.Finished(d.Status) {
+		select {
+		case <-timer.C:
+			return d, nil
+		case <-ctx.Done():
+			return d, nil
+		case <-sub.C:
+		case <-recheck.C:
+		}
+		next, err := s.deps.Tasks.Get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		d = next
+	}
+	return d, nil
+}
+
+// taskEvents streams a task's state changes as server-sent events until it
+// finishes: an event "state" with the task each time its status changes,
+// then an event "end".
+func (s *Server) taskEvents(w http.ResponseWriter, r *http.Request) error {
+	id, err := task.ParseID(chi.URLParam(r, "id"))
+	if err != nil {
+		return err
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		return &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "streaming is not supported here"}
+	}
+	sub, err := s.watch(id)
+	if err != nil {
+		return err
+	}
+	defer sub.Close()
+	ctx, cancel := context.WithTimeout(r.Context(), maxEventStream)
+	defer cancel()
+	d, err := s.deps.Tasks.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+
+	send := func(event string, v any) error {
+		data, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, data); err != nil {
+			return err
+		}
+		flusher.Flush()
+		return nil
+	}
+	last := d.Status
+	if err := send("state", detailViewOf(d)); err != nil {
+		return nil //nolint:nilerr // the client left
+	}
+	recheck := time.NewTicker(recheckEvery)
+	defer recheck.Stop()
+	keepAlive := time.NewTicker(keepAliveEvery)
+	defer keepAlive.Stop()
+	for !task.Finished(last) {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-keepAlive.C:
+			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+				return nil //nolint:nilerr // the client left
+			}
+			flusher.Flush()
+			continue
+		case <-sub.C:
+		case <-recheck.C:
+		}
+		next, err := s.deps.Tasks.Get(ctx, id)
+		if err != nil {
+			_ = send("error", errorDetail{Code: asError(err).Code, Message: asError(err).Message})
+			return nil
+		}
+		if next.Status != last {
+			last = next.Status
+			if err := send("state", detailViewOf(next)); err != nil {
+				return nil //nolint:nilerr // the client left
+			}
+		}
+	}
+	_ = send("end", map[string]string{"status": last})
+	return nil
+}
