@@ -1,8 +1,10 @@
 // Command bench is `make bench`: it measures taskrunner against bare River
-// on this machine, in one process and one run, and prints every figure side
-// by side with its bare River counterpart and the ratio between them
-// (taskrunner / bare River), as DESIGN.md's "Performance" section asks; a
-// figure with no counterpart (cached search) shows "-" there.
+// on this machine, in one run and (but for the artifact figures' server)
+// one process, and prints every figure side by side with its bare River
+// counterpart and the ratio between them (taskrunner / bare River), as
+// DESIGN.md's "Performance" section asks; a figure with no counterpart
+// (cached search, the server's peak RSS) shows "-" there. For the
+// artifact figures the bare column is minio-go's.
 //
 // Figures:
 //
@@ -22,7 +24,27 @@
 //     fetch settings), after one search that warmed the cache; p50 against
 //     the goal and p99, with enqueue -> finished (tasks.finished_at -
 //     created_at) beside it for information. The cache entries live under a
-//     Redis key prefix of their own, deleted at the end of each round.
+//     Redis key prefix of their own, deleted at the end of each round;
+//   - artifact upload and download of an -artifact-mb MiB random body (25
+//     MiB: 26,214,400 bytes), in MB/s (10^6 bytes/s): bare minio-go's
+//     PutObject with a known size and the options the artifact service
+//     uses (DisableMultipart) and GetObject copied to io.Discard, against
+//     PUT /tasks/{id}/artifacts/{name} with a Content-Length and GET
+//     /artifacts/{id} served by a `taskrunner serve` process of its own
+//     (-taskrunner-bin, started afresh every round with the bench database,
+//     the bench's MinIO, TASK_MAX_ARTIFACT_MB one above -artifact-mb and a
+//     port the kernel picks, read from its api_listening log line, and
+//     stopped with SIGTERM). An upload of unknown length (multipart with
+//     5 MiB parts, as the service does; chunked HTTP) is shown for
+//     information. Each kind starts with one transfer per side that is not
+//     counted, then the sides alternate transfer by transfer,
+//     -artifact-reps times each. The server's peak RSS is its VmHWM from
+//     /proc after the transfers; the table shows the largest across rounds
+//     against the -rss-goal-mb ceiling. The MinIO is the bench's own, named
+//     by BENCH_MINIO_ENDPOINT, BENCH_MINIO_USER and BENCH_MINIO_PASSWORD:
+//     scripts/bench.sh starts one on a spare loopback port with a temporary
+//     data folder and random credentials, and stops it at the end. The
+//     round's objects are removed at its end.
 //
 // The bench owns a database of its own (-db, default taskrunner_bench) on
 // the server DATABASE_URL names; it drops and recreates it at the start,
@@ -32,9 +54,9 @@
 // Every figure is measured -rounds times, alternating which side goes
 // first, and the table shows each side's median and the ratio of the
 // medians; for cached search, the median across rounds of each round's
-// p50 and of each round's p99. The machine's load average is printed with
-// it: on a busy machine the figures say more about the neighbours than
-// about taskrunner.
+// p50 and of each round's p99; for the server's peak RSS, the largest of
+// the rounds. The machine's load average is printed with it: on a busy
+// machine the figures say more about the neighbours than about taskrunner.
 //
 // Progress goes to stderr while it runs; the final table goes to stdout.
 package main
@@ -51,6 +73,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -83,8 +106,19 @@ type options struct {
 	searchTasks   int
 	searchClients int
 	searchGoal    time.Duration
+	artifactMB    int
+	artifactReps  int
+	chunked       bool
+	artifactGoal  float64
+	rssGoalMB     float64
+	taskrunnerBin string
+	serverWorkers int
+	serverConns   int
 	cpuProfile    string
 }
+
+// artifacts reports whether the artifact figures are measured.
+func (o *options) artifacts() bool { return o.artifactMB > 0 && o.artifactReps > 0 }
 
 // parseOptions reads the flags in args (without the program name).
 func parseOptions(args []string, stderr io.Writer) (*options, error) {
@@ -112,6 +146,14 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.searchTasks, "search-tasks", 2000, "cached searches measured per round, after one that warms the cache (0: skip the figure)")
 	fs.IntVar(&o.searchClients, "search-clients", 4, "concurrent POST /search clients submitting the cached searches")
 	fs.DurationVar(&o.searchGoal, "search-goal", 2*time.Millisecond, "p50 server time the cached-search figure should stay within")
+	fs.IntVar(&o.artifactMB, "artifact-mb", 25, "size in MiB of the artifact uploaded and downloaded (0: skip the artifact figures)")
+	fs.IntVar(&o.artifactReps, "artifact-reps", 5, "uploads and downloads of each kind per side per round, after one of each not counted (0: skip the artifact figures)")
+	fs.BoolVar(&o.chunked, "artifact-chunked", true, "also measure an upload of unknown length (chunked HTTP; multipart in MinIO), for information")
+	fs.Float64Var(&o.artifactGoal, "artifact-goal", 0.8, "ratio the artifact upload and download figures should reach")
+	fs.Float64Var(&o.rssGoalMB, "rss-goal-mb", 100, "peak RSS (VmHWM) in MB (10^6 bytes) the taskrunner server should stay under")
+	fs.StringVar(&o.taskrunnerBin, "taskrunner-bin", "./bin/taskrunner", "taskrunner binary the artifact figures start as a serve process")
+	fs.IntVar(&o.serverWorkers, "server-workers", 4, "WORKER_CONCURRENCY of that serve process")
+	fs.IntVar(&o.serverConns, "server-db-conns", 10, "DB_MAX_CONNS of that serve process")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole bench (both sides) to this file")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -123,6 +165,12 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("-rounds, -clients, -e2e-jobs, -workers, -insert-batch and -search-clients must be at least 1")
 	case o.searchTasks < 0 || o.searchGoal < 0:
 		return nil, errors.New("-search-tasks and -search-goal must not be negative")
+	case o.artifactMB < 0 || o.artifactReps < 0:
+		return nil, errors.New("-artifact-mb and -artifact-reps must not be negative")
+	case o.artifactMB > maxArtifactMB:
+		return nil, fmt.Errorf("-artifact-mb must be at most %d", maxArtifactMB)
+	case o.serverWorkers < 1 || o.serverConns < 1:
+		return nil, errors.New("-server-workers and -server-db-conns must be at least 1")
 	case o.enqueueDur <= 0 || o.enqueueWarm < 0 || o.pollEvery <= 0:
 		return nil, errors.New("-enqueue-duration and -poll must be positive, -enqueue-warmup not negative")
 	case o.dbMaxConns < 0:
@@ -210,6 +258,14 @@ func run(ctx context.Context, opts *options, getenv func(string) string, stdout,
 	loadBefore := loadAverage()
 	p.linef("load average (1 min) at start: %s", loadBefore)
 
+	// Check what the artifact figures need now, not after the others.
+	var artifacts *artifactBench
+	if opts.artifacts() {
+		if artifacts, err = newArtifactBench(ctx, env, opts, getenv); err != nil {
+			return err
+		}
+	}
+
 	figs := newFigures(opts)
 	for round := range opts.rounds {
 		// Alternate which side goes first, so neither always runs on the
@@ -234,6 +290,11 @@ func run(ctx context.Context, opts *options, getenv func(string) string, stdout,
 			figs.searchServer.add(r.server)
 			figs.searchFinish.add(r.finish)
 		}
+		if artifacts != nil {
+			if err := artifacts.measure(ctx, figs, bareFirst); err != nil {
+				return err
+			}
+		}
 	}
 
 	fmt.Fprintln(stdout)
@@ -244,6 +305,9 @@ func run(ctx context.Context, opts *options, getenv func(string) string, stdout,
 		fmt.Fprintf(stdout, "cached-search settings: %d searches per round through POST /search from %d clients, one source (fake Brave on loopback) answered from Redis; "+
 			"taskrunner's worker settings: %d workers, FetchCooldown %s, FetchPollInterval %s; server time is runs.duration_ms\n",
 			opts.searchTasks, opts.searchClients, env.cfg.WorkerConcurrency, env.cfg.WorkerFetchCooldown, env.cfg.WorkerFetchPoll)
+	}
+	if artifacts != nil {
+		fmt.Fprintln(stdout, artifacts.settings())
 	}
 	fmt.Fprintf(stdout, "load average (1 min): %s at start, %s at end (%d CPUs)\n\n", loadBefore, loadAverage(), runtime.NumCPU())
 	return writeTable(stdout, figs.rows())
@@ -326,6 +390,10 @@ type figures struct {
 	endToEndNoRecorder *figure // breakdown only
 	searchServer       *latencyFigure
 	searchFinish       *latencyFigure // for information: no goal
+	artifactPut        *figure
+	artifactGet        *figure
+	artifactChunked    *figure // for information: no goal
+	serverRSS          *peakFigure
 }
 
 func newFigures(opts *options) *figures {
@@ -337,11 +405,15 @@ func newFigures(opts *options) *figures {
 		endToEndNoRecorder: &figure{name: "  breakdown: echo, no RunRecorder"},
 		searchServer:       &latencyFigure{name: fmt.Sprintf("cached search (%s): server time", countLabel(opts.searchTasks)), maxP50: opts.searchGoal},
 		searchFinish:       &latencyFigure{name: "  cached search: enqueue -> finished"},
+		artifactPut:        &figure{name: fmt.Sprintf("artifact upload (%d MiB)", opts.artifactMB), unit: unitBytes, goal: opts.artifactGoal},
+		artifactGet:        &figure{name: fmt.Sprintf("artifact download (%d MiB)", opts.artifactMB), unit: unitBytes, goal: opts.artifactGoal},
+		artifactChunked:    &figure{name: "  artifact upload, unknown length", unit: unitBytes},
+		serverRSS:          &peakFigure{name: "  server peak RSS (VmHWM)", limit: int64(opts.rssGoalMB * 1e6)},
 	}
 }
 
 // rows returns the table's rows: the figures compared with bare River,
-// their breakdown, then cached search.
+// their breakdown, cached search, then the artifact figures.
 func (f *figures) rows() []row {
 	rows := []row{f.enqueue.row(), f.endToEnd.row()}
 	if f.opts.breakdown {
@@ -350,12 +422,20 @@ func (f *figures) rows() []row {
 	if f.opts.searchTasks > 0 {
 		rows = append(rows, f.searchServer.row(), f.searchFinish.row())
 	}
+	if f.opts.artifacts() {
+		rows = append(rows, f.artifactPut.row(), f.artifactGet.row())
+		if f.opts.chunked {
+			rows = append(rows, f.artifactChunked.row())
+		}
+		rows = append(rows, f.serverRSS.row())
+	}
 	return rows
 }
 
 // figure is one line of the table: each side's rate in every round.
 type figure struct {
 	name       string
+	unit       rateUnit
 	goal       float64 // 0: no goal (a breakdown line)
 	bare       []float64
 	taskrunner []float64
@@ -365,7 +445,27 @@ func (f *figure) addBare(rate float64)       { f.bare = append(f.bare, rate) }
 func (f *figure) addTaskrunner(rate float64) { f.taskrunner = append(f.taskrunner, rate) }
 
 func (f *figure) row() row {
-	return row{name: f.name, bare: median(f.bare), taskrunner: median(f.taskrunner), goal: f.goal}
+	return row{name: f.name, bare: median(f.bare), taskrunner: median(f.taskrunner), unit: f.unit, goal: f.goal}
+}
+
+// peakFigure is a memory line of the table with no bare counterpart: the
+// peak of every round.
+type peakFigure struct {
+	name  string
+	limit int64   // bytes; 0: no goal
+	peaks []int64 // bytes, one per round
+}
+
+func (f *peakFigure) add(peak int64) { f.peaks = append(f.peaks, peak) }
+
+// row is the largest peak across rounds: a ceiling holds only if every
+// round stayed under it.
+func (f *peakFigure) row() row {
+	m := &memoryRow{peak: -1, limit: f.limit}
+	if len(f.peaks) > 0 {
+		m.peak = slices.Max(f.peaks)
+	}
+	return row{name: f.name, memory: m}
 }
 
 // latencyFigure is a latency line of the table with no bare River
@@ -404,13 +504,17 @@ func loadAverage() string {
 }
 
 // riverVersion is the River module version this binary was built with.
-func riverVersion() string {
+func riverVersion() string { return "River " + moduleVersion("github.com/riverqueue/river") }
+
+// moduleVersion is the version of the module at path this binary was
+// built with.
+func moduleVersion(path string) string {
 	if info, ok := debug.ReadBuildInfo(); ok {
 		for _, dep := range info.Deps {
-			if dep.Path == "github.com/riverqueue/river" {
-				return "River " + dep.Version
+			if dep.Path == path {
+				return dep.Version
 			}
 		}
 	}
-	return "River (version unknown)"
+	return "(version unknown)"
 }

@@ -11,15 +11,32 @@ import (
 	"time"
 )
 
-// row is one line of the final table: a rate figure beside bare River's,
-// or, when latency is set, a latency figure that has no bare River
-// counterpart.
+// row is one line of the final table: a rate figure beside bare River's
+// (or bare minio-go's), or, when latency or memory is set, a figure of
+// taskrunner's alone that has no bare counterpart.
 type row struct {
 	name       string
-	bare       float64 // per second
-	taskrunner float64 // per second
+	bare       float64 // per second: operations, or bytes when unit is unitBytes
+	taskrunner float64 // per second, as bare
+	unit       rateUnit
 	goal       float64 // minimum ratio; 0 for none
 	latency    *latencyRow
+	memory     *memoryRow
+}
+
+// rateUnit is what a rate row counts per second.
+type rateUnit int
+
+const (
+	unitOps   rateUnit = iota // operations: "8123/s"
+	unitBytes                 // bytes, shown in MB/s (10^6 bytes): "245.3 MB/s"
+)
+
+// memoryRow is a memory figure of taskrunner's alone: a peak in bytes,
+// negative when nothing was measured, and a ceiling as its goal.
+type memoryRow struct {
+	peak  int64
+	limit int64 // bytes; 0 for no goal
 }
 
 // latencyRow is a latency figure of taskrunner's alone: its p50 and p99,
@@ -52,6 +69,21 @@ func (r row) cells() []string {
 		measured := "p50 " + formatTableLatency(l.p50) + ", p99 " + formatTableLatency(l.p99)
 		return []string{r.name, "-", measured, "-", goal, met}
 	}
+	if m := r.memory; m != nil {
+		goal, met := "-", "-"
+		if m.limit > 0 {
+			goal = "< " + strconv.FormatFloat(float64(m.limit)/1e6, 'f', -1, 64) + " MB"
+			met = "no"
+			if m.peak >= 0 && m.peak < m.limit {
+				met = "yes"
+			}
+		}
+		return []string{r.name, "-", formatMB(m.peak), "-", goal, met}
+	}
+	format := formatRate
+	if r.unit == unitBytes {
+		format = formatMBps
+	}
 	goal, met := "-", "-"
 	if r.goal > 0 {
 		goal = ">= " + strconv.FormatFloat(r.goal, 'f', -1, 64)
@@ -60,7 +92,7 @@ func (r row) cells() []string {
 			met = "yes"
 		}
 	}
-	return []string{r.name, formatRate(r.bare), formatRate(r.taskrunner), formatRatio(r.ratio()), goal, met}
+	return []string{r.name, format(r.bare), format(r.taskrunner), formatRatio(r.ratio()), goal, met}
 }
 
 // writeTable writes the rows as an aligned table, with whether each goal
@@ -83,6 +115,26 @@ func formatRate(perSecond float64) string {
 		return "n/a"
 	}
 	return strconv.FormatFloat(math.Round(perSecond), 'f', 0, 64) + "/s"
+}
+
+// formatMBps formats bytes per second in MB/s (10^6 bytes) with one
+// decimal: "245.3 MB/s".
+func formatMBps(bytesPerSecond float64) string {
+	if math.IsNaN(bytesPerSecond) || math.IsInf(bytesPerSecond, 0) {
+		return "n/a"
+	}
+	return strconv.FormatFloat(bytesPerSecond/1e6, 'f', 1, 64) + " MB/s"
+}
+
+// formatMB formats a number of bytes in MB (10^6 bytes) with one decimal,
+// rounded up, so that a figure shown as within a ceiling is within it;
+// "n/a" when negative (not measured).
+func formatMB(bytes int64) string {
+	if bytes < 0 {
+		return "n/a"
+	}
+	tenths := (bytes + 100_000 - 1) / 100_000
+	return strconv.FormatFloat(float64(tenths)/10, 'f', 1, 64) + " MB"
 }
 
 // formatRatio formats a ratio with two decimals, rounded down, so that a

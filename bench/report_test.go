@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -66,6 +67,12 @@ func TestWriteTable(t *testing.T) {
 		{name: "over", latency: &latencyRow{p50: 2000*time.Microsecond + 1, p99: 3 * time.Millisecond, maxP50: 2 * time.Millisecond}},
 		{name: "info", latency: &latencyRow{p50: 4 * time.Millisecond, p99: 9 * time.Millisecond}},
 		{name: "unmeasured", latency: &latencyRow{p50: -1, p99: -1, maxP50: 2 * time.Millisecond}},
+		{name: "artifact upload (25 MiB)", bare: 250e6, taskrunner: 212.34e6, unit: unitBytes, goal: 0.8},
+		{name: "info MB/s", bare: 0, taskrunner: 1e6, unit: unitBytes},
+		{name: "server peak RSS", memory: &memoryRow{peak: 61_234_567, limit: 100e6}},
+		{name: "rss over", memory: &memoryRow{peak: 100e6, limit: 100e6}},
+		{name: "rss unmeasured", memory: &memoryRow{peak: -1, limit: 100e6}},
+		{name: "rss info", memory: &memoryRow{peak: 1}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -81,6 +88,12 @@ func TestWriteTable(t *testing.T) {
 		{"over", "-", "p50", "2.01", "ms,", "p99", "3.00", "ms", "-", "p50", "<=", "2", "ms", "no"},
 		{"info", "-", "p50", "4.00", "ms,", "p99", "9.00", "ms", "-", "-", "-"},
 		{"unmeasured", "-", "p50", "n/a,", "p99", "n/a", "-", "p50", "<=", "2", "ms", "no"},
+		{"artifact", "upload", "(25", "MiB)", "250.0", "MB/s", "212.3", "MB/s", "0.84", ">=", "0.8", "yes"},
+		{"info", "MB/s", "0.0", "MB/s", "1.0", "MB/s", "n/a", "-", "-"},
+		{"server", "peak", "RSS", "-", "61.3", "MB", "-", "<", "100", "MB", "yes"},
+		{"rss", "over", "-", "100.0", "MB", "-", "<", "100", "MB", "no"},
+		{"rss", "unmeasured", "-", "n/a", "-", "<", "100", "MB", "no"},
+		{"rss", "info", "-", "0.1", "MB", "-", "-", "-"},
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("table has %d lines, want %d:\n%s", len(lines), len(want), b.String())
@@ -210,6 +223,136 @@ func TestParseOptionsSearch(t *testing.T) {
 	for _, args := range [][]string{{"-search-tasks", "-1"}, {"-search-clients", "0"}, {"-search-goal", "-1ms"}} {
 		if _, err := parseOptions(args, io.Discard); err == nil {
 			t.Errorf("%q accepted", args)
+		}
+	}
+}
+
+func TestFormatMB(t *testing.T) {
+	cases := map[int64]string{
+		0:           "0.0 MB",
+		1:           "0.1 MB",
+		99_900_000:  "99.9 MB",
+		99_900_001:  "100.0 MB",
+		100_000_000: "100.0 MB",
+		-1:          "n/a",
+	}
+	for b, want := range cases {
+		if got := formatMB(b); got != want {
+			t.Errorf("formatMB(%d) = %q, want %q", b, got, want)
+		}
+	}
+	if got := formatMBps(123.456e6); got != "123.5 MB/s" {
+		t.Errorf("formatMBps(123.456e6) = %q, want 123.5 MB/s", got)
+	}
+	if got := formatMBps(math.NaN()); got != "n/a" {
+		t.Errorf("formatMBps(NaN) = %q, want n/a", got)
+	}
+}
+
+func TestPeakFigureRow(t *testing.T) {
+	f := &peakFigure{name: "rss", limit: 100e6}
+	if r := f.row(); r.memory == nil || r.memory.peak >= 0 || r.memory.limit != 100e6 {
+		t.Errorf("row of no rounds = %+v, want the peak unmeasured and the limit kept", r.memory)
+	}
+	f.add(60e6)
+	f.add(90e6)
+	f.add(70e6)
+	if r := f.row(); r.name != "rss" || r.memory.peak != 90e6 {
+		t.Errorf("row = %+v %+v, want the largest peak across rounds, 90e6", r, r.memory)
+	}
+}
+
+func TestArtifactRows(t *testing.T) {
+	names := func(args ...string) []string {
+		o, err := parseOptions(args, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range newFigures(o).rows() {
+			out = append(out, r.name)
+		}
+		return out
+	}
+	got := strings.Join(names("-search-tasks", "0"), "|")
+	want := "single enqueue (16 clients)|end-to-end echo (20k)|artifact upload (25 MiB)|artifact download (25 MiB)|  artifact upload, unknown length|  server peak RSS (VmHWM)"
+	if got != want {
+		t.Errorf("rows = %q, want %q", got, want)
+	}
+	if got := names("-search-tasks", "0", "-artifact-chunked=false", "-artifact-mb", "5"); !slices.Contains(got, "artifact upload (5 MiB)") || slices.Contains(got, "  artifact upload, unknown length") {
+		t.Errorf("-artifact-chunked=false -artifact-mb 5: rows %q", got)
+	}
+	for _, args := range [][]string{{"-artifact-mb", "0"}, {"-artifact-reps", "0"}} {
+		if got := names(append(args, "-search-tasks", "0")...); len(got) != 2 {
+			t.Errorf("%q (skip the artifact figures): rows %q", args, got)
+		}
+	}
+}
+
+func TestArtifactRowsUnit(t *testing.T) {
+	o, err := parseOptions(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFigures(o)
+	f.artifactPut.addBare(200e6)
+	f.artifactPut.addTaskrunner(180e6)
+	if r := f.artifactPut.row(); r.unit != unitBytes || r.goal != 0.8 || r.ratio() != 0.9 {
+		t.Errorf("artifact upload row = %+v, want MB/s, goal 0.8, ratio 0.9", r)
+	}
+	if r := f.serverRSS.row(); r.memory == nil || r.memory.limit != 100e6 {
+		t.Errorf("server RSS row = %+v, want a memory row with a 100 MB limit", r)
+	}
+}
+
+func TestParseOptionsArtifacts(t *testing.T) {
+	o, err := parseOptions(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.artifactMB != 25 || o.artifactReps < 1 || !o.chunked || o.artifactGoal != 0.8 || o.rssGoalMB != 100 || o.taskrunnerBin != "./bin/taskrunner" || !o.artifacts() {
+		t.Errorf("defaults: %+v", o)
+	}
+	for _, args := range [][]string{{"-artifact-mb", "-1"}, {"-artifact-reps", "-1"}, {"-artifact-mb", "100000"}, {"-server-workers", "0"}, {"-server-db-conns", "0"}} {
+		if _, err := parseOptions(args, io.Discard); err == nil {
+			t.Errorf("%q accepted", args)
+		}
+	}
+}
+
+func TestTransferRate(t *testing.T) {
+	took := []time.Duration{100 * time.Millisecond, 300 * time.Millisecond}
+	if got := transferRate(10e6, took); got != 50e6 {
+		t.Errorf("transferRate(10 MB, 100ms+300ms) = %v, want 50e6 bytes/s", got)
+	}
+	if got := transferRate(10e6, nil); got != 0 {
+		t.Errorf("transferRate of nothing = %v, want 0", got)
+	}
+}
+
+func TestProcStatusBytes(t *testing.T) {
+	status := "Name:\ttaskrunner\nVmPeak:\t 1300000 kB\nVmHWM:\t   61234 kB\nVmRSS:\t   40000 kB\nThreads:\t12\n"
+	if got, err := procStatusBytes(status, "VmHWM"); err != nil || got != 61234*1024 {
+		t.Errorf("VmHWM = %d, %v; want %d", got, err, 61234*1024)
+	}
+	if got, err := procStatusBytes(status, "VmRSS"); err != nil || got != 40000*1024 {
+		t.Errorf("VmRSS = %d, %v; want %d", got, err, 40000*1024)
+	}
+	for _, field := range []string{"VmSwap", "Threads", "Name", "Vm"} {
+		if _, err := procStatusBytes(status, field); err == nil {
+			t.Errorf("%s: no error", field)
+		}
+	}
+}
+
+func TestParseLogLine(t *testing.T) {
+	ev, ok := parseLogLine(`{"time":"2025-01-01T00:00:00Z","level":"INFO","msg":"api listening","pid":7,"role":"serve","event":"api_listening","addr":"127.0.0.1:41234"}`)
+	if !ok || ev.Event != "api_listening" || ev.Addr != "127.0.0.1:41234" || ev.Level != "INFO" {
+		t.Errorf("api_listening line = %+v, %v", ev, ok)
+	}
+	for _, line := range []string{"taskrunner: HTTP_ADDR: bad", "", `{"msg":"no level"}`, `[1,2]`} {
+		if _, ok := parseLogLine(line); ok {
+			t.Errorf("%q read as a log line", line)
 		}
 	}
 }

@@ -3,11 +3,13 @@ package httpapi
 import (
 	"encoding/base64"
 	"errors"
+	"io"
 	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
@@ -200,7 +202,9 @@ func pathParam(r *http.Request, name string) string {
 	return v
 }
 
-// countingWriter counts the body bytes written.
+// countingWriter counts the body bytes written, and copies downloads in
+// large pieces: http.ServeContent's 32 KiB steps, each a hand-off inside
+// minio-go, cost a third of the throughput on 25 MB objects.
 type countingWriter struct {
 	http.ResponseWriter
 	n int64
@@ -211,3 +215,21 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	c.n += int64(n)
 	return n, err
 }
+
+// downloadBufferSize is the piece a download is copied in.
+const downloadBufferSize = 512 << 10
+
+var downloadBuffers = sync.Pool{New: func() any { b := make([]byte, downloadBufferSize); return &b }}
+
+// ReadFrom copies r to the response through a pooled buffer.
+func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
+	buf := downloadBuffers.Get().(*[]byte)
+	defer downloadBuffers.Put(buf)
+	// writerOnly hides the ResponseWriter's own ReadFrom, which would copy
+	// in small pieces again.
+	n, err := io.CopyBuffer(writerOnly{c.ResponseWriter}, r, *buf)
+	c.n += n
+	return n, err
+}
+
+type writerOnly struct{ io.Writer }

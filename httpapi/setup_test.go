@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskrunner/taskrunner/artifact"
+	"github.com/taskrunner/taskrunner/cache"
 	"github.com/taskrunner/taskrunner/config"
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/httpapi"
@@ -51,6 +53,12 @@ type setupOpts struct {
 	env *jobs.Env
 	// maxWaiters bounds the waiting requests; 100 when 0.
 	maxWaiters int
+	// perMinute turns the enqueue limit on, in Redis at redisURL
+	// (testenv.RedisURL() when empty), under a key prefix of the test's own.
+	perMinute int
+	redisURL  string
+	// apiKeys turns authentication on.
+	apiKeys []config.APIKey
 }
 
 // testMaxArtifactBytes is the artifact limit in these tests.
@@ -104,6 +112,9 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 		Tasks:          task.NewService(tdb.Pool, client, task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: env}, logger),
 		Artifacts:      artifacts,
 		Watcher:        watcher,
+		Limiter:        newLimiter(t, opts),
+		APIKeys:        opts.apiKeys,
+		MaxBatchSize:   limits.MaxBatchSize,
 		Checks:         opts.checks,
 		Limits:         limits,
 		Logger:         logger,
@@ -262,3 +273,28 @@ func errorCode(t *testing.T, r response) string {
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 func testenvPassword(t *testing.T) string { return testenv.MinIOServer(t).Password }
+
+// newLimiter is the enqueue limit of opts, or nil.
+func newLimiter(t *testing.T, opts setupOpts) httpapi.Limiter {
+	t.Helper()
+	if opts.perMinute == 0 {
+		return nil
+	}
+	url := opts.redisURL
+	if url == "" {
+		url = testenv.RedisURL()
+	}
+	rdb, err := cache.NewClient(url)
+	require.NoError(t, err)
+	t.Cleanup(func() { rdb.Close() })
+	return cache.NewLimiter(rdb, testenv.RandomName("test:")+":", opts.perMinute)
+}
+
+func basic(user, pass string) string {
+	return base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))
+}
+
+func testLoggerOf(t *testing.T) *slog.Logger {
+	l, _ := testenv.Logger(t)
+	return l
+}
