@@ -127,8 +127,13 @@ func (e *env) insertOnlyService() (*task.Service, error) {
 	return task.NewService(e.pool, client, task.Limits{MaxRuntime: e.cfg.Limits.TaskMaxRuntime, Queues: e.cfg.Queues}, e.logger), nil
 }
 
-// taskrunnerClient returns the River client jobs.NewClient builds for cfg.
+// taskrunnerClient returns the River client jobs.NewClient builds for cfg;
+// a working one gets a run recorder, closed with the env.
 func (e *env) taskrunnerClient(cfg jobs.ClientConfig) (*river.Client[pgx.Tx], error) {
+	if cfg.Work && cfg.Runs == nil {
+		cfg.Runs = jobs.NewRunRecorder(e.pool, e.logger, cfg.WorkerName, nil)
+		e.recorders = append(e.recorders, cfg.Runs)
+	}
 	client, err := jobs.NewClient(e.pool, cfg, e.logger)
 	if err != nil {
 		return nil, fmt.Errorf("taskrunner River client: %w", err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/taskrunner/taskrunner/config"
 	"github.com/taskrunner/taskrunner/db"
+	"github.com/taskrunner/taskrunner/jobs"
 )
 
 // env is what every measurement shares: the bench database, one pgx pool
@@ -30,6 +31,8 @@ type env struct {
 	conn   *pgx.Conn
 	logger *slog.Logger
 	p      *progress
+	// recorders are the run recorders of working clients, closed at the end.
+	recorders []*jobs.RunRecorder
 }
 
 // openEnv drops and recreates the bench database, migrates it and opens
@@ -109,6 +112,9 @@ func (e *env) drop(ctx context.Context) error {
 func (e *env) close(keep bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	for _, r := range e.recorders {
+		_ = r.Close(ctx)
+	}
 	if e.conn != nil {
 		_ = e.conn.Close(ctx)
 	}

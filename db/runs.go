@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/taskrunner/taskrunner/db/dbsqlc"
 )
 
@@ -46,68 +43,6 @@ func runFromRow(r dbsqlc.Run) Run {
 		Interruptions: int(r.Interruptions), StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
 		DurationMS: r.DurationMs,
 	}
-}
-
-// RunStart describes an attempt that is starting.
-type RunStart struct {
-	TaskID   int64
-	Attempt  int
-	Key      string // scope-prefixed, e.g. "search:5f1c..."
-	TaskType string
-	Worker   string
-}
-
-// StartRun records the start of an attempt and returns the run's id. Earlier
-// attempts of the task still marked running are closed as abandoned.
-func StartRun(ctx context.Context, ex Executor, s RunStart) (int64, error) {
-	id, err := queries.RunStart(ctx, ex, dbsqlc.RunStartParams{
-		TaskID: s.TaskID, Attempt: int32(s.Attempt), Key: s.Key, TaskType: s.TaskType, Worker: s.Worker,
-	})
-	if err != nil {
-		return 0, fmt.Errorf("start run of task %d attempt %d: %w", s.TaskID, s.Attempt, err)
-	}
-	return id, nil
-}
-
-// RunFinish describes how an attempt ended.
-type RunFinish struct {
-	RunID     int64
-	Status    string
-	ErrorCode string // empty for none
-	Error     string // empty for none
-	Duration  time.Duration
-	Metrics   map[string]float64
-	Notes     []string
-}
-
-// FinishRun records the end of an attempt with its metrics and notes, in
-// one transaction.
-func FinishRun(ctx context.Context, pool *pgxpool.Pool, f RunFinish) error {
-	ms := float64(f.Duration) / float64(time.Millisecond)
-	finish := func(ex Executor) error {
-		return queries.RunFinish(ctx, ex, dbsqlc.RunFinishParams{
-			ID: f.RunID, Status: f.Status, ErrorCode: nonEmpty(f.ErrorCode), Error: nonEmpty(f.Error),
-			DurationMs: &ms,
-		})
-	}
-	var err error
-	if len(f.Metrics) == 0 && len(f.Notes) == 0 {
-		err = finish(pool)
-	} else {
-		err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			if err := finish(tx); err != nil {
-				return err
-			}
-			if err := AddRunMetrics(ctx, tx, f.RunID, f.Metrics); err != nil {
-				return err
-			}
-			return AddRunNotes(ctx, tx, f.RunID, f.Notes...)
-		})
-	}
-	if err != nil {
-		return fmt.Errorf("finish run %d: %w", f.RunID, err)
-	}
-	return nil
 }
 
 // AddRunMetrics records numbers against a run; a name already recorded
@@ -201,11 +136,4 @@ func LatestRunForKey(ctx context.Context, ex Executor, key string) (*Run, error)
 	}
 	r := runFromRow(row)
 	return &r, nil
-}
-
-func nonEmpty(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
 }

@@ -12,6 +12,16 @@ import (
 	"github.com/taskrunner/taskrunner/internal/testenv"
 )
 
+func start(taskID int64, attempt int, key, worker string) db.RunRecord {
+	return db.RunRecord{TaskID: taskID, Attempt: attempt, Key: key, TaskType: "search", Worker: worker,
+		Status: db.RunRunning, StartedAt: time.Now(), Starting: true}
+}
+
+func finish(r db.RunRecord, status, code, msg string, took time.Duration) db.RunRecord {
+	r.Status, r.ErrorCode, r.Error, r.Duration, r.FinishedAt, r.Starting = status, code, msg, took, r.StartedAt.Add(took), false
+	return r
+}
+
 func TestRunLifecycleAndSeedHelpers(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -24,20 +34,19 @@ func TestRunLifecycleAndSeedHelpers(t *testing.T) {
 	_, err = db.LatestRunForKey(ctx, tdb.Pool, "search:abc123")
 	require.True(t, errors.Is(err, db.ErrNotFound), "got %v", err)
 
-	// Attempt 1 fails with metrics and notes; attempt 2 completes.
-	run1, err := db.StartRun(ctx, tdb.Pool, db.RunStart{TaskID: 7, Attempt: 1, Key: "search:abc123", TaskType: "search", Worker: "w1"})
-	require.NoError(t, err)
+	// Attempt 1 starts, then fails with metrics and notes; attempt 2
+	// starts and completes in one write.
+	a1 := start(7, 1, "search:abc123", "w1")
+	require.NoError(t, db.RecordRuns(ctx, tdb.Pool, []db.RunRecord{a1}))
 	processed, _, err = db.HasBeenProcessed(ctx, tdb.Pool, "abc123", "search")
 	require.NoError(t, err)
 	require.False(t, processed, "a running run has not processed the key")
-	require.NoError(t, db.FinishRun(ctx, tdb.Pool, db.RunFinish{
-		RunID: run1, Status: db.RunFailed, ErrorCode: "task_failed", Error: "provider said no",
-		Duration: 1500 * time.Millisecond, Metrics: map[string]float64{"latency_ms": 12.5, "results": 0},
-		Notes: []string{"brave: 503", "retrying"},
-	}))
-	run2, err := db.StartRun(ctx, tdb.Pool, db.RunStart{TaskID: 7, Attempt: 2, Key: "search:abc123", TaskType: "search", Worker: "w2"})
-	require.NoError(t, err)
-	require.NoError(t, db.FinishRun(ctx, tdb.Pool, db.RunFinish{RunID: run2, Status: db.RunCompleted, Duration: time.Second}))
+	f1 := finish(a1, db.RunFailed, "task_failed", "provider said no", 1500*time.Millisecond)
+	f1.Metrics = map[string]float64{"latency_ms": 12.5, "results": 0}
+	f1.Notes = []string{"brave: 503", "retrying"}
+	a2 := finish(start(7, 2, "search:abc123", "w2"), db.RunCompleted, "", "", time.Second)
+	a2.Starting = true
+	require.NoError(t, db.RecordRuns(ctx, tdb.Pool, []db.RunRecord{f1, a2}))
 
 	processed, last, err = db.HasBeenProcessed(ctx, tdb.Pool, "abc123", "search")
 	require.NoError(t, err)
@@ -52,46 +61,49 @@ func TestRunLifecycleAndSeedHelpers(t *testing.T) {
 
 	latest, err := db.LatestRunForKey(ctx, tdb.Pool, "search:abc123")
 	require.NoError(t, err)
-	require.Equal(t, run2, latest.ID)
 	require.Equal(t, 2, latest.Attempt)
 	require.Equal(t, db.RunCompleted, latest.Status)
-
-	metrics, err := db.RunMetrics(ctx, tdb.Pool, run1)
-	require.NoError(t, err)
-	require.Equal(t, map[string]float64{"latency_ms": 12.5, "results": 0}, metrics)
-	notes, err := db.RunNotes(ctx, tdb.Pool, run1)
-	require.NoError(t, err)
-	require.Equal(t, []string{"brave: 503", "retrying"}, notes)
 
 	runs, err := db.RunsForTask(ctx, tdb.Pool, 7)
 	require.NoError(t, err)
 	require.Len(t, runs, 2)
-	require.Equal(t, db.RunFailed, runs[0].Status)
+	require.Equal(t, db.RunFailed, runs[0].Status, "attempt 1 keeps how it ended")
 	require.Equal(t, "task_failed", *runs[0].ErrorCode)
 	require.InDelta(t, 1500, *runs[0].DurationMS, 0.001)
+	require.NotNil(t, runs[0].FinishedAt)
 	require.Equal(t, db.RunCompleted, runs[1].Status)
 	require.Nil(t, runs[1].ErrorCode)
+
+	metrics, err := db.RunMetrics(ctx, tdb.Pool, runs[0].ID)
+	require.NoError(t, err)
+	require.Equal(t, map[string]float64{"latency_ms": 12.5, "results": 0}, metrics)
+	notes, err := db.RunNotes(ctx, tdb.Pool, runs[0].ID)
+	require.NoError(t, err)
+	require.Equal(t, []string{"brave: 503", "retrying"}, notes)
+
+	// The helpers for attaching more later.
+	require.NoError(t, db.AddRunMetrics(ctx, tdb.Pool, runs[1].ID, map[string]float64{"cache_hits": 1}))
+	require.NoError(t, db.AddRunNotes(ctx, tdb.Pool, runs[1].ID, "from the cache"))
+	metrics, err = db.RunMetrics(ctx, tdb.Pool, runs[1].ID)
+	require.NoError(t, err)
+	require.Equal(t, map[string]float64{"cache_hits": 1}, metrics)
 }
 
-func TestStartRunKeepsOneRowPerAttempt(t *testing.T) {
+func TestRunRecordsKeepOneRowPerAttempt(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	tdb := testenv.NewDB(t)
-	start := db.RunStart{TaskID: 9, Attempt: 1, Key: "sleep:x", TaskType: "sleep", Worker: "w1"}
+	a1 := start(9, 1, "sleep:x", "w1")
 
 	// Attempt 1 is interrupted by a shutdown; River gives the attempt back
 	// and it starts again: the same row, counted as an interruption.
-	first, err := db.StartRun(ctx, tdb.Pool, start)
-	require.NoError(t, err)
-	require.NoError(t, db.FinishRun(ctx, tdb.Pool, db.RunFinish{RunID: first, Status: db.RunInterrupted, ErrorCode: "task_interrupted", Error: "context canceled"}))
-	again, err := db.StartRun(ctx, tdb.Pool, start)
-	require.NoError(t, err)
-	require.Equal(t, first, again)
+	require.NoError(t, db.RecordRuns(ctx, tdb.Pool, []db.RunRecord{a1}))
+	require.NoError(t, db.RecordRuns(ctx, tdb.Pool, []db.RunRecord{finish(a1, db.RunInterrupted, "task_interrupted", "context canceled", time.Second)}))
+	require.NoError(t, db.RecordRuns(ctx, tdb.Pool, []db.RunRecord{start(9, 1, "sleep:x", "w1")}))
 
 	// Its worker then dies mid-run; River's rescuer hands out attempt 2,
 	// which closes attempt 1 as abandoned.
-	_, err = db.StartRun(ctx, tdb.Pool, db.RunStart{TaskID: 9, Attempt: 2, Key: "sleep:x", TaskType: "sleep", Worker: "w2"})
-	require.NoError(t, err)
+	require.NoError(t, db.RecordRuns(ctx, tdb.Pool, []db.RunRecord{start(9, 2, "sleep:x", "w2")}))
 
 	runs, err := db.RunsForTask(ctx, tdb.Pool, 9)
 	require.NoError(t, err)
@@ -102,6 +114,18 @@ func TestStartRunKeepsOneRowPerAttempt(t *testing.T) {
 	require.NotNil(t, runs[0].FinishedAt)
 	require.Equal(t, db.RunRunning, runs[1].Status)
 	require.Equal(t, "w2", runs[1].Worker)
+
+	// An attempt whose record died with its worker before it was written
+	// gets one when a later attempt starts: attempt 3 of task 10 fills in
+	// 1 and 2.
+	require.NoError(t, db.RecordRuns(ctx, tdb.Pool, []db.RunRecord{start(10, 3, "sleep:y", "w3")}))
+	runs, err = db.RunsForTask(ctx, tdb.Pool, 10)
+	require.NoError(t, err)
+	require.Len(t, runs, 3)
+	for i, want := range []string{db.RunAbandoned, db.RunAbandoned, db.RunRunning} {
+		require.Equal(t, i+1, runs[i].Attempt)
+		require.Equal(t, want, runs[i].Status)
+	}
 }
 
 func TestGetTaskNotFound(t *testing.T) {

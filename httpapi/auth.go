@@ -16,11 +16,26 @@ const CodeUnauthorized = "unauthorized"
 
 type clientKey struct{}
 
+// client is who made a request, filled in by authenticate. The request log,
+// outside authenticate, holds the same one, so its line names the client.
+type client struct{ name string }
+
+// withClient gives the request a client to fill in, if it has none yet.
+func withClient(r *http.Request) (*http.Request, *client) {
+	if c, ok := r.Context().Value(clientKey{}).(*client); ok {
+		return r, c
+	}
+	c := &client{}
+	return r.WithContext(context.WithValue(r.Context(), clientKey{}, c)), c
+}
+
 // clientOf names who made the request: the API key's name, or the client
 // address when no keys are set. Limits and logs use it.
 func clientOf(ctx context.Context) string {
-	c, _ := ctx.Value(clientKey{}).(string)
-	return c
+	if c, ok := ctx.Value(clientKey{}).(*client); ok {
+		return c.name
+	}
+	return ""
 }
 
 // keyring checks API keys in constant time. Keys are hashed first so every
@@ -63,12 +78,14 @@ var publicPaths = map[string]bool{"/health": true}
 // the basic-auth password. Without keys the client is its address.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r, c := withClient(r)
 		if s.keys == nil || publicPaths[r.URL.Path] {
 			host, _, err := net.SplitHostPort(r.RemoteAddr)
 			if err != nil {
 				host = r.RemoteAddr
 			}
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientKey{}, "addr:"+host)))
+			c.name = "addr:" + host
+			next.ServeHTTP(w, r)
 			return
 		}
 		var given string
@@ -91,6 +108,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 				Message: "a valid API key is required: Authorization: Bearer <key>"})
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientKey{}, "key:"+name)))
+		c.name = "key:" + name
+		next.ServeHTTP(w, r)
 	})
 }

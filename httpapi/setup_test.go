@@ -80,8 +80,12 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	client, err := jobs.NewClient(tdb.Pool, jobs.ClientConfig{
 		Work: opts.work, Queues: []string{"default"}, Concurrency: 10,
 		MaxRuntime: testMaxRuntime, RescueAfter: testMaxRuntime + time.Minute,
+	var runs *jobs.RunRecorder
+	if opts.work {
+		runs = jobs.NewRunRecorder(tdb.Pool, logger, "test", nil)
+	}
 		FetchCooldown: 5 * time.Millisecond, FetchPoll: 200 * time.Millisecond,
-		Retention: time.Hour, WorkerName: "test", Deps: opts.deps,
+		Retention: time.Hour, WorkerName: "test", Deps: opts.deps, Runs: runs,
 	}, logger)
 	require.NoError(t, err)
 	if opts.work {
@@ -94,6 +98,7 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 			cancel()
 		})
 	}
+			require.NoError(t, runs.Close(stopCtx))
 	maxWaiters := opts.maxWaiters
 	if maxWaiters == 0 {
 		maxWaiters = 100

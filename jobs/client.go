@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -13,7 +14,6 @@ import (
 
 	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/fetch"
-	"github.com/taskrunner/taskrunner/metrics"
 	"github.com/taskrunner/taskrunner/search"
 )
 
@@ -38,8 +38,9 @@ type ClientConfig struct {
 	WorkerName string
 	// Deps are the workers' dependencies.
 	Deps Deps
-	// Metrics counts finished runs; nil counts nothing.
-	Metrics *metrics.Metrics
+	// Runs records every attempt; required with Work. Close it after the
+	// client has stopped.
+	Runs *RunRecorder
 }
 
 // Deps are what workers use besides the database.
@@ -72,7 +73,10 @@ func NewClient(pool *pgxpool.Pool, cfg ClientConfig, logger *slog.Logger) (*rive
 		for _, q := range cfg.Queues {
 			rc.Queues[q] = river.QueueConfig{MaxWorkers: cfg.Concurrency}
 		}
-		rc.Middleware = []rivertype.Middleware{NewRunRecorder(pool, logger, cfg.WorkerName, cfg.Metrics)}
+		if cfg.Runs == nil {
+			return nil, errors.New("a working client needs a RunRecorder")
+		}
+		rc.Middleware = []rivertype.Middleware{cfg.Runs}
 	}
 	return river.NewClient(riverpgxv5.New(pool), rc)
 }

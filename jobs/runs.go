@@ -35,16 +35,24 @@ const runWriteTimeout = 10 * time.Second
 type RunRecorder struct {
 	river.MiddlewareDefaults
 
-	pool    *pgxpool.Pool
+	writer  *runWriter
 	logger  *slog.Logger
 	worker  string
 	metrics *metrics.Metrics
 }
 
-// NewRunRecorder returns the middleware; worker names this process in runs.
+// NewRunRecorder returns the middleware; worker names this process in
+// runs. Close it after the River client has stopped, so the last records
+// are written.
 func NewRunRecorder(pool *pgxpool.Pool, logger *slog.Logger, worker string, m *metrics.Metrics) *RunRecorder {
-	return &RunRecorder{pool: pool, logger: logger, worker: worker, metrics: m}
+	return &RunRecorder{writer: newRunWriter(pool, logger), logger: logger, worker: worker, metrics: m}
 }
+
+// Close writes the records still pending and stops the writer.
+func (m *RunRecorder) Close(ctx context.Context) error { return m.writer.close(ctx) }
+
+// errRunBacklog is the outcome of a record dropped because too many wait.
+var errRunBacklog = errors.New("too many run records are waiting to be written")
 
 var _ rivertype.WorkerMiddleware = (*RunRecorder)(nil)
 
@@ -54,22 +62,21 @@ func (m *RunRecorder) Work(ctx context.Context, job *rivertype.JobRow, doInner f
 	if t, ok := Types[job.Kind]; ok && t.RunKey != nil {
 		key = job.Kind + ":" + t.RunKey(job.EncodedArgs)
 	}
-	runID, err := db.StartRun(ctx, m.pool, db.RunStart{
+	started := time.Now()
+	rec := db.RunRecord{
 		TaskID: job.ID, Attempt: job.Attempt, Key: key, TaskType: job.Kind, Worker: m.worker,
-	})
-	if err != nil {
-		return err // River records the failed attempt and retries it
+		Status: db.RunRunning, StartedAt: started, Starting: true,
 	}
+	m.writer.record(rec, false) // written with the next batch; the end is waited for
 	attrs := []slog.Attr{
 		slog.Int64("task_id", job.ID), slog.String("type", job.Kind),
 		slog.Int("attempt", job.Attempt), slog.Int("max_attempts", job.MaxAttempts),
 	}
 	m.logger.LogAttrs(ctx, slog.LevelDebug, "task started", append(attrs, slog.String("event", "task_started"))...)
 
-	rec := &recorder{}
-	start := time.Now()
-	workErr := doInner(withRecorder(ctx, rec))
-	took := time.Since(start)
+	collected := &recorder{}
+	workErr := doInner(withRecorder(ctx, collected))
+	took := time.Since(started)
 
 	out := classify(ctx, job, workErr, took)
 	m.metrics.RunFinished(job.Kind, out.status, took)
@@ -79,15 +86,19 @@ func (m *RunRecorder) Work(ctx context.Context, job *rivertype.JobRow, doInner f
 	}
 	m.logger.LogAttrs(ctx, out.level, out.message, append(attrs, slog.String("event", out.event))...)
 
-	metrics, notes := rec.snapshot()
-	finishCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), runWriteTimeout)
-	defer cancel()
-	if err := db.FinishRun(finishCtx, m.pool, db.RunFinish{
-		RunID: runID, Status: out.status, ErrorCode: out.code, Error: errString(out.err),
-		Duration: took, Metrics: metrics, Notes: notes,
-	}); err != nil {
-		m.logger.LogAttrs(ctx, slog.LevelError, "run record not finished",
-			append(attrs, slog.String("event", "run_record_failed"), slog.String("error", err.Error()))...)
+	rec.Status, rec.ErrorCode, rec.Error = out.status, out.code, errString(out.err)
+	rec.FinishedAt, rec.Duration = started.Add(took), took
+	rec.Metrics, rec.Notes = collected.snapshot()
+	rec.Starting = false // merged with the start if that is still pending
+	select {
+	case err := <-m.writer.record(rec, true):
+		if err != nil {
+			m.logger.LogAttrs(ctx, slog.LevelError, "run record not written yet; the writer retries",
+				append(attrs, slog.String("event", "run_record_failed"), slog.String("error", err.Error()))...)
+		}
+	case <-time.After(runWriteTimeout):
+		m.logger.LogAttrs(ctx, slog.LevelError, "run record not written in time; the writer retries",
+			append(attrs, slog.String("event", "run_record_failed"))...)
 	}
 	return out.err
 }

@@ -1,40 +1,3 @@
--- name: RunStart :one
--- Records the start of an attempt. Earlier attempts of the same task still
--- marked running belonged to a worker that died (River rescued the task), so
--- they are closed as abandoned in the same statement. A repeated attempt
--- number (River gives an attempt back when a shutdown interrupts it) reuses
--- its row: one row per attempt, always.
-WITH abandoned AS (
-    UPDATE runs
-    SET status = 'abandoned',
-        error_code = 'worker_lost',
-        error = 'the worker running this attempt stopped without finishing it',
-        finished_at = now(),
-        duration_ms = EXTRACT(EPOCH FROM now() - runs.started_at) * 1000
-    WHERE runs.task_id = @task_id AND runs.attempt < @attempt AND runs.status = 'running'
-)
-INSERT INTO runs (task_id, attempt, key, task_type, status, worker)
-VALUES (@task_id, @attempt, @key, @task_type, 'running', @worker)
-ON CONFLICT (task_id, attempt) DO UPDATE
-SET status = 'running',
-    error_code = NULL,
-    error = NULL,
-    finished_at = NULL,
-    duration_ms = NULL,
-    worker = EXCLUDED.worker,
-    started_at = now(),
-    interruptions = runs.interruptions + 1
-RETURNING id;
-
--- name: RunFinish :exec
-UPDATE runs
-SET status = @status,
-    error_code = sqlc.narg(error_code),
-    error = sqlc.narg(error),
-    finished_at = now(),
-    duration_ms = @duration_ms
-WHERE id = @id;
-
 -- name: RunMetricsUpsert :exec
 INSERT INTO run_metrics (run_id, name, value)
 SELECT @run_id::bigint, unnest(@names::text[]), unnest(@metric_values::double precision[])
@@ -61,3 +24,76 @@ WHERE key = @scope::text || ':' || @key::text AND status = 'completed';
 
 -- name: LatestRunForKey :one
 SELECT * FROM runs WHERE key = @key ORDER BY started_at DESC, id DESC LIMIT 1;
+
+-- name: RunsUpsert :exec
+-- Records many attempts at once (the run writer's batch): new attempts are
+-- inserted, known ones take their latest state. An attempt started again
+-- after a shutdown interrupted it counts an interruption.
+INSERT INTO runs (task_id, attempt, key, task_type, status, error_code, error, worker, started_at, finished_at, duration_ms)
+SELECT i.task_id, i.attempt, i.key, i.task_type, i.status, nullif(i.error_code, ''), nullif(i.error, ''), i.worker, i.started_at,
+       CASE WHEN i.status = 'running' THEN NULL ELSE i.finished_at END,
+       CASE WHEN i.status = 'running' THEN NULL ELSE i.duration_ms END
+FROM (
+    SELECT unnest(@task_ids::bigint[]) AS task_id, unnest(@attempts::int[]) AS attempt, unnest(@keys::text[]) AS key,
+           unnest(@task_types::text[]) AS task_type, unnest(@statuses::text[]) AS status,
+           unnest(@error_codes::text[]) AS error_code, unnest(@errors::text[]) AS error, unnest(@workers::text[]) AS worker,
+           unnest(@started_ats::timestamptz[]) AS started_at, unnest(@finished_ats::timestamptz[]) AS finished_at,
+           unnest(@durations_ms::double precision[]) AS duration_ms
+) i
+ON CONFLICT (task_id, attempt) DO UPDATE
+SET status = EXCLUDED.status,
+    error_code = EXCLUDED.error_code,
+    error = EXCLUDED.error,
+    worker = EXCLUDED.worker,
+    started_at = EXCLUDED.started_at,
+    finished_at = EXCLUDED.finished_at,
+    duration_ms = EXCLUDED.duration_ms,
+    interruptions = runs.interruptions + CASE WHEN runs.status = 'interrupted' THEN 1 ELSE 0 END;
+
+-- name: RunsAbandonEarlier :exec
+-- For attempts starting now: earlier attempts of their tasks still marked
+-- running belonged to a worker that died (River rescued the task), and
+-- earlier attempts with no row at all lost their record with it. Both are
+-- recorded as abandoned, so every attempt has exactly one row.
+WITH started AS (
+    SELECT unnest(@task_ids::bigint[]) AS task_id, unnest(@attempts::int[]) AS attempt,
+           unnest(@keys::text[]) AS key, unnest(@task_types::text[]) AS task_type
+), closed AS (
+    UPDATE runs r
+    SET status = 'abandoned',
+        error_code = 'worker_lost',
+        error = 'the worker running this attempt stopped without finishing it',
+        finished_at = now(),
+        duration_ms = EXTRACT(EPOCH FROM now() - r.started_at) * 1000
+    FROM started s
+    WHERE r.task_id = s.task_id AND r.attempt < s.attempt AND r.status = 'running'
+)
+INSERT INTO runs (task_id, attempt, key, task_type, status, error_code, error, worker, started_at, finished_at)
+SELECT s.task_id, g.attempt, s.key, s.task_type, 'abandoned', 'worker_lost',
+       'no record of this attempt survived its worker', 'unknown', now(), now()
+FROM started s, generate_series(1, s.attempt - 1) AS g (attempt)
+WHERE s.attempt > 1
+ON CONFLICT (task_id, attempt) DO NOTHING;
+
+-- name: RunMetricsUpsertMany :exec
+INSERT INTO run_metrics (run_id, name, value)
+SELECT r.id, m.name, m.value
+FROM (
+    SELECT unnest(@task_ids::bigint[]) AS task_id, unnest(@attempts::int[]) AS attempt,
+           unnest(@names::text[]) AS name, unnest(@metric_values::double precision[]) AS value
+) m
+JOIN runs r ON r.task_id = m.task_id AND r.attempt = m.attempt
+ON CONFLICT (run_id, name) DO UPDATE SET value = EXCLUDED.value;
+
+-- name: RunNotesInsertMany :exec
+-- Notes keep their order (ids are assigned in it).
+INSERT INTO run_notes (run_id, note)
+SELECT r.id, n.note
+FROM (
+    SELECT u.*, row_number() OVER () AS position
+    FROM (
+        SELECT unnest(@task_ids::bigint[]) AS task_id, unnest(@attempts::int[]) AS attempt, unnest(@notes::text[]) AS note
+    ) u
+) n
+JOIN runs r ON r.task_id = n.task_id AND r.attempt = n.attempt
+ORDER BY n.position;

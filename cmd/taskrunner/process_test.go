@@ -99,6 +99,10 @@ func TestSIGKILLedWorkersTaskIsRescued(t *testing.T) {
 
 	id := api.submit(map[string]any{"type": "sleep", "params": map[string]any{"seconds": 2}, "max_retries": 2})
 	a.waitEvent("task_started", 20*time.Second, forTask(id))
+	// Mid-task: the attempt's start is on record (it is written within
+	// milliseconds; an attempt whose record died with its worker is filled
+	// in as abandoned, which the db tests cover).
+	require.Eventually(t, func() bool { return len(runsOf(t, api.get(id))) == 1 }, 5*time.Second, 10*time.Millisecond)
 	a.signal(syscall.SIGKILL)
 	require.Equal(t, -1, a.waitExit(exitTimeout), "worker A was not ended by SIGKILL")
 	killed := time.Now()

@@ -105,6 +105,11 @@ func runServer(ctx context.Context, cfg *config.Config, logger *slog.Logger, r r
 	}
 
 	host, _ := os.Hostname()
+	workerName := fmt.Sprintf("%s/%d", host, os.Getpid())
+	var runs *jobs.RunRecorder
+	if r.works() {
+		runs = jobs.NewRunRecorder(pool, logger, workerName, m)
+	}
 	client, err := jobs.NewClient(pool, jobs.ClientConfig{
 		Work:          r.works(),
 		Queues:        cfg.Queues,
@@ -114,9 +119,9 @@ func runServer(ctx context.Context, cfg *config.Config, logger *slog.Logger, r r
 		FetchCooldown: cfg.WorkerFetchCooldown,
 		FetchPoll:     cfg.WorkerFetchPoll,
 		Retention:     cfg.TaskRetention,
-		WorkerName:    fmt.Sprintf("%s/%d", host, os.Getpid()),
+		WorkerName:    workerName,
 		Deps:          deps,
-		Metrics:       m,
+		Runs:          runs,
 	}, logger)
 	if err != nil {
 		return fmt.Errorf("river client: %w", err)
@@ -174,6 +179,14 @@ func runServer(ctx context.Context, cfg *config.Config, logger *slog.Logger, r r
 		}
 	}
 	<-httpDone
+	if runs != nil {
+		// The last run records, after River has stopped working.
+		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopAndCancelTimeout)
+		defer cancel()
+		if err := runs.Close(flushCtx); err != nil {
+			logger.Error("run records not all written", slog.String("event", "shutdown_incomplete"), slog.String("error", err.Error()))
+		}
+	}
 	logger.Info("stopped", slog.String("event", "shutdown_complete"))
 	return nil
 }

@@ -7,6 +7,7 @@ package dbsqlc
 
 import (
 	"context"
+	"time"
 )
 
 const hasBeenProcessed = `-- name: HasBeenProcessed :one
@@ -58,35 +59,6 @@ func (q *Queries) LatestRunForKey(ctx context.Context, db DBTX, key string) (Run
 	return i, err
 }
 
-const runFinish = `-- name: RunFinish :exec
-UPDATE runs
-SET status = $1,
-    error_code = $2,
-    error = $3,
-    finished_at = now(),
-    duration_ms = $4
-WHERE id = $5
-`
-
-type RunFinishParams struct {
-	Status     string
-	ErrorCode  *string
-	Error      *string
-	DurationMs *float64
-	ID         int64
-}
-
-func (q *Queries) RunFinish(ctx context.Context, db DBTX, arg RunFinishParams) error {
-	_, err := db.Exec(ctx, runFinish,
-		arg.Status,
-		arg.ErrorCode,
-		arg.Error,
-		arg.DurationMs,
-		arg.ID,
-	)
-	return err
-}
-
 const runMetricsForRun = `-- name: RunMetricsForRun :many
 SELECT run_id, name, value, created_at FROM run_metrics WHERE run_id = $1 ORDER BY name
 `
@@ -130,6 +102,34 @@ type RunMetricsUpsertParams struct {
 
 func (q *Queries) RunMetricsUpsert(ctx context.Context, db DBTX, arg RunMetricsUpsertParams) error {
 	_, err := db.Exec(ctx, runMetricsUpsert, arg.RunID, arg.Names, arg.MetricValues)
+	return err
+}
+
+const runMetricsUpsertMany = `-- name: RunMetricsUpsertMany :exec
+INSERT INTO run_metrics (run_id, name, value)
+SELECT r.id, m.name, m.value
+FROM (
+    SELECT unnest($1::bigint[]) AS task_id, unnest($2::int[]) AS attempt,
+           unnest($3::text[]) AS name, unnest($4::double precision[]) AS value
+) m
+JOIN runs r ON r.task_id = m.task_id AND r.attempt = m.attempt
+ON CONFLICT (run_id, name) DO UPDATE SET value = EXCLUDED.value
+`
+
+type RunMetricsUpsertManyParams struct {
+	TaskIds      []int64
+	Attempts     []int32
+	Names        []string
+	MetricValues []float64
+}
+
+func (q *Queries) RunMetricsUpsertMany(ctx context.Context, db DBTX, arg RunMetricsUpsertManyParams) error {
+	_, err := db.Exec(ctx, runMetricsUpsertMany,
+		arg.TaskIds,
+		arg.Attempts,
+		arg.Names,
+		arg.MetricValues,
+	)
 	return err
 }
 
@@ -177,54 +177,72 @@ func (q *Queries) RunNotesInsert(ctx context.Context, db DBTX, arg RunNotesInser
 	return err
 }
 
-const runStart = `-- name: RunStart :one
-WITH abandoned AS (
-    UPDATE runs
+const runNotesInsertMany = `-- name: RunNotesInsertMany :exec
+INSERT INTO run_notes (run_id, note)
+SELECT r.id, n.note
+FROM (
+    SELECT u.task_id, u.attempt, u.note, row_number() OVER () AS position
+    FROM (
+        SELECT unnest($1::bigint[]) AS task_id, unnest($2::int[]) AS attempt, unnest($3::text[]) AS note
+    ) u
+) n
+JOIN runs r ON r.task_id = n.task_id AND r.attempt = n.attempt
+ORDER BY n.position
+`
+
+type RunNotesInsertManyParams struct {
+	TaskIds  []int64
+	Attempts []int32
+	Notes    []string
+}
+
+// Notes keep their order (ids are assigned in it).
+func (q *Queries) RunNotesInsertMany(ctx context.Context, db DBTX, arg RunNotesInsertManyParams) error {
+	_, err := db.Exec(ctx, runNotesInsertMany, arg.TaskIds, arg.Attempts, arg.Notes)
+	return err
+}
+
+const runsAbandonEarlier = `-- name: RunsAbandonEarlier :exec
+WITH started AS (
+    SELECT unnest($1::bigint[]) AS task_id, unnest($2::int[]) AS attempt,
+           unnest($3::text[]) AS key, unnest($4::text[]) AS task_type
+), closed AS (
+    UPDATE runs r
     SET status = 'abandoned',
         error_code = 'worker_lost',
         error = 'the worker running this attempt stopped without finishing it',
         finished_at = now(),
-        duration_ms = EXTRACT(EPOCH FROM now() - runs.started_at) * 1000
-    WHERE runs.task_id = $1 AND runs.attempt < $2 AND runs.status = 'running'
+        duration_ms = EXTRACT(EPOCH FROM now() - r.started_at) * 1000
+    FROM started s
+    WHERE r.task_id = s.task_id AND r.attempt < s.attempt AND r.status = 'running'
 )
-INSERT INTO runs (task_id, attempt, key, task_type, status, worker)
-VALUES ($1, $2, $3, $4, 'running', $5)
-ON CONFLICT (task_id, attempt) DO UPDATE
-SET status = 'running',
-    error_code = NULL,
-    error = NULL,
-    finished_at = NULL,
-    duration_ms = NULL,
-    worker = EXCLUDED.worker,
-    started_at = now(),
-    interruptions = runs.interruptions + 1
-RETURNING id
+INSERT INTO runs (task_id, attempt, key, task_type, status, error_code, error, worker, started_at, finished_at)
+SELECT s.task_id, g.attempt, s.key, s.task_type, 'abandoned', 'worker_lost',
+       'no record of this attempt survived its worker', 'unknown', now(), now()
+FROM started s, generate_series(1, s.attempt - 1) AS g (attempt)
+WHERE s.attempt > 1
+ON CONFLICT (task_id, attempt) DO NOTHING
 `
 
-type RunStartParams struct {
-	TaskID   int64
-	Attempt  int32
-	Key      string
-	TaskType string
-	Worker   string
+type RunsAbandonEarlierParams struct {
+	TaskIds   []int64
+	Attempts  []int32
+	Keys      []string
+	TaskTypes []string
 }
 
-// Records the start of an attempt. Earlier attempts of the same task still
-// marked running belonged to a worker that died (River rescued the task), so
-// they are closed as abandoned in the same statement. A repeated attempt
-// number (River gives an attempt back when a shutdown interrupts it) reuses
-// its row: one row per attempt, always.
-func (q *Queries) RunStart(ctx context.Context, db DBTX, arg RunStartParams) (int64, error) {
-	row := db.QueryRow(ctx, runStart,
-		arg.TaskID,
-		arg.Attempt,
-		arg.Key,
-		arg.TaskType,
-		arg.Worker,
+// For attempts starting now: earlier attempts of their tasks still marked
+// running belonged to a worker that died (River rescued the task), and
+// earlier attempts with no row at all lost their record with it. Both are
+// recorded as abandoned, so every attempt has exactly one row.
+func (q *Queries) RunsAbandonEarlier(ctx context.Context, db DBTX, arg RunsAbandonEarlierParams) error {
+	_, err := db.Exec(ctx, runsAbandonEarlier,
+		arg.TaskIds,
+		arg.Attempts,
+		arg.Keys,
+		arg.TaskTypes,
 	)
-	var id int64
-	err := row.Scan(&id)
-	return id, err
+	return err
 }
 
 const runsForTask = `-- name: RunsForTask :many
@@ -263,4 +281,61 @@ func (q *Queries) RunsForTask(ctx context.Context, db DBTX, taskID int64) ([]Run
 		return nil, err
 	}
 	return items, nil
+}
+
+const runsUpsert = `-- name: RunsUpsert :exec
+INSERT INTO runs (task_id, attempt, key, task_type, status, error_code, error, worker, started_at, finished_at, duration_ms)
+SELECT i.task_id, i.attempt, i.key, i.task_type, i.status, nullif(i.error_code, ''), nullif(i.error, ''), i.worker, i.started_at,
+       CASE WHEN i.status = 'running' THEN NULL ELSE i.finished_at END,
+       CASE WHEN i.status = 'running' THEN NULL ELSE i.duration_ms END
+FROM (
+    SELECT unnest($1::bigint[]) AS task_id, unnest($2::int[]) AS attempt, unnest($3::text[]) AS key,
+           unnest($4::text[]) AS task_type, unnest($5::text[]) AS status,
+           unnest($6::text[]) AS error_code, unnest($7::text[]) AS error, unnest($8::text[]) AS worker,
+           unnest($9::timestamptz[]) AS started_at, unnest($10::timestamptz[]) AS finished_at,
+           unnest($11::double precision[]) AS duration_ms
+) i
+ON CONFLICT (task_id, attempt) DO UPDATE
+SET status = EXCLUDED.status,
+    error_code = EXCLUDED.error_code,
+    error = EXCLUDED.error,
+    worker = EXCLUDED.worker,
+    started_at = EXCLUDED.started_at,
+    finished_at = EXCLUDED.finished_at,
+    duration_ms = EXCLUDED.duration_ms,
+    interruptions = runs.interruptions + CASE WHEN runs.status = 'interrupted' THEN 1 ELSE 0 END
+`
+
+type RunsUpsertParams struct {
+	TaskIds     []int64
+	Attempts    []int32
+	Keys        []string
+	TaskTypes   []string
+	Statuses    []string
+	ErrorCodes  []string
+	Errors      []string
+	Workers     []string
+	StartedAts  []time.Time
+	FinishedAts []time.Time
+	DurationsMs []float64
+}
+
+// Records many attempts at once (the run writer's batch): new attempts are
+// inserted, known ones take their latest state. An attempt started again
+// after a shutdown interrupted it counts an interruption.
+func (q *Queries) RunsUpsert(ctx context.Context, db DBTX, arg RunsUpsertParams) error {
+	_, err := db.Exec(ctx, runsUpsert,
+		arg.TaskIds,
+		arg.Attempts,
+		arg.Keys,
+		arg.TaskTypes,
+		arg.Statuses,
+		arg.ErrorCodes,
+		arg.Errors,
+		arg.Workers,
+		arg.StartedAts,
+		arg.FinishedAts,
+		arg.DurationsMs,
+	)
+	return err
 }

@@ -1,0 +1,103 @@
+package db
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/taskrunner/taskrunner/db/dbsqlc"
+)
+
+// RunRecord is the state of one attempt to record: its start (Status
+// running) or how it ended.
+type RunRecord struct {
+	TaskID     int64
+	Attempt    int
+	Key        string // scope-prefixed, e.g. "search:5f1c..."
+	TaskType   string
+	Worker     string
+	Status     string
+	ErrorCode  string // empty for none
+	Error      string // empty for none
+	StartedAt  time.Time
+	FinishedAt time.Time // ignored while running
+	Duration   time.Duration
+	// Starting marks the first record of an attempt: earlier attempts of
+	// the task still running, or missing, are closed as abandoned.
+	Starting bool
+	Metrics  map[string]float64
+	Notes    []string
+}
+
+// RecordRuns writes many attempts' records in one transaction: earlier
+// attempts abandoned by a dead worker closed, then every record upserted
+// (one row per task and attempt), then metrics and notes.
+func RecordRuns(ctx context.Context, pool *pgxpool.Pool, recs []RunRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	var up dbsqlc.RunsUpsertParams
+	var ab dbsqlc.RunsAbandonEarlierParams
+	var mt dbsqlc.RunMetricsUpsertManyParams
+	var nt dbsqlc.RunNotesInsertManyParams
+	for _, r := range recs {
+		up.TaskIds = append(up.TaskIds, r.TaskID)
+		up.Attempts = append(up.Attempts, int32(r.Attempt))
+		up.Keys = append(up.Keys, r.Key)
+		up.TaskTypes = append(up.TaskTypes, r.TaskType)
+		up.Statuses = append(up.Statuses, r.Status)
+		up.ErrorCodes = append(up.ErrorCodes, r.ErrorCode)
+		up.Errors = append(up.Errors, r.Error)
+		up.Workers = append(up.Workers, r.Worker)
+		up.StartedAts = append(up.StartedAts, r.StartedAt)
+		finished := r.FinishedAt
+		if finished.IsZero() {
+			finished = r.StartedAt
+		}
+		up.FinishedAts = append(up.FinishedAts, finished)
+		up.DurationsMs = append(up.DurationsMs, float64(r.Duration)/float64(time.Millisecond))
+		if r.Starting && r.Attempt > 1 {
+			ab.TaskIds = append(ab.TaskIds, r.TaskID)
+			ab.Attempts = append(ab.Attempts, int32(r.Attempt))
+			ab.Keys = append(ab.Keys, r.Key)
+			ab.TaskTypes = append(ab.TaskTypes, r.TaskType)
+		}
+		for name, v := range r.Metrics {
+			mt.TaskIds = append(mt.TaskIds, r.TaskID)
+			mt.Attempts = append(mt.Attempts, int32(r.Attempt))
+			mt.Names = append(mt.Names, name)
+			mt.MetricValues = append(mt.MetricValues, v)
+		}
+		for _, n := range r.Notes {
+			nt.TaskIds = append(nt.TaskIds, r.TaskID)
+			nt.Attempts = append(nt.Attempts, int32(r.Attempt))
+			nt.Notes = append(nt.Notes, n)
+		}
+	}
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if len(ab.TaskIds) > 0 {
+			if err := queries.RunsAbandonEarlier(ctx, tx, ab); err != nil {
+				return err
+			}
+		}
+		if err := queries.RunsUpsert(ctx, tx, up); err != nil {
+			return err
+		}
+		if len(mt.TaskIds) > 0 {
+			if err := queries.RunMetricsUpsertMany(ctx, tx, mt); err != nil {
+				return err
+			}
+		}
+		if len(nt.TaskIds) > 0 {
+			return queries.RunNotesInsertMany(ctx, tx, nt)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record %d runs: %w", len(recs), err)
+	}
+	return nil
+}

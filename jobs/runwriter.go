@@ -1,0 +1,216 @@
+package jobs
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/taskrunner/taskrunner/db"
+)
+
+// Defaults of the run writer.
+const (
+	// runGatherWindow is how long the writer waits after the first record
+	// of a batch for more to arrive.
+	runGatherWindow = 2 * time.Millisecond
+	// runMaxBatch bounds the records written in one transaction.
+	runMaxBatch = 2000
+	// runMaxPending bounds records held while the database is down.
+	runMaxPending = 200_000
+	// runRetryBackoff is the longest wait between failed writes.
+	runRetryBackoff = 2 * time.Second
+)
+
+// runWriter writes run records in batches (group commit): many workers'
+// records go to PostgreSQL in one transaction, instead of one or two
+// round trips and commits per task. A start is written without waiting; an
+// end is waited for, so a task's run record is durable before River marks
+// the task finished. Records of one attempt waiting in the same batch are
+// merged.
+type runWriter struct {
+	pool   *pgxpool.Pool
+	logger *slog.Logger
+
+	mu      sync.Mutex
+	pending map[attemptKey]*pendingRun
+	wake    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+type attemptKey struct {
+	taskID  int64
+	attempt int
+}
+
+type pendingRun struct {
+	rec     db.RunRecord
+	waiters []chan error
+}
+
+func newRunWriter(pool *pgxpool.Pool, logger *slog.Logger) *runWriter {
+	w := &runWriter{
+		pool: pool, logger: logger, pending: map[attemptKey]*pendingRun{},
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	go w.run()
+	return w
+}
+
+// record queues rec; with wait, the returned channel receives the outcome
+// of the write that includes it.
+func (w *runWriter) record(rec db.RunRecord, wait bool) <-chan error {
+	var errc chan error
+	if wait {
+		errc = make(chan error, 1)
+	}
+	w.mu.Lock()
+	key := attemptKey{rec.TaskID, rec.Attempt}
+	if p, ok := w.pending[key]; ok {
+		rec.Starting = rec.Starting || p.rec.Starting
+		p.rec = rec
+		if errc != nil {
+			p.waiters = append(p.waiters, errc)
+		}
+	} else {
+		if len(w.pending) >= runMaxPending {
+			w.mu.Unlock()
+			w.logger.Error("run records are not being written; dropping one", slog.String("event", "run_record_dropped"),
+				slog.Int64("task_id", rec.TaskID), slog.Int("attempt", rec.Attempt))
+			if errc != nil {
+				errc <- errRunBacklog
+			}
+			return errc
+		}
+		p := &pendingRun{rec: rec}
+		if errc != nil {
+			p.waiters = []chan error{errc}
+		}
+		w.pending[key] = p
+	}
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	return errc
+}
+
+// take removes up to runMaxBatch pending records.
+func (w *runWriter) take() []*pendingRun {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	batch := make([]*pendingRun, 0, min(len(w.pending), runMaxBatch))
+	for key, p := range w.pending {
+		if len(batch) == runMaxBatch {
+			break
+		}
+		batch = append(batch, p)
+		delete(w.pending, key)
+	}
+	return batch
+}
+
+// putBack returns a failed batch's records for the next try, unless a
+// newer record of the same attempt arrived meanwhile.
+func (w *runWriter) putBack(batch []*pendingRun) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, p := range batch {
+		key := attemptKey{p.rec.TaskID, p.rec.Attempt}
+		if newer, ok := w.pending[key]; ok {
+			newer.rec.Starting = newer.rec.Starting || p.rec.Starting
+			continue
+		}
+		w.pending[key] = &pendingRun{rec: p.rec}
+	}
+}
+
+func (w *runWriter) run() {
+	defer close(w.done)
+	backoff := 50 * time.Millisecond
+	for {
+		select {
+		case <-w.wake:
+		case <-w.stop:
+			w.drain()
+			return
+		}
+		time.Sleep(runGatherWindow)
+		for {
+			batch := w.take()
+			if len(batch) == 0 {
+				break
+			}
+			if err := w.write(batch); err != nil {
+				w.putBack(batch)
+				select {
+				case <-time.After(backoff):
+				case <-w.stop:
+					w.drain()
+					return
+				}
+				backoff = min(backoff*2, runRetryBackoff)
+				continue
+			}
+			backoff = 50 * time.Millisecond
+		}
+	}
+}
+
+// write records a batch and tells its waiters how it went.
+func (w *runWriter) write(batch []*pendingRun) error {
+	recs := make([]db.RunRecord, len(batch))
+	for i, p := range batch {
+		recs[i] = p.rec
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), runWriteTimeout)
+	err := db.RecordRuns(ctx, w.pool, recs)
+	cancel()
+	if err != nil {
+		w.logger.Error("run records not written; will retry", slog.String("event", "run_record_failed"),
+			slog.Int("records", len(recs)), slog.String("error", err.Error()))
+	}
+	for _, p := range batch {
+		for _, c := range p.waiters {
+			c <- err
+		}
+	}
+	return err
+}
+
+// drain writes what is pending, trying a few times.
+func (w *runWriter) drain() {
+	for range 3 {
+		batch := w.take()
+		if len(batch) == 0 {
+			return
+		}
+		for len(batch) > 0 {
+			if err := w.write(batch); err != nil {
+				w.putBack(batch)
+				time.Sleep(100 * time.Millisecond)
+				break
+			}
+			batch = w.take()
+		}
+	}
+}
+
+// close writes what is pending and stops the writer.
+func (w *runWriter) close(ctx context.Context) error {
+	select {
+	case <-w.stop:
+	default:
+		close(w.stop)
+	}
+	select {
+	case <-w.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
