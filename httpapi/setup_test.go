@@ -77,13 +77,13 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	if opts.deps.Artifacts == nil {
 		opts.deps.Artifacts = artifacts
 	}
-	client, err := jobs.NewClient(tdb.Pool, jobs.ClientConfig{
-		Work: opts.work, Queues: []string{"default"}, Concurrency: 10,
-		MaxRuntime: testMaxRuntime, RescueAfter: testMaxRuntime + time.Minute,
 	var runs *jobs.RunRecorder
 	if opts.work {
 		runs = jobs.NewRunRecorder(tdb.Pool, logger, "test", nil)
 	}
+	client, err := jobs.NewClient(tdb.Pool, jobs.ClientConfig{
+		Work: opts.work, Queues: []string{"default"}, Concurrency: 10,
+		MaxRuntime: testMaxRuntime, RescueAfter: testMaxRuntime + time.Minute,
 		FetchCooldown: 5 * time.Millisecond, FetchPoll: 200 * time.Millisecond,
 		Retention: time.Hour, WorkerName: "test", Deps: opts.deps, Runs: runs,
 	}, logger)
@@ -95,10 +95,10 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 			stopCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
 			defer stop()
 			require.NoError(t, client.StopAndCancel(stopCtx))
+			require.NoError(t, runs.Close(stopCtx))
 			cancel()
 		})
 	}
-			require.NoError(t, runs.Close(stopCtx))
 	maxWaiters := opts.maxWaiters
 	if maxWaiters == 0 {
 		maxWaiters = 100
