@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/minio/minio-go/v7"
 
@@ -278,4 +279,38 @@ func (l *limitedHashReader) Read(p []byte) (int, error) {
 		l.readErr = err
 	}
 	return n, err
+}
+
+// RemoveExpired deletes artifacts created before cutoff, rows and objects
+// together, batch rows at a time: a batch's rows are deleted in a
+// transaction that commits only once its objects are removed, so a failure
+// leaves both for the next run. It returns how many it removed.
+func (s *Service) RemoveExpired(ctx context.Context, cutoff time.Time, batch int) (int, error) {
+	total := 0
+	for {
+		n := 0
+		err := db.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
+			objs, err := db.DeleteExpiredArtifacts(ctx, tx, cutoff, batch)
+			if err != nil {
+				return err
+			}
+			n = len(objs)
+			keys := make(chan minio.ObjectInfo, len(objs))
+			for _, o := range objs {
+				keys <- minio.ObjectInfo{Key: o.ObjectKey}
+			}
+			close(keys)
+			for rerr := range s.store.client.RemoveObjects(ctx, s.store.bucket, keys, minio.RemoveObjectsOptions{}) {
+				return fmt.Errorf("%w: remove %s: %w", ErrUnavailable, rerr.ObjectName, rerr.Err)
+			}
+			return nil
+		})
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if n < batch {
+			return total, nil
+		}
+	}
 }

@@ -41,6 +41,8 @@ const (
 	DefaultSearchSourceTimeout = 10 * time.Second
 	DefaultRedisKeyPrefix      = "taskrunner:"
 	DefaultTaskRetention       = 7 * 24 * time.Hour
+	DefaultArtifactRetention   = 30 * 24 * time.Hour
+	DefaultRetentionInterval   = time.Hour
 	DefaultWorkerConcurrency   = 100
 	DefaultWorkerFetchCooldown = 5 * time.Millisecond
 	DefaultWorkerFetchPoll     = time.Second
@@ -82,6 +84,11 @@ type Config struct {
 	// TaskRetention is how long River keeps finished jobs (TASK_RETENTION,
 	// a Go duration or a number of days such as "7d").
 	TaskRetention time.Duration
+	// ArtifactRetention is how long runs and artifacts (rows and objects)
+	// are kept (ARTIFACT_RETENTION, like TASK_RETENTION); RetentionInterval
+	// how often they are swept (RETENTION_INTERVAL).
+	ArtifactRetention time.Duration
+	RetentionInterval time.Duration
 
 	WorkerConcurrency   int           // WORKER_CONCURRENCY: tasks worked at once per process
 	WorkerFetchCooldown time.Duration // WORKER_FETCH_COOLDOWN: River's minimum time between fetches
@@ -172,6 +179,8 @@ func Load(getenv func(string) string) (*Config, error) {
 		SearXNGURL:          r.str("SEARXNG_URL", ""),
 		RedisKeyPrefix:      r.str("REDIS_KEY_PREFIX", DefaultRedisKeyPrefix),
 		TaskRetention:       r.days("TASK_RETENTION", DefaultTaskRetention),
+		ArtifactRetention:   r.days("ARTIFACT_RETENTION", DefaultArtifactRetention),
+		RetentionInterval:   r.duration("RETENTION_INTERVAL", DefaultRetentionInterval),
 		WorkerConcurrency:   r.positiveInt("WORKER_CONCURRENCY", DefaultWorkerConcurrency),
 		WorkerFetchCooldown: r.duration("WORKER_FETCH_COOLDOWN", DefaultWorkerFetchCooldown),
 		WorkerFetchPoll:     r.duration("WORKER_FETCH_POLL_INTERVAL", DefaultWorkerFetchPoll),

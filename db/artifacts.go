@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/taskrunner/taskrunner/db/dbsqlc"
 )
@@ -75,4 +76,25 @@ func ArtifactIDsForTask(ctx context.Context, ex Executor, taskID int64) ([]uuid.
 		return nil, fmt.Errorf("artifact ids of task %d: %w", taskID, err)
 	}
 	return ids, nil
+}
+
+// ExpiredObject is the object of an artifact taken out by retention.
+type ExpiredObject struct {
+	Bucket    string
+	ObjectKey string
+}
+
+// DeleteExpiredArtifacts deletes up to max artifact rows created before
+// cutoff, inside tx, and returns their objects: remove them before
+// committing, so rows and objects go together.
+func DeleteExpiredArtifacts(ctx context.Context, tx pgx.Tx, cutoff time.Time, max int) ([]ExpiredObject, error) {
+	rows, err := queries.ArtifactsDeleteExpired(ctx, tx, dbsqlc.ArtifactsDeleteExpiredParams{Cutoff: cutoff, MaxRows: int32(max)})
+	if err != nil {
+		return nil, fmt.Errorf("delete expired artifacts: %w", err)
+	}
+	out := make([]ExpiredObject, len(rows))
+	for i, r := range rows {
+		out[i] = ExpiredObject{Bucket: r.Bucket, ObjectKey: r.ObjectKey}
+	}
+	return out, nil
 }

@@ -137,3 +137,13 @@ func LatestRunForKey(ctx context.Context, ex Executor, key string) (*Run, error)
 	r := runFromRow(row)
 	return &r, nil
 }
+
+// DeleteExpiredRuns deletes up to max finished runs started before cutoff,
+// with their metrics and notes, and returns how many it deleted.
+func DeleteExpiredRuns(ctx context.Context, ex Executor, cutoff time.Time, max int) (int64, error) {
+	n, err := queries.RunsDeleteExpired(ctx, ex, dbsqlc.RunsDeleteExpiredParams{Cutoff: cutoff, MaxRows: int32(max)})
+	if err != nil {
+		return 0, fmt.Errorf("delete expired runs: %w", err)
+	}
+	return n, nil
+}

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -34,6 +35,10 @@ type ClientConfig struct {
 	FetchPoll     time.Duration
 	// Retention is how long finished tasks stay in river_job.
 	Retention time.Duration
+	// ArtifactRetention is how long runs and artifacts stay; 0 keeps them.
+	// Checked every RetentionInterval by a periodic job.
+	ArtifactRetention time.Duration
+	RetentionInterval time.Duration
 	// WorkerName identifies this process in runs.
 	WorkerName string
 	// Deps are the workers' dependencies.
@@ -64,7 +69,7 @@ func NewClient(pool *pgxpool.Pool, cfg ClientConfig, logger *slog.Logger) (*rive
 		CancelledJobRetentionPeriod: cfg.Retention,
 		DiscardedJobRetentionPeriod: cfg.Retention,
 		// Registered for inserts in every process, so River validates kinds.
-		Workers: Workers(cfg.Deps),
+		Workers: Workers(pool, cfg.Deps),
 	}
 	if cfg.Work {
 		rc.FetchCooldown = cfg.FetchCooldown
@@ -77,13 +82,17 @@ func NewClient(pool *pgxpool.Pool, cfg ClientConfig, logger *slog.Logger) (*rive
 			return nil, errors.New("a working client needs a RunRecorder")
 		}
 		rc.Middleware = []rivertype.Middleware{cfg.Runs}
+		if cfg.ArtifactRetention > 0 {
+			rc.PeriodicJobs = []*river.PeriodicJob{retentionPeriodicJob(cfg.ArtifactRetention, cmp.Or(cfg.RetentionInterval, time.Hour))}
+		}
 	}
 	return river.NewClient(riverpgxv5.New(pool), rc)
 }
 
 // Workers returns a River worker bundle with every task type's worker.
-func Workers(d Deps) *river.Workers {
+func Workers(pool *pgxpool.Pool, d Deps) *river.Workers {
 	workers := river.NewWorkers()
+	river.AddWorker(workers, &RetentionWorker{pool: pool, artifacts: d.Artifacts})
 	river.AddWorker(workers, &EchoWorker{})
 	river.AddWorker(workers, &SleepWorker{})
 	river.AddWorker(workers, &SearchWorker{agg: d.Search, artifacts: d.Artifacts})

@@ -97,3 +97,11 @@ FROM (
 ) n
 JOIN runs r ON r.task_id = n.task_id AND r.attempt = n.attempt
 ORDER BY n.position;
+
+-- name: RunsDeleteExpired :execrows
+-- Deletes a batch of finished runs older than the cutoff (their metrics
+-- and notes go with them).
+DELETE FROM runs
+WHERE id IN (
+    SELECT r.id FROM runs r WHERE r.started_at < @cutoff::timestamptz AND r.status <> 'running' ORDER BY r.started_at LIMIT @max_rows
+);

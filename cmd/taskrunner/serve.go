@@ -111,17 +111,19 @@ func runServer(ctx context.Context, cfg *config.Config, logger *slog.Logger, r r
 		runs = jobs.NewRunRecorder(pool, logger, workerName, m)
 	}
 	client, err := jobs.NewClient(pool, jobs.ClientConfig{
-		Work:          r.works(),
-		Queues:        cfg.Queues,
-		Concurrency:   cfg.WorkerConcurrency,
-		MaxRuntime:    cfg.Limits.TaskMaxRuntime,
-		RescueAfter:   cfg.RescueAfter,
-		FetchCooldown: cfg.WorkerFetchCooldown,
-		FetchPoll:     cfg.WorkerFetchPoll,
-		Retention:     cfg.TaskRetention,
-		WorkerName:    workerName,
-		Deps:          deps,
-		Runs:          runs,
+		Work:              r.works(),
+		Queues:            cfg.Queues,
+		Concurrency:       cfg.WorkerConcurrency,
+		MaxRuntime:        cfg.Limits.TaskMaxRuntime,
+		RescueAfter:       cfg.RescueAfter,
+		FetchCooldown:     cfg.WorkerFetchCooldown,
+		FetchPoll:         cfg.WorkerFetchPoll,
+		Retention:         cfg.TaskRetention,
+		ArtifactRetention: cfg.ArtifactRetention,
+		RetentionInterval: cfg.RetentionInterval,
+		WorkerName:        workerName,
+		Deps:              deps,
+		Runs:              runs,
 	}, logger)
 	if err != nil {
 		return fmt.Errorf("river client: %w", err)

@@ -7,6 +7,7 @@ package dbsqlc
 
 import (
 	"context"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -101,6 +102,46 @@ func (q *Queries) ArtifactInsert(ctx context.Context, db DBTX, arg ArtifactInser
 		&i.CreatedAt,
 	)
 	return i, err
+}
+
+const artifactsDeleteExpired = `-- name: ArtifactsDeleteExpired :many
+DELETE FROM artifacts
+WHERE id IN (
+    SELECT a.id FROM artifacts a WHERE a.created_at < $1::timestamptz ORDER BY a.created_at LIMIT $2 FOR UPDATE SKIP LOCKED
+)
+RETURNING bucket, object_key
+`
+
+type ArtifactsDeleteExpiredParams struct {
+	Cutoff  time.Time
+	MaxRows int32
+}
+
+type ArtifactsDeleteExpiredRow struct {
+	Bucket    string
+	ObjectKey string
+}
+
+// Takes a batch of artifacts older than the cutoff out of the table and
+// returns their objects, which the caller removes in the same transaction.
+func (q *Queries) ArtifactsDeleteExpired(ctx context.Context, db DBTX, arg ArtifactsDeleteExpiredParams) ([]ArtifactsDeleteExpiredRow, error) {
+	rows, err := db.Query(ctx, artifactsDeleteExpired, arg.Cutoff, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ArtifactsDeleteExpiredRow
+	for rows.Next() {
+		var i ArtifactsDeleteExpiredRow
+		if err := rows.Scan(&i.Bucket, &i.ObjectKey); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const artifactsForTask = `-- name: ArtifactsForTask :many

@@ -245,6 +245,28 @@ func (q *Queries) RunsAbandonEarlier(ctx context.Context, db DBTX, arg RunsAband
 	return err
 }
 
+const runsDeleteExpired = `-- name: RunsDeleteExpired :execrows
+DELETE FROM runs
+WHERE id IN (
+    SELECT r.id FROM runs r WHERE r.started_at < $1::timestamptz AND r.status <> 'running' ORDER BY r.started_at LIMIT $2
+)
+`
+
+type RunsDeleteExpiredParams struct {
+	Cutoff  time.Time
+	MaxRows int32
+}
+
+// Deletes a batch of finished runs older than the cutoff (their metrics
+// and notes go with them).
+func (q *Queries) RunsDeleteExpired(ctx context.Context, db DBTX, arg RunsDeleteExpiredParams) (int64, error) {
+	result, err := db.Exec(ctx, runsDeleteExpired, arg.Cutoff, arg.MaxRows)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const runsForTask = `-- name: RunsForTask :many
 SELECT id, task_id, attempt, key, task_type, status, error_code, error, worker, interruptions, started_at, finished_at, duration_ms FROM runs WHERE task_id = $1 ORDER BY attempt
 `

@@ -1,0 +1,117 @@
+package jobs_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskrunner/taskrunner/artifact"
+	"github.com/taskrunner/taskrunner/db"
+	"github.com/taskrunner/taskrunner/internal/testenv"
+	"github.com/taskrunner/taskrunner/jobs"
+)
+
+// Retention removes what has outlived it and keeps the rest: River's
+// finished jobs after TASK_RETENTION, runs and artifacts (rows and objects
+// together) after ARTIFACT_RETENTION.
+func TestRetention(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tdb := testenv.NewDB(t)
+	logger, _ := testenv.Logger(t)
+	m := testenv.MinIOServer(t)
+	store, err := artifact.NewStore(artifact.Config{Endpoint: m.Endpoint, User: m.User, Password: m.Password, Bucket: testenv.RandomName("retention-")})
+	require.NoError(t, err)
+	require.NoError(t, store.EnsureBucket(ctx))
+	t.Cleanup(func() {
+		for o := range store.Client().ListObjects(ctx, store.Bucket(), minio.ListObjectsOptions{Recursive: true}) {
+			_ = store.Client().RemoveObject(ctx, store.Bucket(), o.Key, minio.RemoveObjectOptions{})
+		}
+		_ = store.Client().RemoveBucket(ctx, store.Bucket())
+	})
+	arts := artifact.NewService(store, tdb.Pool, 1<<20, logger)
+
+	// Two tasks: an old one, finished a day ago, and a fresh one.
+	insertOnly, err := jobs.NewClient(tdb.Pool, jobs.ClientConfig{MaxRuntime: time.Minute, RescueAfter: 2 * time.Minute, Retention: time.Hour}, logger)
+	require.NoError(t, err)
+	var ids [2]int64
+	for i := range ids {
+		res, err := insertOnly.Insert(ctx, jobs.EchoArgs{Msg: "x"}, nil)
+		require.NoError(t, err)
+		ids[i] = res.Job.ID
+	}
+	old, fresh := ids[0], ids[1]
+	_, err = tdb.Pool.Exec(ctx, `UPDATE river_job SET state = 'completed', attempt = 1, attempted_at = now() - interval '1 day',
+		finalized_at = now() - interval '1 day' WHERE id = $1`, old)
+	require.NoError(t, err)
+	_, err = tdb.Pool.Exec(ctx, `UPDATE river_job SET state = 'completed', attempt = 1, attempted_at = now(), finalized_at = now() WHERE id = $1`, fresh)
+	require.NoError(t, err)
+
+	// Runs and artifacts of both; the old ones backdated.
+	now := time.Now()
+	require.NoError(t, db.RecordRuns(ctx, tdb.Pool, []db.RunRecord{
+		{TaskID: old, Attempt: 1, Key: "echo:old", TaskType: "echo", Worker: "w", Status: db.RunCompleted, StartedAt: now.Add(-10 * 24 * time.Hour), FinishedAt: now.Add(-10 * 24 * time.Hour), Metrics: map[string]float64{"n": 1}, Notes: []string{"old"}},
+		{TaskID: old, Attempt: 2, Key: "echo:old", TaskType: "echo", Worker: "w", Status: db.RunRunning, StartedAt: now.Add(-10 * 24 * time.Hour)},
+		{TaskID: fresh, Attempt: 1, Key: "echo:fresh", TaskType: "echo", Worker: "w", Status: db.RunCompleted, StartedAt: now, FinishedAt: now},
+	}))
+	var oldArt, freshArt *db.Artifact
+	for _, id := range ids {
+		a, err := arts.Put(ctx, artifact.New{TaskID: id, Name: "a.txt", Size: 5, Body: strings.NewReader("hello")})
+		require.NoError(t, err)
+		if id == old {
+			oldArt = a
+		} else {
+			freshArt = a
+		}
+	}
+	_, err = tdb.Pool.Exec(ctx, "UPDATE artifacts SET created_at = now() - interval '40 days' WHERE id = $1", oldArt.ID)
+	require.NoError(t, err)
+
+	// A worker with a week's artifact retention and an hour's task
+	// retention: its leader cleans River's jobs and runs the retention job
+	// when it starts.
+	runs := jobs.NewRunRecorder(tdb.Pool, logger, "test", nil)
+	client, err := jobs.NewClient(tdb.Pool, jobs.ClientConfig{
+		Work: true, Queues: []string{"default"}, Concurrency: 2, MaxRuntime: time.Minute, RescueAfter: 2 * time.Minute,
+		FetchCooldown: 5 * time.Millisecond, FetchPoll: 100 * time.Millisecond, WorkerName: "test", Runs: runs,
+		Retention: time.Hour, ArtifactRetention: 7 * 24 * time.Hour, RetentionInterval: time.Hour,
+		Deps: jobs.Deps{Artifacts: arts},
+	}, logger)
+	require.NoError(t, err)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	require.NoError(t, client.Start(runCtx))
+	t.Cleanup(func() {
+		stopCtx, stop := context.WithTimeout(ctx, 10*time.Second)
+		defer stop()
+		require.NoError(t, client.Stop(stopCtx))
+		require.NoError(t, runs.Close(stopCtx))
+	})
+
+	exists := func(q string, args ...any) bool {
+		var ok bool
+		require.NoError(t, tdb.Pool.QueryRow(ctx, "SELECT EXISTS ("+q+")", args...).Scan(&ok))
+		return ok
+	}
+	require.Eventually(t, func() bool {
+		return !exists("SELECT 1 FROM river_job WHERE id = $1", old) &&
+			exists("SELECT 1 FROM river_job WHERE kind = 'taskrunner_retention' AND state = 'completed'")
+	}, 60*time.Second, 100*time.Millisecond, "River's cleaner and the retention job did not both run")
+
+	require.True(t, exists("SELECT 1 FROM river_job WHERE id = $1", fresh), "a fresh task was deleted")
+	require.False(t, exists("SELECT 1 FROM runs WHERE task_id = $1 AND attempt = 1", old), "an expired run was kept")
+	require.False(t, exists("SELECT 1 FROM run_metrics m LEFT JOIN runs r ON r.id = m.run_id WHERE r.id IS NULL"))
+	require.False(t, exists("SELECT 1 FROM run_notes WHERE note = 'old'"), "an expired run's notes were kept")
+	require.True(t, exists("SELECT 1 FROM runs WHERE task_id = $1 AND attempt = 2", old), "a run still running was deleted")
+	require.True(t, exists("SELECT 1 FROM runs WHERE task_id = $1", fresh), "a fresh run was deleted")
+	require.False(t, exists("SELECT 1 FROM artifacts WHERE id = $1", oldArt.ID), "an expired artifact row was kept")
+	require.True(t, exists("SELECT 1 FROM artifacts WHERE id = $1", freshArt.ID), "a fresh artifact row was deleted")
+	_, err = store.Client().StatObject(ctx, store.Bucket(), oldArt.ObjectKey, minio.StatObjectOptions{})
+	require.Equal(t, "NoSuchKey", minio.ToErrorResponse(err).Code, "an expired artifact's object was kept")
+	_, err = store.Client().StatObject(ctx, store.Bucket(), freshArt.ObjectKey, minio.StatObjectOptions{})
+	require.NoError(t, err, "a fresh artifact's object was deleted")
+}
