@@ -12,6 +12,14 @@ export MINIO_ROOT_PASSWORD ?= minioadmin
 export MINIO_ENDPOINT ?= 127.0.0.1:9000
 TASKRUNNER_URL ?= http://$(HTTP_ADDR)
 
+# Docker (docker-compose.yml, secrets in .env; README, "Running with Docker"):
+# `make start`, `make stop`, and DOCKER=1 runs init-db and smoke in the stack.
+# docker compose prefers the environment over .env, so the local defaults
+# exported above are hidden from it (unless they came from the user).
+DOCKER ?=
+COMPOSE ?= docker compose
+DOCKER_COMPOSE = env $(foreach v,DATABASE_URL REDIS_URL HTTP_ADDR MINIO_ROOT_USER MINIO_ROOT_PASSWORD MINIO_ENDPOINT,$(if $(filter file,$(origin $(v))),-u $(v))) $(COMPOSE)
+
 .PHONY: help
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -25,8 +33,12 @@ run: build minio ## start MinIO, create and migrate the database, serve on HTTP_
 	@scripts/run.sh
 
 .PHONY: init-db
-init-db: build ## create the database if missing and apply every migration
+init-db: $(if $(filter 1,$(DOCKER)),,build) ## create the database if missing and apply every migration (DOCKER=1: in the Docker stack)
+ifeq ($(DOCKER),1)
+	$(DOCKER_COMPOSE) run --rm migrate
+else
 	bin/taskrunner migrate up
+endif
 
 .PHONY: minio
 minio: ## install the pinned MinIO server into ./bin
@@ -51,8 +63,13 @@ lint: ## go vet and gofmt
 	@scripts/verify.sh
 
 .PHONY: smoke
-smoke: ## run the seed's curl flow against a running server (TASKRUNNER_URL; SMOKE_SEARCH=1 adds a cached search)
+smoke: ## run the seed's curl flow against a running server (TASKRUNNER_URL; SMOKE_SEARCH=1 adds a cached search; DOCKER=1: inside the api container)
+ifeq ($(DOCKER),1)
+	@$(DOCKER_COMPOSE) exec -T -e SMOKE_SEARCH=$(SMOKE_SEARCH) -e SMOKE_SEARCH_SOURCES=$(SMOKE_SEARCH_SOURCES) api \
+	  bash -c 'k=$${API_KEYS%%,*}; TASKRUNNER_API_KEY=$${k#*:} TASKRUNNER_URL=http://127.0.0.1:8000 exec bash -s' <scripts/smoke.sh
+else
 	@TASKRUNNER_URL=$(TASKRUNNER_URL) scripts/smoke.sh
+endif
 
 .PHONY: fake-search
 fake-search: ## serve fake Brave and SearXNG APIs on 127.0.0.1:8090 (prints the settings to use)
@@ -61,3 +78,13 @@ fake-search: ## serve fake Brave and SearXNG APIs on 127.0.0.1:8090 (prints the 
 .PHONY: bench
 bench: build minio ## measure taskrunner against bare River on this machine
 	@scripts/bench.sh
+
+.PHONY: start
+start: ## Docker: build the images, start the stack of docker-compose.yml and wait until it is healthy
+	@test -f .env || { echo 'start: no .env: cp .env.example .env, then set its secrets' >&2; exit 1; }
+	@if grep -qE '^[^#]*change-me' .env; then echo 'start: .env still holds change-me placeholders: set real secrets' >&2; exit 1; fi
+	$(DOCKER_COMPOSE) up -d --build --wait
+
+.PHONY: stop
+stop: ## Docker: stop and remove the stack's containers (the data volumes stay)
+	$(DOCKER_COMPOSE) down

@@ -23,7 +23,27 @@ Usage:
   taskrunner migrate status     list migrations and whether each is applied
   taskrunner help               this text
 
-Configuration is read from the environment; see the README.
+Client commands, against a running API at TASKRUNNER_URL (default
+http://127.0.0.1:8000) with the key in TASKRUNNER_API_KEY:
+  taskrunner submit TYPE [--param k=v ...] [--params JSON] [--timeout SECONDS]
+                    [--retries N] [--priority N] [--queue Q] [--run-at RFC3339]
+                    [--idempotency-key K] [--wait]
+                                submit a task and print it (--wait: when finished)
+  taskrunner get ID             print a task
+  taskrunner wait ID [--timeout DURATION]
+                                wait for a task to finish, showing its progress;
+                                exit 0 completed, 1 cancelled or discarded,
+                                3 still unfinished at the timeout
+  taskrunner cancel ID          cancel a queued or running task
+  taskrunner search QUERY... [--source S ...] [--recency-days N]
+                    [--max-results N] [--wait]
+                                enqueue a search task
+  taskrunner artifact put TASK_ID FILE [--name N] [--type T] [--content-type CT]
+  taskrunner artifact get ARTIFACT_ID [-o FILE]
+  taskrunner artifact meta ARTIFACT_ID
+  taskrunner COMMAND -h         a client command's flags
+
+Server configuration is read from the environment; see the README.
 `
 
 // usageError is a command line that makes no sense; it exits with 2.
@@ -35,6 +55,10 @@ func exitCode(err error) int {
 	var ue *usageError
 	if errors.As(err, &ue) {
 		return 2
+	}
+	var xe *exitError
+	if errors.As(err, &xe) {
+		return xe.code
 	}
 	return 1
 }
@@ -49,6 +73,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cmd == "help" || cmd == "-h" || cmd == "--help" {
 		_, err := io.WriteString(stdout, usage)
 		return err
+	}
+	switch cmd {
+	case "submit", "get", "wait", "cancel", "search", "artifact":
+		// Clients of a running API: none of the server's configuration.
+		return runClient(ctx, cmd, rest, getenv, stdout, stderr)
 	}
 	cfg, err := config.Load(getenv)
 	if err != nil {

@@ -1,0 +1,598 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskrunner/taskrunner/client"
+	"github.com/taskrunner/taskrunner/internal/testenv"
+	"github.com/taskrunner/taskrunner/search/searchtest"
+)
+
+// clientOut is what one in-process client command produced.
+type clientOut struct {
+	stdout, stderr string
+	err            error
+	code           int
+}
+
+// all is everything the command showed: its output and its error as main
+// prints it.
+func (o clientOut) all() string {
+	s := o.stdout + o.stderr
+	if o.err != nil {
+		s += "taskrunner: " + o.err.Error()
+	}
+	return s
+}
+
+// runClientCmd runs `taskrunner args...` in-process as a client of the API
+// at base, with key as TASKRUNNER_API_KEY when it is not empty. Its
+// environment has nothing of the server's.
+func runClientCmd(t *testing.T, base, key string, args ...string) clientOut {
+	t.Helper()
+	env := map[string]string{envURL: base}
+	if key != "" {
+		env[envAPIKey] = key
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	err := run(ctx, args, getenvOf(env), &stdout, &stderr)
+	return clientOut{stdout: stdout.String(), stderr: stderr.String(), err: err, code: exitOf(err)}
+}
+
+// taskOf decodes the task a command printed.
+func taskOf(t *testing.T, out clientOut) map[string]any {
+	t.Helper()
+	var m map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out.stdout), &m), "stdout is not one JSON object: %q (stderr %q, err %v)", out.stdout, out.stderr, out.err)
+	return m
+}
+
+func idOf(t *testing.T, task map[string]any) int64 {
+	t.Helper()
+	id, ok := task["id"].(float64)
+	require.True(t, ok, "no id in %v", task)
+	return int64(id)
+}
+
+// Acceptance: the client subcommands against a real serve process (with
+// MinIO for artifacts and a fake Brave for search).
+func TestClientCommands(t *testing.T) {
+	t.Parallel()
+	minio := testenv.MinIOServer(t)
+	brave := searchtest.NewBrave(t)
+	brave.SetHits(searchtest.Hit{Title: "River", URL: "https://riverqueue.com/"}, searchtest.Hit{Title: "pgx", URL: "https://github.com/jackc/pgx"})
+	env := with(baseEnv(testenv.NewDB(t).URL),
+		"MINIO_ENDPOINT", minio.Endpoint, "MINIO_ROOT_USER", minio.User, "MINIO_ROOT_PASSWORD", minio.Password,
+		"MINIO_BUCKET", testenv.RandomName("client-"), "REDIS_KEY_PREFIX", testenv.RandomName("client-test:")+":",
+		"BRAVE_API_URL", brave.BraveEndpoint(), "BRAVE_API_KEY", searchtest.BraveKey)
+	server, api := startAPIProc(t, "serve", env, "serve")
+	server.waitEvent("workers_started", startTimeout, nil)
+	base := api.base
+	cli := func(t *testing.T, args ...string) clientOut {
+		t.Helper()
+		return runClientCmd(t, base, "", args...)
+	}
+
+	t.Run("submit echo --wait", func(t *testing.T) {
+		t.Parallel()
+		out := cli(t, "submit", "echo", "--param", "msg=hello", "--retries", "0", "--wait")
+		require.NoError(t, out.err, out.all())
+		task := taskOf(t, out)
+		require.Equal(t, "completed", task["status"])
+		require.Equal(t, map[string]any{"msg": "hello"}, task["result"])
+		require.Contains(t, out.stdout, "\n  \"status\": \"completed\"", "the task is printed indented")
+		require.Contains(t, out.stderr, "task "+strconv.FormatInt(idOf(t, task), 10)+": completed (attempt 1/1)")
+	})
+
+	t.Run("submit sleep then wait", func(t *testing.T) {
+		t.Parallel()
+		out := cli(t, "submit", "sleep", "--param", "seconds=2", "--retries", "0", "--priority", "2")
+		require.NoError(t, out.err, out.all())
+		task := taskOf(t, out)
+		require.Equal(t, map[string]any{"seconds": float64(2)}, task["params"], "seconds=2 is sent as a number")
+		require.EqualValues(t, 2, task["priority"])
+		require.Empty(t, out.stderr)
+		id := strconv.FormatInt(idOf(t, task), 10)
+
+		out = cli(t, "wait", id)
+		require.NoError(t, out.err, out.all())
+		require.Equal(t, 0, out.code)
+		require.Equal(t, "completed", taskOf(t, out)["status"])
+		require.Equal(t, map[string]any{"slept": float64(2)}, taskOf(t, out)["result"])
+		// Not a terminal: one plain line per state, no redrawing.
+		lines := strings.Split(strings.TrimSpace(out.stderr), "\n")
+		require.Contains(t, lines, "task "+id+": running (attempt 1/1)", "stderr: %q", out.stderr)
+		require.Equal(t, "task "+id+": completed (attempt 1/1)", lines[len(lines)-1], "stderr: %q", out.stderr)
+		require.NotContains(t, out.stderr, "\r")
+		require.NotContains(t, out.stderr, "\x1b")
+		for i := 1; i < len(lines); i++ {
+			require.NotEqual(t, lines[i-1], lines[i], "a state printed twice: %q", out.stderr)
+		}
+
+		// A finished task: wait answers at once; -q shows no progress.
+		out = cli(t, "wait", id, "-q")
+		require.NoError(t, out.err, out.all())
+		require.Empty(t, out.stderr)
+	})
+
+	t.Run("wait timeout, cancel, cancel again", func(t *testing.T) {
+		t.Parallel()
+		out := cli(t, "submit", "sleep", "--params", `{"seconds": 60}`, "--retries", "0")
+		require.NoError(t, out.err, out.all())
+		id := idOf(t, taskOf(t, out))
+		ids := strconv.FormatInt(id, 10)
+		api.waitStatus(id, 20*time.Second, "running")
+
+		start := time.Now()
+		out = cli(t, "wait", ids, "--timeout", "1s")
+		require.Error(t, out.err)
+		require.Equal(t, exitWaitTimeout, out.code, out.all())
+		require.Less(t, time.Since(start), 10*time.Second)
+		require.Contains(t, out.err.Error(), "task "+ids+" is still running after 1s")
+		require.Equal(t, "running", taskOf(t, out)["status"], "the task as it was is printed")
+		require.Contains(t, out.stderr, "task "+ids+": running (attempt 1/1)")
+
+		out = cli(t, "cancel", ids)
+		require.NoError(t, out.err, out.all())
+		require.Contains(t, []any{"running", "cancelled"}, taskOf(t, out)["status"])
+
+		out = cli(t, "wait", ids, "--timeout", "30s")
+		require.Error(t, out.err)
+		require.Equal(t, 1, out.code, out.all())
+		require.Equal(t, "cancelled", taskOf(t, out)["status"])
+		require.Contains(t, out.err.Error(), "task "+ids+" cancelled: task_cancelled")
+		require.Contains(t, out.stderr, "task "+ids+": cancelled")
+
+		out = cli(t, "cancel", ids)
+		require.Error(t, out.err)
+		require.Equal(t, 1, out.code)
+		require.Empty(t, out.stdout)
+		require.True(t, client.IsCode(out.err, "task_already_finished"), "%v", out.err)
+		require.Equal(t, "task_already_finished: task "+ids+" already finished (cancelled)", out.err.Error())
+	})
+
+	t.Run("get", func(t *testing.T) {
+		t.Parallel()
+		id := api.submit(map[string]any{"type": "echo", "params": map[string]any{"msg": "got"}, "max_retries": 0})
+		api.waitStatus(id, 20*time.Second, "completed")
+		out := cli(t, "get", strconv.FormatInt(id, 10))
+		require.NoError(t, out.err, out.all())
+		task := taskOf(t, out)
+		require.Equal(t, map[string]any{"msg": "got"}, task["result"])
+		require.Len(t, runsOf(t, task), 1)
+		require.Contains(t, out.stdout, "\n  \"id\": "+strconv.FormatInt(id, 10)+",\n")
+
+		out = cli(t, "get", "99999999")
+		require.Error(t, out.err)
+		require.Equal(t, 1, out.code)
+		require.True(t, strings.HasPrefix(out.err.Error(), "not_found: "), out.err.Error())
+
+		out = cli(t, "submit", "nosuchtype")
+		require.Equal(t, 1, out.code)
+		require.True(t, strings.HasPrefix(out.err.Error(), "unknown_task_type: "), out.err.Error())
+
+		out = cli(t, "submit", "sleep", "--param", "seconds=-1")
+		require.Equal(t, 1, out.code)
+		require.True(t, strings.HasPrefix(out.err.Error(), "task_rejected_invalid_params: "), out.err.Error())
+	})
+
+	t.Run("search --wait", func(t *testing.T) {
+		t.Parallel()
+		out := cli(t, "search", "client", "test", "search", testenv.RandomName("q"), "--source", "brave", "--max-results", "5", "--wait")
+		require.NoError(t, out.err, out.all())
+		task := taskOf(t, out)
+		require.Equal(t, "search", task["type"])
+		require.Equal(t, "completed", task["status"])
+		require.Contains(t, out.stdout, "https://riverqueue.com/")
+		params := task["params"].(map[string]any)
+		require.Equal(t, []any{"brave"}, params["sources"])
+		require.EqualValues(t, 5, params["max_results"])
+		require.NotContains(t, out.all(), searchtest.BraveKey)
+	})
+
+	t.Run("artifact put, get, meta", func(t *testing.T) {
+		t.Parallel()
+		id := api.submit(map[string]any{"type": "echo", "params": map[string]any{"msg": "files"}, "max_retries": 0})
+		ids := strconv.FormatInt(id, 10)
+		dir := t.TempDir()
+		data := make([]byte, 300_000)
+		_, _ = rand.Read(data)
+		src := filepath.Join(dir, "report.json")
+		require.NoError(t, os.WriteFile(src, data, 0o600))
+		sum := sha256.Sum256(data)
+
+		out := cli(t, "artifact", "put", ids, src, "--type", "report")
+		require.NoError(t, out.err, out.all())
+		var art map[string]any
+		require.NoError(t, json.Unmarshal([]byte(out.stdout), &art), out.stdout)
+		require.Equal(t, "report.json", art["name"], "the file's base name")
+		require.Equal(t, "report", art["type"])
+		require.Equal(t, "application/json", art["content_type"], "from the extension")
+		require.EqualValues(t, len(data), art["size"])
+		require.Equal(t, hex.EncodeToString(sum[:]), art["sha256"])
+		aid := art["id"].(string)
+
+		dst := filepath.Join(dir, "sub", "..", "copy.bin")
+		out = cli(t, "artifact", "get", aid, "-o", dst)
+		require.NoError(t, out.err, out.all())
+		require.Empty(t, out.stdout)
+		got, err := os.ReadFile(dst)
+		require.NoError(t, err)
+		require.True(t, bytes.Equal(data, got), "the downloaded bytes differ")
+		entries, err := os.ReadDir(dir)
+		require.NoError(t, err)
+		require.Len(t, entries, 2, "no temporary file is left: %v", entries)
+
+		out = cli(t, "artifact", "get", aid)
+		require.NoError(t, out.err)
+		require.True(t, bytes.Equal(data, []byte(out.stdout)), "the bytes on stdout differ")
+
+		out = cli(t, "artifact", "meta", aid)
+		require.NoError(t, out.err, out.all())
+		var meta map[string]any
+		require.NoError(t, json.Unmarshal([]byte(out.stdout), &meta))
+		require.Equal(t, art["sha256"], meta["sha256"])
+		require.EqualValues(t, id, meta["task_id"])
+
+		// Another name and content type; an empty file.
+		empty := filepath.Join(dir, "empty")
+		require.NoError(t, os.WriteFile(empty, nil, 0o600))
+		out = cli(t, "artifact", "put", ids, empty, "--name", "notes.txt", "--content-type", "text/plain")
+		require.NoError(t, out.err, out.all())
+		require.NoError(t, json.Unmarshal([]byte(out.stdout), &art))
+		require.Equal(t, "notes.txt", art["name"])
+		require.Equal(t, "text/plain", art["content_type"])
+		require.EqualValues(t, 0, art["size"])
+
+		// A failed download leaves the file as it was.
+		require.NoError(t, os.WriteFile(dst, []byte("before"), 0o600))
+		out = cli(t, "artifact", "get", "00000000-0000-0000-0000-000000000000", "-o", dst)
+		require.Equal(t, 1, out.code)
+		require.True(t, strings.HasPrefix(out.err.Error(), "not_found: "), out.err.Error())
+		got, err = os.ReadFile(dst)
+		require.NoError(t, err)
+		require.Equal(t, "before", string(got))
+
+		out = cli(t, "artifact", "put", ids, filepath.Join(dir, "missing"))
+		require.Equal(t, 1, out.code)
+		require.ErrorIs(t, out.err, os.ErrNotExist)
+	})
+
+	t.Run("unreachable", func(t *testing.T) {
+		t.Parallel()
+		out := runClientCmd(t, "http://127.0.0.1:1", "", "get", "1")
+		require.Equal(t, 1, out.code)
+		require.Contains(t, out.err.Error(), "cannot reach the API at http://127.0.0.1:1 (TASKRUNNER_URL)")
+	})
+
+	t.Cleanup(func() {
+		server.signal(syscall.SIGTERM)
+		require.Equal(t, 0, server.waitExit(exitTimeout))
+	})
+}
+
+// Acceptance: with API_KEYS set, a client without TASKRUNNER_API_KEY is
+// refused and one with it is served; the key never shows.
+func TestClientAPIKey(t *testing.T) {
+	t.Parallel()
+	const key = "ci-key-7c1d9e4b2a6f8035d4e1"
+	env := with(baseEnv(testenv.NewDB(t).URL), "API_KEYS", "ci:"+key)
+	server, api := startAPIProc(t, "serve", env, "serve")
+	server.waitEvent("workers_started", startTimeout, nil)
+
+	var outputs []clientOut
+	out := runClientCmd(t, api.base, "", "submit", "echo", "--param", "msg=hi")
+	outputs = append(outputs, out)
+	require.Equal(t, 1, out.code)
+	require.True(t, client.IsCode(out.err, "unauthorized"), "%v", out.err)
+	require.True(t, strings.HasPrefix(out.err.Error(), "unauthorized: "), out.err.Error())
+	require.Contains(t, out.err.Error(), "(TASKRUNNER_API_KEY is not set)")
+	require.Empty(t, out.stdout)
+
+	const wrong = "not-the-key-0123456789abcdef"
+	out = runClientCmd(t, api.base, wrong, "get", "1")
+	outputs = append(outputs, out)
+	require.Equal(t, 1, out.code)
+	require.Contains(t, out.err.Error(), "unauthorized: ")
+	require.Contains(t, out.err.Error(), "(the key in TASKRUNNER_API_KEY was refused)")
+	require.NotContains(t, out.all(), wrong)
+
+	out = runClientCmd(t, api.base, key, "submit", "echo", "--param", "msg=hi", "--wait")
+	outputs = append(outputs, out)
+	require.NoError(t, out.err, out.all())
+	task := taskOf(t, out)
+	require.Equal(t, "completed", task["status"])
+	id := strconv.FormatInt(idOf(t, task), 10)
+	for _, args := range [][]string{{"get", id}, {"wait", id}, {"cancel", id}} {
+		out = runClientCmd(t, api.base, key, args...)
+		outputs = append(outputs, out)
+		if args[0] == "cancel" {
+			require.True(t, client.IsCode(out.err, "task_already_finished"), "%v", out.err)
+		} else {
+			require.NoError(t, out.err, out.all())
+		}
+	}
+	// A key a header cannot carry is refused without being shown.
+	out = runClientCmd(t, api.base, "bad key\x01"+key, "get", id)
+	outputs = append(outputs, out)
+	require.Equal(t, 1, out.code)
+
+	for _, o := range outputs {
+		require.NotContains(t, o.all(), key, "the key leaked")
+	}
+	require.NotContains(t, server.stderrText(), key, "the key leaked into the server log")
+}
+
+// Client commands need none of the server's environment, and bad command
+// lines exit with 2.
+func TestClientUsageErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"submit"}, "submit: want one task TYPE, got 0 arguments"},
+		{[]string{"submit", "echo", "extra"}, "want one task TYPE, got 2 arguments"},
+		{[]string{"submit", "echo", "--param", "novalue"}, `"novalue" is not k=v`},
+		{[]string{"submit", "echo", "--param", "=v"}, `"=v" is not k=v`},
+		{[]string{"submit", "echo", "--params", "[1]"}, "--params must be one JSON object"},
+		{[]string{"submit", "echo", "--params", `{"a":1} {}`}, "--params must be one JSON object"},
+		{[]string{"submit", "echo", "--retries", "many"}, "must be a whole number"},
+		{[]string{"submit", "echo", "--timeout", "-3"}, "must be a positive number of seconds"},
+		{[]string{"submit", "echo", "--run-at", "tomorrow"}, "RFC 3339"},
+		{[]string{"submit", "echo", "--bogus"}, "flag provided but not defined: -bogus"},
+		{[]string{"get"}, "want one task ID, got 0 arguments"},
+		{[]string{"get", "abc"}, `"abc" is not a task id`},
+		{[]string{"get", "0"}, `"0" is not a task id`},
+		{[]string{"cancel", "1", "2"}, "want one task ID, got 2 arguments"},
+		{[]string{"wait", "1", "--timeout", "soon"}, "must be a duration"},
+		{[]string{"wait", "1", "--timeout", "0"}, "must be positive"},
+		{[]string{"search"}, "a QUERY is required"},
+		{[]string{"search", "--recency-days", "x", "q"}, "must be a whole number"},
+		{[]string{"artifact"}, "want put, get or meta"},
+		{[]string{"artifact", "list"}, `unknown artifact command "list"`},
+		{[]string{"artifact", "put", "1"}, "put wants TASK_ID FILE, got 1 arguments"},
+		{[]string{"artifact", "put", "x", "f"}, `"x" is not a task id`},
+		{[]string{"artifact", "get"}, "get wants one ARTIFACT_ID"},
+		{[]string{"artifact", "meta"}, "meta wants one ARTIFACT_ID"},
+	} {
+		t.Run(strings.Join(tc.args, "_"), func(t *testing.T) {
+			t.Parallel()
+			// Nothing listens here: a usage error is found before any request.
+			out := runClientCmd(t, "http://127.0.0.1:1", "", tc.args...)
+			require.Error(t, out.err)
+			require.Equal(t, 2, out.code, "exit code of %q", out.err)
+			require.Contains(t, out.err.Error(), tc.want)
+			require.Contains(t, out.err.Error(), "usage: taskrunner "+tc.args[0])
+		})
+	}
+
+	t.Run("help", func(t *testing.T) {
+		t.Parallel()
+		out := runClientCmd(t, "http://127.0.0.1:1", "", "submit", "-h")
+		require.NoError(t, out.err)
+		require.Contains(t, out.stdout, "Usage: taskrunner submit TYPE")
+		require.Contains(t, out.stdout, "-idempotency-key")
+
+		out = runClientCmd(t, "http://127.0.0.1:1", "", "help")
+		require.NoError(t, out.err)
+		for _, cmd := range []string{"submit TYPE", "get ID", "wait ID", "cancel ID", "search QUERY", "artifact put", "artifact get", "artifact meta"} {
+			require.Contains(t, out.stdout, "taskrunner "+cmd)
+		}
+	})
+	t.Run("bad URL", func(t *testing.T) {
+		t.Parallel()
+		for _, u := range []string{"ftp://host", "localhost:8000", "http://"} {
+			out := runClientCmd(t, u, "", "get", "1")
+			require.Equal(t, 1, out.code)
+			require.Contains(t, out.err.Error(), "TASKRUNNER_URL")
+		}
+	})
+}
+
+func TestParamParsing(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		params string
+		pairs  []string
+		want   string // JSON; "" for no params
+	}{
+		{"none", "", nil, ""},
+		{"integer", "", []string{"seconds=10"}, `{"seconds":10}`},
+		{"negative float", "", []string{"x=-1.5"}, `{"x":-1.5}`},
+		{"exponent", "", []string{"x=1e3"}, `{"x":1e3}`},
+		{"bools", "", []string{"a=true", "b=false"}, `{"a":true,"b":false}`},
+		{"string", "", []string{"msg=hello world"}, `{"msg":"hello world"}`},
+		{"empty value", "", []string{"msg="}, `{"msg":""}`},
+		{"value with =", "", []string{"q=a=b"}, `{"q":"a=b"}`},
+		{"leading zero stays a string", "", []string{"zip=01234"}, `{"zip":"01234"}`},
+		{"spaces stay a string", "", []string{"n= 1"}, `{"n":" 1"}`},
+		{"capitalised bool stays a string", "", []string{"b=True"}, `{"b":"True"}`},
+		{"null stays a string", "", []string{"v=null"}, `{"v":"null"}`},
+		{"JSON-looking stays a string", "", []string{`v=["a"]`}, `{"v":"[\"a\"]"}`},
+		{"NaN stays a string", "", []string{"v=NaN"}, `{"v":"NaN"}`},
+		{"unicode", "", []string{"msg=héllo ✓"}, `{"msg":"héllo ✓"}`},
+		{"last wins", "", []string{"n=1", "n=2"}, `{"n":2}`},
+		{"params", `{"sources":["brave"],"query":"x"}`, nil, `{"query":"x","sources":["brave"]}`},
+		{"param over params", `{"seconds":1,"keep":true}`, []string{"seconds=5"}, `{"keep":true,"seconds":5}`},
+		{"empty params", `{}`, nil, `{}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var pairs paramFlags
+			for _, p := range tc.pairs {
+				require.NoError(t, pairs.Set(p))
+			}
+			got, err := buildParams(tc.params, pairs)
+			require.NoError(t, err)
+			if tc.want == "" {
+				require.Nil(t, got)
+				return
+			}
+			require.JSONEq(t, tc.want, string(got))
+		})
+	}
+	for _, bad := range []string{"novalue", "=x", " =x", ""} {
+		var pairs paramFlags
+		require.Error(t, pairs.Set(bad), "--param %q", bad)
+	}
+	for _, bad := range []string{"[]", "null", "1", `"s"`, "{", `{"a":1}x`, `{"a":1}{"b":2}`} {
+		_, err := buildParams(bad, nil)
+		require.Error(t, err, "--params %q", bad)
+	}
+}
+
+func TestProgressRendering(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2030, 1, 1, 9, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name      string
+		task      *client.Task
+		frame     int
+		elapsed   time.Duration
+		live      string
+		plain     string
+		plainOnly bool
+	}{
+		{
+			name: "not seen yet", task: nil, frame: 0, elapsed: 50 * time.Millisecond,
+			live: "⠋ task 42  0.1s",
+		},
+		{
+			name: "available", task: &client.Task{ID: 42, Type: "sleep", Status: "available", MaxAttempts: 1},
+			frame: 1, elapsed: 1200 * time.Millisecond,
+			live: "⠙ task 42 sleep available  1.2s", plain: "task 42: available",
+		},
+		{
+			name: "running", task: &client.Task{ID: 42, Type: "sleep", Status: "running", Attempt: 1, MaxAttempts: 1},
+			frame: 10, elapsed: 12345 * time.Millisecond,
+			live: "⠋ task 42 sleep running  attempt 1/1  12.3s", plain: "task 42: running (attempt 1/1)",
+		},
+		{
+			name: "long wait", task: &client.Task{ID: 42, Type: "sleep", Status: "running", Attempt: 2, MaxAttempts: 4},
+			frame: 3, elapsed: 83 * time.Second,
+			live: "⠸ task 42 sleep running  attempt 2/4  1m23s", plain: "task 42: running (attempt 2/4)",
+		},
+		{
+			name: "retryable",
+			task: &client.Task{ID: 7, Type: "search", Status: "retryable", Attempt: 1, MaxAttempts: 4,
+				Error: &client.TaskError{Code: "search_failed", Message: "every source failed"}},
+			frame: 2, elapsed: 3 * time.Second,
+			live:  "⠹ task 7 search retryable  attempt 1/4  search_failed  3.0s",
+			plain: "task 7: retryable (attempt 1/4): search_failed: every source failed",
+		},
+		{
+			name:  "cancelling",
+			task:  &client.Task{ID: 9, Type: "sleep", Status: "running", Attempt: 1, MaxAttempts: 1, CancelRequested: true},
+			frame: 4, elapsed: time.Second,
+			live: "⠼ task 9 sleep running (cancelling)  attempt 1/1  1.0s", plain: "task 9: running (cancelling) (attempt 1/1)",
+		},
+		{
+			name: "scheduled", task: &client.Task{ID: 5, Type: "echo", Status: "scheduled", MaxAttempts: 1, ScheduledAt: at},
+			plain: "task 5: scheduled for 2030-01-01T09:00:00Z", plainOnly: true,
+		},
+		{
+			name: "completed", task: &client.Task{ID: 42, Type: "echo", Status: "completed", Attempt: 1, MaxAttempts: 1},
+			plain: "task 42: completed (attempt 1/1)", plainOnly: true,
+		},
+		{
+			name: "cancelled",
+			task: &client.Task{ID: 42, Type: "sleep", Status: "cancelled", Attempt: 1, MaxAttempts: 1, CancelRequested: true,
+				Error: &client.TaskError{Code: "task_cancelled", Message: "cancelled"}},
+			frame: 0, elapsed: 0,
+			live:  "⠋ task 42 sleep cancelled  attempt 1/1  0.0s",
+			plain: "task 42: cancelled (attempt 1/1): task_cancelled: cancelled",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if !tc.plainOnly {
+				require.Equal(t, tc.live, renderLive(idOrDefault(tc.task, 42), tc.task, tc.frame, tc.elapsed))
+			}
+			if tc.task != nil {
+				require.Equal(t, tc.plain, renderPlain(tc.task))
+			}
+		})
+	}
+}
+
+func TestProgressElapsed(t *testing.T) {
+	t.Parallel()
+	for d, want := range map[time.Duration]string{
+		0: "0.0s", 149 * time.Millisecond: "0.1s", 12340 * time.Millisecond: "12.3s", 59940 * time.Millisecond: "59.9s",
+		59960 * time.Millisecond: "1m0s", 83 * time.Second: "1m23s", 2*time.Hour + 3*time.Second: "2h0m3s",
+	} {
+		require.Equal(t, want, formatElapsed(d), "%s", d)
+	}
+}
+
+func idOrDefault(t *client.Task, id int64) int64 {
+	if t == nil {
+		return id
+	}
+	return t.ID
+}
+
+// The live display redraws one line in place and clears it at the end; the
+// plain one writes a line per state.
+func TestProgressDisplay(t *testing.T) {
+	t.Parallel()
+	running := &client.Task{ID: 42, Type: "sleep", Status: "running", Attempt: 1, MaxAttempts: 1}
+	done := &client.Task{ID: 42, Type: "sleep", Status: "completed", Attempt: 1, MaxAttempts: 1}
+
+	t.Run("terminal", func(t *testing.T) {
+		t.Parallel()
+		var buf syncBuffer
+		p := newProgress(&buf, 42, true)
+		p.update(running)
+		time.Sleep(3 * progressTick)
+		p.update(done)
+		p.stop()
+		out := buf.String()
+		require.NotContains(t, out, "\n", "a live display never starts a new line")
+		require.True(t, strings.HasPrefix(out, "\r⠋ task 42  "), "%q", out)
+		require.Regexp(t, "\r[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏] task 42 sleep running  attempt 1/1  [0-9]+\\.[0-9]s\x1b\\[K", out)
+		require.Contains(t, out, "sleep completed  attempt 1/1")
+		require.GreaterOrEqual(t, strings.Count(out, "\r"), 5, "redrawn while waiting: %q", out)
+		require.True(t, strings.HasSuffix(out, "\x1b[K\r\x1b[K"), "cleared at the end: %q", out)
+	})
+	t.Run("plain", func(t *testing.T) {
+		t.Parallel()
+		var buf syncBuffer
+		p := newProgress(&buf, 42, false)
+		p.update(running)
+		time.Sleep(2 * progressTick)
+		p.update(done)
+		p.stop()
+		require.Equal(t, "task 42: running (attempt 1/1)\ntask 42: completed (attempt 1/1)\n", buf.String())
+	})
+	t.Run("not a terminal", func(t *testing.T) {
+		t.Parallel()
+		require.False(t, isTerminal(&bytes.Buffer{}))
+		f, err := os.CreateTemp(t.TempDir(), "out")
+		require.NoError(t, err)
+		defer f.Close()
+		require.False(t, isTerminal(f))
+		if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0); err == nil {
+			defer tty.Close()
+			require.True(t, isTerminal(tty))
+		}
+	})
+}
