@@ -21,6 +21,8 @@ const (
 	CodeDependencyUnavailable = "dependency_unavailable"
 	CodeInternal              = "internal_error"
 	CodeMethodNotAllowed      = "method_not_allowed"
+	CodeRangeNotSatisfiable   = "range_not_satisfiable"
+	CodePreconditionFailed    = "precondition_failed"
 )
 
 // Error is an API error: the status, the public code and message, and the

@@ -20,7 +20,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
-		http.Error(w, `{"error":{"code":"internal_error","message":"response could not be encoded"}}`, http.StatusInternalServerError)
+		// Cannot happen for the API's own types; answer in the error shape anyway.
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte(`{"error":{"code":"internal_error","message":"the response could not be encoded","request_id":""}}` + "\n"))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -198,6 +198,8 @@ func TestIdempotencyKeyUnderConcurrentRepeats(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, s1.status)
 	require.Equal(t, http.StatusOK, s2.status)
 	require.Equal(t, s1.body["id"], s2.body["id"])
+	require.Equal(t, map[string]any{"query": "q", "sources": []any{"brave", "searxng"}, "recency_days": 0.0, "max_results": 10.0}, s1.body["params"],
+		"the stored idempotency key, which names the client, stays out of the task's params")
 	require.Equal(t, 4, b.jobCount(t))
 
 	bad := b.doAs(t, "", "POST", "/tasks", echoTask, "Idempotency-Key", strings.Repeat("k", 300))

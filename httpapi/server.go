@@ -109,7 +109,7 @@ func (s *Server) routes() chi.Router {
 		r.Handle(riverUIPrefix+"/*", s.deps.RiverUI)
 	}
 	if s.deps.Metrics != nil {
-		r.Handle("/metrics", s.deps.Metrics.Handler())
+		r.Method(http.MethodGet, "/metrics", s.deps.Metrics.Handler())
 	}
 
 	r.Group(func(r chi.Router) {
@@ -127,6 +127,7 @@ func (s *Server) apiRoutes(r chi.Router) {
 	r.Get("/health", s.handle(s.health))
 	r.Get("/ready", s.handle(s.ready))
 	r.Get("/limits", s.handle(s.limits))
+	r.Get("/openapi.yaml", s.handle(s.openAPI))
 
 	r.Post("/tasks", s.handle(s.submitTask))
 	r.Post("/tasks/batch", s.handle(s.submitBatch))

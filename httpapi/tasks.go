@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -57,7 +58,7 @@ var errorCodePrefix = regexp.MustCompile(`^(?:JobCancelError: )?([a-z][a-z0-9_]*
 
 func viewOf(t *db.Task) taskView {
 	v := taskView{
-		ID: t.ID, TaskID: t.ID, Type: t.Type, Status: t.Status, Params: t.Params, Result: t.Result,
+		ID: t.ID, TaskID: t.ID, Type: t.Type, Status: t.Status, Params: publicParams(t.Params), Result: t.Result,
 		Attempt: t.Attempt, MaxAttempts: t.MaxAttempts, MaxRetries: t.MaxAttempts - 1, Priority: t.Priority,
 		Queue: t.Queue, TimeoutSeconds: t.TimeoutSeconds, CreatedAt: t.CreatedAt, ScheduledAt: t.ScheduledAt,
 		StartedAt: t.StartedAt, FinishedAt: t.FinishedAt,
@@ -77,6 +78,24 @@ func viewOf(t *db.Task) taskView {
 		}
 	}
 	return v
+}
+
+// publicParams are a task's params as its client sent them: without the
+// idempotency key River stores beside them, which names the client.
+func publicParams(params json.RawMessage) json.RawMessage {
+	if !bytes.Contains(params, []byte(`"idempotency_key"`)) {
+		return params
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(params, &m) != nil {
+		return params
+	}
+	delete(m, "idempotency_key")
+	out, err := json.Marshal(m)
+	if err != nil {
+		return params
+	}
+	return out
 }
 
 func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) error {
