@@ -169,4 +169,32 @@ expect 200 "GET /tasks"
 [[ $(field '.tasks | length') -ge 1 ]] || fail "GET /tasks lists no echo task"
 ok "list: $(field '.tasks | length') echo task(s) on the first page"
 
+# A batch, then the enqueue limit: the batch's answer says how many enqueues
+# are left this minute; use them up, and the next one is refused with 429
+# and Retry-After. (This leaves the limit spent for up to a minute.)
+headers=$(mktemp)
+trap 'rm -f "$body" "$upload" "$headers"' EXIT
+batch_of() { jq -cn --argjson n "$1" '{tasks: [range($n) | {type: "echo", params: {msg: "batch \(.)"}}]}'; }
+status=$(curl -sS -o "$body" -D "$headers" -w '%{http_code}' -X POST "${auth[@]}" -H 'Content-Type: application/json' \
+  -d "$(batch_of 3)" "$url/tasks/batch")
+expect 202 "POST /tasks/batch"
+[[ $(field '.tasks | length') == 3 ]] || fail "batch: want 3 tasks"
+left=$(tr -d '\r' <"$headers" | sed -n 's/^[Rr]ate[Ll]imit: .*r=\([0-9]*\).*/\1/p')
+[[ -n "$left" ]] || fail "batch: no RateLimit header"
+ok "batch of 3 enqueued in one transaction; $left enqueue(s) left this minute"
+max_batch=$(curl -sS "${auth[@]}" "$url/limits" | jq .max_batch_size)
+while (( left > 0 )); do
+  n=$(( left < max_batch ? left : max_batch ))
+  status=$(curl -sS -o "$body" -w '%{http_code}' -X POST "${auth[@]}" -H 'Content-Type: application/json' -d "$(batch_of "$n")" "$url/tasks/batch")
+  expect 202 "POST /tasks/batch of $n"
+  left=$(( left - n ))
+done
+status=$(curl -sS -o "$body" -D "$headers" -w '%{http_code}' -X POST "${auth[@]}" -H 'Content-Type: application/json' \
+  -d '{"type":"echo","params":{"msg":"one too many"}}' "$url/tasks")
+expect 429 "POST /tasks over the limit"
+[[ $(field .error.code) == rate_limit_exceeded ]] || fail "want rate_limit_exceeded"
+retry=$(tr -d '\r' <"$headers" | sed -n 's/^[Rr]etry-[Aa]fter: *//p')
+[[ "$retry" =~ ^[0-9]+$ ]] || fail "429 without a Retry-After"
+ok "over the limit: 429 rate_limit_exceeded, Retry-After ${retry}s"
+
 echo "smoke: passed ($step checks against $url)"

@@ -32,7 +32,7 @@ func TestSmokeScript(t *testing.T) {
 		"MINIO_ENDPOINT", minio.Endpoint, "MINIO_ROOT_USER", minio.User, "MINIO_ROOT_PASSWORD", minio.Password,
 		"MINIO_BUCKET", testenv.RandomName("smoke-"),
 		"BRAVE_API_URL", brave.BraveEndpoint(), "BRAVE_API_KEY", searchtest.BraveKey,
-		"LOG_LEVEL", "info", "TASK_MAX_RUNTIME_SECONDS", "600")
+		"LOG_LEVEL", "info", "TASK_MAX_RUNTIME_SECONDS", "600", "TASKS_PER_MINUTE", "40")
 	server, api := startAPIProc(t, "serve", env, "serve")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -45,6 +45,8 @@ func TestSmokeScript(t *testing.T) {
 	require.Contains(t, string(out), "every source from the cache")
 	require.Contains(t, string(out), "stored from base64 and downloaded")
 	require.Contains(t, string(out), "downloaded whole and by range")
+	require.Contains(t, string(out), "batch of 3 enqueued")
+	require.Contains(t, string(out), "429 rate_limit_exceeded, Retry-After")
 	require.Equal(t, 1, brave.Calls(), "the second search made no provider call")
 	require.False(t, strings.Contains(string(out)+server.stderrText(), searchtest.BraveKey), "the key leaked")
 
