@@ -25,6 +25,7 @@ import (
 	"github.com/taskrunner/taskrunner/httpapi"
 	"github.com/taskrunner/taskrunner/internal/testenv"
 	"github.com/taskrunner/taskrunner/jobs"
+	"github.com/taskrunner/taskrunner/metrics"
 	"github.com/taskrunner/taskrunner/task"
 )
 
@@ -62,6 +63,8 @@ type setupOpts struct {
 	redisURL  string
 	// apiKeys turns authentication on.
 	apiKeys []config.APIKey
+	// metrics, when set, is counted into and served at /metrics.
+	metrics *metrics.Metrics
 }
 
 // testMaxArtifactBytes is the artifact limit in these tests.
@@ -82,7 +85,7 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	}
 	var runs *jobs.RunRecorder
 	if opts.work {
-		runs = jobs.NewRunRecorder(tdb.Pool, logger, "test", nil)
+		runs = jobs.NewRunRecorder(tdb.Pool, logger, "test", opts.metrics)
 	}
 	client, err := jobs.NewClient(tdb.Pool, jobs.ClientConfig{
 		Work: opts.work, Queues: []string{"default"}, Concurrency: 10,
@@ -121,6 +124,7 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 		Artifacts:      artifacts,
 		Watcher:        watcher,
 		Limiter:        newLimiter(t, opts),
+		Metrics:        opts.metrics,
 		APIKeys:        opts.apiKeys,
 		MaxBatchSize:   limits.MaxBatchSize,
 		Checks:         opts.checks,
@@ -158,7 +162,9 @@ func newArtifacts(t *testing.T, tdb *testenv.DB, logger *slog.Logger, opts setup
 	if limit == 0 {
 		limit = testMaxArtifactBytes
 	}
-	return store, artifact.NewService(store, tdb.Pool, limit, logger)
+	svc := artifact.NewService(store, tdb.Pool, limit, logger)
+	svc.Metrics = opts.metrics
+	return store, svc
 }
 
 func removeBucket(t *testing.T, store *artifact.Store) {
