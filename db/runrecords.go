@@ -77,6 +77,13 @@ func RecordRuns(ctx context.Context, pool *pgxpool.Pool, recs []RunRecord) error
 			nt.Notes = append(nt.Notes, n)
 		}
 	}
+	if len(ab.TaskIds) == 0 && len(mt.TaskIds) == 0 && len(nt.TaskIds) == 0 {
+		// One statement is a transaction of its own: one round trip.
+		if err := queries.RunsUpsert(ctx, pool, up); err != nil {
+			return fmt.Errorf("record %d runs: %w", len(recs), err)
+		}
+		return nil
+	}
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if len(ab.TaskIds) > 0 {
 			if err := queries.RunsAbandonEarlier(ctx, tx, ab); err != nil {

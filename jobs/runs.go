@@ -68,11 +68,17 @@ func (m *RunRecorder) Work(ctx context.Context, job *rivertype.JobRow, doInner f
 		Status: db.RunRunning, StartedAt: started, Starting: true,
 	}
 	m.writer.record(rec, false) // written with the next batch; the end is waited for
-	attrs := []slog.Attr{
-		slog.Int64("task_id", job.ID), slog.String("type", job.Kind),
-		slog.Int("attempt", job.Attempt), slog.Int("max_attempts", job.MaxAttempts),
+	attrs := func() []slog.Attr {
+		return []slog.Attr{
+			slog.Int64("task_id", job.ID), slog.String("type", job.Kind),
+			slog.Int("attempt", job.Attempt), slog.Int("max_attempts", job.MaxAttempts),
+		}
 	}
-	m.logger.LogAttrs(ctx, slog.LevelDebug, "task started", append(attrs, slog.String("event", "task_started"))...)
+	// Attributes are built only for lines that are logged: this runs for
+	// every task.
+	if m.logger.Enabled(ctx, slog.LevelDebug) {
+		m.logger.LogAttrs(ctx, slog.LevelDebug, "task started", append(attrs(), slog.String("event", "task_started"))...)
+	}
 
 	collected := &recorder{}
 	workErr := doInner(withRecorder(ctx, collected))
@@ -80,11 +86,13 @@ func (m *RunRecorder) Work(ctx context.Context, job *rivertype.JobRow, doInner f
 
 	out := classify(ctx, job, workErr, took)
 	m.metrics.RunFinished(job.Kind, out.status, took)
-	attrs = append(attrs, slog.Float64("took_ms", ms(took)))
-	if out.code != "" {
-		attrs = append(attrs, slog.String("error_code", out.code), slog.String("error", out.err.Error()))
+	if m.logger.Enabled(ctx, out.level) {
+		a := append(attrs(), slog.Float64("took_ms", ms(took)), slog.String("event", out.event))
+		if out.code != "" {
+			a = append(a, slog.String("error_code", out.code), slog.String("error", out.err.Error()))
+		}
+		m.logger.LogAttrs(ctx, out.level, out.message, a...)
 	}
-	m.logger.LogAttrs(ctx, out.level, out.message, append(attrs, slog.String("event", out.event))...)
 
 	rec.Status, rec.ErrorCode, rec.Error = out.status, out.code, errString(out.err)
 	rec.FinishedAt, rec.Duration = started.Add(took), took
@@ -94,11 +102,11 @@ func (m *RunRecorder) Work(ctx context.Context, job *rivertype.JobRow, doInner f
 	case err := <-m.writer.record(rec, true):
 		if err != nil {
 			m.logger.LogAttrs(ctx, slog.LevelError, "run record not written yet; the writer retries",
-				append(attrs, slog.String("event", "run_record_failed"), slog.String("error", err.Error()))...)
+				append(attrs(), slog.String("event", "run_record_failed"), slog.String("error", err.Error()))...)
 		}
 	case <-time.After(runWriteTimeout):
 		m.logger.LogAttrs(ctx, slog.LevelError, "run record not written in time; the writer retries",
-			append(attrs, slog.String("event", "run_record_failed"))...)
+			append(attrs(), slog.String("event", "run_record_failed"))...)
 	}
 	return out.err
 }
