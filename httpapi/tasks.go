@@ -118,13 +118,14 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request, req *task.Reque
 	if err != nil {
 		return err
 	}
-	if _, err := s.deps.Tasks.Validate(req); err != nil {
+	params, err := s.deps.Tasks.Validate(req)
+	if err != nil {
 		return err // refused before it counts against the limit
 	}
 	if err := s.admit(w, r, 1); err != nil {
 		return err
 	}
-	t, existing, err := s.deps.Tasks.Submit(r.Context(), req, key)
+	t, existing, err := s.deps.Tasks.Insert(r.Context(), params, key)
 	if err != nil {
 		return err
 	}

@@ -173,17 +173,23 @@ func (s *Service) Submit(ctx context.Context, req *Request, idempotencyKey strin
 	if err != nil {
 		return nil, false, err
 	}
+	return s.Insert(ctx, p, idempotencyKey)
+}
+
+// Insert enqueues a task Validate accepted; see Submit.
+func (s *Service) Insert(ctx context.Context, p river.InsertManyParams, idempotencyKey string) (t *db.Task, existing bool, err error) {
+	kind := p.Args.Kind()
 	if idempotencyKey != "" {
 		args, ok := jobs.WithIdempotencyKey(p.Args, idempotencyKey)
 		if !ok {
-			return nil, false, fmt.Errorf("task type %s does not embed jobs.Idempotency", req.Type)
+			return nil, false, fmt.Errorf("task type %s does not embed jobs.Idempotency", kind)
 		}
 		p.Args = args
 		p.InsertOpts.UniqueOpts = river.UniqueOpts{ByArgs: true, ByState: allStates}
 	}
 	res, err := s.client.Insert(ctx, p.Args, p.InsertOpts)
 	if err != nil {
-		return nil, false, fmt.Errorf("enqueue %s task: %w", req.Type, err)
+		return nil, false, fmt.Errorf("enqueue %s task: %w", kind, err)
 	}
 	task := FromJobRow(res.Job)
 	if res.UniqueSkippedAsDuplicate {
