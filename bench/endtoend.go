@@ -170,7 +170,7 @@ func (e *env) endToEnd(ctx context.Context, opts *options, label string, client 
 		return r, fmt.Errorf("end-to-end %s: start client: %w", label, err)
 	}
 	defer stopClient(client)
-	took, err := e.waitCompleted(ctx, opts, label, r.jobs, start)
+	took, err := e.waitCompleted(ctx, opts, "end-to-end", label, r.jobs, start)
 	if err != nil {
 		return r, err
 	}
@@ -180,8 +180,9 @@ func (e *env) endToEnd(ctx context.Context, opts *options, label string, client 
 }
 
 // waitCompleted polls until n jobs are completed and returns the time
-// since start when it saw them, with a progress line every second.
-func (e *env) waitCompleted(ctx context.Context, opts *options, label string, n int, start time.Time) (time.Duration, error) {
+// since start when it saw them, with a progress line every second; what
+// names the figure in those lines and in errors.
+func (e *env) waitCompleted(ctx context.Context, opts *options, what, label string, n int, start time.Time) (time.Duration, error) {
 	ticker := time.NewTicker(opts.pollEvery)
 	defer ticker.Stop()
 	lastLine := start
@@ -195,10 +196,10 @@ func (e *env) waitCompleted(ctx context.Context, opts *options, label string, n 
 			return now.Sub(start), nil
 		}
 		if now.Sub(start) > opts.e2eTimeout {
-			return 0, fmt.Errorf("end-to-end %s: only %d of %d jobs completed after %s", label, done, n, opts.e2eTimeout)
+			return 0, fmt.Errorf("%s %s: only %d of %d jobs completed after %s", what, label, done, n, opts.e2eTimeout)
 		}
 		if now.Sub(lastLine) >= time.Second {
-			e.p.linef("end-to-end: %s: %d of %d completed", label, done, n)
+			e.p.linef("%s: %s: %d of %d completed", what, label, done, n)
 			lastLine = now
 		}
 		select {

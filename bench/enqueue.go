@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -33,7 +35,7 @@ func (e *env) enqueueBare(ctx context.Context, opts *options) (loadResult, error
 	if err != nil {
 		return loadResult{}, fmt.Errorf("bare River insert-only client: %w", err)
 	}
-	return e.enqueue(ctx, opts, "bare River client.Insert", func(ctx context.Context) error {
+	return e.enqueue(ctx, opts, "bare River client.Insert", 1, func(ctx context.Context) error {
 		if _, err := client.Insert(ctx, noopArgs{Msg: "hello"}, nil); err != nil {
 			return fmt.Errorf("bare River insert: %w", err)
 		}
@@ -54,35 +56,108 @@ func (e *env) enqueueHTTP(ctx context.Context, opts *options) (loadResult, error
 	}
 	defer stop()
 
-	// Keep one idle connection per client: the default of two per host
-	// would make most requests dial a new connection.
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	transport.MaxIdleConns = opts.clients
-	transport.MaxIdleConnsPerHost = opts.clients
-	defer transport.CloseIdleConnections()
-	httpClient := &http.Client{Transport: transport, Timeout: 30 * time.Second}
+	httpClient, closeIdle := loopbackClient(opts.clients)
+	defer closeIdle()
 	target := "http://" + addr + "/tasks"
+	body := []byte(echoBody)
 
-	return e.enqueue(ctx, opts, "taskrunner POST /tasks", func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader([]byte(echoBody)))
+	return e.enqueue(ctx, opts, "taskrunner POST /tasks", 1, func(ctx context.Context) error {
+		_, err := postJSON(ctx, httpClient, "POST /tasks", target, body, http.StatusAccepted)
+		return err
+	})
+}
+
+// enqueueBatchBare measures River's client.InsertMany of opts.batchSize
+// no-op jobs per call on an insert-only client, from opts.clients
+// goroutines.
+func (e *env) enqueueBatchBare(ctx context.Context, opts *options) (loadResult, error) {
+	client, err := river.NewClient(riverpgxv5.New(e.pool), &river.Config{Logger: e.logger})
+	if err != nil {
+		return loadResult{}, fmt.Errorf("bare River insert-only client: %w", err)
+	}
+	params := slices.Repeat([]river.InsertManyParams{{Args: noopArgs{Msg: "hello"}}}, opts.batchSize)
+	return e.enqueue(ctx, opts, "bare River client.InsertMany", opts.batchSize, func(ctx context.Context) error {
+		res, err := client.InsertMany(ctx, params)
 		if err != nil {
-			return fmt.Errorf("build POST /tasks: %w", err)
+			return fmt.Errorf("bare River InsertMany: %w", err)
 		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := httpClient.Do(req)
-		if err != nil {
-			return fmt.Errorf("POST /tasks: %w", err)
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		if err != nil {
-			return fmt.Errorf("POST /tasks: read response: %w", err)
-		}
-		if resp.StatusCode != http.StatusAccepted {
-			return fmt.Errorf("POST /tasks: status %d: %s", resp.StatusCode, bytes.TrimSpace(body))
+		if len(res) != len(params) {
+			return fmt.Errorf("bare River InsertMany: %d jobs inserted, want %d", len(res), len(params))
 		}
 		return nil
 	})
+}
+
+// enqueueBatchHTTP measures POST /tasks/batch of opts.batchSize echo tasks
+// against the real API on a loopback port (MAX_BATCH_SIZE at least
+// opts.batchSize), from opts.clients HTTP clients.
+func (e *env) enqueueBatchHTTP(ctx context.Context, opts *options) (loadResult, error) {
+	svc, err := e.insertOnlyService()
+	if err != nil {
+		return loadResult{}, err
+	}
+	addr, stop, err := e.serveAPI(svc)
+	if err != nil {
+		return loadResult{}, err
+	}
+	defer stop()
+	httpClient, closeIdle := loopbackClient(opts.clients)
+	defer closeIdle()
+	target := "http://" + addr + "/tasks/batch"
+	body, err := batchBody(opts.batchSize)
+	if err != nil {
+		return loadResult{}, err
+	}
+
+	return e.enqueue(ctx, opts, "taskrunner POST /tasks/batch", opts.batchSize, func(ctx context.Context) error {
+		_, err := postJSON(ctx, httpClient, "POST /tasks/batch", target, body, http.StatusAccepted)
+		return err
+	})
+}
+
+// batchBody is the POST /tasks/batch body of n echo tasks.
+func batchBody(n int) ([]byte, error) {
+	b, err := json.Marshal(struct {
+		Tasks []json.RawMessage `json:"tasks"`
+	}{slices.Repeat([]json.RawMessage{json.RawMessage(echoBody)}, n)})
+	if err != nil {
+		return nil, fmt.Errorf("batch body: %w", err)
+	}
+	return b, nil
+}
+
+// loopbackClient returns an HTTP client for n concurrent clients of the
+// bench's API, and the function that closes its idle connections. It
+// keeps one idle connection per client: the default of two per host would
+// make most requests dial a new connection.
+func loopbackClient(n int) (*http.Client, func()) {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConns = n
+	transport.MaxIdleConnsPerHost = n
+	return &http.Client{Transport: transport, Timeout: 30 * time.Second}, transport.CloseIdleConnections
+}
+
+// postJSON posts body to url as JSON and returns the response body,
+// failing unless the status is want; what names the request in errors.
+func postJSON(ctx context.Context, client *http.Client, what, url string, body []byte, want int) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("build %s: %w", what, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("%s: read response: %w", what, err)
+	}
+	if resp.StatusCode != want {
+		return nil, fmt.Errorf("%s: status %d: %s", what, resp.StatusCode, bytes.TrimSpace(answer))
+	}
+	return answer, nil
 }
 
 // enqueueService measures task.Service.Submit called directly, without
@@ -93,7 +168,7 @@ func (e *env) enqueueService(ctx context.Context, opts *options) (loadResult, er
 	if err != nil {
 		return loadResult{}, err
 	}
-	return e.enqueue(ctx, opts, "taskrunner Service.Submit (no HTTP)", func(ctx context.Context) error {
+	return e.enqueue(ctx, opts, "taskrunner Service.Submit (no HTTP)", 1, func(ctx context.Context) error {
 		req := &task.Request{Type: "echo", Params: json.RawMessage(`{"msg":"hello"}`)}
 		if _, _, err := svc.Submit(ctx, req, ""); err != nil {
 			return fmt.Errorf("submit: %w", err)
@@ -102,18 +177,44 @@ func (e *env) enqueueService(ctx context.Context, opts *options) (loadResult, er
 	})
 }
 
-// enqueue empties the tables, runs op under load and reports it.
-func (e *env) enqueue(ctx context.Context, opts *options, label string, op func(context.Context) error) (loadResult, error) {
+// enqueue empties the tables, runs op (which inserts per jobs) under load,
+// checks that river_job holds per jobs for every op that succeeded, warm-up
+// included, and reports it. The result counts ops: its rate times per is
+// jobs per second.
+func (e *env) enqueue(ctx context.Context, opts *options, label string, per int, op func(context.Context) error) (loadResult, error) {
 	if err := e.reset(ctx); err != nil {
 		return loadResult{}, err
 	}
-	e.p.linef("enqueue: %s, %d clients, %s warm-up then %s measured ...", label, opts.clients, opts.enqueueWarm, opts.enqueueDur)
-	r, err := runLoad(ctx, opts.clients, opts.enqueueWarm, opts.enqueueDur, op)
+	each := ""
+	if per > 1 {
+		each = fmt.Sprintf(" of %d jobs each", per)
+	}
+	e.p.linef("enqueue: %s%s, %d clients, %s warm-up then %s measured ...", label, each, opts.clients, opts.enqueueWarm, opts.enqueueDur)
+	var done atomic.Int64
+	r, err := runLoad(ctx, opts.clients, opts.enqueueWarm, opts.enqueueDur, func(ctx context.Context) error {
+		if err := op(ctx); err != nil {
+			return err
+		}
+		done.Add(1)
+		return nil
+	})
 	if err != nil {
 		return loadResult{}, fmt.Errorf("enqueue with %s: %w", label, err)
 	}
-	e.p.linef("enqueue: %s: %d inserts in %s = %s; latency p50 %s, p99 %s",
-		label, r.ops, r.elapsed, formatRate(r.rate()), formatLatency(percentile(r.latencies, 0.50)), formatLatency(percentile(r.latencies, 0.99)))
+	var rows int64
+	if err := e.conn.QueryRow(ctx, "SELECT count(*) FROM river_job").Scan(&rows); err != nil {
+		return r, fmt.Errorf("count inserted jobs: %w", err)
+	}
+	if want := done.Load() * int64(per); rows != want {
+		return r, fmt.Errorf("enqueue with %s: %d calls of %d jobs succeeded, but river_job holds %d jobs", label, done.Load(), per, rows)
+	}
+	p50, p99 := formatLatency(percentile(r.latencies, 0.50)), formatLatency(percentile(r.latencies, 0.99))
+	if per == 1 {
+		e.p.linef("enqueue: %s: %d inserts in %s = %s; latency p50 %s, p99 %s", label, r.ops, r.elapsed, formatRate(r.rate()), p50, p99)
+	} else {
+		e.p.linef("enqueue: %s: %d calls of %d jobs in %s = %s calls, %s jobs; latency per call p50 %s, p99 %s",
+			label, r.ops, per, r.elapsed, formatRate(r.rate()), formatRate(r.rate()*float64(per)), p50, p99)
+	}
 	return r, nil
 }
 
@@ -157,11 +258,14 @@ func (e *env) clientConfig() jobs.ClientConfig {
 }
 
 // serveAPI serves the API for svc on a loopback port, as startAPI in
-// cmd/taskrunner/serve.go does but with no readiness checks, and returns
-// its address and a function that shuts it down.
+// cmd/taskrunner/serve.go does but with no readiness checks and no
+// enqueue limit (Limiter nil: TASKS_PER_MINUTE would cap every figure),
+// and returns its address and a function that shuts it down.
 func (e *env) serveAPI(svc *task.Service) (addr string, stop func(), err error) {
 	api := httpapi.New(httpapi.Deps{
-		Tasks:          svc,
+		Tasks: svc,
+		// At least -batch-size (run raises it): 0 would refuse every batch.
+		MaxBatchSize:   e.cfg.Limits.MaxBatchSize,
 		Limits:         e.cfg.Limits,
 		Logger:         e.logger,
 		MaxBodyBytes:   e.cfg.Limits.MaxRequestBodyBytes,

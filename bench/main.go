@@ -1,20 +1,45 @@
 // Command bench is `make bench`: it measures taskrunner against bare River
 // on this machine, in one run and (but for the artifact figures' server)
 // one process, and prints every figure side by side with its bare River
-// counterpart and the ratio between them (taskrunner / bare River), as
+// counterpart and the ratio between them (taskrunner / bare River; for
+// pickup latency, where lower is better, bare River's p50 / taskrunner's,
+// so that there too 1 is parity and above 1 is taskrunner ahead), as
 // DESIGN.md's "Performance" section asks; a figure with no counterpart
 // (cached search, the server's peak RSS) shows "-" there. For the
 // artifact figures the bare column is minio-go's.
 //
 // Figures:
 //
-//   - single enqueue with N concurrent clients: River's client.Insert on an
-//     insert-only client against POST /tasks (an echo task) served over
-//     loopback HTTP by the real API, wired as `taskrunner serve` wires it;
+//   - single enqueue with -clients concurrent clients: River's
+//     client.Insert on an insert-only client against POST /tasks (an echo
+//     task) served over loopback HTTP by the real API, wired as
+//     `taskrunner serve` wires it but with no enqueue limiter;
+//   - batch enqueue of -batch-size (50) with as many clients: River's
+//     client.InsertMany of that many no-op jobs per call on an insert-only
+//     client against POST /tasks/batch of that many echo tasks (one
+//     transaction: ValidateBatch, then SubmitBatch's InsertManyTx) through
+//     the same API, its MAX_BATCH_SIZE raised to the batch size if below
+//     it; in jobs (tasks inserted) per second. Every enqueue figure checks
+//     afterwards that river_job holds exactly the jobs of the calls that
+//     succeeded;
 //   - end-to-end echo: jobs inserted up front with InsertManyFast (timed
 //     apart), then the time for a started client to complete them all,
 //     River's no-op worker against taskrunner's echo worker with its run
 //     records;
+//   - pickup latency enqueue -> running: into an otherwise idle working
+//     client, tasks enqueued one at a time at -pickup-rate (50/s), first
+//     -pickup-warmup's worth not counted, then -pickup-tasks measured; once
+//     all completed, each measured task's river_job.attempted_at -
+//     created_at (River sets created_at as it inserts, attempted_at as a
+//     worker fetches the job), p50 against the goal and p99. taskrunner:
+//     POST /tasks to the API on the working client jobs.NewClient builds
+//     from the configuration, as `taskrunner serve` shares one (its
+//     WORKER_CONCURRENCY, WORKER_FETCH_COOLDOWN and
+//     WORKER_FETCH_POLL_INTERVAL, its run recorder; no retention job),
+//     every task checked to have its completed run record; bare River:
+//     client.Insert on a working client with the no-op worker at the
+//     end-to-end figure's settings (-workers, -fetch-cooldown, -fetch-poll).
+//     Each task must have completed on its first attempt;
 //   - cached search, which has no bare River counterpart: the server time
 //     (runs.duration_ms, the worker's time from the aggregator's Redis
 //     lookups to RecordOutput) of -search-tasks identical searches whose
@@ -53,9 +78,11 @@
 //
 // Every figure is measured -rounds times, alternating which side goes
 // first, and the table shows each side's median and the ratio of the
-// medians; for cached search, the median across rounds of each round's
-// p50 and of each round's p99; for the server's peak RSS, the largest of
-// the rounds. The machine's load average is printed with it: on a busy
+// medians; for pickup latency and cached search, the median across rounds
+// of each round's p50 and of each round's p99 (each side apart); for the
+// server's peak RSS, the largest of the rounds. A figure's size flag at 0
+// skips it: -batch-size, -pickup-tasks, -search-tasks, -artifact-mb or
+// -artifact-reps. The machine's load average is printed with it: on a busy
 // machine the figures say more about the neighbours than about taskrunner.
 //
 // Progress goes to stderr while it runs; the final table goes to stdout.
@@ -103,6 +130,12 @@ type options struct {
 	insertBatch   int
 	enqueueGoal   float64
 	endToEndGoal  float64
+	batchSize     int
+	batchGoal     float64
+	pickupTasks   int
+	pickupRate    float64
+	pickupWarm    time.Duration
+	pickupGoal    time.Duration
 	searchTasks   int
 	searchClients int
 	searchGoal    time.Duration
@@ -116,6 +149,12 @@ type options struct {
 	serverConns   int
 	cpuProfile    string
 }
+
+// batch reports whether the batch-enqueue figure is measured.
+func (o *options) batch() bool { return o.batchSize > 0 }
+
+// pickup reports whether the pickup-latency figure is measured.
+func (o *options) pickup() bool { return o.pickupTasks > 0 }
 
 // artifacts reports whether the artifact figures are measured.
 func (o *options) artifacts() bool { return o.artifactMB > 0 && o.artifactReps > 0 }
@@ -139,10 +178,16 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.fetchCool, "fetch-cooldown", 5*time.Millisecond, "River FetchCooldown of the end-to-end figure, both sides")
 	fs.DurationVar(&o.fetchPoll, "fetch-poll", 50*time.Millisecond, "River FetchPollInterval of the end-to-end figure, both sides")
 	fs.DurationVar(&o.pollEvery, "poll", 20*time.Millisecond, "how often the end-to-end figure counts completed jobs")
-	fs.DurationVar(&o.e2eTimeout, "e2e-timeout", 2*time.Minute, "give up on an end-to-end or cached-search run after this long")
+	fs.DurationVar(&o.e2eTimeout, "e2e-timeout", 2*time.Minute, "give up on an end-to-end, pickup or cached-search run after this long")
 	fs.IntVar(&o.insertBatch, "insert-batch", 5000, "jobs per InsertManyFast call when the end-to-end jobs are inserted")
 	fs.Float64Var(&o.enqueueGoal, "enqueue-goal", 0.8, "ratio the single-enqueue figure should reach")
 	fs.Float64Var(&o.endToEndGoal, "e2e-goal", 0.7, "ratio the end-to-end figure should reach")
+	fs.IntVar(&o.batchSize, "batch-size", 50, "jobs per InsertMany call and tasks per POST /tasks/batch of the batch-enqueue figure, from -clients clients for -enqueue-duration after -enqueue-warmup (0: skip the figure)")
+	fs.Float64Var(&o.batchGoal, "batch-goal", 0.8, "ratio the batch-enqueue figure should reach")
+	fs.IntVar(&o.pickupTasks, "pickup-tasks", 250, "tasks per side and round whose pickup latency (created_at -> attempted_at) is measured (0: skip the figure)")
+	fs.Float64Var(&o.pickupRate, "pickup-rate", 50, "tasks per second the pickup-latency figure enqueues, one at a time")
+	fs.DurationVar(&o.pickupWarm, "pickup-warmup", time.Second, "enqueueing at -pickup-rate before the measured tasks of the pickup-latency figure, not counted")
+	fs.DurationVar(&o.pickupGoal, "pickup-goal", 20*time.Millisecond, "p50 pickup latency taskrunner should stay within")
 	fs.IntVar(&o.searchTasks, "search-tasks", 2000, "cached searches measured per round, after one that warms the cache (0: skip the figure)")
 	fs.IntVar(&o.searchClients, "search-clients", 4, "concurrent POST /search clients submitting the cached searches")
 	fs.DurationVar(&o.searchGoal, "search-goal", 2*time.Millisecond, "p50 server time the cached-search figure should stay within")
@@ -165,6 +210,12 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("-rounds, -clients, -e2e-jobs, -workers, -insert-batch and -search-clients must be at least 1")
 	case o.searchTasks < 0 || o.searchGoal < 0:
 		return nil, errors.New("-search-tasks and -search-goal must not be negative")
+	case o.batchSize < 0:
+		return nil, errors.New("-batch-size must not be negative")
+	case o.pickupTasks < 0 || o.pickupWarm < 0 || o.pickupGoal < 0:
+		return nil, errors.New("-pickup-tasks, -pickup-warmup and -pickup-goal must not be negative")
+	case !(o.pickupRate > 0) || o.pickupRate > maxPickupRate:
+		return nil, fmt.Errorf("-pickup-rate must be above 0 and at most %d", maxPickupRate)
 	case o.artifactMB < 0 || o.artifactReps < 0:
 		return nil, errors.New("-artifact-mb and -artifact-reps must not be negative")
 	case o.artifactMB > maxArtifactMB:
@@ -239,6 +290,9 @@ func run(ctx context.Context, opts *options, getenv func(string) string, stdout,
 	// Echo tasks submitted without a queue go to River's default queue:
 	// that is the one queue measured, whatever QUEUES says.
 	cfg.Queues = []string{river.QueueDefault}
+	// The batch figure's requests must fit MAX_BATCH_SIZE (an API with 0
+	// would refuse every batch).
+	cfg.Limits.MaxBatchSize = max(cfg.Limits.MaxBatchSize, opts.batchSize)
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(opts.logLevel)); err != nil {
 		return fmt.Errorf("-log-level: %w", err)
@@ -279,8 +333,18 @@ func run(ctx context.Context, opts *options, getenv func(string) string, stdout,
 		if err := measureEnqueue(ctx, env, opts, figs, bareFirst); err != nil {
 			return err
 		}
+		if opts.batch() {
+			if err := measureBatch(ctx, env, opts, figs, bareFirst); err != nil {
+				return err
+			}
+		}
 		if err := measureEndToEnd(ctx, env, opts, figs, bareFirst); err != nil {
 			return err
+		}
+		if opts.pickup() {
+			if err := measurePickup(ctx, env, opts, figs, bareFirst); err != nil {
+				return err
+			}
 		}
 		if opts.searchTasks > 0 {
 			r, err := env.cachedSearch(ctx, opts)
@@ -299,8 +363,21 @@ func run(ctx context.Context, opts *options, getenv func(string) string, stdout,
 
 	fmt.Fprintln(stdout)
 	fmt.Fprintln(stdout, header)
+	fmt.Fprintf(stdout, "enqueue settings: %d clients, %s warm-up then %s measured per side and round\n", opts.clients, opts.enqueueWarm, opts.enqueueDur)
+	if opts.batch() {
+		fmt.Fprintf(stdout, "batch-enqueue settings: %d jobs per request (bare River InsertMany on an insert-only client; taskrunner POST /tasks/batch of echo tasks, MAX_BATCH_SIZE %d), rates in jobs/s\n",
+			opts.batchSize, env.cfg.Limits.MaxBatchSize)
+	}
 	fmt.Fprintf(stdout, "end-to-end settings: %d workers, FetchCooldown %s, FetchPollInterval %s; completions counted every %s\n",
 		opts.workers, opts.fetchCool, opts.fetchPoll, opts.pollEvery)
+	if opts.pickup() {
+		fmt.Fprintf(stdout, "pickup settings: %d tasks per side and round measured after %s not counted, enqueued one at a time at %s/s; latency is river_job.attempted_at - created_at; "+
+			"bare River: client.Insert on its working client, no-op worker, %d workers, FetchCooldown %s, FetchPollInterval %s (the end-to-end settings); "+
+			"taskrunner: POST /tasks on the working client as `taskrunner serve` builds it (run records), %d workers, FetchCooldown %s, FetchPollInterval %s; "+
+			"ratio is bare River's p50 / taskrunner's p50 (above 1: taskrunner picks up sooner)\n",
+			opts.pickupTasks, opts.pickupWarm, formatPerSecond(opts.pickupRate), opts.workers, opts.fetchCool, opts.fetchPoll,
+			env.cfg.WorkerConcurrency, env.cfg.WorkerFetchCooldown, env.cfg.WorkerFetchPoll)
+	}
 	if opts.searchTasks > 0 {
 		fmt.Fprintf(stdout, "cached-search settings: %d searches per round through POST /search from %d clients, one source (fake Brave on loopback) answered from Redis; "+
 			"taskrunner's worker settings: %d workers, FetchCooldown %s, FetchPollInterval %s; server time is runs.duration_ms\n",
@@ -347,6 +424,61 @@ func measureEnqueue(ctx context.Context, env *env, opts *options, figs *figures,
 	return nil
 }
 
+// measureBatch measures the batch-enqueue figure once.
+func measureBatch(ctx context.Context, env *env, opts *options, figs *figures, bareFirst bool) error {
+	perRequest := float64(opts.batchSize)
+	sides := []func() error{
+		func() error {
+			r, err := env.enqueueBatchBare(ctx, opts)
+			figs.batch.addBare(r.rate() * perRequest)
+			return err
+		},
+		func() error {
+			r, err := env.enqueueBatchHTTP(ctx, opts)
+			figs.batch.addTaskrunner(r.rate() * perRequest)
+			return err
+		},
+	}
+	if !bareFirst {
+		sides[0], sides[1] = sides[1], sides[0]
+	}
+	for _, side := range sides {
+		if err := side(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// measurePickup measures the pickup-latency figure once.
+func measurePickup(ctx context.Context, env *env, opts *options, figs *figures, bareFirst bool) error {
+	sides := []func() error{
+		func() error {
+			ds, err := env.pickupBare(ctx, opts)
+			if err == nil {
+				figs.pickup.addBare(ds)
+			}
+			return err
+		},
+		func() error {
+			ds, err := env.pickupTaskrunner(ctx, opts)
+			if err == nil {
+				figs.pickup.add(ds)
+			}
+			return err
+		},
+	}
+	if !bareFirst {
+		sides[0], sides[1] = sides[1], sides[0]
+	}
+	for _, side := range sides {
+		if err := side(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // measureEndToEnd measures the end-to-end figure once, and its breakdown
 // when asked.
 func measureEndToEnd(ctx context.Context, env *env, opts *options, figs *figures, bareFirst bool) error {
@@ -385,9 +517,11 @@ func measureEndToEnd(ctx context.Context, env *env, opts *options, figs *figures
 type figures struct {
 	opts               *options
 	enqueue            *figure
+	batch              *figure // rates in jobs per second
 	endToEnd           *figure
 	enqueueService     *figure // breakdown only
 	endToEndNoRecorder *figure // breakdown only
+	pickup             *latencyFigure
 	searchServer       *latencyFigure
 	searchFinish       *latencyFigure // for information: no goal
 	artifactPut        *figure
@@ -400,9 +534,11 @@ func newFigures(opts *options) *figures {
 	return &figures{
 		opts:               opts,
 		enqueue:            &figure{name: fmt.Sprintf("single enqueue (%d clients)", opts.clients), goal: opts.enqueueGoal},
+		batch:              &figure{name: fmt.Sprintf("batch enqueue of %d (%d clients)", opts.batchSize, opts.clients), goal: opts.batchGoal},
 		endToEnd:           &figure{name: fmt.Sprintf("end-to-end echo (%s)", countLabel(opts.e2eJobs)), goal: opts.endToEndGoal},
 		enqueueService:     &figure{name: "  breakdown: Service.Submit, no HTTP"},
 		endToEndNoRecorder: &figure{name: "  breakdown: echo, no RunRecorder"},
+		pickup:             &latencyFigure{name: fmt.Sprintf("pickup latency enqueue -> running (%s/s)", formatPerSecond(opts.pickupRate)), maxP50: opts.pickupGoal, withBare: true},
 		searchServer:       &latencyFigure{name: fmt.Sprintf("cached search (%s): server time", countLabel(opts.searchTasks)), maxP50: opts.searchGoal},
 		searchFinish:       &latencyFigure{name: "  cached search: enqueue -> finished"},
 		artifactPut:        &figure{name: fmt.Sprintf("artifact upload (%d MiB)", opts.artifactMB), unit: unitBytes, goal: opts.artifactGoal},
@@ -412,12 +548,23 @@ func newFigures(opts *options) *figures {
 	}
 }
 
-// rows returns the table's rows: the figures compared with bare River,
-// their breakdown, cached search, then the artifact figures.
+// rows returns the table's rows in DESIGN.md's order: the figures
+// compared with bare River (each followed by its breakdown when asked),
+// cached search, then the artifact figures.
 func (f *figures) rows() []row {
-	rows := []row{f.enqueue.row(), f.endToEnd.row()}
+	rows := []row{f.enqueue.row()}
 	if f.opts.breakdown {
-		rows = append(rows, f.enqueueService.row(), f.endToEndNoRecorder.row())
+		rows = append(rows, f.enqueueService.row())
+	}
+	if f.opts.batch() {
+		rows = append(rows, f.batch.row())
+	}
+	rows = append(rows, f.endToEnd.row())
+	if f.opts.breakdown {
+		rows = append(rows, f.endToEndNoRecorder.row())
+	}
+	if f.opts.pickup() {
+		rows = append(rows, f.pickup.row())
 	}
 	if f.opts.searchTasks > 0 {
 		rows = append(rows, f.searchServer.row(), f.searchFinish.row())
@@ -468,24 +615,37 @@ func (f *peakFigure) row() row {
 	return row{name: f.name, memory: m}
 }
 
-// latencyFigure is a latency line of the table with no bare River
-// counterpart: the p50 and p99 of every round.
+// latencyFigure is a latency line of the table: taskrunner's p50 and p99
+// of every round and, when withBare, bare River's beside them.
 type latencyFigure struct {
-	name     string
-	maxP50   time.Duration // 0: no goal
-	p50, p99 []float64     // nanoseconds, one per round
+	name             string
+	maxP50           time.Duration // 0: no goal
+	withBare         bool          // false: no bare River counterpart
+	p50, p99         []float64     // nanoseconds, one per round
+	bareP50, bareP99 []float64     // as p50 and p99, of bare River
 }
 
+// add adds taskrunner's latencies of one round.
 func (f *latencyFigure) add(ds []time.Duration) {
 	f.p50 = append(f.p50, float64(percentile(ds, 0.50)))
 	f.p99 = append(f.p99, float64(percentile(ds, 0.99)))
 }
 
-// row is the median across rounds of the p50s and of the p99s.
+// addBare adds bare River's latencies of one round.
+func (f *latencyFigure) addBare(ds []time.Duration) {
+	f.bareP50 = append(f.bareP50, float64(percentile(ds, 0.50)))
+	f.bareP99 = append(f.bareP99, float64(percentile(ds, 0.99)))
+}
+
+// row is the median across rounds of the p50s and of the p99s, each side
+// apart.
 func (f *latencyFigure) row() row {
-	l := &latencyRow{p50: -1, p99: -1, maxP50: f.maxP50}
+	l := &latencyRow{p50: -1, p99: -1, maxP50: f.maxP50, hasBare: f.withBare, bareP50: -1, bareP99: -1}
 	if len(f.p50) > 0 {
 		l.p50, l.p99 = time.Duration(median(f.p50)), time.Duration(median(f.p99))
+	}
+	if f.withBare && len(f.bareP50) > 0 {
+		l.bareP50, l.bareP99 = time.Duration(median(f.bareP50)), time.Duration(median(f.bareP99))
 	}
 	return row{name: f.name, latency: l}
 }

@@ -12,7 +12,8 @@ import (
 )
 
 // row is one line of the final table: a rate figure beside bare River's
-// (or bare minio-go's), or, when latency or memory is set, a figure of
+// (or bare minio-go's); when latency is set, a latency figure, with or
+// without bare River's beside it; when memory is set, a figure of
 // taskrunner's alone that has no bare counterpart.
 type row struct {
 	name       string
@@ -39,11 +40,25 @@ type memoryRow struct {
 	limit int64 // bytes; 0 for no goal
 }
 
-// latencyRow is a latency figure of taskrunner's alone: its p50 and p99,
-// negative when nothing was measured, and a ceiling on p50 as its goal.
+// latencyRow is a latency figure: taskrunner's p50 and p99, negative when
+// nothing was measured, and a ceiling on p50 as its goal; with hasBare,
+// bare River's p50 and p99 beside them (negative when not measured), and
+// the ratio of the p50s, bare River / taskrunner, so that as for the rates
+// 1 is parity and above 1 is taskrunner ahead.
 type latencyRow struct {
-	p50, p99 time.Duration
-	maxP50   time.Duration // 0 for no goal
+	p50, p99         time.Duration
+	maxP50           time.Duration // 0 for no goal
+	hasBare          bool
+	bareP50, bareP99 time.Duration
+}
+
+// ratio is bare River's p50 / taskrunner's, or NaN when either side
+// measured nothing or taskrunner's p50 is 0.
+func (l *latencyRow) ratio() float64 {
+	if !l.hasBare || l.bareP50 < 0 || l.p50 <= 0 {
+		return math.NaN()
+	}
+	return float64(l.bareP50) / float64(l.p50)
 }
 
 // ratio is taskrunner / bare River, or NaN when bare River measured nothing.
@@ -66,8 +81,11 @@ func (r row) cells() []string {
 				met = "yes"
 			}
 		}
-		measured := "p50 " + formatTableLatency(l.p50) + ", p99 " + formatTableLatency(l.p99)
-		return []string{r.name, "-", measured, "-", goal, met}
+		measured := formatPercentiles(l.p50, l.p99)
+		if !l.hasBare {
+			return []string{r.name, "-", measured, "-", goal, met}
+		}
+		return []string{r.name, formatPercentiles(l.bareP50, l.bareP99), measured, formatRatio(l.ratio()), goal, met}
 	}
 	if m := r.memory; m != nil {
 		goal, met := "-", "-"
@@ -160,6 +178,18 @@ func formatTableLatency(d time.Duration) string {
 	}
 	hundredths := (d + 10*time.Microsecond - 1) / (10 * time.Microsecond)
 	return strconv.FormatFloat(float64(hundredths)/100, 'f', 2, 64) + " ms"
+}
+
+// formatPercentiles is a p50 and p99 as the table shows them:
+// "p50 0.62 ms, p99 1.80 ms".
+func formatPercentiles(p50, p99 time.Duration) string {
+	return "p50 " + formatTableLatency(p50) + ", p99 " + formatTableLatency(p99)
+}
+
+// formatPerSecond formats a rate given on the command line, as short as
+// it goes: 50, 12.5.
+func formatPerSecond(perSecond float64) string {
+	return strconv.FormatFloat(perSecond, 'f', -1, 64)
 }
 
 // countLabel is a job count as the table names it: 20000 is "20k".

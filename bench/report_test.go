@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"math"
@@ -67,6 +68,12 @@ func TestWriteTable(t *testing.T) {
 		{name: "over", latency: &latencyRow{p50: 2000*time.Microsecond + 1, p99: 3 * time.Millisecond, maxP50: 2 * time.Millisecond}},
 		{name: "info", latency: &latencyRow{p50: 4 * time.Millisecond, p99: 9 * time.Millisecond}},
 		{name: "unmeasured", latency: &latencyRow{p50: -1, p99: -1, maxP50: 2 * time.Millisecond}},
+		{name: "pickup", latency: &latencyRow{p50: 4 * time.Millisecond, p99: 9 * time.Millisecond, maxP50: 20 * time.Millisecond,
+			hasBare: true, bareP50: 3 * time.Millisecond, bareP99: 8*time.Millisecond + 1}},
+		{name: "pickup slow", latency: &latencyRow{p50: 21 * time.Millisecond, p99: 40 * time.Millisecond, maxP50: 20 * time.Millisecond,
+			hasBare: true, bareP50: 42 * time.Millisecond, bareP99: 50 * time.Millisecond}},
+		{name: "pickup bare unmeasured", latency: &latencyRow{p50: 4 * time.Millisecond, p99: 9 * time.Millisecond, maxP50: 20 * time.Millisecond,
+			hasBare: true, bareP50: -1, bareP99: -1}},
 		{name: "artifact upload (25 MiB)", bare: 250e6, taskrunner: 212.34e6, unit: unitBytes, goal: 0.8},
 		{name: "info MB/s", bare: 0, taskrunner: 1e6, unit: unitBytes},
 		{name: "server peak RSS", memory: &memoryRow{peak: 61_234_567, limit: 100e6}},
@@ -88,6 +95,9 @@ func TestWriteTable(t *testing.T) {
 		{"over", "-", "p50", "2.01", "ms,", "p99", "3.00", "ms", "-", "p50", "<=", "2", "ms", "no"},
 		{"info", "-", "p50", "4.00", "ms,", "p99", "9.00", "ms", "-", "-", "-"},
 		{"unmeasured", "-", "p50", "n/a,", "p99", "n/a", "-", "p50", "<=", "2", "ms", "no"},
+		{"pickup", "p50", "3.00", "ms,", "p99", "8.01", "ms", "p50", "4.00", "ms,", "p99", "9.00", "ms", "0.75", "p50", "<=", "20", "ms", "yes"},
+		{"pickup", "slow", "p50", "42.00", "ms,", "p99", "50.00", "ms", "p50", "21.00", "ms,", "p99", "40.00", "ms", "2.00", "p50", "<=", "20", "ms", "no"},
+		{"pickup", "bare", "unmeasured", "p50", "n/a,", "p99", "n/a", "p50", "4.00", "ms,", "p99", "9.00", "ms", "n/a", "p50", "<=", "20", "ms", "yes"},
 		{"artifact", "upload", "(25", "MiB)", "250.0", "MB/s", "212.3", "MB/s", "0.84", ">=", "0.8", "yes"},
 		{"info", "MB/s", "0.0", "MB/s", "1.0", "MB/s", "n/a", "-", "-"},
 		{"server", "peak", "RSS", "-", "61.3", "MB", "-", "<", "100", "MB", "yes"},
@@ -127,6 +137,38 @@ func TestLatencyFigureRow(t *testing.T) {
 	}
 	if r.latency.p50 != ms(2) || r.latency.p99 != ms(70) {
 		t.Errorf("p50, p99 = %v, %v; want the medians across rounds, 2ms and 70ms", r.latency.p50, r.latency.p99)
+	}
+	if r.latency.hasBare || r.cells()[1] != "-" || r.cells()[3] != "-" {
+		t.Errorf("a figure with no bare counterpart shows %q", r.cells())
+	}
+}
+
+func TestLatencyFigureRowWithBare(t *testing.T) {
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	f := &latencyFigure{name: "pickup", maxP50: ms(20), withBare: true}
+	if r := f.row(); !r.latency.hasBare || r.latency.bareP50 >= 0 || r.latency.p50 >= 0 || !math.IsNaN(r.latency.ratio()) {
+		t.Errorf("row of no rounds = %+v, want both sides unmeasured and no ratio", r.latency)
+	}
+	f.add([]time.Duration{ms(4), ms(4), ms(30)})
+	f.add([]time.Duration{ms(6), ms(6), ms(10)})
+	f.add([]time.Duration{ms(5), ms(5), ms(20)})
+	f.addBare([]time.Duration{ms(3), ms(3), ms(9)})
+	f.addBare([]time.Duration{ms(2), ms(2), ms(7)})
+	f.addBare([]time.Duration{ms(10), ms(10), ms(8)})
+	r := f.row()
+	l := r.latency
+	if l.p50 != ms(5) || l.p99 != ms(20) || l.bareP50 != ms(3) || l.bareP99 != ms(9) {
+		t.Errorf("row = %+v; want taskrunner p50 5ms, p99 20ms and bare p50 3ms, p99 9ms (medians across rounds, each side apart)", l)
+	}
+	if got := l.ratio(); got != 0.6 {
+		t.Errorf("ratio = %v, want bare p50 / taskrunner p50 = 0.6", got)
+	}
+	if c := r.cells(); c[1] != "p50 3.00 ms, p99 9.00 ms" || c[3] != "0.60" || c[5] != "yes" {
+		t.Errorf("cells = %q", c)
+	}
+	zero := &latencyRow{p50: 0, p99: 0, hasBare: true, bareP50: ms(1), bareP99: ms(1)}
+	if !math.IsNaN(zero.ratio()) {
+		t.Error("a taskrunner p50 of 0 gave a ratio")
 	}
 }
 
@@ -227,6 +269,81 @@ func TestParseOptionsSearch(t *testing.T) {
 	}
 }
 
+func TestParseOptionsBatchAndPickup(t *testing.T) {
+	o, err := parseOptions(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.batchSize != 50 || o.batchGoal != 0.8 || !o.batch() {
+		t.Errorf("defaults: -batch-size %d, -batch-goal %v; want 50 and 0.8", o.batchSize, o.batchGoal)
+	}
+	if o.pickupTasks < 1 || o.pickupRate != 50 || o.pickupWarm <= 0 || o.pickupGoal != 20*time.Millisecond || !o.pickup() {
+		t.Errorf("defaults: -pickup-tasks %d, -pickup-rate %v, -pickup-warmup %s, -pickup-goal %s; want some, 50, some, 20ms",
+			o.pickupTasks, o.pickupRate, o.pickupWarm, o.pickupGoal)
+	}
+	if o, err := parseOptions([]string{"-batch-size", "0", "-pickup-tasks", "0"}, io.Discard); err != nil || o.batch() || o.pickup() {
+		t.Errorf("-batch-size 0 -pickup-tasks 0 (skip the figures): %v", err)
+	}
+	for _, args := range [][]string{
+		{"-batch-size", "-1"}, {"-pickup-tasks", "-1"}, {"-pickup-rate", "0"}, {"-pickup-rate", "-5"}, {"-pickup-rate", "NaN"},
+		{"-pickup-rate", "100000"}, {"-pickup-warmup", "-1s"}, {"-pickup-goal", "-1ms"},
+	} {
+		if _, err := parseOptions(args, io.Discard); err == nil {
+			t.Errorf("%q accepted", args)
+		}
+	}
+}
+
+func TestBatchBody(t *testing.T) {
+	b, err := batchBody(50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body struct {
+		Tasks []struct {
+			Type   string          `json:"type"`
+			Params json.RawMessage `json:"params"`
+		} `json:"tasks"`
+	}
+	if err := json.Unmarshal(b, &body); err != nil {
+		t.Fatalf("batch body %s: %v", b, err)
+	}
+	if len(body.Tasks) != 50 {
+		t.Fatalf("batch body holds %d tasks, want 50", len(body.Tasks))
+	}
+	for i, task := range body.Tasks {
+		if task.Type != "echo" || string(task.Params) != `{"msg":"hello"}` {
+			t.Errorf("task %d = %s %s, want the single-enqueue figure's echo task", i, task.Type, task.Params)
+		}
+	}
+}
+
+func TestPickupWarmTasks(t *testing.T) {
+	cases := []struct {
+		rate float64
+		warm time.Duration
+		want int
+	}{
+		{50, time.Second, 50},
+		{50, 0, 0},
+		{12.5, 100 * time.Millisecond, 1},
+		{50, 1500 * time.Millisecond, 75},
+	}
+	for _, c := range cases {
+		if got := pickupWarmTasks(c.rate, c.warm); got != c.want {
+			t.Errorf("pickupWarmTasks(%v, %s) = %d, want %d", c.rate, c.warm, got, c.want)
+		}
+	}
+}
+
+func TestFormatPerSecond(t *testing.T) {
+	for rate, want := range map[float64]string{50: "50", 12.5: "12.5", 1000: "1000"} {
+		if got := formatPerSecond(rate); got != want {
+			t.Errorf("formatPerSecond(%v) = %q, want %q", rate, got, want)
+		}
+	}
+}
+
 func TestFormatMB(t *testing.T) {
 	cases := map[int64]string{
 		0:           "0.0 MB",
@@ -275,15 +392,25 @@ func TestArtifactRows(t *testing.T) {
 		return out
 	}
 	got := strings.Join(names("-search-tasks", "0"), "|")
-	want := "single enqueue (16 clients)|end-to-end echo (20k)|artifact upload (25 MiB)|artifact download (25 MiB)|  artifact upload, unknown length|  server peak RSS (VmHWM)"
+	want := "single enqueue (16 clients)|batch enqueue of 50 (16 clients)|end-to-end echo (20k)|pickup latency enqueue -> running (50/s)|" +
+		"artifact upload (25 MiB)|artifact download (25 MiB)|  artifact upload, unknown length|  server peak RSS (VmHWM)"
 	if got != want {
 		t.Errorf("rows = %q, want %q", got, want)
+	}
+	got = strings.Join(names("-batch-size", "0", "-pickup-tasks", "0", "-artifact-mb", "0"), "|")
+	if want := "single enqueue (16 clients)|end-to-end echo (20k)|cached search (2k): server time|  cached search: enqueue -> finished"; got != want {
+		t.Errorf("-batch-size 0 -pickup-tasks 0 -artifact-mb 0: rows = %q, want %q", got, want)
+	}
+	got = strings.Join(names("-breakdown", "-search-tasks", "0", "-artifact-mb", "0", "-clients", "8", "-batch-size", "100", "-pickup-rate", "12.5"), "|")
+	want = "single enqueue (8 clients)|  breakdown: Service.Submit, no HTTP|batch enqueue of 100 (8 clients)|end-to-end echo (20k)|  breakdown: echo, no RunRecorder|pickup latency enqueue -> running (12.5/s)"
+	if got != want {
+		t.Errorf("-breakdown: rows = %q, want %q", got, want)
 	}
 	if got := names("-search-tasks", "0", "-artifact-chunked=false", "-artifact-mb", "5"); !slices.Contains(got, "artifact upload (5 MiB)") || slices.Contains(got, "  artifact upload, unknown length") {
 		t.Errorf("-artifact-chunked=false -artifact-mb 5: rows %q", got)
 	}
 	for _, args := range [][]string{{"-artifact-mb", "0"}, {"-artifact-reps", "0"}} {
-		if got := names(append(args, "-search-tasks", "0")...); len(got) != 2 {
+		if got := names(append(args, "-search-tasks", "0", "-batch-size", "0", "-pickup-tasks", "0")...); len(got) != 2 {
 			t.Errorf("%q (skip the artifact figures): rows %q", args, got)
 		}
 	}
