@@ -46,7 +46,7 @@ func invalid(field, format string, args ...any) *Error {
 	return &Error{Code: CodeInvalidParams, Field: field, Message: field + " " + fmt.Sprintf(format, args...)}
 }
 
-// ErrNotFound is the Error for an id that names no task.
+// notFound is the Error for an id that names no task.
 func notFound(id string) *Error {
 	return &Error{Code: CodeNotFound, Message: fmt.Sprintf("no task with id %q", id)}
 }
