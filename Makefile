@@ -79,6 +79,11 @@ fake-search: ## serve fake Brave and SearXNG APIs on 127.0.0.1:8090 (prints the 
 bench: build minio ## measure taskrunner against bare River on this machine
 	@scripts/bench.sh
 
+.PHONY: chaos
+chaos: build minio ## fault and scale suite: real processes under load while workers die and PostgreSQL, Redis, MinIO restart (a few minutes)
+	CHAOS_TASKRUNNER_BIN=$(CURDIR)/bin/taskrunner CHAOS_MINIO_BIN=$(CURDIR)/bin/minio \
+	  go test -tags chaos -count=1 -timeout 10m -v ./chaos
+
 .PHONY: start
 start: ## Docker: build the images, start the stack of docker-compose.yml and wait until it is healthy
 	@test -f .env || { echo 'start: no .env: cp .env.example .env, then set its secrets' >&2; exit 1; }

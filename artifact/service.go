@@ -38,8 +38,9 @@ const (
 	// unknownSizePartSize is the part size of uploads whose length is not
 	// declared: minio-go holds one part in memory at a time.
 	unknownSizePartSize = 5 << 20
-	// cleanupTimeout bounds removing an object after a failed upload.
-	cleanupTimeout = 10 * time.Second
+	// cleanupTimeout bounds removing an object after a failed upload; with
+	// MinIO down the removal fails fast, and nothing was stored anyway.
+	cleanupTimeout = 3 * time.Second
 )
 
 var typePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)

@@ -15,6 +15,9 @@ import (
 // DefaultPingTimeout bounds a readiness check.
 const DefaultPingTimeout = 2 * time.Second
 
+// maxRetries is how many times minio-go tries a request.
+const maxRetries = 2
+
 // Config locates MinIO. User and Password are secrets: they are never
 // logged or shown in errors.
 type Config struct {
@@ -39,6 +42,9 @@ func NewStore(cfg Config) (*Store, error) {
 	client, err := minio.New(cfg.Endpoint, &minio.Options{
 		Creds:  credentials.NewStaticV4(cfg.User, cfg.Password, ""),
 		Secure: cfg.Secure,
+		// minio-go retries a failed request ten times by default: with
+		// MinIO down, a client would wait many seconds for its 503.
+		MaxRetries: maxRetries,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("MINIO_ENDPOINT: %w", err)

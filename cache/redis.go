@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -32,6 +33,19 @@ func NewClient(url string) (*redis.Client, error) {
 	opts.WriteTimeout = DefaultCallTimeout
 	opts.MaxRetries = 1
 	return redis.NewClient(opts), nil
+}
+
+// SetLogger sends the Redis client library's own messages (dial failures,
+// pool trouble) to logger as JSON lines with an event, instead of plain
+// text on stderr. The library has one logger per process.
+func SetLogger(logger *slog.Logger) {
+	redis.SetLogger(redisLogger{logger})
+}
+
+type redisLogger struct{ logger *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.logger.WarnContext(ctx, fmt.Sprintf(format, v...), slog.String("event", "redis_log"))
 }
 
 // Ping checks that Redis answers.

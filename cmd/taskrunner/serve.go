@@ -69,6 +69,7 @@ func runServer(ctx context.Context, cfg *config.Config, logger *slog.Logger, r r
 		return err
 	}
 
+	cache.SetLogger(logger)
 	rdb, err := cache.NewClient(cfg.RedisURL)
 	if err != nil {
 		return err
