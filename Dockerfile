@@ -9,9 +9,8 @@
 #     health check and, as in the seed, `docker compose exec -T api curl ...`
 #     and `make smoke DOCKER=1`.
 #   minio: the MinIO server, built from source at the version `make run`
-#     uses (scripts/minio.sh). MinIO publishes no images any more (its
-#     community edition is source-only since October 2025 and its Docker Hub
-#     repository is gone), so we build our own.
+#     uses (scripts/minio.sh). MinIO's community edition is published as
+#     source only, so we build our own image.
 #
 #   docker build -t taskrunner .
 #   docker build --target minio -t taskrunner-minio .
