@@ -15,6 +15,9 @@ import (
 // CodeRateLimited is the refusal of an enqueue over TASKS_PER_MINUTE.
 const CodeRateLimited = "rate_limit_exceeded"
 
+// limiterWarnEvery spaces the warnings that the limiter is unavailable.
+const limiterWarnEvery = 10 * time.Second
+
 // Limiter is the per-minute enqueue limit (cache.Limiter in production).
 type Limiter interface {
 	Allow(ctx context.Context, client string, n int) (cache.Decision, error)
@@ -31,8 +34,13 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, n int) error {
 	client := clientOf(r.Context())
 	d, err := s.deps.Limiter.Allow(r.Context(), client, n)
 	if err != nil {
-		s.deps.Logger.WarnContext(r.Context(), "enqueue limiter unavailable; letting the request through",
-			slog.String("event", "rate_limiter_unavailable"), slog.String("error", err.Error()))
+		// Said at most every limiterWarnEvery, not for every request while
+		// Redis is down; the metric counts them all.
+		now := time.Now().UnixNano()
+		if last := s.limiterWarned.Load(); now-last >= int64(limiterWarnEvery) && s.limiterWarned.CompareAndSwap(last, now) {
+			s.deps.Logger.WarnContext(r.Context(), "enqueue limiter unavailable; letting requests through",
+				slog.String("event", "rate_limiter_unavailable"), slog.String("error", err.Error()))
+		}
 		s.deps.Metrics.LimiterUnavailable()
 		return nil
 	}

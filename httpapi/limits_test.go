@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -112,13 +113,20 @@ func TestBatchCountsEachTask(t *testing.T) {
 
 func TestLimiterFailsOpenWhenRedisIsDown(t *testing.T) {
 	t.Parallel()
-	b := setup(t, setupOpts{perMinute: 1, redisURL: "redis://127.0.0.1:1/0"})
+	m := metrics.New()
+	b := setup(t, setupOpts{perMinute: 1, redisURL: "redis://127.0.0.1:1/0", metrics: m})
 	for range 3 {
 		r := b.do(t, "POST", "/tasks", echoTask)
 		require.Equal(t, http.StatusAccepted, r.status, "body: %s", r.raw)
 	}
 	require.Equal(t, 3, b.jobCount(t))
-	require.Len(t, b.logs.Events("rate_limiter_unavailable"), 3)
+	require.Len(t, b.logs.Events("rate_limiter_unavailable"), 1, "said once, not for every request")
+	resp, err := http.Get(b.server.URL + "/metrics")
+	require.NoError(t, err)
+	text, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Contains(t, string(text), "taskrunner_rate_limiter_unavailable_total 3", "the metric counts every one")
 }
 
 func TestBatchIsAllOrNone(t *testing.T) {

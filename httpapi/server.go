@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -58,6 +59,9 @@ type Server struct {
 	deps   Deps
 	keys   *keyring // nil: no authentication
 	router chi.Router
+	// limiterWarned is when the limiter was last said to be unavailable
+	// (Unix nanoseconds).
+	limiterWarned atomic.Int64
 }
 
 // New returns the API handler.
