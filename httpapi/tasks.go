@@ -63,11 +63,15 @@ func viewOf(t *db.Task) taskView {
 		Queue: t.Queue, TimeoutSeconds: t.TimeoutSeconds, CreatedAt: t.CreatedAt, ScheduledAt: t.ScheduledAt,
 		StartedAt: t.StartedAt, FinishedAt: t.FinishedAt,
 	}
-	var meta struct {
-		CancelAttemptedAt *time.Time `json:"cancel_attempted_at"`
-	}
-	if json.Unmarshal(t.Metadata, &meta) == nil && meta.CancelAttemptedAt != nil {
-		v.CancelRequested = true
+	// River marks a cancel request in the metadata; most tasks have none,
+	// and a batch answer shows fifty tasks, so look before decoding.
+	if bytes.Contains(t.Metadata, []byte(`"cancel_attempted_at"`)) {
+		var meta struct {
+			CancelAttemptedAt *time.Time `json:"cancel_attempted_at"`
+		}
+		if json.Unmarshal(t.Metadata, &meta) == nil && meta.CancelAttemptedAt != nil {
+			v.CancelRequested = true
+		}
 	}
 	if t.Error != nil && t.Status != "completed" {
 		v.Error = &taskError{Code: jobs.CodeFailed, Message: *t.Error}
