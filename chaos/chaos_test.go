@@ -75,7 +75,7 @@ func TestChaos(t *testing.T) {
 
 	workers := []*proc{startWorker(t, s.logs, "worker-1", env), startWorker(t, s.logs, "worker-2", env)}
 	apiProc, api := startAPI(t, s.logs, "api", env)
-	progress(t, "api %s (pid %d), workers pid %d and %d", api.base, apiProc.pid(), workers[0].pid(), workers[1].pid())
+	progress(t, "api %s (pid %d), workers pid %d and %d", api.base, apiProc.Pid(), workers[0].Pid(), workers[1].Pid())
 	nextWorker := 3
 	newWorker := func() *proc {
 		w := startWorker(t, s.logs, "worker-"+strconv.Itoa(nextWorker), env)
@@ -85,8 +85,8 @@ func TestChaos(t *testing.T) {
 	alive := func(when string) {
 		t.Helper()
 		for _, p := range append([]*proc{apiProc}, workers...) {
-			if !p.running() {
-				t.Fatalf("%s: %s exited (%s) by itself; its log:\n%s", when, p.name, p.exitDescription(), p.digest(20, 30))
+			if !p.Running() {
+				t.Fatalf("%s: %s exited (%s) by itself; its log:\n%s", when, p.Name(), p.ExitDescription(), p.Digest(20, 30))
 			}
 		}
 	}
@@ -126,22 +126,22 @@ func TestChaos(t *testing.T) {
 	sub.setPhase("sigkill")
 	victim := workers[0]
 	if n := waitRunningRuns(pool, victim, 2, 10*time.Second); n == 0 {
-		t.Fatalf("%s never had a task running", victim.name)
+		t.Fatalf("%s never had a task running", victim.Name())
 	}
-	victim.signal(syscall.SIGKILL)
-	if code := victim.waitExit(procExitTimeout); code != -1 {
-		t.Fatalf("%s exit code %d after SIGKILL, want -1 (killed)", victim.name, code)
+	victim.Signal(syscall.SIGKILL)
+	if code := victim.WaitExit(procExitTimeout); code != -1 {
+		t.Fatalf("%s exit code %d after SIGKILL, want -1 (killed)", victim.Name(), code)
 	}
 	killedRuns := runningRunsOf(t, pool, victim)
 	if len(killedRuns) == 0 {
-		t.Fatalf("%s had no run in progress when it was killed", victim.name)
+		t.Fatalf("%s had no run in progress when it was killed", victim.Name())
 	}
-	progress(t, "sigkill: killed %s (pid %d) with %d attempts in progress: %v", victim.name, victim.pid(), len(killedRuns), killedRuns)
+	progress(t, "sigkill: killed %s (pid %d) with %d attempts in progress: %v", victim.Name(), victim.Pid(), len(killedRuns), killedRuns)
 	workers[0] = newWorker()
 	time.Sleep(steadyFor)
 	alive("after SIGKILL")
 	sub.requireAllAccepted(t, "sigkill")
-	progress(t, "sigkill: %s; replacement %s (pid %d) working", sub.phaseSummary("sigkill"), workers[0].name, workers[0].pid())
+	progress(t, "sigkill: %s; replacement %s (pid %d) working", sub.phaseSummary("sigkill"), workers[0].Name(), workers[0].Pid())
 	checkSoFar("sigkill")
 
 	// ---- SIGTERM a worker mid-task ----
@@ -157,29 +157,29 @@ func TestChaos(t *testing.T) {
 			}
 		}
 		time.Sleep(200 * time.Millisecond)
-		n, _ := queryInt(pool, "SELECT count(*) FROM runs WHERE worker = $1 AND status = 'running' AND task_id = ANY($2)", victim.workerName(), long)
+		n, _ := queryInt(pool, "SELECT count(*) FROM runs WHERE worker = $1 AND status = 'running' AND task_id = ANY($2)", victim.WorkerName(), long)
 		return n > 0
 	}) {
-		t.Fatalf("%s never ran one of the long tasks %v", victim.name, long)
+		t.Fatalf("%s never ran one of the long tasks %v", victim.Name(), long)
 	}
 	termAt := time.Now()
-	victim.signal(syscall.SIGTERM)
-	if code := victim.waitExit(procExitTimeout); code != 0 {
-		t.Fatalf("%s exit code %d after SIGTERM, want 0; its log:\n%s", victim.name, code, victim.digest(20, 30))
+	victim.Signal(syscall.SIGTERM)
+	if code := victim.WaitExit(procExitTimeout); code != 0 {
+		t.Fatalf("%s exit code %d after SIGTERM, want 0; its log:\n%s", victim.Name(), code, victim.Digest(20, 30))
 	}
 	termTook := time.Since(termAt)
-	if len(victim.events("shutdown_complete")) != 1 || len(victim.events("shutdown_incomplete")) != 0 {
-		t.Fatalf("%s did not shut down cleanly; its log:\n%s", victim.name, victim.digest(20, 30))
+	if len(victim.Events("shutdown_complete", nil)) != 1 || len(victim.Events("shutdown_incomplete", nil)) != 0 {
+		t.Fatalf("%s did not shut down cleanly; its log:\n%s", victim.Name(), victim.Digest(20, 30))
 	}
 	if left := runningRunsOf(t, pool, victim); len(left) > 0 {
-		t.Fatalf("%s exited after SIGTERM with runs still marked running: %v", victim.name, left)
+		t.Fatalf("%s exited after SIGTERM with runs still marked running: %v", victim.Name(), left)
 	}
-	interrupted := len(victim.events("task_interrupted"))
+	interrupted := len(victim.Events("task_interrupted", nil))
 	if interrupted == 0 {
-		t.Fatalf("%s was stopped during a 3 s task with a 1 s grace period, but interrupted nothing; its log:\n%s", victim.name, victim.digest(20, 30))
+		t.Fatalf("%s was stopped during a 3 s task with a 1 s grace period, but interrupted nothing; its log:\n%s", victim.Name(), victim.Digest(20, 30))
 	}
 	progress(t, "sigterm: %s exited 0 in %s, %d tasks interrupted and returned to the queue, none left running",
-		victim.name, termTook.Round(time.Millisecond), interrupted)
+		victim.Name(), termTook.Round(time.Millisecond), interrupted)
 	workers[1] = newWorker()
 	time.Sleep(steadyFor)
 	alive("after SIGTERM")
@@ -398,7 +398,7 @@ func waitReady(t *testing.T, api *apiClient, timeout time.Duration) time.Time {
 func waitRunningRuns(pool *pgxpool.Pool, p *proc, n int64, timeout time.Duration) int64 {
 	var got int64
 	waitFor(timeout, 20*time.Millisecond, func() bool {
-		got, _ = queryInt(pool, "SELECT count(*) FROM runs WHERE worker = $1 AND status = 'running'", p.workerName())
+		got, _ = queryInt(pool, "SELECT count(*) FROM runs WHERE worker = $1 AND status = 'running'", p.WorkerName())
 		return got >= n
 	})
 	return got
@@ -416,9 +416,9 @@ func runningRunsOf(t *testing.T, pool *pgxpool.Pool, p *proc) []attempt {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	rows, err := pool.Query(ctx, "SELECT task_id, attempt FROM runs WHERE worker = $1 AND status = 'running' ORDER BY task_id", p.workerName())
+	rows, err := pool.Query(ctx, "SELECT task_id, attempt FROM runs WHERE worker = $1 AND status = 'running' ORDER BY task_id", p.WorkerName())
 	if err != nil {
-		t.Fatalf("runs of %s: %v", p.name, err)
+		t.Fatalf("runs of %s: %v", p.Name(), err)
 	}
 	defer rows.Close()
 	var out []attempt

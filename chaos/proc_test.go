@@ -6,25 +6,18 @@ package chaos
 // HTTP client for their API.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"slices"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/taskrunner/taskrunner/internal/proctest"
 )
 
 // Bounds on process start and exit.
@@ -35,222 +28,25 @@ const (
 
 // proc is a taskrunner process.
 type proc struct {
-	t       *testing.T
-	name    string
-	cmd     *exec.Cmd
-	started time.Time // just before exec
-	ready   time.Time // when it logged workers_started or api_listening
-	logPath string
-	logFile *os.File
-
-	mu      sync.Mutex
-	lines   []string
-	changed chan struct{}
-	eof     bool
-
-	done  chan struct{}
-	state *os.ProcessState
+	*proctest.Proc
+	ready time.Time // when it logged workers_started or api_listening
 }
 
 // startProc starts `taskrunner args...` with env and nothing else of the
-// suite's environment but PATH, HOME and TMPDIR. It is killed when the test
-// ends; when the test fails its last log lines are shown.
+// suite's environment but PATH, HOME and TMPDIR, logging to name.log in
+// logs. It is killed when the test ends; when the test fails its last log
+// lines are shown.
 func startProc(t *testing.T, logs, name string, env map[string]string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(bins.taskrunner, args...)
-	cmd.Env = baseEnv()
-	for _, k := range slices.Sorted(maps.Keys(env)) {
-		cmd.Env = append(cmd.Env, k+"="+env[k])
-	}
-	cmd.SysProcAttr = childAttrs()
-	p := &proc{t: t, name: name, cmd: cmd, changed: make(chan struct{}), done: make(chan struct{}),
-		logPath: filepath.Join(logs, name+".log")}
-	var err error
-	if p.logFile, err = os.Create(p.logPath); err != nil {
-		t.Fatalf("%s log: %v", name, err)
-	}
-	cmd.Stdout = p.logFile
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.started = time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		p.read(stderr)
-		_ = cmd.Wait()
-		p.mu.Lock()
-		p.state = cmd.ProcessState
-		p.mu.Unlock()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		if p.running() {
-			_ = cmd.Process.Kill()
-			select {
-			case <-p.done:
-			case <-time.After(10 * time.Second):
-				t.Errorf("%s (pid %d) did not exit after SIGKILL", name, cmd.Process.Pid)
-			}
-		}
-		p.logFile.Close()
-		if t.Failed() {
-			t.Logf("---- %s (pid %d, %s): errors and last lines ----\n%s", name, p.pid(), p.exitDescription(), p.digest(20, 30))
-		}
-	})
-	return p
-}
-
-func (p *proc) read(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		_, _ = p.logFile.WriteString(line + "\n")
-		p.mu.Lock()
-		p.lines = append(p.lines, line)
-		close(p.changed)
-		p.changed = make(chan struct{})
-		p.mu.Unlock()
-	}
-	_, _ = io.Copy(io.Discard, r)
-	p.mu.Lock()
-	p.eof = true
-	close(p.changed)
-	p.changed = make(chan struct{})
-	p.mu.Unlock()
-}
-
-// digest is up to nErr error lines and the last nTail lines.
-func (p *proc) digest(nErr, nTail int) string {
-	p.mu.Lock()
-	lines := slices.Clone(p.lines)
-	p.mu.Unlock()
-	var errs []string
-	for _, l := range lines {
-		if m, ok := decode(l); (ok && m["level"] == "ERROR") || (!ok && strings.TrimSpace(l) != "") {
-			errs = append(errs, l)
-		}
-	}
-	if len(errs) > nErr {
-		errs = append(errs[:nErr], fmt.Sprintf("... %d more", len(errs)-nErr))
-	}
-	if len(lines) > nTail {
-		lines = lines[len(lines)-nTail:]
-	}
-	return "errors:\n" + strings.Join(errs, "\n") + "\nlast:\n" + strings.Join(lines, "\n")
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-// workerName is how the process names itself in runs.
-func (p *proc) workerName() string {
-	host, _ := os.Hostname()
-	return fmt.Sprintf("%s/%d", host, p.pid())
-}
-
-func (p *proc) running() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-func decode(line string) (map[string]any, bool) {
-	if !strings.HasPrefix(line, "{") {
-		return nil, false
-	}
-	var m map[string]any
-	if json.Unmarshal([]byte(line), &m) != nil {
-		return nil, false
-	}
-	return m, true
-}
-
-// events returns the lines logged so far whose event is name.
-func (p *proc) events(name string) []map[string]any {
-	p.mu.Lock()
-	lines := slices.Clone(p.lines)
-	p.mu.Unlock()
-	var out []map[string]any
-	for _, l := range lines {
-		if m, ok := decode(l); ok && m["event"] == name {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-// waitEvent waits for a line with event name, failing the test if the
-// process ends first or timeout passes.
-func (p *proc) waitEvent(name string, timeout time.Duration) map[string]any {
-	p.t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	seen := 0
-	for {
-		p.mu.Lock()
-		lines := p.lines[seen:len(p.lines):len(p.lines)]
-		changed, eof := p.changed, p.eof
-		p.mu.Unlock()
-		for _, l := range lines {
-			seen++
-			if m, ok := decode(l); ok && m["event"] == name {
-				return m
-			}
-		}
-		if eof {
-			p.t.Fatalf("%s ended (%s) without logging %q; its log:\n%s", p.name, p.exitDescription(), name, p.digest(20, 30))
-		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			p.t.Fatalf("%s did not log %q within %s", p.name, name, timeout)
-		}
-	}
-}
-
-func (p *proc) signal(sig syscall.Signal) {
-	p.t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		p.t.Fatalf("signal %s to %s: %v", sig, p.name, err)
-	}
-}
-
-// waitExit waits for the process to exit and returns its exit code (-1
-// when a signal ended it).
-func (p *proc) waitExit(timeout time.Duration) int {
-	p.t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(timeout):
-		p.t.Fatalf("%s did not exit within %s", p.name, timeout)
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.state.ExitCode()
-}
-
-func (p *proc) exitDescription() string {
-	select {
-	case <-p.done:
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return p.state.String()
-	default:
-		return "still running"
-	}
+	return &proc{Proc: proctest.Start(t, proctest.Options{Name: name, Path: bins.taskrunner, Args: args,
+		Env: baseEnv(), Vars: env, SysProcAttr: childAttrs(), LogDir: logs})}
 }
 
 // startWorker starts a worker process and waits until it works.
 func startWorker(t *testing.T, logs, name string, env map[string]string) *proc {
 	t.Helper()
 	p := startProc(t, logs, name, env, "worker")
-	p.waitEvent("workers_started", procStartTimeout)
+	p.WaitEvent("workers_started", procStartTimeout, nil)
 	p.ready = time.Now()
 	return p
 }
@@ -260,7 +56,7 @@ func startWorker(t *testing.T, logs, name string, env map[string]string) *proc {
 func startAPI(t *testing.T, logs, name string, env map[string]string) (*proc, *apiClient) {
 	t.Helper()
 	p := startProc(t, logs, name, env, "api")
-	ev := p.waitEvent("api_listening", procStartTimeout)
+	ev := p.WaitEvent("api_listening", procStartTimeout, nil)
 	p.ready = time.Now()
 	addr, _ := ev["addr"].(string)
 	if addr == "" {

@@ -59,7 +59,7 @@ func TestScaleTwoByTwo(t *testing.T) {
 	a2p, a2 := startAPI(t, s.logs, "api-2", env)
 	procs := []*proc{w1, w2, a1p, a2p}
 	apis := []*apiClient{a1, a2}
-	progress(t, "2 workers (pid %d, %d) and 2 apis (%s, %s) on one database", w1.pid(), w2.pid(), a1.base, a2.base)
+	progress(t, "2 workers (pid %d, %d) and 2 apis (%s, %s) on one database", w1.Pid(), w2.Pid(), a1.base, a2.base)
 
 	// ---- leadership: one leader, a worker ----
 	var leaderID string
@@ -71,9 +71,9 @@ func TestScaleTwoByTwo(t *testing.T) {
 	}
 	leader := procOfClientID(t, leaderID, procs)
 	if leader != w1 && leader != w2 {
-		t.Fatalf("leader %q is %s, not a worker", leaderID, leader.name)
+		t.Fatalf("leader %q is %s, not a worker", leaderID, leader.Name())
 	}
-	progress(t, "leader: %s (%s)", leader.name, leaderID)
+	progress(t, "leader: %s (%s)", leader.Name(), leaderID)
 	watch := watchLeadership(pool)
 
 	// ---- the enqueue limit is shared ----
@@ -171,7 +171,7 @@ func TestScaleTwoByTwo(t *testing.T) {
 	if len(seen.ids) != 1 || seen.ids[0] != leaderID || seen.maxRows != 1 || seen.errors > 0 {
 		t.Fatalf("leadership during the load: leaders %v (want only %s), at most %d leader rows, %d failed reads", seen.ids, leaderID, seen.maxRows, seen.errors)
 	}
-	progress(t, "leadership: %s held it alone through the load (%d reads)", leader.name, seen.reads)
+	progress(t, "leadership: %s held it alone through the load (%d reads)", leader.Name(), seen.reads)
 
 	// ---- the leader stops: the other worker takes over ----
 	follower := w1
@@ -179,19 +179,19 @@ func TestScaleTwoByTwo(t *testing.T) {
 		follower = w2
 	}
 	stopAt := time.Now()
-	leader.signal(syscall.SIGTERM)
-	if code := leader.waitExit(procExitTimeout); code != 0 {
-		t.Fatalf("%s exit code %d after SIGTERM", leader.name, code)
+	leader.Signal(syscall.SIGTERM)
+	if code := leader.WaitExit(procExitTimeout); code != 0 {
+		t.Fatalf("%s exit code %d after SIGTERM", leader.Name(), code)
 	}
 	var newID string
 	if !waitFor(30*time.Second, 100*time.Millisecond, func() bool {
 		newID, _ = currentLeader(pool)
 		return newID != "" && newID != leaderID
 	}) {
-		t.Fatalf("no new leader within 30s of %s stopping (leader now %q)", leader.name, newID)
+		t.Fatalf("no new leader within 30s of %s stopping (leader now %q)", leader.Name(), newID)
 	}
 	if p := procOfClientID(t, newID, procs); p != follower {
-		t.Fatalf("new leader %q is %s, want %s", newID, p.name, follower.name)
+		t.Fatalf("new leader %q is %s, want %s", newID, p.Name(), follower.Name())
 	}
 	handover := time.Since(stopAt)
 	// And it works alone.
@@ -202,7 +202,7 @@ func TestScaleTwoByTwo(t *testing.T) {
 	if r := a1.withKey(keys["load0"]).get("/tasks/"+strconv.FormatInt(after.id(), 10)+"?wait=20s", 30*time.Second); r.body["status"] != "completed" {
 		t.Fatalf("task after the leader stopped: %s", r)
 	}
-	progress(t, "leadership: %s stopped; %s leader %s later (%s)", leader.name, follower.name, handover.Round(time.Millisecond), newID)
+	progress(t, "leadership: %s stopped; %s leader %s later (%s)", leader.Name(), follower.Name(), handover.Round(time.Millisecond), newID)
 	progress(t, "scale: took %s", time.Since(began).Round(time.Second))
 }
 
@@ -222,20 +222,20 @@ func checkWorkedOnce(t *testing.T, pool *pgxpool.Pool, ids []int64, w1, w2, a1, 
 	if n := mustInt(t, pool, `SELECT count(*) FROM unnest($1::bigint[]) a(id) WHERE
 		(SELECT count(*) FROM runs r WHERE r.task_id = a.id) <> 1 OR NOT EXISTS
 		(SELECT 1 FROM runs r WHERE r.task_id = a.id AND r.attempt = 1 AND r.status = 'completed' AND r.worker IN ($2, $3))`,
-		ids, w1.workerName(), w2.workerName()); n > 0 {
+		ids, w1.WorkerName(), w2.WorkerName()); n > 0 {
 		t.Fatalf("%d tasks without exactly one completed run of attempt 1 by one of the workers", n)
 	}
 	by := map[string]int64{}
 	for _, w := range []*proc{w1, w2} {
-		by[w.name] = mustInt(t, pool, "SELECT count(*) FROM runs WHERE task_id = ANY($1) AND worker = $2", ids, w.workerName())
-		if by[w.name] == 0 {
-			t.Fatalf("%s worked none of the %d tasks", w.name, len(ids))
+		by[w.Name()] = mustInt(t, pool, "SELECT count(*) FROM runs WHERE task_id = ANY($1) AND worker = $2", ids, w.WorkerName())
+		if by[w.Name()] == 0 {
+			t.Fatalf("%s worked none of the %d tasks", w.Name(), len(ids))
 		}
 	}
 	// The logs agree: one task_completed per task, only in the workers.
 	completed := map[int64]int{}
 	for _, w := range []*proc{w1, w2} {
-		for _, ev := range w.events("task_completed") {
+		for _, ev := range w.Events("task_completed", nil) {
 			if f, ok := ev["task_id"].(float64); ok {
 				completed[int64(f)]++
 			}
@@ -247,12 +247,12 @@ func checkWorkedOnce(t *testing.T, pool *pgxpool.Pool, ids []int64, w1, w2, a1, 
 		}
 	}
 	for _, a := range []*proc{a1, a2} {
-		if n := len(a.events("task_completed")); n > 0 {
-			t.Fatalf("%s worked %d tasks", a.name, n)
+		if n := len(a.Events("task_completed", nil)); n > 0 {
+			t.Fatalf("%s worked %d tasks", a.Name(), n)
 		}
 	}
 	progress(t, "worked once: every one of the %d tasks has one completed run at attempt 1 and one task_completed line; %s worked %d, %s %d",
-		len(ids), w1.name, by[w1.name], w2.name, by[w2.name])
+		len(ids), w1.Name(), by[w1.Name()], w2.Name(), by[w2.Name()])
 }
 
 func currentLeader(pool *pgxpool.Pool) (string, error) {
@@ -280,7 +280,7 @@ func procOfClientID(t *testing.T, id string, procs []*proc) *proc {
 		t.Fatalf("client id %q: %v", id, err)
 	}
 	for _, p := range procs {
-		if !made.Before(p.started) && !made.After(p.ready) {
+		if !made.Before(p.Started()) && !made.After(p.ready) {
 			return p
 		}
 	}

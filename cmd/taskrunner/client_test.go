@@ -82,7 +82,7 @@ func TestClientCommands(t *testing.T) {
 		"MINIO_BUCKET", testenv.RandomName("client-"), "REDIS_KEY_PREFIX", testenv.RandomName("client-test:")+":",
 		"BRAVE_API_URL", brave.BraveEndpoint(), "BRAVE_API_KEY", searchtest.BraveKey)
 	server, api := startAPIProc(t, "serve", env, "serve")
-	server.waitEvent("workers_started", startTimeout, nil)
+	server.WaitEvent("workers_started", startTimeout, nil)
 	base := api.base
 	cli := func(t *testing.T, args ...string) clientOut {
 		t.Helper()
@@ -282,8 +282,8 @@ func TestClientCommands(t *testing.T) {
 	})
 
 	t.Cleanup(func() {
-		server.signal(syscall.SIGTERM)
-		require.Equal(t, 0, server.waitExit(exitTimeout))
+		server.Signal(syscall.SIGTERM)
+		require.Equal(t, 0, server.WaitExit(exitTimeout))
 	})
 }
 
@@ -294,7 +294,7 @@ func TestClientAPIKey(t *testing.T) {
 	const key = "ci-key-7c1d9e4b2a6f8035d4e1"
 	env := with(baseEnv(testenv.NewDB(t).URL), "API_KEYS", "ci:"+key)
 	server, api := startAPIProc(t, "serve", env, "serve")
-	server.waitEvent("workers_started", startTimeout, nil)
+	server.WaitEvent("workers_started", startTimeout, nil)
 
 	var outputs []clientOut
 	out := runClientCmd(t, api.base, "", "submit", "echo", "--param", "msg=hi")
@@ -336,7 +336,7 @@ func TestClientAPIKey(t *testing.T) {
 	for _, o := range outputs {
 		require.NotContains(t, o.all(), key, "the key leaked")
 	}
-	require.NotContains(t, server.stderrText(), key, "the key leaked into the server log")
+	require.NotContains(t, server.Text(), key, "the key leaked into the server log")
 }
 
 // Client commands need none of the server's environment, and bad command

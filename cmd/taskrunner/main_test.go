@@ -3,29 +3,26 @@ package main
 // The tests of this package run real taskrunner processes: the test binary
 // re-executes itself with envMain set, and TestMain then calls the real main
 // with the subcommand as arguments and the test's environment. Each process
-// logs JSON lines on stderr, which proc collects and searches by event.
+// logs JSON lines on stderr, which proc (proctest.Proc) collects and
+// searches by event.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"maps"
 	"net/http"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner/internal/proctest"
 	"github.com/taskrunner/taskrunner/internal/testenv"
 )
 
@@ -101,166 +98,23 @@ func (b *syncBuffer) String() string {
 }
 
 // proc is a taskrunner process started by a test.
-type proc struct {
-	t      *testing.T
-	name   string
-	cmd    *exec.Cmd
-	stdout *syncBuffer
-
-	mu      sync.Mutex
-	lines   []string      // stderr, one entry per line
-	changed chan struct{} // closed and replaced when lines grows or stderr ends
-	eof     bool
-
-	done  chan struct{} // closed once the process has exited and been waited for
-	state *os.ProcessState
-}
+type proc = proctest.Proc
 
 // startProc starts `taskrunner args...` with env (and nothing else of the
 // test's environment but PATH, HOME, TMPDIR and the race detector's and
-// coverage settings). The process is killed at the end of the test, and its
-// stderr is logged when the test fails or runs verbose.
+// coverage settings). The process is killed at the end of the test, which
+// fails if the race detector reported a data race in it; its stderr is
+// logged when the test fails or runs verbose.
 func startProc(t *testing.T, name string, env map[string]string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = []string{envMain + "=1"}
+	base := []string{envMain + "=1"}
 	for _, k := range []string{"PATH", "HOME", "TMPDIR", "GORACE", "GOCOVERDIR"} {
 		if v, ok := os.LookupEnv(k); ok {
-			cmd.Env = append(cmd.Env, k+"="+v)
+			base = append(base, k+"="+v)
 		}
 	}
-	for _, k := range slices.Sorted(maps.Keys(env)) {
-		cmd.Env = append(cmd.Env, k+"="+env[k])
-	}
-	p := &proc{t: t, name: name, cmd: cmd, stdout: &syncBuffer{}, changed: make(chan struct{}), done: make(chan struct{})}
-	cmd.Stdout = p.stdout
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start(), "start %s", name)
-
-	go func() {
-		p.read(stderr)
-		err := cmd.Wait()
-		_ = err // the exit status is in cmd.ProcessState
-		p.mu.Lock()
-		p.state = cmd.ProcessState
-		p.mu.Unlock()
-		close(p.done)
-	}()
-
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = cmd.Process.Kill()
-			select {
-			case <-p.done:
-			case <-time.After(10 * time.Second):
-				t.Errorf("%s (pid %d) did not exit after SIGKILL", name, cmd.Process.Pid)
-			}
-		}
-		p.mu.Lock()
-		lines := slices.Clone(p.lines)
-		p.mu.Unlock()
-		for _, l := range lines {
-			if strings.Contains(l, "WARNING: DATA RACE") {
-				t.Errorf("%s: the race detector reported a data race (see its stderr)", name)
-				break
-			}
-		}
-		if t.Failed() || testing.Verbose() {
-			for _, l := range lines {
-				t.Logf("[%s] %s", name, l)
-			}
-			if out := p.stdout.String(); out != "" {
-				t.Logf("[%s stdout] %s", name, out)
-			}
-		}
-	})
-	return p
-}
-
-func (p *proc) read(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
-	for sc.Scan() {
-		p.mu.Lock()
-		p.lines = append(p.lines, sc.Text())
-		close(p.changed)
-		p.changed = make(chan struct{})
-		p.mu.Unlock()
-	}
-	_, _ = io.Copy(io.Discard, r) // an over-long line: keep the pipe drained
-	p.mu.Lock()
-	p.eof = true
-	close(p.changed)
-	p.changed = make(chan struct{})
-	p.mu.Unlock()
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-// workerName is how this process names itself in runs.
-func (p *proc) workerName() string {
-	host, _ := os.Hostname()
-	return fmt.Sprintf("%s/%d", host, p.pid())
-}
-
-// decode parses a JSON log line; ok is false for anything else.
-func decode(line string) (map[string]any, bool) {
-	if !strings.HasPrefix(line, "{") {
-		return nil, false
-	}
-	var m map[string]any
-	if json.Unmarshal([]byte(line), &m) != nil {
-		return nil, false
-	}
-	return m, true
-}
-
-// events returns the lines logged so far whose event is name and that
-// match (when match is not nil).
-func (p *proc) events(name string, match func(map[string]any) bool) []map[string]any {
-	p.mu.Lock()
-	lines := slices.Clone(p.lines)
-	p.mu.Unlock()
-	var out []map[string]any
-	for _, l := range lines {
-		if m, ok := decode(l); ok && m["event"] == name && (match == nil || match(m)) {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-// waitEvent waits up to timeout for a line with event name that matches
-// (when match is not nil) and returns it. It fails the test if the process
-// ends first or the time runs out.
-func (p *proc) waitEvent(name string, timeout time.Duration, match func(map[string]any) bool) map[string]any {
-	p.t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	seen := 0
-	for {
-		p.mu.Lock()
-		lines := p.lines[seen:len(p.lines):len(p.lines)]
-		changed, eof := p.changed, p.eof
-		p.mu.Unlock()
-		for _, l := range lines {
-			seen++
-			if m, ok := decode(l); ok && m["event"] == name && (match == nil || match(m)) {
-				return m
-			}
-		}
-		if eof {
-			p.t.Fatalf("%s ended (%s) without logging event %q", p.name, p.exitDescription(), name)
-		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			p.t.Fatalf("%s did not log event %q within %s", p.name, name, timeout)
-		}
-	}
+	return proctest.Start(t, proctest.Options{Name: name, Path: os.Args[0], Args: args, Env: base, Vars: env,
+		CheckRace: true, LogAll: true})
 }
 
 // forTask matches log lines about task id.
@@ -268,49 +122,12 @@ func forTask(id int64) func(map[string]any) bool {
 	return func(m map[string]any) bool { return m["task_id"] == float64(id) }
 }
 
-func (p *proc) signal(sig syscall.Signal) {
-	p.t.Helper()
-	require.NoError(p.t, p.cmd.Process.Signal(sig), "signal %s to %s", sig, p.name)
-}
-
-// waitExit waits up to timeout for the process to exit and returns its
-// exit code (-1 when a signal ended it).
-func (p *proc) waitExit(timeout time.Duration) int {
-	p.t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(timeout):
-		p.t.Fatalf("%s did not exit within %s", p.name, timeout)
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.state.ExitCode()
-}
-
-func (p *proc) exitDescription() string {
-	select {
-	case <-p.done:
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return p.state.String()
-	default:
-		return "still running"
-	}
-}
-
-// stderrText is everything the process wrote on stderr so far.
-func (p *proc) stderrText() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return strings.Join(p.lines, "\n")
-}
-
 // startAPIProc starts an api (or serve) process and returns a client for it once
 // it listens.
 func startAPIProc(t *testing.T, name string, env map[string]string, subcommand string) (*proc, *apiClient) {
 	t.Helper()
 	p := startProc(t, name, env, subcommand)
-	ev := p.waitEvent("api_listening", startTimeout, nil)
+	ev := p.WaitEvent("api_listening", startTimeout, nil)
 	addr, _ := ev["addr"].(string)
 	require.NotEmpty(t, addr, "api_listening without addr: %v", ev)
 	return p, &apiClient{t: t, base: "http://" + addr}
@@ -320,7 +137,7 @@ func startAPIProc(t *testing.T, name string, env map[string]string, subcommand s
 func startWorker(t *testing.T, name string, env map[string]string) *proc {
 	t.Helper()
 	p := startProc(t, name, env, "worker")
-	p.waitEvent("workers_started", startTimeout, nil)
+	p.WaitEvent("workers_started", startTimeout, nil)
 	return p
 }
 

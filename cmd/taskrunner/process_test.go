@@ -26,7 +26,7 @@ func TestServeWorksTasksAndStops(t *testing.T) {
 	t.Parallel()
 	tdb := testenv.NewDB(t)
 	srv, api := startAPIProc(t, "serve", baseEnv(tdb.URL), "serve")
-	srv.waitEvent("workers_started", startTimeout, nil)
+	srv.WaitEvent("workers_started", startTimeout, nil)
 
 	status, body := api.do(http.MethodGet, "/health", nil)
 	require.Equal(t, http.StatusOK, status, "GET /health: %v", body)
@@ -37,11 +37,11 @@ func TestServeWorksTasksAndStops(t *testing.T) {
 	runs := runsOf(t, got)
 	require.Len(t, runs, 1)
 	require.Equal(t, db.RunCompleted, runs[0]["status"])
-	require.Equal(t, srv.workerName(), runs[0]["worker"])
+	require.Equal(t, srv.WorkerName(), runs[0]["worker"])
 
-	srv.signal(syscall.SIGTERM)
-	require.Equal(t, 0, srv.waitExit(exitTimeout), "serve exit code after SIGTERM")
-	require.Len(t, srv.events("shutdown_complete", nil), 1)
+	srv.Signal(syscall.SIGTERM)
+	require.Equal(t, 0, srv.WaitExit(exitTimeout), "serve exit code after SIGTERM")
+	require.Len(t, srv.Events("shutdown_complete", nil), 1)
 }
 
 // Acceptance: a task running in a worker process is cancelled through
@@ -53,11 +53,11 @@ func TestCancelRunningTaskAcrossProcesses(t *testing.T) {
 	env := baseEnv(tdb.URL)
 	worker := startProc(t, "worker", env, "worker")
 	apiProc, api := startAPIProc(t, "api", env, "api")
-	worker.waitEvent("workers_started", startTimeout, nil)
+	worker.WaitEvent("workers_started", startTimeout, nil)
 
 	id := api.submit(map[string]any{"type": "sleep", "params": map[string]any{"seconds": 60}, "max_retries": 3})
 	api.waitStatus(id, 20*time.Second, "running")
-	worker.waitEvent("task_started", 5*time.Second, forTask(id))
+	worker.WaitEvent("task_started", 5*time.Second, forTask(id))
 
 	cancelled := time.Now()
 	status, body := api.do(http.MethodPost, "/tasks/"+strconv.FormatInt(id, 10)+"/cancel", nil)
@@ -69,22 +69,22 @@ func TestCancelRunningTaskAcrossProcesses(t *testing.T) {
 	require.Len(t, runs, 1, "runs: %v", runs)
 	require.Equal(t, db.RunCancelled, runs[0]["status"], "run: %v", runs[0])
 	require.Equal(t, jobs.CodeCancelled, runs[0]["error_code"], "run: %v", runs[0])
-	require.Equal(t, worker.workerName(), runs[0]["worker"])
+	require.Equal(t, worker.WorkerName(), runs[0]["worker"])
 	require.Less(t, runs[0]["duration_ms"].(float64), 30000.0, "the sleep was not cut short: %v", runs[0])
 
-	worker.waitEvent("task_cancelled", 5*time.Second, forTask(id))
-	require.Empty(t, apiProc.events("task_started", nil), "the api process worked a task")
-	require.Len(t, apiProc.events("task_cancel_requested", forTask(id)), 1)
+	worker.WaitEvent("task_cancelled", 5*time.Second, forTask(id))
+	require.Empty(t, apiProc.Events("task_started", nil), "the api process worked a task")
+	require.Len(t, apiProc.Events("task_cancel_requested", forTask(id)), 1)
 
 	// Cancelling it again: it is finished.
 	status, body = api.do(http.MethodPost, "/tasks/"+strconv.FormatInt(id, 10)+"/cancel", nil)
 	require.Equal(t, http.StatusConflict, status, "second cancel: %v", body)
 
 	// Both stop cleanly.
-	apiProc.signal(syscall.SIGTERM)
-	worker.signal(syscall.SIGTERM)
-	require.Equal(t, 0, apiProc.waitExit(exitTimeout), "api exit code after SIGTERM")
-	require.Equal(t, 0, worker.waitExit(exitTimeout), "worker exit code after SIGTERM")
+	apiProc.Signal(syscall.SIGTERM)
+	worker.Signal(syscall.SIGTERM)
+	require.Equal(t, 0, apiProc.WaitExit(exitTimeout), "api exit code after SIGTERM")
+	require.Equal(t, 0, worker.WaitExit(exitTimeout), "worker exit code after SIGTERM")
 }
 
 // Acceptance: a worker killed with SIGKILL mid-task loses nothing: River's
@@ -98,13 +98,13 @@ func TestSIGKILLedWorkersTaskIsRescued(t *testing.T) {
 	_, api := startAPIProc(t, "api", env, "api")
 
 	id := api.submit(map[string]any{"type": "sleep", "params": map[string]any{"seconds": 2}, "max_retries": 2})
-	a.waitEvent("task_started", 20*time.Second, forTask(id))
+	a.WaitEvent("task_started", 20*time.Second, forTask(id))
 	// Mid-task: the attempt's start is on record (it is written within
 	// milliseconds; an attempt whose record died with its worker is filled
 	// in as abandoned, which the db tests cover).
 	require.Eventually(t, func() bool { return len(runsOf(t, api.get(id))) == 1 }, 5*time.Second, 10*time.Millisecond)
-	a.signal(syscall.SIGKILL)
-	require.Equal(t, -1, a.waitExit(exitTimeout), "worker A was not ended by SIGKILL")
+	a.Signal(syscall.SIGKILL)
+	require.Equal(t, -1, a.WaitExit(exitTimeout), "worker A was not ended by SIGKILL")
 	killed := time.Now()
 
 	got := api.get(id)
@@ -129,19 +129,19 @@ func TestSIGKILLedWorkersTaskIsRescued(t *testing.T) {
 	first, last := runs[0], runs[len(runs)-1]
 	require.EqualValues(t, 1, first["attempt"])
 	require.Equal(t, db.RunAbandoned, first["status"], "attempt 1: %v", first)
-	require.Equal(t, a.workerName(), first["worker"], "attempt 1: %v", first)
+	require.Equal(t, a.WorkerName(), first["worker"], "attempt 1: %v", first)
 	require.NotNil(t, first["finished_at"], "attempt 1 not closed: %v", first)
 
 	require.Greater(t, last["attempt"].(float64), 1.0, "last run: %v", last)
 	require.Equal(t, db.RunCompleted, last["status"], "last run: %v", last)
-	require.Equal(t, b.workerName(), last["worker"], "last run: %v", last)
+	require.Equal(t, b.WorkerName(), last["worker"], "last run: %v", last)
 	require.EqualValues(t, got["attempt"], last["attempt"], "the task's attempt is not its last run's")
 	for _, r := range runs[1 : len(runs)-1] {
 		require.NotEqual(t, db.RunRunning, r["status"], "a middle run left running: %v", r)
 	}
 
-	b.waitEvent("task_completed", 5*time.Second, forTask(id))
-	require.Empty(t, a.events("task_completed", forTask(id)), "worker A completed the task before it died")
+	b.WaitEvent("task_completed", 5*time.Second, forTask(id))
+	require.Empty(t, a.Events("task_completed", forTask(id)), "worker A completed the task before it died")
 
 	var dup int
 	require.NoError(t, tdb.Pool.QueryRow(context.Background(),
@@ -164,17 +164,17 @@ func TestSIGTERMLeavesNothingRunning(t *testing.T) {
 		ids[i] = submitSleep(t, svc, 30, 2)
 	}
 	for _, id := range ids {
-		w.waitEvent("task_started", 20*time.Second, forTask(id))
+		w.WaitEvent("task_started", 20*time.Second, forTask(id))
 		status, _ := taskState(t, tdb, id)
 		require.Equal(t, "running", status, "task %d", id)
 	}
 
 	stopped := time.Now()
-	w.signal(syscall.SIGTERM)
-	require.Equal(t, 0, w.waitExit(15*time.Second), "worker exit code after SIGTERM")
+	w.Signal(syscall.SIGTERM)
+	require.Equal(t, 0, w.WaitExit(15*time.Second), "worker exit code after SIGTERM")
 	t.Logf("worker exited %s after SIGTERM", time.Since(stopped).Round(time.Millisecond))
-	require.Len(t, w.events("shutdown_complete", nil), 1)
-	require.Empty(t, w.events("shutdown_incomplete", nil))
+	require.Len(t, w.Events("shutdown_complete", nil), 1)
+	require.Empty(t, w.Events("shutdown_incomplete", nil))
 
 	var running int
 	require.NoError(t, tdb.Pool.QueryRow(context.Background(), "SELECT count(*) FROM river_job WHERE state = 'running'").Scan(&running))
@@ -189,25 +189,25 @@ func TestSIGTERMLeavesNothingRunning(t *testing.T) {
 		require.Equal(t, db.RunInterrupted, runs[0].Status, "task %d: %+v", id, runs[0])
 		require.Equal(t, jobs.CodeInterrupted, deref(runs[0].ErrorCode), "task %d: %+v", id, runs[0])
 		require.NotNil(t, runs[0].FinishedAt, "task %d: %+v", id, runs[0])
-		require.Len(t, w.events("task_interrupted", forTask(id)), 1, "task %d", id)
+		require.Len(t, w.Events("task_interrupted", forTask(id)), 1, "task %d", id)
 	}
 
 	// A new worker takes them up again; each attempt still has one run row.
 	w2 := startWorker(t, "worker-2", env)
 	for _, id := range ids {
-		w2.waitEvent("task_started", 20*time.Second, forTask(id))
+		w2.WaitEvent("task_started", 20*time.Second, forTask(id))
 	}
 	for _, id := range ids {
 		for _, r := range dbRuns(t, tdb, id) {
-			if r.Worker == w2.workerName() {
+			if r.Worker == w2.WorkerName() {
 				require.Equal(t, db.RunRunning, r.Status, "task %d: %+v", id, r)
 			} else {
 				require.Equal(t, db.RunInterrupted, r.Status, "task %d: %+v", id, r)
 			}
 		}
 	}
-	w2.signal(syscall.SIGTERM)
-	require.Equal(t, 0, w2.waitExit(15*time.Second), "second worker exit code after SIGTERM")
+	w2.Signal(syscall.SIGTERM)
+	require.Equal(t, 0, w2.WaitExit(15*time.Second), "second worker exit code after SIGTERM")
 }
 
 // A task that finishes within the grace period completes rather than being
@@ -219,19 +219,19 @@ func TestSIGTERMLetsTaskFinishWithinGrace(t *testing.T) {
 	w := startWorker(t, "worker", with(baseEnv(tdb.URL), "SHUTDOWN_GRACE_SECONDS", "5"))
 
 	id := submitSleep(t, svc, 1.5, 0)
-	w.waitEvent("task_started", 20*time.Second, forTask(id))
-	w.signal(syscall.SIGTERM)
-	require.Equal(t, 0, w.waitExit(15*time.Second), "worker exit code after SIGTERM")
+	w.WaitEvent("task_started", 20*time.Second, forTask(id))
+	w.Signal(syscall.SIGTERM)
+	require.Equal(t, 0, w.WaitExit(15*time.Second), "worker exit code after SIGTERM")
 
 	status, _ := taskState(t, tdb, id)
 	require.Equal(t, "completed", status)
 	runs := dbRuns(t, tdb, id)
 	require.Len(t, runs, 1)
 	require.Equal(t, db.RunCompleted, runs[0].Status, "%+v", runs[0])
-	require.Len(t, w.events("task_completed", forTask(id)), 1)
-	require.Empty(t, w.events("task_interrupted", nil))
-	require.Empty(t, w.events("shutdown_cancelling_tasks", nil))
-	require.Len(t, w.events("shutdown_complete", nil), 1)
+	require.Len(t, w.Events("task_completed", forTask(id)), 1)
+	require.Empty(t, w.Events("task_interrupted", nil))
+	require.Empty(t, w.Events("shutdown_cancelling_tasks", nil))
+	require.Len(t, w.Events("shutdown_complete", nil), 1)
 }
 
 // newSubmitter returns the task service on the test's database, inserting

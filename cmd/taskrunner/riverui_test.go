@@ -164,8 +164,8 @@ func TestRiverUIBrowser(t *testing.T) {
 	t.Logf("screenshot of %s: %s (%d bytes; set %s to keep it)", pageURL, path, len(shot), envScreenshotDir)
 
 	require.NoError(t, chromedp.Cancel(ctx), "close chromium")
-	server.signal(syscall.SIGTERM)
-	require.Equal(t, 0, server.waitExit(exitTimeout))
+	server.Signal(syscall.SIGTERM)
+	require.Equal(t, 0, server.WaitExit(exitTimeout))
 }
 
 // randomKeyHex returns n random bytes in hex (2n characters).

@@ -87,24 +87,24 @@ func TestProcessExitCodes(t *testing.T) {
 	t.Run("unknown subcommand", func(t *testing.T) {
 		t.Parallel()
 		p := startProc(t, "taskrunner-bogus", map[string]string{}, "bogus")
-		require.Equal(t, 2, p.waitExit(exitTimeout))
-		require.Contains(t, p.stderrText(), `taskrunner: unknown subcommand "bogus"`)
-		require.Contains(t, p.stderrText(), "Usage:")
+		require.Equal(t, 2, p.WaitExit(exitTimeout))
+		require.Contains(t, p.Text(), `taskrunner: unknown subcommand "bogus"`)
+		require.Contains(t, p.Text(), "Usage:")
 	})
 	t.Run("bad variable", func(t *testing.T) {
 		t.Parallel()
 		p := startProc(t, "taskrunner-badvar", map[string]string{"TASK_MAX_RUNTIME_SECONDS": "-1"}, "serve")
-		require.Equal(t, 1, p.waitExit(exitTimeout))
-		require.Contains(t, p.stderrText(), "taskrunner: TASK_MAX_RUNTIME_SECONDS")
+		require.Equal(t, 1, p.WaitExit(exitTimeout))
+		require.Contains(t, p.Text(), "taskrunner: TASK_MAX_RUNTIME_SECONDS")
 	})
 	// Acceptance: serve against an unmigrated database tells the user what
 	// to run.
 	t.Run("serve unmigrated", func(t *testing.T) {
 		t.Parallel()
 		p := startProc(t, "serve", baseEnv(empty.URL), "serve")
-		require.Equal(t, 1, p.waitExit(exitTimeout))
-		require.Contains(t, p.stderrText(), "run `taskrunner migrate up`")
-		require.Empty(t, p.events("api_listening", nil), "serve listened on an unmigrated database")
+		require.Equal(t, 1, p.WaitExit(exitTimeout))
+		require.Contains(t, p.Text(), "run `taskrunner migrate up`")
+		require.Empty(t, p.Events("api_listening", nil), "serve listened on an unmigrated database")
 	})
 	for _, cmd := range []string{"api", "worker"} {
 		t.Run(cmd+" unmigrated in-process", func(t *testing.T) {

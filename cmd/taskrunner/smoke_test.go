@@ -40,7 +40,7 @@ func TestSmokeScript(t *testing.T) {
 	cmd := exec.CommandContext(ctx, "bash", "../../scripts/smoke.sh")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "TASKRUNNER_URL=" + api.base, "SMOKE_SEARCH=1"}
 	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "smoke failed:\n%s\nserver log:\n%s", out, server.stderrText())
+	require.NoError(t, err, "smoke failed:\n%s\nserver log:\n%s", out, server.Text())
 	require.Contains(t, string(out), "smoke: passed")
 	require.Contains(t, string(out), "every source from the cache")
 	require.Contains(t, string(out), "stored from base64 and downloaded")
@@ -48,8 +48,8 @@ func TestSmokeScript(t *testing.T) {
 	require.Contains(t, string(out), "batch of 3 enqueued")
 	require.Contains(t, string(out), "429 rate_limit_exceeded, Retry-After")
 	require.Equal(t, 1, brave.Calls(), "the second search made no provider call")
-	require.False(t, strings.Contains(string(out)+server.stderrText(), searchtest.BraveKey), "the key leaked")
+	require.False(t, strings.Contains(string(out)+server.Text(), searchtest.BraveKey), "the key leaked")
 
-	server.signal(syscall.SIGTERM)
-	require.Equal(t, 0, server.waitExit(exitTimeout))
+	server.Signal(syscall.SIGTERM)
+	require.Equal(t, 0, server.WaitExit(exitTimeout))
 }

@@ -30,7 +30,7 @@ func TestLongPollAndEventsFollowATaskWorkedElsewhere(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 	require.Equal(t, "completed", body["status"], "the wait ended before the task finished: %v", body)
 	require.Less(t, time.Since(start), 20*time.Second)
-	w.waitEvent("task_completed", 5*time.Second, forTask(id))
+	w.WaitEvent("task_completed", 5*time.Second, forTask(id))
 
 	// Event stream.
 	id = api.submit(map[string]any{"type": "sleep", "params": map[string]any{"seconds": 1}})
@@ -58,5 +58,5 @@ func TestLongPollAndEventsFollowATaskWorkedElsewhere(t *testing.T) {
 	require.Equal(t, "end", names[len(names)-1], "the stream did not end with the task: %v", names)
 	require.Equal(t, "completed", states[len(states)-1])
 	require.Contains(t, states, "running", "states seen: %v", states)
-	require.Empty(t, a.events("task_completed", nil), "the api process worked a task")
+	require.Empty(t, a.Events("task_completed", nil), "the api process worked a task")
 }
