@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -18,9 +17,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskrunner/taskrunner/cache"
-	"github.com/taskrunner/taskrunner/config"
+	"github.com/taskrunner/taskrunner/internal/wiring"
 	"github.com/taskrunner/taskrunner/jobs"
-	"github.com/taskrunner/taskrunner/search"
 	"github.com/taskrunner/taskrunner/search/searchtest"
 	"github.com/taskrunner/taskrunner/task"
 )
@@ -95,7 +93,7 @@ func (e *env) cachedSearch(ctx context.Context, opts *options) (searchResult, er
 	cfg.BraveAPIKey = searchtest.BraveKey
 	cfg.RedisKeyPrefix = prefix
 	cfg.SearchCacheTTL = min(cfg.SearchCacheTTL, searchCacheTTLCap)
-	agg, err := newAggregator(&cfg, rdb, e.logger)
+	agg, err := wiring.SearchAggregator(&cfg, rdb, e.logger, nil)
 	if err != nil {
 		return searchResult{}, fmt.Errorf("cached search: aggregator: %w", err)
 	}
@@ -166,22 +164,6 @@ func (e *env) cachedSearch(ctx context.Context, opts *options) (searchResult, er
 		len(r.server), formatTableLatency(percentile(r.server, 0.50)), formatTableLatency(percentile(r.server, 0.99)),
 		formatTableLatency(percentile(r.finish, 0.50)), formatTableLatency(percentile(r.finish, 0.99)))
 	return r, nil
-}
-
-// newAggregator wires the search providers, each behind the Redis cache,
-// as newAggregator in cmd/taskrunner/serve.go does.
-func newAggregator(cfg *config.Config, rdb *redis.Client, logger *slog.Logger) (*search.Aggregator, error) {
-	httpClient := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
-	return search.NewAggregator(search.Config{
-		Providers: []search.Provider{
-			search.NewBrave(cfg.BraveAPIURL, cfg.BraveAPIKey, httpClient),
-			search.NewSearXNG(cfg.SearXNGURL, httpClient),
-		},
-		Cache:         cache.NewSearchCache(rdb, cfg.RedisKeyPrefix),
-		CacheTTL:      cfg.SearchCacheTTL,
-		SourceTimeout: cfg.SearchSourceTimeout,
-		Logger:        logger,
-	})
 }
 
 // benchKeyPrefix is a Redis key prefix no other run uses.

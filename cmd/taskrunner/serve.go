@@ -22,9 +22,9 @@ import (
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/fetch"
 	"github.com/taskrunner/taskrunner/httpapi"
+	"github.com/taskrunner/taskrunner/internal/wiring"
 	"github.com/taskrunner/taskrunner/jobs"
 	"github.com/taskrunner/taskrunner/metrics"
-	"github.com/taskrunner/taskrunner/search"
 	"github.com/taskrunner/taskrunner/task"
 )
 
@@ -94,13 +94,13 @@ func runServer(ctx context.Context, cfg *config.Config, logger *slog.Logger, r r
 	artifacts := artifact.NewService(store, pool, int64(cfg.Limits.TaskMaxArtifactMB)<<20, logger)
 	artifacts.Metrics = m
 	deps := jobs.Deps{Artifacts: artifacts}
-	fetchCfg := fetchConfig(cfg)
+	fetchCfg := wiring.FetchConfig(cfg)
 	if err := fetchCfg.Validate(); err != nil {
 		return fmt.Errorf("FETCH_DOMAIN_ALLOWLIST or FETCH_ALLOWED_PORTS: %w", err)
 	}
 	if r.works() {
 		deps.Fetcher = fetch.New(fetchCfg)
-		if deps.Search, err = newAggregator(cfg, rdb, logger, m); err != nil {
+		if deps.Search, err = wiring.SearchAggregator(cfg, rdb, logger, m); err != nil {
 			return err
 		}
 	}
@@ -228,7 +228,7 @@ func startAPI(ctx context.Context, d apiDeps, serveErr chan<- error) (*http.Serv
 		Tasks: task.NewService(d.pool, d.client, task.Limits{
 			MaxRuntime: cfg.Limits.TaskMaxRuntime,
 			Queues:     cfg.Queues,
-			Env:        jobs.Env{SearchSources: cfg.Limits.SearchSourceAllowlist, SearchMaxResults: cfg.SearchMaxResults, Fetch: fetchConfig(cfg)},
+			Env:        jobs.Env{SearchSources: cfg.Limits.SearchSourceAllowlist, SearchMaxResults: cfg.SearchMaxResults, Fetch: wiring.FetchConfig(cfg)},
 		}, d.logger),
 		Artifacts: d.artifacts,
 		Checks: []httpapi.Check{
@@ -276,31 +276,4 @@ func listen(addr, what string, h http.Handler, logger *slog.Logger, serveErr cha
 	}()
 	logger.Info(what+" listening", slog.String("event", what+"_listening"), slog.String("addr", ln.Addr().String()))
 	return srv, nil
-}
-
-// newAggregator wires the search providers, each behind the Redis cache.
-func newAggregator(cfg *config.Config, rdb *redis.Client, logger *slog.Logger, m *metrics.Metrics) (*search.Aggregator, error) {
-	httpClient := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
-	return search.NewAggregator(search.Config{
-		Providers: []search.Provider{
-			search.NewBrave(cfg.BraveAPIURL, cfg.BraveAPIKey, httpClient),
-			search.NewSearXNG(cfg.SearXNGURL, httpClient),
-		},
-		Cache:         cache.NewSearchCache(rdb, cfg.RedisKeyPrefix),
-		CacheTTL:      cfg.SearchCacheTTL,
-		SourceTimeout: cfg.SearchSourceTimeout,
-		Logger:        logger,
-		Metrics:       m,
-	})
-}
-
-// fetchConfig is the fetch task's configuration: what it may reach, and
-// the artifact limit as its body cap.
-func fetchConfig(cfg *config.Config) fetch.Config {
-	return fetch.Config{
-		Allowlist:            cfg.Limits.FetchDomainAllowlist,
-		AllowedPorts:         cfg.Limits.FetchAllowedPorts,
-		AllowPrivateNetworks: cfg.Limits.FetchAllowPrivateNetworks,
-		MaxBytes:             int64(cfg.Limits.TaskMaxArtifactMB) << 20,
-	}
 }

@@ -1,0 +1,46 @@
+// Package wiring builds, from the configuration, the parts of a taskrunner
+// process that more than one program puts together the same way: the
+// server (cmd/taskrunner) and the benchmark, which must measure what the
+// server runs.
+package wiring
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskrunner/taskrunner/cache"
+	"github.com/taskrunner/taskrunner/config"
+	"github.com/taskrunner/taskrunner/fetch"
+	"github.com/taskrunner/taskrunner/metrics"
+	"github.com/taskrunner/taskrunner/search"
+)
+
+// SearchAggregator is the search providers of cfg, each behind the Redis
+// cache. m may be nil.
+func SearchAggregator(cfg *config.Config, rdb *redis.Client, logger *slog.Logger, m *metrics.Metrics) (*search.Aggregator, error) {
+	httpClient := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	return search.NewAggregator(search.Config{
+		Providers: []search.Provider{
+			search.NewBrave(cfg.BraveAPIURL, cfg.BraveAPIKey, httpClient),
+			search.NewSearXNG(cfg.SearXNGURL, httpClient),
+		},
+		Cache:         cache.NewSearchCache(rdb, cfg.RedisKeyPrefix),
+		CacheTTL:      cfg.SearchCacheTTL,
+		SourceTimeout: cfg.SearchSourceTimeout,
+		Logger:        logger,
+		Metrics:       m,
+	})
+}
+
+// FetchConfig is the fetch task's configuration: what it may reach, and
+// the artifact limit as its body cap.
+func FetchConfig(cfg *config.Config) fetch.Config {
+	return fetch.Config{
+		Allowlist:            cfg.Limits.FetchDomainAllowlist,
+		AllowedPorts:         cfg.Limits.FetchAllowedPorts,
+		AllowPrivateNetworks: cfg.Limits.FetchAllowPrivateNetworks,
+		MaxBytes:             int64(cfg.Limits.TaskMaxArtifactMB) << 20,
+	}
+}
