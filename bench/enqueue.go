@@ -46,6 +46,13 @@ func (e *env) enqueueBare(ctx context.Context, opts *options) (loadResult, error
 // enqueueHTTP measures POST /tasks of an echo task against the real API on
 // a loopback port, from opts.clients HTTP clients.
 func (e *env) enqueueHTTP(ctx context.Context, opts *options) (loadResult, error) {
+	return e.enqueueThroughAPI(ctx, opts, "/tasks", []byte(echoBody), 1)
+}
+
+// enqueueThroughAPI measures POSTs of body to path on the real API on a
+// loopback port, each enqueueing perCall tasks, from opts.clients HTTP
+// clients.
+func (e *env) enqueueThroughAPI(ctx context.Context, opts *options, path string, body []byte, perCall int) (loadResult, error) {
 	svc, err := e.insertOnlyService()
 	if err != nil {
 		return loadResult{}, err
@@ -55,14 +62,11 @@ func (e *env) enqueueHTTP(ctx context.Context, opts *options) (loadResult, error
 		return loadResult{}, err
 	}
 	defer stop()
-
 	httpClient, closeIdle := loopbackClient(opts.clients)
 	defer closeIdle()
-	target := "http://" + addr + "/tasks"
-	body := []byte(echoBody)
-
-	return e.enqueue(ctx, opts, "taskrunner POST /tasks", 1, func(ctx context.Context) error {
-		_, err := postJSON(ctx, httpClient, "POST /tasks", target, body, http.StatusAccepted)
+	what := "POST " + path
+	return e.enqueue(ctx, opts, "taskrunner "+what, perCall, func(ctx context.Context) error {
+		_, err := postJSON(ctx, httpClient, what, "http://"+addr+path, body, http.StatusAccepted)
 		return err
 	})
 }
@@ -92,27 +96,11 @@ func (e *env) enqueueBatchBare(ctx context.Context, opts *options) (loadResult, 
 // against the real API on a loopback port (MAX_BATCH_SIZE at least
 // opts.batchSize), from opts.clients HTTP clients.
 func (e *env) enqueueBatchHTTP(ctx context.Context, opts *options) (loadResult, error) {
-	svc, err := e.insertOnlyService()
-	if err != nil {
-		return loadResult{}, err
-	}
-	addr, stop, err := e.serveAPI(svc)
-	if err != nil {
-		return loadResult{}, err
-	}
-	defer stop()
-	httpClient, closeIdle := loopbackClient(opts.clients)
-	defer closeIdle()
-	target := "http://" + addr + "/tasks/batch"
 	body, err := batchBody(opts.batchSize)
 	if err != nil {
 		return loadResult{}, err
 	}
-
-	return e.enqueue(ctx, opts, "taskrunner POST /tasks/batch", opts.batchSize, func(ctx context.Context) error {
-		_, err := postJSON(ctx, httpClient, "POST /tasks/batch", target, body, http.StatusAccepted)
-		return err
-	})
+	return e.enqueueThroughAPI(ctx, opts, "/tasks/batch", body, opts.batchSize)
 }
 
 // batchBody is the POST /tasks/batch body of n echo tasks.

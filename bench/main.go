@@ -390,10 +390,33 @@ func run(ctx context.Context, opts *options, getenv func(string) string, stdout,
 	return writeTable(stdout, figs.rows())
 }
 
+// runSides runs a figure's bare River and taskrunner sides, bare first or
+// not, then any breakdown sides.
+func runSides(bareFirst bool, bare, taskrunner func() error, breakdown ...func() error) error {
+	sides := []func() error{bare, taskrunner}
+	if !bareFirst {
+		sides[0], sides[1] = taskrunner, bare
+	}
+	for _, side := range append(sides, breakdown...) {
+		if err := side(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // measureEnqueue measures the single-enqueue figure once, and its
 // breakdown when asked.
 func measureEnqueue(ctx context.Context, env *env, opts *options, figs *figures, bareFirst bool) error {
-	sides := []func() error{
+	var breakdown []func() error
+	if opts.breakdown {
+		breakdown = append(breakdown, func() error {
+			r, err := env.enqueueService(ctx, opts)
+			figs.enqueueService.addTaskrunner(r.rate())
+			return err
+		})
+	}
+	err := runSides(bareFirst,
 		func() error {
 			r, err := env.enqueueBare(ctx, opts)
 			figs.enqueue.addBare(r.rate())
@@ -404,30 +427,15 @@ func measureEnqueue(ctx context.Context, env *env, opts *options, figs *figures,
 			figs.enqueue.addTaskrunner(r.rate())
 			return err
 		},
-	}
-	if !bareFirst {
-		sides[0], sides[1] = sides[1], sides[0]
-	}
-	if opts.breakdown {
-		sides = append(sides, func() error {
-			r, err := env.enqueueService(ctx, opts)
-			figs.enqueueService.addTaskrunner(r.rate())
-			return err
-		})
-	}
-	for _, side := range sides {
-		if err := side(); err != nil {
-			return err
-		}
-	}
+		breakdown...)
 	figs.enqueueService.bare = figs.enqueue.bare
-	return nil
+	return err
 }
 
 // measureBatch measures the batch-enqueue figure once.
 func measureBatch(ctx context.Context, env *env, opts *options, figs *figures, bareFirst bool) error {
 	perRequest := float64(opts.batchSize)
-	sides := []func() error{
+	return runSides(bareFirst,
 		func() error {
 			r, err := env.enqueueBatchBare(ctx, opts)
 			figs.batch.addBare(r.rate() * perRequest)
@@ -437,22 +445,12 @@ func measureBatch(ctx context.Context, env *env, opts *options, figs *figures, b
 			r, err := env.enqueueBatchHTTP(ctx, opts)
 			figs.batch.addTaskrunner(r.rate() * perRequest)
 			return err
-		},
-	}
-	if !bareFirst {
-		sides[0], sides[1] = sides[1], sides[0]
-	}
-	for _, side := range sides {
-		if err := side(); err != nil {
-			return err
-		}
-	}
-	return nil
+		})
 }
 
 // measurePickup measures the pickup-latency figure once.
 func measurePickup(ctx context.Context, env *env, opts *options, figs *figures, bareFirst bool) error {
-	sides := []func() error{
+	return runSides(bareFirst,
 		func() error {
 			ds, err := env.pickupBare(ctx, opts)
 			if err == nil {
@@ -466,23 +464,21 @@ func measurePickup(ctx context.Context, env *env, opts *options, figs *figures, 
 				figs.pickup.add(ds)
 			}
 			return err
-		},
-	}
-	if !bareFirst {
-		sides[0], sides[1] = sides[1], sides[0]
-	}
-	for _, side := range sides {
-		if err := side(); err != nil {
-			return err
-		}
-	}
-	return nil
+		})
 }
 
 // measureEndToEnd measures the end-to-end figure once, and its breakdown
 // when asked.
 func measureEndToEnd(ctx context.Context, env *env, opts *options, figs *figures, bareFirst bool) error {
-	sides := []func() error{
+	var breakdown []func() error
+	if opts.breakdown {
+		breakdown = append(breakdown, func() error {
+			r, err := env.endToEndNoRecorder(ctx, opts)
+			figs.endToEndNoRecorder.addTaskrunner(r.rate())
+			return err
+		})
+	}
+	err := runSides(bareFirst,
 		func() error {
 			r, err := env.endToEndBare(ctx, opts)
 			figs.endToEnd.addBare(r.rate())
@@ -493,24 +489,9 @@ func measureEndToEnd(ctx context.Context, env *env, opts *options, figs *figures
 			figs.endToEnd.addTaskrunner(r.rate())
 			return err
 		},
-	}
-	if !bareFirst {
-		sides[0], sides[1] = sides[1], sides[0]
-	}
-	if opts.breakdown {
-		sides = append(sides, func() error {
-			r, err := env.endToEndNoRecorder(ctx, opts)
-			figs.endToEndNoRecorder.addTaskrunner(r.rate())
-			return err
-		})
-	}
-	for _, side := range sides {
-		if err := side(); err != nil {
-			return err
-		}
-	}
+		breakdown...)
 	figs.endToEndNoRecorder.bare = figs.endToEnd.bare
-	return nil
+	return err
 }
 
 // figures collects every figure's measurements across rounds.
