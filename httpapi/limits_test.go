@@ -19,42 +19,6 @@ import (
 	"github.com/taskrunner/taskrunner/metrics"
 )
 
-// doAs is do with a bearer key and extra headers.
-func (b *bundle) doAs(t *testing.T, key, method, path string, body any, header ...string) response {
-	t.Helper()
-	var raw []byte
-	if body != nil {
-		var err error
-		if s, ok := body.(string); ok {
-			raw = []byte(s)
-		} else if raw, err = json.Marshal(body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	req, err := http.NewRequest(method, b.server.URL+path, strings.NewReader(string(raw)))
-	require.NoError(t, err)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	out := response{status: resp.StatusCode, header: resp.Header}
-	dec := json.NewDecoder(resp.Body)
-	var m map[string]any
-	if dec.Decode(&m) == nil {
-		out.body = m
-		out.raw, _ = json.Marshal(m)
-	}
-	return out
-}
-
 var echoTask = map[string]any{"type": "echo", "params": map[string]any{"msg": "x"}}
 
 func TestEnqueueLimitAtNAndNPlusOne(t *testing.T) {

@@ -217,6 +217,13 @@ type response struct {
 // OpenAPI document.
 func (b *bundle) do(t *testing.T, method, path string, body any) response {
 	t.Helper()
+	return b.doAs(t, "", method, path, body)
+}
+
+// doAs is do with a bearer key (none when empty) and extra headers, as
+// name, value pairs.
+func (b *bundle) doAs(t *testing.T, key, method, path string, body any, header ...string) response {
+	t.Helper()
 	var reqBody []byte
 	switch v := body.(type) {
 	case nil:
@@ -237,6 +244,12 @@ func (b *bundle) do(t *testing.T, method, path string, body any) response {
 	require.NoError(t, err)
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
