@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -41,7 +42,7 @@ func parseWait(v string) (time.Duration, error) {
 	d, err := time.ParseDuration(v)
 	if err != nil {
 		secs, nerr := strconv.ParseFloat(v, 64)
-		if nerr != nil || secs != secs { // NaN
+		if nerr != nil || math.IsNaN(secs) {
 			return 0, &Error{Status: http.StatusBadRequest, Code: task.CodeInvalidParams, Field: "wait",
 				Message: `wait must be a duration such as "30s" or a number of seconds`}
 		}

@@ -123,14 +123,13 @@ type outcome struct {
 
 func classify(ctx context.Context, job *rivertype.JobRow, err error, took time.Duration) outcome {
 	var cancelErr *rivertype.JobCancelError
-	timeout := timeoutOf(job)
 	switch {
 	case err == nil:
 		return outcome{status: db.RunCompleted, event: "task_completed", message: "task completed", level: slog.LevelInfo}
 	case errors.Is(context.Cause(ctx), rivertype.ErrJobCancelledRemotely):
 		return outcome{status: db.RunCancelled, code: CodeCancelled, err: err,
 			event: "task_cancelled", message: "task cancelled while running", level: slog.LevelInfo}
-	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && (timeout == 0 || took >= timeout):
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && ranPastTimeout(job, took):
 		// The job's own deadline passed (not some shorter one inside the
 		// worker): River's timeout killed it.
 		return outcome{status: db.RunKilled, code: CodeRuntimeExceeded,
@@ -152,6 +151,14 @@ func classify(ctx context.Context, job *rivertype.JobRow, err error, took time.D
 		return outcome{status: db.RunFailed, code: codeOf(err, CodeFailed), err: err,
 			event: "task_failed", message: "task attempt failed", level: slog.LevelWarn}
 	}
+}
+
+// ranPastTimeout reports whether an attempt lasted its whole timeout, so a
+// deadline error was River's timeout and not a shorter one inside the
+// worker. The metadata is read only here, not for every attempt.
+func ranPastTimeout(job *rivertype.JobRow, took time.Duration) bool {
+	timeout := timeoutOf(job)
+	return timeout == 0 || took >= timeout
 }
 
 func codeOf(err error, fallback string) string {

@@ -63,9 +63,6 @@ func NewAggregator(cfg Config) (*Aggregator, error) {
 	return a, nil
 }
 
-// Has reports whether a provider is registered under name.
-func (a *Aggregator) Has(name string) bool { _, ok := a.providers[name]; return ok }
-
 // Request is one search over several sources.
 type Request struct {
 	Query       string   `json:"query"`
