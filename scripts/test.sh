@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Starts what the tests need (PostgreSQL and Redis if down, a MinIO of the
-# tests' own on a spare loopback port with a temporary data folder), then
-# runs the verification and every test.
+# tests' own on a spare loopback port with a temporary data folder, Chromium
+# for the River UI browser test), then runs the verification and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/services.sh
+scripts/chromium.sh
 
 port=${TEST_MINIO_PORT:-19000}
 while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done

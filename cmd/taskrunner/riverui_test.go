@@ -38,12 +38,12 @@ const browserTimeout = 60 * time.Second
 
 // TestRiverUIBrowser logs into River UI with an API key in headless
 // Chromium and sees on the job's page a task the test submitted, and saves
-// a screenshot of that page. It needs Debian's chromium package (.ci/run
-// installs it); without it the test fails rather than skips.
+// a screenshot of that page. It needs Debian's chromium package
+// (`make test` installs it); without it the test fails rather than skips.
 func TestRiverUIBrowser(t *testing.T) {
 	t.Parallel()
 	chromium, err := exec.LookPath("chromium")
-	require.NoError(t, err, "the River UI browser test needs Chromium: apt-get install -y chromium (.ci/run installs it)")
+	require.NoError(t, err, "the River UI browser test needs Chromium: `make test` installs it (scripts/chromium.sh)")
 
 	minio := testenv.MinIOServer(t)
 	key := randomKeyHex(t, 16) // 32 characters
