@@ -17,15 +17,20 @@ if [[ $(id -u) -ne 0 ]]; then
   sudo=(sudo)
 fi
 
-log chromium_install_started "installing Debian's chromium package (a minute or two the first time)"
+log chromium_install_started "installing Debian's chromium package (a few minutes the first time)"
 start=$SECONDS
-"${sudo[@]}" apt-get update -qq
-DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq chromium >/dev/null &
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+{ "${sudo[@]}" apt-get update -qq && DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq chromium; } >"$out" 2>&1 &
 pid=$!
 while kill -0 "$pid" 2>/dev/null; do
   sleep 15
   kill -0 "$pid" 2>/dev/null && log chromium_install_progress "still installing Chromium: $((SECONDS - start))s"
 done
-wait "$pid"
+if ! wait "$pid"; then
+  log chromium_install_failed "apt-get failed; its output follows"
+  cat "$out" >&2
+  exit 1
+fi
 command -v chromium >/dev/null || { log chromium_missing "apt-get finished but chromium is not on PATH"; exit 1; }
 log chromium_install_done "Chromium installed in $((SECONDS - start))s"
