@@ -242,6 +242,9 @@ func checked(t testing.TB, api http.Handler) http.Handler {
 	c := apiContract(t)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var reqBody bytes.Buffer
+		// A copy: net/http keeps the request it handed over, and treats
+		// its body differently when it is not its own.
+		r = r.WithContext(r.Context())
 		if r.Body != nil {
 			r.Body = struct {
 				io.Reader

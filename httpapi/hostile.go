@@ -39,7 +39,7 @@ const (
 // Bounds on reading the rest of a body that its handler left unread.
 const (
 	drainMaxBytes = 4 << 20
-	drainMaxTime  = 2 * time.Second
+	drainMaxTime  = 5 * time.Second
 )
 
 // maxHeaderTimeout bounds the time a request's headers may take, however
