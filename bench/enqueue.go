@@ -258,17 +258,13 @@ func (e *env) serveAPI(svc *task.Service) (addr string, stop func(), err error) 
 		Logger:         e.logger,
 		MaxBodyBytes:   e.cfg.Limits.MaxRequestBodyBytes,
 		RequestTimeout: config.DefaultRequestTimeout,
+		ReadTimeout:    e.cfg.Limits.HTTPReadTimeout,
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, fmt.Errorf("listen on loopback: %w", err)
 	}
-	srv := &http.Server{
-		Handler:           api,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(e.logger.With(slog.String("event", "http_server_error")).Handler(), slog.LevelWarn),
-	}
+	srv := httpapi.NewHTTPServer(api, e.cfg.Limits.HTTPReadTimeout, e.logger)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

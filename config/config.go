@@ -51,6 +51,7 @@ const (
 	DefaultMaxRequestBodyBytes = 1 << 20
 	DefaultDBMaxConns          = 40
 	DefaultRequestTimeout      = 60 * time.Second
+	DefaultHTTPReadTimeout     = 30 * time.Second
 	DefaultQueue               = "default"
 	DefaultMaxWaiters          = 1000
 )
@@ -143,6 +144,10 @@ type Limits struct {
 	FetchAllowPrivateNetworks bool
 	MaxBatchSize              int   // MAX_BATCH_SIZE
 	MaxRequestBodyBytes       int64 // MAX_REQUEST_BODY_BYTES
+	// HTTPReadTimeout is how long a request's headers and body may take to
+	// arrive (HTTP_READ_TIMEOUT_SECONDS); a stalled body fails after it.
+	// Long polls and event streams, which send no body, are not bound by it.
+	HTTPReadTimeout time.Duration
 }
 
 // Load reads the configuration through getenv (os.Getenv in production). The
@@ -170,6 +175,7 @@ func Load(getenv func(string) string) (*Config, error) {
 			MaxRequestBodyBytes:       int64(r.positiveInt("MAX_REQUEST_BODY_BYTES", DefaultMaxRequestBodyBytes)),
 			FetchAllowedPorts:         r.ports("FETCH_ALLOWED_PORTS"),
 			FetchAllowPrivateNetworks: r.boolean("FETCH_ALLOW_PRIVATE_NETWORKS", false),
+			HTTPReadTimeout:           r.seconds("HTTP_READ_TIMEOUT_SECONDS", DefaultHTTPReadTimeout),
 		},
 		SearchCacheTTL:      r.seconds("SEARCH_CACHE_TTL_SECONDS", DefaultSearchCacheTTL),
 		SearchMaxResults:    r.positiveInt("SEARCH_MAX_RESULTS", DefaultSearchMaxResults),
@@ -408,8 +414,10 @@ func (l Limits) MarshalJSON() ([]byte, error) {
 		MaxBatchSize          int      `json:"max_batch_size"`
 		MaxRequestBodyBytes   int64    `json:"max_request_body_bytes"`
 		FetchAllowedPorts     []int    `json:"fetch_allowed_ports"`
+		HTTPReadTimeout       float64  `json:"http_read_timeout_seconds"`
 	}{
 		l.TaskMaxRuntime.Seconds(), l.TaskMaxArtifactMB, l.TasksPerMinute, l.SearchSourceAllowlist,
 		l.FetchDomainAllowlist, l.MaxBatchSize, l.MaxRequestBodyBytes, append([]int{80, 443}, l.FetchAllowedPorts...),
+		l.HTTPReadTimeout.Seconds(),
 	})
 }

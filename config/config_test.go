@@ -30,18 +30,20 @@ func TestDefaultsAreTheSeeds(t *testing.T) {
 	require.Equal(t, 7*24*time.Hour, c.TaskRetention)
 	require.Equal(t, 660*time.Second, c.RescueAfter, "rescue waits a minute past the runtime cap")
 	require.Equal(t, []string{"default"}, c.Queues)
+	require.Equal(t, 30*time.Second, c.Limits.HTTPReadTimeout)
 }
 
 func TestOverrides(t *testing.T) {
 	t.Parallel()
 	c, err := config.Load(env(map[string]string{
-		"DATABASE_URL":             "postgresql+psycopg2://api:api@postgres:5432/api",
-		"TASK_MAX_RUNTIME_SECONDS": "5",
-		"SEARCH_SOURCE_ALLOWLIST":  " Brave , searxng ,",
-		"TASK_RETENTION":           "2d",
-		"MINIO_SECURE":             "true",
-		"QUEUES":                   "default,slow",
-		"LOG_FORMAT":               "TEXT",
+		"DATABASE_URL":              "postgresql+psycopg2://api:api@postgres:5432/api",
+		"TASK_MAX_RUNTIME_SECONDS":  "5",
+		"SEARCH_SOURCE_ALLOWLIST":   " Brave , searxng ,",
+		"TASK_RETENTION":            "2d",
+		"MINIO_SECURE":              "true",
+		"QUEUES":                    "default,slow",
+		"LOG_FORMAT":                "TEXT",
+		"HTTP_READ_TIMEOUT_SECONDS": "1.5",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, "postgresql://api:api@postgres:5432/api", c.DatabaseURL, "the seed's SQLAlchemy URL is accepted")
@@ -52,6 +54,7 @@ func TestOverrides(t *testing.T) {
 	require.True(t, c.MinIOSecure)
 	require.Equal(t, []string{"default", "slow"}, c.Queues)
 	require.Equal(t, "text", c.LogFormat)
+	require.Equal(t, 1500*time.Millisecond, c.Limits.HTTPReadTimeout)
 }
 
 func TestBadValuesNameTheVariable(t *testing.T) {
@@ -67,6 +70,7 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		"LOG_FORMAT":                "xml",
 		"TASK_RESCUE_AFTER_SECONDS": "10", // not over the 600 s cap
 		"QUEUES":                    "slow",
+		"HTTP_READ_TIMEOUT_SECONDS": "0",
 	}
 	for name, val := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -97,7 +101,7 @@ func TestLimitsJSON(t *testing.T) {
 	require.NoError(t, err)
 	require.JSONEq(t, `{"task_max_runtime_seconds":600,"task_max_artifact_mb":25,"tasks_per_minute":30,
 		"search_source_allowlist":["brave"],"fetch_domain_allowlist":["*"],"max_batch_size":50,
-		"max_request_body_bytes":1048576,"fetch_allowed_ports":[80,443]}`, string(b))
+		"max_request_body_bytes":1048576,"fetch_allowed_ports":[80,443],"http_read_timeout_seconds":30}`, string(b))
 }
 
 // FuzzLoad feeds arbitrary values to every kind of variable: Load never

@@ -103,7 +103,7 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 	reqID := middleware.GetReqID(r.Context())
 	attrs := []slog.Attr{
 		slog.String("event", "http_error"), slog.String("code", e.Code), slog.Int("status", e.Status),
-		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("request_id", reqID),
+		slog.String("method", logMethod(r)), slog.String("path", logPath(r)), slog.String("request_id", reqID),
 	}
 	if e.Status >= 500 {
 		if e.Cause != nil {

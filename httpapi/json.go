@@ -41,15 +41,13 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 		}
 	}
 	if r.ContentLength > limit {
-		return nil, &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeBodyTooLarge,
-			Message: fmt.Sprintf("request body is over %d bytes", limit)}
+		return nil, bodyTooLarge(limit)
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return nil, &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeBodyTooLarge,
-				Message: fmt.Sprintf("request body is over %d bytes", tooLarge.Limit)}
+			return nil, bodyTooLarge(tooLarge.Limit)
 		}
 		return nil, &Error{Status: http.StatusBadRequest, Code: CodeInvalidJSON, Message: "request body could not be read", Cause: err}
 	}

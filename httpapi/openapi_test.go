@@ -54,6 +54,9 @@ func TestOpenAPIDocumentIsValid(t *testing.T) {
 				continue
 			}
 			require.NotNil(t, op.Responses.Status(http.StatusUnauthorized), "%s needs a key, so it can answer 401", where)
+			if method != http.MethodGet && method != http.MethodHead && method != http.MethodOptions {
+				require.NotNil(t, op.Responses.Status(http.StatusForbidden), "%s changes state, so it refuses cross-origin browser requests with 403", where)
+			}
 		}
 	}
 
@@ -62,6 +65,7 @@ func TestOpenAPIDocumentIsValid(t *testing.T) {
 	for _, code := range []string{
 		httpapi.CodeInvalidJSON, httpapi.CodeBodyTooLarge, httpapi.CodeUnsupportedMediaType, httpapi.CodeDependencyUnavailable,
 		httpapi.CodeInternal, httpapi.CodeMethodNotAllowed, httpapi.CodeUnauthorized, httpapi.CodeRateLimited, httpapi.CodeTooManyWaiters,
+		httpapi.CodeCrossOrigin,
 		task.CodeInvalidParams, task.CodeUnknownType, task.CodeNotFound, task.CodeAlreadyFinished, task.CodeBatchTooLarge,
 		artifact.CodeSizeExceeded, artifact.CodeInvalid, artifact.CodeNotFound, fetch.CodeDomainNotAllowed,
 	} {

@@ -52,6 +52,10 @@ type Deps struct {
 	Logger         *slog.Logger
 	MaxBodyBytes   int64
 	RequestTimeout time.Duration
+	// ReadTimeout is the server's read deadline (HTTP_READ_TIMEOUT_SECONDS,
+	// see NewHTTPServer): reading what a handler left of a body stops at
+	// it too. Zero: only drainMaxTime bounds that.
+	ReadTimeout time.Duration
 }
 
 // Server is the API's HTTP handler.
@@ -93,24 +97,27 @@ func (s *Server) handle(h handlerFunc) http.HandlerFunc {
 
 func (s *Server) routes() chi.Router {
 	r := chi.NewRouter()
-	// Outermost first: recover, request id, log, auth, deadline. The
+	// Outermost first: recover, request id, log, drain what a handler left
+	// of a body, refuse cross-origin browser requests, auth, deadline. The
 	// enqueue limit is taken in the handlers that enqueue, once they know
 	// how many tasks a request holds.
 	r.Use(s.recoverer)
-	r.Use(middleware.RequestID)
+	r.Use(requestID)
 	r.Use(s.requestLog)
+	r.Use(s.drainBody)
+	r.Use(s.crossOrigin)
 	r.Use(s.authenticate)
 	r.NotFound(s.handle(func(w http.ResponseWriter, r *http.Request) error {
-		return &Error{Status: http.StatusNotFound, Code: task.CodeNotFound, Message: "no such route: " + r.Method + " " + r.URL.Path}
+		return &Error{Status: http.StatusNotFound, Code: task.CodeNotFound, Message: "no such route: " + logMethod(r) + " " + logPath(r)}
 	}))
 	r.MethodNotAllowed(s.handle(func(w http.ResponseWriter, r *http.Request) error {
-		return &Error{Status: http.StatusMethodNotAllowed, Code: CodeMethodNotAllowed, Message: r.Method + " is not allowed on " + r.URL.Path}
+		return &Error{Status: http.StatusMethodNotAllowed, Code: CodeMethodNotAllowed, Message: logMethod(r) + " is not allowed on " + logPath(r)}
 	}))
 
 	if s.deps.RiverUI != nil {
 		// River UI streams and polls: no request deadline of ours.
 		r.Handle(riverUIPrefix, http.RedirectHandler(riverUIPrefix+"/", http.StatusMovedPermanently))
-		r.Handle(riverUIPrefix+"/*", s.deps.RiverUI)
+		r.Handle(riverUIPrefix+"/*", s.limitRiverUIBodies(s.deps.RiverUI))
 	}
 	if s.deps.Metrics != nil {
 		r.Method(http.MethodGet, "/metrics", s.deps.Metrics.Handler())
@@ -154,7 +161,7 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 					panic(v)
 				}
 				s.deps.Logger.ErrorContext(r.Context(), "handler panicked", slog.String("event", "http_panic"),
-					slog.Any("panic", v), slog.String("path", r.URL.Path), slog.String("request_id", middleware.GetReqID(r.Context())))
+					slog.Any("panic", v), slog.String("path", logPath(r)), slog.String("request_id", middleware.GetReqID(r.Context())))
 				writeError(w, r, s.deps.Logger, &Error{Status: http.StatusInternalServerError, Code: CodeInternal,
 					Message: "internal error; the server log has the details"})
 			}
@@ -180,7 +187,7 @@ func (s *Server) requestLog(next http.Handler) http.Handler {
 		}
 		if s.deps.Logger.Enabled(r.Context(), level) {
 			s.deps.Logger.LogAttrs(r.Context(), level, "http request", slog.String("event", "http_request"),
-				slog.String("method", r.Method), slog.String("route", route), slog.String("client", clientOf(r.Context())),
+				slog.String("method", logMethod(r)), slog.String("route", route), slog.String("client", clientOf(r.Context())),
 				slog.Int("status", ww.Status()), slog.Float64("took_ms", float64(time.Since(start).Microseconds())/1000),
 				slog.String("request_id", middleware.GetReqID(r.Context())))
 		}

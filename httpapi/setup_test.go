@@ -17,6 +17,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
+	"riverqueue.com/riverui"
 
 	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/cache"
@@ -65,6 +66,10 @@ type setupOpts struct {
 	apiKeys []config.APIKey
 	// metrics, when set, is counted into and served at /metrics.
 	metrics *metrics.Metrics
+	// readTimeout is HTTP_READ_TIMEOUT_SECONDS; the default when 0.
+	readTimeout time.Duration
+	// riverUI mounts River UI, on the test's River client.
+	riverUI bool
 }
 
 // testMaxArtifactBytes is the artifact limit in these tests.
@@ -118,7 +123,12 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	if opts.env != nil {
 		env = *opts.env
 	}
-	limits := config.Limits{TaskMaxRuntime: testMaxRuntime, MaxBatchSize: 50, MaxRequestBodyBytes: config.DefaultMaxRequestBodyBytes}
+	readTimeout := opts.readTimeout
+	if readTimeout == 0 {
+		readTimeout = config.DefaultHTTPReadTimeout
+	}
+	limits := config.Limits{TaskMaxRuntime: testMaxRuntime, MaxBatchSize: 50, MaxRequestBodyBytes: config.DefaultMaxRequestBodyBytes,
+		HTTPReadTimeout: readTimeout}
 	api := httpapi.New(httpapi.Deps{
 		Tasks:          task.NewService(tdb.Pool, client, task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: env}, logger),
 		Artifacts:      artifacts,
@@ -132,13 +142,31 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 		Logger:         logger,
 		MaxBodyBytes:   limits.MaxRequestBodyBytes,
 		RequestTimeout: 30 * time.Second,
+		ReadTimeout:    readTimeout,
+		RiverUI:        newRiverUI(t, opts, client, logger),
 	})
 	// Every response, whichever helper asked, must be one the OpenAPI
-	// document describes.
-	srv := httptest.NewServer(checked(t, api))
+	// document describes; the http.Server is the one the processes run.
+	srv := httptest.NewUnstartedServer(nil)
+	srv.Config = httpapi.NewHTTPServer(checked(t, api), readTimeout, logger)
+	srv.Start()
 	t.Cleanup(srv.CloseClientConnections)
 	t.Cleanup(srv.Close)
 	return &bundle{db: tdb, client: client, server: srv, logs: logs, store: store, artifacts: artifacts, watcher: watcher, serverChecked: true}
+}
+
+// newRiverUI is River UI on client when opts asks for it, or nil.
+func newRiverUI(t *testing.T, opts setupOpts, client *river.Client[pgx.Tx], logger *slog.Logger) http.Handler {
+	t.Helper()
+	if !opts.riverUI {
+		return nil
+	}
+	ui, err := riverui.NewHandler(&riverui.HandlerOpts{Endpoints: riverui.NewEndpoints(client, nil), Logger: logger, Prefix: "/riverui"})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	require.NoError(t, ui.Start(ctx))
+	return ui
 }
 
 // newArtifacts is an artifact service on a bucket of the test's own in the

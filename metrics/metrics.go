@@ -90,12 +90,26 @@ func (m *Metrics) RunFinished(taskType, status string, took time.Duration) {
 	}
 }
 
-// HTTPRequest counts a request to route (its pattern, not its path).
+// HTTPRequest counts a request to route (its pattern, or "unmatched":
+// never its path). A method other than the standard ones counts as OTHER,
+// so clients cannot add series by making methods up.
 func (m *Metrics) HTTPRequest(route, method string, status int, took time.Duration) {
 	if m != nil {
+		method = MethodLabel(method)
 		m.httpRequests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
 		m.httpDuration.WithLabelValues(route, method).Observe(took.Seconds())
 	}
+}
+
+// MethodLabel is method as the method label holds it: one of the standard
+// methods, or OTHER.
+func MethodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return method
+	}
+	return "OTHER"
 }
 
 // RateLimited counts an enqueue refused by the limit.

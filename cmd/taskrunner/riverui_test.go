@@ -163,6 +163,33 @@ func TestRiverUIBrowser(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, shot, 0o644))
 	t.Logf("screenshot of %s: %s (%d bytes; set %s to keep it)", pageURL, path, len(shot), envScreenshotDir)
 
+	// A state-changing call of River UI's API: refused when a page of
+	// another site makes it (localhost is another site than 127.0.0.1), as
+	// a forged form would, and carried out from River UI's own page.
+	other := fmt.Sprintf("/tasks/%d", keyedSubmit(t, api.base, bearer, map[string]any{"type": "echo", "params": map[string]any{"msg": "x"}, "run_at": "2100-01-01T00:00:00Z"}))
+	deleteJS := `fetch(%q, {method: "POST", mode: "no-cors", headers: {"Content-Type": "text/plain"}, body: %q}).then(r => r.type + " " + r.status)`
+	deleteBody := fmt.Sprintf(`{"ids":[%q]}`, strings.TrimPrefix(other, "/tasks/"))
+	otherSite := strings.Replace(api.base, "127.0.0.1", "localhost", 1)
+	require.NotEqual(t, otherSite, api.base, "the API does not listen on 127.0.0.1")
+	_, err = chromedp.Run(ctx, chromedp.NavigateResponse(otherSite+"/health"))
+	require.NoError(t, err, "open %s/health", otherSite)
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(deleteJS, api.base+"/riverui/api/jobs/delete", deleteBody), chromedp.EvalAwaitPromise))
+	require.NoError(t, err, "cross-site delete")
+	t.Logf("cross-site delete from %s: %s", otherSite, got)
+	status, _, raw := keyedRequest(t, http.MethodGet, api.base+other, bearer, nil)
+	require.Equal(t, http.StatusOK, status, "a cross-site page deleted %s: %s", other, raw)
+	mu.Lock()
+	require.Contains(t, strings.Join(responses, "\n"), "403 "+api.base+"/riverui/api/jobs/delete", "the cross-site delete was not refused")
+	mu.Unlock()
+
+	_, err = chromedp.Run(ctx, chromedp.NavigateResponse(pageURL))
+	require.NoError(t, err, "open %s", pageURL)
+	got, err = chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(deleteJS, "/riverui/api/jobs/delete", deleteBody), chromedp.EvalAwaitPromise))
+	require.NoError(t, err, "same-origin delete")
+	require.Equal(t, "basic 200", got, "River UI's own page could not delete a job")
+	status, _, raw = keyedRequest(t, http.MethodGet, api.base+other, bearer, nil)
+	require.Equal(t, http.StatusNotFound, status, "River UI's own page did not delete %s: %s", other, raw)
+
 	require.NoError(t, chromedp.Cancel(ctx), "close chromium")
 	server.Signal(syscall.SIGTERM)
 	require.Equal(t, 0, server.WaitExit(exitTimeout))

@@ -138,7 +138,7 @@ func runServer(ctx context.Context, cfg *config.Config, logger *slog.Logger, r r
 			return err
 		}
 	} else if cfg.MetricsAddr != "" {
-		srv, err = startMetrics(cfg.MetricsAddr, logger, m, serveErr)
+		srv, err = startMetrics(cfg, logger, m, serveErr)
 		if err != nil {
 			return err
 		}
@@ -246,28 +246,23 @@ func startAPI(ctx context.Context, d apiDeps, serveErr chan<- error) (*http.Serv
 		Logger:         d.logger,
 		MaxBodyBytes:   cfg.Limits.MaxRequestBodyBytes,
 		RequestTimeout: config.DefaultRequestTimeout,
+		ReadTimeout:    cfg.Limits.HTTPReadTimeout,
 	})
-	return listen(cfg.HTTPAddr, "api", api, d.logger, serveErr)
+	return listen(cfg.HTTPAddr, "api", httpapi.NewHTTPServer(api, cfg.Limits.HTTPReadTimeout, d.logger), d.logger, serveErr)
 }
 
 // startMetrics serves /metrics for a worker process on addr.
-func startMetrics(addr string, logger *slog.Logger, m *metrics.Metrics, serveErr chan<- error) (*http.Server, error) {
+func startMetrics(cfg *config.Config, logger *slog.Logger, m *metrics.Metrics, serveErr chan<- error) (*http.Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
-	return listen(addr, "metrics", mux, logger, serveErr)
+	return listen(cfg.MetricsAddr, "metrics", httpapi.NewHTTPServer(mux, cfg.Limits.HTTPReadTimeout, logger), logger, serveErr)
 }
 
-// listen serves h on addr in the background and logs the address it got.
-func listen(addr, what string, h http.Handler, logger *slog.Logger, serveErr chan<- error) (*http.Server, error) {
+// listen serves srv on addr in the background and logs the address it got.
+func listen(addr, what string, srv *http.Server, logger *slog.Logger, serveErr chan<- error) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen for %s on %s: %w", what, addr, err)
-	}
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.With(slog.String("event", "http_server_error")).Handler(), slog.LevelWarn),
 	}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

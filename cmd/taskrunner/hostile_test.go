@@ -1,0 +1,42 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskrunner/taskrunner/internal/testenv"
+)
+
+// An api process cuts a stalled body at HTTP_READ_TIMEOUT_SECONDS, and
+// shows the setting in /limits.
+func TestAPIProcessCutsStalledBodies(t *testing.T) {
+	t.Parallel()
+	_, api := startAPIProc(t, "api", with(baseEnv(testenv.NewDB(t).URL), "HTTP_READ_TIMEOUT_SECONDS", "1"), "api")
+	status, limits := api.do(http.MethodGet, "/limits", nil)
+	require.Equal(t, http.StatusOK, status)
+	require.EqualValues(t, 1, limits["http_read_timeout_seconds"])
+
+	conn, err := net.Dial("tcp", strings.TrimPrefix(api.base, "http://"))
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = io.WriteString(conn, "POST /tasks HTTP/1.1\r\nHost: api.test\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+	require.NoError(t, err)
+	start := time.Now()
+	require.NoError(t, conn.SetReadDeadline(start.Add(10*time.Second)))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err, "no answer to the stalled body")
+	resp.Body.Close()
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	_, err = io.Copy(io.Discard, conn)
+	var ne net.Error
+	require.False(t, errors.As(err, &ne) && ne.Timeout(), "the connection was not closed")
+	t.Logf("stalled body: answered %d and closed %s after it stalled (HTTP_READ_TIMEOUT_SECONDS=1)", resp.StatusCode, time.Since(start).Round(10*time.Millisecond))
+}
