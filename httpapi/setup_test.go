@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -65,6 +66,8 @@ type setupOpts struct {
 	apiKeys []config.APIKey
 	// metrics, when set, is counted into and served at /metrics.
 	metrics *metrics.Metrics
+	// maxUploads bounds the uploads received at once; the default when 0.
+	maxUploads int
 }
 
 // testMaxArtifactBytes is the artifact limit in these tests.
@@ -118,20 +121,22 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	if opts.env != nil {
 		env = *opts.env
 	}
-	limits := config.Limits{TaskMaxRuntime: testMaxRuntime, MaxBatchSize: 50, MaxRequestBodyBytes: config.DefaultMaxRequestBodyBytes}
+	limits := config.Limits{TaskMaxRuntime: testMaxRuntime, MaxBatchSize: 50, MaxRequestBodyBytes: config.DefaultMaxRequestBodyBytes,
+		MaxConcurrentUploads: cmp.Or(opts.maxUploads, config.DefaultMaxConcurrentUploads)}
 	api := httpapi.New(httpapi.Deps{
-		Tasks:          task.NewService(tdb.Pool, client, task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: env}, logger),
-		Artifacts:      artifacts,
-		Watcher:        watcher,
-		Limiter:        newLimiter(t, opts),
-		Metrics:        opts.metrics,
-		APIKeys:        opts.apiKeys,
-		MaxBatchSize:   limits.MaxBatchSize,
-		Checks:         opts.checks,
-		Limits:         limits,
-		Logger:         logger,
-		MaxBodyBytes:   limits.MaxRequestBodyBytes,
-		RequestTimeout: 30 * time.Second,
+		Tasks:                task.NewService(tdb.Pool, client, task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: env}, logger),
+		Artifacts:            artifacts,
+		Watcher:              watcher,
+		Limiter:              newLimiter(t, opts),
+		Metrics:              opts.metrics,
+		APIKeys:              opts.apiKeys,
+		MaxBatchSize:         limits.MaxBatchSize,
+		MaxConcurrentUploads: limits.MaxConcurrentUploads,
+		Checks:               opts.checks,
+		Limits:               limits,
+		Logger:               logger,
+		MaxBodyBytes:         limits.MaxRequestBodyBytes,
+		RequestTimeout:       30 * time.Second,
 	})
 	// Every response, whichever helper asked, must be one the OpenAPI
 	// document describes.
