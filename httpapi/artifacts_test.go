@@ -350,7 +350,7 @@ func TestArtifactJSONStream(t *testing.T) {
 
 	for _, tc := range []struct {
 		name, body, code, field string
-		status                    int
+		status                  int
 	}{
 		{"unknown task after the data", fmt.Sprintf(`{"data_base64":%q,"task_id":424242}`, enc), "not_found", "", 404},
 		{"no task id", fmt.Sprintf(`{"data_base64":%q,"name":"x"}`, enc), "artifact_rejected_invalid", "task_id", 400},
