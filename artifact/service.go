@@ -81,6 +81,9 @@ type Service struct {
 	// OrphanAge is how old an object without a row must be for
 	// RemoveOrphans to remove it; DefaultOrphanAge when 0.
 	OrphanAge time.Duration
+	// OrphanScan is how many objects one RemoveOrphans call lists at most;
+	// DefaultOrphanScan when 0.
+	OrphanScan int
 
 	orphanMu     sync.Mutex
 	orphanCursor string // the key RemoveOrphans goes on after
@@ -427,8 +430,9 @@ const (
 	// it is removed: far longer than any upload takes between storing its
 	// object and writing its row.
 	DefaultOrphanAge = time.Hour
-	// orphanScan is how many objects one RemoveOrphans call lists at most.
-	orphanScan = 10_000
+	// DefaultOrphanScan is how many objects one RemoveOrphans call lists
+	// at most.
+	DefaultOrphanScan = 10_000
 	// orphanBatch is how many listed objects are looked up at once.
 	orphanBatch = 1000
 )
@@ -437,11 +441,13 @@ const (
 // have no artifact row and are older than OrphanAge (DefaultOrphanAge when
 // 0): what a crash between storing an object and writing its row, or
 // between replacing an artifact and removing its old object, left behind.
-// Each call lists at most 10,000 objects, going on from where the last
-// call stopped and starting over at the end, so the work of a run is
-// bounded however large the bucket. It returns how many it removed.
+// Each call lists at most OrphanScan objects (DefaultOrphanScan when 0),
+// going on from where the last call stopped and starting over at the end,
+// so the work of a run is bounded however large the bucket. It returns how
+// many it removed.
 func (s *Service) RemoveOrphans(ctx context.Context) (int, error) {
 	age := cmp.Or(s.OrphanAge, DefaultOrphanAge)
+	scan := cmp.Or(s.OrphanScan, DefaultOrphanScan)
 	cutoff := time.Now().Add(-age)
 	s.orphanMu.Lock()
 	defer s.orphanMu.Unlock()
@@ -494,14 +500,14 @@ func (s *Service) RemoveOrphans(ctx context.Context) (int, error) {
 				return removed, err
 			}
 		}
-		if scanned == orphanScan {
+		if scanned == scan {
 			break
 		}
 	}
 	if err := flush(); err != nil {
 		return removed, err
 	}
-	if scanned < orphanScan {
+	if scanned < scan {
 		cursor = "" // the end of the bucket: start over next time
 	}
 	s.orphanCursor = cursor
