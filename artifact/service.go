@@ -1,6 +1,7 @@
 package artifact
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,9 +10,12 @@ import (
 	"hash"
 	"io"
 	"log/slog"
+	"maps"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -74,6 +78,15 @@ type Service struct {
 	logger   *slog.Logger
 	// Metrics counts artifact bytes in and out; nil counts nothing.
 	Metrics *metrics.Metrics
+	// OrphanAge is how old an object without a row must be for
+	// RemoveOrphans to remove it; DefaultOrphanAge when 0.
+	OrphanAge time.Duration
+	// OrphanScan is how many objects one RemoveOrphans call lists at most;
+	// DefaultOrphanScan when 0.
+	OrphanScan int
+
+	orphanMu     sync.Mutex
+	orphanCursor string // the key RemoveOrphans goes on after
 }
 
 // NewService returns a Service keeping artifacts of at most maxBytes.
@@ -121,53 +134,113 @@ func (s *Service) TooLarge() *Error {
 	return &Error{Code: CodeSizeExceeded, Message: fmt.Sprintf("artifacts are limited to %d MB (TASK_MAX_ARTIFACT_MB)", s.maxBytes>>20)}
 }
 
-// Put stores an artifact of an existing task. Refusals are *Error; a
-// failure of MinIO wraps ErrUnavailable; nothing is left behind by either.
+// Put stores an artifact of an existing task, replacing the task's
+// artifact of the same name. Refusals are *Error; a failure of MinIO wraps
+// ErrUnavailable; nothing is left behind by either.
 func (s *Service) Put(ctx context.Context, n New) (*db.Artifact, error) {
-	if err := CheckName(n.Name); err != nil {
+	if err := s.Check(ctx, &n); err != nil {
 		return nil, err
+	}
+	st, err := s.stage(ctx, n.TaskID, n.ContentType, n.Size, n.Body)
+	if err != nil {
+		return nil, err
+	}
+	return st.commit(ctx, n)
+}
+
+// Check fills in n's defaults and refuses what Put would refuse before
+// reading the body: a bad name, type or content type, a declared size over
+// the limit, a task that does not exist.
+func (s *Service) Check(ctx context.Context, n *New) error {
+	if err := CheckName(n.Name); err != nil {
+		return err
 	}
 	if n.Type == "" {
 		n.Type = "file"
 	}
 	if !typePattern.MatchString(n.Type) {
-		return nil, invalid("type", "must be 1 to 64 of a-z, 0-9, _, . and -, starting with a letter or digit")
+		return invalid("type", "must be 1 to 64 of a-z, 0-9, _, . and -, starting with a letter or digit")
 	}
 	if n.ContentType == "" {
 		n.ContentType = "application/octet-stream"
 	}
 	if len(n.ContentType) > 255 {
-		return nil, invalid("content_type", "must be at most 255 bytes")
+		return invalid("content_type", "must be at most 255 bytes")
 	}
 	if n.Size > s.maxBytes {
-		s.rejected(ctx, n, n.Size, "declared size over the limit")
-		return nil, s.TooLarge()
+		s.rejected(ctx, n.TaskID, n.Size, "declared size over the limit")
+		return s.TooLarge()
 	}
 	if _, err := db.GetTask(ctx, s.pool, n.TaskID); err != nil {
 		if errors.Is(err, db.ErrNotFound) {
-			return nil, &Error{Code: CodeNotFound, Message: fmt.Sprintf("no task with id %d", n.TaskID)}
+			return &Error{Code: CodeNotFound, Message: fmt.Sprintf("no task with id %d", n.TaskID)}
 		}
+		return err
+	}
+	return nil
+}
+
+// Staged is an object stored before the artifact it belongs to is fully
+// described: Commit checks the description and writes the row, Discard
+// removes the object. Exactly one of them must be called.
+type Staged struct {
+	s      *Service
+	id     uuid.UUID
+	taskID int64 // the task whose key the object has; 0 when it was not known
+	key    string
+	size   int64
+	sha256 string
+}
+
+// Stage streams body, of unknown length, into a new object, for an upload
+// whose description may come after its bytes (a JSON body's fields in any
+// order). taskID places the object under its task when it is already
+// known; 0 places it under task 0, which no task has. Refusals and
+// failures are those of Put, and leave nothing behind.
+func (s *Service) Stage(ctx context.Context, taskID int64, body io.Reader) (*Staged, error) {
+	return s.stage(ctx, taskID, "application/octet-stream", -1, body)
+}
+
+// Commit checks n (its Size and Body are not used: the staged bytes are
+// its body), records the artifact, replacing the task's artifact of the
+// same name, and removes the object on any failure.
+func (st *Staged) Commit(ctx context.Context, n New) (*db.Artifact, error) {
+	n.Size = -1
+	if err := st.s.Check(ctx, &n); err != nil {
+		st.Discard(ctx)
 		return nil, err
 	}
+	if st.taskID != 0 && st.taskID != n.TaskID {
+		st.Discard(ctx)
+		return nil, fmt.Errorf("object %s was staged for task %d, not %d", st.key, st.taskID, n.TaskID)
+	}
+	return st.commit(ctx, n)
+}
 
+// Discard removes the staged object.
+func (st *Staged) Discard(ctx context.Context) { st.s.removeObject(ctx, st.s.store.bucket, st.key) }
+
+// stage stores body as a new object of taskID; size is its declared
+// length, or -1.
+func (s *Service) stage(ctx context.Context, taskID int64, contentType string, size int64, body io.Reader) (*Staged, error) {
 	id := uuid.New()
-	key := ObjectKey(n.TaskID, id)
-	body := &limitedHashReader{r: n.Body, remaining: s.maxBytes, hash: sha256.New()}
-	opts := minio.PutObjectOptions{ContentType: n.ContentType, UserMetadata: map[string]string{"task-id": strconv.FormatInt(n.TaskID, 10)}}
-	if n.Size >= 0 {
+	key := ObjectKey(taskID, id)
+	lr := &limitedHashReader{r: body, remaining: s.maxBytes, hash: sha256.New()}
+	opts := minio.PutObjectOptions{ContentType: contentType, UserMetadata: map[string]string{"task-id": strconv.FormatInt(taskID, 10)}}
+	if size >= 0 {
 		opts.DisableMultipart = true // one streamed PUT, nothing buffered
 	} else {
 		opts.PartSize = unknownSizePartSize
 	}
-	info, err := s.store.client.PutObject(ctx, s.store.bucket, key, body, n.Size, opts)
-	if err != nil || (n.Size >= 0 && body.read != n.Size) {
-		s.removeObject(ctx, key)
-		if errors.Is(err, errTooLarge) || body.tooLarge {
-			s.rejected(ctx, n, body.read, "over the limit while streaming")
+	info, err := s.store.client.PutObject(ctx, s.store.bucket, key, lr, size, opts)
+	if err != nil || (size >= 0 && lr.read != size) {
+		s.removeObject(ctx, s.store.bucket, key)
+		if errors.Is(err, errTooLarge) || lr.tooLarge {
+			s.rejected(ctx, taskID, lr.read, "over the limit while streaming")
 			return nil, s.TooLarge()
 		}
-		if body.readErr != nil {
-			return nil, &Error{Code: CodeInvalid, Field: "body", Message: "the upload was cut short", cause: body.readErr}
+		if lr.readErr != nil {
+			return nil, &Error{Code: CodeInvalid, Field: "body", Message: "the upload was cut short", cause: lr.readErr}
 		}
 		if err == nil {
 			return nil, &Error{Code: CodeInvalid, Field: "body", Message: "the body is shorter than its declared length"}
@@ -177,37 +250,52 @@ func (s *Service) Put(ctx context.Context, n New) (*db.Artifact, error) {
 		}
 		return nil, fmt.Errorf("%w: store %s: %w", ErrUnavailable, key, err)
 	}
+	return &Staged{s: s, id: id, taskID: taskID, key: key, size: info.Size, sha256: hex.EncodeToString(lr.hash.Sum(nil))}, nil
+}
 
-	a, err := db.InsertArtifact(ctx, s.pool, db.Artifact{
-		ID: id, TaskID: n.TaskID, Type: n.Type, Name: n.Name, ContentType: n.ContentType, Size: info.Size,
-		SHA256: hex.EncodeToString(body.hash.Sum(nil)), Bucket: s.store.bucket, ObjectKey: key,
+// commit writes the row of a checked artifact, then removes the object of
+// the artifact it replaced, if any. A crash between the two leaves that
+// object without a row, for RemoveOrphans.
+func (st *Staged) commit(ctx context.Context, n New) (*db.Artifact, error) {
+	s := st.s
+	a, replaced, err := db.StoreArtifact(ctx, s.pool, db.Artifact{
+		ID: st.id, TaskID: n.TaskID, Type: n.Type, Name: n.Name, ContentType: n.ContentType, Size: st.size,
+		SHA256: st.sha256, Bucket: s.store.bucket, ObjectKey: st.key,
 	})
 	if err != nil {
-		s.removeObject(ctx, key) // no object without its row
+		st.Discard(ctx) // no object without its row
 		return nil, err
 	}
+	if replaced != nil {
+		s.removeObject(ctx, replaced.Bucket, replaced.ObjectKey)
+	}
 	s.Metrics.ArtifactBytes("in", a.Size)
-	s.logger.LogAttrs(ctx, slog.LevelInfo, "artifact stored", slog.String("event", "artifact_stored"),
+	attrs := []slog.Attr{slog.String("event", "artifact_stored"),
 		slog.String("artifact_id", a.ID.String()), slog.Int64("task_id", a.TaskID), slog.String("type", a.Type),
-		slog.Int64("size", a.Size), slog.String("sha256", a.SHA256))
+		slog.Int64("size", a.Size), slog.String("sha256", a.SHA256)}
+	if replaced != nil {
+		attrs = append(attrs, slog.Bool("replaced", true))
+	}
+	s.logger.LogAttrs(ctx, slog.LevelInfo, "artifact stored", attrs...)
 	return a, nil
 }
 
-func (s *Service) rejected(ctx context.Context, n New, size int64, why string) {
+func (s *Service) rejected(ctx context.Context, taskID, size int64, why string) {
 	s.logger.LogAttrs(ctx, slog.LevelWarn, "artifact rejected", slog.String("event", "artifact_rejected"),
-		slog.String("code", CodeSizeExceeded), slog.Int64("task_id", n.TaskID), slog.Int64("size", size),
+		slog.String("code", CodeSizeExceeded), slog.Int64("task_id", taskID), slog.Int64("size", size),
 		slog.Int64("limit", s.maxBytes), slog.String("reason", why))
 }
 
-// removeObject deletes what a failed upload may have left, parts included.
-func (s *Service) removeObject(ctx context.Context, key string) {
+// removeObject deletes what a failed upload may have left, parts
+// included, or the object of a replaced artifact.
+func (s *Service) removeObject(ctx context.Context, bucket, key string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
-	if err := s.store.client.RemoveObject(ctx, s.store.bucket, key, minio.RemoveObjectOptions{}); err != nil {
-		s.logger.WarnContext(ctx, "could not remove object of a failed upload", slog.String("event", "artifact_cleanup_failed"),
-			slog.String("object_key", key), slog.String("error", err.Error()))
+	if err := s.store.client.RemoveObject(ctx, bucket, key, minio.RemoveObjectOptions{}); err != nil {
+		s.logger.WarnContext(ctx, "could not remove object", slog.String("event", "artifact_cleanup_failed"),
+			slog.String("bucket", bucket), slog.String("object_key", key), slog.String("error", err.Error()))
 	}
-	_ = s.store.client.RemoveIncompleteUpload(ctx, s.store.bucket, key)
+	_ = s.store.client.RemoveIncompleteUpload(ctx, bucket, key)
 }
 
 // Get returns an artifact's metadata.
@@ -249,7 +337,8 @@ func (s *Service) Open(ctx context.Context, a *db.Artifact) (*minio.Object, erro
 }
 
 // ObjectKey is where an artifact's bytes live: under its task, by id, so
-// no client-chosen name ever reaches the key.
+// no client-chosen name ever reaches the key. Task 0 (no task has it)
+// holds objects staged before their task was known.
 func ObjectKey(taskID int64, id uuid.UUID) string {
 	return "tasks/" + strconv.FormatInt(taskID, 10) + "/" + id.String()
 }
@@ -284,8 +373,9 @@ func (l *limitedHashReader) Read(p []byte) (int, error) {
 
 // RemoveExpired deletes artifacts created before cutoff, rows and objects
 // together, batch rows at a time: a batch's rows are deleted in a
-// transaction that commits only once its objects are removed, so a failure
-// leaves both for the next run. It returns how many it removed.
+// transaction that commits only once its objects are removed, each from
+// its row's own bucket, so a failure leaves both for the next run. It
+// returns how many it removed.
 func (s *Service) RemoveExpired(ctx context.Context, cutoff time.Time, batch int) (int, error) {
 	total := 0
 	for {
@@ -296,15 +386,15 @@ func (s *Service) RemoveExpired(ctx context.Context, cutoff time.Time, batch int
 				return err
 			}
 			n = len(objs)
-			keys := make(chan minio.ObjectInfo, len(objs))
+			byBucket := map[string][]string{}
 			for _, o := range objs {
-				keys <- minio.ObjectInfo{Key: o.ObjectKey}
+				byBucket[o.Bucket] = append(byBucket[o.Bucket], o.ObjectKey)
 			}
-			close(keys)
-			for rerr := range s.store.client.RemoveObjects(ctx, s.store.bucket, keys, minio.RemoveObjectsOptions{}) {
-				return fmt.Errorf("%w: remove %s: %w", ErrUnavailable, rerr.ObjectName, rerr.Err)
+			var errs []error
+			for _, bucket := range slices.Sorted(maps.Keys(byBucket)) {
+				errs = append(errs, s.removeObjects(ctx, bucket, byBucket[bucket]))
 			}
-			return nil
+			return errors.Join(errs...)
 		})
 		if err != nil {
 			return total, err
@@ -314,4 +404,112 @@ func (s *Service) RemoveExpired(ctx context.Context, cutoff time.Time, batch int
 			return total, nil
 		}
 	}
+}
+
+// removeObjects removes keys from bucket, reading every result minio-go
+// sends (it blocks until they are read), and returns every failure. A
+// bucket that no longer exists holds none of them: that is no failure.
+func (s *Service) removeObjects(ctx context.Context, bucket string, keys []string) error {
+	objects := make(chan minio.ObjectInfo, len(keys))
+	for _, k := range keys {
+		objects <- minio.ObjectInfo{Key: k}
+	}
+	close(objects)
+	var errs []error
+	for res := range s.store.client.RemoveObjects(ctx, bucket, objects, minio.RemoveObjectsOptions{}) {
+		if res.Err != nil && minio.ToErrorResponse(res.Err).Code != "NoSuchBucket" {
+			errs = append(errs, fmt.Errorf("%w: remove %s/%s: %w", ErrUnavailable, bucket, res.ObjectName, res.Err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Defaults of the sweep of objects without a row.
+const (
+	// DefaultOrphanAge is how old an object without a row must be before
+	// it is removed: far longer than any upload takes between storing its
+	// object and writing its row.
+	DefaultOrphanAge = time.Hour
+	// DefaultOrphanScan is how many objects one RemoveOrphans call lists
+	// at most.
+	DefaultOrphanScan = 10_000
+	// orphanBatch is how many listed objects are looked up at once.
+	orphanBatch = 1000
+)
+
+// RemoveOrphans removes objects under tasks/ in the service's bucket that
+// have no artifact row and are older than OrphanAge (DefaultOrphanAge when
+// 0): what a crash between storing an object and writing its row, or
+// between replacing an artifact and removing its old object, left behind.
+// Each call lists at most OrphanScan objects (DefaultOrphanScan when 0),
+// going on from where the last call stopped and starting over at the end,
+// so the work of a run is bounded however large the bucket. It returns how
+// many it removed.
+func (s *Service) RemoveOrphans(ctx context.Context) (int, error) {
+	age := cmp.Or(s.OrphanAge, DefaultOrphanAge)
+	scan := cmp.Or(s.OrphanScan, DefaultOrphanScan)
+	cutoff := time.Now().Add(-age)
+	s.orphanMu.Lock()
+	defer s.orphanMu.Unlock()
+	bucket := s.store.bucket
+	listCtx, stopListing := context.WithCancel(ctx)
+	defer stopListing()
+	listed := s.store.client.ListObjects(listCtx, bucket, minio.ListObjectsOptions{
+		Prefix: "tasks/", Recursive: true, StartAfter: s.orphanCursor,
+	})
+	removed, scanned := 0, 0
+	var candidates []string
+	flush := func() error {
+		if len(candidates) == 0 {
+			return nil
+		}
+		stored, err := db.StoredKeys(ctx, s.pool, bucket, candidates)
+		if err != nil {
+			return err
+		}
+		var orphans []string
+		for _, k := range candidates {
+			if !stored[k] {
+				orphans = append(orphans, k)
+			}
+		}
+		candidates = candidates[:0]
+		if len(orphans) == 0 {
+			return nil
+		}
+		if err := s.removeObjects(ctx, bucket, orphans); err != nil {
+			return err
+		}
+		removed += len(orphans)
+		s.logger.LogAttrs(ctx, slog.LevelInfo, "objects without a row removed", slog.String("event", "artifact_orphans_removed"),
+			slog.String("bucket", bucket), slog.Int("count", len(orphans)))
+		return nil
+	}
+	cursor := ""
+	for obj := range listed {
+		if obj.Err != nil {
+			return removed, fmt.Errorf("%w: list %s: %w", ErrUnavailable, bucket, obj.Err)
+		}
+		scanned++
+		cursor = obj.Key
+		if obj.LastModified.Before(cutoff) {
+			candidates = append(candidates, obj.Key)
+		}
+		if len(candidates) == orphanBatch {
+			if err := flush(); err != nil {
+				return removed, err
+			}
+		}
+		if scanned == scan {
+			break
+		}
+	}
+	if err := flush(); err != nil {
+		return removed, err
+	}
+	if scanned < scan {
+		cursor = "" // the end of the bucket: start over next time
+	}
+	s.orphanCursor = cursor
+	return removed, nil
 }

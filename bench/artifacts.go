@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -54,6 +56,7 @@ type artifactBench struct {
 	store    *artifact.Store // the bare side's client, built as the service builds its own
 	body     []byte
 	sum      string // hex sha256 of body
+	base64   []byte // body in base64, made for the first concurrent-upload figure
 	bin      string // absolute path of the taskrunner binary
 	http     *http.Client
 }
@@ -114,9 +117,9 @@ func (a *artifactBench) settings() string {
 		"and %d downloads (GetObject + io.Copy to io.Discard; HTTP GET /artifacts/{id}); each kind starts with one transfer per side not counted, then the sides alternate transfer by transfer; "+
 		"MB/s is 10^6 bytes/s over the counted ones; "+
 		"taskrunner: a `taskrunner serve` process of its own per round (TASK_MAX_ARTIFACT_MB %d, WORKER_CONCURRENCY %d, DB_MAX_CONNS %d) over loopback HTTP; "+
-		"server peak RSS is its VmHWM after the transfers, the largest across rounds",
+		"server peak RSS is its VmHWM after the transfers, the largest across rounds%s",
 		a.opts.artifactMB, len(a.body), a.opts.artifactReps, artifactName, chunked, a.opts.artifactReps,
-		a.opts.artifactMB+1, a.opts.serverWorkers, a.opts.serverConns)
+		a.opts.artifactMB+1, a.opts.serverWorkers, a.opts.serverConns, a.base64Settings())
 }
 
 // measure measures one round: it starts a serve process, creates the task
@@ -168,7 +171,105 @@ func (a *artifactBench) measure(ctx context.Context, figs *figures, bareFirst bo
 		return err
 	}
 	a.env.p.linef("artifacts: taskrunner serve (pid %d) stopped with SIGTERM", srv.pid())
+	if err := a.removeObjects(ctx); err != nil {
+		return err
+	}
+	if a.opts.base64Uploads > 0 {
+		return a.measureBase64(ctx, figs)
+	}
+	return nil
+}
+
+// base64Settings describes the concurrent base64 figure, if measured.
+func (a *artifactBench) base64Settings() string {
+	if a.opts.base64Uploads == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; concurrent base64 uploads: %d clients at once each POST /artifacts the same body as JSON with data_base64 (Content-Length set) "+
+		"to a serve process of its own per round (MAX_CONCURRENT_UPLOADS %d), whose VmHWM is read after them", a.opts.base64Uploads, a.opts.base64Uploads)
+}
+
+// measureBase64 starts a serve process of its own, has -base64-uploads
+// clients each POST /artifacts the body base64-encoded at once, and adds
+// the server's peak RSS to the figure.
+func (a *artifactBench) measureBase64(ctx context.Context, figs *figures) error {
+	if a.base64 == nil {
+		a.base64 = []byte(base64.StdEncoding.EncodeToString(a.body))
+	}
+	env, err := a.serverEnv()
+	if err != nil {
+		return err
+	}
+	n := a.opts.base64Uploads
+	srv, err := startServer(ctx, a.bin, append(env, "MAX_CONCURRENT_UPLOADS="+strconv.Itoa(n)), a.env.p)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = srv.stop() }()
+	base := "http://" + srv.addr
+	taskID, err := a.createTask(ctx, base)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			opCtx, cancel := context.WithTimeout(ctx, artifactOpTimeout)
+			defer cancel()
+			errs <- a.postBase64(opCtx, base, taskID, fmt.Sprintf("base64-%d.bin", i))
+		}()
+	}
+	var failed []error
+	for range n {
+		if err := <-errs; err != nil {
+			failed = append(failed, err)
+		}
+	}
+	if err := errors.Join(failed...); err != nil {
+		return fmt.Errorf("artifacts: concurrent POST /artifacts: %w", err)
+	}
+	took := time.Since(start)
+	peak, err := srv.status("VmHWM")
+	if err != nil {
+		return err
+	}
+	figs.base64RSS.add(peak)
+	a.env.p.linef("artifacts: %d concurrent POST /artifacts of %d MiB in base64 (%d bytes of JSON each) took %s; server peak RSS (VmHWM) %s",
+		n, a.opts.artifactMB, len(a.base64)+base64Overhead, took.Round(time.Millisecond), formatMB(peak))
+	if err := srv.stop(); err != nil {
+		return err
+	}
 	return a.removeObjects(ctx)
+}
+
+// base64Overhead bounds the JSON around the base64 of a POST /artifacts
+// body.
+const base64Overhead = 128
+
+// postBase64 POSTs the body as the JSON form of an artifact named name,
+// checking the size and sha256 the API answers.
+func (a *artifactBench) postBase64(ctx context.Context, base string, taskID int64, name string) error {
+	prefix := fmt.Sprintf(`{"task_id":%d,"type":"file","name":%q,"content_type":"application/octet-stream","data_base64":"`, taskID, name)
+	suffix := `"}`
+	body := io.MultiReader(strings.NewReader(prefix), bytes.NewReader(a.base64), strings.NewReader(suffix))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/artifacts", body)
+	if err != nil {
+		return err
+	}
+	req.ContentLength = int64(len(prefix) + len(a.base64) + len(suffix))
+	req.Header.Set("Content-Type", "application/json")
+	var view struct {
+		Size   int64  `json:"size"`
+		SHA256 string `json:"sha256"`
+	}
+	if err := a.do(req, http.StatusCreated, &view); err != nil {
+		return err
+	}
+	if view.Size != int64(len(a.body)) || view.SHA256 != a.sum {
+		return fmt.Errorf("stored %d bytes with sha256 %s, want %d with %s", view.Size, view.SHA256, len(a.body), a.sum)
+	}
+	return nil
 }
 
 // serverEnv is the serve process's environment: the bench's own, with

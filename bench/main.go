@@ -70,6 +70,10 @@
 //     scripts/bench.sh starts one on a spare loopback port with a temporary
 //     data folder and random credentials, and stops it at the end. The
 //     round's objects are removed at its end.
+//   - the server's peak RSS while -base64-uploads clients (8) each POST
+//     /artifacts the same body base64-encoded in JSON at once, in a serve
+//     process of its own per round (MAX_CONCURRENT_UPLOADS as many), against
+//     the -base64-rss-goal-mb ceiling (200 MB).
 //
 // The bench owns a database of its own (-db, default taskrunner_bench) on
 // the server DATABASE_URL names; it drops and recreates it at the start,
@@ -144,6 +148,8 @@ type options struct {
 	chunked       bool
 	artifactGoal  float64
 	rssGoalMB     float64
+	base64Uploads int
+	base64GoalMB  float64
 	taskrunnerBin string
 	serverWorkers int
 	serverConns   int
@@ -196,6 +202,8 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.chunked, "artifact-chunked", true, "also measure an upload of unknown length (chunked HTTP; multipart in MinIO), for information")
 	fs.Float64Var(&o.artifactGoal, "artifact-goal", 0.8, "ratio the artifact upload and download figures should reach")
 	fs.Float64Var(&o.rssGoalMB, "rss-goal-mb", 100, "peak RSS (VmHWM) in MB (10^6 bytes) the taskrunner server should stay under")
+	fs.IntVar(&o.base64Uploads, "base64-uploads", 8, "concurrent POST /artifacts of an -artifact-mb MiB body in base64 whose server peak RSS is measured, in a serve process of its own (0: skip the figure)")
+	fs.Float64Var(&o.base64GoalMB, "base64-rss-goal-mb", 200, "peak RSS (VmHWM) in MB the server should stay under while receiving the concurrent base64 uploads")
 	fs.StringVar(&o.taskrunnerBin, "taskrunner-bin", "./bin/taskrunner", "taskrunner binary the artifact figures start as a serve process")
 	fs.IntVar(&o.serverWorkers, "server-workers", 4, "WORKER_CONCURRENCY of that serve process")
 	fs.IntVar(&o.serverConns, "server-db-conns", 10, "DB_MAX_CONNS of that serve process")
@@ -216,8 +224,8 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("-pickup-tasks, -pickup-warmup and -pickup-goal must not be negative")
 	case !(o.pickupRate > 0) || o.pickupRate > maxPickupRate:
 		return nil, fmt.Errorf("-pickup-rate must be above 0 and at most %d", maxPickupRate)
-	case o.artifactMB < 0 || o.artifactReps < 0:
-		return nil, errors.New("-artifact-mb and -artifact-reps must not be negative")
+	case o.artifactMB < 0 || o.artifactReps < 0 || o.base64Uploads < 0:
+		return nil, errors.New("-artifact-mb, -artifact-reps and -base64-uploads must not be negative")
 	case o.artifactMB > maxArtifactMB:
 		return nil, fmt.Errorf("-artifact-mb must be at most %d", maxArtifactMB)
 	case o.serverWorkers < 1 || o.serverConns < 1:
@@ -509,6 +517,7 @@ type figures struct {
 	artifactGet        *figure
 	artifactChunked    *figure // for information: no goal
 	serverRSS          *peakFigure
+	base64RSS          *peakFigure
 }
 
 func newFigures(opts *options) *figures {
@@ -526,6 +535,8 @@ func newFigures(opts *options) *figures {
 		artifactGet:        &figure{name: fmt.Sprintf("artifact download (%d MiB)", opts.artifactMB), unit: unitBytes, goal: opts.artifactGoal},
 		artifactChunked:    &figure{name: "  artifact upload, unknown length", unit: unitBytes},
 		serverRSS:          &peakFigure{name: "  server peak RSS (VmHWM)", limit: int64(opts.rssGoalMB * 1e6)},
+		base64RSS: &peakFigure{name: fmt.Sprintf("%d concurrent %d MiB base64 uploads: server peak RSS", opts.base64Uploads, opts.artifactMB),
+			limit: int64(opts.base64GoalMB * 1e6)},
 	}
 }
 
@@ -556,6 +567,9 @@ func (f *figures) rows() []row {
 			rows = append(rows, f.artifactChunked.row())
 		}
 		rows = append(rows, f.serverRSS.row())
+		if f.opts.base64Uploads > 0 {
+			rows = append(rows, f.base64RSS.row())
+		}
 	}
 	return rows
 }

@@ -393,7 +393,8 @@ func TestArtifactRows(t *testing.T) {
 	}
 	got := strings.Join(names("-search-tasks", "0"), "|")
 	want := "single enqueue (16 clients)|batch enqueue of 50 (16 clients)|end-to-end echo (20k)|pickup latency enqueue -> running (50/s)|" +
-		"artifact upload (25 MiB)|artifact download (25 MiB)|  artifact upload, unknown length|  server peak RSS (VmHWM)"
+		"artifact upload (25 MiB)|artifact download (25 MiB)|  artifact upload, unknown length|  server peak RSS (VmHWM)|" +
+		"8 concurrent 25 MiB base64 uploads: server peak RSS"
 	if got != want {
 		t.Errorf("rows = %q, want %q", got, want)
 	}
@@ -408,6 +409,9 @@ func TestArtifactRows(t *testing.T) {
 	}
 	if got := names("-search-tasks", "0", "-artifact-chunked=false", "-artifact-mb", "5"); !slices.Contains(got, "artifact upload (5 MiB)") || slices.Contains(got, "  artifact upload, unknown length") {
 		t.Errorf("-artifact-chunked=false -artifact-mb 5: rows %q", got)
+	}
+	if got := names("-search-tasks", "0", "-base64-uploads", "0"); slices.Contains(got, "8 concurrent 25 MiB base64 uploads: server peak RSS") || len(got) != 8 {
+		t.Errorf("-base64-uploads 0: rows %q", got)
 	}
 	for _, args := range [][]string{{"-artifact-mb", "0"}, {"-artifact-reps", "0"}} {
 		if got := names(append(args, "-search-tasks", "0", "-batch-size", "0", "-pickup-tasks", "0")...); len(got) != 2 {
@@ -429,6 +433,9 @@ func TestArtifactRowsUnit(t *testing.T) {
 	}
 	if r := f.serverRSS.row(); r.memory == nil || r.memory.limit != 100e6 {
 		t.Errorf("server RSS row = %+v, want a memory row with a 100 MB limit", r)
+	}
+	if r := f.base64RSS.row(); r.memory == nil || r.memory.limit != 200e6 {
+		t.Errorf("concurrent base64 uploads row = %+v, want a memory row with a 200 MB limit", r)
 	}
 }
 

@@ -30,30 +30,31 @@ const (
 	DefaultMinIOPassword = "minioadmin"
 	DefaultMinIOBucket   = "artifacts"
 
-	DefaultTaskMaxRuntime      = 600 * time.Second
-	DefaultTaskMaxArtifactMB   = 25
-	DefaultTasksPerMinute      = 30
-	DefaultSearchSourceAllow   = "brave"
-	DefaultFetchDomainAllow    = "*"
-	DefaultMaxBatchSize        = 50
-	DefaultSearchCacheTTL      = 3600 * time.Second
-	DefaultSearchMaxResults    = 10
-	DefaultSearchSourceTimeout = 10 * time.Second
-	DefaultRedisKeyPrefix      = "taskrunner:"
-	DefaultTaskRetention       = 7 * 24 * time.Hour
-	DefaultArtifactRetention   = 30 * 24 * time.Hour
-	DefaultRetentionInterval   = time.Hour
-	DefaultWorkerConcurrency   = 100
-	DefaultWorkerFetchCooldown = 5 * time.Millisecond
-	DefaultWorkerFetchPoll     = time.Second
-	DefaultShutdownGrace       = 30 * time.Second
-	DefaultRescueMarginOverCap = 60 * time.Second
-	DefaultMaxRequestBodyBytes = 1 << 20
-	DefaultDBMaxConns          = 40
-	DefaultRequestTimeout      = 60 * time.Second
-	DefaultHTTPReadTimeout     = 30 * time.Second
-	DefaultQueue               = "default"
-	DefaultMaxWaiters          = 1000
+	DefaultTaskMaxRuntime       = 600 * time.Second
+	DefaultTaskMaxArtifactMB    = 25
+	DefaultTasksPerMinute       = 30
+	DefaultSearchSourceAllow    = "brave"
+	DefaultFetchDomainAllow     = "*"
+	DefaultMaxBatchSize         = 50
+	DefaultSearchCacheTTL       = 3600 * time.Second
+	DefaultSearchMaxResults     = 10
+	DefaultSearchSourceTimeout  = 10 * time.Second
+	DefaultRedisKeyPrefix       = "taskrunner:"
+	DefaultTaskRetention        = 7 * 24 * time.Hour
+	DefaultArtifactRetention    = 30 * 24 * time.Hour
+	DefaultRetentionInterval    = time.Hour
+	DefaultWorkerConcurrency    = 100
+	DefaultWorkerFetchCooldown  = 5 * time.Millisecond
+	DefaultWorkerFetchPoll      = time.Second
+	DefaultShutdownGrace        = 30 * time.Second
+	DefaultRescueMarginOverCap  = 60 * time.Second
+	DefaultMaxRequestBodyBytes  = 1 << 20
+	DefaultDBMaxConns           = 40
+	DefaultRequestTimeout       = 60 * time.Second
+	DefaultHTTPReadTimeout      = 30 * time.Second
+	DefaultQueue                = "default"
+	DefaultMaxWaiters           = 1000
+	DefaultMaxConcurrentUploads = 16
 )
 
 // Config is every setting taskrunner reads at start-up.
@@ -148,6 +149,9 @@ type Limits struct {
 	// arrive (HTTP_READ_TIMEOUT_SECONDS); a stalled body fails after it.
 	// Long polls and event streams, which send no body, are not bound by it.
 	HTTPReadTimeout time.Duration
+	// MaxConcurrentUploads bounds the artifact uploads one API process
+	// receives at once (MAX_CONCURRENT_UPLOADS); more are refused with 503.
+	MaxConcurrentUploads int
 }
 
 // Load reads the configuration through getenv (os.Getenv in production). The
@@ -176,6 +180,7 @@ func Load(getenv func(string) string) (*Config, error) {
 			FetchAllowedPorts:         r.ports("FETCH_ALLOWED_PORTS"),
 			FetchAllowPrivateNetworks: r.boolean("FETCH_ALLOW_PRIVATE_NETWORKS", false),
 			HTTPReadTimeout:           r.seconds("HTTP_READ_TIMEOUT_SECONDS", DefaultHTTPReadTimeout),
+			MaxConcurrentUploads:      r.positiveInt("MAX_CONCURRENT_UPLOADS", DefaultMaxConcurrentUploads),
 		},
 		SearchCacheTTL:      r.seconds("SEARCH_CACHE_TTL_SECONDS", DefaultSearchCacheTTL),
 		SearchMaxResults:    r.positiveInt("SEARCH_MAX_RESULTS", DefaultSearchMaxResults),
@@ -415,9 +420,10 @@ func (l Limits) MarshalJSON() ([]byte, error) {
 		MaxRequestBodyBytes   int64    `json:"max_request_body_bytes"`
 		FetchAllowedPorts     []int    `json:"fetch_allowed_ports"`
 		HTTPReadTimeout       float64  `json:"http_read_timeout_seconds"`
+		MaxConcurrentUploads  int      `json:"max_concurrent_uploads"`
 	}{
 		l.TaskMaxRuntime.Seconds(), l.TaskMaxArtifactMB, l.TasksPerMinute, l.SearchSourceAllowlist,
 		l.FetchDomainAllowlist, l.MaxBatchSize, l.MaxRequestBodyBytes, append([]int{80, 443}, l.FetchAllowedPorts...),
-		l.HTTPReadTimeout.Seconds(),
+		l.HTTPReadTimeout.Seconds(), l.MaxConcurrentUploads,
 	})
 }

@@ -25,6 +25,7 @@ func TestDefaultsAreTheSeeds(t *testing.T) {
 	require.Equal(t, []string{"brave"}, c.Limits.SearchSourceAllowlist)
 	require.Equal(t, []string{"*"}, c.Limits.FetchDomainAllowlist)
 	require.Equal(t, 50, c.Limits.MaxBatchSize)
+	require.Equal(t, 16, c.Limits.MaxConcurrentUploads)
 	require.Equal(t, "artifacts", c.MinIOBucket)
 	require.Equal(t, 3600*time.Second, c.SearchCacheTTL)
 	require.Equal(t, 7*24*time.Hour, c.TaskRetention)
@@ -44,6 +45,7 @@ func TestOverrides(t *testing.T) {
 		"QUEUES":                    "default,slow",
 		"LOG_FORMAT":                "TEXT",
 		"HTTP_READ_TIMEOUT_SECONDS": "1.5",
+		"MAX_CONCURRENT_UPLOADS":    "3",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, "postgresql://api:api@postgres:5432/api", c.DatabaseURL, "the seed's SQLAlchemy URL is accepted")
@@ -55,6 +57,7 @@ func TestOverrides(t *testing.T) {
 	require.Equal(t, []string{"default", "slow"}, c.Queues)
 	require.Equal(t, "text", c.LogFormat)
 	require.Equal(t, 1500*time.Millisecond, c.Limits.HTTPReadTimeout)
+	require.Equal(t, 3, c.Limits.MaxConcurrentUploads)
 }
 
 func TestBadValuesNameTheVariable(t *testing.T) {
@@ -71,6 +74,7 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		"TASK_RESCUE_AFTER_SECONDS": "10", // not over the 600 s cap
 		"QUEUES":                    "slow",
 		"HTTP_READ_TIMEOUT_SECONDS": "0",
+		"MAX_CONCURRENT_UPLOADS":    "0",
 	}
 	for name, val := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -101,7 +105,8 @@ func TestLimitsJSON(t *testing.T) {
 	require.NoError(t, err)
 	require.JSONEq(t, `{"task_max_runtime_seconds":600,"task_max_artifact_mb":25,"tasks_per_minute":30,
 		"search_source_allowlist":["brave"],"fetch_domain_allowlist":["*"],"max_batch_size":50,
-		"max_request_body_bytes":1048576,"fetch_allowed_ports":[80,443],"http_read_timeout_seconds":30}`, string(b))
+		"max_request_body_bytes":1048576,"fetch_allowed_ports":[80,443],"http_read_timeout_seconds":30,
+		"max_concurrent_uploads":16}`, string(b))
 }
 
 // FuzzLoad feeds arbitrary values to every kind of variable: Load never

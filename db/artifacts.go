@@ -2,11 +2,13 @@ package db
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/taskrunner/taskrunner/db/dbsqlc"
 )
@@ -33,17 +35,32 @@ func artifactFromRow(r dbsqlc.Artifact) Artifact {
 	}
 }
 
-// InsertArtifact records an artifact whose object is already stored.
-func InsertArtifact(ctx context.Context, ex Executor, a Artifact) (*Artifact, error) {
-	row, err := queries.ArtifactInsert(ctx, ex, dbsqlc.ArtifactInsertParams{
-		ID: a.ID, TaskID: a.TaskID, Type: a.Type, Name: a.Name, ContentType: a.ContentType,
-		SizeBytes: a.Size, Sha256: a.SHA256, Bucket: a.Bucket, ObjectKey: a.ObjectKey,
+// StoreArtifact records an artifact whose object is already stored. The
+// task's artifact of the same name, if there is one, is replaced: its row
+// takes the new id and object, and its old object is returned for the
+// caller to remove once this has committed (nil when nothing was replaced).
+func StoreArtifact(ctx context.Context, pool *pgxpool.Pool, a Artifact) (*Artifact, *ObjectRef, error) {
+	var out Artifact
+	var replaced *ObjectRef
+	err := WithTx(ctx, pool, func(tx pgx.Tx) error {
+		old, err := queries.ArtifactLockByName(ctx, tx, dbsqlc.ArtifactLockByNameParams{TaskID: a.TaskID, Name: a.Name})
+		switch {
+		case err == nil:
+			replaced = &ObjectRef{Bucket: old.Bucket, ObjectKey: old.ObjectKey}
+		case !errors.Is(err, pgx.ErrNoRows):
+			return err
+		}
+		row, err := queries.ArtifactUpsert(ctx, tx, dbsqlc.ArtifactUpsertParams{
+			ID: a.ID, TaskID: a.TaskID, Type: a.Type, Name: a.Name, ContentType: a.ContentType,
+			SizeBytes: a.Size, Sha256: a.SHA256, Bucket: a.Bucket, ObjectKey: a.ObjectKey,
+		})
+		out = artifactFromRow(row)
+		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("insert artifact %s: %w", a.ID, err)
+		return nil, nil, fmt.Errorf("store artifact %s: %w", a.ID, err)
 	}
-	out := artifactFromRow(row)
-	return &out, nil
+	return &out, replaced, nil
 }
 
 // GetArtifact returns the artifact with id, or ErrNotFound.
@@ -78,8 +95,9 @@ func ArtifactIDsForTask(ctx context.Context, ex Executor, taskID int64) ([]uuid.
 	return ids, nil
 }
 
-// ExpiredObject is the object of an artifact taken out by retention.
-type ExpiredObject struct {
+// ObjectRef names an artifact's object: one taken out by retention, or
+// one replaced by a newer artifact of the same name.
+type ObjectRef struct {
 	Bucket    string
 	ObjectKey string
 }
@@ -87,14 +105,27 @@ type ExpiredObject struct {
 // DeleteExpiredArtifacts deletes up to max artifact rows created before
 // cutoff, inside tx, and returns their objects: remove them before
 // committing, so rows and objects go together.
-func DeleteExpiredArtifacts(ctx context.Context, tx pgx.Tx, cutoff time.Time, max int) ([]ExpiredObject, error) {
+func DeleteExpiredArtifacts(ctx context.Context, tx pgx.Tx, cutoff time.Time, max int) ([]ObjectRef, error) {
 	rows, err := queries.ArtifactsDeleteExpired(ctx, tx, dbsqlc.ArtifactsDeleteExpiredParams{Cutoff: cutoff, MaxRows: int32(max)})
 	if err != nil {
 		return nil, fmt.Errorf("delete expired artifacts: %w", err)
 	}
-	out := make([]ExpiredObject, len(rows))
+	out := make([]ObjectRef, len(rows))
 	for i, r := range rows {
-		out[i] = ExpiredObject{Bucket: r.Bucket, ObjectKey: r.ObjectKey}
+		out[i] = ObjectRef{Bucket: r.Bucket, ObjectKey: r.ObjectKey}
+	}
+	return out, nil
+}
+
+// StoredKeys returns which of keys, objects of bucket, have an artifact row.
+func StoredKeys(ctx context.Context, ex Executor, bucket string, keys []string) (map[string]bool, error) {
+	rows, err := queries.ArtifactKeysStored(ctx, ex, dbsqlc.ArtifactKeysStoredParams{Bucket: bucket, ObjectKeys: keys})
+	if err != nil {
+		return nil, fmt.Errorf("artifact rows of %d objects: %w", len(keys), err)
+	}
+	out := make(map[string]bool, len(rows))
+	for _, k := range rows {
+		out[k] = true
 	}
 	return out, nil
 }

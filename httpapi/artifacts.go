@@ -1,8 +1,9 @@
 package httpapi
 
 import (
-	"encoding/base64"
+	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime"
@@ -43,57 +44,63 @@ func artifactViewOf(a *db.Artifact) artifactView {
 	}
 }
 
-// createArtifactRequest is the seed's POST /artifacts body.
-type createArtifactRequest struct {
-	TaskID      *int64 `json:"task_id"`
-	Type        string `json:"type"`
-	Name        string `json:"name"`
-	ContentType string `json:"content_type"`
-	DataBase64  string `json:"data_base64"`
+// base64BodyLimit bounds a POST /artifacts body for artifacts of at most
+// maxBytes: their base64, with room for a line break every 76 characters
+// (sent as \n) and for the other fields.
+func base64BodyLimit(maxBytes int64) int64 {
+	encoded := (maxBytes + 2) / 3 * 4
+	return encoded + encoded/32 + 64<<10
 }
 
-// decodeArtifactRequest decodes and checks a POST /artifacts body, returning
-// the decoded bytes.
-func decodeArtifactRequest(body []byte) (*createArtifactRequest, []byte, error) {
-	var req createArtifactRequest
-	if err := decodeStrict(body, &req); err != nil {
-		return nil, nil, err
-	}
-	if req.TaskID == nil {
-		return nil, nil, &artifact.Error{Code: artifact.CodeInvalid, Field: "task_id", Message: "task_id is required"}
-	}
-	data, err := base64.StdEncoding.DecodeString(strings.TrimSpace(req.DataBase64))
-	if err != nil {
-		return nil, nil, &artifact.Error{Code: artifact.CodeInvalid, Field: "data_base64", Message: "data_base64 is not valid base64"}
-	}
-	if req.Name == "" {
-		req.Name = req.Type
-		if req.Name == "" {
-			req.Name = "artifact"
-		}
-	}
-	return &req, data, nil
-}
-
-// createArtifact is the seed's JSON upload: the bytes come base64-encoded.
+// createArtifact stores an artifact sent as JSON with its bytes in
+// base64, decoding as it reads: the bytes stream into MinIO and are never
+// held whole. The fields may come in any order, so the object is stored
+// as data_base64 arrives and its row is written once the body has been
+// read and checked; a refusal at any point removes the object. When
+// task_id comes before data_base64 (as clients send it), the task and the
+// fields seen so far are checked before any byte is stored.
 func (s *Server) createArtifact(w http.ResponseWriter, r *http.Request) error {
-	// Base64 is 4/3 of the bytes; allow the JSON around it too.
-	body, err := readBody(r, s.deps.Artifacts.MaxBytes()/3*4+64<<10)
-	var apiErr *Error
-	if errors.As(err, &apiErr) && apiErr.Code == CodeBodyTooLarge {
-		return s.deps.Artifacts.TooLarge()
-	}
+	release, err := s.takeUploadSlot(w)
 	if err != nil {
 		return err
 	}
-	req, data, err := decodeArtifactRequest(body)
-	if err != nil {
+	defer release()
+	if err := requireJSON(r); err != nil {
 		return err
 	}
-	a, err := s.deps.Artifacts.Put(r.Context(), artifact.New{
-		TaskID: *req.TaskID, Type: req.Type, Name: req.Name, ContentType: req.ContentType,
-		Size: int64(len(data)), Body: strings.NewReader(string(data)),
+	svc := s.deps.Artifacts
+	limit := base64BodyLimit(svc.MaxBytes())
+	if r.ContentLength > limit {
+		return svc.TooLarge()
+	}
+	ctx := r.Context()
+	var staged *artifact.Staged
+	fields, err := decodeArtifactStream(http.MaxBytesReader(nil, r.Body, limit), func(f *artifactFields, decoded io.Reader) error {
+		var taskID int64
+		if f.TaskID != nil {
+			n := f.New()
+			if err := svc.Check(ctx, &n); err != nil {
+				return err
+			}
+			taskID = n.TaskID
+		}
+		var err error
+		staged, err = svc.Stage(ctx, taskID, decoded)
+		return err
 	})
+	if err == nil && fields.TaskID == nil {
+		err = &artifact.Error{Code: artifact.CodeInvalid, Field: "task_id", Message: "task_id is required"}
+	}
+	if err == nil && staged == nil { // no data_base64: an empty artifact
+		staged, err = svc.Stage(ctx, *fields.TaskID, bytes.NewReader(nil))
+	}
+	if err != nil {
+		if staged != nil {
+			staged.Discard(ctx)
+		}
+		return artifactJSONError(err, svc)
+	}
+	a, err := staged.Commit(ctx, fields.New())
 	if err != nil {
 		return err
 	}
@@ -102,9 +109,34 @@ func (s *Server) createArtifact(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// artifactJSONError is the answer to a failure while reading a POST
+// /artifacts body.
+func artifactJSONError(err error, svc *artifact.Service) error {
+	var tooLarge *http.MaxBytesError
+	var syntax *jsonSyntaxError
+	switch {
+	case errors.As(err, &tooLarge):
+		return svc.TooLarge()
+	case errors.As(err, &syntax):
+		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidJSON, Message: syntax.Error()}
+	case errors.Is(err, errBadBase64), errors.Is(err, errDataEscape):
+		msg := errBadBase64.Error()
+		if errors.Is(err, errDataEscape) {
+			msg = errDataEscape.Error()
+		}
+		return &artifact.Error{Code: artifact.CodeInvalid, Field: "data_base64", Message: msg}
+	}
+	return err
+}
+
 // uploadArtifact streams a raw body into MinIO: nothing is held whole in
 // memory, and the sha256 is computed on the way.
 func (s *Server) uploadArtifact(w http.ResponseWriter, r *http.Request) error {
+	release, err := s.takeUploadSlot(w)
+	if err != nil {
+		return err
+	}
+	defer release()
 	taskID, err := task.ParseID(chi.URLParam(r, "id"))
 	if err != nil {
 		return err
@@ -162,10 +194,47 @@ func (s *Server) downloadArtifact(w http.ResponseWriter, r *http.Request) error 
 	h.Set("ETag", `"`+a.SHA256+`"`)
 	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": a.Name}))
 	h.Set("X-Content-Type-Options", "nosniff")
+	if tooManyRanges(r.Header.Get("Range")) {
+		// Each range would be a request to MinIO: many of them are served
+		// as the whole artifact, which RFC 9110 lets a server do.
+		r.Header.Del("Range")
+	}
 	cw := &countingWriter{ResponseWriter: w, r: r, logger: s.deps.Logger}
 	http.ServeContent(cw, r, "", a.CreatedAt, obj)
 	s.deps.Metrics.ArtifactBytes("out", cw.n)
 	return nil
+}
+
+// maxRanges is the most ranges a download's Range header may ask for;
+// more are answered with the whole artifact.
+const maxRanges = 8
+
+// tooManyRanges reports whether a Range header asks for more than
+// maxRanges ranges.
+func tooManyRanges(h string) bool {
+	return strings.Count(h, ",") >= maxRanges
+}
+
+// CodeTooManyUploads refuses an upload while the process receives as many
+// as MAX_CONCURRENT_UPLOADS.
+const CodeTooManyUploads = "too_many_uploads"
+
+// uploadRetryAfter is the Retry-After of a refused upload, in seconds.
+const uploadRetryAfter = 1
+
+// takeUploadSlot takes one of the MAX_CONCURRENT_UPLOADS slots of uploads
+// received at once, or refuses with 503 and Retry-After when none is free:
+// each upload holds buffers of its own, so their number bounds memory.
+// The slot is given back by calling release.
+func (s *Server) takeUploadSlot(w http.ResponseWriter) (release func(), err error) {
+	select {
+	case s.uploads <- struct{}{}:
+		return func() { <-s.uploads }, nil
+	default:
+		w.Header().Set("Retry-After", strconv.Itoa(uploadRetryAfter))
+		return nil, &Error{Status: http.StatusServiceUnavailable, Code: CodeTooManyUploads,
+			Message: fmt.Sprintf("this server receives at most %d uploads at once (MAX_CONCURRENT_UPLOADS); retry shortly", cap(s.uploads))}
+	}
 }
 
 type artifactList struct {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -278,4 +279,190 @@ func TestArtifactRowWithoutObjectIsNeverVisible(t *testing.T) {
 	require.Equal(t, http.StatusInternalServerError, r.status, "body: %s", r.raw)
 	require.Zero(t, b.artifactRows(t))
 	require.Zero(t, b.objectCount(t), "the object whose row failed was removed")
+}
+
+// A Range of more ranges than a download may ask for is answered with the
+// whole artifact, never with a request to MinIO per range; a few ranges
+// are still served.
+func TestArtifactDownloadManyRanges(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	id := b.submit(t, map[string]any{"type": "echo", "params": map[string]any{"msg": "x"}})
+	data := randomBytes(t, 100_000)
+	put := b.do(t, http.MethodPut, fmt.Sprintf("/tasks/%d/artifacts/r.bin", id), data)
+	require.Equal(t, http.StatusCreated, put.status, "body: %s", put.raw)
+	path := "/artifacts/" + put.body["id"].(string)
+
+	ranges := func(n int) string {
+		parts := make([]string, n)
+		for i := range parts {
+			parts[i] = fmt.Sprintf("%d-%d", 2*i, 2*i)
+		}
+		return "bytes=" + strings.Join(parts, ",")
+	}
+	for _, n := range []int{9, 1000} {
+		resp, body := b.raw(t, http.MethodGet, path, "", nil, 0, "Range", ranges(n))
+		require.Equal(t, http.StatusOK, resp.StatusCode, "%d ranges", n)
+		require.Equal(t, data, body, "%d ranges: the whole artifact", n)
+		require.Empty(t, resp.Header.Get("Content-Range"))
+	}
+	resp, body := b.raw(t, http.MethodGet, path, "", nil, 0, "Range", ranges(8))
+	require.Equal(t, http.StatusPartialContent, resp.StatusCode)
+	require.True(t, strings.HasPrefix(resp.Header.Get("Content-Type"), "multipart/byteranges"), resp.Header.Get("Content-Type"))
+	require.Less(t, len(body), 4000, "eight one-byte parts")
+	resp, body = b.raw(t, http.MethodGet, path, "", nil, 0, "Range", "bytes=10-19")
+	require.Equal(t, http.StatusPartialContent, resp.StatusCode)
+	require.Equal(t, data[10:20], body)
+}
+
+// POST /artifacts reads its JSON as a stream: fields in any order, task_id
+// as a number or a string of digits, \/ and line breaks in the base64;
+// whatever is refused, before or after the data was stored, leaves
+// nothing in MinIO or PostgreSQL.
+func TestArtifactJSONStream(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	id := b.submit(t, map[string]any{"type": "echo", "params": map[string]any{"msg": "x"}})
+	data := randomBytes(t, 200_000)
+	enc := base64.StdEncoding.EncodeToString(data)
+	// 76-character lines, sent as \n, and every / escaped: JSON encoders
+	// may write either.
+	var lines []string
+	for s := enc; len(s) > 0; s = s[min(76, len(s)):] {
+		lines = append(lines, s[:min(76, len(s))])
+	}
+	wrapped := strings.ReplaceAll(strings.Join(lines, `\n`), "/", `\/`)
+
+	for _, tc := range []struct{ name, body, wantName string }{
+		{"task_id as a string of digits", fmt.Sprintf(`{"task_id":"%d","type":"log","data_base64":%q}`, id, enc), "log"},
+		{"task_id after the data", fmt.Sprintf(`{"data_base64":%q,"name":"late.bin","task_id":%d}`, enc, id), "late.bin"},
+		{"escapes and white space", fmt.Sprintf(" {\n \"task_id\" : %d ,\"name\":\"wrapped.bin\", \"data_base64\" : \"%s\" }\n", id, wrapped), "wrapped.bin"},
+	} {
+		r := b.do(t, http.MethodPost, "/artifacts", tc.body)
+		require.Equal(t, http.StatusCreated, r.status, "%s: %s", tc.name, r.raw)
+		require.Equal(t, sha(data), r.body["sha256"], tc.name)
+		require.EqualValues(t, len(data), r.body["size"], tc.name)
+		require.Equal(t, tc.wantName, r.body["name"], tc.name)
+		require.EqualValues(t, id, r.body["task_id"], tc.name)
+	}
+	require.Equal(t, 3, b.artifactRows(t))
+	require.Equal(t, 3, b.objectCount(t))
+
+	for _, tc := range []struct {
+		name, body, code, field string
+		status                  int
+	}{
+		{"unknown task after the data", fmt.Sprintf(`{"data_base64":%q,"task_id":424242}`, enc), "not_found", "", 404},
+		{"no task id", fmt.Sprintf(`{"data_base64":%q,"name":"x"}`, enc), "artifact_rejected_invalid", "task_id", 400},
+		{"unknown field after the data", fmt.Sprintf(`{"task_id":%d,"data_base64":%q,"colour":1}`, id, enc), "task_rejected_invalid_params", "colour", 400},
+		{"bad name after the data", fmt.Sprintf(`{"task_id":%d,"data_base64":%q,"name":"../x"}`, id, enc), "artifact_rejected_invalid", "name", 400},
+		{"wrong type after the data", fmt.Sprintf(`{"task_id":%d,"data_base64":%q,"type":7}`, id, enc), "task_rejected_invalid_params", "type", 400},
+		{"data twice", fmt.Sprintf(`{"task_id":%d,"data_base64":"aGk=","data_base64":"aGk="}`, id), "task_rejected_invalid_params", "data_base64", 400},
+		{"an escape base64 has no use for", fmt.Sprintf(`{"task_id":%d,"data_base64":"aGk\u003d"}`, id), "artifact_rejected_invalid", "data_base64", 400},
+		{"bad base64 late in the data", fmt.Sprintf(`{"task_id":%d,"data_base64":"%s!!!!"}`, id, enc), "artifact_rejected_invalid", "data_base64", 400},
+		{"cut short inside the data", fmt.Sprintf(`{"task_id":%d,"data_base64":"%s`, id, enc[:1000]), "invalid_json", "", 400},
+		{"data not a string", fmt.Sprintf(`{"task_id":%d,"data_base64":12}`, id), "task_rejected_invalid_params", "data_base64", 400},
+		{"task_id not digits", `{"task_id":"12a","data_base64":"aGk="}`, "task_rejected_invalid_params", "task_id", 400},
+		{"task_id a fraction", `{"task_id":1.5,"data_base64":"aGk="}`, "task_rejected_invalid_params", "task_id", 400},
+		{"trailing data", fmt.Sprintf(`{"task_id":%d,"data_base64":"aGk="} {}`, id), "invalid_json", "", 400},
+	} {
+		r := b.do(t, http.MethodPost, "/artifacts", tc.body)
+		require.Equal(t, tc.status, r.status, "%s: %s", tc.name, r.raw)
+		require.Equal(t, tc.code, errorCode(t, r), tc.name)
+		if tc.field != "" {
+			require.Equal(t, tc.field, r.body["error"].(map[string]any)["field"], tc.name)
+		}
+	}
+	require.Equal(t, 3, b.artifactRows(t), "a refused upload wrote a row")
+	require.Equal(t, 3, b.objectCount(t), "a refused upload left an object or a part")
+}
+
+// Storing a task's artifact under a name it has already replaces it: one
+// row, one object, the second upload's bytes; the first id is gone.
+func TestArtifactSameNameReplaces(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	id := b.submit(t, map[string]any{"type": "echo", "params": map[string]any{"msg": "x"}})
+	path := fmt.Sprintf("/tasks/%d/artifacts/report.txt", id)
+
+	first := b.do(t, http.MethodPut, path, []byte("first"))
+	require.Equal(t, http.StatusCreated, first.status, "body: %s", first.raw)
+	second := b.do(t, http.MethodPut, path, []byte("second"))
+	require.Equal(t, http.StatusCreated, second.status, "body: %s", second.raw)
+	require.NotEqual(t, first.body["id"], second.body["id"])
+
+	require.Equal(t, 1, b.artifactRows(t))
+	require.Equal(t, 1, b.objectCount(t), "the replaced artifact's object was removed")
+	resp, body := b.raw(t, http.MethodGet, "/artifacts/"+second.body["id"].(string), "", nil, 0)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "second", string(body))
+	r := b.do(t, http.MethodGet, "/artifacts/"+first.body["id"].(string)+"/meta", nil)
+	require.Equal(t, http.StatusNotFound, r.status)
+	list := b.do(t, http.MethodGet, fmt.Sprintf("/tasks/%d/artifacts", id), nil)
+	require.Len(t, list.body["artifacts"], 1)
+
+	// The JSON form, whose name defaults to its type, likewise.
+	for _, msg := range []string{"one", "two"} {
+		r := b.do(t, http.MethodPost, "/artifacts", map[string]any{"task_id": id, "type": "log", "data_base64": base64.StdEncoding.EncodeToString([]byte(msg))})
+		require.Equal(t, http.StatusCreated, r.status, "body: %s", r.raw)
+	}
+	require.Equal(t, 2, b.artifactRows(t))
+	require.Equal(t, 2, b.objectCount(t))
+}
+
+// MAX_CONCURRENT_UPLOADS bounds the uploads received at once: with one
+// upload still sending its body, another (of either form) is refused with
+// 503 too_many_uploads and Retry-After, and takes the slot once it is free.
+func TestArtifactUploadsBounded(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{maxUploads: 1})
+	id := b.submit(t, map[string]any{"type": "echo", "params": map[string]any{"msg": "x"}})
+	path := fmt.Sprintf("/tasks/%d/artifacts/slow.bin", id)
+
+	// The first upload's body comes through a pipe, after 100-continue: the
+	// client sends no byte of it until the handler reads the body, which it
+	// does only once it holds the slot. So when the first write returns,
+	// the slot is taken.
+	pr, pw := io.Pipe()
+	req, err := http.NewRequest(http.MethodPut, b.server.URL+path, pr)
+	require.NoError(t, err)
+	req.ContentLength = -1
+	req.Header.Set("Expect", "100-continue")
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.ExpectContinueTimeout = time.Hour
+	t.Cleanup(transport.CloseIdleConnections)
+	done := make(chan *http.Response, 1)
+	go func() {
+		resp, err := (&http.Client{Transport: transport}).Do(req)
+		if err != nil {
+			pr.CloseWithError(err)
+			close(done)
+			return
+		}
+		done <- resp
+	}()
+	_, err = pw.Write([]byte("first part "))
+	require.NoError(t, err)
+
+	resp, out := b.raw(t, http.MethodPut, fmt.Sprintf("/tasks/%d/artifacts/other.bin", id), "application/octet-stream", []byte("x"), 1)
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "body: %s", out)
+	require.Contains(t, string(out), `"code":"too_many_uploads"`)
+	require.Equal(t, "1", resp.Header.Get("Retry-After"))
+	r := b.do(t, http.MethodPost, "/artifacts", map[string]any{"task_id": id, "data_base64": "aGk="})
+	require.Equal(t, http.StatusServiceUnavailable, r.status, "body: %s", r.raw)
+	require.Equal(t, "too_many_uploads", errorCode(t, r))
+
+	_, err = pw.Write([]byte("and the rest"))
+	require.NoError(t, err)
+	require.NoError(t, pw.Close())
+	first, ok := <-done
+	require.True(t, ok, "the first upload failed")
+	firstBody, err := io.ReadAll(first.Body)
+	require.NoError(t, err)
+	first.Body.Close()
+	require.Equal(t, http.StatusCreated, first.StatusCode, "body: %s", firstBody)
+
+	resp, out = b.raw(t, http.MethodPut, fmt.Sprintf("/tasks/%d/artifacts/other.bin", id), "application/octet-stream", []byte("x"), 1)
+	require.Equal(t, http.StatusCreated, resp.StatusCode, "the slot was given back: %s", out)
+	require.Equal(t, 2, b.artifactRows(t))
 }

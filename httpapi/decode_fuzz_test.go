@@ -1,9 +1,13 @@
 package httpapi
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -95,19 +99,41 @@ func FuzzSearchRequest(f *testing.F) {
 	})
 }
 
-// FuzzArtifactRequest feeds arbitrary bodies to the POST /artifacts decoder
-// and arbitrary names to the name check: no panics, refusals are client
-// errors, and no accepted name can leave its folder.
+// FuzzArtifactRequest feeds arbitrary bodies to the streaming POST
+// /artifacts decoder and arbitrary names to the name check: no panics,
+// refusals are client errors, a body refused as invalid JSON is not valid
+// JSON, a body accepted is one encoding/json and base64.StdEncoding read
+// to the same fields and bytes, and no accepted name can leave its folder.
 func FuzzArtifactRequest(f *testing.F) {
 	f.Add([]byte(`{"task_id":1,"type":"log","content_type":"text/plain","data_base64":"SGVsbG8gd29ybGQ="}`), "report.txt")
+	f.Add([]byte(`{"task_id":"12","type":"log","content_type":"text/plain","data_base64":"SGVsbG8gd29ybGQ="}`), "report.txt")
+	f.Add([]byte(`{"data_base64":"SGVs\nbG8g\/d29y","name":"a\u00e9","task_id":3}`), "r")
 	f.Add([]byte(`{"task_id":1,"data_base64":"%%%"}`), "../../etc/passwd")
 	f.Add([]byte(`{"task_id":-1,"data_base64":""}`), "a\x00b")
 	f.Add([]byte(`{"task_id":1e3}`), "..")
+	f.Add([]byte(` { "task_id" : null , "type" : null } `), "x")
+	f.Add([]byte(`{"task_id":1,"data_base64":"aGk=\u0041"}`), "x")
+	f.Add([]byte(`{"task_id":1,"task_id":2}`), "x")
+	f.Add([]byte(`{"task_id":1,"data_base64":"aGk="} {}`), "x")
 	f.Fuzz(func(t *testing.T, body []byte, name string) {
-		if _, _, err := decodeArtifactRequest(body); err != nil {
-			if e := asError(err); e.Status != 400 {
+		var data []byte
+		calls := 0
+		got, err := decodeArtifactStream(bytes.NewReader(body), func(_ *artifactFields, decoded io.Reader) error {
+			calls++
+			var err error
+			data, err = io.ReadAll(decoded)
+			return err
+		})
+		if err != nil {
+			e := asError(artifactJSONError(err, nil))
+			if e.Status != 400 || e.Message == "" {
 				t.Fatalf("decode error is not a 400: %#v", err)
 			}
+			if e.Code == CodeInvalidJSON && json.Valid(body) && bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
+				t.Fatalf("refused valid JSON as invalid: %v", err)
+			}
+		} else {
+			checkArtifactDecode(t, body, got, data, calls)
 		}
 		if artifact.CheckName(name) == nil {
 			if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\\\x00\n\r") || len(name) > 255 {
@@ -115,4 +141,51 @@ func FuzzArtifactRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkArtifactDecode checks what the streaming decoder accepted against
+// encoding/json and base64.StdEncoding.
+func checkArtifactDecode(t *testing.T, body []byte, got *artifactFields, data []byte, calls int) {
+	t.Helper()
+	var ref map[string]json.RawMessage
+	if err := json.Unmarshal(body, &ref); err != nil {
+		t.Fatalf("accepted what encoding/json refuses: %v", err)
+	}
+	str := func(key string) string {
+		var v string
+		if raw, ok := ref[key]; ok {
+			if err := json.Unmarshal(raw, &v); err != nil && string(raw) != "null" {
+				t.Fatalf("accepted %s %s, not a string", key, raw)
+			}
+		}
+		return v
+	}
+	for key := range ref {
+		switch key {
+		case "task_id", "type", "name", "content_type", "data_base64":
+		default:
+			t.Fatalf("accepted field %q", key)
+		}
+	}
+	if got.Type != str("type") || got.Name != str("name") || got.ContentType != str("content_type") {
+		t.Fatalf("decoded %+v from %s", got, body)
+	}
+	if raw, ok := ref["task_id"]; ok && string(raw) != "null" {
+		// A number, or a string of digits (without escapes: these are the
+		// bytes encoding/json would decode them to).
+		digits := strings.TrimLeft(strings.Trim(string(raw), `"`), "0")
+		if got.TaskID == nil || strconv.FormatInt(*got.TaskID, 10) != digits {
+			t.Fatalf("task_id %s decoded as %v", raw, got.TaskID)
+		}
+	}
+	_, hasData := ref["data_base64"]
+	if hasData != (calls == 1) {
+		t.Fatalf("data_base64 present: %v, data called %d times", hasData, calls)
+	}
+	if hasData {
+		want, err := base64.StdEncoding.DecodeString(str("data_base64"))
+		if err != nil || !bytes.Equal(want, data) {
+			t.Fatalf("data_base64 %q decoded to %q; base64.StdEncoding: %q, %v", str("data_base64"), data, want, err)
+		}
+	}
 }

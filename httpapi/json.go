@@ -31,14 +31,23 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(buf.Bytes())
 }
 
-// readBody reads a JSON request body of at most limit bytes.
-func readBody(r *http.Request, limit int64) ([]byte, error) {
+// requireJSON refuses a request body whose Content-Type is not JSON (none
+// is taken as JSON).
+func requireJSON(r *http.Request) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return nil, &Error{Status: http.StatusUnsupportedMediaType, Code: CodeUnsupportedMediaType,
+			return &Error{Status: http.StatusUnsupportedMediaType, Code: CodeUnsupportedMediaType,
 				Message: "send the body as application/json"}
 		}
+	}
+	return nil
+}
+
+// readBody reads a JSON request body of at most limit bytes.
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	if err := requireJSON(r); err != nil {
+		return nil, err
 	}
 	if r.ContentLength > limit {
 		return nil, bodyTooLarge(limit)

@@ -4,6 +4,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"net/http"
@@ -47,6 +48,9 @@ type Deps struct {
 	// RiverUI is River UI's handler, mounted at /riverui/; nil: not mounted.
 	RiverUI      http.Handler
 	MaxBatchSize int
+	// MaxConcurrentUploads bounds the artifact uploads received at once
+	// (MAX_CONCURRENT_UPLOADS); config.DefaultMaxConcurrentUploads when 0.
+	MaxConcurrentUploads int
 	// Limits is shown as is by GET /limits.
 	Limits         any
 	Logger         *slog.Logger
@@ -66,11 +70,13 @@ type Server struct {
 	// limiterWarned is when the limiter was last said to be unavailable
 	// (Unix nanoseconds).
 	limiterWarned atomic.Int64
+	// uploads holds one token per artifact upload being received.
+	uploads chan struct{}
 }
 
 // New returns the API handler.
 func New(deps Deps) *Server {
-	s := &Server{deps: deps}
+	s := &Server{deps: deps, uploads: make(chan struct{}, cmp.Or(deps.MaxConcurrentUploads, config.DefaultMaxConcurrentUploads))}
 	if len(deps.APIKeys) > 0 {
 		s.keys = newKeyring(deps.APIKeys)
 	}

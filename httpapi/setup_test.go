@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -70,6 +71,8 @@ type setupOpts struct {
 	readTimeout time.Duration
 	// riverUI mounts River UI, on the test's River client.
 	riverUI bool
+	// maxUploads bounds the uploads received at once; the default when 0.
+	maxUploads int
 }
 
 // testMaxArtifactBytes is the artifact limit in these tests.
@@ -128,22 +131,23 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 		readTimeout = config.DefaultHTTPReadTimeout
 	}
 	limits := config.Limits{TaskMaxRuntime: testMaxRuntime, MaxBatchSize: 50, MaxRequestBodyBytes: config.DefaultMaxRequestBodyBytes,
-		HTTPReadTimeout: readTimeout}
+		HTTPReadTimeout: readTimeout, MaxConcurrentUploads: cmp.Or(opts.maxUploads, config.DefaultMaxConcurrentUploads)}
 	api := httpapi.New(httpapi.Deps{
-		Tasks:          task.NewService(tdb.Pool, client, task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: env}, logger),
-		Artifacts:      artifacts,
-		Watcher:        watcher,
-		Limiter:        newLimiter(t, opts),
-		Metrics:        opts.metrics,
-		APIKeys:        opts.apiKeys,
-		MaxBatchSize:   limits.MaxBatchSize,
-		Checks:         opts.checks,
-		Limits:         limits,
-		Logger:         logger,
-		MaxBodyBytes:   limits.MaxRequestBodyBytes,
-		RequestTimeout: 30 * time.Second,
-		ReadTimeout:    readTimeout,
-		RiverUI:        newRiverUI(t, opts, client, logger),
+		Tasks:                task.NewService(tdb.Pool, client, task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: env}, logger),
+		Artifacts:            artifacts,
+		Watcher:              watcher,
+		Limiter:              newLimiter(t, opts),
+		Metrics:              opts.metrics,
+		APIKeys:              opts.apiKeys,
+		MaxBatchSize:         limits.MaxBatchSize,
+		Checks:               opts.checks,
+		Limits:               limits,
+		Logger:               logger,
+		MaxBodyBytes:         limits.MaxRequestBodyBytes,
+		RequestTimeout:       30 * time.Second,
+		ReadTimeout:          readTimeout,
+		RiverUI:              newRiverUI(t, opts, client, logger),
+		MaxConcurrentUploads: limits.MaxConcurrentUploads,
 	})
 	// Every response, whichever helper asked, must be one the OpenAPI
 	// document describes; the http.Server is the one the processes run.

@@ -16,7 +16,8 @@ import (
 const retentionBatch = 1000
 
 // RetentionArgs is the periodic job that deletes runs, and artifacts with
-// their objects, older than ARTIFACT_RETENTION. (River deletes finished
+// their objects, older than ARTIFACT_RETENTION, and objects left without a
+// row (artifact.Service.RemoveOrphans). (River deletes finished
 // jobs itself after TASK_RETENTION.) It is not a task type clients submit.
 type RetentionArgs struct {
 	// Retention is the age past which runs and artifacts go, in seconds.
@@ -53,6 +54,11 @@ func (w *RetentionWorker) Work(ctx context.Context, job *river.Job[RetentionArgs
 		RecordMetric(ctx, "artifacts_deleted", float64(n))
 		if err != nil {
 			return fmt.Errorf("artifact retention: %w", err)
+		}
+		orphans, err := w.artifacts.RemoveOrphans(ctx)
+		RecordMetric(ctx, "orphan_objects_deleted", float64(orphans))
+		if err != nil {
+			return fmt.Errorf("objects without a row: %w", err)
 		}
 	}
 	return river.RecordOutput(ctx, map[string]any{"cutoff": cutoff, "runs_deleted": runs})

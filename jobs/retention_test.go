@@ -70,6 +70,12 @@ func TestRetention(t *testing.T) {
 	}
 	_, err = tdb.Pool.Exec(ctx, "UPDATE artifacts SET created_at = now() - interval '40 days' WHERE id = $1", oldArt.ID)
 	require.NoError(t, err)
+	// An object a crash left without its row; the retention job removes
+	// objects without a row once they are OrphanAge old.
+	const orphan = "tasks/999/left-by-a-crash"
+	_, err = store.Client().PutObject(ctx, store.Bucket(), orphan, strings.NewReader("x"), 1, minio.PutObjectOptions{})
+	require.NoError(t, err)
+	arts.OrphanAge = time.Nanosecond
 
 	// A worker with a week's artifact retention and an hour's task
 	// retention: its leader cleans River's jobs and runs the retention job
@@ -114,4 +120,6 @@ func TestRetention(t *testing.T) {
 	require.Equal(t, "NoSuchKey", minio.ToErrorResponse(err).Code, "an expired artifact's object was kept")
 	_, err = store.Client().StatObject(ctx, store.Bucket(), freshArt.ObjectKey, minio.StatObjectOptions{})
 	require.NoError(t, err, "a fresh artifact's object was deleted")
+	_, err = store.Client().StatObject(ctx, store.Bucket(), orphan, minio.StatObjectOptions{})
+	require.Equal(t, "NoSuchKey", minio.ToErrorResponse(err).Code, "an object without a row was kept")
 }

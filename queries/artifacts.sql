@@ -1,6 +1,16 @@
--- name: ArtifactInsert :one
+-- name: ArtifactLockByName :one
+-- The artifact a new one of the same task and name replaces, locked until
+-- the replacement commits.
+SELECT bucket, object_key FROM artifacts WHERE task_id = @task_id AND name = @name FOR UPDATE;
+
+-- name: ArtifactUpsert :one
+-- Stores an artifact, replacing the task's artifact of the same name (a new
+-- id, object and creation time).
 INSERT INTO artifacts (id, task_id, type, name, content_type, size_bytes, sha256, bucket, object_key)
 VALUES (@id, @task_id, @type, @name, @content_type, @size_bytes, @sha256, @bucket, @object_key)
+ON CONFLICT (task_id, name) DO UPDATE SET
+    id = EXCLUDED.id, type = EXCLUDED.type, content_type = EXCLUDED.content_type, size_bytes = EXCLUDED.size_bytes,
+    sha256 = EXCLUDED.sha256, bucket = EXCLUDED.bucket, object_key = EXCLUDED.object_key, created_at = now()
 RETURNING *;
 
 -- name: ArtifactGet :one
@@ -20,3 +30,7 @@ WHERE id IN (
     SELECT a.id FROM artifacts a WHERE a.created_at < @cutoff::timestamptz ORDER BY a.created_at LIMIT @max_rows FOR UPDATE SKIP LOCKED
 )
 RETURNING bucket, object_key;
+
+-- name: ArtifactKeysStored :many
+-- Which of the given objects of a bucket have an artifact row.
+SELECT object_key FROM artifacts WHERE bucket = @bucket AND object_key = ANY(@object_keys::text[]);

@@ -58,13 +58,69 @@ func (q *Queries) ArtifactIDsForTask(ctx context.Context, db DBTX, taskID int64)
 	return items, nil
 }
 
-const artifactInsert = `-- name: ArtifactInsert :one
+const artifactKeysStored = `-- name: ArtifactKeysStored :many
+SELECT object_key FROM artifacts WHERE bucket = $1 AND object_key = ANY($2::text[])
+`
+
+type ArtifactKeysStoredParams struct {
+	Bucket     string
+	ObjectKeys []string
+}
+
+// Which of the given objects of a bucket have an artifact row.
+func (q *Queries) ArtifactKeysStored(ctx context.Context, db DBTX, arg ArtifactKeysStoredParams) ([]string, error) {
+	rows, err := db.Query(ctx, artifactKeysStored, arg.Bucket, arg.ObjectKeys)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var object_key string
+		if err := rows.Scan(&object_key); err != nil {
+			return nil, err
+		}
+		items = append(items, object_key)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const artifactLockByName = `-- name: ArtifactLockByName :one
+SELECT bucket, object_key FROM artifacts WHERE task_id = $1 AND name = $2 FOR UPDATE
+`
+
+type ArtifactLockByNameParams struct {
+	TaskID int64
+	Name   string
+}
+
+type ArtifactLockByNameRow struct {
+	Bucket    string
+	ObjectKey string
+}
+
+// The artifact a new one of the same task and name replaces, locked until
+// the replacement commits.
+func (q *Queries) ArtifactLockByName(ctx context.Context, db DBTX, arg ArtifactLockByNameParams) (ArtifactLockByNameRow, error) {
+	row := db.QueryRow(ctx, artifactLockByName, arg.TaskID, arg.Name)
+	var i ArtifactLockByNameRow
+	err := row.Scan(&i.Bucket, &i.ObjectKey)
+	return i, err
+}
+
+const artifactUpsert = `-- name: ArtifactUpsert :one
 INSERT INTO artifacts (id, task_id, type, name, content_type, size_bytes, sha256, bucket, object_key)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (task_id, name) DO UPDATE SET
+    id = EXCLUDED.id, type = EXCLUDED.type, content_type = EXCLUDED.content_type, size_bytes = EXCLUDED.size_bytes,
+    sha256 = EXCLUDED.sha256, bucket = EXCLUDED.bucket, object_key = EXCLUDED.object_key, created_at = now()
 RETURNING id, task_id, type, name, content_type, size_bytes, sha256, bucket, object_key, created_at
 `
 
-type ArtifactInsertParams struct {
+type ArtifactUpsertParams struct {
 	ID          uuid.UUID
 	TaskID      int64
 	Type        string
@@ -76,8 +132,10 @@ type ArtifactInsertParams struct {
 	ObjectKey   string
 }
 
-func (q *Queries) ArtifactInsert(ctx context.Context, db DBTX, arg ArtifactInsertParams) (Artifact, error) {
-	row := db.QueryRow(ctx, artifactInsert,
+// Stores an artifact, replacing the task's artifact of the same name (a new
+// id, object and creation time).
+func (q *Queries) ArtifactUpsert(ctx context.Context, db DBTX, arg ArtifactUpsertParams) (Artifact, error) {
+	row := db.QueryRow(ctx, artifactUpsert,
 		arg.ID,
 		arg.TaskID,
 		arg.Type,

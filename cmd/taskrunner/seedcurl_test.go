@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskrunner/taskrunner/internal/testenv"
+	"github.com/taskrunner/taskrunner/search/searchtest"
+)
+
+// The curl commands of the README of the Python system taskrunner
+// replaces, as written there but for the `docker compose exec -T api`
+// before each (they ran inside its API container). <task_id> and
+// <artifact_id> are filled in, and http://127.0.0.1:8000 becomes the
+// server's address.
+const (
+	seedHealth = `curl -s http://127.0.0.1:8000/health`
+
+	seedCreateEcho = `curl -s -X POST http://127.0.0.1:8000/tasks \
+  -H 'Content-Type: application/json' \
+  -d '{"type":"echo","params":{"msg":"hello"},"timeout_seconds":300,"max_retries":0}'`
+
+	seedGetTask = `curl -s http://127.0.0.1:8000/tasks/<task_id>`
+
+	seedCreateSleep = `curl -s -X POST http://127.0.0.1:8000/tasks \
+  -H 'Content-Type: application/json' \
+  -d '{"type":"sleep","params":{"seconds":10},"timeout_seconds":300,"max_retries":0}'`
+
+	seedCancel = `curl -s -X POST http://127.0.0.1:8000/tasks/<task_id>/cancel`
+
+	seedSearch = `curl -s -X POST http://127.0.0.1:8000/search \
+  -H 'Content-Type: application/json' \
+  -d '{"query":"open source task runner","sources":["brave"],"recency_days":7}'`
+
+	seedPoll = `curl -s http://127.0.0.1:8000/tasks/<task_id>`
+
+	seedCreateArtifact = `curl -s -X POST http://127.0.0.1:8000/artifacts \
+  -H 'Content-Type: application/json' \
+  -d '{"task_id":"<task_id>","type":"log","content_type":"text/plain","data_base64":"SGVsbG8gd29ybGQ="}'`
+
+	seedArtifactMeta = `curl -s http://127.0.0.1:8000/artifacts/<artifact_id>/meta`
+
+	seedDownload = `curl -s http://127.0.0.1:8000/artifacts/<artifact_id>`
+)
+
+// TestSeedREADMECurls runs every curl command of that README, as written,
+// against a serve process (its search provider a fake Brave), and checks
+// each answer.
+func TestSeedREADMECurls(t *testing.T) {
+	t.Parallel()
+	for _, tool := range []string{"bash", "curl"} {
+		_, err := exec.LookPath(tool)
+		require.NoError(t, err, "the test needs %s", tool)
+	}
+	minio := testenv.MinIOServer(t)
+	brave := searchtest.NewBrave(t)
+	brave.SetHits(searchtest.Hit{Title: "River", URL: "https://riverqueue.com/"})
+	env := with(baseEnv(testenv.NewDB(t).URL),
+		"MINIO_ENDPOINT", minio.Endpoint, "MINIO_ROOT_USER", minio.User, "MINIO_ROOT_PASSWORD", minio.Password,
+		"MINIO_BUCKET", testenv.RandomName("seed-"),
+		"BRAVE_API_URL", brave.BraveEndpoint(), "BRAVE_API_KEY", searchtest.BraveKey,
+		"TASK_MAX_RUNTIME_SECONDS", "600")
+	server, api := startAPIProc(t, "serve", env, "serve")
+	server.WaitEvent("workers_started", startTimeout, nil)
+
+	// run runs one command with its placeholders filled in and returns
+	// what curl printed.
+	run := func(command string, ids ...string) string {
+		t.Helper()
+		command = strings.ReplaceAll(command, "http://127.0.0.1:8000", api.base)
+		for i := 0; i+1 < len(ids); i += 2 {
+			command = strings.ReplaceAll(command, ids[i], ids[i+1])
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "bash", "-c", command)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+		out, err := cmd.Output()
+		require.NoError(t, err, "%s", command)
+		return string(out)
+	}
+	runJSON := func(command string, ids ...string) map[string]any {
+		t.Helper()
+		out := run(command, ids...)
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(out), &m), "%s answered %q", command, out)
+		if e, ok := m["error"].(map[string]any); ok {
+			require.NotContains(t, e, "request_id", "%s answered an API error: %s", command, out)
+		}
+		return m
+	}
+	idOf := func(m map[string]any) string {
+		t.Helper()
+		id, ok := m["id"].(float64)
+		require.True(t, ok, "no id in %v", m)
+		return strconv.FormatInt(int64(id), 10)
+	}
+	// poll runs a get command until the task's status is one of want.
+	poll := func(command, id string, want ...string) map[string]any {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			m := runJSON(command, "<task_id>", id)
+			for _, w := range want {
+				if m["status"] == w {
+					return m
+				}
+			}
+			require.True(t, time.Now().Before(deadline), "task %s: status %v, want one of %v", id, m["status"], want)
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	require.Equal(t, map[string]any{"status": "ok"}, runJSON(seedHealth))
+
+	echo := runJSON(seedCreateEcho)
+	echoID := idOf(echo)
+	require.Equal(t, "echo", echo["type"])
+	done := poll(seedGetTask, echoID, "completed")
+	require.Equal(t, map[string]any{"msg": "hello"}, done["result"])
+
+	sleepID := idOf(runJSON(seedCreateSleep))
+	poll(seedGetTask, sleepID, "running")
+	cancelled := runJSON(seedCancel, "<task_id>", sleepID)
+	require.Equal(t, sleepID, strconv.FormatInt(int64(cancelled["id"].(float64)), 10))
+	poll(seedGetTask, sleepID, "cancelled")
+
+	searchID := idOf(runJSON(seedSearch))
+	found := poll(seedPoll, searchID, "completed")
+	results := found["result"].(map[string]any)["results"].([]any)
+	require.Len(t, results, 1)
+	require.Equal(t, "River", results[0].(map[string]any)["title"])
+
+	art := runJSON(seedCreateArtifact, "<task_id>", echoID)
+	artifactID, _ := art["artifact_id"].(string)
+	require.NotEmpty(t, artifactID, "no artifact_id in %v", art)
+	require.Equal(t, echoID, strconv.FormatInt(int64(art["task_id"].(float64)), 10))
+	meta := runJSON(seedArtifactMeta, "<artifact_id>", artifactID)
+	require.EqualValues(t, 11, meta["size"])
+	require.Equal(t, "text/plain", meta["content_type"])
+	require.Equal(t, "log", meta["type"])
+	require.Equal(t, "Hello world", run(seedDownload, "<artifact_id>", artifactID))
+
+	server.Signal(syscall.SIGTERM)
+	require.Equal(t, 0, server.WaitExit(exitTimeout))
+}
