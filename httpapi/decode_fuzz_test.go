@@ -10,6 +10,7 @@ import (
 
 	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/jobs"
+	"github.com/taskrunner/taskrunner/storable"
 	"github.com/taskrunner/taskrunner/task"
 )
 
@@ -28,6 +29,12 @@ func FuzzTaskRequest(f *testing.F) {
 		`{"type":"echo","params":{"msg":"\u0000"},"timeout_seconds":1e308}`,
 		`{"type":"sleep","params":{"seconds":1e400}}`,
 		`{"max_retries":99999999999999999999}`,
+		`{"type":"echo","params":{"msg":"a\u0000b"}}`,
+		`{"type":"echo","params":{"msg":"\ud800"}}`,
+		`{"type":"echo","params":{"msg":"\ud83d\ude00 \\u0000"}}`,
+		"{\"type\":\"echo\",\"params\":{\"msg\":\"\xff\"}}",
+		`{"type":"echo","params":{"m\u0000sg":"a"}}`,
+		`{"ty\u0000pe":"echo"}`,
 		`[]`, `null`, ``, `{`, `{"type":{"a":1}}`,
 	}
 	for _, s := range seeds {
@@ -67,8 +74,15 @@ func FuzzTaskRequest(f *testing.F) {
 		if meta.TimeoutSeconds <= 0 || meta.TimeoutSeconds > maxRuntime.Seconds() {
 			t.Fatalf("accepted timeout %v outside (0, %v]", meta.TimeoutSeconds, maxRuntime.Seconds())
 		}
-		if _, err := json.Marshal(params.Args); err != nil {
+		args, err := json.Marshal(params.Args)
+		if err != nil {
 			t.Fatalf("accepted args River cannot encode: %v", err)
+		}
+		if p := storable.Check(args); p != nil {
+			t.Fatalf("accepted args PostgreSQL cannot store: %s: %+v", args, p)
+		}
+		if p := storable.Check(body); p != nil {
+			t.Fatalf("accepted a body holding what cannot be stored: %+v", p)
 		}
 	})
 }
@@ -80,6 +94,8 @@ func FuzzSearchRequest(f *testing.F) {
 	f.Add([]byte(`{"query":"x","max_results":"ten"}`))
 	f.Add([]byte(`{"query":null,"sources":null}`))
 	f.Add([]byte(`{"query":"x","timeout_seconds":-1,"max_retries":2}`))
+	f.Add([]byte(`{"query":"a\u0000","sources":["brave"]}`))
+	f.Add([]byte(`{"query":"x","sources":["\udc00"]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req, err := decodeSearchRequest(body)
 		if err != nil {
@@ -92,6 +108,9 @@ func FuzzSearchRequest(f *testing.F) {
 		if req.Type != "search" || !json.Valid(req.Params) {
 			t.Fatalf("decoded to %+v", req)
 		}
+		if p := storable.Check(req.Params); p != nil {
+			t.Fatalf("accepted params PostgreSQL cannot store: %s: %+v", req.Params, p)
+		}
 	})
 }
 
@@ -103,10 +122,19 @@ func FuzzArtifactRequest(f *testing.F) {
 	f.Add([]byte(`{"task_id":1,"data_base64":"%%%"}`), "../../etc/passwd")
 	f.Add([]byte(`{"task_id":-1,"data_base64":""}`), "a\x00b")
 	f.Add([]byte(`{"task_id":1e3}`), "..")
+	f.Add([]byte(`{"task_id":1,"type":"l\u0000g","data_base64":""}`), "a")
+	f.Add([]byte("{\"task_id\":1,\"content_type\":\"text/\xff\",\"data_base64\":\"\"}"), "a")
 	f.Fuzz(func(t *testing.T, body []byte, name string) {
-		if _, _, err := decodeArtifactRequest(body); err != nil {
+		req, _, err := decodeArtifactRequest(body)
+		if err != nil {
 			if e := asError(err); e.Status != 400 {
 				t.Fatalf("decode error is not a 400: %#v", err)
+			}
+		} else {
+			for _, s := range []string{req.Type, req.Name, req.ContentType} {
+				if storable.CheckText(s) != "" {
+					t.Fatalf("accepted %q, which PostgreSQL cannot store", s)
+				}
 			}
 		}
 		if artifact.CheckName(name) == nil {
