@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -52,10 +51,6 @@ type taskError struct {
 	Message string `json:"message"`
 }
 
-// errorCodePrefix finds the code of a coded error in River's stored error
-// text, also when River's JobCancel wrapped it.
-var errorCodePrefix = regexp.MustCompile(`^(?:JobCancelError: )?([a-z][a-z0-9_]*): `)
-
 func viewOf(t *db.Task) taskView {
 	v := taskView{
 		ID: t.ID, TaskID: t.ID, Type: t.Type, Status: t.Status, Params: publicParams(t.Params), Result: t.Result,
@@ -73,12 +68,15 @@ func viewOf(t *db.Task) taskView {
 			v.CancelRequested = true
 		}
 	}
-	if t.Error != nil && t.Status != "completed" {
-		v.Error = &taskError{Code: jobs.CodeFailed, Message: *t.Error}
-		if m := errorCodePrefix.FindStringSubmatch(*t.Error); m != nil {
-			v.Error.Code = m[1]
-		} else if t.Status == "cancelled" {
-			v.Error.Code = jobs.CodeCancelled
+	if t.ErrorCode != nil && t.Status != "completed" {
+		// The code and public message travel as data, from the task's runs;
+		// River's own error text (hosts, types) is never shown.
+		v.Error = &taskError{Code: *t.ErrorCode}
+		if t.Error != nil {
+			v.Error.Message = *t.Error
+		}
+		if v.Error.Message == "" {
+			v.Error.Message = jobs.PublicMessage(v.Error.Code, nil)
 		}
 	}
 	return v

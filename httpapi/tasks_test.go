@@ -53,6 +53,7 @@ func TestTimeoutKillsWithRuntimeExceeded(t *testing.T) {
 
 	taskErr := resp.body["error"].(map[string]any)
 	require.Equal(t, "task_runtime_exceeded", taskErr["code"])
+	require.Equal(t, "the task ran longer than its timeout (200ms) and was killed", taskErr["message"], "no Go error text")
 	runs := resp.body["runs"].([]any)
 	require.Len(t, runs, 1)
 	run := runs[0].(map[string]any)
@@ -100,6 +101,7 @@ func TestCancelQueuedTask(t *testing.T) {
 	got := b.do(t, http.MethodGet, path, nil)
 	require.Equal(t, "cancelled", got.body["status"])
 	require.Empty(t, got.body["runs"], "a cancelled queued task never runs")
+	require.Equal(t, map[string]any{"code": "task_cancelled", "message": "the task was cancelled"}, got.body["error"])
 
 	// Cancelling it again: it is finished.
 	again := b.do(t, http.MethodPost, path+"/cancel", nil)
@@ -118,6 +120,7 @@ func TestCancelRunningTaskInProcess(t *testing.T) {
 	resp := b.do(t, http.MethodPost, path+"/cancel", nil)
 	require.Contains(t, []int{http.StatusOK, http.StatusAccepted}, resp.status, "body: %s", resp.raw)
 	got := b.waitStatus(t, id, "cancelled")
+	require.Equal(t, "task_cancelled", got.body["error"].(map[string]any)["code"])
 	run := got.body["runs"].([]any)[0].(map[string]any)
 	require.Equal(t, db.RunCancelled, run["status"])
 	require.Less(t, run["duration_ms"].(float64), 20000.0)

@@ -390,20 +390,26 @@ func (s *Service) Cancel(ctx context.Context, id int64) (*db.Task, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cancel task %d: %w", id, err)
 	}
-	t := FromJobRow(row)
-	if t.Status == string(rivertype.JobStateCompleted) || t.Status == string(rivertype.JobStateDiscarded) {
-		return nil, alreadyFinished(id, t.Status) // it finished while we looked
+	if row.State == rivertype.JobStateCompleted || row.State == rivertype.JobStateDiscarded {
+		return nil, alreadyFinished(id, string(row.State)) // it finished while we looked
 	}
 	s.logger.LogAttrs(ctx, slog.LevelInfo, "task cancel requested", slog.String("event", "task_cancel_requested"),
-		slog.Int64("task_id", id), slog.String("status", t.Status))
-	return &t, nil
+		slog.Int64("task_id", id), slog.String("status", string(row.State)))
+	// Read back through the tasks view, which knows the task's error.
+	t, err := db.GetTask(ctx, s.pool, id)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 func alreadyFinished(id int64, status string) *Error {
 	return &Error{Code: CodeAlreadyFinished, Message: fmt.Sprintf("task %d already finished (%s)", id, status)}
 }
 
-// FromJobRow is a River job row in the shape of the tasks view.
+// FromJobRow is a River job row in the shape of the tasks view, for a task
+// just inserted: without an error, which only the view (from the task's
+// runs) knows.
 func FromJobRow(j *rivertype.JobRow) db.Task {
 	t := db.Task{
 		ID: j.ID, Type: j.Kind, Status: string(j.State), Params: j.EncodedArgs,
@@ -413,10 +419,6 @@ func FromJobRow(j *rivertype.JobRow) db.Task {
 	}
 	if out := j.Output(); len(out) > 0 {
 		t.Result = out
-	}
-	if n := len(j.Errors); n > 0 {
-		msg := j.Errors[n-1].Error
-		t.Error = &msg
 	}
 	var m jobs.Metadata
 	if json.Unmarshal(j.Metadata, &m) == nil && m.TimeoutSeconds > 0 {
