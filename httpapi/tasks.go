@@ -209,9 +209,14 @@ func detailViewOf(d *task.Detail) taskDetailView {
 }
 
 type listBody struct {
-	Tasks      []taskView `json:"tasks"`
-	NextCursor *string    `json:"next_cursor"`
+	Tasks      []json.RawMessage `json:"tasks"` // each an encoded taskView
+	NextCursor *string           `json:"next_cursor"`
 }
+
+// maxListBytes caps a page of GET /tasks: once its tasks' encoding passes
+// it, the page ends (with a next_cursor), however many the limit allowed.
+// Five hundred tasks can each hold a megabyte of params and a result.
+const maxListBytes = 4 << 20
 
 func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
@@ -231,16 +236,22 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 		}
 		lq.Limit = n
 	}
-	page, err := s.deps.Tasks.List(r.Context(), lq)
+	body := listBody{Tasks: []json.RawMessage{}}
+	size := 0
+	next, err := s.deps.Tasks.List(r.Context(), lq, func(t *db.Task) (bool, error) {
+		enc, err := encodeJSON(viewOf(t))
+		if err != nil {
+			return false, err
+		}
+		body.Tasks = append(body.Tasks, enc)
+		size += len(enc)
+		return size < maxListBytes, nil
+	})
 	if err != nil {
 		return err
 	}
-	body := listBody{Tasks: make([]taskView, len(page.Tasks))}
-	for i := range page.Tasks {
-		body.Tasks[i] = viewOf(&page.Tasks[i])
-	}
-	if page.NextCursor != "" {
-		body.NextCursor = &page.NextCursor
+	if next != "" {
+		body.NextCursor = &next
 	}
 	writeJSON(w, http.StatusOK, body)
 	return nil

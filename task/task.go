@@ -315,22 +315,23 @@ type ListQuery struct {
 	Limit    int
 }
 
-// Page is one page of tasks, newest first.
-type Page struct {
-	Tasks      []db.Task
-	NextCursor string // empty on the last page
-}
+// listChunk is how many tasks List reads from the database at a time, so
+// a page of large tasks is never held whole.
+const listChunk = 50
 
-// List returns a page of tasks.
-func (s *Service) List(ctx context.Context, q ListQuery) (*Page, error) {
+// List hands a page of tasks to add, newest first, as it reads them, and
+// returns the cursor of the next page ("" on the last). add returns false
+// when the page is full before the query's limit (a cap on its encoded
+// size): the page ends with the task it was given.
+func (s *Service) List(ctx context.Context, q ListQuery, add func(*db.Task) (more bool, err error)) (nextCursor string, err error) {
 	if q.Type != "" {
 		if _, ok := jobs.Types[q.Type]; !ok {
-			return nil, &Error{Code: CodeUnknownType, Field: "type", Message: fmt.Sprintf("unknown task type %q", q.Type)}
+			return "", &Error{Code: CodeUnknownType, Field: "type", Message: fmt.Sprintf("unknown task type %q", q.Type)}
 		}
 	}
 	for _, st := range q.Statuses {
 		if !slices.Contains(States, st) {
-			return nil, invalid("status", "must be one of: %s", strings.Join(States, ", "))
+			return "", invalid("status", "must be one of: %s", strings.Join(States, ", "))
 		}
 	}
 	limit := q.Limit
@@ -338,26 +339,42 @@ func (s *Service) List(ctx context.Context, q ListQuery) (*Page, error) {
 	case limit == 0:
 		limit = DefaultPageSize
 	case limit < 0 || limit > MaxPageSize:
-		return nil, invalid("limit", "must be between 1 and %d", MaxPageSize)
+		return "", invalid("limit", "must be between 1 and %d", MaxPageSize)
 	}
 	var before int64
 	if q.Cursor != "" {
 		c, err := strconv.ParseInt(q.Cursor, 10, 64)
 		if err != nil || c <= 0 {
-			return nil, invalid("cursor", "is not a cursor this API returned")
+			return "", invalid("cursor", "is not a cursor this API returned")
 		}
 		before = c
 	}
-	tasks, err := db.ListTasks(ctx, s.pool, db.TaskFilter{Type: q.Type, Statuses: q.Statuses, BeforeID: before, Limit: limit + 1})
-	if err != nil {
-		return nil, err
+	for remaining := limit; remaining > 0; {
+		n := min(remaining, listChunk)
+		// One more than needed tells whether another page follows.
+		tasks, err := db.ListTasks(ctx, s.pool, db.TaskFilter{Type: q.Type, Statuses: q.Statuses, BeforeID: before, Limit: n + 1})
+		if err != nil {
+			return "", err
+		}
+		for i := range tasks[:min(len(tasks), n)] {
+			more, err := add(&tasks[i])
+			if err != nil {
+				return "", err
+			}
+			remaining--
+			if !more {
+				if i+1 < len(tasks) {
+					return strconv.FormatInt(tasks[i].ID, 10), nil
+				}
+				return "", nil
+			}
+		}
+		if len(tasks) <= n {
+			return "", nil
+		}
+		before = tasks[n-1].ID
 	}
-	page := &Page{Tasks: tasks}
-	if len(tasks) > limit {
-		page.Tasks = tasks[:limit]
-		page.NextCursor = strconv.FormatInt(tasks[limit-1].ID, 10)
-	}
-	return page, nil
+	return strconv.FormatInt(before, 10), nil
 }
 
 // Finished reports whether a status is final.
