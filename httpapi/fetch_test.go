@@ -54,6 +54,10 @@ func setupFetch(t *testing.T) fetchBundle {
 		}
 	})
 	mux.HandleFunc("/missing", http.NotFound)
+	mux.HandleFunc("/odd-type", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=\xff\xfe")
+		fmt.Fprint(w, "odd")
+	})
 	site := httptest.NewServer(mux)
 	t.Cleanup(site.Close)
 	_, port, _ := net.SplitHostPort(site.Listener.Addr().String())
@@ -158,4 +162,17 @@ func TestFetchClientErrorIsNotRetried(t *testing.T) {
 	require.Equal(t, jobs.CodeFetchHTTPError, taskErr["code"])
 	require.True(t, strings.Contains(taskErr["message"].(string), "404"), taskErr["message"])
 	require.EqualValues(t, 1, done.body["attempt"])
+}
+
+// A header PostgreSQL cannot store (bytes that are not UTF-8 in the
+// Content-Type) does not fail the fetch: the artifact and the result get
+// a storable content type.
+func TestFetchWithAnUnstorableContentTypeCompletes(t *testing.T) {
+	t.Parallel()
+	f := setupFetch(t)
+	id := f.submit(t, map[string]any{"type": "fetch", "params": map[string]any{"url": f.url("allowed.test", "/odd-type")}, "max_retries": 0})
+	done := f.waitStatus(t, id, "completed", "discarded")
+	require.Equal(t, "completed", done.body["status"], "body: %s", done.raw)
+	require.Equal(t, "application/octet-stream", done.body["result"].(map[string]any)["content_type"])
+	require.Equal(t, 1, f.artifactRows(t))
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/fetch"
+	"github.com/taskrunner/taskrunner/storable"
 )
 
 // Codes of fetch task failures besides the fetch package's own.
@@ -69,8 +70,12 @@ func (w *FetchWorker) Work(ctx context.Context, job *river.Job[FetchArgs]) error
 		}
 		return NotRetried(err)
 	}
+	contentType := resp.ContentType
+	if storable.CheckText(contentType) != "" {
+		contentType = "" // the server's header is not text PostgreSQL stores: stored as application/octet-stream
+	}
 	a, err := w.artifacts.Put(ctx, artifact.New{
-		TaskID: job.ID, Type: "fetch", Name: fetchedName(resp.FinalURL), ContentType: resp.ContentType,
+		TaskID: job.ID, Type: "fetch", Name: fetchedName(resp.FinalURL), ContentType: contentType,
 		Size: resp.ContentLength, Body: resp.Body,
 	})
 	if err != nil {
