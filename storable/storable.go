@@ -86,6 +86,9 @@ outer:
 			if reason != "" {
 				return &Problem{Path: path(stack[:len(stack)-1]), Key: true, Reason: reason}
 			}
+			if end < 0 {
+				return nil
+			}
 			stack[len(stack)-1].key = unquote(doc[i:end])
 			i = skipSpace(doc, end)
 			if i >= len(doc) || doc[i] != ':' {
@@ -112,6 +115,9 @@ outer:
 			end, reason := scanString(doc, i)
 			if reason != "" {
 				return &Problem{Path: path(stack), Reason: reason}
+			}
+			if end < 0 {
+				return nil
 			}
 			i = end
 		default:
@@ -221,7 +227,8 @@ func skipSpace(doc []byte, i int) int {
 }
 
 // scanString checks the string starting at doc[i] (its opening quote) and
-// returns the index after its closing quote, or why it cannot be stored.
+// returns the index after its closing quote (-1 when there is none), or
+// why it cannot be stored.
 func scanString(doc []byte, i int) (end int, reason string) {
 	for i++; i < len(doc); {
 		if doc[i] == '"' {
@@ -233,7 +240,7 @@ func scanString(doc []byte, i int) (end int, reason string) {
 		}
 		i += n
 	}
-	return len(doc), ""
+	return -1, ""
 }
 
 // scanChar reads one character of a JSON string at doc[i]: a byte, a UTF-8

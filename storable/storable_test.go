@@ -113,6 +113,8 @@ func FuzzCheck(f *testing.F) {
 	f.Add([]byte(`[[[[`))
 	f.Add([]byte(`{"a" "b"}`))
 	f.Add([]byte(`{,}`))
+	f.Add([]byte(`{"a":1,"`))
+	f.Add([]byte(`{"a":"x`))
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		p := storable.Check(doc)
 		repaired := storable.JSON(doc)
