@@ -11,12 +11,16 @@ import (
 
 // Task is a River job as the API and the tasks view show it.
 type Task struct {
-	ID             int64
-	Type           string
-	Status         string
-	Params         json.RawMessage
-	Result         json.RawMessage // River's recorded output; nil until there is one
-	Error          *string         // the newest attempt's error
+	ID     int64
+	Type   string
+	Status string
+	Params json.RawMessage
+	Result json.RawMessage // River's recorded output; nil until there is one
+	// ErrorCode and Error are the stable code and the public message of
+	// why the task failed or was cancelled (its latest failed run's, or
+	// task_cancelled); nil while it has not failed and once it completed.
+	ErrorCode      *string
+	Error          *string
 	Attempt        int
 	MaxAttempts    int
 	Priority       int
@@ -32,7 +36,7 @@ type Task struct {
 func taskFromRow(r dbsqlc.Task) Task {
 	return Task{
 		ID: r.ID, Type: r.Type, Status: string(r.Status), Params: r.Params, Result: r.Result,
-		Error: r.Error, Attempt: int(r.Attempt), MaxAttempts: int(r.MaxAttempts), Priority: int(r.Priority),
+		ErrorCode: r.ErrorCode, Error: r.Error, Attempt: int(r.Attempt), MaxAttempts: int(r.MaxAttempts), Priority: int(r.Priority),
 		Queue: r.Queue, TimeoutSeconds: r.TimeoutSeconds, CreatedAt: r.CreatedAt, ScheduledAt: r.ScheduledAt,
 		StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, Metadata: r.Metadata,
 	}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 
 	"github.com/taskrunner/taskrunner/artifact"
+	"github.com/taskrunner/taskrunner/storable"
 	"github.com/taskrunner/taskrunner/task"
 )
 
@@ -301,6 +302,9 @@ func (d *artifactDecoder) stringField(field string, dst *string) error {
 	raw, err := d.value(field)
 	if err != nil {
 		return err
+	}
+	if p := storable.Check(raw); p != nil {
+		return invalidField(field, field+" "+p.Reason+", which cannot be stored")
 	}
 	return d.decodeValue(field, raw, dst) // null leaves it empty, as absent
 }

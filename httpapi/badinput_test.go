@@ -49,6 +49,19 @@ func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {
 		{"unknown queue", "POST", "/tasks", `{"type":"echo","params":{"msg":"a"},"queue":"nowhere"}`, 400, "task_rejected_invalid_params", "queue"},
 		{"run_at not a time", "POST", "/tasks", `{"type":"echo","params":{"msg":"a"},"run_at":"tomorrow"}`, 400, "task_rejected_invalid_params", "run_at"},
 		{"body over 1 MiB", "POST", "/tasks", huge, 413, "body_too_large", ""},
+		// What PostgreSQL cannot store is refused before anything is written,
+		// naming the field, on every JSON route.
+		{"nul in a param", "POST", "/tasks", `{"type":"echo","params":{"msg":"a\u0000b"}}`, 400, "task_rejected_invalid_params", "params.msg"},
+		{"nul in a param key", "POST", "/tasks", `{"type":"echo","params":{"msg":"a","x\u0000":1}}`, 400, "task_rejected_invalid_params", "params"},
+		{"nul in a top-level key", "POST", "/tasks", `{"type":"echo","params":{"msg":"a"},"\u0000":1}`, 400, "task_rejected_invalid_params", "body"},
+		{"nul in the type", "POST", "/tasks", `{"type":"echo\u0000","params":{"msg":"a"}}`, 400, "task_rejected_invalid_params", "type"},
+		{"lone surrogate", "POST", "/tasks", `{"type":"echo","params":{"msg":"\ud800"}}`, 400, "task_rejected_invalid_params", "params.msg"},
+		{"lone low surrogate", "POST", "/tasks", `{"type":"echo","params":{"msg":"x\udfff"}}`, 400, "task_rejected_invalid_params", "params.msg"},
+		{"invalid utf-8", "POST", "/tasks", "{\"type\":\"echo\",\"params\":{\"msg\":\"a\xffb\"}}", 400, "task_rejected_invalid_params", "params.msg"},
+		{"nul deep in a batch", "POST", "/tasks/batch", `{"tasks":[{"type":"echo","params":{"msg":"a"}},{"type":"echo","params":{"msg":"b"}},{"type":"echo","params":{"msg":"\u0000"}}]}`, 400, "task_rejected_invalid_params", "tasks[2].params.msg"},
+		{"nul in a search", "POST", "/search", `{"query":"open\u0000source","sources":["brave"]}`, 400, "task_rejected_invalid_params", "query"},
+		{"nul in a search source", "POST", "/search", `{"query":"x","sources":["brave","\u0000"]}`, 400, "task_rejected_invalid_params", "sources[1]"},
+		{"nul in an artifact", "POST", "/artifacts", `{"task_id":1,"type":"log\u0000","content_type":"text/plain","data_base64":"SGk="}`, 400, "task_rejected_invalid_params", "type"},
 		{"non-numeric id", "GET", "/tasks/abc", "", 404, "not_found", ""},
 		{"negative id", "GET", "/tasks/-3", "", 404, "not_found", ""},
 		{"unknown id", "GET", "/tasks/999999", "", 404, "not_found", ""},
@@ -73,6 +86,7 @@ func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {
 		})
 	}
 	require.Zero(t, b.jobCount(t), "a refused request enqueued something")
+	require.Zero(t, b.artifactRows(t), "a refused request stored an artifact")
 }
 
 func TestWrongContentTypeIsRefused(t *testing.T) {

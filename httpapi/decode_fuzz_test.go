@@ -14,6 +14,7 @@ import (
 
 	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/jobs"
+	"github.com/taskrunner/taskrunner/storable"
 	"github.com/taskrunner/taskrunner/task"
 )
 
@@ -32,6 +33,12 @@ func FuzzTaskRequest(f *testing.F) {
 		`{"type":"echo","params":{"msg":"\u0000"},"timeout_seconds":1e308}`,
 		`{"type":"sleep","params":{"seconds":1e400}}`,
 		`{"max_retries":99999999999999999999}`,
+		`{"type":"echo","params":{"msg":"a\u0000b"}}`,
+		`{"type":"echo","params":{"msg":"\ud800"}}`,
+		`{"type":"echo","params":{"msg":"\ud83d\ude00 \\u0000"}}`,
+		"{\"type\":\"echo\",\"params\":{\"msg\":\"\xff\"}}",
+		`{"type":"echo","params":{"m\u0000sg":"a"}}`,
+		`{"ty\u0000pe":"echo"}`,
 		`[]`, `null`, ``, `{`, `{"type":{"a":1}}`,
 	}
 	for _, s := range seeds {
@@ -71,8 +78,15 @@ func FuzzTaskRequest(f *testing.F) {
 		if meta.TimeoutSeconds <= 0 || meta.TimeoutSeconds > maxRuntime.Seconds() {
 			t.Fatalf("accepted timeout %v outside (0, %v]", meta.TimeoutSeconds, maxRuntime.Seconds())
 		}
-		if _, err := json.Marshal(params.Args); err != nil {
+		args, err := json.Marshal(params.Args)
+		if err != nil {
 			t.Fatalf("accepted args River cannot encode: %v", err)
+		}
+		if p := storable.Check(args); p != nil {
+			t.Fatalf("accepted args PostgreSQL cannot store: %s: %+v", args, p)
+		}
+		if p := storable.Check(body); p != nil {
+			t.Fatalf("accepted a body holding what cannot be stored: %+v", p)
 		}
 	})
 }
@@ -84,6 +98,8 @@ func FuzzSearchRequest(f *testing.F) {
 	f.Add([]byte(`{"query":"x","max_results":"ten"}`))
 	f.Add([]byte(`{"query":null,"sources":null}`))
 	f.Add([]byte(`{"query":"x","timeout_seconds":-1,"max_retries":2}`))
+	f.Add([]byte(`{"query":"a\u0000","sources":["brave"]}`))
+	f.Add([]byte(`{"query":"x","sources":["\udc00"]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req, err := decodeSearchRequest(body)
 		if err != nil {
@@ -95,6 +111,9 @@ func FuzzSearchRequest(f *testing.F) {
 		}
 		if req.Type != "search" || !json.Valid(req.Params) {
 			t.Fatalf("decoded to %+v", req)
+		}
+		if p := storable.Check(req.Params); p != nil {
+			t.Fatalf("accepted params PostgreSQL cannot store: %s: %+v", req.Params, p)
 		}
 	})
 }
@@ -115,6 +134,8 @@ func FuzzArtifactRequest(f *testing.F) {
 	f.Add([]byte(`{"task_id":1,"data_base64":"aGk=\u0041"}`), "x")
 	f.Add([]byte(`{"task_id":1,"task_id":2}`), "x")
 	f.Add([]byte(`{"task_id":1,"data_base64":"aGk="} {}`), "x")
+	f.Add([]byte(`{"task_id":1,"type":"l\u0000g","data_base64":""}`), "a")
+	f.Add([]byte("{\"task_id\":1,\"content_type\":\"text/\xff\",\"data_base64\":\"\"}"), "a")
 	f.Fuzz(func(t *testing.T, body []byte, name string) {
 		var data []byte
 		calls := 0
@@ -134,6 +155,11 @@ func FuzzArtifactRequest(f *testing.F) {
 			}
 		} else {
 			checkArtifactDecode(t, body, got, data, calls)
+			for _, s := range []string{got.Type, got.Name, got.ContentType} {
+				if storable.CheckText(s) != "" {
+					t.Fatalf("accepted %q, which PostgreSQL cannot store", s)
+				}
+			}
 		}
 		if artifact.CheckName(name) == nil {
 			if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\\\x00\n\r") || len(name) > 255 {

@@ -54,6 +54,10 @@ func setupFetch(t *testing.T) fetchBundle {
 		}
 	})
 	mux.HandleFunc("/missing", http.NotFound)
+	mux.HandleFunc("/odd-type", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=\xff\xfe")
+		fmt.Fprint(w, "odd")
+	})
 	site := httptest.NewServer(mux)
 	t.Cleanup(site.Close)
 	_, port, _ := net.SplitHostPort(site.Listener.Addr().String())
@@ -115,7 +119,12 @@ func TestFetchRefusesDomainsOutsideTheAllowlist(t *testing.T) {
 	// On a redirect: the task fails, not retried, and nothing is stored.
 	id := f.submit(t, map[string]any{"type": "fetch", "params": map[string]any{"url": f.url("allowed.test", "/to-evil")}, "max_retries": 2})
 	done := f.waitStatus(t, id, "cancelled", "discarded")
-	require.Equal(t, "domain_not_allowed", done.body["error"].(map[string]any)["code"])
+	require.Equal(t, "discarded", done.body["status"], "a failure no retry can fix is not a cancel")
+	taskErr := done.body["error"].(map[string]any)
+	require.Equal(t, "domain_not_allowed", taskErr["code"])
+	require.NotContains(t, taskErr["message"], "evil.test", "host names stay in the log")
+	require.Len(t, f.logs.Events("task_failed"), 1)
+	require.Contains(t, f.logs.Events("task_failed")[0]["error"], "evil.test")
 	require.EqualValues(t, 1, done.body["attempt"])
 	require.Zero(t, f.artifactRows(t))
 }
@@ -125,6 +134,7 @@ func TestFetchOversizedBodyStoresNothing(t *testing.T) {
 	f := setupFetch(t)
 	id := f.submit(t, map[string]any{"type": "fetch", "params": map[string]any{"url": f.url("allowed.test", "/big")}, "max_retries": 2})
 	done := f.waitStatus(t, id, "cancelled", "discarded")
+	require.Equal(t, "discarded", done.body["status"])
 	require.Equal(t, "artifact_size_exceeded", done.body["error"].(map[string]any)["code"])
 	require.EqualValues(t, 1, done.body["attempt"], "an oversized body is not retried")
 	require.Zero(t, f.artifactRows(t))
@@ -147,8 +157,22 @@ func TestFetchClientErrorIsNotRetried(t *testing.T) {
 	f := setupFetch(t)
 	id := f.submit(t, map[string]any{"type": "fetch", "params": map[string]any{"url": f.url("allowed.test", "/missing")}, "max_retries": 2})
 	done := f.waitStatus(t, id, "cancelled", "discarded")
+	require.Equal(t, "discarded", done.body["status"])
 	taskErr := done.body["error"].(map[string]any)
 	require.Equal(t, jobs.CodeFetchHTTPError, taskErr["code"])
 	require.True(t, strings.Contains(taskErr["message"].(string), "404"), taskErr["message"])
 	require.EqualValues(t, 1, done.body["attempt"])
+}
+
+// A header PostgreSQL cannot store (bytes that are not UTF-8 in the
+// Content-Type) does not fail the fetch: the artifact and the result get
+// a storable content type.
+func TestFetchWithAnUnstorableContentTypeCompletes(t *testing.T) {
+	t.Parallel()
+	f := setupFetch(t)
+	id := f.submit(t, map[string]any{"type": "fetch", "params": map[string]any{"url": f.url("allowed.test", "/odd-type")}, "max_retries": 0})
+	done := f.waitStatus(t, id, "completed", "discarded")
+	require.Equal(t, "completed", done.body["status"], "body: %s", done.raw)
+	require.Equal(t, "application/octet-stream", done.body["result"].(map[string]any)["content_type"])
+	require.Equal(t, 1, f.artifactRows(t))
 }

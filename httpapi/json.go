@@ -11,15 +11,25 @@ import (
 	"strings"
 	"time"
 
+	"github.com/taskrunner/taskrunner/storable"
 	"github.com/taskrunner/taskrunner/task"
 )
 
-// writeJSON writes v as the response body with status.
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// encodeJSON encodes v as the API does: without escaping HTML.
+func encodeJSON(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// writeJSON writes v as the response body with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := encodeJSON(v)
+	if err != nil {
 		// Cannot happen for the API's own types; answer in the error shape anyway.
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusInternalServerError)
@@ -28,7 +38,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
+	_, _ = w.Write(append(body, '\n'))
 }
 
 // requireJSON refuses a request body whose Content-Type is not JSON (none
@@ -65,7 +75,8 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 
 // decodeStrict decodes one JSON object from body into v: unknown fields and
 // trailing data are refused. Syntax errors are invalid_json; a field of the
-// wrong type or unknown is task_rejected_invalid_params naming the field.
+// wrong type or unknown, or holding what cannot be stored (checkStorable),
+// is task_rejected_invalid_params naming the field.
 func decodeStrict(body []byte, v any) error {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
@@ -73,6 +84,10 @@ func decodeStrict(body []byte, v any) error {
 	}
 	if trimmed[0] != '{' {
 		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidJSON, Message: "request body must be a JSON object"}
+	}
+	// Before decoding, so an unknown field is never named with a NUL in it.
+	if err := checkStorable(trimmed); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.DisallowUnknownFields()
@@ -83,6 +98,29 @@ func decodeStrict(body []byte, v any) error {
 		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidJSON, Message: "request body has data after the JSON object"}
 	}
 	return nil
+}
+
+// checkStorable refuses a JSON body holding a string value or key that
+// PostgreSQL cannot store (a NUL, a lone surrogate escape, bytes that are
+// not UTF-8), at any depth, naming its field: "params.msg",
+// "tasks[2].params.msg". Every JSON request body goes through it; a
+// decoder that streams its body can call it on each part it reads whole.
+func checkStorable(doc []byte) error {
+	p := storable.Check(doc)
+	if p == nil {
+		return nil
+	}
+	field, what := p.Path, p.Path
+	switch {
+	case p.Key && field == "":
+		field, what = "body", "a key of the body"
+	case p.Key:
+		what = "a key of " + field
+	case field == "":
+		field, what = "body", "the body"
+	}
+	return &Error{Status: http.StatusBadRequest, Code: task.CodeInvalidParams, Field: field,
+		Message: what + " " + p.Reason + ", which cannot be stored"}
 }
 
 func decodeError(err error) error {

@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -150,6 +151,43 @@ func TestSearchRejectsSourcesOutsideTheAllowlist(t *testing.T) {
 	require.Zero(t, s.brave.Calls())
 }
 
+// unsafeInMessages are what a task's error shown to clients never holds:
+// Go or River type names, hosts, URLs.
+var unsafeInMessages = regexp.MustCompile(`(?i)[A-Za-z]+Error\b|JobCancel|river|://|127\.0\.0\.1|localhost|\*[a-z]+\.`)
+
+// requireFailedForGood checks a search that no retry can fix: it ends
+// discarded (not cancelled: nobody asked for that) after one attempt, with
+// search_failed and a message naming the source and its failure's code but
+// no host, URL or type name, the same in the API, in SQL and in River's
+// own row (which River UI shows).
+func requireFailedForGood(t *testing.T, s searchBundle, done response, providerCode string) {
+	t.Helper()
+	require.Equal(t, "discarded", done.body["status"], "body: %s", done.raw)
+	require.EqualValues(t, 1, done.body["attempt"], "not retried")
+	taskErr := done.body["error"].(map[string]any)
+	require.Equal(t, search.CodeAllFailed, taskErr["code"])
+	msg := taskErr["message"].(string)
+	require.Contains(t, msg, "brave: "+providerCode)
+	require.Contains(t, msg, "not retried")
+	require.NotRegexp(t, unsafeInMessages, msg)
+	require.NotContains(t, msg, s.brave.URL())
+	run := done.body["runs"].([]any)[0].(map[string]any)
+	require.Equal(t, db.RunFailed, run["status"])
+	require.Equal(t, search.CodeAllFailed, run["error_code"])
+	require.Equal(t, msg, run["error"], "a run shows the same public message")
+
+	id := int64(done.body["id"].(float64))
+	var status, code, sqlMsg, riverState, riverErr string
+	require.NoError(t, s.db.Pool.QueryRow(context.Background(),
+		`SELECT status::text, error_code, error FROM tasks WHERE id = $1`, id).Scan(&status, &code, &sqlMsg))
+	require.Equal(t, []string{"discarded", search.CodeAllFailed, msg}, []string{status, code, sqlMsg}, "select * from tasks agrees")
+	require.NoError(t, s.db.Pool.QueryRow(context.Background(),
+		`SELECT state::text, errors[array_upper(errors, 1)] ->> 'error' FROM river_job WHERE id = $1`, id).Scan(&riverState, &riverErr))
+	require.Equal(t, "discarded", riverState, "River UI shows the same state")
+	require.Contains(t, riverErr, providerCode, "operators see the whole error in River UI")
+	require.NotContains(t, riverErr, "JobCancel")
+}
+
 func TestSearchWithABadKeyIsNotRetried(t *testing.T) {
 	t.Parallel()
 	s := setupSearch(t, "not-the-key-7d1e")
@@ -159,16 +197,45 @@ func TestSearchWithABadKeyIsNotRetried(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, resp.status, "body: %s", resp.raw)
 	done := s.waitStatus(t, int64(resp.body["id"].(float64)), "cancelled", "discarded")
 
-	require.EqualValues(t, 1, done.body["attempt"], "a bad key is not retried")
-	taskErr := done.body["error"].(map[string]any)
-	require.Equal(t, search.CodeAllFailed, taskErr["code"])
-	require.Contains(t, taskErr["message"], "not retried")
-	require.Contains(t, taskErr["message"], search.CodeUnauthorized)
+	requireFailedForGood(t, s, done, search.CodeUnauthorized)
 	require.NotContains(t, string(done.raw), "not-the-key-7d1e")
 	require.Equal(t, 1, s.brave.Calls())
-	run := done.body["runs"].([]any)[0].(map[string]any)
-	require.Equal(t, db.RunFailed, run["status"])
-	require.Equal(t, search.CodeAllFailed, run["error_code"])
+}
+
+// Brave allowed but no BRAVE_API_KEY: the search fails for good, discarded
+// with search_failed, and says nothing of hosts or types; the log has the
+// whole story.
+func TestSearchWithoutAKeyIsDiscarded(t *testing.T) {
+	t.Parallel()
+	s := setupSearch(t, "")
+
+	resp := s.do(t, http.MethodPost, "/search", map[string]any{"query": "no key", "sources": []string{"brave"}, "max_retries": 3})
+	require.Equal(t, http.StatusAccepted, resp.status, "body: %s", resp.raw)
+	done := s.waitStatus(t, int64(resp.body["id"].(float64)), "cancelled", "discarded")
+
+	requireFailedForGood(t, s, done, search.CodeUnauthorized)
+	require.Zero(t, s.brave.Calls(), "without a key Brave is not asked")
+	failed := s.logs.Events("task_failed")
+	require.Len(t, failed, 1)
+	require.Contains(t, failed[0]["error"], "BRAVE_API_KEY is not set", "the log has the provider's own words")
+	require.Equal(t, "task failed; not retried", failed[0]["msg"])
+}
+
+// Text from a provider that PostgreSQL cannot store (a NUL, a lone
+// surrogate) is made storable in the task's result, which River keeps in
+// jsonb: the task completes instead of failing to be marked so.
+func TestSearchResultWithUnstorableTextCompletes(t *testing.T) {
+	t.Parallel()
+	s := setupSearch(t, searchtest.BraveKey)
+	s.brave.AnswerRaw(`{"type":"search","web":{"results":[{"title":"a\u0000b \ud800","url":"https://x.example/","description":"nul\u0000"}]}}`)
+
+	resp := s.do(t, http.MethodPost, "/search", map[string]any{"query": "nul", "sources": []string{"brave"}})
+	require.Equal(t, http.StatusAccepted, resp.status, "body: %s", resp.raw)
+	done := s.waitStatus(t, int64(resp.body["id"].(float64)), "completed", "discarded")
+	require.Equal(t, "completed", done.body["status"], "body: %s", done.raw)
+	top := done.body["result"].(map[string]any)["results"].([]any)[0].(map[string]any)
+	require.Equal(t, "a\uFFFDb \uFFFD", top["title"])
+	require.Equal(t, "nul\uFFFD", top["snippet"])
 }
 
 func TestSearchRateLimitedIsRetried(t *testing.T) {

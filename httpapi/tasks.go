@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -52,10 +51,6 @@ type taskError struct {
 	Message string `json:"message"`
 }
 
-// errorCodePrefix finds the code of a coded error in River's stored error
-// text, also when River's JobCancel wrapped it.
-var errorCodePrefix = regexp.MustCompile(`^(?:JobCancelError: )?([a-z][a-z0-9_]*): `)
-
 func viewOf(t *db.Task) taskView {
 	v := taskView{
 		ID: t.ID, TaskID: t.ID, Type: t.Type, Status: t.Status, Params: publicParams(t.Params), Result: t.Result,
@@ -73,12 +68,15 @@ func viewOf(t *db.Task) taskView {
 			v.CancelRequested = true
 		}
 	}
-	if t.Error != nil && t.Status != "completed" {
-		v.Error = &taskError{Code: jobs.CodeFailed, Message: *t.Error}
-		if m := errorCodePrefix.FindStringSubmatch(*t.Error); m != nil {
-			v.Error.Code = m[1]
-		} else if t.Status == "cancelled" {
-			v.Error.Code = jobs.CodeCancelled
+	if t.ErrorCode != nil && t.Status != "completed" {
+		// The code and public message travel as data, from the task's runs;
+		// River's own error text (hosts, types) is never shown.
+		v.Error = &taskError{Code: *t.ErrorCode}
+		if t.Error != nil {
+			v.Error.Message = *t.Error
+		}
+		if v.Error.Message == "" {
+			v.Error.Message = jobs.PublicMessage(v.Error.Code, nil)
 		}
 	}
 	return v
@@ -211,9 +209,14 @@ func detailViewOf(d *task.Detail) taskDetailView {
 }
 
 type listBody struct {
-	Tasks      []taskView `json:"tasks"`
-	NextCursor *string    `json:"next_cursor"`
+	Tasks      []json.RawMessage `json:"tasks"` // each an encoded taskView
+	NextCursor *string           `json:"next_cursor"`
 }
+
+// maxListBytes caps a page of GET /tasks: once its tasks' encoding passes
+// it, the page ends (with a next_cursor), however many the limit allowed.
+// Five hundred tasks can each hold a megabyte of params and a result.
+const maxListBytes = 4 << 20
 
 func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
@@ -233,16 +236,22 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 		}
 		lq.Limit = n
 	}
-	page, err := s.deps.Tasks.List(r.Context(), lq)
+	body := listBody{Tasks: []json.RawMessage{}}
+	size := 0
+	next, err := s.deps.Tasks.List(r.Context(), lq, func(t *db.Task) (bool, error) {
+		enc, err := encodeJSON(viewOf(t))
+		if err != nil {
+			return false, err
+		}
+		body.Tasks = append(body.Tasks, enc)
+		size += len(enc)
+		return size < maxListBytes, nil
+	})
 	if err != nil {
 		return err
 	}
-	body := listBody{Tasks: make([]taskView, len(page.Tasks))}
-	for i := range page.Tasks {
-		body.Tasks[i] = viewOf(&page.Tasks[i])
-	}
-	if page.NextCursor != "" {
-		body.NextCursor = &page.NextCursor
+	if next != "" {
+		body.NextCursor = &next
 	}
 	writeJSON(w, http.StatusOK, body)
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -53,6 +54,7 @@ func TestTimeoutKillsWithRuntimeExceeded(t *testing.T) {
 
 	taskErr := resp.body["error"].(map[string]any)
 	require.Equal(t, "task_runtime_exceeded", taskErr["code"])
+	require.Equal(t, "the task ran longer than its timeout (200ms) and was killed", taskErr["message"], "no Go error text")
 	runs := resp.body["runs"].([]any)
 	require.Len(t, runs, 1)
 	run := runs[0].(map[string]any)
@@ -100,6 +102,7 @@ func TestCancelQueuedTask(t *testing.T) {
 	got := b.do(t, http.MethodGet, path, nil)
 	require.Equal(t, "cancelled", got.body["status"])
 	require.Empty(t, got.body["runs"], "a cancelled queued task never runs")
+	require.Equal(t, map[string]any{"code": "task_cancelled", "message": "the task was cancelled"}, got.body["error"])
 
 	// Cancelling it again: it is finished.
 	again := b.do(t, http.MethodPost, path+"/cancel", nil)
@@ -118,6 +121,7 @@ func TestCancelRunningTaskInProcess(t *testing.T) {
 	resp := b.do(t, http.MethodPost, path+"/cancel", nil)
 	require.Contains(t, []int{http.StatusOK, http.StatusAccepted}, resp.status, "body: %s", resp.raw)
 	got := b.waitStatus(t, id, "cancelled")
+	require.Equal(t, "task_cancelled", got.body["error"].(map[string]any)["code"])
 	run := got.body["runs"].([]any)[0].(map[string]any)
 	require.Equal(t, db.RunCancelled, run["status"])
 	require.Less(t, run["duration_ms"].(float64), 20000.0)
@@ -200,4 +204,43 @@ func TestHealthAndLimits(t *testing.T) {
 	missing := b.do(t, http.MethodGet, "/nope", nil)
 	require.Equal(t, http.StatusNotFound, missing.status)
 	require.Equal(t, "not_found", errorCode(t, missing))
+}
+
+// A page of GET /tasks is capped in bytes as well as in tasks: large
+// tasks end it early, with a next_cursor, and following the cursors gives
+// every task exactly once.
+func TestListIsCappedInBytes(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+
+	// 8.4 MB of params in all: two pages of 7, the second ending just as
+	// its tasks end (no cursor to an empty page).
+	const n, msgBytes = 14, 600 << 10
+	var ids []int64
+	for i := range n {
+		ids = append(ids, b.submit(t, map[string]any{"type": "echo", "params": map[string]any{"msg": strings.Repeat(strconv.Itoa(i%10), msgBytes)}}))
+	}
+
+	var seen []int64
+	cursor, pages := "", 0
+	for {
+		pages++
+		require.Less(t, pages, n+1, "pagination does not end")
+		resp := b.do(t, http.MethodGet, "/tasks?limit=500&cursor="+cursor, nil)
+		require.Equal(t, http.StatusOK, resp.status)
+		require.LessOrEqual(t, len(resp.raw), 4<<20+msgBytes+4096, "a page passes 4 MiB by one task at most")
+		tasks := resp.body["tasks"].([]any)
+		require.NotEmpty(t, tasks)
+		for _, tk := range tasks {
+			seen = append(seen, int64(tk.(map[string]any)["id"].(float64)))
+		}
+		next, ok := resp.body["next_cursor"].(string)
+		if !ok {
+			break
+		}
+		cursor = next
+	}
+	require.Greater(t, pages, 1, "8 MB of tasks do not fit one page")
+	slices.Reverse(ids)
+	require.Equal(t, ids, seen, "newest first, each task once")
 }

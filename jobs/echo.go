@@ -28,7 +28,7 @@ type EchoWorker struct {
 
 // Work records the message as the task's result.
 func (w *EchoWorker) Work(ctx context.Context, job *river.Job[EchoArgs]) error {
-	return river.RecordOutput(ctx, EchoResult{Msg: job.Args.Msg})
+	return recordOutput(ctx, EchoResult{Msg: job.Args.Msg})
 }
 
 func init() {

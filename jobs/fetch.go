@@ -13,6 +13,7 @@ import (
 
 	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/fetch"
+	"github.com/taskrunner/taskrunner/storable"
 )
 
 // Codes of fetch task failures besides the fetch package's own.
@@ -54,7 +55,7 @@ type FetchWorker struct {
 // not retried; a network failure, a timeout, a 429 or a 5xx is.
 func (w *FetchWorker) Work(ctx context.Context, job *river.Job[FetchArgs]) error {
 	if w.fetcher == nil || w.artifacts == nil {
-		return river.JobCancel(Errorf(CodeFailed, "fetch is not configured in this worker"))
+		return NotRetried(Errorf(CodeFailed, "fetch is not configured in this worker"))
 	}
 	resp, err := w.fetcher.Fetch(ctx, job.Args.URL)
 	if err != nil {
@@ -67,10 +68,14 @@ func (w *FetchWorker) Work(ctx context.Context, job *river.Job[FetchArgs]) error
 		if resp.Status == http.StatusTooManyRequests || resp.Status >= 500 {
 			return err
 		}
-		return river.JobCancel(err)
+		return NotRetried(err)
+	}
+	contentType := resp.ContentType
+	if storable.CheckText(contentType) != "" {
+		contentType = "" // the server's header is not text PostgreSQL stores: stored as application/octet-stream
 	}
 	a, err := w.artifacts.Put(ctx, artifact.New{
-		TaskID: job.ID, Type: "fetch", Name: fetchedName(resp.FinalURL), ContentType: resp.ContentType,
+		TaskID: job.ID, Type: "fetch", Name: fetchedName(resp.FinalURL), ContentType: contentType,
 		Size: resp.ContentLength, Body: resp.Body,
 	})
 	if err != nil {
@@ -80,24 +85,26 @@ func (w *FetchWorker) Work(ctx context.Context, job *river.Job[FetchArgs]) error
 		case errors.As(err, &fe) || errors.Is(err, fetch.ErrTooLarge):
 			return fetchFailure(err)
 		case errors.As(err, &ae):
-			return river.JobCancel(&CodedError{Code: ae.Code, Err: errors.New(ae.Message)})
+			return NotRetried(&CodedError{Code: ae.Code, Err: errors.New(ae.Message)})
 		}
 		return fmt.Errorf("store fetched body: %w", err)
 	}
 	RecordMetric(ctx, "bytes", float64(a.Size))
-	return river.RecordOutput(ctx, FetchResult{
+	return recordOutput(ctx, FetchResult{
 		URL: job.Args.URL, FinalURL: resp.FinalURL, Status: resp.Status, ContentType: a.ContentType,
 		Size: a.Size, SHA256: a.SHA256, ArtifactID: a.ID.String(),
 	})
 }
 
 // fetchFailure turns the fetcher's error into the task's: retried when a
-// retry may help, cancelled (not retried) when it cannot.
+// retry may help, discarded (not retried) when it cannot. The fetcher's
+// message, which may name the host, goes to the log; clients see the
+// code's fixed message.
 func fetchFailure(err error) error {
 	var fe *fetch.Error
 	if !errors.As(err, &fe) {
 		if errors.Is(err, fetch.ErrTooLarge) {
-			return river.JobCancel(Errorf(artifact.CodeSizeExceeded, "the body is larger than TASK_MAX_ARTIFACT_MB"))
+			return NotRetried(Errorf(artifact.CodeSizeExceeded, "the body is larger than TASK_MAX_ARTIFACT_MB"))
 		}
 		return err
 	}
@@ -109,7 +116,7 @@ func fetchFailure(err error) error {
 	if fe.Retryable() {
 		return coded
 	}
-	return river.JobCancel(coded)
+	return NotRetried(coded)
 }
 
 // fetchedName is the artifact name of a fetched URL: its last path

@@ -14,6 +14,7 @@ import (
 
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/metrics"
+	"github.com/taskrunner/taskrunner/storable"
 )
 
 // Error codes recorded on runs and shown by the API.
@@ -22,6 +23,8 @@ const (
 	CodeCancelled       = "task_cancelled"
 	CodeFailed          = "task_failed"
 	CodeInterrupted     = "task_interrupted"
+	// CodeWorkerLost is recorded (by SQL) on an attempt whose worker died.
+	CodeWorkerLost = "worker_lost"
 )
 
 // runWriteTimeout bounds the writes of a run record, which happen even when
@@ -45,14 +48,19 @@ type RunRecorder struct {
 // runs. Close it after the River client has stopped, so the last records
 // are written.
 func NewRunRecorder(pool *pgxpool.Pool, logger *slog.Logger, worker string, m *metrics.Metrics) *RunRecorder {
-	return &RunRecorder{writer: newRunWriter(pool, logger), logger: logger, worker: worker, metrics: m}
+	return &RunRecorder{writer: newRunWriter(pool, logger, m), logger: logger, worker: worker, metrics: m}
 }
 
 // Close writes the records still pending and stops the writer.
 func (m *RunRecorder) Close(ctx context.Context) error { return m.writer.close(ctx) }
 
-// errRunBacklog is the outcome of a record dropped because too many wait.
-var errRunBacklog = errors.New("too many run records are waiting to be written")
+// Outcomes of a record that is not written.
+var (
+	// errRunBacklog: dropped because too many records wait.
+	errRunBacklog = errors.New("too many run records are waiting to be written")
+	// errRunDropped: dropped because the database refuses it.
+	errRunDropped = errors.New("the database refused the run record; dropped")
+)
 
 var _ rivertype.WorkerMiddleware = (*RunRecorder)(nil)
 
@@ -93,14 +101,21 @@ func (m *RunRecorder) Work(ctx context.Context, job *rivertype.JobRow, doInner f
 		}
 		m.logger.LogAttrs(ctx, out.level, out.message, a...)
 	}
+	if out.final && job.Attempt < job.MaxAttempts {
+		// River decides between a retry and a discard on this very row once
+		// the middleware returns (Attempt >= MaxAttempts discards; see
+		// jobexecutor's reportError): the task ends discarded, not
+		// cancelled. The row in the database keeps its max_attempts.
+		job.MaxAttempts = job.Attempt
+	}
 
-	rec.Status, rec.ErrorCode, rec.Error = out.status, out.code, errString(out.err)
+	rec.Status, rec.ErrorCode, rec.Error = out.status, out.code, out.public
 	rec.FinishedAt, rec.Duration = started.Add(took), took
 	rec.Metrics, rec.Notes = collected.snapshot()
 	rec.Starting = false // merged with the start if that is still pending
 	select {
-	case err := <-m.writer.record(rec, true):
-		if err != nil {
+	case err := <-m.writer.record(storableRecord(rec), true):
+		if err != nil && !errors.Is(err, errRunDropped) {
 			m.logger.LogAttrs(ctx, slog.LevelError, "run record not written yet; the writer retries",
 				append(attrs(), slog.String("event", "run_record_failed"), slog.String("error", err.Error()))...)
 		}
@@ -108,20 +123,76 @@ func (m *RunRecorder) Work(ctx context.Context, job *rivertype.JobRow, doInner f
 		m.logger.LogAttrs(ctx, slog.LevelError, "run record not written in time; the writer retries",
 			append(attrs(), slog.String("event", "run_record_failed"))...)
 	}
-	return out.err
+	if out.err == nil {
+		return nil
+	}
+	return riverErrorOf(out.err)
+}
+
+// storableRecord is rec with every text that came from outside (an error's
+// message, notes, metric names) made storable: PostgreSQL refuses a NUL or
+// bytes that are not UTF-8 in text, and one such record would hold up
+// every record of its batch.
+func storableRecord(rec db.RunRecord) db.RunRecord {
+	rec.Error = storable.Text(rec.Error)
+	if len(rec.Notes) > 0 {
+		notes := make([]string, len(rec.Notes))
+		for i, n := range rec.Notes {
+			notes[i] = storable.Text(n)
+		}
+		rec.Notes = notes
+	}
+	for name, v := range rec.Metrics {
+		if clean := storable.Text(name); clean != name {
+			delete(rec.Metrics, name)
+			rec.Metrics[clean] = v
+		}
+	}
+	return rec
+}
+
+// riverError is a failed attempt's error as River is given it: the whole
+// error text, for operators (River UI shows it), made storable, because
+// River keeps it in jsonb. River's own checks (a shutdown's
+// context.Canceled) still see the error it wraps; a JobCancelError is not
+// passed on, since a worker's own refusal ends its task discarded.
+type riverError struct {
+	err  error
+	text string
+}
+
+func (e *riverError) Error() string { return e.text }
+func (e *riverError) Unwrap() error { return e.err }
+
+func riverErrorOf(err error) error {
+	var cancelErr *rivertype.JobCancelError
+	if errors.As(err, &cancelErr) {
+		err = cancelErr.Unwrap()
+	}
+	return &riverError{err: err, text: storable.Text(err.Error())}
 }
 
 // outcome is how an attempt ended.
 type outcome struct {
 	status  string // run status
 	code    string // error code, empty on success
+	public  string // what clients are shown of the error: PublicMessage
 	err     error  // returned to River
+	final   bool   // no retry can fix it: the task ends discarded
 	event   string // log event
 	message string
 	level   slog.Level
 }
 
 func classify(ctx context.Context, job *rivertype.JobRow, err error, took time.Duration) outcome {
+	out := classifyErr(ctx, job, err, took)
+	if out.code != "" {
+		out.public = PublicMessage(out.code, out.err)
+	}
+	return out
+}
+
+func classifyErr(ctx context.Context, job *rivertype.JobRow, err error, took time.Duration) outcome {
 	var cancelErr *rivertype.JobCancelError
 	switch {
 	case err == nil:
@@ -132,20 +203,21 @@ func classify(ctx context.Context, job *rivertype.JobRow, err error, took time.D
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && ranPastTimeout(job, took):
 		// The job's own deadline passed (not some shorter one inside the
 		// worker): River's timeout killed it.
+		public := publicMessages[CodeRuntimeExceeded]
+		if timeout := timeoutOf(job); timeout > 0 {
+			public = fmt.Sprintf("the task ran longer than its timeout (%s) and was killed", timeout)
+		}
 		return outcome{status: db.RunKilled, code: CodeRuntimeExceeded,
-			err:   &CodedError{Code: CodeRuntimeExceeded, Err: fmt.Errorf("task ran longer than its timeout (%s) and was killed: %w", took.Round(time.Millisecond), err)},
+			err:   &CodedError{Code: CodeRuntimeExceeded, Message: public, Err: fmt.Errorf("killed after %s: %w", took.Round(time.Millisecond), err)},
 			event: "task_killed", message: "task killed: runtime exceeded", level: slog.LevelWarn}
 	case ctx.Err() != nil && errors.Is(err, context.Canceled):
 		// The client is stopping: River puts the task back in the queue
 		// without using up an attempt.
 		return outcome{status: db.RunInterrupted, code: CodeInterrupted, err: err,
 			event: "task_interrupted", message: "task interrupted by shutdown; returned to the queue", level: slog.LevelWarn}
-	case errors.As(err, &cancelErr) && codeOf(err, CodeCancelled) == CodeCancelled:
-		return outcome{status: db.RunCancelled, code: CodeCancelled, err: err,
-			event: "task_cancelled", message: "task cancelled by its worker", level: slog.LevelInfo}
-	case errors.As(err, &cancelErr):
+	case IsNotRetried(err) || errors.As(err, &cancelErr):
 		// A failure its worker knows retrying cannot fix (a bad API key).
-		return outcome{status: db.RunFailed, code: codeOf(err, CodeFailed), err: err,
+		return outcome{status: db.RunFailed, code: codeOf(err, CodeFailed), err: err, final: true,
 			event: "task_failed", message: "task failed; not retried", level: slog.LevelWarn}
 	default:
 		return outcome{status: db.RunFailed, code: codeOf(err, CodeFailed), err: err,
@@ -167,13 +239,6 @@ func codeOf(err error, fallback string) string {
 		return coder.ErrorCode()
 	}
 	return fallback
-}
-
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
 }
 
 // recorder collects what a worker attaches to its run.

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/taskrunner/taskrunner/db"
+	"github.com/taskrunner/taskrunner/metrics"
 )
 
 // Defaults of the run writer.
@@ -31,8 +32,9 @@ const (
 // the task finished. Records of one attempt waiting in the same batch are
 // merged.
 type runWriter struct {
-	pool   *pgxpool.Pool
-	logger *slog.Logger
+	pool    *pgxpool.Pool
+	logger  *slog.Logger
+	metrics *metrics.Metrics
 
 	mu      sync.Mutex
 	pending map[attemptKey]*pendingRun
@@ -51,9 +53,9 @@ type pendingRun struct {
 	waiters []chan error
 }
 
-func newRunWriter(pool *pgxpool.Pool, logger *slog.Logger) *runWriter {
+func newRunWriter(pool *pgxpool.Pool, logger *slog.Logger, m *metrics.Metrics) *runWriter {
 	w := &runWriter{
-		pool: pool, logger: logger, pending: map[attemptKey]*pendingRun{},
+		pool: pool, logger: logger, metrics: m, pending: map[attemptKey]*pendingRun{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	go w.run()
@@ -78,8 +80,9 @@ func (w *runWriter) record(rec db.RunRecord, wait bool) <-chan error {
 	} else {
 		if len(w.pending) >= runMaxPending {
 			w.mu.Unlock()
+			w.metrics.RunRecordDropped()
 			w.logger.Error("run records are not being written; dropping one", slog.String("event", "run_record_dropped"),
-				slog.Int64("task_id", rec.TaskID), slog.Int("attempt", rec.Attempt))
+				slog.Int64("task_id", rec.TaskID), slog.Int("attempt", rec.Attempt), slog.String("reason", "backlog"))
 			if errc != nil {
 				errc <- errRunBacklog
 			}
@@ -145,8 +148,7 @@ func (w *runWriter) run() {
 			if len(batch) == 0 {
 				break
 			}
-			if err := w.write(batch); err != nil {
-				w.putBack(batch)
+			if err := w.flush(batch); err != nil {
 				select {
 				case <-time.After(backoff):
 				case <-w.stop:
@@ -161,7 +163,48 @@ func (w *runWriter) run() {
 	}
 }
 
-// write records a batch and tells its waiters how it went.
+// flush writes a batch. When the database refuses it for what a record
+// holds (a constraint, bytes it cannot store), and not because it is down,
+// the records are written one by one and the ones it refuses are dropped,
+// logged and counted: one bad record must not hold up the others, nor every
+// record after it. Records that could not be written because the database
+// is unavailable go back to pending (their waiters are told, and stop
+// waiting), and the error is returned.
+func (w *runWriter) flush(batch []*pendingRun) error {
+	err := w.write(batch)
+	if err == nil {
+		return nil
+	}
+	if db.IsUnavailable(err) {
+		w.logger.Error("run records not written; will retry", slog.String("event", "run_record_failed"),
+			slog.Int("records", len(batch)), slog.String("error", err.Error()))
+		w.tell(batch, err)
+		w.putBack(batch)
+		return err
+	}
+	for i, p := range batch {
+		err := w.write(batch[i : i+1])
+		switch {
+		case err == nil:
+		case db.IsUnavailable(err):
+			w.logger.Error("run records not written; will retry", slog.String("event", "run_record_failed"),
+				slog.Int("records", len(batch)-i), slog.String("error", err.Error()))
+			w.tell(batch[i:], err)
+			w.putBack(batch[i:])
+			return err
+		default:
+			w.metrics.RunRecordDropped()
+			w.logger.Error("the database refused a run record; dropped", slog.String("event", "run_record_dropped"),
+				slog.Int64("task_id", p.rec.TaskID), slog.Int("attempt", p.rec.Attempt), slog.String("reason", "refused"),
+				slog.String("error", err.Error()))
+			w.tell(batch[i:i+1], errRunDropped)
+		}
+	}
+	return nil
+}
+
+// write records a batch in one transaction and, when it is written, tells
+// its waiters.
 func (w *runWriter) write(batch []*pendingRun) error {
 	recs := make([]db.RunRecord, len(batch))
 	for i, p := range batch {
@@ -170,16 +213,20 @@ func (w *runWriter) write(batch []*pendingRun) error {
 	ctx, cancel := context.WithTimeout(context.Background(), runWriteTimeout)
 	err := db.RecordRuns(ctx, w.pool, recs)
 	cancel()
-	if err != nil {
-		w.logger.Error("run records not written; will retry", slog.String("event", "run_record_failed"),
-			slog.Int("records", len(recs)), slog.String("error", err.Error()))
+	if err == nil {
+		w.tell(batch, nil)
 	}
+	return err
+}
+
+// tell gives the outcome of its write to each waiter of batch.
+func (w *runWriter) tell(batch []*pendingRun, err error) {
 	for _, p := range batch {
 		for _, c := range p.waiters {
 			c <- err
 		}
+		p.waiters = nil
 	}
-	return err
 }
 
 // drain writes what is pending, trying a few times.
@@ -190,8 +237,7 @@ func (w *runWriter) drain() {
 			return
 		}
 		for len(batch) > 0 {
-			if err := w.write(batch); err != nil {
-				w.putBack(batch)
+			if err := w.flush(batch); err != nil {
 				time.Sleep(100 * time.Millisecond)
 				break
 			}

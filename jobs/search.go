@@ -51,7 +51,7 @@ type SearchWorker struct {
 // timeout), and not when it cannot (a bad key).
 func (w *SearchWorker) Work(ctx context.Context, job *river.Job[SearchArgs]) error {
 	if w.agg == nil {
-		return river.JobCancel(Errorf(search.CodeUnavailable, "search is not configured in this worker"))
+		return NotRetried(Errorf(search.CodeUnavailable, "search is not configured in this worker"))
 	}
 	resp, err := w.agg.Search(ctx, job.Args.request())
 	if resp != nil {
@@ -59,11 +59,7 @@ func (w *SearchWorker) Work(ctx context.Context, job *river.Job[SearchArgs]) err
 	}
 	var allFailed *search.AllFailedError
 	if errors.As(err, &allFailed) {
-		coded := &CodedError{Code: search.CodeAllFailed, Err: allFailed}
-		if allFailed.Retryable() {
-			return coded
-		}
-		return river.JobCancel(&CodedError{Code: search.CodeAllFailed, Err: fmt.Errorf("not retried: %w", allFailed)})
+		return searchFailure(allFailed)
 	}
 	if err != nil {
 		return err
@@ -83,7 +79,25 @@ func (w *SearchWorker) Work(ctx context.Context, job *river.Job[SearchArgs]) err
 			return fmt.Errorf("store search result: %w", err)
 		}
 	}
-	return river.RecordOutput(ctx, resp)
+	return recordOutput(ctx, resp)
+}
+
+// searchFailure is the task's error when every source failed: retried when
+// a retry may help (a rate limit, an outage, a timeout), not when it cannot
+// (a bad key). Its public message names each source and its failure's
+// code; the providers' own words, which may name hosts, go to the log.
+func searchFailure(e *search.AllFailedError) error {
+	parts := make([]string, len(e.Errors))
+	for i, pe := range e.Errors {
+		parts[i] = pe.Source + ": " + pe.Code
+	}
+	coded := &CodedError{Code: search.CodeAllFailed, Err: e,
+		Message: "every search source failed (" + strings.Join(parts, "; ") + ")"}
+	if e.Retryable() {
+		return coded
+	}
+	coded.Message += "; not retried"
+	return NotRetried(coded)
 }
 
 func recordSearchMetrics(ctx context.Context, resp *search.Response) {

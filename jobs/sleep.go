@@ -40,7 +40,7 @@ func (w *SleepWorker) Work(ctx context.Context, job *river.Job[SleepArgs]) error
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-timer.C:
-		return river.RecordOutput(ctx, SleepResult{Slept: job.Args.Seconds})
+		return recordOutput(ctx, SleepResult{Slept: job.Args.Seconds})
 	}
 }
 

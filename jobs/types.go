@@ -9,6 +9,7 @@ package jobs
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -23,7 +24,10 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/fetch"
+	"github.com/taskrunner/taskrunner/search"
+	"github.com/taskrunner/taskrunner/storable"
 )
 
 // TaskType describes one kind of task clients may submit.
@@ -177,23 +181,106 @@ func RunKey(kind string, encodedArgs []byte) string {
 	return kind + ":" + hex.EncodeToString(sum[:16])
 }
 
+// recordOutput records v as the task's result (River's RecordOutput) made
+// storable: a result carries text from outside (a provider's titles, a
+// page's headers), and River keeps it in jsonb, which refuses a \u0000 or
+// a lone surrogate. Every worker records its result through it.
+func recordOutput(ctx context.Context, v any) error {
+	out, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return river.RecordOutput(ctx, json.RawMessage(storable.JSON(out)))
+}
+
 // ErrorCoder is an error with a stable public code, recorded on the run.
 type ErrorCoder interface {
 	error
 	ErrorCode() string
 }
 
-// CodedError is an error with a stable public code.
+// CodedError is a task failure with a stable public code. Message, when
+// set, is safe to show clients: its worker vouches that it names no host,
+// URL, key, address, query or internal type. Err is the cause, for the log
+// and operators only. Without a Message clients see the code's fixed
+// message (PublicMessage).
 type CodedError struct {
-	Code string
-	Err  error
+	Code    string
+	Message string
+	Err     error
 }
 
-func (e *CodedError) Error() string     { return e.Code + ": " + e.Err.Error() }
+func (e *CodedError) Error() string {
+	s := e.Code
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
 func (e *CodedError) Unwrap() error     { return e.Err }
 func (e *CodedError) ErrorCode() string { return e.Code }
 
-// Errorf returns a CodedError with a formatted message.
+// Errorf returns a CodedError whose formatted message is public: format
+// and args must name nothing a client may not see.
 func Errorf(code, format string, args ...any) error {
-	return &CodedError{Code: code, Err: fmt.Errorf(format, args...)}
+	return &CodedError{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// NotRetried marks err as a failure no retry can fix (a bad key, a refused
+// URL, a 4xx): its attempt is the task's last, and the task ends
+// discarded, whatever attempts it had left. (River's JobCancel would end
+// it cancelled, which taskrunner keeps for cancels a client or an operator
+// asked for.)
+func NotRetried(err error) error { return &notRetriedError{err: err} }
+
+type notRetriedError struct{ err error }
+
+func (e *notRetriedError) Error() string { return e.err.Error() }
+func (e *notRetriedError) Unwrap() error { return e.err }
+
+// IsNotRetried reports whether err was marked with NotRetried.
+func IsNotRetried(err error) bool {
+	var nr *notRetriedError
+	return errors.As(err, &nr)
+}
+
+// publicMessages are what clients are shown for codes whose errors carry
+// no public message of their own.
+var publicMessages = map[string]string{
+	CodeFailed:           "the task failed; the server log has the details",
+	CodeCancelled:        "the task was cancelled",
+	CodeRuntimeExceeded:  "the task ran longer than its timeout and was killed",
+	CodeInterrupted:      "the worker stopped during the attempt; the task went back to the queue",
+	CodeWorkerLost:       "the worker running the attempt stopped without finishing it",
+	CodeFetchHTTPError:   "the server answered with an error status",
+	search.CodeAllFailed: "every search source failed",
+
+	fetch.CodeInvalidURL:        "the URL cannot be fetched",
+	fetch.CodeDomainNotAllowed:  "the URL's domain is not allowed by FETCH_DOMAIN_ALLOWLIST",
+	fetch.CodePortNotAllowed:    "the URL's port is not allowed (FETCH_ALLOWED_PORTS)",
+	fetch.CodeAddressNotAllowed: "the URL's host is, or resolves to, an address that may not be fetched",
+	fetch.CodeTooManyRedirects:  "the page redirected too many times",
+	fetch.CodeSizeExceeded:      "the body is larger than TASK_MAX_ARTIFACT_MB",
+	fetch.CodeTimeout:           "the page did not answer in time",
+	fetch.CodeFailed:            "the page could not be fetched: the name did not resolve, or the connection failed",
+	artifact.CodeInvalid:        "the result could not be stored as an artifact",
+	search.CodeUnavailable:      "search is not available",
+}
+
+// PublicMessage is what clients are shown of a failure with code: err's
+// own public message (CodedError.Message), else the code's fixed message.
+// Never the error's text, which may name hosts, keys, queries or types.
+func PublicMessage(code string, err error) string {
+	var ce *CodedError
+	if errors.As(err, &ce) && ce.Code == code && ce.Message != "" {
+		return ce.Message
+	}
+	if m, ok := publicMessages[code]; ok {
+		return m
+	}
+	return publicMessages[CodeFailed]
 }

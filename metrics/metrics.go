@@ -28,6 +28,7 @@ type Metrics struct {
 	limiterUnavailable prometheus.Counter
 	searchCache        *prometheus.CounterVec
 	artifactBytes      *prometheus.CounterVec
+	runRecordsDropped  prometheus.Counter
 }
 
 // New returns the metrics of one process, with Go and process collectors.
@@ -62,9 +63,12 @@ func New() *Metrics {
 	m.artifactBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "taskrunner_artifact_bytes_total", Help: "Artifact bytes stored (in) and served (out).",
 	}, []string{"direction"})
+	m.runRecordsDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "taskrunner_run_records_dropped_total", Help: "Run records not written: refused by the database, or over the backlog while it was down.",
+	})
 	m.registry.MustRegister(
 		m.tasksEnqueued, m.runsFinished, m.runDuration, m.httpRequests, m.httpDuration,
-		m.rateLimited, m.limiterUnavailable, m.searchCache, m.artifactBytes,
+		m.rateLimited, m.limiterUnavailable, m.searchCache, m.artifactBytes, m.runRecordsDropped,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
@@ -137,6 +141,13 @@ func (m *Metrics) SearchCache(source, result string) {
 func (m *Metrics) ArtifactBytes(direction string, n int64) {
 	if m != nil && n > 0 {
 		m.artifactBytes.WithLabelValues(direction).Add(float64(n))
+	}
+}
+
+// RunRecordDropped counts a run record that was not written.
+func (m *Metrics) RunRecordDropped() {
+	if m != nil {
+		m.runRecordsDropped.Inc()
 	}
 }
 

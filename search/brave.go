@@ -30,12 +30,13 @@ type Brave struct {
 }
 
 // NewBrave returns the Brave provider for endpoint (DefaultBraveURL when
-// empty) with the API key.
+// empty) with the API key. Whatever client's redirect policy, the key never
+// follows a redirect to another host: such a redirect is not followed.
 func NewBrave(endpoint, key string, client *http.Client) *Brave {
 	if endpoint == "" {
 		endpoint = DefaultBraveURL
 	}
-	return &Brave{endpoint: endpoint, key: key, client: client, now: time.Now}
+	return &Brave{endpoint: endpoint, key: key, client: keepOnHost(client), now: time.Now}
 }
 
 // Name is "brave".

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 )
@@ -94,8 +95,48 @@ func errorFromStatus(source string, status int, detail string) *ProviderError {
 	return e
 }
 
+// errRedirectRefused is a provider's redirect to another host (or from
+// https to http), which is not followed.
+var errRedirectRefused = errors.New("the provider redirected to another host; not followed")
+
+// maxProviderRedirects bounds the redirects followed within a host.
+const maxProviderRedirects = 5
+
+// keepOnHost returns a copy of client that follows a provider's redirects
+// only on the host it asked, and never from https to http. Go's client
+// drops only Authorization and cookies on a redirect to another host: a
+// key in a provider's own header (Brave's X-Subscription-Token) would go
+// to whatever host a redirect named.
+func keepOnHost(client *http.Client) *http.Client {
+	if client == nil {
+		client = http.DefaultClient
+	}
+	c := *client
+	next := client.CheckRedirect
+	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		first := via[0].URL
+		downgrade := first.Scheme == "https" && req.URL.Scheme != "https"
+		if !strings.EqualFold(req.URL.Host, first.Host) || downgrade {
+			return errRedirectRefused
+		}
+		if len(via) > maxProviderRedirects {
+			return fmt.Errorf("stopped after %d redirects", maxProviderRedirects)
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		return nil
+	}
+	return &c
+}
+
 // errorFromTransport classifies a failure to get any answer.
 func errorFromTransport(ctx context.Context, source string, err error) *ProviderError {
+	if errors.Is(err, errRedirectRefused) {
+		// A retry gets the same redirect: BRAVE_API_URL or SEARXNG_URL is
+		// wrong, or the provider moved.
+		return &ProviderError{Source: source, Code: CodeBadResponse, Message: errRedirectRefused.Error()}
+	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return &ProviderError{Source: source, Code: CodeTimeout, Message: "no answer in time", Retryable: true}
 	}

@@ -17,8 +17,9 @@ type SearXNG struct {
 }
 
 // NewSearXNG returns the provider for the instance at base (SEARXNG_URL).
+// Like Brave's, its queries never follow a redirect to another host.
 func NewSearXNG(base string, client *http.Client) *SearXNG {
-	return &SearXNG{base: strings.TrimRight(base, "/"), client: client}
+	return &SearXNG{base: strings.TrimRight(base, "/"), client: keepOnHost(client)}
 }
 
 // Name is "searxng".

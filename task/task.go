@@ -315,22 +315,23 @@ type ListQuery struct {
 	Limit    int
 }
 
-// Page is one page of tasks, newest first.
-type Page struct {
-	Tasks      []db.Task
-	NextCursor string // empty on the last page
-}
+// listChunk is how many tasks List reads from the database at a time, so
+// a page of large tasks is never held whole.
+const listChunk = 50
 
-// List returns a page of tasks.
-func (s *Service) List(ctx context.Context, q ListQuery) (*Page, error) {
+// List hands a page of tasks to add, newest first, as it reads them, and
+// returns the cursor of the next page ("" on the last). add returns false
+// when the page is full before the query's limit (a cap on its encoded
+// size): the page ends with the task it was given.
+func (s *Service) List(ctx context.Context, q ListQuery, add func(*db.Task) (more bool, err error)) (nextCursor string, err error) {
 	if q.Type != "" {
 		if _, ok := jobs.Types[q.Type]; !ok {
-			return nil, &Error{Code: CodeUnknownType, Field: "type", Message: fmt.Sprintf("unknown task type %q", q.Type)}
+			return "", &Error{Code: CodeUnknownType, Field: "type", Message: fmt.Sprintf("unknown task type %q", q.Type)}
 		}
 	}
 	for _, st := range q.Statuses {
 		if !slices.Contains(States, st) {
-			return nil, invalid("status", "must be one of: %s", strings.Join(States, ", "))
+			return "", invalid("status", "must be one of: %s", strings.Join(States, ", "))
 		}
 	}
 	limit := q.Limit
@@ -338,26 +339,42 @@ func (s *Service) List(ctx context.Context, q ListQuery) (*Page, error) {
 	case limit == 0:
 		limit = DefaultPageSize
 	case limit < 0 || limit > MaxPageSize:
-		return nil, invalid("limit", "must be between 1 and %d", MaxPageSize)
+		return "", invalid("limit", "must be between 1 and %d", MaxPageSize)
 	}
 	var before int64
 	if q.Cursor != "" {
 		c, err := strconv.ParseInt(q.Cursor, 10, 64)
 		if err != nil || c <= 0 {
-			return nil, invalid("cursor", "is not a cursor this API returned")
+			return "", invalid("cursor", "is not a cursor this API returned")
 		}
 		before = c
 	}
-	tasks, err := db.ListTasks(ctx, s.pool, db.TaskFilter{Type: q.Type, Statuses: q.Statuses, BeforeID: before, Limit: limit + 1})
-	if err != nil {
-		return nil, err
+	for remaining := limit; remaining > 0; {
+		n := min(remaining, listChunk)
+		// One more than needed tells whether another page follows.
+		tasks, err := db.ListTasks(ctx, s.pool, db.TaskFilter{Type: q.Type, Statuses: q.Statuses, BeforeID: before, Limit: n + 1})
+		if err != nil {
+			return "", err
+		}
+		for i := range tasks[:min(len(tasks), n)] {
+			more, err := add(&tasks[i])
+			if err != nil {
+				return "", err
+			}
+			remaining--
+			if !more {
+				if i+1 < len(tasks) {
+					return strconv.FormatInt(tasks[i].ID, 10), nil
+				}
+				return "", nil
+			}
+		}
+		if len(tasks) <= n {
+			return "", nil
+		}
+		before = tasks[n-1].ID
 	}
-	page := &Page{Tasks: tasks}
-	if len(tasks) > limit {
-		page.Tasks = tasks[:limit]
-		page.NextCursor = strconv.FormatInt(tasks[limit-1].ID, 10)
-	}
-	return page, nil
+	return strconv.FormatInt(before, 10), nil
 }
 
 // Finished reports whether a status is final.
@@ -390,20 +407,26 @@ func (s *Service) Cancel(ctx context.Context, id int64) (*db.Task, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cancel task %d: %w", id, err)
 	}
-	t := FromJobRow(row)
-	if t.Status == string(rivertype.JobStateCompleted) || t.Status == string(rivertype.JobStateDiscarded) {
-		return nil, alreadyFinished(id, t.Status) // it finished while we looked
+	if row.State == rivertype.JobStateCompleted || row.State == rivertype.JobStateDiscarded {
+		return nil, alreadyFinished(id, string(row.State)) // it finished while we looked
 	}
 	s.logger.LogAttrs(ctx, slog.LevelInfo, "task cancel requested", slog.String("event", "task_cancel_requested"),
-		slog.Int64("task_id", id), slog.String("status", t.Status))
-	return &t, nil
+		slog.Int64("task_id", id), slog.String("status", string(row.State)))
+	// Read back through the tasks view, which knows the task's error.
+	t, err := db.GetTask(ctx, s.pool, id)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 func alreadyFinished(id int64, status string) *Error {
 	return &Error{Code: CodeAlreadyFinished, Message: fmt.Sprintf("task %d already finished (%s)", id, status)}
 }
 
-// FromJobRow is a River job row in the shape of the tasks view.
+// FromJobRow is a River job row in the shape of the tasks view, for a task
+// just inserted: without an error, which only the view (from the task's
+// runs) knows.
 func FromJobRow(j *rivertype.JobRow) db.Task {
 	t := db.Task{
 		ID: j.ID, Type: j.Kind, Status: string(j.State), Params: j.EncodedArgs,
@@ -413,10 +436,6 @@ func FromJobRow(j *rivertype.JobRow) db.Task {
 	}
 	if out := j.Output(); len(out) > 0 {
 		t.Result = out
-	}
-	if n := len(j.Errors); n > 0 {
-		msg := j.Errors[n-1].Error
-		t.Error = &msg
 	}
 	var m jobs.Metadata
 	if json.Unmarshal(j.Metadata, &m) == nil && m.TimeoutSeconds > 0 {

@@ -171,4 +171,5 @@ type Task struct {
 	StartedAt      *time.Time
 	FinishedAt     *time.Time
 	Metadata       []byte
+	ErrorCode      *string
 }

@@ -39,7 +39,7 @@ func (q *Queries) TaskCountByState(ctx context.Context, db DBTX) ([]TaskCountByS
 }
 
 const taskGet = `-- name: TaskGet :one
-SELECT id, type, status, params, result, error, attempt, max_attempts, priority, queue, timeout_seconds, created_at, scheduled_at, started_at, finished_at, metadata FROM tasks WHERE id = $1
+SELECT id, type, status, params, result, error, attempt, max_attempts, priority, queue, timeout_seconds, created_at, scheduled_at, started_at, finished_at, metadata, error_code FROM tasks WHERE id = $1
 `
 
 func (q *Queries) TaskGet(ctx context.Context, db DBTX, id int64) (Task, error) {
@@ -62,12 +62,13 @@ func (q *Queries) TaskGet(ctx context.Context, db DBTX, id int64) (Task, error) 
 		&i.StartedAt,
 		&i.FinishedAt,
 		&i.Metadata,
+		&i.ErrorCode,
 	)
 	return i, err
 }
 
 const taskList = `-- name: TaskList :many
-SELECT id, type, status, params, result, error, attempt, max_attempts, priority, queue, timeout_seconds, created_at, scheduled_at, started_at, finished_at, metadata FROM tasks
+SELECT id, type, status, params, result, error, attempt, max_attempts, priority, queue, timeout_seconds, created_at, scheduled_at, started_at, finished_at, metadata, error_code FROM tasks
 WHERE ($1::text = '' OR type = $1::text)
   AND (coalesce(cardinality($2::text[]), 0) = 0 OR status = ANY(CAST($2::text[] AS river_job_state[])))
   AND ($3::bigint = 0 OR id < $3::bigint)
@@ -115,6 +116,7 @@ func (q *Queries) TaskList(ctx context.Context, db DBTX, arg TaskListParams) ([]
 			&i.StartedAt,
 			&i.FinishedAt,
 			&i.Metadata,
+			&i.ErrorCode,
 		); err != nil {
 			return nil, err
 		}

@@ -20,6 +20,7 @@ import (
 // SearchAggregator is the search providers of cfg, each behind the Redis
 // cache. m may be nil.
 func SearchAggregator(cfg *config.Config, rdb *redis.Client, logger *slog.Logger, m *metrics.Metrics) (*search.Aggregator, error) {
+	// The providers wrap it so that no redirect to another host is followed.
 	httpClient := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	return search.NewAggregator(search.Config{
 		Providers: []search.Provider{
