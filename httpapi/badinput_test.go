@@ -62,6 +62,7 @@ func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {
 		{"nul in a search", "POST", "/search", `{"query":"open\u0000source","sources":["brave"]}`, 400, "task_rejected_invalid_params", "query"},
 		{"nul in a search source", "POST", "/search", `{"query":"x","sources":["brave","\u0000"]}`, 400, "task_rejected_invalid_params", "sources[1]"},
 		{"nul in an artifact", "POST", "/artifacts", `{"task_id":1,"type":"log\u0000","content_type":"text/plain","data_base64":"SGk="}`, 400, "task_rejected_invalid_params", "type"},
+		{"nul in an artifact's content type", "POST", "/artifacts", `{"content_type":"text/pl\u0000ain","task_id":1,"data_base64":"SGk="}`, 400, "task_rejected_invalid_params", "content_type"},
 		{"non-numeric id", "GET", "/tasks/abc", "", 404, "not_found", ""},
 		{"negative id", "GET", "/tasks/-3", "", 404, "not_found", ""},
 		{"unknown id", "GET", "/tasks/999999", "", 404, "not_found", ""},
