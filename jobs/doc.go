@@ -7,28 +7,30 @@
 // A task type is one file in this package, named after the type (echo.go
 // is the smallest). It holds:
 //
-//   - XArgs, the job args: snake_case JSON, embedding Idempotency, with a
-//     Kind method returning the type's name;
+//   - XArgs, the job args: embedding Idempotency, one snake_case JSON field
+//     per param, and a Kind method returning the type's name;
 //   - XWorker, embedding taskWorker[XArgs] (which applies the task's
 //     timeout), whose Work records the result with recordOutput;
-//   - an init that calls register with a TaskType: Name, Decode (strict
-//     params decoding with decodeParams, then validation; a refusal is a
-//     *ParamsError naming the field, e.g. "params.msg"), addWorker (adds
-//     XWorker, built from Deps, to River's workers), Params (the params'
-//     OpenAPI schema), ParamsDoc and Doc (the README row), Example (params
-//     that Decode accepts), and, when needed, DefaultMaxRetries and RunKey.
+//   - an init that calls register with a TaskType: Name; Decode (strict
+//     decoding with decodeParams, then validation; a refusal is a
+//     *ParamsError naming the field, e.g. "params.msg"); addWorker (adds
+//     XWorker, built from Deps, to River's workers); Params (each param's
+//     OpenAPI schema); ParamsDoc and Doc (its README row); Result (its
+//     result's shape); Example (params Decode accepts); and, when needed,
+//     DefaultMaxRetries and RunKey.
 //
 // Nothing else is edited by hand. Running
 //
 //	go test ./jobs -run TestTaskTypesAreDocumented -update
 //
-// writes the type into httpapi/openapi.yaml (the TaskType enum, the
-// TaskParams list and its <Name>Params schema) and the README (its row in
-// the table of task types, and its default max_retries when not 0 there
-// and in the document's max_retries description); without -update the
-// test fails while either file is out of step, and names what is missing.
-// The test also fails until the document's description of a task's result
-// mentions the type, since a result's shape is the worker's own.
+// (or make generate) writes the type into httpapi/openapi.yaml (the type
+// list of its description, the TaskType enum, TaskParams, the type's
+// <Name>Params schema, its result's shape and its default max_retries) and
+// into the README (its row in the table of task types, its default
+// max_retries). Without -update, TestTaskTypesAreDocumented fails while
+// either file is out of step, showing the first line that differs, and
+// TestTaskTypesAreComplete fails while the TaskType lacks a field, Params
+// are not XArgs' fields, or Decode refuses Example.
 //
 // Jobs that taskrunner enqueues itself, like the periodic retention job,
 // are not task types: they are not registered, clients cannot submit them,

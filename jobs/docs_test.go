@@ -2,16 +2,20 @@ package jobs
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
+	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
 )
 
@@ -35,15 +39,16 @@ const (
 // not what its file says. With -update it writes them.
 func TestTaskTypesAreDocumented(t *testing.T) {
 	names := TypeNames()
-	docs := map[string]struct {
+	for _, name := range names {
+		if m := missingFields(Types[name]); len(m) > 0 {
+			t.Fatalf("task type %s cannot be documented: its TaskType in jobs/ lacks %s", name, strings.Join(m, ", "))
+		}
+	}
+	stale := false
+	for _, d := range []struct {
 		path string
 		want func(string) (string, error)
-	}{
-		"openapi": {openAPIPath, openAPIWithTypes},
-		"readme":  {readmePath, readmeWithTypes},
-	}
-	for _, which := range []string{"openapi", "readme"} {
-		d := docs[which]
+	}{{openAPIPath, openAPIWithTypes}, {readmePath, readmeWithTypes}} {
 		b, err := os.ReadFile(d.path)
 		require.NoError(t, err)
 		want, err := d.want(string(b))
@@ -55,12 +60,15 @@ func TestTaskTypesAreDocumented(t *testing.T) {
 			continue
 		}
 		if want != string(b) {
+			stale = true
 			t.Errorf("%s does not show the task types as jobs/ registers them:\n%s\nrun: go test ./jobs -run TestTaskTypesAreDocumented -update", d.path, firstDifference(string(b), want))
 		}
 	}
+	if stale {
+		return
+	}
 
-	// What clients and readers see, read back: every registered type and
-	// no other.
+	// What clients see, read back: every registered type and no other.
 	data, err := os.ReadFile(openAPIPath)
 	require.NoError(t, err)
 	loader := openapi3.NewLoader()
@@ -80,8 +88,8 @@ func TestTaskTypesAreDocumented(t *testing.T) {
 	for _, name := range names {
 		ref := "#/components/schemas/" + paramsSchemaName(name)
 		require.Contains(t, refs, ref, "TaskParams of %s", openAPIPath)
+		require.Contains(t, schemas, paramsSchemaName(name), openAPIPath)
 		params := schemas[paramsSchemaName(name)].Value
-		require.NotNil(t, params, "%s has no %s", openAPIPath, paramsSchemaName(name))
 		for _, p := range Types[name].Params {
 			require.Contains(t, params.Properties, p.Name, "%s: %s", openAPIPath, paramsSchemaName(name))
 		}
@@ -92,25 +100,70 @@ func TestTaskTypesAreDocumented(t *testing.T) {
 }
 
 // TestTaskTypesAreComplete checks what each type's file must give: docs,
-// a schema naming every param Decode takes, and an example it accepts.
+// a schema naming only params Decode takes, and an example it accepts.
 func TestTaskTypesAreComplete(t *testing.T) {
 	for _, name := range TypeNames() {
 		tt := Types[name]
-		require.NotEmpty(t, tt.Params, "%s: Params", name)
-		require.NotEmpty(t, tt.ParamsDoc, "%s: ParamsDoc (the README's params column)", name)
-		require.NotEmpty(t, tt.Doc, "%s: Doc (the README's does column)", name)
-		require.NotEmpty(t, tt.Result, "%s: Result (its result's shape)", name)
-		require.NotEmpty(t, tt.Example, "%s: Example (params Decode accepts)", name)
+		if m := missingFields(tt); len(m) > 0 {
+			t.Errorf("task type %s: its TaskType in jobs/ lacks %s", name, strings.Join(m, ", "))
+			continue
+		}
+		args, err := tt.Decode(json.RawMessage(tt.Example), testEnv)
+		require.NoError(t, err, "%s: its Example is refused", name)
+		var params []string
 		for _, p := range tt.Params {
-			require.Contains(t, []string{"string", "number", "integer", "boolean", "array"}, p.Type, "%s: param %s", name, p.Name)
-			require.NotEmpty(t, p.Description, "%s: param %s", name, p.Name)
-			// Decode knows the param: an unknown one is refused naming it.
+			params = append(params, p.Name)
+		}
+		require.ElementsMatch(t, argsFields(args), params, "%s: Params are not its args' fields", name)
+		for _, p := range tt.Params {
+			// Decode knows the param: a bad value is refused naming it,
+			// not as an unknown param.
 			_, err := tt.Decode(json.RawMessage(`{"`+p.Name+`":{}}`), testEnv)
 			var pe *ParamsError
 			require.ErrorAs(t, err, &pe, "%s: param %s", name, p.Name)
 			require.NotEqual(t, "is not a known param", pe.Message, "%s: param %s is in Params but Decode does not take it", name, p.Name)
 		}
 	}
+}
+
+// argsFields are the JSON names of args' fields, but for its Idempotency.
+func argsFields(args river.JobArgs) []string {
+	var names []string
+	for f := range reflect.TypeOf(args).Fields() {
+		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); f.IsExported() && !f.Anonymous && name != "-" {
+			names = append(names, cmp.Or(name, f.Name))
+		}
+	}
+	return names
+}
+
+// Jobs taskrunner enqueues itself are no task type: clients cannot
+// submit them, and no document lists them.
+func TestInternalJobsAreNotTaskTypes(t *testing.T) {
+	require.NotContains(t, Types, RetentionArgs{}.Kind())
+}
+
+// missingFields names what a TaskType lacks for its docs and tests.
+func missingFields(tt TaskType) []string {
+	var m []string
+	for field, empty := range map[string]bool{
+		"Params (its params' schema)":            len(tt.Params) == 0,
+		"ParamsDoc (the README's params column)": tt.ParamsDoc == "",
+		"Doc (the README's does column)":         tt.Doc == "",
+		"Result (its result's shape)":            tt.Result == "",
+		"Example (params Decode accepts)":        tt.Example == "",
+	} {
+		if empty {
+			m = append(m, field)
+		}
+	}
+	for _, p := range tt.Params {
+		if !slices.Contains([]string{"string", "number", "integer", "boolean", "array"}, p.Type) || p.Name == "" || p.Description == "" {
+			m = append(m, fmt.Sprintf("a Name, a Type (string, number, integer, boolean or array) and a Description of param %q", p.Name))
+		}
+	}
+	slices.Sort(m)
+	return m
 }
 
 // openAPIWithTypes is doc with the task types written from Types.
