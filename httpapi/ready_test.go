@@ -26,14 +26,12 @@ func readyChecks(t *testing.T, pool *pgxpool.Pool, redisURL string, minio testen
 	rdb, err := cache.NewClient(redisURL)
 	require.NoError(t, err)
 	t.Cleanup(func() { rdb.Close() })
-	store, err := artifact.NewStore(artifact.Config{Endpoint: minio.Endpoint, User: minio.User, Password: minio.Password, Bucket: testenv.RandomName("ready-")})
-	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	bucket := testenv.RandomName("ready-")
 	if minio.Endpoint != "127.0.0.1:1" {
-		require.NoError(t, store.EnsureBucket(ctx))
-		t.Cleanup(func() { _ = store.Client().RemoveBucket(context.Background(), store.Bucket()) })
+		bucket = testenv.NewBucket(t, "ready-").Name
 	}
+	store, err := artifact.NewStore(artifact.Config{Endpoint: minio.Endpoint, User: minio.User, Password: minio.Password, Bucket: bucket})
+	require.NoError(t, err)
 	return []httpapi.Check{
 		{Name: "postgres", Check: pool.Ping},
 		{Name: "redis", Check: func(ctx context.Context) error { return cache.Ping(ctx, rdb) }},

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/minio/minio-go/v7"
 	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
 	"riverqueue.com/riverui"
@@ -178,18 +177,14 @@ func newRiverUI(t *testing.T, opts setupOpts, client *river.Client[pgx.Tx], logg
 func newArtifacts(t *testing.T, tdb *testenv.DB, logger *slog.Logger, opts setupOpts) (*artifact.Store, *artifact.Service) {
 	t.Helper()
 	m := testenv.MinIOServer(t)
-	endpoint := m.Endpoint
+	endpoint, bucket := m.Endpoint, testenv.RandomName("test-")
 	if opts.minioEndpoint != "" {
 		endpoint = opts.minioEndpoint
+	} else {
+		bucket = testenv.NewBucket(t, "test-").Name
 	}
-	store, err := artifact.NewStore(artifact.Config{Endpoint: endpoint, User: m.User, Password: m.Password, Bucket: testenv.RandomName("test-")})
+	store, err := artifact.NewStore(artifact.Config{Endpoint: endpoint, User: m.User, Password: m.Password, Bucket: bucket})
 	require.NoError(t, err)
-	if opts.minioEndpoint == "" {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, store.EnsureBucket(ctx))
-		t.Cleanup(func() { removeBucket(t, store) })
-	}
 	limit := opts.maxArtifactBytes
 	if limit == 0 {
 		limit = testMaxArtifactBytes
@@ -199,34 +194,12 @@ func newArtifacts(t *testing.T, tdb *testenv.DB, logger *slog.Logger, opts setup
 	return store, svc
 }
 
-func removeBucket(t *testing.T, store *artifact.Store) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for obj := range store.Client().ListObjects(ctx, store.Bucket(), minio.ListObjectsOptions{Recursive: true}) {
-		if obj.Err == nil {
-			_ = store.Client().RemoveObject(ctx, store.Bucket(), obj.Key, minio.RemoveObjectOptions{})
-		}
-	}
-	if err := store.Client().RemoveBucket(ctx, store.Bucket()); err != nil {
-		t.Errorf("remove test bucket: %v", err)
-	}
-}
-
 // objectCount is how many objects (and unfinished uploads) the test's
 // bucket holds.
 func (b *bundle) objectCount(t *testing.T) int {
 	t.Helper()
-	ctx := context.Background()
-	n := 0
-	for obj := range b.store.Client().ListObjects(ctx, b.store.Bucket(), minio.ListObjectsOptions{Recursive: true}) {
-		require.NoError(t, obj.Err)
-		n++
-	}
-	for up := range b.store.Client().ListIncompleteUploads(ctx, b.store.Bucket(), "", true) {
-		require.NoError(t, up.Err)
-		n++
-	}
-	return n
+	bucket := testenv.Bucket{MinIO: testenv.MinIOServer(t), Name: b.store.Bucket(), Client: b.store.Client()}
+	return bucket.Count(t)
 }
 
 func (b *bundle) artifactRows(t *testing.T) int {
