@@ -65,16 +65,16 @@ func TestReadyNamesTheDependencyThatIsDown(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := setup(t, setupOpts{checks: readyChecks(t, tc.pool, tc.redis, tc.minio)})
 			resp := b.do(t, http.MethodGet, "/ready", nil)
-			checks := resp.body["checks"].(map[string]any)
+			checks := decode[statusBody](t, resp.raw).Checks
 			if tc.down == "" {
 				require.Equal(t, http.StatusOK, resp.status, "body: %s", resp.raw)
-				require.Equal(t, map[string]any{"postgres": "ok", "redis": "ok", "minio": "ok"}, checks)
+				require.Equal(t, map[string]string{"postgres": "ok", "redis": "ok", "minio": "ok"}, checks)
 				return
 			}
 			require.Equal(t, http.StatusServiceUnavailable, resp.status, "body: %s", resp.raw)
 			require.Equal(t, "dependency_unavailable", errorCode(t, resp))
 			require.Equal(t, "down", checks[tc.down])
-			require.Contains(t, resp.body["error"].(map[string]any)["message"], tc.down)
+			require.Contains(t, resp.apiError(t).Message, tc.down)
 			require.NotContains(t, string(resp.raw), minio.Password)
 
 			// /health touches nothing and stays up.
