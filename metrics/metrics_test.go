@@ -192,6 +192,9 @@ func TestMetrics(t *testing.T) {
 				panic("a nil Metrics asked for the queue depth")
 			}, time.Second)
 		})
+		rec := httptest.NewRecorder()
+		require.NotPanics(t, func() { m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil)) })
+		require.Equal(t, http.StatusNotFound, rec.Code)
 	})
 }
 
