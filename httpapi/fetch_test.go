@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/fetch"
 	"github.com/taskrunner/taskrunner/jobs"
 )
@@ -159,7 +160,7 @@ func TestFetchClientErrorIsNotRetried(t *testing.T) {
 	done := f.waitStatus(t, id, "cancelled", "discarded")
 	require.Equal(t, "discarded", done.body["status"])
 	taskErr := done.body["error"].(map[string]any)
-	require.Equal(t, jobs.CodeFetchHTTPError, taskErr["code"])
+	require.Equal(t, taskrunner.CodeFetchHTTPError, taskErr["code"])
 	require.True(t, strings.Contains(taskErr["message"].(string), "404"), taskErr["message"])
 	require.EqualValues(t, 1, done.body["attempt"])
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/cache"
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/internal/testenv"
@@ -165,7 +166,7 @@ func requireFailedForGood(t *testing.T, s searchBundle, done response, providerC
 	require.Equal(t, "discarded", done.body["status"], "body: %s", done.raw)
 	require.EqualValues(t, 1, done.body["attempt"], "not retried")
 	taskErr := done.body["error"].(map[string]any)
-	require.Equal(t, search.CodeAllFailed, taskErr["code"])
+	require.Equal(t, taskrunner.CodeSearchFailed, taskErr["code"])
 	msg := taskErr["message"].(string)
 	require.Contains(t, msg, "brave: "+providerCode)
 	require.Contains(t, msg, "not retried")
@@ -173,14 +174,14 @@ func requireFailedForGood(t *testing.T, s searchBundle, done response, providerC
 	require.NotContains(t, msg, s.brave.URL())
 	run := done.body["runs"].([]any)[0].(map[string]any)
 	require.Equal(t, db.RunFailed, run["status"])
-	require.Equal(t, search.CodeAllFailed, run["error_code"])
+	require.Equal(t, taskrunner.CodeSearchFailed, run["error_code"])
 	require.Equal(t, msg, run["error"], "a run shows the same public message")
 
 	id := int64(done.body["id"].(float64))
 	var status, code, sqlMsg, riverState, riverErr string
 	require.NoError(t, s.db.Pool.QueryRow(context.Background(),
 		`SELECT status::text, error_code, error FROM tasks WHERE id = $1`, id).Scan(&status, &code, &sqlMsg))
-	require.Equal(t, []string{"discarded", search.CodeAllFailed, msg}, []string{status, code, sqlMsg}, "select * from tasks agrees")
+	require.Equal(t, []string{"discarded", taskrunner.CodeSearchFailed, msg}, []string{status, code, sqlMsg}, "select * from tasks agrees")
 	require.NoError(t, s.db.Pool.QueryRow(context.Background(),
 		`SELECT state::text, errors[array_upper(errors, 1)] ->> 'error' FROM river_job WHERE id = $1`, id).Scan(&riverState, &riverErr))
 	require.Equal(t, "discarded", riverState, "River UI shows the same state")
@@ -197,7 +198,7 @@ func TestSearchWithABadKeyIsNotRetried(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, resp.status, "body: %s", resp.raw)
 	done := s.waitStatus(t, int64(resp.body["id"].(float64)), "cancelled", "discarded")
 
-	requireFailedForGood(t, s, done, search.CodeUnauthorized)
+	requireFailedForGood(t, s, done, taskrunner.CodeSearchProviderUnauthorized)
 	require.NotContains(t, string(done.raw), "not-the-key-7d1e")
 	require.Equal(t, 1, s.brave.Calls())
 }
@@ -213,7 +214,7 @@ func TestSearchWithoutAKeyIsDiscarded(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, resp.status, "body: %s", resp.raw)
 	done := s.waitStatus(t, int64(resp.body["id"].(float64)), "cancelled", "discarded")
 
-	requireFailedForGood(t, s, done, search.CodeUnauthorized)
+	requireFailedForGood(t, s, done, taskrunner.CodeSearchProviderUnauthorized)
 	require.Zero(t, s.brave.Calls(), "without a key Brave is not asked")
 	failed := s.logs.Events("task_failed")
 	require.Len(t, failed, 1)
@@ -250,5 +251,5 @@ func TestSearchRateLimitedIsRetried(t *testing.T) {
 	require.Equal(t, 2, s.brave.Calls(), "River retried the rate-limited search")
 	runs := done.body["runs"].([]any)
 	require.Len(t, runs, 2)
-	require.Equal(t, search.CodeAllFailed, runs[1].(map[string]any)["error_code"])
+	require.Equal(t, taskrunner.CodeSearchFailed, runs[1].(map[string]any)["error_code"])
 }
