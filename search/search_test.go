@@ -310,6 +310,8 @@ func TestAggregatorPartialAndTotalFailure(t *testing.T) {
 	var all *search.AllFailedError
 	require.True(t, errors.As(err, &all))
 	require.True(t, all.Retryable())
+	require.Equal(t, taskrunner.CodeSearchFailed, taskrunner.ErrorCode(err), "the failure carries its code")
+	require.Equal(t, "every search source failed (brave: search_provider_unavailable; searxng: search_provider_rate_limited)", taskrunner.ErrorMessage(err))
 
 	// Only a bad key: not retryable.
 	bad := search.NewBrave(s.brave.BraveEndpoint(), "bad-key-123", http.DefaultClient)
