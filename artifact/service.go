@@ -25,15 +25,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/minio/minio-go/v7"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/metrics"
-)
-
-// Stable error codes of artifact refusals.
-const (
-	CodeSizeExceeded = "artifact_size_exceeded"
-	CodeInvalid      = "artifact_rejected_invalid"
-	CodeNotFound     = "not_found"
 )
 
 // Limits on names and types.
@@ -49,21 +43,18 @@ const (
 
 var typePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
 
-// Error is a refusal with a stable code, safe to show the client.
-type Error struct {
-	Code    string
-	Message string
-	Field   string
-	cause   error // what the uploader's body failed with, if that was it
-}
-
-func (e *Error) Error() string { return e.Code + ": " + e.Message }
-
-// Unwrap is the failure of the body being stored, when that was the cause.
-func (e *Error) Unwrap() error { return e.cause }
-
-// ErrUnavailable wraps failures of MinIO itself: the API answers 503.
+// ErrUnavailable wraps failures of MinIO itself, which are
+// dependency_unavailable errors: the API answers 503.
 var ErrUnavailable = errors.New("artifact store unavailable")
+
+// unavailable is the error of a failure of MinIO, or of the database when
+// it cannot be reached.
+func unavailable(err error) error {
+	if errors.Is(err, ErrUnavailable) {
+		return taskrunner.Unavailable(err)
+	}
+	return db.AsUnavailable(err)
+}
 
 // errTooLarge is what the size-limiting reader returns past the limit.
 var errTooLarge = errors.New("artifact larger than the limit")
@@ -112,32 +103,28 @@ type New struct {
 func CheckName(name string) error {
 	switch {
 	case name == "":
-		return invalid("name", "is required")
+		return taskrunner.FieldError(taskrunner.CodeArtifactInvalid, "name", "is required")
 	case len(name) > maxNameBytes:
-		return invalid("name", "must be at most %d bytes", maxNameBytes)
+		return taskrunner.FieldError(taskrunner.CodeArtifactInvalid, "name", "must be at most %d bytes", maxNameBytes)
 	case !utf8.ValidString(name):
-		return invalid("name", "must be UTF-8 text")
+		return taskrunner.FieldError(taskrunner.CodeArtifactInvalid, "name", "must be UTF-8 text")
 	case name == "." || name == ".." || strings.ContainsAny(name, `/\`):
-		return invalid("name", "must be a file name, without path separators or dot segments")
+		return taskrunner.FieldError(taskrunner.CodeArtifactInvalid, "name", "must be a file name, without path separators or dot segments")
 	case strings.ContainsFunc(name, func(r rune) bool { return unicode.IsControl(r) || r == utf8.RuneError }):
-		return invalid("name", "must not contain control characters")
+		return taskrunner.FieldError(taskrunner.CodeArtifactInvalid, "name", "must not contain control characters")
 	}
 	return nil
 }
 
-func invalid(field, format string, args ...any) *Error {
-	return &Error{Code: CodeInvalid, Field: field, Message: field + " " + fmt.Sprintf(format, args...)}
-}
-
 // TooLarge is the refusal of an artifact over the limit.
-func (s *Service) TooLarge() *Error {
-	return &Error{Code: CodeSizeExceeded, Message: fmt.Sprintf("artifacts are limited to %d MB (TASK_MAX_ARTIFACT_MB)", s.maxBytes>>20)}
+func (s *Service) TooLarge() *taskrunner.Error {
+	return &taskrunner.Error{Code: taskrunner.CodeArtifactSizeExceeded, Message: fmt.Sprintf("artifacts are limited to %d MB (TASK_MAX_ARTIFACT_MB)", s.maxBytes>>20)}
 }
 
 // Put stores an artifact of an existing task, replacing the task's
-// artifact of the same name. Refusals are *Error; a failure of MinIO wraps
-// ErrUnavailable; nothing is left behind by either.
-func (s *Service) Put(ctx context.Context, n New) (*db.Artifact, error) {
+// artifact of the same name. Refusals are *taskrunner.Error; a failure of
+// MinIO is dependency_unavailable and wraps ErrUnavailable; nothing is left behind by either.
+func (s *Service) Put(ctx context.Context, n New) (*taskrunner.Artifact, error) {
 	if err := s.Check(ctx, &n); err != nil {
 		return nil, err
 	}
@@ -159,13 +146,13 @@ func (s *Service) Check(ctx context.Context, n *New) error {
 		n.Type = "file"
 	}
 	if !typePattern.MatchString(n.Type) {
-		return invalid("type", "must be 1 to 64 of a-z, 0-9, _, . and -, starting with a letter or digit")
+		return taskrunner.FieldError(taskrunner.CodeArtifactInvalid, "type", "must be 1 to 64 of a-z, 0-9, _, . and -, starting with a letter or digit")
 	}
 	if n.ContentType == "" {
 		n.ContentType = "application/octet-stream"
 	}
 	if len(n.ContentType) > 255 {
-		return invalid("content_type", "must be at most 255 bytes")
+		return taskrunner.FieldError(taskrunner.CodeArtifactInvalid, "content_type", "must be at most 255 bytes")
 	}
 	if n.Size > s.maxBytes {
 		s.rejected(ctx, n.TaskID, n.Size, "declared size over the limit")
@@ -173,9 +160,9 @@ func (s *Service) Check(ctx context.Context, n *New) error {
 	}
 	if _, err := db.GetTask(ctx, s.pool, n.TaskID); err != nil {
 		if errors.Is(err, db.ErrNotFound) {
-			return &Error{Code: CodeNotFound, Message: fmt.Sprintf("no task with id %d", n.TaskID)}
+			return &taskrunner.Error{Code: taskrunner.CodeNotFound, Message: fmt.Sprintf("no task with id %d", n.TaskID)}
 		}
-		return err
+		return unavailable(err)
 	}
 	return nil
 }
@@ -204,7 +191,7 @@ func (s *Service) Stage(ctx context.Context, taskID int64, body io.Reader) (*Sta
 // Commit checks n (its Size and Body are not used: the staged bytes are
 // its body), records the artifact, replacing the task's artifact of the
 // same name, and removes the object on any failure.
-func (st *Staged) Commit(ctx context.Context, n New) (*db.Artifact, error) {
+func (st *Staged) Commit(ctx context.Context, n New) (*taskrunner.Artifact, error) {
 	n.Size = -1
 	if err := st.s.Check(ctx, &n); err != nil {
 		st.Discard(ctx)
@@ -240,15 +227,15 @@ func (s *Service) stage(ctx context.Context, taskID int64, contentType string, s
 			return nil, s.TooLarge()
 		}
 		if lr.readErr != nil {
-			return nil, &Error{Code: CodeInvalid, Field: "body", Message: "the upload was cut short", cause: lr.readErr}
+			return nil, &taskrunner.Error{Code: taskrunner.CodeArtifactInvalid, Field: "body", Message: "the upload was cut short", Err: lr.readErr}
 		}
 		if err == nil {
-			return nil, &Error{Code: CodeInvalid, Field: "body", Message: "the body is shorter than its declared length"}
+			return nil, &taskrunner.Error{Code: taskrunner.CodeArtifactInvalid, Field: "body", Message: "the body is shorter than its declared length"}
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("%w: store %s: %w", ErrUnavailable, key, err)
+		return nil, unavailable(fmt.Errorf("%w: store %s: %w", ErrUnavailable, key, err))
 	}
 	return &Staged{s: s, id: id, taskID: taskID, key: key, size: info.Size, sha256: hex.EncodeToString(lr.hash.Sum(nil))}, nil
 }
@@ -256,15 +243,15 @@ func (s *Service) stage(ctx context.Context, taskID int64, contentType string, s
 // commit writes the row of a checked artifact, then removes the object of
 // the artifact it replaced, if any. A crash between the two leaves that
 // object without a row, for RemoveOrphans.
-func (st *Staged) commit(ctx context.Context, n New) (*db.Artifact, error) {
+func (st *Staged) commit(ctx context.Context, n New) (*taskrunner.Artifact, error) {
 	s := st.s
-	a, replaced, err := db.StoreArtifact(ctx, s.pool, db.Artifact{
+	a, replaced, err := db.StoreArtifact(ctx, s.pool, taskrunner.Artifact{
 		ID: st.id, TaskID: n.TaskID, Type: n.Type, Name: n.Name, ContentType: n.ContentType, Size: st.size,
 		SHA256: st.sha256, Bucket: s.store.bucket, ObjectKey: st.key,
 	})
 	if err != nil {
 		st.Discard(ctx) // no object without its row
-		return nil, err
+		return nil, unavailable(err)
 	}
 	if replaced != nil {
 		s.removeObject(ctx, replaced.Bucket, replaced.ObjectKey)
@@ -282,7 +269,7 @@ func (st *Staged) commit(ctx context.Context, n New) (*db.Artifact, error) {
 
 func (s *Service) rejected(ctx context.Context, taskID, size int64, why string) {
 	s.logger.LogAttrs(ctx, slog.LevelWarn, "artifact rejected", slog.String("event", "artifact_rejected"),
-		slog.String("code", CodeSizeExceeded), slog.Int64("task_id", taskID), slog.Int64("size", size),
+		slog.String("code", taskrunner.CodeArtifactSizeExceeded), slog.Int64("task_id", taskID), slog.Int64("size", size),
 		slog.Int64("limit", s.maxBytes), slog.String("reason", why))
 }
 
@@ -299,39 +286,45 @@ func (s *Service) removeObject(ctx context.Context, bucket, key string) {
 }
 
 // Get returns an artifact's metadata.
-func (s *Service) Get(ctx context.Context, id uuid.UUID) (*db.Artifact, error) {
+func (s *Service) Get(ctx context.Context, id uuid.UUID) (*taskrunner.Artifact, error) {
 	a, err := db.GetArtifact(ctx, s.pool, id)
 	if errors.Is(err, db.ErrNotFound) {
-		return nil, &Error{Code: CodeNotFound, Message: fmt.Sprintf("no artifact with id %s", id)}
+		return nil, &taskrunner.Error{Code: taskrunner.CodeNotFound, Message: fmt.Sprintf("no artifact with id %s", id)}
 	}
-	return a, err
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return a, nil
 }
 
 // ForTask returns a task's artifacts; 404 for a task that does not exist
 // and has none.
-func (s *Service) ForTask(ctx context.Context, taskID int64) ([]db.Artifact, error) {
+func (s *Service) ForTask(ctx context.Context, taskID int64) ([]taskrunner.Artifact, error) {
 	list, err := db.ArtifactsForTask(ctx, s.pool, taskID)
-	if err != nil || len(list) > 0 {
-		return list, err
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if len(list) > 0 {
+		return list, nil
 	}
 	if _, err := db.GetTask(ctx, s.pool, taskID); errors.Is(err, db.ErrNotFound) {
-		return nil, &Error{Code: CodeNotFound, Message: fmt.Sprintf("no task with id %d", taskID)}
+		return nil, &taskrunner.Error{Code: taskrunner.CodeNotFound, Message: fmt.Sprintf("no task with id %d", taskID)}
 	} else if err != nil {
-		return nil, err
+		return nil, unavailable(err)
 	}
-	return []db.Artifact{}, nil
+	return []taskrunner.Artifact{}, nil
 }
 
 // Open returns the artifact's bytes as a ReadSeeker that fetches ranges
 // from MinIO as they are read. Close it.
-func (s *Service) Open(ctx context.Context, a *db.Artifact) (*minio.Object, error) {
+func (s *Service) Open(ctx context.Context, a *taskrunner.Artifact) (*minio.Object, error) {
 	obj, err := s.store.client.GetObject(ctx, a.Bucket, a.ObjectKey, minio.GetObjectOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("%w: open %s: %w", ErrUnavailable, a.ObjectKey, err)
+		return nil, unavailable(fmt.Errorf("%w: open %s: %w", ErrUnavailable, a.ObjectKey, err))
 	}
 	if _, err := obj.Stat(); err != nil {
 		_ = obj.Close()
-		return nil, fmt.Errorf("%w: open %s: %w", ErrUnavailable, a.ObjectKey, err)
+		return nil, unavailable(fmt.Errorf("%w: open %s: %w", ErrUnavailable, a.ObjectKey, err))
 	}
 	return obj, nil
 }

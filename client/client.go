@@ -19,6 +19,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/taskrunner/taskrunner"
 )
 
 // DefaultRequestTimeout bounds a request that neither waits on a task nor
@@ -145,25 +147,8 @@ type Run struct {
 	DurationMS *float64   `json:"duration_ms"`
 }
 
-// Task statuses (River's job states).
-const (
-	StatusAvailable = "available"
-	StatusScheduled = "scheduled"
-	StatusPending   = "pending"
-	StatusRunning   = "running"
-	StatusRetryable = "retryable"
-	StatusCompleted = "completed"
-	StatusCancelled = "cancelled"
-	StatusDiscarded = "discarded"
-)
-
 // Finished reports whether the task will not change any more.
-func (t *Task) Finished() bool { return Finished(t.Status) }
-
-// Finished reports whether status is a final one.
-func Finished(status string) bool {
-	return status == StatusCompleted || status == StatusCancelled || status == StatusDiscarded
-}
+func (t *Task) Finished() bool { return taskrunner.Finished(t.Status) }
 
 // Artifact is an artifact's metadata. Raw holds the JSON as received.
 type Artifact struct {

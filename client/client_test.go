@@ -17,6 +17,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/taskrunner/taskrunner"
 )
 
 const testKey = "client-test-key-0123456789"
@@ -88,7 +90,7 @@ func TestWaitFollowsEvents(t *testing.T) {
 	var s statuses
 	got, err := c.Wait(context.Background(), 1, s.add)
 	require.NoError(t, err)
-	require.Equal(t, StatusCompleted, got.Status)
+	require.Equal(t, taskrunner.StatusCompleted, got.Status)
 	require.True(t, got.Finished())
 	require.JSONEq(t, taskJSON("completed", 1), string(got.Raw))
 	require.Equal(t, []string{"available/0", "running/1", "completed/1"}, s.got)
@@ -136,7 +138,7 @@ func TestWaitFallsBackToLongPolls(t *testing.T) {
 			var s statuses
 			got, err := c.Wait(context.Background(), 1, s.add)
 			require.NoError(t, err)
-			require.Equal(t, StatusCompleted, got.Status)
+			require.Equal(t, taskrunner.StatusCompleted, got.Status)
 			require.Equal(t, []string{"running/1", "completed/1"}, s.got)
 			require.Equal(t, []string{"30s", "30s", "30s"}, waits)
 		})
@@ -178,7 +180,7 @@ func TestWaitDeadline(t *testing.T) {
 	got, err := c.Wait(ctx, 1, nil)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.NotNil(t, got)
-	require.Equal(t, StatusRunning, got.Status)
+	require.Equal(t, taskrunner.StatusRunning, got.Status)
 }
 
 func TestErrorsThatAreNotTheAPIs(t *testing.T) {

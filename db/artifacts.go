@@ -10,26 +10,12 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/db/dbsqlc"
 )
 
-// Artifact is a file attached to or produced by a task; its bytes are the
-// object ObjectKey in Bucket.
-type Artifact struct {
-	ID          uuid.UUID `json:"id"`
-	TaskID      int64     `json:"task_id"`
-	Type        string    `json:"type"`
-	Name        string    `json:"name"`
-	ContentType string    `json:"content_type"`
-	Size        int64     `json:"size"`
-	SHA256      string    `json:"sha256"`
-	Bucket      string    `json:"bucket"`
-	ObjectKey   string    `json:"object_key"`
-	CreatedAt   time.Time `json:"created_at"`
-}
-
-func artifactFromRow(r dbsqlc.Artifact) Artifact {
-	return Artifact{
+func artifactFromRow(r dbsqlc.Artifact) taskrunner.Artifact {
+	return taskrunner.Artifact{
 		ID: r.ID, TaskID: r.TaskID, Type: r.Type, Name: r.Name, ContentType: r.ContentType, Size: r.SizeBytes,
 		SHA256: r.Sha256, Bucket: r.Bucket, ObjectKey: r.ObjectKey, CreatedAt: r.CreatedAt,
 	}
@@ -39,8 +25,8 @@ func artifactFromRow(r dbsqlc.Artifact) Artifact {
 // task's artifact of the same name, if there is one, is replaced: its row
 // takes the new id and object, and its old object is returned for the
 // caller to remove once this has committed (nil when nothing was replaced).
-func StoreArtifact(ctx context.Context, pool *pgxpool.Pool, a Artifact) (*Artifact, *ObjectRef, error) {
-	var out Artifact
+func StoreArtifact(ctx context.Context, pool *pgxpool.Pool, a taskrunner.Artifact) (*taskrunner.Artifact, *ObjectRef, error) {
+	var out taskrunner.Artifact
 	var replaced *ObjectRef
 	err := WithTx(ctx, pool, func(tx pgx.Tx) error {
 		old, err := queries.ArtifactLockByName(ctx, tx, dbsqlc.ArtifactLockByNameParams{TaskID: a.TaskID, Name: a.Name})
@@ -64,7 +50,7 @@ func StoreArtifact(ctx context.Context, pool *pgxpool.Pool, a Artifact) (*Artifa
 }
 
 // GetArtifact returns the artifact with id, or ErrNotFound.
-func GetArtifact(ctx context.Context, ex Executor, id uuid.UUID) (*Artifact, error) {
+func GetArtifact(ctx context.Context, ex Executor, id uuid.UUID) (*taskrunner.Artifact, error) {
 	row, err := queries.ArtifactGet(ctx, ex, id)
 	if err != nil {
 		return nil, fmt.Errorf("get artifact %s: %w", id, interpret(err))
@@ -74,12 +60,12 @@ func GetArtifact(ctx context.Context, ex Executor, id uuid.UUID) (*Artifact, err
 }
 
 // ArtifactsForTask returns a task's artifacts, oldest first.
-func ArtifactsForTask(ctx context.Context, ex Executor, taskID int64) ([]Artifact, error) {
+func ArtifactsForTask(ctx context.Context, ex Executor, taskID int64) ([]taskrunner.Artifact, error) {
 	rows, err := queries.ArtifactsForTask(ctx, ex, taskID)
 	if err != nil {
 		return nil, fmt.Errorf("artifacts of task %d: %w", taskID, err)
 	}
-	out := make([]Artifact, len(rows))
+	out := make([]taskrunner.Artifact, len(rows))
 	for i, r := range rows {
 		out[i] = artifactFromRow(r)
 	}

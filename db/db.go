@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/db/dbsqlc"
 )
 
@@ -96,6 +97,17 @@ func IsUnavailable(err error) bool {
 	var netErr net.Error
 	return errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, puddle.ErrClosedPool)
+}
+
+// AsUnavailable returns err as a dependency_unavailable *taskrunner.Error
+// when IsUnavailable(err) and err carries no code yet, and err as it is
+// otherwise.
+func AsUnavailable(err error) error {
+	var coded *taskrunner.Error
+	if IsUnavailable(err) && !errors.As(err, &coded) {
+		return taskrunner.Unavailable(err)
+	}
+	return err
 }
 
 // EnsureDatabase creates the database that url names if it does not exist,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/db/dbsqlc"
 )
 
@@ -19,25 +20,8 @@ const (
 	RunAbandoned   = "abandoned"   // its worker died; River's rescuer gave the task back
 )
 
-// Run is one attempt of a task.
-type Run struct {
-	ID            int64      `json:"id"`
-	TaskID        int64      `json:"task_id"`
-	Attempt       int        `json:"attempt"`
-	Key           string     `json:"key"`
-	TaskType      string     `json:"task_type"`
-	Status        string     `json:"status"`
-	ErrorCode     *string    `json:"error_code"`
-	Error         *string    `json:"error"`
-	Worker        string     `json:"worker"`
-	Interruptions int        `json:"interruptions"`
-	StartedAt     time.Time  `json:"started_at"`
-	FinishedAt    *time.Time `json:"finished_at"`
-	DurationMS    *float64   `json:"duration_ms"`
-}
-
-func runFromRow(r dbsqlc.Run) Run {
-	return Run{
+func runFromRow(r dbsqlc.Run) taskrunner.Run {
+	return taskrunner.Run{
 		ID: r.ID, TaskID: r.TaskID, Attempt: int(r.Attempt), Key: r.Key, TaskType: r.TaskType,
 		Status: r.Status, ErrorCode: r.ErrorCode, Error: r.Error, Worker: r.Worker,
 		Interruptions: int(r.Interruptions), StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
@@ -75,12 +59,12 @@ func AddRunNotes(ctx context.Context, ex Executor, runID int64, notes ...string)
 }
 
 // RunsForTask returns a task's runs, first attempt first.
-func RunsForTask(ctx context.Context, ex Executor, taskID int64) ([]Run, error) {
+func RunsForTask(ctx context.Context, ex Executor, taskID int64) ([]taskrunner.Run, error) {
 	rows, err := queries.RunsForTask(ctx, ex, taskID)
 	if err != nil {
 		return nil, fmt.Errorf("runs of task %d: %w", taskID, err)
 	}
-	out := make([]Run, len(rows))
+	out := make([]taskrunner.Run, len(rows))
 	for i, r := range rows {
 		out[i] = runFromRow(r)
 	}
@@ -129,7 +113,7 @@ func HasBeenProcessed(ctx context.Context, ex Executor, key, scope string) (bool
 
 // LatestRunForKey returns the newest run with the scope-prefixed key, or
 // ErrNotFound (the seed's helper).
-func LatestRunForKey(ctx context.Context, ex Executor, key string) (*Run, error) {
+func LatestRunForKey(ctx context.Context, ex Executor, key string) (*taskrunner.Run, error) {
 	row, err := queries.LatestRunForKey(ctx, ex, key)
 	if err != nil {
 		return nil, fmt.Errorf("latest run for %s: %w", key, interpret(err))

@@ -2,39 +2,14 @@ package db
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"time"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/db/dbsqlc"
 )
 
-// Task is a River job as the API and the tasks view show it.
-type Task struct {
-	ID     int64
-	Type   string
-	Status string
-	Params json.RawMessage
-	Result json.RawMessage // River's recorded output; nil until there is one
-	// ErrorCode and Error are the stable code and the public message of
-	// why the task failed or was cancelled (its latest failed run's, or
-	// task_cancelled); nil while it has not failed and once it completed.
-	ErrorCode      *string
-	Error          *string
-	Attempt        int
-	MaxAttempts    int
-	Priority       int
-	Queue          string
-	TimeoutSeconds *float64
-	CreatedAt      time.Time
-	ScheduledAt    time.Time
-	StartedAt      *time.Time
-	FinishedAt     *time.Time
-	Metadata       json.RawMessage
-}
-
-func taskFromRow(r dbsqlc.Task) Task {
-	return Task{
+func taskFromRow(r dbsqlc.Task) taskrunner.Task {
+	return taskrunner.Task{
 		ID: r.ID, Type: r.Type, Status: string(r.Status), Params: r.Params, Result: r.Result,
 		ErrorCode: r.ErrorCode, Error: r.Error, Attempt: int(r.Attempt), MaxAttempts: int(r.MaxAttempts), Priority: int(r.Priority),
 		Queue: r.Queue, TimeoutSeconds: r.TimeoutSeconds, CreatedAt: r.CreatedAt, ScheduledAt: r.ScheduledAt,
@@ -43,7 +18,7 @@ func taskFromRow(r dbsqlc.Task) Task {
 }
 
 // GetTask returns the task with id, or ErrNotFound.
-func GetTask(ctx context.Context, ex Executor, id int64) (*Task, error) {
+func GetTask(ctx context.Context, ex Executor, id int64) (*taskrunner.Task, error) {
 	row, err := queries.TaskGet(ctx, ex, id)
 	if err != nil {
 		return nil, fmt.Errorf("get task %d: %w", id, interpret(err))
@@ -61,14 +36,14 @@ type TaskFilter struct {
 }
 
 // ListTasks returns tasks newest first.
-func ListTasks(ctx context.Context, ex Executor, f TaskFilter) ([]Task, error) {
+func ListTasks(ctx context.Context, ex Executor, f TaskFilter) ([]taskrunner.Task, error) {
 	rows, err := queries.TaskList(ctx, ex, dbsqlc.TaskListParams{
 		TaskType: f.Type, Statuses: f.Statuses, BeforeID: f.BeforeID, MaxRows: int32(f.Limit),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list tasks: %w", err)
 	}
-	out := make([]Task, len(rows))
+	out := make([]taskrunner.Task, len(rows))
 	for i, r := range rows {
 		out[i] = taskFromRow(r)
 	}

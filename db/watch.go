@@ -2,7 +2,6 @@ package db
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -11,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/taskrunner/taskrunner"
 )
 
 // taskStateChannel is where the taskrunner_task_state trigger announces
@@ -19,7 +20,7 @@ const taskStateChannel = "taskrunner_task_state"
 
 // ErrTooManyWatchers is returned when a process already holds its maximum
 // of waiting requests.
-var ErrTooManyWatchers = errors.New("too many requests are waiting on tasks in this process")
+var ErrTooManyWatchers = taskrunner.Errorf(taskrunner.CodeTooManyWaiters, "too many requests are waiting on tasks; retry shortly or poll")
 
 // TaskWatcher wakes requests waiting on a task (long polls, event streams)
 // when its state changes, whichever process changed it: it LISTENs on one
@@ -64,6 +65,17 @@ func (w *TaskWatcher) Watch(id int64) (*Watch, error) {
 	w.subs[id][s] = struct{}{}
 	w.count++
 	return s, nil
+}
+
+// Subscribe is Watch for callers that know nothing of this package: wake
+// receives when the task may have changed, and stop ends the
+// subscription.
+func (w *TaskWatcher) Subscribe(id int64) (wake <-chan struct{}, stop func(), err error) {
+	s, err := w.Watch(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s.C, s.Close, nil
 }
 
 // Close ends the subscription.

@@ -7,11 +7,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/fetch"
 )
 
 // FuzzCheckURL feeds arbitrary strings to CheckURL under a restrictive and
-// an open configuration: it never panics, every refusal is an *Error with a
+// an open configuration: it never panics, every refusal is a *taskrunner.Error with a
 // client-error code, and anything accepted is an http(s) URL without
 // userinfo, with an allowed host and port, short enough, and accepted again
 // unchanged in its canonical form.
@@ -57,9 +58,9 @@ func FuzzCheckURL(f *testing.F) {
 		for _, cfg := range []fetch.Config{restricted, open} {
 			u, err := fetch.CheckURL(raw, cfg)
 			if err != nil {
-				var fe *fetch.Error
-				if !errors.As(err, &fe) || !fe.Rejected() {
-					t.Fatalf("%q: refusal %v is not a rejection *fetch.Error", raw, err)
+				var fe *taskrunner.Error
+				if !errors.As(err, &fe) || !fetch.Rejected(fe.Code) {
+					t.Fatalf("%q: refusal %v is not a rejection *taskrunner.Error", raw, err)
 				}
 				continue
 			}

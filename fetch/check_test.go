@@ -8,15 +8,16 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/fetch"
 )
 
-// requireCode asserts err is an *fetch.Error with code.
-func requireCode(t *testing.T, err error, code string) *fetch.Error {
+// requireCode asserts err is a *taskrunner.Error with code.
+func requireCode(t *testing.T, err error, code string) *taskrunner.Error {
 	t.Helper()
 	require.Error(t, err)
-	var fe *fetch.Error
-	require.True(t, errors.As(err, &fe), "want *fetch.Error, got %T: %v", err, err)
+	var fe *taskrunner.Error
+	require.True(t, errors.As(err, &fe), "want *taskrunner.Error, got %T: %v", err, err)
 	require.Equal(t, code, fe.Code, "error: %v", err)
 	require.NotEmpty(t, fe.Message)
 	return fe
@@ -53,62 +54,62 @@ func TestCheckURL(t *testing.T) {
 		{name: "configured port", raw: "http://example.com:8080/", cfg: fetch.Config{Allowlist: []string{"example.com"}, AllowedPorts: []int{8080}}, want: "http://example.com:8080/"},
 		{name: "loopback allowed with private networks", raw: "http://127.0.0.1/", cfg: fetch.Config{Allowlist: []string{"*"}, AllowPrivateNetworks: true}, want: "http://127.0.0.1/"},
 
-		{name: "empty", raw: "", cfg: anyHost, code: fetch.CodeInvalidURL},
-		{name: "relative", raw: "/a/b", cfg: anyHost, code: fetch.CodeInvalidURL},
-		{name: "scheme relative", raw: "//example.com/", cfg: anyHost, code: fetch.CodeInvalidURL},
-		{name: "ftp", raw: "ftp://example.com/", cfg: anyHost, code: fetch.CodeInvalidURL},
-		{name: "file", raw: "file:///etc/passwd", cfg: anyHost, code: fetch.CodeInvalidURL},
-		{name: "gopher", raw: "gopher://example.com:70/", cfg: anyHost, code: fetch.CodeInvalidURL},
-		{name: "opaque", raw: "http:example.com", cfg: anyHost, code: fetch.CodeInvalidURL},
-		{name: "no host", raw: "http:///path", cfg: anyHost, code: fetch.CodeInvalidURL},
-		{name: "userinfo", raw: "https://user:pass@example.com/", cfg: restricted, code: fetch.CodeInvalidURL},
-		{name: "user only", raw: "https://user@example.com/", cfg: restricted, code: fetch.CodeInvalidURL},
-		{name: "empty userinfo", raw: "https://@example.com/", cfg: restricted, code: fetch.CodeInvalidURL},
-		{name: "userinfo hiding the host", raw: "https://example.com@evil.test/", cfg: restricted, code: fetch.CodeInvalidURL},
-		{name: "backslash trick", raw: `https://evil.test\@example.com/`, cfg: restricted, code: fetch.CodeInvalidURL},
-		{name: "too long", raw: "https://example.com/" + strings.Repeat("a", fetch.MaxURLLength), cfg: restricted, code: fetch.CodeInvalidURL},
-		{name: "control character", raw: "https://example.com/\n", cfg: restricted, code: fetch.CodeInvalidURL},
-		{name: "space in host", raw: "https://exa mple.com/", cfg: anyHost, code: fetch.CodeInvalidURL},
-		{name: "odd character in host", raw: "https://exa$mple.com/", cfg: anyHost, code: fetch.CodeInvalidURL},
-		{name: "empty label", raw: "https://example..com/", cfg: anyHost, code: fetch.CodeInvalidURL},
-		{name: "leading dot", raw: "https://.example.com/", cfg: anyHost, code: fetch.CodeInvalidURL},
-		{name: "label over 63", raw: "https://" + strings.Repeat("a", 64) + ".com/", cfg: anyHost, code: fetch.CodeInvalidURL},
-		{name: "decimal IPv4", raw: "http://2130706433/", cfg: anyHost, code: fetch.CodeInvalidURL},
-		{name: "hex IPv4", raw: "http://0x7f.1/", cfg: anyHost, code: fetch.CodeInvalidURL},
-		{name: "short IPv4", raw: "http://127.1/", cfg: anyHost, code: fetch.CodeInvalidURL},
-		{name: "octal IPv4", raw: "http://0177.0.0.1/", cfg: anyHost, code: fetch.CodeInvalidURL},
-		{name: "IPv6 zone", raw: "http://[fe80::1%25eth0]/", cfg: anyHost, code: fetch.CodeInvalidURL},
-		{name: "IPv4 in brackets", raw: "http://[127.0.0.1]/", cfg: anyHost, code: fetch.CodeInvalidURL},
-		{name: "port out of range", raw: "http://example.com:65536/", cfg: restricted, code: fetch.CodeInvalidURL},
-		{name: "port zero", raw: "http://example.com:0/", cfg: restricted, code: fetch.CodeInvalidURL},
-		{name: "bad punycode", raw: "http://xn--a.example/", cfg: anyHost, code: fetch.CodeInvalidURL},
+		{name: "empty", raw: "", cfg: anyHost, code: taskrunner.CodeInvalidURL},
+		{name: "relative", raw: "/a/b", cfg: anyHost, code: taskrunner.CodeInvalidURL},
+		{name: "scheme relative", raw: "//example.com/", cfg: anyHost, code: taskrunner.CodeInvalidURL},
+		{name: "ftp", raw: "ftp://example.com/", cfg: anyHost, code: taskrunner.CodeInvalidURL},
+		{name: "file", raw: "file:///etc/passwd", cfg: anyHost, code: taskrunner.CodeInvalidURL},
+		{name: "gopher", raw: "gopher://example.com:70/", cfg: anyHost, code: taskrunner.CodeInvalidURL},
+		{name: "opaque", raw: "http:example.com", cfg: anyHost, code: taskrunner.CodeInvalidURL},
+		{name: "no host", raw: "http:///path", cfg: anyHost, code: taskrunner.CodeInvalidURL},
+		{name: "userinfo", raw: "https://user:pass@example.com/", cfg: restricted, code: taskrunner.CodeInvalidURL},
+		{name: "user only", raw: "https://user@example.com/", cfg: restricted, code: taskrunner.CodeInvalidURL},
+		{name: "empty userinfo", raw: "https://@example.com/", cfg: restricted, code: taskrunner.CodeInvalidURL},
+		{name: "userinfo hiding the host", raw: "https://example.com@evil.test/", cfg: restricted, code: taskrunner.CodeInvalidURL},
+		{name: "backslash trick", raw: `https://evil.test\@example.com/`, cfg: restricted, code: taskrunner.CodeInvalidURL},
+		{name: "too long", raw: "https://example.com/" + strings.Repeat("a", fetch.MaxURLLength), cfg: restricted, code: taskrunner.CodeInvalidURL},
+		{name: "control character", raw: "https://example.com/\n", cfg: restricted, code: taskrunner.CodeInvalidURL},
+		{name: "space in host", raw: "https://exa mple.com/", cfg: anyHost, code: taskrunner.CodeInvalidURL},
+		{name: "odd character in host", raw: "https://exa$mple.com/", cfg: anyHost, code: taskrunner.CodeInvalidURL},
+		{name: "empty label", raw: "https://example..com/", cfg: anyHost, code: taskrunner.CodeInvalidURL},
+		{name: "leading dot", raw: "https://.example.com/", cfg: anyHost, code: taskrunner.CodeInvalidURL},
+		{name: "label over 63", raw: "https://" + strings.Repeat("a", 64) + ".com/", cfg: anyHost, code: taskrunner.CodeInvalidURL},
+		{name: "decimal IPv4", raw: "http://2130706433/", cfg: anyHost, code: taskrunner.CodeInvalidURL},
+		{name: "hex IPv4", raw: "http://0x7f.1/", cfg: anyHost, code: taskrunner.CodeInvalidURL},
+		{name: "short IPv4", raw: "http://127.1/", cfg: anyHost, code: taskrunner.CodeInvalidURL},
+		{name: "octal IPv4", raw: "http://0177.0.0.1/", cfg: anyHost, code: taskrunner.CodeInvalidURL},
+		{name: "IPv6 zone", raw: "http://[fe80::1%25eth0]/", cfg: anyHost, code: taskrunner.CodeInvalidURL},
+		{name: "IPv4 in brackets", raw: "http://[127.0.0.1]/", cfg: anyHost, code: taskrunner.CodeInvalidURL},
+		{name: "port out of range", raw: "http://example.com:65536/", cfg: restricted, code: taskrunner.CodeInvalidURL},
+		{name: "port zero", raw: "http://example.com:0/", cfg: restricted, code: taskrunner.CodeInvalidURL},
+		{name: "bad punycode", raw: "http://xn--a.example/", cfg: anyHost, code: taskrunner.CodeInvalidURL},
 
-		{name: "other domain", raw: "https://evil.test/", cfg: restricted, code: fetch.CodeDomainNotAllowed},
-		{name: "suffix without dot", raw: "https://notexample.com/", cfg: restricted, code: fetch.CodeDomainNotAllowed},
-		{name: "allowed name as a subdomain", raw: "https://example.com.evil.test/", cfg: restricted, code: fetch.CodeDomainNotAllowed},
-		{name: "subdomain of exact entry", raw: "https://www.example.com/", cfg: restricted, code: fetch.CodeDomainNotAllowed},
-		{name: "apex of wildcard", raw: "https://example.org/", cfg: restricted, code: fetch.CodeDomainNotAllowed},
-		{name: "IP without star", raw: "http://93.184.215.14/", cfg: restricted, code: fetch.CodeDomainNotAllowed},
-		{name: "empty allowlist", raw: "https://example.com/", cfg: fetch.Config{}, code: fetch.CodeDomainNotAllowed},
+		{name: "other domain", raw: "https://evil.test/", cfg: restricted, code: taskrunner.CodeDomainNotAllowed},
+		{name: "suffix without dot", raw: "https://notexample.com/", cfg: restricted, code: taskrunner.CodeDomainNotAllowed},
+		{name: "allowed name as a subdomain", raw: "https://example.com.evil.test/", cfg: restricted, code: taskrunner.CodeDomainNotAllowed},
+		{name: "subdomain of exact entry", raw: "https://www.example.com/", cfg: restricted, code: taskrunner.CodeDomainNotAllowed},
+		{name: "apex of wildcard", raw: "https://example.org/", cfg: restricted, code: taskrunner.CodeDomainNotAllowed},
+		{name: "IP without star", raw: "http://93.184.215.14/", cfg: restricted, code: taskrunner.CodeDomainNotAllowed},
+		{name: "empty allowlist", raw: "https://example.com/", cfg: fetch.Config{}, code: taskrunner.CodeDomainNotAllowed},
 
-		{name: "port not configured", raw: "http://example.com:8080/", cfg: restricted, code: fetch.CodePortNotAllowed},
-		{name: "ssh port", raw: "https://example.com:22/", cfg: restricted, code: fetch.CodePortNotAllowed},
+		{name: "port not configured", raw: "http://example.com:8080/", cfg: restricted, code: taskrunner.CodePortNotAllowed},
+		{name: "ssh port", raw: "https://example.com:22/", cfg: restricted, code: taskrunner.CodePortNotAllowed},
 
-		{name: "loopback literal", raw: "http://127.0.0.1/", cfg: anyHost, code: fetch.CodeAddressNotAllowed},
-		{name: "loopback trailing dot", raw: "http://127.0.0.1./", cfg: anyHost, code: fetch.CodeAddressNotAllowed},
-		{name: "full-width digits", raw: "http://１２７.０.０.１/", cfg: anyHost, code: fetch.CodeAddressNotAllowed},
-		{name: "metadata literal", raw: "http://169.254.169.254/latest/meta-data/", cfg: anyHost, code: fetch.CodeAddressNotAllowed},
-		{name: "private literal", raw: "http://10.1.2.3/", cfg: anyHost, code: fetch.CodeAddressNotAllowed},
-		{name: "unspecified literal", raw: "http://0.0.0.0/", cfg: anyHost, code: fetch.CodeAddressNotAllowed},
-		{name: "IPv6 loopback", raw: "http://[::1]/", cfg: anyHost, code: fetch.CodeAddressNotAllowed},
-		{name: "IPv6 unspecified", raw: "http://[::]/", cfg: anyHost, code: fetch.CodeAddressNotAllowed},
-		{name: "mapped loopback", raw: "http://[::ffff:127.0.0.1]/", cfg: anyHost, code: fetch.CodeAddressNotAllowed},
-		{name: "mapped metadata", raw: "http://[::ffff:169.254.169.254]/", cfg: anyHost, code: fetch.CodeAddressNotAllowed},
-		{name: "mapped metadata in hex", raw: "http://[::ffff:a9fe:a9fe]/", cfg: anyHost, code: fetch.CodeAddressNotAllowed},
-		{name: "NAT64 of loopback", raw: "http://[64:ff9b::7f00:1]/", cfg: anyHost, code: fetch.CodeAddressNotAllowed},
-		{name: "localhost", raw: "http://localhost/", cfg: anyHost, code: fetch.CodeAddressNotAllowed},
-		{name: "localhost upper case", raw: "http://LOCALHOST./", cfg: anyHost, code: fetch.CodeAddressNotAllowed},
-		{name: "sub of localhost", raw: "http://app.localhost/", cfg: anyHost, code: fetch.CodeAddressNotAllowed},
+		{name: "loopback literal", raw: "http://127.0.0.1/", cfg: anyHost, code: taskrunner.CodeAddressNotAllowed},
+		{name: "loopback trailing dot", raw: "http://127.0.0.1./", cfg: anyHost, code: taskrunner.CodeAddressNotAllowed},
+		{name: "full-width digits", raw: "http://１２７.０.０.１/", cfg: anyHost, code: taskrunner.CodeAddressNotAllowed},
+		{name: "metadata literal", raw: "http://169.254.169.254/latest/meta-data/", cfg: anyHost, code: taskrunner.CodeAddressNotAllowed},
+		{name: "private literal", raw: "http://10.1.2.3/", cfg: anyHost, code: taskrunner.CodeAddressNotAllowed},
+		{name: "unspecified literal", raw: "http://0.0.0.0/", cfg: anyHost, code: taskrunner.CodeAddressNotAllowed},
+		{name: "IPv6 loopback", raw: "http://[::1]/", cfg: anyHost, code: taskrunner.CodeAddressNotAllowed},
+		{name: "IPv6 unspecified", raw: "http://[::]/", cfg: anyHost, code: taskrunner.CodeAddressNotAllowed},
+		{name: "mapped loopback", raw: "http://[::ffff:127.0.0.1]/", cfg: anyHost, code: taskrunner.CodeAddressNotAllowed},
+		{name: "mapped metadata", raw: "http://[::ffff:169.254.169.254]/", cfg: anyHost, code: taskrunner.CodeAddressNotAllowed},
+		{name: "mapped metadata in hex", raw: "http://[::ffff:a9fe:a9fe]/", cfg: anyHost, code: taskrunner.CodeAddressNotAllowed},
+		{name: "NAT64 of loopback", raw: "http://[64:ff9b::7f00:1]/", cfg: anyHost, code: taskrunner.CodeAddressNotAllowed},
+		{name: "localhost", raw: "http://localhost/", cfg: anyHost, code: taskrunner.CodeAddressNotAllowed},
+		{name: "localhost upper case", raw: "http://LOCALHOST./", cfg: anyHost, code: taskrunner.CodeAddressNotAllowed},
+		{name: "sub of localhost", raw: "http://app.localhost/", cfg: anyHost, code: taskrunner.CodeAddressNotAllowed},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -116,8 +117,8 @@ func TestCheckURL(t *testing.T) {
 			u, err := fetch.CheckURL(tc.raw, tc.cfg)
 			if tc.code != "" {
 				fe := requireCode(t, err, tc.code)
-				require.True(t, fe.Rejected())
-				require.False(t, fe.Retryable())
+				require.True(t, fetch.Rejected(fe.Code))
+				require.False(t, fetch.Retryable(fe.Code))
 				require.Nil(t, u)
 				return
 			}
@@ -190,7 +191,7 @@ func TestAllowlistMatching(t *testing.T) {
 			if tc.match {
 				require.NoError(t, err)
 			} else {
-				requireCode(t, err, fetch.CodeDomainNotAllowed)
+				requireCode(t, err, taskrunner.CodeDomainNotAllowed)
 			}
 		})
 	}

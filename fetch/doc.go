@@ -44,7 +44,7 @@
 // address-class check only, for tests and trusted deployments; every other
 // check still applies.
 //
-// Errors are *Error values with stable snake_case codes and messages that
-// are safe to show to the client: they name hosts and address classes, never
+// Errors are *taskrunner.Error values with stable snake_case codes (see
+// errors.go) and messages that are safe to show to the client: they name hosts and address classes, never
 // resolved addresses, paths, query strings or server internals.
 package fetch

@@ -1,79 +1,61 @@
 package fetch
 
-import "errors"
+import (
+	"errors"
 
-// Error codes. Every error this package returns is an *Error with one of
-// them.
-const (
-	// CodeInvalidURL: not an absolute http(s) URL, malformed host, userinfo,
-	// too long. From CheckURL and redirects.
-	CodeInvalidURL = "invalid_url"
-	// CodeDomainNotAllowed: the host is not allowed by
-	// FETCH_DOMAIN_ALLOWLIST. From CheckURL and redirects.
-	CodeDomainNotAllowed = "domain_not_allowed"
-	// CodePortNotAllowed: the port is neither 80, 443 nor one of
-	// Config.AllowedPorts. From CheckURL, redirects and dialing.
-	CodePortNotAllowed = "port_not_allowed"
-	// CodeAddressNotAllowed: the host is, or resolves to, a non-public
-	// address (loopback, private, link-local, metadata, ...). From CheckURL
-	// for IP literals and "localhost", and from dialing for names.
-	CodeAddressNotAllowed = "address_not_allowed"
-	// CodeTooManyRedirects: more than Config.MaxRedirects redirects.
-	CodeTooManyRedirects = "too_many_redirects"
-	// CodeSizeExceeded: the body is larger than Config.MaxBytes, declared
-	// or read. Such errors also wrap ErrTooLarge.
-	CodeSizeExceeded = "artifact_size_exceeded"
-	// CodeTimeout: the context's deadline or a transport timeout passed.
-	// When the context expired the error wraps context.DeadlineExceeded.
-	CodeTimeout = "fetch_timeout"
-	// CodeFailed: no usable answer: the name does not resolve, the
-	// connection or TLS failed, the fetch was cancelled (then it wraps
-	// context.Canceled), the connection broke while reading.
-	CodeFailed = "fetch_failed"
+	"github.com/taskrunner/taskrunner"
 )
+
+// Every error this package returns is a *taskrunner.Error with one of these
+// codes:
+//
+//   - invalid_url: not an absolute http(s) URL, malformed host, userinfo,
+//     too long. From CheckURL and redirects.
+//   - domain_not_allowed: the host is not allowed by
+//     FETCH_DOMAIN_ALLOWLIST. From CheckURL and redirects.
+//   - port_not_allowed: the port is neither 80, 443 nor one of
+//     Config.AllowedPorts. From CheckURL, redirects and dialing.
+//   - address_not_allowed: the host is, or resolves to, a non-public
+//     address (loopback, private, link-local, metadata, ...). From CheckURL
+//     for IP literals and "localhost", and from dialing for names.
+//   - too_many_redirects: more than Config.MaxRedirects redirects.
+//   - artifact_size_exceeded: the body is larger than Config.MaxBytes,
+//     declared or read. Such errors also wrap ErrTooLarge.
+//   - fetch_timeout: the context's deadline or a transport timeout passed.
+//     When the context expired the error wraps context.DeadlineExceeded.
+//   - fetch_failed: no usable answer: the name does not resolve, the
+//     connection or TLS failed, the fetch was cancelled (then it wraps
+//     context.Canceled), the connection broke while reading.
+//
+// An error's Message is safe to show to the client that submitted the URL:
+// it may name the host and the class of an address, never a resolved
+// address, the path, the query or server internals. The underlying cause,
+// if any, is available to errors.Is and errors.As (and to logs) through
+// Unwrap.
 
 // ErrTooLarge is wrapped by every error about a body larger than
 // Config.MaxBytes, whether Fetch saw it in Content-Length or Response.Body
 // found it while reading.
 var ErrTooLarge = errors.New("response body exceeds the size limit")
 
-// Error is a refused or failed fetch. Its Message is safe to show to the
-// client that submitted the URL: it may name the host and the class of an
-// address, never a resolved address, the path, the query or server
-// internals. The underlying cause, if any, is available to errors.Is and
-// errors.As (and to logs) through Unwrap.
-type Error struct {
-	// Code is a stable snake_case code, one of the Code constants.
-	Code string
-	// Message says what was wrong in words a client can act on.
-	Message string
-	cause   error
+// Retryable says whether a fetch that failed with code may succeed later:
+// true for timeouts and network failures, false for refused URLs, redirect
+// loops and oversized bodies.
+func Retryable(code string) bool {
+	return code == taskrunner.CodeFetchTimeout || code == taskrunner.CodeFetchFailed
 }
 
-func (e *Error) Error() string { return e.Code + ": " + e.Message }
-
-// Unwrap returns the underlying cause: ErrTooLarge, a context error, a
-// network error, or nil.
-func (e *Error) Unwrap() error { return e.cause }
-
-// Retryable says whether the same fetch may succeed later: true for
-// timeouts and network failures, false for refused URLs, redirect loops and
-// oversized bodies.
-func (e *Error) Retryable() bool {
-	return e.Code == CodeTimeout || e.Code == CodeFailed
-}
-
-// Rejected says whether the URL itself was refused (invalid_url,
+// Rejected says whether code is a refusal of the URL itself (invalid_url,
 // domain_not_allowed, port_not_allowed, address_not_allowed): a client
 // error, never worth retrying. Every error CheckURL returns is one.
-func (e *Error) Rejected() bool {
-	switch e.Code {
-	case CodeInvalidURL, CodeDomainNotAllowed, CodePortNotAllowed, CodeAddressNotAllowed:
+func Rejected(code string) bool {
+	switch code {
+	case taskrunner.CodeInvalidURL, taskrunner.CodeDomainNotAllowed, taskrunner.CodePortNotAllowed, taskrunner.CodeAddressNotAllowed:
 		return true
 	}
 	return false
 }
 
-func errorf(code, msg string, cause error) *Error {
-	return &Error{Code: code, Message: msg, cause: cause}
+func errorf(code, msg string, cause error) *taskrunner.Error {
+	return &taskrunner.Error{Code: code, Message: msg, Err: cause}
 }

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/taskrunner/taskrunner"
 )
 
 // Fetcher fetches URLs under one Config. It is safe for concurrent use and
@@ -102,7 +104,7 @@ type Response struct {
 	// or -1 when unknown (chunked, or compressed and decoded on the fly).
 	ContentLength int64
 	// Body is the body, decoded if the server compressed it. Reading past
-	// MaxBytes fails with an *Error (artifact_size_exceeded) that wraps
+	// MaxBytes fails with an *taskrunner.Error (artifact_size_exceeded) that wraps
 	// ErrTooLarge; a read cut short by the context fails with fetch_timeout
 	// or fetch_failed wrapping the context's error. The caller must Close
 	// it, and must keep the context given to Fetch alive while reading.
@@ -118,7 +120,7 @@ func (r *Response) OK() bool { return r.Status >= 200 && r.Status <= 299 }
 // the body. The URL and every redirect target must pass CheckURL's rules,
 // and every address connected to must be public (unless
 // AllowPrivateNetworks). A declared Content-Length over MaxBytes fails at
-// once with artifact_size_exceeded. Errors are *Error.
+// once with artifact_size_exceeded. Errors are *taskrunner.Error.
 func (f *Fetcher) Fetch(ctx context.Context, rawURL string) (*Response, error) {
 	u, err := f.policy.checkRaw(rawURL)
 	if err != nil {
@@ -126,7 +128,7 @@ func (f *Fetcher) Fetch(ctx context.Context, rawURL string) (*Response, error) {
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return nil, errorf(CodeInvalidURL, "the URL cannot be requested", nil)
+		return nil, errorf(taskrunner.CodeInvalidURL, "the URL cannot be requested", nil)
 	}
 	req.Header.Set("User-Agent", UserAgent)
 	req.Header.Set("Accept", "*/*")
@@ -136,7 +138,7 @@ func (f *Fetcher) Fetch(ctx context.Context, rawURL string) (*Response, error) {
 	}
 	if resp.ContentLength > f.maxBytes {
 		resp.Body.Close()
-		return nil, errorf(CodeSizeExceeded, f.sizeMessage(), ErrTooLarge)
+		return nil, errorf(taskrunner.CodeArtifactSizeExceeded, f.sizeMessage(), ErrTooLarge)
 	}
 	return &Response{
 		URL:           u.String(),
@@ -159,11 +161,11 @@ func (f *Fetcher) checkRedirect(req *http.Request, via []*http.Request) error {
 		return http.ErrUseLastResponse
 	}
 	if len(via) > f.maxRedirects {
-		return errorf(CodeTooManyRedirects, fmt.Sprintf("more than %d redirects", f.maxRedirects), nil)
+		return errorf(taskrunner.CodeTooManyRedirects, fmt.Sprintf("more than %d redirects", f.maxRedirects), nil)
 	}
 	u, err := f.policy.check(req.URL)
 	if err != nil {
-		var fe *Error
+		var fe *taskrunner.Error
 		if errors.As(err, &fe) {
 			fe.Message = "redirect refused: " + fe.Message
 		}
@@ -182,11 +184,11 @@ func (f *Fetcher) checkRedirect(req *http.Request, via []*http.Request) error {
 func (f *Fetcher) dialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	hostPart, portPart, err := net.SplitHostPort(address)
 	if err != nil {
-		return nil, errorf(CodeInvalidURL, "the address to connect to is not valid", err)
+		return nil, errorf(taskrunner.CodeInvalidURL, "the address to connect to is not valid", err)
 	}
 	port, err := strconv.Atoi(portPart)
 	if err != nil || port < 1 || port > 65535 {
-		return nil, errorf(CodeInvalidURL, "the URL's port is not a TCP port", err)
+		return nil, errorf(taskrunner.CodeInvalidURL, "the URL's port is not a TCP port", err)
 	}
 	if err := f.policy.checkPort(port); err != nil {
 		return nil, err
@@ -206,7 +208,7 @@ func (f *Fetcher) dialContext(ctx context.Context, network, address string) (net
 			return nil, ctx.Err()
 		}
 		if err != nil || len(addrs) == 0 {
-			return nil, errorf(CodeFailed, fmt.Sprintf("host %q could not be resolved", h.name), err)
+			return nil, errorf(taskrunner.CodeFetchFailed, fmt.Sprintf("host %q could not be resolved", h.name), err)
 		}
 	}
 	targets := make([]netip.AddrPort, len(addrs))
@@ -229,7 +231,7 @@ func (f *Fetcher) dialContext(ctx context.Context, network, address string) (net
 		if err == nil {
 			return conn, nil
 		}
-		var fe *Error
+		var fe *taskrunner.Error
 		if errors.As(err, &fe) || ctx.Err() != nil {
 			return nil, err
 		}
@@ -244,7 +246,7 @@ func (f *Fetcher) control(h host) func(network, address string, _ syscall.RawCon
 	return func(_, address string, _ syscall.RawConn) error {
 		ap, err := netip.ParseAddrPort(address)
 		if err != nil {
-			return errorf(CodeAddressNotAllowed, "the address to connect to is not an IP address", err)
+			return errorf(taskrunner.CodeAddressNotAllowed, "the address to connect to is not an IP address", err)
 		}
 		if err := f.policy.checkPort(int(ap.Port())); err != nil {
 			return err
@@ -265,15 +267,15 @@ func (f *Fetcher) checkAddr(h host, ap netip.AddrPort) error {
 		return nil
 	}
 	if h.ip.IsValid() {
-		return errorf(CodeAddressNotAllowed, fmt.Sprintf("%s is a non-public address (%s)", h, c), nil)
+		return errorf(taskrunner.CodeAddressNotAllowed, fmt.Sprintf("%s is a non-public address (%s)", h, c), nil)
 	}
-	return errorf(CodeAddressNotAllowed, fmt.Sprintf("host %q resolves to a non-public address (%s)", h.name, c), nil)
+	return errorf(taskrunner.CodeAddressNotAllowed, fmt.Sprintf("host %q resolves to a non-public address (%s)", h.name, c), nil)
 }
 
-// transportError turns a failed request into an *Error whose message shows
+// transportError turns a failed request into an *taskrunner.Error whose message shows
 // no URL (url.Error's text would show the query) and no server internals.
-func transportError(ctx context.Context, err error) *Error {
-	var fe *Error
+func transportError(ctx context.Context, err error) *taskrunner.Error {
+	var fe *taskrunner.Error
 	if errors.As(err, &fe) {
 		return fe
 	}
@@ -283,9 +285,9 @@ func transportError(ctx context.Context, err error) *Error {
 	}
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return errorf(CodeTimeout, "no complete answer before the task's deadline", ctx.Err())
+		return errorf(taskrunner.CodeFetchTimeout, "no complete answer before the task's deadline", ctx.Err())
 	case ctx.Err() != nil:
-		return errorf(CodeFailed, "the fetch was cancelled", ctx.Err())
+		return errorf(taskrunner.CodeFetchFailed, "the fetch was cancelled", ctx.Err())
 	}
 	var (
 		netErr   net.Error
@@ -297,13 +299,13 @@ func transportError(ctx context.Context, err error) *Error {
 	)
 	switch {
 	case errors.As(err, &certErr), errors.As(err, &unknown), errors.As(err, &hostErr), errors.As(err, &invalid):
-		return errorf(CodeFailed, "the server's TLS certificate was not accepted", err)
+		return errorf(taskrunner.CodeFetchFailed, "the server's TLS certificate was not accepted", err)
 	case errors.As(err, &recError):
-		return errorf(CodeFailed, "the TLS handshake failed", err)
+		return errorf(taskrunner.CodeFetchFailed, "the TLS handshake failed", err)
 	case errors.As(err, &netErr) && netErr.Timeout():
-		return errorf(CodeTimeout, "the server did not answer in time", err)
+		return errorf(taskrunner.CodeFetchTimeout, "the server did not answer in time", err)
 	}
-	return errorf(CodeFailed, "could not get an answer from the server", err)
+	return errorf(taskrunner.CodeFetchFailed, "could not get an answer from the server", err)
 }
 
 // cappedBody is a response body that fails when it would exceed its limit.
@@ -326,7 +328,7 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 	}
 	n, err := b.body.Read(p)
 	if int64(n) > b.left {
-		b.err = errorf(CodeSizeExceeded, b.msg, ErrTooLarge)
+		b.err = errorf(taskrunner.CodeArtifactSizeExceeded, b.msg, ErrTooLarge)
 		n, b.left = int(b.left), 0
 		return n, b.err
 	}
@@ -335,11 +337,11 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 	case err == nil, err == io.EOF:
 		return n, err
 	case errors.Is(b.ctx.Err(), context.DeadlineExceeded):
-		b.err = errorf(CodeTimeout, "the body was not complete before the task's deadline", b.ctx.Err())
+		b.err = errorf(taskrunner.CodeFetchTimeout, "the body was not complete before the task's deadline", b.ctx.Err())
 	case b.ctx.Err() != nil:
-		b.err = errorf(CodeFailed, "the fetch was cancelled", b.ctx.Err())
+		b.err = errorf(taskrunner.CodeFetchFailed, "the fetch was cancelled", b.ctx.Err())
 	default:
-		b.err = errorf(CodeFailed, "the connection failed while reading the body", err)
+		b.err = errorf(taskrunner.CodeFetchFailed, "the connection failed while reading the body", err)
 	}
 	return n, b.err
 }

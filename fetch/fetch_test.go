@@ -22,6 +22,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/fetch"
 )
 
@@ -163,9 +164,9 @@ func TestFetchDomainNotAllowed(t *testing.T) {
 	for _, host := range []string{"evil.example", "ok.example.evil.example", "sub.ok.example", "127.0.0.1"} {
 		raw := fmt.Sprintf("http://%s:%d/", host, srv.port)
 		_, err := fetch.CheckURL(raw, cfg)
-		requireCode(t, err, fetch.CodeDomainNotAllowed)
+		requireCode(t, err, taskrunner.CodeDomainNotAllowed)
 		_, err = f.Fetch(context.Background(), raw)
-		requireCode(t, err, fetch.CodeDomainNotAllowed)
+		requireCode(t, err, taskrunner.CodeDomainNotAllowed)
 	}
 	require.Zero(t, srv.hits.Load(), "nothing was requested")
 }
@@ -176,9 +177,9 @@ func TestFetchPorts(t *testing.T) {
 	base := fetch.Config{Allowlist: []string{"*"}, AllowPrivateNetworks: true, Resolver: resolver{}}
 
 	_, err := fetch.CheckURL(srv.URL, base)
-	requireCode(t, err, fetch.CodePortNotAllowed)
+	requireCode(t, err, taskrunner.CodePortNotAllowed)
 	_, err = fetch.New(base).Fetch(context.Background(), srv.URL)
-	requireCode(t, err, fetch.CodePortNotAllowed)
+	requireCode(t, err, taskrunner.CodePortNotAllowed)
 	require.Zero(t, srv.hits.Load())
 
 	withPort := base
@@ -243,9 +244,9 @@ func TestFetchRefusesNonPublicAddresses(t *testing.T) {
 			t.Parallel()
 			resp, err := f.Fetch(context.Background(), fmt.Sprintf("http://%s:%d/", tc.host, srv.port))
 			require.Nil(t, resp)
-			fe := requireCode(t, err, fetch.CodeAddressNotAllowed)
+			fe := requireCode(t, err, taskrunner.CodeAddressNotAllowed)
 			require.Contains(t, fe.Message, tc.class)
-			require.False(t, fe.Retryable())
+			require.False(t, fetch.Retryable(fe.Code))
 			if addrs, ok := dns[tc.host]; ok {
 				for _, a := range addrs {
 					require.NotContains(t, fe.Message, a, "the resolved address is not shown")
@@ -260,8 +261,8 @@ func TestFetchUnknownHost(t *testing.T) {
 	t.Parallel()
 	f := fetch.New(fetch.Config{Allowlist: []string{"*"}, Resolver: resolver{}})
 	_, err := f.Fetch(context.Background(), "https://nowhere.example/")
-	fe := requireCode(t, err, fetch.CodeFailed)
-	require.True(t, fe.Retryable())
+	fe := requireCode(t, err, taskrunner.CodeFetchFailed)
+	require.True(t, fetch.Retryable(fe.Code))
 	var dnsErr *net.DNSError
 	require.ErrorAs(t, err, &dnsErr, "the cause is kept for logs")
 }
@@ -311,21 +312,21 @@ func TestRedirects(t *testing.T) {
 		{name: "relative redirect followed", url: start("/to", "/page"), want: "public page"},
 		{name: "absolute redirect followed", url: start("/to", fmt.Sprintf("http://PUBLIC.example:%d/page", public.port)), want: "public page"},
 		{name: "five redirects followed", url: start("/chain/5", ""), want: "end of chain"},
-		{name: "six redirects refused", url: start("/chain/6", ""), code: fetch.CodeTooManyRedirects},
-		{name: "loop refused", url: start("/loop", ""), code: fetch.CodeTooManyRedirects},
-		{name: "lower limit", maxRedirects: 2, url: start("/chain/3", ""), code: fetch.CodeTooManyRedirects},
+		{name: "six redirects refused", url: start("/chain/6", ""), code: taskrunner.CodeTooManyRedirects},
+		{name: "loop refused", url: start("/loop", ""), code: taskrunner.CodeTooManyRedirects},
+		{name: "lower limit", maxRedirects: 2, url: start("/chain/3", ""), code: taskrunner.CodeTooManyRedirects},
 		{name: "redirects not followed", maxRedirects: -1, url: start("/to", "/page"), wantStatus: http.StatusFound},
-		{name: "to a domain not allowed", url: start("/to", fmt.Sprintf("http://other.example:%d/", internal.port)), code: fetch.CodeDomainNotAllowed},
-		{name: "to an IP without star", url: start("/to", fmt.Sprintf("http://127.0.0.1:%d/", internal.port)), code: fetch.CodeDomainNotAllowed},
-		{name: "to a loopback literal", allowlist: []string{"*"}, url: start("/to", fmt.Sprintf("http://127.0.0.1:%d/", internal.port)), code: fetch.CodeAddressNotAllowed},
-		{name: "to the public server's own address as a literal", allowlist: []string{"*"}, url: start("/to", fmt.Sprintf("http://127.0.0.1:%d/", public.port)), code: fetch.CodeAddressNotAllowed},
-		{name: "to a mapped loopback literal", allowlist: []string{"*"}, url: start("/to", fmt.Sprintf("http://[::ffff:127.0.0.1]:%d/", internal.port)), code: fetch.CodeAddressNotAllowed},
-		{name: "to the metadata address", allowlist: []string{"*"}, url: start("/to", "http://169.254.169.254/latest/meta-data/"), code: fetch.CodeAddressNotAllowed},
-		{name: "to a name resolving to loopback", url: start("/to", fmt.Sprintf("http://internal.example:%d/", internal.port)), code: fetch.CodeAddressNotAllowed},
-		{name: "to a name resolving to metadata", url: start("/to", "http://meta.example/latest/meta-data/"), code: fetch.CodeAddressNotAllowed},
-		{name: "to a port not allowed", url: start("/to", "http://public.example:22/"), code: fetch.CodePortNotAllowed},
-		{name: "to ftp", url: start("/to", "ftp://public.example/"), code: fetch.CodeInvalidURL},
-		{name: "to a URL with userinfo", url: start("/to", fmt.Sprintf("http://u:p@public.example:%d/page", public.port)), code: fetch.CodeInvalidURL},
+		{name: "to a domain not allowed", url: start("/to", fmt.Sprintf("http://other.example:%d/", internal.port)), code: taskrunner.CodeDomainNotAllowed},
+		{name: "to an IP without star", url: start("/to", fmt.Sprintf("http://127.0.0.1:%d/", internal.port)), code: taskrunner.CodeDomainNotAllowed},
+		{name: "to a loopback literal", allowlist: []string{"*"}, url: start("/to", fmt.Sprintf("http://127.0.0.1:%d/", internal.port)), code: taskrunner.CodeAddressNotAllowed},
+		{name: "to the public server's own address as a literal", allowlist: []string{"*"}, url: start("/to", fmt.Sprintf("http://127.0.0.1:%d/", public.port)), code: taskrunner.CodeAddressNotAllowed},
+		{name: "to a mapped loopback literal", allowlist: []string{"*"}, url: start("/to", fmt.Sprintf("http://[::ffff:127.0.0.1]:%d/", internal.port)), code: taskrunner.CodeAddressNotAllowed},
+		{name: "to the metadata address", allowlist: []string{"*"}, url: start("/to", "http://169.254.169.254/latest/meta-data/"), code: taskrunner.CodeAddressNotAllowed},
+		{name: "to a name resolving to loopback", url: start("/to", fmt.Sprintf("http://internal.example:%d/", internal.port)), code: taskrunner.CodeAddressNotAllowed},
+		{name: "to a name resolving to metadata", url: start("/to", "http://meta.example/latest/meta-data/"), code: taskrunner.CodeAddressNotAllowed},
+		{name: "to a port not allowed", url: start("/to", "http://public.example:22/"), code: taskrunner.CodePortNotAllowed},
+		{name: "to ftp", url: start("/to", "ftp://public.example/"), code: taskrunner.CodeInvalidURL},
+		{name: "to a URL with userinfo", url: start("/to", fmt.Sprintf("http://u:p@public.example:%d/page", public.port)), code: taskrunner.CodeInvalidURL},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -344,7 +345,7 @@ func TestRedirects(t *testing.T) {
 			resp, err := f.Fetch(context.Background(), tc.url)
 			if tc.code != "" {
 				fe := requireCode(t, err, tc.code)
-				if tc.code != fetch.CodeTooManyRedirects && tc.code != fetch.CodeAddressNotAllowed {
+				if tc.code != taskrunner.CodeTooManyRedirects && tc.code != taskrunner.CodeAddressNotAllowed {
 					require.True(t, strings.HasPrefix(fe.Message, "redirect refused: "), fe.Message)
 				}
 				return
@@ -407,7 +408,7 @@ func TestDialTimeResolution(t *testing.T) {
 
 	f.CloseIdleConnections()
 	_, err = f.Fetch(context.Background(), raw)
-	fe := requireCode(t, err, fetch.CodeAddressNotAllowed)
+	fe := requireCode(t, err, taskrunner.CodeAddressNotAllowed)
 	require.Contains(t, fe.Message, "cloud metadata")
 	require.EqualValues(t, 2, lookups.Load())
 	require.EqualValues(t, 1, srv.hits.Load())
@@ -433,13 +434,13 @@ func TestDialControl(t *testing.T) {
 		{"public IPv4", "tcp4", "93.184.215.14:443", ""},
 		{"public IPv6", "tcp6", "[2606:4700::1111]:80", ""},
 		{"configured port", "tcp4", "93.184.215.14:8443", ""},
-		{"loopback", "tcp4", "127.0.0.1:80", fetch.CodeAddressNotAllowed},
-		{"metadata", "tcp4", "169.254.169.254:80", fetch.CodeAddressNotAllowed},
-		{"IPv6 loopback", "tcp6", "[::1]:443", fetch.CodeAddressNotAllowed},
-		{"mapped metadata", "tcp6", "[::ffff:169.254.169.254]:80", fetch.CodeAddressNotAllowed},
-		{"link-local with zone", "tcp6", "[fe80::1%eth0]:80", fetch.CodeAddressNotAllowed},
-		{"port not allowed", "tcp4", "93.184.215.14:25", fetch.CodePortNotAllowed},
-		{"not an address", "tcp", "public.example:80", fetch.CodeAddressNotAllowed},
+		{"loopback", "tcp4", "127.0.0.1:80", taskrunner.CodeAddressNotAllowed},
+		{"metadata", "tcp4", "169.254.169.254:80", taskrunner.CodeAddressNotAllowed},
+		{"IPv6 loopback", "tcp6", "[::1]:443", taskrunner.CodeAddressNotAllowed},
+		{"mapped metadata", "tcp6", "[::ffff:169.254.169.254]:80", taskrunner.CodeAddressNotAllowed},
+		{"link-local with zone", "tcp6", "[fe80::1%eth0]:80", taskrunner.CodeAddressNotAllowed},
+		{"port not allowed", "tcp4", "93.184.215.14:25", taskrunner.CodePortNotAllowed},
+		{"not an address", "tcp", "public.example:80", taskrunner.CodeAddressNotAllowed},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -521,9 +522,9 @@ func TestBodyLimits(t *testing.T) {
 			t.Parallel()
 			resp, err := f.Fetch(context.Background(), srv.URL+tc.path)
 			if tc.fetchFail {
-				fe := requireCode(t, err, fetch.CodeSizeExceeded)
+				fe := requireCode(t, err, taskrunner.CodeArtifactSizeExceeded)
 				require.ErrorIs(t, err, fetch.ErrTooLarge)
-				require.False(t, fe.Retryable())
+				require.False(t, fetch.Retryable(fe.Code))
 				return
 			}
 			require.NoError(t, err)
@@ -535,7 +536,7 @@ func TestBodyLimits(t *testing.T) {
 				require.Len(t, body, limit)
 				return
 			}
-			requireCode(t, err, fetch.CodeSizeExceeded)
+			requireCode(t, err, taskrunner.CodeArtifactSizeExceeded)
 			require.ErrorIs(t, err, fetch.ErrTooLarge)
 			require.Len(t, body, limit, "exactly the limit is delivered, not a byte more")
 			_, err = resp.Body.Read(make([]byte, 10))
@@ -552,7 +553,7 @@ func TestDefaultMaxBytes(t *testing.T) {
 	})
 	f := fetch.New(fetch.Config{Allowlist: []string{"*"}, AllowedPorts: []int{srv.port}, AllowPrivateNetworks: true, Resolver: resolver{}})
 	_, err := f.Fetch(context.Background(), srv.URL)
-	requireCode(t, err, fetch.CodeSizeExceeded)
+	requireCode(t, err, taskrunner.CodeArtifactSizeExceeded)
 }
 
 func TestTimeouts(t *testing.T) {
@@ -583,9 +584,9 @@ func TestTimeouts(t *testing.T) {
 		began := time.Now()
 		_, err := fetch.New(cfg).Fetch(ctx, srv.URL+"/slow-headers")
 		require.Less(t, time.Since(began), 3*time.Second)
-		fe := requireCode(t, err, fetch.CodeTimeout)
+		fe := requireCode(t, err, taskrunner.CodeFetchTimeout)
 		require.ErrorIs(t, err, context.DeadlineExceeded)
-		require.True(t, fe.Retryable())
+		require.True(t, fetch.Retryable(fe.Code))
 	})
 	t.Run("slow body", func(t *testing.T) {
 		t.Parallel()
@@ -598,7 +599,7 @@ func TestTimeouts(t *testing.T) {
 		body, err := io.ReadAll(resp.Body)
 		require.Less(t, time.Since(began), 3*time.Second)
 		require.Equal(t, "the first part ", string(body))
-		requireCode(t, err, fetch.CodeTimeout)
+		requireCode(t, err, taskrunner.CodeFetchTimeout)
 		require.ErrorIs(t, err, context.DeadlineExceeded)
 	})
 	t.Run("response header timeout", func(t *testing.T) {
@@ -608,7 +609,7 @@ func TestTimeouts(t *testing.T) {
 		began := time.Now()
 		_, err := fetch.New(c).Fetch(context.Background(), srv.URL+"/slow-headers")
 		require.Less(t, time.Since(began), 3*time.Second)
-		requireCode(t, err, fetch.CodeTimeout)
+		requireCode(t, err, taskrunner.CodeFetchTimeout)
 	})
 	t.Run("cancelled", func(t *testing.T) {
 		t.Parallel()
@@ -617,7 +618,7 @@ func TestTimeouts(t *testing.T) {
 		began := time.Now()
 		_, err := fetch.New(cfg).Fetch(ctx, srv.URL+"/slow-headers")
 		require.Less(t, time.Since(began), 3*time.Second)
-		requireCode(t, err, fetch.CodeFailed)
+		requireCode(t, err, taskrunner.CodeFetchFailed)
 		require.ErrorIs(t, err, context.Canceled)
 	})
 }
@@ -649,7 +650,7 @@ func TestFetchHTTPS(t *testing.T) {
 	// Without the test root the certificate is refused, and the message
 	// says so without internals.
 	_, err = fetch.New(cfg).Fetch(context.Background(), raw)
-	fe := requireCode(t, err, fetch.CodeFailed)
+	fe := requireCode(t, err, taskrunner.CodeFetchFailed)
 	require.Contains(t, fe.Message, "certificate")
 }
 
@@ -665,7 +666,7 @@ func TestErrorsShowNoURL(t *testing.T) {
 		_, err := f.Fetch(context.Background(), raw)
 		require.Error(t, err)
 		require.NotContains(t, err.Error(), "s3cret")
-		var fe *fetch.Error
+		var fe *taskrunner.Error
 		require.True(t, errors.As(err, &fe))
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/net/idna"
+
+	"github.com/taskrunner/taskrunner"
 )
 
 // Limits and defaults.
@@ -99,7 +101,7 @@ func (c Config) Validate() error {
 //
 // It returns the URL with its host in canonical form (lower-case ASCII,
 // punycode for international names, no trailing dot, a canonical port),
-// which is what Fetch requests. Errors are *Error; every one is a client
+// which is what Fetch requests. Errors are *taskrunner.Error; every one is a client
 // error (Rejected).
 func CheckURL(raw string, cfg Config) (*url.URL, error) {
 	return newPolicy(cfg).checkRaw(raw)
@@ -123,11 +125,11 @@ func newPolicy(cfg Config) *policy {
 
 func (p *policy) checkRaw(raw string) (*url.URL, error) {
 	if len(raw) > MaxURLLength {
-		return nil, errorf(CodeInvalidURL, fmt.Sprintf("the URL is longer than %d bytes", MaxURLLength), nil)
+		return nil, errorf(taskrunner.CodeInvalidURL, fmt.Sprintf("the URL is longer than %d bytes", MaxURLLength), nil)
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, errorf(CodeInvalidURL, "the URL cannot be parsed", nil)
+		return nil, errorf(taskrunner.CodeInvalidURL, "the URL cannot be parsed", nil)
 	}
 	return p.check(u)
 }
@@ -136,13 +138,13 @@ func (p *policy) checkRaw(raw string) (*url.URL, error) {
 // a canonical copy.
 func (p *policy) check(u *url.URL) (*url.URL, error) {
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, errorf(CodeInvalidURL, "the URL must be absolute, with scheme http or https", nil)
+		return nil, errorf(taskrunner.CodeInvalidURL, "the URL must be absolute, with scheme http or https", nil)
 	}
 	if u.Opaque != "" || u.Host == "" {
-		return nil, errorf(CodeInvalidURL, "the URL has no host", nil)
+		return nil, errorf(taskrunner.CodeInvalidURL, "the URL has no host", nil)
 	}
 	if u.User != nil {
-		return nil, errorf(CodeInvalidURL, "the URL may not contain a user name or password", nil)
+		return nil, errorf(taskrunner.CodeInvalidURL, "the URL may not contain a user name or password", nil)
 	}
 	h, err := parseHost(u)
 	if err != nil {
@@ -153,7 +155,7 @@ func (p *policy) check(u *url.URL) (*url.URL, error) {
 		return nil, err
 	}
 	if !p.ports[port] {
-		return nil, errorf(CodePortNotAllowed, fmt.Sprintf("port %d is not allowed: only 80, 443 and configured ports", port), nil)
+		return nil, errorf(taskrunner.CodePortNotAllowed, fmt.Sprintf("port %d is not allowed: only 80, 443 and configured ports", port), nil)
 	}
 	if err := p.checkHost(h); err != nil {
 		return nil, err
@@ -164,7 +166,7 @@ func (p *policy) check(u *url.URL) (*url.URL, error) {
 		out.Host += ":" + strconv.Itoa(port)
 	}
 	if s := out.String(); len(s) > MaxURLLength {
-		return nil, errorf(CodeInvalidURL, fmt.Sprintf("the URL is longer than %d bytes", MaxURLLength), nil)
+		return nil, errorf(taskrunner.CodeInvalidURL, fmt.Sprintf("the URL is longer than %d bytes", MaxURLLength), nil)
 	}
 	return &out, nil
 }
@@ -174,19 +176,19 @@ func (p *policy) check(u *url.URL) (*url.URL, error) {
 func (p *policy) checkHost(h host) error {
 	if !p.allow.allows(h) {
 		if h.ip.IsValid() {
-			return errorf(CodeDomainNotAllowed, fmt.Sprintf("IP address %s is not allowed: only FETCH_DOMAIN_ALLOWLIST=* allows IP addresses", h), nil)
+			return errorf(taskrunner.CodeDomainNotAllowed, fmt.Sprintf("IP address %s is not allowed: only FETCH_DOMAIN_ALLOWLIST=* allows IP addresses", h), nil)
 		}
-		return errorf(CodeDomainNotAllowed, fmt.Sprintf("host %q is not allowed by FETCH_DOMAIN_ALLOWLIST", h.name), nil)
+		return errorf(taskrunner.CodeDomainNotAllowed, fmt.Sprintf("host %q is not allowed by FETCH_DOMAIN_ALLOWLIST", h.name), nil)
 	}
 	if p.allowPrivate {
 		return nil
 	}
 	if h.ip.IsValid() {
 		if c := AddressClass(h.ip); c != "" {
-			return errorf(CodeAddressNotAllowed, fmt.Sprintf("%s is a non-public address (%s)", h, c), nil)
+			return errorf(taskrunner.CodeAddressNotAllowed, fmt.Sprintf("%s is a non-public address (%s)", h, c), nil)
 		}
 	} else if h.name == "localhost" || strings.HasSuffix(h.name, ".localhost") {
-		return errorf(CodeAddressNotAllowed, fmt.Sprintf("host %q is a non-public address (loopback)", h.name), nil)
+		return errorf(taskrunner.CodeAddressNotAllowed, fmt.Sprintf("host %q is a non-public address (loopback)", h.name), nil)
 	}
 	return nil
 }
@@ -194,7 +196,7 @@ func (p *policy) checkHost(h host) error {
 // checkPort says whether port may be connected to.
 func (p *policy) checkPort(port int) error {
 	if !p.ports[port] {
-		return errorf(CodePortNotAllowed, fmt.Sprintf("port %d is not allowed: only 80, 443 and configured ports", port), nil)
+		return errorf(taskrunner.CodePortNotAllowed, fmt.Sprintf("port %d is not allowed: only 80, 443 and configured ports", port), nil)
 	}
 	return nil
 }
@@ -216,7 +218,7 @@ func (h host) String() string {
 	return h.ip.String()
 }
 
-func invalidHost(msg string) *Error { return errorf(CodeInvalidURL, msg, nil) }
+func invalidHost(msg string) *taskrunner.Error { return errorf(taskrunner.CodeInvalidURL, msg, nil) }
 
 // parseHost canonicalises u's host.
 func parseHost(u *url.URL) (host, error) {
@@ -258,7 +260,7 @@ func parseHostname(s string) (host, error) {
 }
 
 // canonicalName returns a DNS name in lower-case ASCII (punycode for
-// international labels) without a trailing dot, or an *Error.
+// international labels) without a trailing dot, or an *taskrunner.Error.
 func canonicalName(s string) (string, error) {
 	if !isASCII(s) || strings.Contains(strings.ToLower(s), "xn--") {
 		bad := invalidHost("the host is not a valid international domain name")
@@ -344,7 +346,7 @@ func urlPort(u *url.URL) (int, error) {
 	}
 	n, err := strconv.Atoi(ps)
 	if err != nil || n < 1 || n > 65535 {
-		return 0, errorf(CodeInvalidURL, "the URL's port is not a TCP port", nil)
+		return 0, errorf(taskrunner.CodeInvalidURL, "the URL's port is not a TCP port", nil)
 	}
 	return n, nil
 }
@@ -378,7 +380,7 @@ func compileAllowlist(entries []string) (allowlist, []error) {
 			err = errors.New("* may only be a whole entry or a leading *.")
 		}
 		if err != nil {
-			var fe *Error
+			var fe *taskrunner.Error
 			if errors.As(err, &fe) {
 				err = errors.New(fe.Message)
 			}

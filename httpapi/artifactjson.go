@@ -8,12 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"strconv"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/storable"
-	"github.com/taskrunner/taskrunner/task"
 )
 
 // A POST /artifacts body holds up to TASK_MAX_ARTIFACT_MB of base64 in one
@@ -90,13 +89,13 @@ func decodeArtifactStream(r io.Reader, data func(f *artifactFields, decoded io.R
 	var f artifactFields
 	c, err := d.nonSpace()
 	if errors.Is(err, io.EOF) {
-		return nil, &Error{Status: http.StatusBadRequest, Code: CodeInvalidJSON, Message: "request body is empty; send a JSON object"}
+		return nil, &taskrunner.Error{Code: taskrunner.CodeInvalidJSON, Message: "request body is empty; send a JSON object"}
 	}
 	if err != nil {
 		return nil, err
 	}
 	if c != '{' {
-		return nil, &Error{Status: http.StatusBadRequest, Code: CodeInvalidJSON, Message: "request body must be a JSON object"}
+		return nil, &taskrunner.Error{Code: taskrunner.CodeInvalidJSON, Message: "request body must be a JSON object"}
 	}
 	seen := map[string]bool{}
 	for first := true; ; first = false {
@@ -161,13 +160,13 @@ func decodeArtifactStream(r io.Reader, data func(f *artifactFields, decoded io.R
 		if err != nil {
 			return nil, err
 		}
-		return nil, &Error{Status: http.StatusBadRequest, Code: CodeInvalidJSON, Message: "request body has data after the JSON object"}
+		return nil, &taskrunner.Error{Code: taskrunner.CodeInvalidJSON, Message: "request body has data after the JSON object"}
 	}
 	return &f, nil
 }
 
-func invalidField(field, msg string) *Error {
-	return &Error{Status: http.StatusBadRequest, Code: task.CodeInvalidParams, Field: field, Message: msg}
+func invalidField(field, msg string) *taskrunner.Error {
+	return &taskrunner.Error{Code: taskrunner.CodeInvalidParams, Field: field, Message: msg}
 }
 
 // readByte reads one byte, counting it.

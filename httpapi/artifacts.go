@@ -16,8 +16,8 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/artifact"
-	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/task"
 )
 
@@ -35,7 +35,7 @@ type artifactView struct {
 	URL         string `json:"url"`
 }
 
-func artifactViewOf(a *db.Artifact) artifactView {
+func artifactViewOf(a *taskrunner.Artifact) artifactView {
 	id := a.ID.String()
 	return artifactView{
 		ID: id, ArtifactID: id, TaskID: a.TaskID, Type: a.Type, Name: a.Name, ContentType: a.ContentType,
@@ -89,7 +89,7 @@ func (s *Server) createArtifact(w http.ResponseWriter, r *http.Request) error {
 		return err
 	})
 	if err == nil && fields.TaskID == nil {
-		err = &artifact.Error{Code: artifact.CodeInvalid, Field: "task_id", Message: "task_id is required"}
+		err = &taskrunner.Error{Code: taskrunner.CodeArtifactInvalid, Field: "task_id", Message: "task_id is required"}
 	}
 	if err == nil && staged == nil { // no data_base64: an empty artifact
 		staged, err = svc.Stage(ctx, *fields.TaskID, bytes.NewReader(nil))
@@ -118,13 +118,13 @@ func artifactJSONError(err error, svc *artifact.Service) error {
 	case errors.As(err, &tooLarge):
 		return svc.TooLarge()
 	case errors.As(err, &syntax):
-		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidJSON, Message: syntax.Error()}
+		return &taskrunner.Error{Code: taskrunner.CodeInvalidJSON, Message: syntax.Error()}
 	case errors.Is(err, errBadBase64), errors.Is(err, errDataEscape):
 		msg := errBadBase64.Error()
 		if errors.Is(err, errDataEscape) {
 			msg = errDataEscape.Error()
 		}
-		return &artifact.Error{Code: artifact.CodeInvalid, Field: "data_base64", Message: msg}
+		return &taskrunner.Error{Code: taskrunner.CodeArtifactInvalid, Field: "data_base64", Message: msg}
 	}
 	return err
 }
@@ -144,7 +144,7 @@ func (s *Server) uploadArtifact(w http.ResponseWriter, r *http.Request) error {
 	contentType := r.Header.Get("Content-Type")
 	if contentType != "" {
 		if _, _, err := mime.ParseMediaType(contentType); err != nil {
-			return &artifact.Error{Code: artifact.CodeInvalid, Field: "content_type", Message: "Content-Type is not a media type"}
+			return &taskrunner.Error{Code: taskrunner.CodeArtifactInvalid, Field: "content_type", Message: "Content-Type is not a media type"}
 		}
 	}
 	a, err := s.deps.Artifacts.Put(r.Context(), artifact.New{
@@ -159,11 +159,11 @@ func (s *Server) uploadArtifact(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) artifactFromPath(r *http.Request) (*db.Artifact, error) {
+func (s *Server) artifactFromPath(r *http.Request) (*taskrunner.Artifact, error) {
 	raw := chi.URLParam(r, "id")
 	id, err := uuid.Parse(raw)
 	if err != nil {
-		return nil, &artifact.Error{Code: artifact.CodeNotFound, Message: "no artifact with id " + strconv.Quote(raw)}
+		return nil, &taskrunner.Error{Code: taskrunner.CodeNotFound, Message: "no artifact with id " + strconv.Quote(raw)}
 	}
 	return s.deps.Artifacts.Get(r.Context(), id)
 }
@@ -215,10 +215,6 @@ func tooManyRanges(h string) bool {
 	return strings.Count(h, ",") >= maxRanges
 }
 
-// CodeTooManyUploads refuses an upload while the process receives as many
-// as MAX_CONCURRENT_UPLOADS.
-const CodeTooManyUploads = "too_many_uploads"
-
 // uploadRetryAfter is the Retry-After of a refused upload, in seconds.
 const uploadRetryAfter = 1
 
@@ -232,7 +228,7 @@ func (s *Server) takeUploadSlot(w http.ResponseWriter) (release func(), err erro
 		return func() { <-s.uploads }, nil
 	default:
 		w.Header().Set("Retry-After", strconv.Itoa(uploadRetryAfter))
-		return nil, &Error{Status: http.StatusServiceUnavailable, Code: CodeTooManyUploads,
+		return nil, &taskrunner.Error{Code: taskrunner.CodeTooManyUploads,
 			Message: fmt.Sprintf("this server receives at most %d uploads at once (MAX_CONCURRENT_UPLOADS); retry shortly", cap(s.uploads))}
 	}
 }
@@ -287,10 +283,10 @@ type countingWriter struct {
 }
 
 // serveContentErrors are the codes of ServeContent's own error answers.
-var serveContentErrors = map[int]*Error{
-	http.StatusRequestedRangeNotSatisfiable: {Status: http.StatusRequestedRangeNotSatisfiable, Code: CodeRangeNotSatisfiable,
+var serveContentErrors = map[int]*taskrunner.Error{
+	http.StatusRequestedRangeNotSatisfiable: {Code: taskrunner.CodeRangeNotSatisfiable,
 		Message: "the range is outside the artifact"},
-	http.StatusPreconditionFailed: {Status: http.StatusPreconditionFailed, Code: CodePreconditionFailed,
+	http.StatusPreconditionFailed: {Code: taskrunner.CodePreconditionFailed,
 		Message: "an If-Match or If-Unmodified-Since precondition failed"},
 }
 

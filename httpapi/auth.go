@@ -8,11 +8,9 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/config"
 )
-
-// CodeUnauthorized is the refusal of a request without a valid key.
-const CodeUnauthorized = "unauthorized"
 
 type clientKey struct{}
 
@@ -104,7 +102,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			} else {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="taskrunner"`)
 			}
-			writeError(w, r, s.deps.Logger, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
+			writeError(w, r, s.deps.Logger, &taskrunner.Error{Code: taskrunner.CodeUnauthorized,
 				Message: "a valid API key is required: Authorization: Bearer <key>"})
 			return
 		}

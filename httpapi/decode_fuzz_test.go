@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/jobs"
 	"github.com/taskrunner/taskrunner/storable"
@@ -46,22 +47,22 @@ func FuzzTaskRequest(f *testing.F) {
 	}
 	const maxRuntime = 600 * time.Second
 	svc := task.NewService(nil, nil, task.Limits{MaxRuntime: maxRuntime, Queues: []string{"default"}}, slog.New(slog.DiscardHandler))
-	codes := map[string]bool{CodeInvalidJSON: true, task.CodeInvalidParams: true, task.CodeUnknownType: true}
+	codes := map[string]bool{taskrunner.CodeInvalidJSON: true, taskrunner.CodeInvalidParams: true, taskrunner.CodeUnknownTaskType: true}
 
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req, err := decodeTaskRequest(body)
 		if err != nil {
-			var apiErr *Error
-			if !errors.As(err, &apiErr) || apiErr.Status != 400 || !codes[apiErr.Code] || apiErr.Message == "" {
+			var apiErr *taskrunner.Error
+			if !errors.As(err, &apiErr) || statusOf(apiErr.Code) != 400 || !codes[apiErr.Code] || apiErr.Message == "" {
 				t.Fatalf("decode error is not a 400 with a known code: %#v", err)
 			}
 			return
 		}
 		params, err := svc.Validate(req)
 		if err != nil {
-			var taskErr *task.Error
+			var taskErr *taskrunner.Error
 			if !errors.As(err, &taskErr) || !codes[taskErr.Code] || taskErr.Message == "" {
-				t.Fatalf("validation error is not a task.Error with a known code: %#v", err)
+				t.Fatalf("validation error is not a *taskrunner.Error with a known code: %#v", err)
 			}
 			return
 		}
@@ -103,8 +104,8 @@ func FuzzSearchRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req, err := decodeSearchRequest(body)
 		if err != nil {
-			var apiErr *Error
-			if !errors.As(err, &apiErr) || apiErr.Status != 400 {
+			var apiErr *taskrunner.Error
+			if !errors.As(err, &apiErr) || statusOf(apiErr.Code) != 400 {
 				t.Fatalf("decode error is not a 400: %#v", err)
 			}
 			return
@@ -147,10 +148,10 @@ func FuzzArtifactRequest(f *testing.F) {
 		})
 		if err != nil {
 			e := asError(artifactJSONError(err, nil))
-			if e.Status != 400 || e.Message == "" {
+			if statusOf(e.Code) != 400 || e.Message == "" {
 				t.Fatalf("decode error is not a 400: %#v", err)
 			}
-			if e.Code == CodeInvalidJSON && json.Valid(body) && bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
+			if e.Code == taskrunner.CodeInvalidJSON && json.Valid(body) && bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
 				t.Fatalf("refused valid JSON as invalid: %v", err)
 			}
 		} else {

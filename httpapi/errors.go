@@ -8,81 +8,80 @@ import (
 
 	"github.com/go-chi/chi/v5/middleware"
 
-	"github.com/taskrunner/taskrunner/artifact"
-	"github.com/taskrunner/taskrunner/db"
-	"github.com/taskrunner/taskrunner/task"
+	"github.com/taskrunner/taskrunner"
 )
 
-// Error codes of the API's own (task's codes are in package task).
-const (
-	CodeInvalidJSON           = "invalid_json"
-	CodeBodyTooLarge          = "body_too_large"
-	CodeUnsupportedMediaType  = "unsupported_media_type"
-	CodeDependencyUnavailable = "dependency_unavailable"
-	CodeInternal              = "internal_error"
-	CodeMethodNotAllowed      = "method_not_allowed"
-	CodeRangeNotSatisfiable   = "range_not_satisfiable"
-	CodePreconditionFailed    = "precondition_failed"
-)
+// codeStatus is the HTTP status of every code taskrunner has (a test
+// fails when a code of taskrunner's error.go is missing). The codes of a
+// task's failure are shown in the task's error, not as an answer's status;
+// they have the status they would have if a handler ever returned one.
+var codeStatus = map[string]int{
+	taskrunner.CodeInvalidJSON:          http.StatusBadRequest,
+	taskrunner.CodeInvalidParams:        http.StatusBadRequest,
+	taskrunner.CodeUnknownTaskType:      http.StatusBadRequest,
+	taskrunner.CodeBatchTooLarge:        http.StatusRequestEntityTooLarge,
+	taskrunner.CodeBodyTooLarge:         http.StatusRequestEntityTooLarge,
+	taskrunner.CodeUnsupportedMediaType: http.StatusUnsupportedMediaType,
+	taskrunner.CodeMethodNotAllowed:     http.StatusMethodNotAllowed,
+	taskrunner.CodeNotFound:             http.StatusNotFound,
+	taskrunner.CodeTaskAlreadyFinished:  http.StatusConflict,
+	taskrunner.CodeRangeNotSatisfiable:  http.StatusRequestedRangeNotSatisfiable,
+	taskrunner.CodePreconditionFailed:   http.StatusPreconditionFailed,
+	taskrunner.CodeUnauthorized:         http.StatusUnauthorized,
+	taskrunner.CodeCrossOriginRequest:   http.StatusForbidden,
+	taskrunner.CodeRateLimitExceeded:    http.StatusTooManyRequests,
+	taskrunner.CodeTooManyWaiters:       http.StatusServiceUnavailable,
+	taskrunner.CodeTooManyUploads:       http.StatusServiceUnavailable,
 
-// Error is an API error: the status, the public code and message, and the
-// internal cause that only the log sees.
-type Error struct {
-	Status  int
-	Code    string
-	Message string
-	Field   string
-	Cause   error
+	taskrunner.CodeArtifactInvalid:      http.StatusBadRequest,
+	taskrunner.CodeArtifactSizeExceeded: http.StatusRequestEntityTooLarge,
+
+	taskrunner.CodeInvalidURL:        http.StatusBadRequest,
+	taskrunner.CodeDomainNotAllowed:  http.StatusBadRequest,
+	taskrunner.CodePortNotAllowed:    http.StatusBadRequest,
+	taskrunner.CodeAddressNotAllowed: http.StatusBadRequest,
+
+	taskrunner.CodeTaskFailed:                 http.StatusInternalServerError,
+	taskrunner.CodeTaskCancelled:              http.StatusConflict,
+	taskrunner.CodeTaskRuntimeExceeded:        http.StatusGatewayTimeout,
+	taskrunner.CodeTaskInterrupted:            http.StatusServiceUnavailable,
+	taskrunner.CodeWorkerLost:                 http.StatusServiceUnavailable,
+	taskrunner.CodeTooManyRedirects:           http.StatusBadGateway,
+	taskrunner.CodeFetchTimeout:               http.StatusGatewayTimeout,
+	taskrunner.CodeFetchFailed:                http.StatusBadGateway,
+	taskrunner.CodeFetchHTTPError:             http.StatusBadGateway,
+	taskrunner.CodeSearchFailed:               http.StatusBadGateway,
+	taskrunner.CodeSearchProviderUnavailable:  http.StatusBadGateway,
+	taskrunner.CodeSearchProviderUnauthorized: http.StatusBadGateway,
+	taskrunner.CodeSearchProviderRateLimited:  http.StatusBadGateway,
+	taskrunner.CodeSearchProviderTimeout:      http.StatusGatewayTimeout,
+	taskrunner.CodeSearchProviderBadResponse:  http.StatusBadGateway,
+
+	taskrunner.CodeDependencyUnavailable: http.StatusServiceUnavailable,
+	taskrunner.CodeInternal:              http.StatusInternalServerError,
 }
 
-func (e *Error) Error() string {
-	if e.Cause != nil {
-		return e.Code + ": " + e.Message + ": " + e.Cause.Error()
+// statusOf is the HTTP status of code; 500 for a code without one.
+func statusOf(code string) int {
+	if status, ok := codeStatus[code]; ok {
+		return status
 	}
-	return e.Code + ": " + e.Message
+	return http.StatusInternalServerError
 }
 
-func (e *Error) Unwrap() error { return e.Cause }
-
-// statusOfCode maps the domain's stable codes to HTTP statuses.
-var statusOfCode = map[string]int{
-	task.CodeInvalidParams:   http.StatusBadRequest,
-	task.CodeUnknownType:     http.StatusBadRequest,
-	task.CodeNotFound:        http.StatusNotFound,
-	task.CodeAlreadyFinished: http.StatusConflict,
-	task.CodeBatchTooLarge:   http.StatusRequestEntityTooLarge,
-}
-
-// asError turns any error into an API Error. Unknown errors become 500s
-// (or 503s when a dependency is down) whose message says nothing of the
-// cause.
-func asError(err error) *Error {
-	var apiErr *Error
-	if errors.As(err, &apiErr) {
-		return apiErr
+// asError turns any error into a *taskrunner.Error: the first in its
+// chain, or for any other error an internal_error (dependency_unavailable
+// when the request ran out of time) whose message says nothing of the
+// cause, which it keeps for the log.
+func asError(err error) *taskrunner.Error {
+	var e *taskrunner.Error
+	if errors.As(err, &e) {
+		return e
 	}
-	var artErr *artifact.Error
-	if errors.As(err, &artErr) {
-		status := map[string]int{artifact.CodeSizeExceeded: http.StatusRequestEntityTooLarge, artifact.CodeNotFound: http.StatusNotFound}[artErr.Code]
-		if status == 0 {
-			status = http.StatusBadRequest
-		}
-		return &Error{Status: status, Code: artErr.Code, Message: artErr.Message, Field: artErr.Field}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return taskrunner.Unavailable(err)
 	}
-	var taskErr *task.Error
-	if errors.As(err, &taskErr) {
-		status, ok := statusOfCode[taskErr.Code]
-		if !ok {
-			status = http.StatusBadRequest
-		}
-		return &Error{Status: status, Code: taskErr.Code, Message: taskErr.Message, Field: taskErr.Field}
-	}
-	if db.IsUnavailable(err) || errors.Is(err, artifact.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
-		return &Error{Status: http.StatusServiceUnavailable, Code: CodeDependencyUnavailable,
-			Message: "a service taskrunner depends on is unavailable; retry shortly", Cause: err}
-	}
-	return &Error{Status: http.StatusInternalServerError, Code: CodeInternal,
-		Message: "internal error; the server log has the details", Cause: err}
+	return &taskrunner.Error{Code: taskrunner.CodeInternal, Message: taskrunner.ErrorMessage(err), Err: err}
 }
 
 type errorBody struct {
@@ -97,21 +96,22 @@ type errorDetail struct {
 }
 
 // writeError logs err (4xx at info, 5xx at error with the cause) and writes
-// the one JSON error shape.
+// the one JSON error shape, with the status of its code.
 func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
 	e := asError(err)
+	status := statusOf(e.Code)
 	reqID := middleware.GetReqID(r.Context())
 	attrs := []slog.Attr{
-		slog.String("event", "http_error"), slog.String("code", e.Code), slog.Int("status", e.Status),
+		slog.String("event", "http_error"), slog.String("code", e.Code), slog.Int("status", status),
 		slog.String("method", logMethod(r)), slog.String("path", logPath(r)), slog.String("request_id", reqID),
 	}
-	if e.Status >= 500 {
-		if e.Cause != nil {
-			attrs = append(attrs, slog.String("cause", e.Cause.Error()))
+	if status >= 500 {
+		if e.Err != nil {
+			attrs = append(attrs, slog.String("cause", e.Err.Error()))
 		}
 		logger.LogAttrs(r.Context(), slog.LevelError, e.Message, attrs...)
 	} else {
 		logger.LogAttrs(r.Context(), slog.LevelInfo, e.Message, attrs...)
 	}
-	writeJSON(w, e.Status, errorBody{Error: errorDetail{Code: e.Code, Message: e.Message, Field: e.Field, RequestID: reqID}})
+	writeJSON(w, status, errorBody{Error: errorDetail{Code: e.Code, Message: e.Message, Field: e.Field, RequestID: reqID}})
 }

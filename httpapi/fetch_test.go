@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/fetch"
 	"github.com/taskrunner/taskrunner/jobs"
 )
@@ -169,7 +170,7 @@ func TestFetchClientErrorIsNotRetried(t *testing.T) {
 	done := f.waitStatus(t, id, "cancelled", "discarded").task(t)
 	require.Equal(t, "discarded", done.Status)
 	taskErr := done.failure(t)
-	require.Equal(t, jobs.CodeFetchHTTPError, taskErr.Code)
+	require.Equal(t, taskrunner.CodeFetchHTTPError, taskErr.Code)
 	require.True(t, strings.Contains(taskErr.Message, "404"), taskErr.Message)
 	require.Equal(t, 1, done.Attempt)
 }

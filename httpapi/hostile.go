@@ -14,16 +14,13 @@ import (
 
 	"github.com/go-chi/chi/v5/middleware"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/config"
 )
 
 // What this file guards against: clients that send what no honest client
 // sends (made-up methods, megabyte paths, forged request ids, stalled or
 // oversized bodies, forms posted from other sites).
-
-// CodeCrossOrigin refuses a state-changing browser request sent from
-// another site.
-const CodeCrossOrigin = "cross_origin_request"
 
 // Bounds on what reaches a log line.
 const (
@@ -154,7 +151,7 @@ func logMethod(r *http.Request) string { return loggable(r.Method, maxLoggedMeth
 func (s *Server) crossOrigin(next http.Handler) http.Handler {
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(s.handle(func(http.ResponseWriter, *http.Request) error {
-		return &Error{Status: http.StatusForbidden, Code: CodeCrossOrigin,
+		return &taskrunner.Error{Code: taskrunner.CodeCrossOriginRequest,
 			Message: "a browser request from another site may not change anything here"}
 	}))
 	return cop.Handler(next)
@@ -179,8 +176,8 @@ func (s *Server) limitRiverUIBodies(ui http.Handler) http.Handler {
 	})
 }
 
-func bodyTooLarge(limit int64) *Error {
-	return &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeBodyTooLarge,
+func bodyTooLarge(limit int64) *taskrunner.Error {
+	return &taskrunner.Error{Code: taskrunner.CodeBodyTooLarge,
 		Message: fmt.Sprintf("request body is over %d bytes", limit)}
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/storable"
 	"github.com/taskrunner/taskrunner/task"
 )
@@ -47,7 +48,7 @@ func requireJSON(r *http.Request) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return &Error{Status: http.StatusUnsupportedMediaType, Code: CodeUnsupportedMediaType,
+			return &taskrunner.Error{Code: taskrunner.CodeUnsupportedMediaType,
 				Message: "send the body as application/json"}
 		}
 	}
@@ -68,7 +69,7 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 		if errors.As(err, &tooLarge) {
 			return nil, bodyTooLarge(tooLarge.Limit)
 		}
-		return nil, &Error{Status: http.StatusBadRequest, Code: CodeInvalidJSON, Message: "request body could not be read", Cause: err}
+		return nil, &taskrunner.Error{Code: taskrunner.CodeInvalidJSON, Message: "request body could not be read", Err: err}
 	}
 	return body, nil
 }
@@ -80,10 +81,10 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 func decodeStrict(body []byte, v any) error {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
-		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidJSON, Message: "request body is empty; send a JSON object"}
+		return &taskrunner.Error{Code: taskrunner.CodeInvalidJSON, Message: "request body is empty; send a JSON object"}
 	}
 	if trimmed[0] != '{' {
-		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidJSON, Message: "request body must be a JSON object"}
+		return &taskrunner.Error{Code: taskrunner.CodeInvalidJSON, Message: "request body must be a JSON object"}
 	}
 	// Before decoding, so an unknown field is never named with a NUL in it.
 	if err := checkStorable(trimmed); err != nil {
@@ -95,7 +96,7 @@ func decodeStrict(body []byte, v any) error {
 		return decodeError(err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidJSON, Message: "request body has data after the JSON object"}
+		return &taskrunner.Error{Code: taskrunner.CodeInvalidJSON, Message: "request body has data after the JSON object"}
 	}
 	return nil
 }
@@ -119,7 +120,7 @@ func checkStorable(doc []byte) error {
 	case field == "":
 		field, what = "body", "the body"
 	}
-	return &Error{Status: http.StatusBadRequest, Code: task.CodeInvalidParams, Field: field,
+	return &taskrunner.Error{Code: taskrunner.CodeInvalidParams, Field: field,
 		Message: what + " " + p.Reason + ", which cannot be stored"}
 }
 
@@ -130,21 +131,21 @@ func decodeError(err error) error {
 		if field == "" {
 			field = "body"
 		}
-		return &Error{Status: http.StatusBadRequest, Code: task.CodeInvalidParams, Field: field,
+		return &taskrunner.Error{Code: taskrunner.CodeInvalidParams, Field: field,
 			Message: fmt.Sprintf("%s has the wrong type: got JSON %s", field, typeErr.Value)}
 	}
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 		field := strings.Trim(name, `"`)
-		return &Error{Status: http.StatusBadRequest, Code: task.CodeInvalidParams, Field: field,
+		return &taskrunner.Error{Code: taskrunner.CodeInvalidParams, Field: field,
 			Message: fmt.Sprintf("unknown field %q", field)}
 	}
 	var timeErr *time.ParseError
 	if errors.As(err, &timeErr) {
 		// run_at is the only time a request carries.
-		return &Error{Status: http.StatusBadRequest, Code: task.CodeInvalidParams, Field: "run_at",
+		return &taskrunner.Error{Code: taskrunner.CodeInvalidParams, Field: "run_at",
 			Message: `run_at must be an RFC 3339 time such as "2026-01-02T15:04:05Z"`}
 	}
-	return &Error{Status: http.StatusBadRequest, Code: CodeInvalidJSON, Message: "request body is not valid JSON: " + jsonSyntaxMessage(err)}
+	return &taskrunner.Error{Code: taskrunner.CodeInvalidJSON, Message: "request body is not valid JSON: " + jsonSyntaxMessage(err)}
 }
 
 // jsonSyntaxMessage describes a decoding error without echoing the input.

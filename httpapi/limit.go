@@ -9,11 +9,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/cache"
 )
-
-// CodeRateLimited is the refusal of an enqueue over TASKS_PER_MINUTE.
-const CodeRateLimited = "rate_limit_exceeded"
 
 // limiterWarnEvery spaces the warnings that the limiter is unavailable.
 const limiterWarnEvery = 10 * time.Second
@@ -60,7 +58,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, n int) error {
 	s.deps.Logger.LogAttrs(r.Context(), slog.LevelInfo, "enqueue rate limited", slog.String("event", "rate_limited"),
 		slog.String("client", client), slog.Int("tasks", n), slog.Int("retry_after_s", retry))
 	s.deps.Metrics.RateLimited()
-	return &Error{Status: http.StatusTooManyRequests, Code: CodeRateLimited, Message: msg}
+	return &taskrunner.Error{Code: taskrunner.CodeRateLimitExceeded, Message: msg}
 }
 
 func ceilSeconds(d time.Duration) int {

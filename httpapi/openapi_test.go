@@ -19,10 +19,9 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskrunner/taskrunner/artifact"
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/cache"
 	"github.com/taskrunner/taskrunner/config"
-	"github.com/taskrunner/taskrunner/fetch"
 	"github.com/taskrunner/taskrunner/httpapi"
 	"github.com/taskrunner/taskrunner/internal/testenv"
 	"github.com/taskrunner/taskrunner/jobs"
@@ -63,11 +62,11 @@ func TestOpenAPIDocumentIsValid(t *testing.T) {
 	// Every error code the API's packages define is in the document.
 	codes := c.doc.Components.Schemas["ErrorCode"].Value.Enum
 	for _, code := range []string{
-		httpapi.CodeInvalidJSON, httpapi.CodeBodyTooLarge, httpapi.CodeUnsupportedMediaType, httpapi.CodeDependencyUnavailable,
-		httpapi.CodeInternal, httpapi.CodeMethodNotAllowed, httpapi.CodeUnauthorized, httpapi.CodeRateLimited, httpapi.CodeTooManyWaiters,
-		httpapi.CodeCrossOrigin,
-		task.CodeInvalidParams, task.CodeUnknownType, task.CodeNotFound, task.CodeAlreadyFinished, task.CodeBatchTooLarge,
-		artifact.CodeSizeExceeded, artifact.CodeInvalid, artifact.CodeNotFound, fetch.CodeDomainNotAllowed,
+		taskrunner.CodeInvalidJSON, taskrunner.CodeBodyTooLarge, taskrunner.CodeUnsupportedMediaType, taskrunner.CodeDependencyUnavailable,
+		taskrunner.CodeInternal, taskrunner.CodeMethodNotAllowed, taskrunner.CodeUnauthorized, taskrunner.CodeRateLimitExceeded, taskrunner.CodeTooManyWaiters,
+		taskrunner.CodeCrossOriginRequest,
+		taskrunner.CodeInvalidParams, taskrunner.CodeUnknownTaskType, taskrunner.CodeNotFound, taskrunner.CodeTaskAlreadyFinished, taskrunner.CodeBatchTooLarge,
+		taskrunner.CodeArtifactSizeExceeded, taskrunner.CodeArtifactInvalid, taskrunner.CodeNotFound, taskrunner.CodeDomainNotAllowed,
 	} {
 		require.Contains(t, codes, code, "error code %s is not in the ErrorCode schema", code)
 	}

@@ -2,9 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
-	"errors"
 	"net/http"
-	"strings"
 
 	"github.com/taskrunner/taskrunner/task"
 )
@@ -34,7 +32,8 @@ func decodeSearchRequest(body []byte) (*task.Request, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &task.Request{Type: "search", Params: params, TimeoutSeconds: sr.TimeoutSeconds, MaxRetries: sr.MaxRetries}, nil
+	return &task.Request{Type: "search", Params: params, TimeoutSeconds: sr.TimeoutSeconds, MaxRetries: sr.MaxRetries,
+		ParamsInBody: true}, nil
 }
 
 // submitSearch enqueues a search task; its result is the merged answer.
@@ -47,12 +46,5 @@ func (s *Server) submitSearch(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	err = s.enqueue(w, r, req)
-	var taskErr *task.Error
-	if errors.As(err, &taskErr) {
-		// The body's fields are the params themselves here.
-		field := strings.TrimPrefix(taskErr.Field, "params.")
-		return &task.Error{Code: taskErr.Code, Field: field, Message: strings.ReplaceAll(taskErr.Message, "params.", "")}
-	}
-	return err
+	return s.enqueue(w, r, req)
 }

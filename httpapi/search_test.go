@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/cache"
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/internal/testenv"
@@ -193,7 +194,7 @@ func requireFailedForGood(t *testing.T, s searchBundle, resp response, providerC
 	require.Equal(t, "discarded", done.Status, "body: %s", resp.raw)
 	require.Equal(t, 1, done.Attempt, "not retried")
 	taskErr := done.failure(t)
-	require.Equal(t, search.CodeAllFailed, taskErr.Code)
+	require.Equal(t, taskrunner.CodeSearchFailed, taskErr.Code)
 	msg := taskErr.Message
 	require.Contains(t, msg, "brave: "+providerCode)
 	require.Contains(t, msg, "not retried")
@@ -201,14 +202,14 @@ func requireFailedForGood(t *testing.T, s searchBundle, resp response, providerC
 	require.NotContains(t, msg, s.brave.URL())
 	run := done.run(t, 0)
 	require.Equal(t, db.RunFailed, run.Status)
-	require.Equal(t, search.CodeAllFailed, deref(run.ErrorCode))
+	require.Equal(t, taskrunner.CodeSearchFailed, deref(run.ErrorCode))
 	require.Equal(t, msg, deref(run.Error), "a run shows the same public message")
 
 	id := done.ID
 	var status, code, sqlMsg, riverState, riverErr string
 	require.NoError(t, s.db.Pool.QueryRow(context.Background(),
 		`SELECT status::text, error_code, error FROM tasks WHERE id = $1`, id).Scan(&status, &code, &sqlMsg))
-	require.Equal(t, []string{"discarded", search.CodeAllFailed, msg}, []string{status, code, sqlMsg}, "select * from tasks agrees")
+	require.Equal(t, []string{"discarded", taskrunner.CodeSearchFailed, msg}, []string{status, code, sqlMsg}, "select * from tasks agrees")
 	require.NoError(t, s.db.Pool.QueryRow(context.Background(),
 		`SELECT state::text, errors[array_upper(errors, 1)] ->> 'error' FROM river_job WHERE id = $1`, id).Scan(&riverState, &riverErr))
 	require.Equal(t, "discarded", riverState, "River UI shows the same state")
@@ -225,7 +226,7 @@ func TestSearchWithABadKeyIsNotRetried(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, resp.status, "body: %s", resp.raw)
 	done := s.waitStatus(t, resp.task(t).ID, "cancelled", "discarded")
 
-	requireFailedForGood(t, s, done, search.CodeUnauthorized)
+	requireFailedForGood(t, s, done, taskrunner.CodeSearchProviderUnauthorized)
 	require.NotContains(t, string(done.raw), "not-the-key-7d1e")
 	require.Equal(t, 1, s.brave.Calls())
 }
@@ -241,7 +242,7 @@ func TestSearchWithoutAKeyIsDiscarded(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, resp.status, "body: %s", resp.raw)
 	done := s.waitStatus(t, resp.task(t).ID, "cancelled", "discarded")
 
-	requireFailedForGood(t, s, done, search.CodeUnauthorized)
+	requireFailedForGood(t, s, done, taskrunner.CodeSearchProviderUnauthorized)
 	require.Zero(t, s.brave.Calls(), "without a key Brave is not asked")
 	failed := s.logs.Events("task_failed")
 	require.Len(t, failed, 1)
@@ -279,5 +280,5 @@ func TestSearchRateLimitedIsRetried(t *testing.T) {
 	require.Equal(t, 2, done.Attempt)
 	require.Equal(t, 2, s.brave.Calls(), "River retried the rate-limited search")
 	require.Len(t, done.Runs, 2)
-	require.Equal(t, search.CodeAllFailed, deref(done.Runs[1].ErrorCode))
+	require.Equal(t, taskrunner.CodeSearchFailed, deref(done.Runs[1].ErrorCode))
 }

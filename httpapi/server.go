@@ -16,9 +16,9 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/config"
-	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/metrics"
 	"github.com/taskrunner/taskrunner/task"
 )
@@ -27,6 +27,15 @@ import (
 type Check struct {
 	Name  string // "postgres", "redis", "minio"
 	Check func(ctx context.Context) error
+}
+
+// TaskWatcher wakes requests waiting on a task (long polls, event
+// streams); db.TaskWatcher is the one taskrunner runs.
+type TaskWatcher interface {
+	// Subscribe subscribes to task id's changes: wake receives when the
+	// task may have changed, stop ends the subscription. A process holding
+	// its maximum of waiters refuses with too_many_waiters.
+	Subscribe(id int64) (wake <-chan struct{}, stop func(), err error)
 }
 
 // riverUIPrefix is where River UI is mounted.
@@ -44,7 +53,7 @@ type Deps struct {
 	// Metrics counts requests and serves /metrics; nil: no /metrics.
 	Metrics *metrics.Metrics
 	// Watcher wakes long polls and event streams; nil: they are refused.
-	Watcher *db.TaskWatcher
+	Watcher TaskWatcher
 	// RiverUI is River UI's handler, mounted at /riverui/; nil: not mounted.
 	RiverUI      http.Handler
 	MaxBatchSize int
@@ -114,10 +123,10 @@ func (s *Server) routes() chi.Router {
 	r.Use(s.crossOrigin)
 	r.Use(s.authenticate)
 	r.NotFound(s.handle(func(w http.ResponseWriter, r *http.Request) error {
-		return &Error{Status: http.StatusNotFound, Code: task.CodeNotFound, Message: "no such route: " + logMethod(r) + " " + logPath(r)}
+		return &taskrunner.Error{Code: taskrunner.CodeNotFound, Message: "no such route: " + logMethod(r) + " " + logPath(r)}
 	}))
 	r.MethodNotAllowed(s.handle(func(w http.ResponseWriter, r *http.Request) error {
-		return &Error{Status: http.StatusMethodNotAllowed, Code: CodeMethodNotAllowed, Message: logMethod(r) + " is not allowed on " + logPath(r)}
+		return &taskrunner.Error{Code: taskrunner.CodeMethodNotAllowed, Message: logMethod(r) + " is not allowed on " + logPath(r)}
 	}))
 
 	if s.deps.RiverUI != nil {
@@ -168,7 +177,7 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 				}
 				s.deps.Logger.ErrorContext(r.Context(), "handler panicked", slog.String("event", "http_panic"),
 					slog.Any("panic", v), slog.String("path", logPath(r)), slog.String("request_id", middleware.GetReqID(r.Context())))
-				writeError(w, r, s.deps.Logger, &Error{Status: http.StatusInternalServerError, Code: CodeInternal,
+				writeError(w, r, s.deps.Logger, &taskrunner.Error{Code: taskrunner.CodeInternal,
 					Message: "internal error; the server log has the details"})
 			}
 		}()
@@ -246,7 +255,7 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusServiceUnavailable, struct {
 			readyBody
 			Error errorDetail `json:"error"`
-		}{body, errorDetail{Code: CodeDependencyUnavailable, Message: "down: " + joinSorted(down), RequestID: middleware.GetReqID(r.Context())}})
+		}{body, errorDetail{Code: taskrunner.CodeDependencyUnavailable, Message: "down: " + joinSorted(down), RequestID: middleware.GetReqID(r.Context())}})
 		return nil
 	}
 	writeJSON(w, http.StatusOK, body)

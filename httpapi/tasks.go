@@ -12,8 +12,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/taskrunner/taskrunner/db"
-	"github.com/taskrunner/taskrunner/jobs"
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/task"
 )
 
@@ -42,8 +41,8 @@ type taskView struct {
 // taskDetailView is one task with its runs and artifacts (GET /tasks/{id}).
 type taskDetailView struct {
 	taskView
-	Runs        []db.Run `json:"runs"`
-	ArtifactIDs []string `json:"artifact_ids"`
+	Runs        []taskrunner.Run `json:"runs"`
+	ArtifactIDs []string         `json:"artifact_ids"`
 }
 
 type taskError struct {
@@ -51,7 +50,7 @@ type taskError struct {
 	Message string `json:"message"`
 }
 
-func viewOf(t *db.Task) taskView {
+func viewOf(t *taskrunner.Task) taskView {
 	v := taskView{
 		ID: t.ID, TaskID: t.ID, Type: t.Type, Status: t.Status, Params: publicParams(t.Params), Result: t.Result,
 		Attempt: t.Attempt, MaxAttempts: t.MaxAttempts, MaxRetries: t.MaxAttempts - 1, Priority: t.Priority,
@@ -76,7 +75,7 @@ func viewOf(t *db.Task) taskView {
 			v.Error.Message = *t.Error
 		}
 		if v.Error.Message == "" {
-			v.Error.Message = jobs.PublicMessage(v.Error.Code, nil)
+			v.Error.Message = task.PublicMessage(v.Error.Code)
 		}
 	}
 	return v
@@ -150,7 +149,7 @@ func idempotencyKey(r *http.Request) (string, error) {
 		return "", nil
 	}
 	if len(k) > task.MaxIdempotencyKeyLength || strings.ContainsFunc(k, func(c rune) bool { return c < 0x21 || c > 0x7e }) {
-		return "", &Error{Status: http.StatusBadRequest, Code: task.CodeInvalidParams, Field: "Idempotency-Key",
+		return "", &taskrunner.Error{Code: taskrunner.CodeInvalidParams, Field: "Idempotency-Key",
 			Message: fmt.Sprintf("Idempotency-Key must be 1 to %d visible ASCII characters", task.MaxIdempotencyKeyLength)}
 	}
 	return clientOf(r.Context()) + "/" + k, nil
@@ -196,10 +195,10 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func detailViewOf(d *task.Detail) taskDetailView {
-	v := taskDetailView{taskView: viewOf(&d.Task), Runs: d.Runs}
+func detailViewOf(d *taskrunner.Task) taskDetailView {
+	v := taskDetailView{taskView: viewOf(d), Runs: d.Runs}
 	if v.Runs == nil {
-		v.Runs = []db.Run{}
+		v.Runs = []taskrunner.Run{}
 	}
 	v.ArtifactIDs = make([]string, len(d.ArtifactIDs))
 	for i, id := range d.ArtifactIDs {
@@ -231,14 +230,14 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 	if l := q.Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)
 		if err != nil || n <= 0 {
-			return &Error{Status: http.StatusBadRequest, Code: task.CodeInvalidParams, Field: "limit",
+			return &taskrunner.Error{Code: taskrunner.CodeInvalidParams, Field: "limit",
 				Message: "limit must be a positive whole number"}
 		}
 		lq.Limit = n
 	}
 	body := listBody{Tasks: []json.RawMessage{}}
 	size := 0
-	next, err := s.deps.Tasks.List(r.Context(), lq, func(t *db.Task) (bool, error) {
+	next, err := s.deps.Tasks.List(r.Context(), lq, func(t *taskrunner.Task) (bool, error) {
 		enc, err := encodeJSON(viewOf(t))
 		if err != nil {
 			return false, err
@@ -267,7 +266,7 @@ func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	status := http.StatusOK
-	if !task.Finished(t.Status) {
+	if !taskrunner.Finished(t.Status) {
 		status = http.StatusAccepted // running: its worker is being told to stop
 	}
 	writeJSON(w, status, viewOf(t))

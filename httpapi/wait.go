@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -12,7 +11,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/taskrunner/taskrunner/db"
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/task"
 )
 
@@ -31,9 +30,6 @@ const (
 	keepAliveEvery = 15 * time.Second
 )
 
-// CodeTooManyWaiters refuses a wait when the process holds its maximum.
-const CodeTooManyWaiters = "too_many_waiters"
-
 // parseWait reads ?wait= as a Go duration ("30s") or a number of seconds.
 func parseWait(v string) (time.Duration, error) {
 	if v == "" {
@@ -43,13 +39,13 @@ func parseWait(v string) (time.Duration, error) {
 	if err != nil {
 		secs, nerr := strconv.ParseFloat(v, 64)
 		if nerr != nil || math.IsNaN(secs) {
-			return 0, &Error{Status: http.StatusBadRequest, Code: task.CodeInvalidParams, Field: "wait",
+			return 0, &taskrunner.Error{Code: taskrunner.CodeInvalidParams, Field: "wait",
 				Message: `wait must be a duration such as "30s" or a number of seconds`}
 		}
 		d = time.Duration(secs * float64(time.Second))
 	}
 	if d < 0 || d > MaxWait {
-		return 0, &Error{Status: http.StatusBadRequest, Code: task.CodeInvalidParams, Field: "wait",
+		return 0, &taskrunner.Error{Code: taskrunner.CodeInvalidParams, Field: "wait",
 			Message: fmt.Sprintf("wait must be between 0s and %s", MaxWait)}
 	}
 	return d, nil
@@ -57,16 +53,11 @@ func parseWait(v string) (time.Duration, error) {
 
 // watch subscribes to a task's changes, or refuses when the process has too
 // many waiters.
-func (s *Server) watch(id int64) (*db.Watch, error) {
+func (s *Server) watch(id int64) (wake <-chan struct{}, stop func(), err error) {
 	if s.deps.Watcher == nil {
-		return nil, &Error{Status: http.StatusServiceUnavailable, Code: CodeDependencyUnavailable, Message: "waiting on tasks is not available here"}
+		return nil, nil, &taskrunner.Error{Code: taskrunner.CodeDependencyUnavailable, Message: "waiting on tasks is not available here"}
 	}
-	w, err := s.deps.Watcher.Watch(id)
-	if errors.Is(err, db.ErrTooManyWatchers) {
-		return nil, &Error{Status: http.StatusServiceUnavailable, Code: CodeTooManyWaiters,
-			Message: "too many requests are waiting on tasks; retry shortly or poll"}
-	}
-	return w, err
+	return s.deps.Watcher.Subscribe(id)
 }
 
 // getTask returns a task; with ?wait= it holds the request until the task
@@ -82,20 +73,21 @@ func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.deps.RequestTimeout+wait)
 	defer cancel()
-	var sub *db.Watch
+	var wake <-chan struct{}
 	if wait > 0 {
 		// Subscribe before the first read, so no change falls between.
-		if sub, err = s.watch(id); err != nil {
+		var stop func()
+		if wake, stop, err = s.watch(id); err != nil {
 			return err
 		}
-		defer sub.Close()
+		defer stop()
 	}
 	d, err := s.deps.Tasks.Get(ctx, id)
 	if err != nil {
 		return err
 	}
-	if sub != nil && !task.Finished(d.Status) {
-		d, err = s.waitFinished(ctx, sub, id, wait, d)
+	if wake != nil && !taskrunner.Finished(d.Status) {
+		d, err = s.waitFinished(ctx, wake, id, wait, d)
 		if err != nil {
 			return err
 		}
@@ -106,18 +98,18 @@ func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
 
 // waitFinished re-reads the task whenever it may have changed, until it is
 // finished or wait has passed.
-func (s *Server) waitFinished(ctx context.Context, sub *db.Watch, id int64, wait time.Duration, d *task.Detail) (*task.Detail, error) {
+func (s *Server) waitFinished(ctx context.Context, wake <-chan struct{}, id int64, wait time.Duration, d *taskrunner.Task) (*taskrunner.Task, error) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	recheck := time.NewTicker(recheckEvery)
 	defer recheck.Stop()
-	for !task.Finished(d.Status) {
+	for !taskrunner.Finished(d.Status) {
 		select {
 		case <-timer.C:
 			return d, nil
 		case <-ctx.Done():
 			return d, nil
-		case <-sub.C:
+		case <-wake:
 		case <-recheck.C:
 		}
 		next, err := s.deps.Tasks.Get(ctx, id)
@@ -139,13 +131,13 @@ func (s *Server) taskEvents(w http.ResponseWriter, r *http.Request) error {
 	}
 	flusher, ok := w.(http.Flusher)
 	if !ok {
-		return &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "streaming is not supported here"}
+		return &taskrunner.Error{Code: taskrunner.CodeInternal, Message: "streaming is not supported here"}
 	}
-	sub, err := s.watch(id)
+	wake, stop, err := s.watch(id)
 	if err != nil {
 		return err
 	}
-	defer sub.Close()
+	defer stop()
 	ctx, cancel := context.WithTimeout(r.Context(), maxEventStream)
 	defer cancel()
 	d, err := s.deps.Tasks.Get(ctx, id)
@@ -178,7 +170,7 @@ func (s *Server) taskEvents(w http.ResponseWriter, r *http.Request) error {
 	defer recheck.Stop()
 	keepAlive := time.NewTicker(keepAliveEvery)
 	defer keepAlive.Stop()
-	for !task.Finished(last) {
+	for !taskrunner.Finished(last) {
 		select {
 		case <-ctx.Done():
 			return nil
@@ -188,7 +180,7 @@ func (s *Server) taskEvents(w http.ResponseWriter, r *http.Request) error {
 			}
 			flusher.Flush()
 			continue
-		case <-sub.C:
+		case <-wake:
 		case <-recheck.C:
 		}
 		next, err := s.deps.Tasks.Get(ctx, id)

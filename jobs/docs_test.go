@@ -17,6 +17,8 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
+
+	"github.com/taskrunner/taskrunner"
 )
 
 var update = flag.Bool("update", false, "write the task types into "+openAPIPath+" and "+readmePath)
@@ -119,7 +121,7 @@ func TestTaskTypesAreComplete(t *testing.T) {
 			// Decode knows the param: a bad value is refused naming it,
 			// not as an unknown param.
 			_, err := tt.Decode(json.RawMessage(`{"`+p.Name+`":{}}`), testEnv)
-			var pe *ParamsError
+			var pe *taskrunner.Error
 			require.ErrorAs(t, err, &pe, "%s: param %s", name, p.Name)
 			require.NotEqual(t, "is not a known param", pe.Message, "%s: param %s is in Params but Decode does not take it", name, p.Name)
 		}

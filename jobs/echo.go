@@ -50,7 +50,7 @@ func init() {
 				return nil, err
 			}
 			if p.Msg == nil {
-				return nil, &ParamsError{Field: "params.msg", Message: "is required"}
+				return nil, paramError("msg", "is required")
 			}
 			return EchoArgs{Msg: *p.Msg}, nil
 		},

@@ -11,15 +11,10 @@ import (
 
 	"github.com/riverqueue/river"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/fetch"
 	"github.com/taskrunner/taskrunner/storable"
-)
-
-// Codes of fetch task failures besides the fetch package's own.
-const (
-	// CodeFetchHTTPError: the server answered with an error status.
-	CodeFetchHTTPError = "fetch_http_error"
 )
 
 // FetchArgs is the fetch task: one URL, stored as an artifact.
@@ -55,7 +50,7 @@ type FetchWorker struct {
 // not retried; a network failure, a timeout, a 429 or a 5xx is.
 func (w *FetchWorker) Work(ctx context.Context, job *river.Job[FetchArgs]) error {
 	if w.fetcher == nil || w.artifacts == nil {
-		return NotRetried(Errorf(CodeFailed, "fetch is not configured in this worker"))
+		return NotRetried(taskrunner.Errorf(taskrunner.CodeTaskFailed, "fetch is not configured in this worker"))
 	}
 	resp, err := w.fetcher.Fetch(ctx, job.Args.URL)
 	if err != nil {
@@ -64,7 +59,7 @@ func (w *FetchWorker) Work(ctx context.Context, job *river.Job[FetchArgs]) error
 	defer resp.Body.Close()
 	RecordMetric(ctx, "http_status", float64(resp.Status))
 	if !resp.OK() {
-		err := Errorf(CodeFetchHTTPError, "the server answered %d %s", resp.Status, http.StatusText(resp.Status))
+		err := taskrunner.Errorf(taskrunner.CodeFetchHTTPError, "the server answered %d %s", resp.Status, http.StatusText(resp.Status))
 		if resp.Status == http.StatusTooManyRequests || resp.Status >= 500 {
 			return err
 		}
@@ -79,15 +74,17 @@ func (w *FetchWorker) Work(ctx context.Context, job *river.Job[FetchArgs]) error
 		Size: resp.ContentLength, Body: resp.Body,
 	})
 	if err != nil {
-		var fe *fetch.Error
-		var ae *artifact.Error
+		// The failure at the root: the fetcher's (a body cut short or too
+		// large, inside the artifact service's refusal), or the artifact
+		// service's own.
+		cause := rootError(err)
 		switch {
-		case errors.As(err, &fe) || errors.Is(err, fetch.ErrTooLarge):
+		case cause == nil || cause.Code == taskrunner.CodeDependencyUnavailable:
+			return fmt.Errorf("store fetched body: %w", err)
+		case fetchCodes[cause.Code]:
 			return fetchFailure(err)
-		case errors.As(err, &ae):
-			return NotRetried(&CodedError{Code: ae.Code, Err: errors.New(ae.Message)})
 		}
-		return fmt.Errorf("store fetched body: %w", err)
+		return NotRetried(&taskrunner.Error{Code: cause.Code, Err: errors.New(cause.Message)})
 	}
 	RecordMetric(ctx, "bytes", float64(a.Size))
 	return recordOutput(ctx, FetchResult{
@@ -96,24 +93,45 @@ func (w *FetchWorker) Work(ctx context.Context, job *river.Job[FetchArgs]) error
 	})
 }
 
+// fetchCodes are the codes of the fetcher's errors.
+var fetchCodes = map[string]bool{
+	taskrunner.CodeInvalidURL: true, taskrunner.CodeDomainNotAllowed: true, taskrunner.CodePortNotAllowed: true,
+	taskrunner.CodeAddressNotAllowed: true, taskrunner.CodeTooManyRedirects: true,
+	taskrunner.CodeArtifactSizeExceeded: true, taskrunner.CodeFetchTimeout: true, taskrunner.CodeFetchFailed: true,
+}
+
+// rootError is the innermost *taskrunner.Error in err's chain: the failure
+// at the root of it. Nil when there is none.
+func rootError(err error) *taskrunner.Error {
+	var root *taskrunner.Error
+	for e := err; ; {
+		var next *taskrunner.Error
+		if !errors.As(e, &next) {
+			return root
+		}
+		root = next
+		if next.Err == nil {
+			return root
+		}
+		e = next.Err
+	}
+}
+
 // fetchFailure turns the fetcher's error into the task's: retried when a
 // retry may help, discarded (not retried) when it cannot. The fetcher's
 // message, which may name the host, goes to the log; clients see the
 // code's fixed message.
 func fetchFailure(err error) error {
-	var fe *fetch.Error
-	if !errors.As(err, &fe) {
-		if errors.Is(err, fetch.ErrTooLarge) {
-			return NotRetried(Errorf(artifact.CodeSizeExceeded, "the body is larger than TASK_MAX_ARTIFACT_MB"))
-		}
+	fe := rootError(err)
+	if fe == nil {
 		return err
 	}
-	coded := &CodedError{Code: fe.Code, Err: errors.New(fe.Message)}
+	coded := &taskrunner.Error{Code: fe.Code, Err: errors.New(fe.Message)}
 	if errors.Is(err, context.DeadlineExceeded) {
 		// The task's own timeout: the run recorder reports it as killed.
 		return fmt.Errorf("%s: %w", fe.Message, context.DeadlineExceeded)
 	}
-	if fe.Retryable() {
+	if fetch.Retryable(fe.Code) {
 		return coded
 	}
 	return NotRetried(coded)
@@ -145,19 +163,19 @@ func DecodeFetch(params json.RawMessage, env Env) (FetchArgs, error) {
 		return FetchArgs{}, err
 	}
 	if p.URL == nil || *p.URL == "" {
-		return FetchArgs{}, &ParamsError{Field: "params.url", Message: "is required"}
+		return FetchArgs{}, paramError("url", "is required")
 	}
 	u, err := fetch.CheckURL(*p.URL, env.Fetch)
 	if err != nil {
-		var fe *fetch.Error
+		pe := paramError("url", "is not a URL that may be fetched")
+		var fe *taskrunner.Error
 		if errors.As(err, &fe) {
-			pe := &ParamsError{Field: "params.url", Message: fe.Message}
-			if fe.Code == fetch.CodeDomainNotAllowed {
+			pe.Message = fe.Message
+			if fe.Code == taskrunner.CodeDomainNotAllowed {
 				pe.Code = fe.Code
 			}
-			return FetchArgs{}, pe
 		}
-		return FetchArgs{}, &ParamsError{Field: "params.url", Message: "is not a URL that may be fetched"}
+		return FetchArgs{}, pe
 	}
 	return FetchArgs{URL: u.String()}, nil
 }

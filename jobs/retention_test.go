@@ -9,6 +9,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/internal/testenv"
@@ -51,7 +52,7 @@ func TestRetention(t *testing.T) {
 		{TaskID: old, Attempt: 2, Key: "echo:old", TaskType: "echo", Worker: "w", Status: db.RunRunning, StartedAt: now.Add(-10 * 24 * time.Hour)},
 		{TaskID: fresh, Attempt: 1, Key: "echo:fresh", TaskType: "echo", Worker: "w", Status: db.RunCompleted, StartedAt: now, FinishedAt: now},
 	}))
-	var oldArt, freshArt *db.Artifact
+	var oldArt, freshArt *taskrunner.Artifact
 	for _, id := range ids {
 		a, err := arts.Put(ctx, artifact.New{TaskID: id, Name: "a.txt", Size: 5, Body: strings.NewReader("hello")})
 		require.NoError(t, err)

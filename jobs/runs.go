@@ -12,19 +12,10 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/metrics"
 	"github.com/taskrunner/taskrunner/storable"
-)
-
-// Error codes recorded on runs and shown by the API.
-const (
-	CodeRuntimeExceeded = "task_runtime_exceeded"
-	CodeCancelled       = "task_cancelled"
-	CodeFailed          = "task_failed"
-	CodeInterrupted     = "task_interrupted"
-	// CodeWorkerLost is recorded (by SQL) on an attempt whose worker died.
-	CodeWorkerLost = "worker_lost"
 )
 
 // runWriteTimeout bounds the writes of a run record, which happen even when
@@ -198,29 +189,29 @@ func classifyErr(ctx context.Context, job *rivertype.JobRow, err error, took tim
 	case err == nil:
 		return outcome{status: db.RunCompleted, event: "task_completed", message: "task completed", level: slog.LevelInfo}
 	case errors.Is(context.Cause(ctx), rivertype.ErrJobCancelledRemotely):
-		return outcome{status: db.RunCancelled, code: CodeCancelled, err: err,
+		return outcome{status: db.RunCancelled, code: taskrunner.CodeTaskCancelled, err: err,
 			event: "task_cancelled", message: "task cancelled while running", level: slog.LevelInfo}
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && ranPastTimeout(job, took):
 		// The job's own deadline passed (not some shorter one inside the
 		// worker): River's timeout killed it.
-		public := publicMessages[CodeRuntimeExceeded]
+		public := publicMessages[taskrunner.CodeTaskRuntimeExceeded]
 		if timeout := timeoutOf(job); timeout > 0 {
 			public = fmt.Sprintf("the task ran longer than its timeout (%s) and was killed", timeout)
 		}
-		return outcome{status: db.RunKilled, code: CodeRuntimeExceeded,
-			err:   &CodedError{Code: CodeRuntimeExceeded, Message: public, Err: fmt.Errorf("killed after %s: %w", took.Round(time.Millisecond), err)},
+		return outcome{status: db.RunKilled, code: taskrunner.CodeTaskRuntimeExceeded,
+			err:   &taskrunner.Error{Code: taskrunner.CodeTaskRuntimeExceeded, Message: public, Err: fmt.Errorf("killed after %s: %w", took.Round(time.Millisecond), err)},
 			event: "task_killed", message: "task killed: runtime exceeded", level: slog.LevelWarn}
 	case ctx.Err() != nil && errors.Is(err, context.Canceled):
 		// The client is stopping: River puts the task back in the queue
 		// without using up an attempt.
-		return outcome{status: db.RunInterrupted, code: CodeInterrupted, err: err,
+		return outcome{status: db.RunInterrupted, code: taskrunner.CodeTaskInterrupted, err: err,
 			event: "task_interrupted", message: "task interrupted by shutdown; returned to the queue", level: slog.LevelWarn}
 	case IsNotRetried(err) || errors.As(err, &cancelErr):
 		// A failure its worker knows retrying cannot fix (a bad API key).
-		return outcome{status: db.RunFailed, code: codeOf(err, CodeFailed), err: err, final: true,
+		return outcome{status: db.RunFailed, code: codeOf(err), err: err, final: true,
 			event: "task_failed", message: "task failed; not retried", level: slog.LevelWarn}
 	default:
-		return outcome{status: db.RunFailed, code: codeOf(err, CodeFailed), err: err,
+		return outcome{status: db.RunFailed, code: codeOf(err), err: err,
 			event: "task_failed", message: "task attempt failed", level: slog.LevelWarn}
 	}
 }
@@ -233,12 +224,17 @@ func ranPastTimeout(job *rivertype.JobRow, took time.Duration) bool {
 	return timeout == 0 || took >= timeout
 }
 
-func codeOf(err error, fallback string) string {
-	var coder ErrorCoder
-	if errors.As(err, &coder) {
-		return coder.ErrorCode()
+// codeOf is the code a failed attempt is recorded with: its error's, or
+// task_failed for an error without one, or with a code that says only that
+// taskrunner itself failed (a dependency down, an internal error): the
+// attempt is retried like any failure.
+func codeOf(err error) string {
+	switch code := taskrunner.ErrorCode(err); code {
+	case taskrunner.CodeInternal, taskrunner.CodeDependencyUnavailable:
+		return taskrunner.CodeTaskFailed
+	default:
+		return code
 	}
-	return fallback
 }
 
 // recorder collects what a worker attaches to its run.

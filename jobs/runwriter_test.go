@@ -11,6 +11,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/internal/testenv"
 	"github.com/taskrunner/taskrunner/metrics"
@@ -134,7 +135,7 @@ func TestRunRecorderStoresSafeTextAndEndsNotRetriedTasks(t *testing.T) {
 	err := rr.Work(context.Background(), job, func(ctx context.Context) error {
 		AddNote(ctx, "provider said a\x00b")
 		RecordMetric(ctx, "bad\xffname", 2)
-		return NotRetried(&CodedError{Code: "widget_failed", Err: cause})
+		return NotRetried(&taskrunner.Error{Code: "widget_failed", Err: cause})
 	})
 	require.Error(t, err)
 	require.Empty(t, storable.CheckText(err.Error()), "River keeps the error in jsonb: %q", err.Error())
@@ -148,7 +149,7 @@ func TestRunRecorderStoresSafeTextAndEndsNotRetriedTasks(t *testing.T) {
 	require.Len(t, runs, 1)
 	require.Equal(t, db.RunFailed, runs[0].Status)
 	require.Equal(t, "widget_failed", *runs[0].ErrorCode)
-	require.Equal(t, publicMessages[CodeFailed], *runs[0].Error, "a code without a message of its own gets the fixed one")
+	require.Equal(t, publicMessages[taskrunner.CodeTaskFailed], *runs[0].Error, "a code without a message of its own gets the fixed one")
 	notes, err := db.RunNotes(context.Background(), tdb.Pool, runs[0].ID)
 	require.NoError(t, err)
 	require.Equal(t, []string{"provider said a\uFFFDb"}, notes)
@@ -163,7 +164,7 @@ func TestRunRecorderStoresSafeTextAndEndsNotRetriedTasks(t *testing.T) {
 	// and a public message of the worker's own is what clients see.
 	job = &rivertype.JobRow{ID: 12, Attempt: 1, MaxAttempts: 4, Kind: "echo", EncodedArgs: []byte(`{}`)}
 	err = rr.Work(context.Background(), job, func(ctx context.Context) error {
-		return &CodedError{Code: "widget_failed", Message: "the widget is busy", Err: cause}
+		return &taskrunner.Error{Code: "widget_failed", Message: "the widget is busy", Err: cause}
 	})
 	require.Error(t, err)
 	require.Equal(t, 4, job.MaxAttempts)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/riverqueue/river"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/search"
 )
@@ -51,7 +52,7 @@ type SearchWorker struct {
 // timeout), and not when it cannot (a bad key).
 func (w *SearchWorker) Work(ctx context.Context, job *river.Job[SearchArgs]) error {
 	if w.agg == nil {
-		return NotRetried(Errorf(search.CodeUnavailable, "search is not configured in this worker"))
+		return NotRetried(taskrunner.Errorf(taskrunner.CodeSearchProviderUnavailable, "search is not configured in this worker"))
 	}
 	resp, err := w.agg.Search(ctx, job.Args.request())
 	if resp != nil {
@@ -59,7 +60,7 @@ func (w *SearchWorker) Work(ctx context.Context, job *river.Job[SearchArgs]) err
 	}
 	var allFailed *search.AllFailedError
 	if errors.As(err, &allFailed) {
-		return searchFailure(allFailed)
+		return searchFailure(err, allFailed)
 	}
 	if err != nil {
 		return err
@@ -82,22 +83,16 @@ func (w *SearchWorker) Work(ctx context.Context, job *river.Job[SearchArgs]) err
 	return recordOutput(ctx, resp)
 }
 
-// searchFailure is the task's error when every source failed: retried when
-// a retry may help (a rate limit, an outage, a timeout), not when it cannot
-// (a bad key). Its public message names each source and its failure's
-// code; the providers' own words, which may name hosts, go to the log.
-func searchFailure(e *search.AllFailedError) error {
-	parts := make([]string, len(e.Errors))
-	for i, pe := range e.Errors {
-		parts[i] = pe.Source + ": " + pe.Code
-	}
-	coded := &CodedError{Code: search.CodeAllFailed, Err: e,
-		Message: "every search source failed (" + strings.Join(parts, "; ") + ")"}
+// searchFailure is the task's error when every source failed (err, the
+// aggregator's search_failed): retried when a retry may help (a rate
+// limit, an outage, a timeout), not when it cannot (a bad key). Its public
+// message names each source and its failure's code; the providers' own
+// words, which may name hosts, go to the log.
+func searchFailure(err error, e *search.AllFailedError) error {
 	if e.Retryable() {
-		return coded
+		return err
 	}
-	coded.Message += "; not retried"
-	return NotRetried(coded)
+	return NotRetried(&taskrunner.Error{Code: taskrunner.ErrorCode(err), Message: taskrunner.ErrorMessage(err) + "; not retried", Err: e})
 }
 
 func recordSearchMetrics(ctx context.Context, resp *search.Response) {
@@ -137,9 +132,9 @@ func DecodeSearch(params json.RawMessage, env Env) (SearchArgs, error) {
 	args := SearchArgs{MaxResults: env.SearchMaxResults}
 	switch {
 	case p.Query == nil || search.NormalizeQuery(*p.Query) == "":
-		return args, &ParamsError{Field: "params.query", Message: "is required"}
+		return args, paramError("query", "is required")
 	case utf8.RuneCountInString(*p.Query) > maxQueryLength || !utf8.ValidString(*p.Query):
-		return args, &ParamsError{Field: "params.query", Message: fmt.Sprintf("must be valid text of at most %d characters", maxQueryLength)}
+		return args, paramError("query", fmt.Sprintf("must be valid text of at most %d characters", maxQueryLength))
 	}
 	args.Query = strings.TrimSpace(*p.Query)
 	if len(p.Sources) == 0 {
@@ -148,24 +143,24 @@ func DecodeSearch(params json.RawMessage, env Env) (SearchArgs, error) {
 	for _, s := range p.Sources {
 		s = strings.ToLower(strings.TrimSpace(s))
 		if !slices.Contains(env.SearchSources, s) {
-			return args, &ParamsError{Field: "params.sources", Message: fmt.Sprintf("%q is not an allowed source (SEARCH_SOURCE_ALLOWLIST: %s)", s, strings.Join(env.SearchSources, ", "))}
+			return args, paramError("sources", fmt.Sprintf("%q is not an allowed source (SEARCH_SOURCE_ALLOWLIST: %s)", s, strings.Join(env.SearchSources, ", ")))
 		}
 		if !slices.Contains(args.Sources, s) {
 			args.Sources = append(args.Sources, s)
 		}
 	}
 	if len(args.Sources) == 0 {
-		return args, &ParamsError{Field: "params.sources", Message: "no source is allowed (SEARCH_SOURCE_ALLOWLIST is empty)"}
+		return args, paramError("sources", "no source is allowed (SEARCH_SOURCE_ALLOWLIST is empty)")
 	}
 	if p.RecencyDays != nil {
 		if *p.RecencyDays < 0 || *p.RecencyDays > maxRecencyDays {
-			return args, &ParamsError{Field: "params.recency_days", Message: fmt.Sprintf("must be between 0 (any time) and %d", maxRecencyDays)}
+			return args, paramError("recency_days", fmt.Sprintf("must be between 0 (any time) and %d", maxRecencyDays))
 		}
 		args.RecencyDays = *p.RecencyDays
 	}
 	if p.MaxResults != nil {
 		if *p.MaxResults < 1 {
-			return args, &ParamsError{Field: "params.max_results", Message: "must be at least 1"}
+			return args, paramError("max_results", "must be at least 1")
 		}
 		args.MaxResults = min(*p.MaxResults, env.SearchMaxResults) // capped by SEARCH_MAX_RESULTS
 	}

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"slices"
 	"testing"
+
+	"github.com/taskrunner/taskrunner"
 )
 
 // FuzzDecodeSearch feeds arbitrary params to the search task's validation:
-// it never panics, refusals are ParamsErrors, and what it accepts is within
+// it never panics, refusals are *taskrunner.Error, and what it accepts is within
 // the allowlist and the result cap.
 func FuzzDecodeSearch(f *testing.F) {
 	f.Add([]byte(`{"query":"open source task runner","sources":["brave"],"recency_days":7}`))
@@ -20,9 +22,9 @@ func FuzzDecodeSearch(f *testing.F) {
 	f.Fuzz(func(t *testing.T, params []byte) {
 		args, err := DecodeSearch(json.RawMessage(params), env)
 		if err != nil {
-			var pe *ParamsError
-			if !errors.As(err, &pe) || pe.Field == "" {
-				t.Fatalf("refusal is not a ParamsError naming a field: %#v", err)
+			var pe *taskrunner.Error
+			if !errors.As(err, &pe) || (pe.Code != taskrunner.CodeInvalidParams && pe.Code != taskrunner.CodeDomainNotAllowed) {
+				t.Fatalf("refusal is not a *taskrunner.Error with a refusal's code: %#v", err)
 			}
 			return
 		}

@@ -64,11 +64,11 @@ func init() {
 			}
 			switch {
 			case p.Seconds == nil:
-				return nil, &ParamsError{Field: "params.seconds", Message: "is required"}
+				return nil, paramError("seconds", "is required")
 			case *p.Seconds < 0 || math.IsNaN(*p.Seconds):
-				return nil, &ParamsError{Field: "params.seconds", Message: "must not be negative"}
+				return nil, paramError("seconds", "must not be negative")
 			case *p.Seconds > maxSleepSeconds:
-				return nil, &ParamsError{Field: "params.seconds", Message: "must be at most 86400"}
+				return nil, paramError("seconds", "must be at most 86400")
 			}
 			return SleepArgs{Seconds: *p.Seconds}, nil
 		},

@@ -17,9 +17,8 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
-	"github.com/taskrunner/taskrunner/artifact"
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/fetch"
-	"github.com/taskrunner/taskrunner/search"
 	"github.com/taskrunner/taskrunner/storable"
 )
 
@@ -133,31 +132,24 @@ func WithIdempotencyKey(args river.JobArgs, key string) (river.JobArgs, bool) {
 	return v.Interface().(river.JobArgs), true
 }
 
-// ParamsError says which param is wrong and why.
-type ParamsError struct {
-	Field   string // e.g. "params.seconds"
-	Message string
-	// Code is a stable code when more specific than
-	// task_rejected_invalid_params (domain_not_allowed).
-	Code string
-}
-
-func (e *ParamsError) Error() string {
-	if e.Field == "" {
-		return e.Message
-	}
-	return e.Field + ": " + e.Message
+// paramError is the refusal of a param: task_rejected_invalid_params, its
+// Field the param's name within params ("" for params as a whole) and its
+// Message what is wrong with it. The task service names the field in full
+// (params.seconds, or seconds where the params are the request body) and
+// starts the message with it.
+func paramError(field, message string) *taskrunner.Error {
+	return &taskrunner.Error{Code: taskrunner.CodeInvalidParams, Field: field, Message: message}
 }
 
 // decodeParams decodes params strictly into v: an object, no unknown fields,
-// no trailing data. Errors are *ParamsError naming the field.
+// no trailing data. Errors are paramError's, naming the field.
 func decodeParams(params json.RawMessage, v any) error {
 	trimmed := bytes.TrimSpace(params)
 	if len(trimmed) == 0 || bytes.Equal(trimmed, []byte("null")) {
 		trimmed = []byte("{}")
 	}
 	if trimmed[0] != '{' {
-		return &ParamsError{Field: "params", Message: "must be a JSON object"}
+		return paramError("", "must be a JSON object")
 	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.DisallowUnknownFields()
@@ -165,7 +157,7 @@ func decodeParams(params json.RawMessage, v any) error {
 		return paramsErrorFrom(err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return &ParamsError{Field: "params", Message: "unexpected data after the object"}
+		return paramError("", "unexpected data after the object")
 	}
 	return nil
 }
@@ -173,12 +165,12 @@ func decodeParams(params json.RawMessage, v any) error {
 func paramsErrorFrom(err error) error {
 	var typeErr *json.UnmarshalTypeError
 	if errors.As(err, &typeErr) {
-		return &ParamsError{Field: "params." + typeErr.Field, Message: "must be a " + jsonTypeName(typeErr.Type.Kind().String())}
+		return paramError(typeErr.Field, "must be a "+jsonTypeName(typeErr.Type.Kind().String()))
 	}
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return &ParamsError{Field: "params." + strings.Trim(name, `"`), Message: "is not a known param"}
+		return paramError(strings.Trim(name, `"`), "is not a known param")
 	}
-	return &ParamsError{Field: "params", Message: "is not valid: " + err.Error()}
+	return paramError("", "is not valid: "+err.Error())
 }
 
 func jsonTypeName(goKind string) string {
@@ -239,42 +231,12 @@ func recordOutput(ctx context.Context, v any) error {
 	return river.RecordOutput(ctx, json.RawMessage(storable.JSON(out)))
 }
 
-// ErrorCoder is an error with a stable public code, recorded on the run.
-type ErrorCoder interface {
-	error
-	ErrorCode() string
-}
-
-// CodedError is a task failure with a stable public code. Message, when
-// set, is safe to show clients: its worker vouches that it names no host,
-// URL, key, address, query or internal type. Err is the cause, for the log
-// and operators only. Without a Message clients see the code's fixed
-// message (PublicMessage).
-type CodedError struct {
-	Code    string
-	Message string
-	Err     error
-}
-
-func (e *CodedError) Error() string {
-	s := e.Code
-	if e.Message != "" {
-		s += ": " + e.Message
-	}
-	if e.Err != nil {
-		s += ": " + e.Err.Error()
-	}
-	return s
-}
-
-func (e *CodedError) Unwrap() error     { return e.Err }
-func (e *CodedError) ErrorCode() string { return e.Code }
-
-// Errorf returns a CodedError whose formatted message is public: format
-// and args must name nothing a client may not see.
-func Errorf(code, format string, args ...any) error {
-	return &CodedError{Code: code, Message: fmt.Sprintf(format, args...)}
-}
+// A worker fails its task with a *taskrunner.Error to give the failure a
+// stable code, recorded on the run. Its Message, when set, is safe to show
+// clients: the worker vouches that it names no host, URL, key, address,
+// query or internal type. Err is the cause, for the log and operators
+// only. Without a Message clients see the code's fixed message
+// (PublicMessage). Any other error is task_failed.
 
 // NotRetried marks err as a failure no retry can fix (a bad key, a refused
 // URL, a 4xx): its attempt is the task's last, and the task ends
@@ -297,36 +259,37 @@ func IsNotRetried(err error) bool {
 // publicMessages are what clients are shown for codes whose errors carry
 // no public message of their own.
 var publicMessages = map[string]string{
-	CodeFailed:           "the task failed; the server log has the details",
-	CodeCancelled:        "the task was cancelled",
-	CodeRuntimeExceeded:  "the task ran longer than its timeout and was killed",
-	CodeInterrupted:      "the worker stopped during the attempt; the task went back to the queue",
-	CodeWorkerLost:       "the worker running the attempt stopped without finishing it",
-	CodeFetchHTTPError:   "the server answered with an error status",
-	search.CodeAllFailed: "every search source failed",
+	taskrunner.CodeTaskFailed:          "the task failed; the server log has the details",
+	taskrunner.CodeTaskCancelled:       "the task was cancelled",
+	taskrunner.CodeTaskRuntimeExceeded: "the task ran longer than its timeout and was killed",
+	taskrunner.CodeTaskInterrupted:     "the worker stopped during the attempt; the task went back to the queue",
+	taskrunner.CodeWorkerLost:          "the worker running the attempt stopped without finishing it",
+	taskrunner.CodeFetchHTTPError:      "the server answered with an error status",
+	taskrunner.CodeSearchFailed:        "every search source failed",
 
-	fetch.CodeInvalidURL:        "the URL cannot be fetched",
-	fetch.CodeDomainNotAllowed:  "the URL's domain is not allowed by FETCH_DOMAIN_ALLOWLIST",
-	fetch.CodePortNotAllowed:    "the URL's port is not allowed (FETCH_ALLOWED_PORTS)",
-	fetch.CodeAddressNotAllowed: "the URL's host is, or resolves to, an address that may not be fetched",
-	fetch.CodeTooManyRedirects:  "the page redirected too many times",
-	fetch.CodeSizeExceeded:      "the body is larger than TASK_MAX_ARTIFACT_MB",
-	fetch.CodeTimeout:           "the page did not answer in time",
-	fetch.CodeFailed:            "the page could not be fetched: the name did not resolve, or the connection failed",
-	artifact.CodeInvalid:        "the result could not be stored as an artifact",
-	search.CodeUnavailable:      "search is not available",
+	taskrunner.CodeInvalidURL:                "the URL cannot be fetched",
+	taskrunner.CodeDomainNotAllowed:          "the URL's domain is not allowed by FETCH_DOMAIN_ALLOWLIST",
+	taskrunner.CodePortNotAllowed:            "the URL's port is not allowed (FETCH_ALLOWED_PORTS)",
+	taskrunner.CodeAddressNotAllowed:         "the URL's host is, or resolves to, an address that may not be fetched",
+	taskrunner.CodeTooManyRedirects:          "the page redirected too many times",
+	taskrunner.CodeArtifactSizeExceeded:      "the body is larger than TASK_MAX_ARTIFACT_MB",
+	taskrunner.CodeFetchTimeout:              "the page did not answer in time",
+	taskrunner.CodeFetchFailed:               "the page could not be fetched: the name did not resolve, or the connection failed",
+	taskrunner.CodeArtifactInvalid:           "the result could not be stored as an artifact",
+	taskrunner.CodeSearchProviderUnavailable: "search is not available",
 }
 
 // PublicMessage is what clients are shown of a failure with code: err's
-// own public message (CodedError.Message), else the code's fixed message.
-// Never the error's text, which may name hosts, keys, queries or types.
+// own public message (its *taskrunner.Error's Message), else the code's
+// fixed message. Never the error's text, which may name hosts, keys,
+// queries or types.
 func PublicMessage(code string, err error) string {
-	var ce *CodedError
-	if errors.As(err, &ce) && ce.Code == code && ce.Message != "" {
-		return ce.Message
+	var e *taskrunner.Error
+	if errors.As(err, &e) && e.Code == code && e.Message != "" {
+		return e.Message
 	}
 	if m, ok := publicMessages[code]; ok {
 		return m
 	}
-	return publicMessages[CodeFailed]
+	return publicMessages[taskrunner.CodeTaskFailed]
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/fetch"
 )
 
@@ -40,9 +41,9 @@ func FuzzDecodeFetch(f *testing.F) {
 	f.Fuzz(func(t *testing.T, params []byte) {
 		args, err := DecodeFetch(json.RawMessage(params), env)
 		if err != nil {
-			var pe *ParamsError
-			if !errors.As(err, &pe) || pe.Field == "" {
-				t.Fatalf("refusal is not a ParamsError naming a field: %#v", err)
+			var pe *taskrunner.Error
+			if !errors.As(err, &pe) || (pe.Code != taskrunner.CodeInvalidParams && pe.Code != taskrunner.CodeDomainNotAllowed) {
+				t.Fatalf("refusal is not a *taskrunner.Error with a refusal's code: %#v", err)
 			}
 			return
 		}

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/metrics"
 )
 
@@ -122,9 +123,22 @@ func (e *AllFailedError) Retryable() bool {
 	return false
 }
 
+// allFailed is the error of a search no source answered. Its message is
+// public: it names each source and its failure's code, never the
+// providers' words, which may name hosts.
+func allFailed(failures []*ProviderError) *taskrunner.Error {
+	parts := make([]string, len(failures))
+	for i, pe := range failures {
+		parts[i] = pe.Source + ": " + pe.Code
+	}
+	return &taskrunner.Error{Code: taskrunner.CodeSearchFailed, Err: &AllFailedError{Errors: failures},
+		Message: "every search source failed (" + strings.Join(parts, "; ") + ")"}
+}
+
 // Search asks every requested source in parallel and merges the answers.
 // One source failing is reported in Sources; every source failing returns
-// *AllFailedError.
+// a *taskrunner.Error (search_failed) that names each source and its
+// failure's code, and wraps *AllFailedError with the providers' own words.
 func (a *Aggregator) Search(ctx context.Context, req Request) (*Response, error) {
 	q := Query{Text: NormalizeQuery(req.Query), RecencyDays: req.RecencyDays, MaxResults: req.MaxResults}
 	type answer struct {
@@ -159,7 +173,7 @@ func (a *Aggregator) Search(ctx context.Context, req Request) (*Response, error)
 		names = append(names, ans.source)
 	}
 	if len(failures) == len(answers) {
-		return resp, &AllFailedError{Errors: failures}
+		return resp, allFailed(failures)
 	}
 	resp.Results = Merge(names, ranked, q.MaxResults)
 	return resp, nil
@@ -170,7 +184,7 @@ func (a *Aggregator) ask(ctx context.Context, source string, q Query) ([]Result,
 	start := time.Now()
 	p, ok := a.providers[source]
 	if !ok {
-		pe := &ProviderError{Source: source, Code: CodeUnavailable, Message: "no such provider is configured"}
+		pe := &ProviderError{Source: source, Code: taskrunner.CodeSearchProviderUnavailable, Message: "no such provider is configured"}
 		return nil, SourceReport{Status: "error", ErrorCode: pe.Code, Error: pe.Error()}, pe
 	}
 	key := CacheKey(source, q)
@@ -184,7 +198,7 @@ func (a *Aggregator) ask(ctx context.Context, source string, q Query) ([]Result,
 	if err != nil {
 		var pe *ProviderError
 		if !errors.As(err, &pe) {
-			pe = &ProviderError{Source: source, Code: CodeUnavailable, Message: "provider failed", Retryable: true}
+			pe = &ProviderError{Source: source, Code: taskrunner.CodeSearchProviderUnavailable, Message: "provider failed", Retryable: true}
 		}
 		a.cfg.Logger.WarnContext(ctx, "search source failed", slog.String("event", "search_source_failed"),
 			slog.String("source", source), slog.String("error_code", pe.Code), slog.Int("status", pe.Status),

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/taskrunner/taskrunner"
 )
 
 // DefaultBraveURL is Brave Search API's web search endpoint.
@@ -85,7 +87,7 @@ func BraveFreshness(now time.Time, days int) string {
 // Search asks Brave's web search.
 func (b *Brave) Search(ctx context.Context, q Query) ([]Result, error) {
 	if b.key == "" {
-		return nil, &ProviderError{Source: b.Name(), Code: CodeUnauthorized, Message: "BRAVE_API_KEY is not set"}
+		return nil, &ProviderError{Source: b.Name(), Code: taskrunner.CodeSearchProviderUnauthorized, Message: "BRAVE_API_KEY is not set"}
 	}
 	params := url.Values{"q": {q.Text}, "count": {strconv.Itoa(min(q.MaxResults, braveMaxCount))}}
 	if f := BraveFreshness(b.now(), q.RecencyDays); f != "" {
@@ -93,7 +95,7 @@ func (b *Brave) Search(ctx context.Context, q Query) ([]Result, error) {
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.endpoint+"?"+params.Encode(), nil)
 	if err != nil {
-		return nil, &ProviderError{Source: b.Name(), Code: CodeBadResponse, Message: "BRAVE_API_URL is not a valid URL"}
+		return nil, &ProviderError{Source: b.Name(), Code: taskrunner.CodeSearchProviderBadResponse, Message: "BRAVE_API_URL is not a valid URL"}
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("X-Subscription-Token", b.key)
@@ -117,7 +119,7 @@ func (b *Brave) Search(ctx context.Context, q Query) ([]Result, error) {
 		return nil, errorFromStatus(b.Name(), resp.StatusCode, detail)
 	}
 	if decodeErr != nil {
-		return nil, &ProviderError{Source: b.Name(), Code: CodeBadResponse, Status: resp.StatusCode, Message: "the answer is not Brave's JSON"}
+		return nil, &ProviderError{Source: b.Name(), Code: taskrunner.CodeSearchProviderBadResponse, Status: resp.StatusCode, Message: "the answer is not Brave's JSON"}
 	}
 	return parseBrave(parsed, q.MaxResults), nil
 }

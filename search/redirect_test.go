@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/search"
 	"github.com/taskrunner/taskrunner/search/searchtest"
 )
@@ -87,7 +88,7 @@ func TestProviderKeyNeverFollowsARedirectToAnotherHost(t *testing.T) {
 	resp := ask(provider.URL + "/away")
 	require.Empty(t, other.requests(), "the other host was never asked, so never saw the key")
 	require.Equal(t, "error", resp.Sources["brave"].Status)
-	require.Equal(t, search.CodeBadResponse, resp.Sources["brave"].ErrorCode)
+	require.Equal(t, taskrunner.CodeSearchProviderBadResponse, resp.Sources["brave"].ErrorCode)
 	require.NotContains(t, resp.Sources["brave"].Error, other.URL)
 	require.Equal(t, "ok", resp.Sources["searxng"].Status)
 	require.Len(t, resp.Results, 1)

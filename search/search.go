@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/taskrunner/taskrunner"
 )
 
 // Query is what one provider is asked.
@@ -43,7 +45,8 @@ type Provider interface {
 // ProviderError is a provider's failure, described without secrets.
 type ProviderError struct {
 	Source string
-	// Code is a stable snake_case code: search_provider_unauthorized,
+	// Code is one of taskrunner's search_provider_* codes:
+	// search_provider_unauthorized,
 	// search_provider_rate_limited, search_provider_unavailable,
 	// search_provider_timeout, search_provider_bad_response.
 	Code string
@@ -62,32 +65,21 @@ func (e *ProviderError) Error() string {
 	return fmt.Sprintf("%s: %s: %s", e.Source, e.Code, e.Message)
 }
 
-// Provider error codes.
-const (
-	CodeUnauthorized = "search_provider_unauthorized"
-	CodeRateLimited  = "search_provider_rate_limited"
-	CodeUnavailable  = "search_provider_unavailable"
-	CodeTimeout      = "search_provider_timeout"
-	CodeBadResponse  = "search_provider_bad_response"
-	// CodeAllFailed is the task's code when every source failed.
-	CodeAllFailed = "search_failed"
-)
-
 // errorFromStatus classifies a provider's non-2xx answer.
 func errorFromStatus(source string, status int, detail string) *ProviderError {
 	e := &ProviderError{Source: source, Status: status, Message: detail}
 	switch {
 	case status == 401 || status == 403:
-		e.Code = CodeUnauthorized
+		e.Code = taskrunner.CodeSearchProviderUnauthorized
 		if e.Message == "" {
 			e.Message = "the provider refused the API key"
 		}
 	case status == 429:
-		e.Code, e.Retryable = CodeRateLimited, true
+		e.Code, e.Retryable = taskrunner.CodeSearchProviderRateLimited, true
 	case status >= 500:
-		e.Code, e.Retryable = CodeUnavailable, true
+		e.Code, e.Retryable = taskrunner.CodeSearchProviderUnavailable, true
 	default:
-		e.Code = CodeBadResponse
+		e.Code = taskrunner.CodeSearchProviderBadResponse
 	}
 	if e.Message == "" {
 		e.Message = "the provider answered with an error"
@@ -135,12 +127,12 @@ func errorFromTransport(ctx context.Context, source string, err error) *Provider
 	if errors.Is(err, errRedirectRefused) {
 		// A retry gets the same redirect: BRAVE_API_URL or SEARXNG_URL is
 		// wrong, or the provider moved.
-		return &ProviderError{Source: source, Code: CodeBadResponse, Message: errRedirectRefused.Error()}
+		return &ProviderError{Source: source, Code: taskrunner.CodeSearchProviderBadResponse, Message: errRedirectRefused.Error()}
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return &ProviderError{Source: source, Code: CodeTimeout, Message: "no answer in time", Retryable: true}
+		return &ProviderError{Source: source, Code: taskrunner.CodeSearchProviderTimeout, Message: "no answer in time", Retryable: true}
 	}
-	return &ProviderError{Source: source, Code: CodeUnavailable, Message: "could not reach the provider", Retryable: true}
+	return &ProviderError{Source: source, Code: taskrunner.CodeSearchProviderUnavailable, Message: "could not reach the provider", Retryable: true}
 }
 
 // NormalizeQuery folds case and spacing, so equal questions share a cache

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/cache"
 	"github.com/taskrunner/taskrunner/internal/testenv"
 	"github.com/taskrunner/taskrunner/search"
@@ -70,10 +71,10 @@ func TestBraveEmptyAndErrors(t *testing.T) {
 		code      string
 		retryable bool
 	}{
-		{429, search.CodeRateLimited, true},
-		{500, search.CodeUnavailable, true},
-		{503, search.CodeUnavailable, true},
-		{422, search.CodeBadResponse, false},
+		{429, taskrunner.CodeSearchProviderRateLimited, true},
+		{500, taskrunner.CodeSearchProviderUnavailable, true},
+		{503, taskrunner.CodeSearchProviderUnavailable, true},
+		{422, taskrunner.CodeSearchProviderBadResponse, false},
 	}
 	for _, tc := range cases {
 		fake.FailWith(tc.status)
@@ -87,18 +88,18 @@ func TestBraveEmptyAndErrors(t *testing.T) {
 
 	fake.AnswerRaw(`<html>not json</html>`)
 	_, err = brave.Search(ctx, search.Query{Text: "x", MaxResults: 5})
-	requireCode(t, err, search.CodeBadResponse, false)
+	requireCode(t, err, taskrunner.CodeSearchProviderBadResponse, false)
 
 	// A wrong key: 401, not retryable, and the key is nowhere in the error.
 	wrong := search.NewBrave(fake.BraveEndpoint(), "wrong-key-0000", http.DefaultClient)
 	fake.SetHits(hitA)
 	_, err = wrong.Search(ctx, search.Query{Text: "x", MaxResults: 5})
-	requireCode(t, err, search.CodeUnauthorized, false)
+	requireCode(t, err, taskrunner.CodeSearchProviderUnauthorized, false)
 	require.NotContains(t, err.Error(), "wrong-key-0000")
 
 	noKey := search.NewBrave(fake.BraveEndpoint(), "", http.DefaultClient)
 	_, err = noKey.Search(ctx, search.Query{Text: "x", MaxResults: 5})
-	requireCode(t, err, search.CodeUnauthorized, false)
+	requireCode(t, err, taskrunner.CodeSearchProviderUnauthorized, false)
 }
 
 func TestProviderTimeout(t *testing.T) {
@@ -111,7 +112,7 @@ func TestProviderTimeout(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	_, err := brave.Search(ctx, search.Query{Text: "slow", MaxResults: 5})
-	requireCode(t, err, search.CodeTimeout, true)
+	requireCode(t, err, taskrunner.CodeSearchProviderTimeout, true)
 	require.Less(t, time.Since(start), 1500*time.Millisecond)
 }
 
@@ -144,15 +145,15 @@ func TestSearXNGAdapter(t *testing.T) {
 
 	fake.FailWith(http.StatusTooManyRequests)
 	_, err = sx.Search(ctx, search.Query{Text: "x", MaxResults: 5})
-	requireCode(t, err, search.CodeRateLimited, true)
+	requireCode(t, err, taskrunner.CodeSearchProviderRateLimited, true)
 
 	fake.AnswerRaw(`{"results": "nope"}`)
 	fake.FailWith(0)
 	_, err = sx.Search(ctx, search.Query{Text: "x", MaxResults: 5})
-	requireCode(t, err, search.CodeBadResponse, false)
+	requireCode(t, err, taskrunner.CodeSearchProviderBadResponse, false)
 
 	_, err = search.NewSearXNG("", http.DefaultClient).Search(ctx, search.Query{Text: "x", MaxResults: 5})
-	requireCode(t, err, search.CodeUnavailable, false)
+	requireCode(t, err, taskrunner.CodeSearchProviderUnavailable, false)
 }
 
 func TestNormalizeURL(t *testing.T) {
@@ -289,7 +290,7 @@ func TestAggregatorPartialAndTotalFailure(t *testing.T) {
 	require.NoError(t, err, "one source failing still answers")
 	require.Len(t, resp.Results, 1)
 	require.Equal(t, "error", resp.Sources["brave"].Status)
-	require.Equal(t, search.CodeRateLimited, resp.Sources["brave"].ErrorCode)
+	require.Equal(t, taskrunner.CodeSearchProviderRateLimited, resp.Sources["brave"].ErrorCode)
 	require.Equal(t, "ok", resp.Sources["searxng"].Status)
 
 	// A slow source times out on its own; the other still answers.
@@ -298,7 +299,7 @@ func TestAggregatorPartialAndTotalFailure(t *testing.T) {
 	start := time.Now()
 	resp, err = s.agg.Search(ctx, search.Request{Query: "slow", Sources: []string{"brave", "searxng"}, MaxResults: 5})
 	require.NoError(t, err)
-	require.Equal(t, search.CodeTimeout, resp.Sources["brave"].ErrorCode)
+	require.Equal(t, taskrunner.CodeSearchProviderTimeout, resp.Sources["brave"].ErrorCode)
 	require.Less(t, time.Since(start), 1500*time.Millisecond)
 	s.brave.Delay(0)
 
@@ -309,6 +310,8 @@ func TestAggregatorPartialAndTotalFailure(t *testing.T) {
 	var all *search.AllFailedError
 	require.True(t, errors.As(err, &all))
 	require.True(t, all.Retryable())
+	require.Equal(t, taskrunner.CodeSearchFailed, taskrunner.ErrorCode(err), "the failure carries its code")
+	require.Equal(t, "every search source failed (brave: search_provider_unavailable; searxng: search_provider_rate_limited)", taskrunner.ErrorMessage(err))
 
 	// Only a bad key: not retryable.
 	bad := search.NewBrave(s.brave.BraveEndpoint(), "bad-key-123", http.DefaultClient)

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/taskrunner/taskrunner"
 )
 
 // SearXNG is a SearXNG instance's JSON API (its settings must enable the
@@ -56,7 +58,7 @@ func SearXNGTimeRange(days int) string {
 // Search asks SearXNG's /search with format=json.
 func (s *SearXNG) Search(ctx context.Context, q Query) ([]Result, error) {
 	if s.base == "" {
-		return nil, &ProviderError{Source: s.Name(), Code: CodeUnavailable, Message: "SEARXNG_URL is not set"}
+		return nil, &ProviderError{Source: s.Name(), Code: taskrunner.CodeSearchProviderUnavailable, Message: "SEARXNG_URL is not set"}
 	}
 	params := url.Values{"q": {q.Text}, "format": {"json"}, "pageno": {"1"}}
 	if tr := SearXNGTimeRange(q.RecencyDays); tr != "" {
@@ -64,7 +66,7 @@ func (s *SearXNG) Search(ctx context.Context, q Query) ([]Result, error) {
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/search?"+params.Encode(), nil)
 	if err != nil {
-		return nil, &ProviderError{Source: s.Name(), Code: CodeBadResponse, Message: "SEARXNG_URL is not a valid URL"}
+		return nil, &ProviderError{Source: s.Name(), Code: taskrunner.CodeSearchProviderBadResponse, Message: "SEARXNG_URL is not a valid URL"}
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := s.client.Do(req)
@@ -81,7 +83,7 @@ func (s *SearXNG) Search(ctx context.Context, q Query) ([]Result, error) {
 	}
 	results, err := parseSearXNG(body, q.MaxResults)
 	if err != nil {
-		return nil, &ProviderError{Source: s.Name(), Code: CodeBadResponse, Status: resp.StatusCode, Message: "the answer is not SearXNG's JSON (is format=json enabled?)"}
+		return nil, &ProviderError{Source: s.Name(), Code: taskrunner.CodeSearchProviderBadResponse, Status: resp.StatusCode, Message: "the answer is not SearXNG's JSON (is format=json enabled?)"}
 	}
 	return results, nil
 }

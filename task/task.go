@@ -15,40 +15,19 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/jobs"
 )
 
-// Stable error codes of this package's errors.
-const (
-	CodeInvalidParams   = "task_rejected_invalid_params"
-	CodeUnknownType     = "unknown_task_type"
-	CodeNotFound        = "not_found"
-	CodeAlreadyFinished = "task_already_finished"
-)
-
-// Error is a refusal with a stable code, safe to show the client.
-type Error struct {
-	Code    string
-	Message string
-	Field   string // the offending request field, when there is one
-}
-
-func (e *Error) Error() string { return e.Code + ": " + e.Message }
-
-func invalid(field, format string, args ...any) *Error {
-	return &Error{Code: CodeInvalidParams, Field: field, Message: field + " " + fmt.Sprintf(format, args...)}
-}
-
-// notFound is the Error for an id that names no task.
-func notFound(id string) *Error {
-	return &Error{Code: CodeNotFound, Message: fmt.Sprintf("no task with id %q", id)}
+// notFound is the refusal of an id that names no task.
+func notFound(id string) *taskrunner.Error {
+	return &taskrunner.Error{Code: taskrunner.CodeNotFound, Message: fmt.Sprintf("no task with id %q", id)}
 }
 
 // Request is a task submission, in the seed's shape plus priority, queue
@@ -61,6 +40,10 @@ type Request struct {
 	Priority       *int            `json:"priority"`
 	Queue          string          `json:"queue"`
 	RunAt          *time.Time      `json:"run_at"`
+	// ParamsInBody says the params are the request body itself (POST
+	// /search): refusals name a param as it is ("query"), not within
+	// params ("params.query").
+	ParamsInBody bool `json:"-"`
 }
 
 // Limits bound what a request may ask for.
@@ -88,25 +71,21 @@ func NewService(pool *pgxpool.Pool, client *river.Client[pgx.Tx], limits Limits,
 }
 
 // Validate checks a request and returns River's insert parameters for it.
-// It touches nothing.
+// It touches nothing. Refusals are *taskrunner.Error naming the field.
 func (s *Service) Validate(req *Request) (river.InsertManyParams, error) {
 	tt, ok := jobs.Types[req.Type]
 	if !ok {
 		if req.Type == "" {
-			return river.InsertManyParams{}, invalid("type", "is required")
+			return river.InsertManyParams{}, taskrunner.Invalid("type", "is required")
 		}
-		return river.InsertManyParams{}, &Error{Code: CodeUnknownType, Field: "type",
+		return river.InsertManyParams{}, &taskrunner.Error{Code: taskrunner.CodeUnknownTaskType, Field: "type",
 			Message: fmt.Sprintf("unknown task type %q; known types: %s", req.Type, strings.Join(jobs.TypeNames(), ", "))}
 	}
 	args, err := tt.Decode(req.Params, s.limits.Env)
 	if err != nil {
-		var pe *jobs.ParamsError
+		var pe *taskrunner.Error
 		if errors.As(err, &pe) {
-			code := CodeInvalidParams
-			if pe.Code != "" {
-				code = pe.Code
-			}
-			return river.InsertManyParams{}, &Error{Code: code, Field: pe.Field, Message: pe.Error()}
+			return river.InsertManyParams{}, paramRefusal(pe, req.ParamsInBody)
 		}
 		return river.InsertManyParams{}, err
 	}
@@ -117,28 +96,28 @@ func (s *Service) Validate(req *Request) (river.InsertManyParams, error) {
 		timeout = *req.TimeoutSeconds
 		switch {
 		case math.IsNaN(timeout) || timeout <= 0:
-			return river.InsertManyParams{}, invalid("timeout_seconds", "must be a positive number of seconds")
+			return river.InsertManyParams{}, taskrunner.Invalid("timeout_seconds", "must be a positive number of seconds")
 		case timeout > capSeconds:
-			return river.InsertManyParams{}, invalid("timeout_seconds", "must be at most %s (TASK_MAX_RUNTIME_SECONDS)", strconv.FormatFloat(capSeconds, 'f', -1, 64))
+			return river.InsertManyParams{}, taskrunner.Invalid("timeout_seconds", "must be at most %s (TASK_MAX_RUNTIME_SECONDS)", strconv.FormatFloat(capSeconds, 'f', -1, 64))
 		}
 	}
 	retries := tt.DefaultMaxRetries
 	if req.MaxRetries != nil {
 		retries = *req.MaxRetries
 		if retries < 0 || retries > maxRetriesCap {
-			return river.InsertManyParams{}, invalid("max_retries", "must be between 0 and %d", maxRetriesCap)
+			return river.InsertManyParams{}, taskrunner.Invalid("max_retries", "must be between 0 and %d", maxRetriesCap)
 		}
 	}
 	opts := &river.InsertOpts{MaxAttempts: retries + 1}
 	if req.Priority != nil {
 		if *req.Priority < 1 || *req.Priority > 4 {
-			return river.InsertManyParams{}, invalid("priority", "must be between 1 (first) and 4")
+			return river.InsertManyParams{}, taskrunner.Invalid("priority", "must be between 1 (first) and 4")
 		}
 		opts.Priority = *req.Priority
 	}
 	if req.Queue != "" {
 		if !slices.Contains(s.limits.Queues, req.Queue) {
-			return river.InsertManyParams{}, invalid("queue", "must be one of: %s", strings.Join(s.limits.Queues, ", "))
+			return river.InsertManyParams{}, taskrunner.Invalid("queue", "must be one of: %s", strings.Join(s.limits.Queues, ", "))
 		}
 		opts.Queue = req.Queue
 	}
@@ -151,6 +130,20 @@ func (s *Service) Validate(req *Request) (river.InsertManyParams, error) {
 	}
 	opts.Metadata = meta
 	return river.InsertManyParams{Args: args, InsertOpts: opts}, nil
+}
+
+// paramRefusal is a task type's refusal of a param (its Field relative to
+// params) named in full: params.seconds, or seconds when the params are
+// the request body; params for the params as a whole.
+func paramRefusal(pe *taskrunner.Error, paramsInBody bool) *taskrunner.Error {
+	field := pe.Field
+	switch {
+	case field == "":
+		field = "params"
+	case !paramsInBody:
+		field = "params." + field
+	}
+	return &taskrunner.Error{Code: pe.Code, Field: field, Message: field + ": " + pe.Message, Err: pe.Err}
 }
 
 // allStates makes an idempotency key unique whatever became of its first
@@ -168,7 +161,7 @@ const MaxIdempotencyKeyLength = 255
 // to the client by the caller), a repeated key returns the first task and
 // existing is true; River's unique index makes that hold under concurrent
 // repeats.
-func (s *Service) Submit(ctx context.Context, req *Request, idempotencyKey string) (t *db.Task, existing bool, err error) {
+func (s *Service) Submit(ctx context.Context, req *Request, idempotencyKey string) (t *taskrunner.Task, existing bool, err error) {
 	p, err := s.Validate(req)
 	if err != nil {
 		return nil, false, err
@@ -177,7 +170,7 @@ func (s *Service) Submit(ctx context.Context, req *Request, idempotencyKey strin
 }
 
 // Insert enqueues a task Validate accepted; see Submit.
-func (s *Service) Insert(ctx context.Context, p river.InsertManyParams, idempotencyKey string) (t *db.Task, existing bool, err error) {
+func (s *Service) Insert(ctx context.Context, p river.InsertManyParams, idempotencyKey string) (t *taskrunner.Task, existing bool, err error) {
 	kind := p.Args.Kind()
 	if idempotencyKey != "" {
 		args, ok := jobs.WithIdempotencyKey(p.Args, idempotencyKey)
@@ -189,7 +182,7 @@ func (s *Service) Insert(ctx context.Context, p river.InsertManyParams, idempote
 	}
 	res, err := s.client.Insert(ctx, p.Args, p.InsertOpts)
 	if err != nil {
-		return nil, false, fmt.Errorf("enqueue %s task: %w", kind, err)
+		return nil, false, db.AsUnavailable(fmt.Errorf("enqueue %s task: %w", kind, err))
 	}
 	task := FromJobRow(res.Job)
 	if res.UniqueSkippedAsDuplicate {
@@ -201,34 +194,31 @@ func (s *Service) Insert(ctx context.Context, p river.InsertManyParams, idempote
 	return &task, false, nil
 }
 
-func (s *Service) logEnqueued(ctx context.Context, t *db.Task) {
+func (s *Service) logEnqueued(ctx context.Context, t *taskrunner.Task) {
 	s.logger.LogAttrs(ctx, slog.LevelInfo, "task enqueued", slog.String("event", "task_enqueued"),
 		slog.Int64("task_id", t.ID), slog.String("type", t.Type), slog.String("queue", t.Queue))
 }
-
-// CodeBatchTooLarge refuses a batch over MAX_BATCH_SIZE.
-const CodeBatchTooLarge = "batch_too_large"
 
 // ValidateBatch checks every request of a batch of at most maxSize, naming
 // the index of the first bad one, and returns River's insert parameters.
 func (s *Service) ValidateBatch(reqs []Request, maxSize int) ([]river.InsertManyParams, error) {
 	switch {
 	case len(reqs) == 0:
-		return nil, invalid("tasks", "must hold at least one task")
+		return nil, taskrunner.Invalid("tasks", "must hold at least one task")
 	case len(reqs) > maxSize:
-		return nil, &Error{Code: CodeBatchTooLarge, Field: "tasks",
+		return nil, &taskrunner.Error{Code: taskrunner.CodeBatchTooLarge, Field: "tasks",
 			Message: fmt.Sprintf("a batch holds at most %d tasks (MAX_BATCH_SIZE); this one has %d", maxSize, len(reqs))}
 	}
 	params := make([]river.InsertManyParams, len(reqs))
 	for i := range reqs {
 		p, err := s.Validate(&reqs[i])
-		var taskErr *Error
+		var taskErr *taskrunner.Error
 		if errors.As(err, &taskErr) {
 			field := fmt.Sprintf("tasks[%d]", i)
 			if taskErr.Field != "" {
 				field += "." + taskErr.Field
 			}
-			return nil, &Error{Code: taskErr.Code, Field: field, Message: fmt.Sprintf("tasks[%d]: %s", i, taskErr.Message)}
+			return nil, &taskrunner.Error{Code: taskErr.Code, Field: field, Message: fmt.Sprintf("tasks[%d]: %s", i, taskErr.Message)}
 		}
 		if err != nil {
 			return nil, err
@@ -239,7 +229,7 @@ func (s *Service) ValidateBatch(reqs []Request, maxSize int) ([]river.InsertMany
 }
 
 // SubmitBatch enqueues validated tasks in one transaction: all or none.
-func (s *Service) SubmitBatch(ctx context.Context, params []river.InsertManyParams) ([]db.Task, error) {
+func (s *Service) SubmitBatch(ctx context.Context, params []river.InsertManyParams) ([]taskrunner.Task, error) {
 	var results []*rivertype.JobInsertResult
 	err := db.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
 		var err error
@@ -247,21 +237,14 @@ func (s *Service) SubmitBatch(ctx context.Context, params []river.InsertManyPara
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("enqueue batch of %d: %w", len(params), err)
+		return nil, db.AsUnavailable(fmt.Errorf("enqueue batch of %d: %w", len(params), err))
 	}
-	tasks := make([]db.Task, len(results))
+	tasks := make([]taskrunner.Task, len(results))
 	for i, r := range results {
 		tasks[i] = FromJobRow(r.Job)
 		s.logEnqueued(ctx, &tasks[i])
 	}
 	return tasks, nil
-}
-
-// Detail is a task with its runs and the ids of its artifacts.
-type Detail struct {
-	db.Task
-	Runs        []db.Run
-	ArtifactIDs []uuid.UUID
 }
 
 // ParseID parses a task id from a path; anything but a positive integer
@@ -274,31 +257,22 @@ func ParseID(s string) (int64, error) {
 	return id, nil
 }
 
-// Get returns the task with its runs.
-func (s *Service) Get(ctx context.Context, id int64) (*Detail, error) {
+// Get returns the task with its runs and the ids of its artifacts.
+func (s *Service) Get(ctx context.Context, id int64) (*taskrunner.Task, error) {
 	t, err := db.GetTask(ctx, s.pool, id)
 	if errors.Is(err, db.ErrNotFound) {
 		return nil, notFound(strconv.FormatInt(id, 10))
 	}
 	if err != nil {
-		return nil, err
+		return nil, db.AsUnavailable(err)
 	}
-	runs, err := db.RunsForTask(ctx, s.pool, id)
-	if err != nil {
-		return nil, err
+	if t.Runs, err = db.RunsForTask(ctx, s.pool, id); err != nil {
+		return nil, db.AsUnavailable(err)
 	}
-	artifactIDs, err := db.ArtifactIDsForTask(ctx, s.pool, id)
-	if err != nil {
-		return nil, err
+	if t.ArtifactIDs, err = db.ArtifactIDsForTask(ctx, s.pool, id); err != nil {
+		return nil, db.AsUnavailable(err)
 	}
-	return &Detail{Task: *t, Runs: runs, ArtifactIDs: artifactIDs}, nil
-}
-
-// States are the task statuses: River's job states.
-var States = []string{
-	string(rivertype.JobStateAvailable), string(rivertype.JobStateScheduled), string(rivertype.JobStatePending),
-	string(rivertype.JobStateRunning), string(rivertype.JobStateRetryable), string(rivertype.JobStateCompleted),
-	string(rivertype.JobStateCancelled), string(rivertype.JobStateDiscarded),
+	return t, nil
 }
 
 // Page limits for List.
@@ -323,15 +297,15 @@ const listChunk = 50
 // returns the cursor of the next page ("" on the last). add returns false
 // when the page is full before the query's limit (a cap on its encoded
 // size): the page ends with the task it was given.
-func (s *Service) List(ctx context.Context, q ListQuery, add func(*db.Task) (more bool, err error)) (nextCursor string, err error) {
+func (s *Service) List(ctx context.Context, q ListQuery, add func(*taskrunner.Task) (more bool, err error)) (nextCursor string, err error) {
 	if q.Type != "" {
 		if _, ok := jobs.Types[q.Type]; !ok {
-			return "", &Error{Code: CodeUnknownType, Field: "type", Message: fmt.Sprintf("unknown task type %q", q.Type)}
+			return "", &taskrunner.Error{Code: taskrunner.CodeUnknownTaskType, Field: "type", Message: fmt.Sprintf("unknown task type %q", q.Type)}
 		}
 	}
 	for _, st := range q.Statuses {
-		if !slices.Contains(States, st) {
-			return "", invalid("status", "must be one of: %s", strings.Join(States, ", "))
+		if !slices.Contains(taskrunner.Statuses, st) {
+			return "", taskrunner.Invalid("status", "must be one of: %s", strings.Join(taskrunner.Statuses, ", "))
 		}
 	}
 	limit := q.Limit
@@ -339,13 +313,13 @@ func (s *Service) List(ctx context.Context, q ListQuery, add func(*db.Task) (mor
 	case limit == 0:
 		limit = DefaultPageSize
 	case limit < 0 || limit > MaxPageSize:
-		return "", invalid("limit", "must be between 1 and %d", MaxPageSize)
+		return "", taskrunner.Invalid("limit", "must be between 1 and %d", MaxPageSize)
 	}
 	var before int64
 	if q.Cursor != "" {
 		c, err := strconv.ParseInt(q.Cursor, 10, 64)
 		if err != nil || c <= 0 {
-			return "", invalid("cursor", "is not a cursor this API returned")
+			return "", taskrunner.Invalid("cursor", "is not a cursor this API returned")
 		}
 		before = c
 	}
@@ -354,7 +328,7 @@ func (s *Service) List(ctx context.Context, q ListQuery, add func(*db.Task) (mor
 		// One more than needed tells whether another page follows.
 		tasks, err := db.ListTasks(ctx, s.pool, db.TaskFilter{Type: q.Type, Statuses: q.Statuses, BeforeID: before, Limit: n + 1})
 		if err != nil {
-			return "", err
+			return "", db.AsUnavailable(err)
 		}
 		for i := range tasks[:min(len(tasks), n)] {
 			more, err := add(&tasks[i])
@@ -377,27 +351,18 @@ func (s *Service) List(ctx context.Context, q ListQuery, add func(*db.Task) (mor
 	return strconv.FormatInt(before, 10), nil
 }
 
-// Finished reports whether a status is final.
-func Finished(status string) bool {
-	switch rivertype.JobState(status) {
-	case rivertype.JobStateCompleted, rivertype.JobStateCancelled, rivertype.JobStateDiscarded:
-		return true
-	}
-	return false
-}
-
 // Cancel cancels a queued task at once, or asks the process running it to
 // stop it (River's JobCancel, delivered by a Postgres notification). A
-// finished task gives CodeAlreadyFinished.
-func (s *Service) Cancel(ctx context.Context, id int64) (*db.Task, error) {
+// finished task gives task_already_finished.
+func (s *Service) Cancel(ctx context.Context, id int64) (*taskrunner.Task, error) {
 	current, err := db.GetTask(ctx, s.pool, id)
 	if errors.Is(err, db.ErrNotFound) {
 		return nil, notFound(strconv.FormatInt(id, 10))
 	}
 	if err != nil {
-		return nil, err
+		return nil, db.AsUnavailable(err)
 	}
-	if Finished(current.Status) {
+	if taskrunner.Finished(current.Status) {
 		return nil, alreadyFinished(id, current.Status)
 	}
 	row, err := s.client.JobCancel(ctx, id)
@@ -405,7 +370,7 @@ func (s *Service) Cancel(ctx context.Context, id int64) (*db.Task, error) {
 		return nil, notFound(strconv.FormatInt(id, 10))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("cancel task %d: %w", id, err)
+		return nil, db.AsUnavailable(fmt.Errorf("cancel task %d: %w", id, err))
 	}
 	if row.State == rivertype.JobStateCompleted || row.State == rivertype.JobStateDiscarded {
 		return nil, alreadyFinished(id, string(row.State)) // it finished while we looked
@@ -415,20 +380,24 @@ func (s *Service) Cancel(ctx context.Context, id int64) (*db.Task, error) {
 	// Read back through the tasks view, which knows the task's error.
 	t, err := db.GetTask(ctx, s.pool, id)
 	if err != nil {
-		return nil, err
+		return nil, db.AsUnavailable(err)
 	}
 	return t, nil
 }
 
-func alreadyFinished(id int64, status string) *Error {
-	return &Error{Code: CodeAlreadyFinished, Message: fmt.Sprintf("task %d already finished (%s)", id, status)}
+func alreadyFinished(id int64, status string) *taskrunner.Error {
+	return &taskrunner.Error{Code: taskrunner.CodeTaskAlreadyFinished, Message: fmt.Sprintf("task %d already finished (%s)", id, status)}
 }
+
+// PublicMessage is the fixed message clients are shown of a failure with
+// code when its run recorded none of its own.
+func PublicMessage(code string) string { return jobs.PublicMessage(code, nil) }
 
 // FromJobRow is a River job row in the shape of the tasks view, for a task
 // just inserted: without an error, which only the view (from the task's
 // runs) knows.
-func FromJobRow(j *rivertype.JobRow) db.Task {
-	t := db.Task{
+func FromJobRow(j *rivertype.JobRow) taskrunner.Task {
+	t := taskrunner.Task{
 		ID: j.ID, Type: j.Kind, Status: string(j.State), Params: j.EncodedArgs,
 		Attempt: j.Attempt, MaxAttempts: j.MaxAttempts, Priority: j.Priority, Queue: j.Queue,
 		CreatedAt: j.CreatedAt, ScheduledAt: j.ScheduledAt, StartedAt: j.AttemptedAt, FinishedAt: j.FinalizedAt,

@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/client"
 )
 
@@ -414,7 +415,7 @@ func (e *cliEnv) waitAndPrint(ctx context.Context, id int64, timeout time.Durati
 	if err := printJSON(e.stdout, t.Raw); err != nil {
 		return err
 	}
-	if t.Status == client.StatusCompleted {
+	if t.Status == taskrunner.StatusCompleted {
 		return nil
 	}
 	msg := fmt.Sprintf("task %d %s", id, t.Status)
@@ -716,7 +717,7 @@ func renderPlain(t *client.Task) string {
 	if t.Attempt > 0 {
 		fmt.Fprintf(&b, " (attempt %d/%d)", t.Attempt, t.MaxAttempts)
 	}
-	if t.Status == client.StatusScheduled && t.Attempt == 0 {
+	if t.Status == taskrunner.StatusScheduled && t.Attempt == 0 {
 		fmt.Fprintf(&b, " for %s", t.ScheduledAt.UTC().Format(time.RFC3339))
 	}
 	if t.Error != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/internal/testenv"
 	"github.com/taskrunner/taskrunner/jobs"
@@ -68,7 +69,7 @@ func TestCancelRunningTaskAcrossProcesses(t *testing.T) {
 	runs := runsOf(t, got)
 	require.Len(t, runs, 1, "runs: %v", runs)
 	require.Equal(t, db.RunCancelled, runs[0]["status"], "run: %v", runs[0])
-	require.Equal(t, jobs.CodeCancelled, runs[0]["error_code"], "run: %v", runs[0])
+	require.Equal(t, taskrunner.CodeTaskCancelled, runs[0]["error_code"], "run: %v", runs[0])
 	require.Equal(t, worker.WorkerName(), runs[0]["worker"])
 	require.Less(t, runs[0]["duration_ms"].(float64), 30000.0, "the sleep was not cut short: %v", runs[0])
 
@@ -187,7 +188,7 @@ func TestSIGTERMLeavesNothingRunning(t *testing.T) {
 		runs := dbRuns(t, tdb, id)
 		require.Len(t, runs, 1, "task %d: %v", id, runs)
 		require.Equal(t, db.RunInterrupted, runs[0].Status, "task %d: %+v", id, runs[0])
-		require.Equal(t, jobs.CodeInterrupted, deref(runs[0].ErrorCode), "task %d: %+v", id, runs[0])
+		require.Equal(t, taskrunner.CodeTaskInterrupted, deref(runs[0].ErrorCode), "task %d: %+v", id, runs[0])
 		require.NotNil(t, runs[0].FinishedAt, "task %d: %+v", id, runs[0])
 		require.Len(t, w.Events("task_interrupted", forTask(id)), 1, "task %d", id)
 	}
@@ -268,7 +269,7 @@ func taskState(t *testing.T, tdb *testenv.DB, id int64) (string, int) {
 	return status, attempt
 }
 
-func dbRuns(t *testing.T, tdb *testenv.DB, id int64) []db.Run {
+func dbRuns(t *testing.T, tdb *testenv.DB, id int64) []taskrunner.Run {
 	t.Helper()
 	runs, err := db.RunsForTask(context.Background(), tdb.Pool, id)
 	require.NoError(t, err)

@@ -1,0 +1,160 @@
+package taskrunner
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Every stable error code taskrunner gives, in one place. A code names what
+// went wrong for good: clients branch on it, the runs table stores it, and
+// httpapi maps it to an HTTP status in one table (a test there fails when a
+// code below has no status).
+const (
+	// Refusals of a request.
+
+	CodeInvalidJSON          = "invalid_json"
+	CodeInvalidParams        = "task_rejected_invalid_params"
+	CodeUnknownTaskType      = "unknown_task_type"
+	CodeBatchTooLarge        = "batch_too_large"
+	CodeBodyTooLarge         = "body_too_large"
+	CodeUnsupportedMediaType = "unsupported_media_type"
+	CodeMethodNotAllowed     = "method_not_allowed"
+	CodeNotFound             = "not_found"
+	CodeTaskAlreadyFinished  = "task_already_finished"
+	CodeRangeNotSatisfiable  = "range_not_satisfiable"
+	CodePreconditionFailed   = "precondition_failed"
+	CodeUnauthorized         = "unauthorized"
+	CodeCrossOriginRequest   = "cross_origin_request"
+	CodeRateLimitExceeded    = "rate_limit_exceeded"
+	// CodeTooManyWaiters: the process holds its maximum of requests
+	// waiting on tasks (MAX_WAITERS).
+	CodeTooManyWaiters = "too_many_waiters"
+	// CodeTooManyUploads: the process receives as many artifact uploads as
+	// it may at once (MAX_CONCURRENT_UPLOADS).
+	CodeTooManyUploads = "too_many_uploads"
+
+	// Refusals of an artifact.
+
+	CodeArtifactInvalid = "artifact_rejected_invalid"
+	// CodeArtifactSizeExceeded: an artifact, or a fetched body, over
+	// TASK_MAX_ARTIFACT_MB.
+	CodeArtifactSizeExceeded = "artifact_size_exceeded"
+
+	// A URL a fetch task may not fetch: refused when the task is submitted
+	// (domain_not_allowed) or when the fetch meets it (a redirect, a name
+	// resolving to a private address).
+
+	CodeInvalidURL        = "invalid_url"
+	CodeDomainNotAllowed  = "domain_not_allowed"
+	CodePortNotAllowed    = "port_not_allowed"
+	CodeAddressNotAllowed = "address_not_allowed"
+
+	// Failures of a task, recorded on its run and shown in its error.
+
+	CodeTaskFailed          = "task_failed"
+	CodeTaskCancelled       = "task_cancelled"
+	CodeTaskRuntimeExceeded = "task_runtime_exceeded"
+	// CodeTaskInterrupted: the worker stopped during the attempt; the
+	// task went back to the queue.
+	CodeTaskInterrupted = "task_interrupted"
+	// CodeWorkerLost is recorded (by SQL) on an attempt whose worker died.
+	CodeWorkerLost       = "worker_lost"
+	CodeTooManyRedirects = "too_many_redirects"
+	CodeFetchTimeout     = "fetch_timeout"
+	CodeFetchFailed      = "fetch_failed"
+	CodeFetchHTTPError   = "fetch_http_error"
+	CodeSearchFailed     = "search_failed"
+	// Failures of one search provider, reported per source in a search's
+	// result; search_provider_unavailable is also a search task's failure
+	// when search is not configured.
+	CodeSearchProviderUnavailable  = "search_provider_unavailable"
+	CodeSearchProviderUnauthorized = "search_provider_unauthorized"
+	CodeSearchProviderRateLimited  = "search_provider_rate_limited"
+	CodeSearchProviderTimeout      = "search_provider_timeout"
+	CodeSearchProviderBadResponse  = "search_provider_bad_response"
+
+	// Failures of taskrunner itself.
+
+	// CodeDependencyUnavailable: PostgreSQL, Redis or MinIO cannot be
+	// reached; retrying shortly may succeed.
+	CodeDependencyUnavailable = "dependency_unavailable"
+	CodeInternal              = "internal_error"
+)
+
+// Error is a failure with a stable code. Message is safe to show a client;
+// Err, the internal cause, is for the log only.
+type Error struct {
+	Code    string // one of the Code* constants of error.go
+	Message string // safe to show a client
+	Field   string // the offending input field, when there is one
+	Err     error  // the internal cause; only the log sees it
+}
+
+// Error is the whole story, for the log: the code, the message and the
+// cause.
+func (e *Error) Error() string {
+	s := e.Code
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf returns an Error whose formatted message is public: format and
+// args must name nothing a client may not see.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Invalid is the refusal of a bad input field: task_rejected_invalid_params,
+// with a message that starts with the field's name.
+func Invalid(field, format string, args ...any) *Error {
+	return FieldError(CodeInvalidParams, field, format, args...)
+}
+
+// FieldError is a refusal with code of a bad input field, with a message
+// that starts with the field's name.
+func FieldError(code, field, format string, args ...any) *Error {
+	return &Error{Code: code, Field: field, Message: field + " " + fmt.Sprintf(format, args...)}
+}
+
+// Unavailable is err, a failure to reach a service taskrunner depends on,
+// as a dependency_unavailable Error.
+func Unavailable(err error) *Error {
+	return &Error{Code: CodeDependencyUnavailable, Message: "a service taskrunner depends on is unavailable; retry shortly", Err: err}
+}
+
+// ErrorCode is the code of err: "" for nil, the Code of the first *Error in
+// its chain, CodeInternal for any other error.
+func ErrorCode(err error) string {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return CodeInternal
+}
+
+// ErrorMessage is what a client may be shown of err: "" for nil, the
+// Message of the first *Error in its chain, a fixed message saying nothing
+// of the cause for any other error.
+func ErrorMessage(err error) string {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return internalMessage
+}
+
+const internalMessage = "internal error; the server log has the details"

@@ -1,0 +1,84 @@
+package httpapi
+
+import (
+	"go/ast"
+	"go/constant"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestEveryCodeHasAStatus walks every Code* constant of taskrunner's
+// error.go, so a code added there is found without a list here, and fails
+// when one has no HTTP status in codeStatus.
+func TestEveryCodeHasAStatus(t *testing.T) {
+	t.Parallel()
+	file, err := parser.ParseFile(token.NewFileSet(), "../error.go", nil, 0)
+	if err != nil {
+		t.Fatalf("parse the root package's error.go: %v", err)
+	}
+	var codes []string
+	for _, decl := range file.Decls {
+		gen, ok := decl.(*ast.GenDecl)
+		if !ok || gen.Tok != token.CONST {
+			continue
+		}
+		for _, spec := range gen.Specs {
+			vs := spec.(*ast.ValueSpec)
+			for i, name := range vs.Names {
+				if !strings.HasPrefix(name.Name, "Code") {
+					continue
+				}
+				lit, ok := vs.Values[i].(*ast.BasicLit)
+				if !ok || lit.Kind != token.STRING {
+					t.Fatalf("%s is not a string literal", name.Name)
+				}
+				codes = append(codes, constant.StringVal(constant.MakeFromLiteral(lit.Value, lit.Kind, 0)))
+			}
+		}
+	}
+	if !slices.Contains(codes, "internal_error") || !slices.Contains(codes, "task_runtime_exceeded") {
+		t.Fatalf("the walk of error.go missed codes it has; found %q", codes)
+	}
+	seen := map[string]bool{}
+	for _, code := range codes {
+		if seen[code] {
+			t.Errorf("code %q is declared twice", code)
+		}
+		seen[code] = true
+		if _, ok := codeStatus[code]; !ok {
+			t.Errorf("code %q has no HTTP status in codeStatus", code)
+		}
+	}
+	for code := range codeStatus {
+		if !seen[code] {
+			t.Errorf("codeStatus maps %q, which is no code of error.go", code)
+		}
+	}
+}
+
+// TestImportsNeitherDBNorJobs: the API speaks to the domain through the
+// task and artifact services and the root package, never to PostgreSQL or
+// the task types' internals.
+func TestImportsNeitherDBNorJobs(t *testing.T) {
+	t.Parallel()
+	pkgs, err := parser.ParseDir(token.NewFileSet(), ".", func(fi fs.FileInfo) bool {
+		return !strings.HasSuffix(fi.Name(), "_test.go")
+	}, parser.ImportsOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pkg := range pkgs {
+		for name, file := range pkg.Files {
+			for _, imp := range file.Imports {
+				switch path := strings.Trim(imp.Path.Value, `"`); path {
+				case "github.com/taskrunner/taskrunner/db", "github.com/taskrunner/taskrunner/jobs":
+					t.Errorf("%s imports %s", name, path)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,110 @@
+// Package taskrunner is the domain of taskrunner, a task runner with a REST
+// API: the task, its runs and its artifacts, the task statuses, and the one
+// error type every package returns, with every stable error code
+// (error.go).
+//
+// A task is a River job: its id is the job id, its type the job kind, its
+// status the job state. The packages below this one do the work: task
+// submits and reads tasks, jobs holds the task types and their workers,
+// artifact stores files in MinIO, db is PostgreSQL, httpapi the REST API.
+// This package depends on nothing of theirs.
+package taskrunner
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Task statuses: River's job states, one vocabulary in the API, in River UI
+// and in SQL.
+const (
+	StatusAvailable = "available"
+	StatusScheduled = "scheduled"
+	StatusPending   = "pending"
+	StatusRunning   = "running"
+	StatusRetryable = "retryable"
+	StatusCompleted = "completed"
+	// StatusCancelled: a client or an operator asked for it.
+	StatusCancelled = "cancelled"
+	// StatusDiscarded: the task failed for good (out of attempts, or an
+	// error not worth retrying).
+	StatusDiscarded = "discarded"
+)
+
+// Statuses lists every task status.
+var Statuses = []string{
+	StatusAvailable, StatusScheduled, StatusPending, StatusRunning,
+	StatusRetryable, StatusCompleted, StatusCancelled, StatusDiscarded,
+}
+
+// Finished reports whether a status is final.
+func Finished(status string) bool {
+	switch status {
+	case StatusCompleted, StatusCancelled, StatusDiscarded:
+		return true
+	}
+	return false
+}
+
+// Task is a task as the API and the tasks view show it.
+type Task struct {
+	ID     int64
+	Type   string
+	Status string
+	Params json.RawMessage
+	Result json.RawMessage // River's recorded output; nil until there is one
+	// ErrorCode and Error are the stable code and the public message of
+	// why the task failed or was cancelled (its latest failed run's, or
+	// task_cancelled); nil while it has not failed and once it completed.
+	ErrorCode      *string
+	Error          *string
+	Attempt        int
+	MaxAttempts    int
+	Priority       int
+	Queue          string
+	TimeoutSeconds *float64
+	CreatedAt      time.Time
+	ScheduledAt    time.Time
+	StartedAt      *time.Time
+	FinishedAt     *time.Time
+	Metadata       json.RawMessage
+
+	// Runs and ArtifactIDs are filled in when one task is read with its
+	// details (task.Service.Get), oldest first; nil otherwise.
+	Runs        []Run
+	ArtifactIDs []uuid.UUID
+}
+
+// Run is one attempt of a task.
+type Run struct {
+	ID            int64      `json:"id"`
+	TaskID        int64      `json:"task_id"`
+	Attempt       int        `json:"attempt"`
+	Key           string     `json:"key"`
+	TaskType      string     `json:"task_type"`
+	Status        string     `json:"status"`
+	ErrorCode     *string    `json:"error_code"`
+	Error         *string    `json:"error"`
+	Worker        string     `json:"worker"`
+	Interruptions int        `json:"interruptions"`
+	StartedAt     time.Time  `json:"started_at"`
+	FinishedAt    *time.Time `json:"finished_at"`
+	DurationMS    *float64   `json:"duration_ms"`
+}
+
+// Artifact is a file attached to or produced by a task; its bytes are the
+// object ObjectKey in Bucket.
+type Artifact struct {
+	ID          uuid.UUID `json:"id"`
+	TaskID      int64     `json:"task_id"`
+	Type        string    `json:"type"`
+	Name        string    `json:"name"`
+	ContentType string    `json:"content_type"`
+	Size        int64     `json:"size"`
+	SHA256      string    `json:"sha256"`
+	Bucket      string    `json:"bucket"`
+	ObjectKey   string    `json:"object_key"`
+	CreatedAt   time.Time `json:"created_at"`
+}
