@@ -101,7 +101,7 @@ func publicParams(params json.RawMessage) json.RawMessage {
 }
 
 func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) error {
-	body, err := readBody(r, s.deps.MaxBodyBytes)
+	body, err := readBody(r, s.deps.Limits.MaxRequestBodyBytes)
 	if err != nil {
 		return err
 	}
@@ -168,7 +168,7 @@ type batchBody struct {
 // submitBatch enqueues up to MAX_BATCH_SIZE tasks in one transaction: all
 // or none. A batch of N counts N against the limit.
 func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) error {
-	body, err := readBody(r, s.deps.MaxBodyBytes)
+	body, err := readBody(r, s.deps.Limits.MaxRequestBodyBytes)
 	if err != nil {
 		return err
 	}
@@ -176,7 +176,7 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeStrict(body, &req); err != nil {
 		return err
 	}
-	params, err := s.deps.Tasks.ValidateBatch(req.Tasks, s.deps.MaxBatchSize)
+	params, err := s.deps.Tasks.ValidateBatch(req.Tasks, s.deps.Limits.MaxBatchSize)
 	if err != nil {
 		return err
 	}
