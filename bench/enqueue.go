@@ -217,8 +217,9 @@ func (e *env) insertOnlyService() (*task.Service, error) {
 	return e.taskService(client, jobs.Env{})
 }
 
-// taskService is the task service on client, as startAPI builds it from
-// e.cfg, with env for the params of task types that need one.
+// taskService is the task service on client, as buildAPI in
+// cmd/taskrunner builds it from e.cfg, with env for the params of task
+// types that need one.
 func (e *env) taskService(client *river.Client[pgx.Tx], env jobs.Env) (*task.Service, error) {
 	svc, err := task.NewService(task.ServiceConfig{
 		Pool: e.pool, Client: client, Logger: e.logger,
@@ -264,7 +265,7 @@ func (e *env) clientConfig() jobs.ClientConfig {
 	}
 }
 
-// serveAPI serves the API for svc on a loopback port, as startAPI in
+// serveAPI serves the API for svc on a loopback port, as buildAPI in
 // cmd/taskrunner/serve.go does but with no readiness checks and no
 // enqueue limit (Limiter nil: TASKS_PER_MINUTE would cap every figure),
 // and returns its address and a function that shuts it down.
