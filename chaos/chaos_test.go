@@ -452,6 +452,7 @@ type submitter struct {
 
 	mu      sync.Mutex
 	phase   string
+	changes []phaseChange // every setPhase, in order
 	samples []sample
 	skipped int // ticks skipped because maxInFlight requests were waiting
 }
@@ -524,10 +525,34 @@ func (s *submitter) stopAndWait() {
 	<-s.done
 }
 
+type phaseChange struct {
+	phase string
+	at    time.Time
+}
+
 func (s *submitter) setPhase(p string) {
 	s.mu.Lock()
 	s.phase = p
+	s.changes = append(s.changes, phaseChange{p, time.Now()})
 	s.mu.Unlock()
+}
+
+// refusalDuring reports whether a request sent at sent and answered after
+// took overlapped a phase in which PostgreSQL was down or recovering: a
+// request sent just before the stop can be answered while it is down.
+func (s *submitter) refusalDuring(x sample) bool {
+	if slices.Contains(refusalPhases, x.phase) {
+		return true
+	}
+	answered := x.sent.Add(x.resp.took)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.changes {
+		if c.at.After(x.sent) && !c.at.After(answered) && slices.Contains(refusalPhases, c.phase) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *submitter) snapshot() []sample {
@@ -645,7 +670,7 @@ func (s *submitter) totals() totals {
 		case r.err != nil || (r.status >= 500 && r.status != http.StatusServiceUnavailable):
 			tot.serverErrors++
 			bad = r.String()
-		case r.status == http.StatusServiceUnavailable && r.code == "dependency_unavailable" && slices.Contains(refusalPhases, x.phase):
+		case r.status == http.StatusServiceUnavailable && r.code == "dependency_unavailable" && s.refusalDuring(x):
 			tot.refused++
 		default:
 			tot.unexpected++

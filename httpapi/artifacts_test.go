@@ -65,26 +65,29 @@ func TestArtifactUploadBothWaysAndDownload(t *testing.T) {
 	// Raw streaming upload.
 	put := b.do(t, http.MethodPut, fmt.Sprintf("/tasks/%d/artifacts/report.bin?type=output", id), data)
 	require.Equal(t, http.StatusCreated, put.status, "body: %s", put.raw)
-	require.EqualValues(t, len(data), put.body["size"])
-	require.Equal(t, sha(data), put.body["sha256"])
-	require.Equal(t, "report.bin", put.body["name"])
-	require.Equal(t, "output", put.body["type"])
-	putID := put.body["id"].(string)
+	putArt := put.artifact(t)
+	require.EqualValues(t, len(data), putArt.Size)
+	require.Equal(t, sha(data), putArt.SHA256)
+	require.Equal(t, "report.bin", putArt.Name)
+	require.Equal(t, "output", putArt.Type)
+	putID := putArt.ID
 
 	// The seed's JSON form.
 	post := b.do(t, http.MethodPost, "/artifacts", map[string]any{
 		"task_id": id, "type": "log", "content_type": "text/plain", "data_base64": base64.StdEncoding.EncodeToString([]byte("Hello world")),
 	})
 	require.Equal(t, http.StatusCreated, post.status, "body: %s", post.raw)
-	postID := post.body["artifact_id"].(string)
-	require.EqualValues(t, 11, post.body["size"])
+	postArt := post.artifact(t)
+	postID := postArt.ArtifactID
+	require.EqualValues(t, 11, postArt.Size)
 
 	// Metadata.
 	meta := b.do(t, http.MethodGet, "/artifacts/"+postID+"/meta", nil)
 	require.Equal(t, http.StatusOK, meta.status)
-	require.Equal(t, "text/plain", meta.body["content_type"])
-	require.Equal(t, sha([]byte("Hello world")), meta.body["sha256"])
-	require.EqualValues(t, id, meta.body["task_id"])
+	metaArt := meta.artifact(t)
+	require.Equal(t, "text/plain", metaArt.ContentType)
+	require.Equal(t, sha([]byte("Hello world")), metaArt.SHA256)
+	require.EqualValues(t, id, metaArt.TaskID)
 
 	// Download, whole.
 	resp, body := b.raw(t, http.MethodGet, "/artifacts/"+putID, "", nil, 0)
@@ -118,12 +121,12 @@ func TestArtifactUploadBothWaysAndDownload(t *testing.T) {
 	// Listed by task, and in the task.
 	list := b.do(t, http.MethodGet, fmt.Sprintf("/tasks/%d/artifacts", id), nil)
 	require.Equal(t, http.StatusOK, list.status)
-	arts := list.body["artifacts"].([]any)
+	arts := decode[artifactListBody](t, list.raw).Artifacts
 	require.Len(t, arts, 2)
-	require.Equal(t, putID, arts[0].(map[string]any)["id"])
-	require.Equal(t, postID, arts[1].(map[string]any)["id"])
+	require.Equal(t, putID, arts[0].ID)
+	require.Equal(t, postID, arts[1].ID)
 	got := b.do(t, http.MethodGet, fmt.Sprintf("/tasks/%d", id), nil)
-	require.Equal(t, []any{putID, postID}, got.body["artifact_ids"])
+	require.Equal(t, []string{putID, postID}, got.task(t).ArtifactIDs)
 
 	require.Equal(t, 2, b.objectCount(t))
 	require.Len(t, b.logs.Events("artifact_stored"), 2)
@@ -136,8 +139,7 @@ func TestArtifactTypesAndNamesShowSafely(t *testing.T) {
 
 	resp, out := b.raw(t, http.MethodPut, fmt.Sprintf("/tasks/%d/artifacts/r%%C3%%A9sum%%C3%%A9%%20%%22v2%%22.txt", id), "text/plain; charset=utf-8", []byte("hi"), 2)
 	require.Equal(t, http.StatusCreated, resp.StatusCode, "body: %s", out)
-	var meta struct{ ID, Name string }
-	require.NoError(t, jsonUnmarshal(out, &meta))
+	meta := decode[artifactView](t, out)
 	require.Equal(t, `résumé "v2".txt`, meta.Name)
 	resp, _ = b.raw(t, http.MethodGet, "/artifacts/"+meta.ID, "", nil, 0)
 	require.Equal(t, `attachment; filename*=utf-8''r%C3%A9sum%C3%A9%20%22v2%22.txt`, resp.Header.Get("Content-Disposition"))
@@ -291,7 +293,7 @@ func TestArtifactDownloadManyRanges(t *testing.T) {
 	data := randomBytes(t, 100_000)
 	put := b.do(t, http.MethodPut, fmt.Sprintf("/tasks/%d/artifacts/r.bin", id), data)
 	require.Equal(t, http.StatusCreated, put.status, "body: %s", put.raw)
-	path := "/artifacts/" + put.body["id"].(string)
+	path := "/artifacts/" + put.artifact(t).ID
 
 	ranges := func(n int) string {
 		parts := make([]string, n)
@@ -340,10 +342,11 @@ func TestArtifactJSONStream(t *testing.T) {
 	} {
 		r := b.do(t, http.MethodPost, "/artifacts", tc.body)
 		require.Equal(t, http.StatusCreated, r.status, "%s: %s", tc.name, r.raw)
-		require.Equal(t, sha(data), r.body["sha256"], tc.name)
-		require.EqualValues(t, len(data), r.body["size"], tc.name)
-		require.Equal(t, tc.wantName, r.body["name"], tc.name)
-		require.EqualValues(t, id, r.body["task_id"], tc.name)
+		art := r.artifact(t)
+		require.Equal(t, sha(data), art.SHA256, tc.name)
+		require.EqualValues(t, len(data), art.Size, tc.name)
+		require.Equal(t, tc.wantName, art.Name, tc.name)
+		require.EqualValues(t, id, art.TaskID, tc.name)
 	}
 	require.Equal(t, 3, b.artifactRows(t))
 	require.Equal(t, 3, b.objectCount(t))
@@ -370,7 +373,7 @@ func TestArtifactJSONStream(t *testing.T) {
 		require.Equal(t, tc.status, r.status, "%s: %s", tc.name, r.raw)
 		require.Equal(t, tc.code, errorCode(t, r), tc.name)
 		if tc.field != "" {
-			require.Equal(t, tc.field, r.body["error"].(map[string]any)["field"], tc.name)
+			require.Equal(t, tc.field, r.apiError(t).Field, tc.name)
 		}
 	}
 	require.Equal(t, 3, b.artifactRows(t), "a refused upload wrote a row")
@@ -389,17 +392,18 @@ func TestArtifactSameNameReplaces(t *testing.T) {
 	require.Equal(t, http.StatusCreated, first.status, "body: %s", first.raw)
 	second := b.do(t, http.MethodPut, path, []byte("second"))
 	require.Equal(t, http.StatusCreated, second.status, "body: %s", second.raw)
-	require.NotEqual(t, first.body["id"], second.body["id"])
+	firstID, secondID := first.artifact(t).ID, second.artifact(t).ID
+	require.NotEqual(t, firstID, secondID)
 
 	require.Equal(t, 1, b.artifactRows(t))
 	require.Equal(t, 1, b.objectCount(t), "the replaced artifact's object was removed")
-	resp, body := b.raw(t, http.MethodGet, "/artifacts/"+second.body["id"].(string), "", nil, 0)
+	resp, body := b.raw(t, http.MethodGet, "/artifacts/"+secondID, "", nil, 0)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Equal(t, "second", string(body))
-	r := b.do(t, http.MethodGet, "/artifacts/"+first.body["id"].(string)+"/meta", nil)
+	r := b.do(t, http.MethodGet, "/artifacts/"+firstID+"/meta", nil)
 	require.Equal(t, http.StatusNotFound, r.status)
 	list := b.do(t, http.MethodGet, fmt.Sprintf("/tasks/%d/artifacts", id), nil)
-	require.Len(t, list.body["artifacts"], 1)
+	require.Len(t, decode[artifactListBody](t, list.raw).Artifacts, 1)
 
 	// The JSON form, whose name defaults to its type, likewise.
 	for _, msg := range []string{"one", "two"} {

@@ -82,7 +82,7 @@ func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {
 			require.Equal(t, "application/json", resp.header.Get("Content-Type"))
 			require.Equal(t, tc.code, errorCode(t, resp), "body: %s", resp.raw)
 			if tc.field != "" {
-				require.Equal(t, tc.field, resp.body["error"].(map[string]any)["field"], "body: %s", resp.raw)
+				require.Equal(t, tc.field, resp.apiError(t).Field, "body: %s", resp.raw)
 			}
 		})
 	}

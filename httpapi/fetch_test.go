@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -79,6 +80,14 @@ func setupFetch(t *testing.T) fetchBundle {
 	return fetchBundle{bundle: b, site: site, port: port}
 }
 
+// fetchResult is a fetch task's result.
+type fetchResult struct {
+	FinalURL    string `json:"final_url"`
+	Status      int    `json:"status"`
+	ContentType string `json:"content_type"`
+	ArtifactID  string `json:"artifact_id"`
+}
+
 func (f fetchBundle) url(host, path string) string { return "http://" + host + ":" + f.port + path }
 
 func TestFetchStoresThePageAsAnArtifact(t *testing.T) {
@@ -86,20 +95,21 @@ func TestFetchStoresThePageAsAnArtifact(t *testing.T) {
 	f := setupFetch(t)
 
 	id := f.submit(t, map[string]any{"type": "fetch", "params": map[string]any{"url": f.url("allowed.test", "/to-page")}})
-	done := f.waitStatus(t, id, "completed")
-	result := done.body["result"].(map[string]any)
-	require.Equal(t, f.url("allowed.test", "/page.html"), result["final_url"])
-	require.EqualValues(t, 200, result["status"])
-	require.Equal(t, "text/html; charset=utf-8", result["content_type"])
-	artifactID := result["artifact_id"].(string)
-	require.Equal(t, []any{artifactID}, done.body["artifact_ids"])
+	done := f.waitStatus(t, id, "completed").task(t)
+	var result fetchResult
+	require.NoError(t, json.Unmarshal(done.Result, &result), "result: %s", done.Result)
+	require.Equal(t, f.url("allowed.test", "/page.html"), result.FinalURL)
+	require.Equal(t, 200, result.Status)
+	require.Equal(t, "text/html; charset=utf-8", result.ContentType)
+	artifactID := result.ArtifactID
+	require.Equal(t, []string{artifactID}, done.ArtifactIDs)
 
 	resp, body := f.raw(t, http.MethodGet, "/artifacts/"+artifactID, "", nil, 0)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Equal(t, "<h1>hello from the fetch test</h1>", string(body))
 	meta := f.do(t, http.MethodGet, "/artifacts/"+artifactID+"/meta", nil)
-	require.Equal(t, "page.html", meta.body["name"])
-	require.Equal(t, "fetch", meta.body["type"])
+	require.Equal(t, "page.html", meta.artifact(t).Name)
+	require.Equal(t, "fetch", meta.artifact(t).Type)
 }
 
 func TestFetchRefusesDomainsOutsideTheAllowlist(t *testing.T) {
@@ -110,7 +120,7 @@ func TestFetchRefusesDomainsOutsideTheAllowlist(t *testing.T) {
 	for _, u := range []string{f.url("evil.test", "/page.html"), "http://169.254.169.254/latest/meta-data/", "ftp://allowed.test/x", "http://user:pw@allowed.test:" + f.port + "/"} {
 		resp := f.do(t, http.MethodPost, "/tasks", map[string]any{"type": "fetch", "params": map[string]any{"url": u}})
 		require.Equal(t, http.StatusBadRequest, resp.status, "%s: %s", u, resp.raw)
-		require.Equal(t, "params.url", resp.body["error"].(map[string]any)["field"])
+		require.Equal(t, "params.url", resp.apiError(t).Field)
 	}
 	resp := f.do(t, http.MethodPost, "/tasks", map[string]any{"type": "fetch", "params": map[string]any{"url": f.url("evil.test", "/")}})
 	require.Equal(t, "domain_not_allowed", errorCode(t, resp))
@@ -118,14 +128,14 @@ func TestFetchRefusesDomainsOutsideTheAllowlist(t *testing.T) {
 
 	// On a redirect: the task fails, not retried, and nothing is stored.
 	id := f.submit(t, map[string]any{"type": "fetch", "params": map[string]any{"url": f.url("allowed.test", "/to-evil")}, "max_retries": 2})
-	done := f.waitStatus(t, id, "cancelled", "discarded")
-	require.Equal(t, "discarded", done.body["status"], "a failure no retry can fix is not a cancel")
-	taskErr := done.body["error"].(map[string]any)
-	require.Equal(t, "domain_not_allowed", taskErr["code"])
-	require.NotContains(t, taskErr["message"], "evil.test", "host names stay in the log")
+	done := f.waitStatus(t, id, "cancelled", "discarded").task(t)
+	require.Equal(t, "discarded", done.Status, "a failure no retry can fix is not a cancel")
+	taskErr := done.failure(t)
+	require.Equal(t, "domain_not_allowed", taskErr.Code)
+	require.NotContains(t, taskErr.Message, "evil.test", "host names stay in the log")
 	require.Len(t, f.logs.Events("task_failed"), 1)
 	require.Contains(t, f.logs.Events("task_failed")[0]["error"], "evil.test")
-	require.EqualValues(t, 1, done.body["attempt"])
+	require.Equal(t, 1, done.Attempt)
 	require.Zero(t, f.artifactRows(t))
 }
 
@@ -133,10 +143,10 @@ func TestFetchOversizedBodyStoresNothing(t *testing.T) {
 	t.Parallel()
 	f := setupFetch(t)
 	id := f.submit(t, map[string]any{"type": "fetch", "params": map[string]any{"url": f.url("allowed.test", "/big")}, "max_retries": 2})
-	done := f.waitStatus(t, id, "cancelled", "discarded")
-	require.Equal(t, "discarded", done.body["status"])
-	require.Equal(t, "artifact_size_exceeded", done.body["error"].(map[string]any)["code"])
-	require.EqualValues(t, 1, done.body["attempt"], "an oversized body is not retried")
+	done := f.waitStatus(t, id, "cancelled", "discarded").task(t)
+	require.Equal(t, "discarded", done.Status)
+	require.Equal(t, "artifact_size_exceeded", done.failure(t).Code)
+	require.Equal(t, 1, done.Attempt, "an oversized body is not retried")
 	require.Zero(t, f.artifactRows(t))
 	require.Zero(t, f.objectCount(t))
 }
@@ -146,22 +156,22 @@ func TestFetchSlowServerHitsTheTimeout(t *testing.T) {
 	f := setupFetch(t)
 	start := time.Now()
 	id := f.submit(t, map[string]any{"type": "fetch", "params": map[string]any{"url": f.url("allowed.test", "/slow")}, "timeout_seconds": 0.5, "max_retries": 0})
-	done := f.waitStatus(t, id, "discarded")
+	done := f.waitStatus(t, id, "discarded").task(t)
 	require.Less(t, time.Since(start), 8*time.Second)
-	require.Equal(t, "task_runtime_exceeded", done.body["error"].(map[string]any)["code"])
-	require.Equal(t, "killed", done.body["runs"].([]any)[0].(map[string]any)["status"])
+	require.Equal(t, "task_runtime_exceeded", done.failure(t).Code)
+	require.Equal(t, "killed", done.run(t, 0).Status)
 }
 
 func TestFetchClientErrorIsNotRetried(t *testing.T) {
 	t.Parallel()
 	f := setupFetch(t)
 	id := f.submit(t, map[string]any{"type": "fetch", "params": map[string]any{"url": f.url("allowed.test", "/missing")}, "max_retries": 2})
-	done := f.waitStatus(t, id, "cancelled", "discarded")
-	require.Equal(t, "discarded", done.body["status"])
-	taskErr := done.body["error"].(map[string]any)
-	require.Equal(t, jobs.CodeFetchHTTPError, taskErr["code"])
-	require.True(t, strings.Contains(taskErr["message"].(string), "404"), taskErr["message"])
-	require.EqualValues(t, 1, done.body["attempt"])
+	done := f.waitStatus(t, id, "cancelled", "discarded").task(t)
+	require.Equal(t, "discarded", done.Status)
+	taskErr := done.failure(t)
+	require.Equal(t, jobs.CodeFetchHTTPError, taskErr.Code)
+	require.True(t, strings.Contains(taskErr.Message, "404"), taskErr.Message)
+	require.Equal(t, 1, done.Attempt)
 }
 
 // A header PostgreSQL cannot store (bytes that are not UTF-8 in the
@@ -171,8 +181,11 @@ func TestFetchWithAnUnstorableContentTypeCompletes(t *testing.T) {
 	t.Parallel()
 	f := setupFetch(t)
 	id := f.submit(t, map[string]any{"type": "fetch", "params": map[string]any{"url": f.url("allowed.test", "/odd-type")}, "max_retries": 0})
-	done := f.waitStatus(t, id, "completed", "discarded")
-	require.Equal(t, "completed", done.body["status"], "body: %s", done.raw)
-	require.Equal(t, "application/octet-stream", done.body["result"].(map[string]any)["content_type"])
+	resp := f.waitStatus(t, id, "completed", "discarded")
+	done := resp.task(t)
+	require.Equal(t, "completed", done.Status, "body: %s", resp.raw)
+	var result fetchResult
+	require.NoError(t, json.Unmarshal(done.Result, &result), "result: %s", done.Result)
+	require.Equal(t, "application/octet-stream", result.ContentType)
 	require.Equal(t, 1, f.artifactRows(t))
 }

@@ -149,7 +149,7 @@ func TestLongPollAndEventStreamOutliveTheReadTimeout(t *testing.T) {
 	start := time.Now()
 	resp := b.do(t, http.MethodGet, fmt.Sprintf("/tasks/%d?wait=30s", id), nil)
 	require.Equal(t, http.StatusOK, resp.status, "body: %s", resp.raw)
-	require.Equal(t, "completed", resp.body["status"])
+	require.Equal(t, "completed", resp.task(t).Status)
 	require.Greater(t, time.Since(start), 2*readTimeout, "the long poll did not outlast the read timeout")
 
 	id = b.submit(t, map[string]any{"type": "sleep", "params": map[string]any{"seconds": 2.5}})
@@ -159,7 +159,7 @@ func TestLongPollAndEventStreamOutliveTheReadTimeout(t *testing.T) {
 	require.NotEmpty(t, events)
 	last := events[len(events)-1]
 	require.Equal(t, "end", last.name)
-	require.Equal(t, "completed", last.data["status"])
+	require.Equal(t, "completed", decode[endEvent](t, last.data).Status)
 }
 
 // The http.Server carries the read deadlines, and /limits shows the read
@@ -169,7 +169,7 @@ func TestReadTimeoutIsShownAndSet(t *testing.T) {
 	b := setup(t, setupOpts{readTimeout: 1500 * time.Millisecond})
 	limits := b.do(t, http.MethodGet, "/limits", nil)
 	require.Equal(t, http.StatusOK, limits.status)
-	require.EqualValues(t, 1.5, limits.body["http_read_timeout_seconds"])
+	require.Equal(t, 1.5, decode[limitsView](t, limits.raw).HTTPReadTimeoutSeconds)
 	srv := b.server.Config
 	require.Equal(t, 1500*time.Millisecond, srv.ReadTimeout)
 	require.Equal(t, 1500*time.Millisecond, srv.ReadHeaderTimeout)
@@ -197,7 +197,7 @@ func TestClientRequestIDKeptOnlyWhenAShortToken(t *testing.T) {
 	} {
 		resp := b.doAs(t, "", http.MethodGet, "/limits", nil, "X-Request-Id", tc.given)
 		require.Equal(t, http.StatusUnauthorized, resp.status)
-		id := resp.body["error"].(map[string]any)["request_id"].(string)
+		id := resp.apiError(t).RequestID
 		if tc.kept {
 			require.Equal(t, tc.given, id)
 		} else {
@@ -229,8 +229,9 @@ func TestLoggedPathsAreCappedAndEscaped(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			resp := b.doAs(t, tc.key, http.MethodGet, tc.path, nil)
 			require.Contains(t, []int{http.StatusUnauthorized, http.StatusNotFound}, resp.status)
-			reqID := resp.body["error"].(map[string]any)["request_id"]
-			require.Less(t, len(resp.body["error"].(map[string]any)["message"].(string)), 400, "the message echoes the whole path")
+			apiErr := resp.apiError(t)
+			reqID := apiErr.RequestID
+			require.Less(t, len(apiErr.Message), 400, "the message echoes the whole path")
 			var line map[string]any
 			for _, l := range b.logs.Events("http_error") {
 				if l["request_id"] == reqID {
@@ -285,7 +286,7 @@ func TestCrossOriginBrowserRequestsAreRefused(t *testing.T) {
 	del := fmt.Sprintf(`{"ids":["%d"]}`, id)
 	status, raw := riverUIPost(t, b, "/riverui/api/jobs/delete", del, "Origin", "http://evil.example", "Content-Type", "text/plain")
 	require.Equal(t, http.StatusForbidden, status, "%s", raw)
-	require.JSONEq(t, `"cross_origin_request"`, jsonField(t, raw, "error", "code"))
+	require.Equal(t, "cross_origin_request", decode[errorBody](t, raw).Error.Code)
 	require.Equal(t, http.StatusOK, b.doAs(t, hostileKey, http.MethodGet, fmt.Sprintf("/tasks/%d", id), nil).status, "the job was deleted")
 	// The same from River UI's own page is carried out.
 	status, raw = riverUIPost(t, b, "/riverui/api/jobs/delete", del, "Origin", b.server.URL, "Content-Type", "application/json")
@@ -298,7 +299,7 @@ func (b *bundle) submitAs(t *testing.T, key string, req map[string]any) int64 {
 	t.Helper()
 	resp := b.doAs(t, key, http.MethodPost, "/tasks", req)
 	require.Equal(t, http.StatusAccepted, resp.status, "body: %s", resp.raw)
-	return int64(resp.body["id"].(float64))
+	return resp.task(t).ID
 }
 
 // riverUIPost posts body to River UI with the key as basic auth.
@@ -318,19 +319,6 @@ func riverUIPost(t *testing.T, b *bundle, path, body string, header ...string) (
 	return resp.StatusCode, raw
 }
 
-// jsonField is the JSON of one field of a JSON object, by path.
-func jsonField(t *testing.T, raw []byte, path ...string) string {
-	t.Helper()
-	var v any
-	require.NoError(t, jsonUnmarshal(raw, &v), "%s", raw)
-	for _, p := range path {
-		m, ok := v.(map[string]any)
-		require.True(t, ok, "no %s in %s", p, raw)
-		v = m[p]
-	}
-	return fmt.Sprintf("%q", v)
-}
-
 // River UI's API reads no body over MAX_REQUEST_BODY_BYTES.
 func TestRiverUIBodiesAreLimited(t *testing.T) {
 	t.Parallel()
@@ -342,7 +330,7 @@ func TestRiverUIBodiesAreLimited(t *testing.T) {
 
 	status, raw := riverUIPost(t, b, "/riverui/api/jobs/delete", big, "Content-Type", "application/json")
 	require.Equal(t, http.StatusRequestEntityTooLarge, status, "%s", raw)
-	require.JSONEq(t, `"body_too_large"`, jsonField(t, raw, "error", "code"))
+	require.Equal(t, "body_too_large", decode[errorBody](t, raw).Error.Code)
 
 	// Chunked, so no length is declared: it fails while read.
 	req, err := http.NewRequest(http.MethodPost, b.server.URL+"/riverui/api/jobs/delete", io.MultiReader(strings.NewReader(big)))
@@ -401,14 +389,7 @@ func TestOversizedBodyWrittenWholeStillGets413(t *testing.T) {
 				require.NoError(t, err, "reading the answer's body")
 				read := time.Now()
 				require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode, "%s", raw)
-				var e struct {
-					Error struct {
-						Code      string `json:"code"`
-						Message   string `json:"message"`
-						RequestID string `json:"request_id"`
-					} `json:"error"`
-				}
-				require.NoError(t, jsonUnmarshal(raw, &e), "%s", raw)
+				e := decode[errorBody](t, raw)
 				require.Equal(t, route.code, e.Error.Code)
 				require.NotEmpty(t, e.Error.Message)
 				require.NotEmpty(t, e.Error.RequestID)

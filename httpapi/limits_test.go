@@ -40,7 +40,7 @@ func TestEnqueueLimitAtNAndNPlusOne(t *testing.T) {
 	retry, err := strconv.Atoi(over.header.Get("Retry-After"))
 	require.NoError(t, err)
 	require.True(t, retry >= 1 && retry <= 60, "Retry-After %d", retry)
-	require.Contains(t, over.body["error"].(map[string]any)["message"], "5 tasks per minute")
+	require.Contains(t, over.apiError(t).Message, "5 tasks per minute")
 	require.Equal(t, n, b.jobCount(t), "the refused request enqueued nothing")
 	require.Len(t, b.logs.Events("rate_limited"), 1)
 
@@ -63,7 +63,7 @@ func TestBatchCountsEachTask(t *testing.T) {
 	}
 	r := batch(3)
 	require.Equal(t, http.StatusAccepted, r.status, "body: %s", r.raw)
-	require.Len(t, r.body["tasks"], 3)
+	require.Len(t, decode[listBody](t, r.raw).Tasks, 3)
 	r = batch(3) // 3 more than the 2 left: refused whole
 	require.Equal(t, http.StatusTooManyRequests, r.status, "body: %s", r.raw)
 	require.Equal(t, 3, b.jobCount(t))
@@ -72,7 +72,7 @@ func TestBatchCountsEachTask(t *testing.T) {
 	require.Equal(t, 5, b.jobCount(t))
 	r = batch(6) // more than a minute's allowance: can never fit
 	require.Equal(t, http.StatusTooManyRequests, r.status)
-	require.Contains(t, r.body["error"].(map[string]any)["message"], "can never fit")
+	require.Contains(t, r.apiError(t).Message, "can never fit")
 }
 
 func TestLimiterFailsOpenWhenRedisIsDown(t *testing.T) {
@@ -101,7 +101,7 @@ func TestBatchIsAllOrNone(t *testing.T) {
 	r := b.do(t, "POST", "/tasks/batch", map[string]any{"tasks": []any{echoTask, map[string]any{"type": "sleep", "params": map[string]any{"seconds": -1}}, echoTask}})
 	require.Equal(t, http.StatusBadRequest, r.status)
 	require.Equal(t, "task_rejected_invalid_params", errorCode(t, r))
-	require.Equal(t, "tasks[1].params.seconds", r.body["error"].(map[string]any)["field"])
+	require.Equal(t, "tasks[1].params.seconds", r.apiError(t).Field)
 	require.Zero(t, b.jobCount(t))
 
 	// Over MAX_BATCH_SIZE (50 here).
@@ -138,7 +138,7 @@ func TestIdempotencyKeyUnderConcurrentRepeats(t *testing.T) {
 	b := setup(t, setupOpts{})
 
 	const n = 20
-	ids := make([]float64, n)
+	ids := make([]int64, n)
 	statuses := make([]int, n)
 	var wg sync.WaitGroup
 	for i := range n {
@@ -147,7 +147,9 @@ func TestIdempotencyKeyUnderConcurrentRepeats(t *testing.T) {
 			defer wg.Done()
 			r := b.doAs(t, "", "POST", "/tasks", echoTask, "Idempotency-Key", "order-7781")
 			statuses[i] = r.status
-			ids[i], _ = r.body["id"].(float64)
+			var v taskView // no require off the test's goroutine: a bad body leaves 0
+			_ = json.Unmarshal(r.raw, &v)
+			ids[i] = v.ID
 		}()
 	}
 	wg.Wait()
@@ -169,8 +171,9 @@ func TestIdempotencyKeyUnderConcurrentRepeats(t *testing.T) {
 	s2 := b.doAs(t, "", "POST", "/search", map[string]any{"query": "q"}, "Idempotency-Key", "s-1")
 	require.Equal(t, http.StatusAccepted, s1.status)
 	require.Equal(t, http.StatusOK, s2.status)
-	require.Equal(t, s1.body["id"], s2.body["id"])
-	require.Equal(t, map[string]any{"query": "q", "sources": []any{"brave", "searxng"}, "recency_days": 0.0, "max_results": 10.0}, s1.body["params"],
+	first := s1.task(t)
+	require.Equal(t, first.ID, s2.task(t).ID)
+	require.JSONEq(t, `{"query": "q", "sources": ["brave", "searxng"], "recency_days": 0, "max_results": 10}`, string(first.Params),
 		"the stored idempotency key, which names the client, stays out of the task's params")
 	require.Equal(t, 4, b.jobCount(t))
 
@@ -205,7 +208,9 @@ func TestAuthOnEveryRoute(t *testing.T) {
 			}
 			resp, err := http.DefaultClient.Do(req)
 			require.NoError(t, err)
-			var body map[string]any
+			var body struct {
+				Error *errorDetail `json:"error"`
+			}
 			_ = json.NewDecoder(resp.Body).Decode(&body)
 			resp.Body.Close()
 			if route == "/health" {
@@ -217,10 +222,10 @@ func TestAuthOnEveryRoute(t *testing.T) {
 			if method == http.MethodHead {
 				continue // no body
 			}
-			e, ok := body["error"].(map[string]any)
-			require.True(t, ok, "%s %s (%s): no error body", method, route, tc.name)
-			require.Equal(t, "unauthorized", e["code"])
-			require.NotContains(t, fmt.Sprint(e["message"]), "wrong", "the 401 says nothing of which part was wrong")
+			e := body.Error
+			require.NotNil(t, e, "%s %s (%s): no error body", method, route, tc.name)
+			require.Equal(t, "unauthorized", e.Code)
+			require.NotContains(t, e.Message, "wrong", "the 401 says nothing of which part was wrong")
 		}
 		return nil
 	})

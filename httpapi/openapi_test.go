@@ -341,7 +341,7 @@ func TestDownloadStatusesAsDocumented(t *testing.T) {
 	id := b.submit(t, map[string]any{"type": "echo", "params": map[string]any{"msg": "x"}})
 	put := b.do(t, http.MethodPut, fmt.Sprintf("/tasks/%d/artifacts/ten.txt", id), "0123456789")
 	require.Equal(t, http.StatusCreated, put.status, "body: %s", put.raw)
-	path := "/artifacts/" + put.body["id"].(string)
+	path := "/artifacts/" + put.artifact(t).ID
 
 	for _, tc := range []struct {
 		header []string

@@ -27,14 +27,12 @@ func readyChecks(t *testing.T, pool *pgxpool.Pool, redisURL string, minio testen
 	rdb, err := cache.NewClient(redisURL)
 	require.NoError(t, err)
 	t.Cleanup(func() { rdb.Close() })
-	store, err := artifact.NewStore(artifact.Config{Endpoint: minio.Endpoint, User: minio.User, Password: minio.Password, Bucket: testenv.RandomName("ready-")})
-	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	bucket := testenv.RandomName("ready-")
 	if minio.Endpoint != "127.0.0.1:1" {
-		require.NoError(t, store.EnsureBucket(ctx))
-		t.Cleanup(func() { _ = store.Client().RemoveBucket(context.Background(), store.Bucket()) })
+		bucket = testenv.NewBucket(t, "ready-").Name
 	}
+	store, err := artifact.NewStore(artifact.Config{Endpoint: minio.Endpoint, User: minio.User, Password: minio.Password, Bucket: bucket})
+	require.NoError(t, err)
 	return []httpapi.Check{
 		{Name: "postgres", Check: pool.Ping},
 		{Name: "redis", Check: func(ctx context.Context) error { return cache.Ping(ctx, rdb) }},
@@ -68,16 +66,16 @@ func TestReadyNamesTheDependencyThatIsDown(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := setup(t, setupOpts{checks: readyChecks(t, tc.pool, tc.redis, tc.minio)})
 			resp := b.do(t, http.MethodGet, "/ready", nil)
-			checks := resp.body["checks"].(map[string]any)
+			checks := decode[statusBody](t, resp.raw).Checks
 			if tc.down == "" {
 				require.Equal(t, http.StatusOK, resp.status, "body: %s", resp.raw)
-				require.Equal(t, map[string]any{"postgres": "ok", "redis": "ok", "minio": "ok"}, checks)
+				require.Equal(t, map[string]string{"postgres": "ok", "redis": "ok", "minio": "ok"}, checks)
 				return
 			}
 			require.Equal(t, http.StatusServiceUnavailable, resp.status, "body: %s", resp.raw)
 			require.Equal(t, "dependency_unavailable", errorCode(t, resp))
 			require.Equal(t, "down", checks[tc.down])
-			require.Contains(t, resp.body["error"].(map[string]any)["message"], tc.down)
+			require.Contains(t, resp.apiError(t).Message, tc.down)
 			require.NotContains(t, string(resp.raw), minio.Password)
 
 			// /health touches nothing and stays up.

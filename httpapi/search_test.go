@@ -45,6 +45,33 @@ func setupSearch(t *testing.T, braveKey string) searchBundle {
 	return searchBundle{bundle: setup(t, setupOpts{work: true, deps: jobs.Deps{Search: agg}}), brave: brave, searx: searx}
 }
 
+// searchResult is a search task's result.
+type searchResult struct {
+	Results []struct {
+		Title   string   `json:"title"`
+		URL     string   `json:"url"`
+		Snippet string   `json:"snippet"`
+		Sources []string `json:"sources"`
+	} `json:"results"`
+	Sources map[string]struct {
+		Status string `json:"status"`
+		Cached bool   `json:"cached"`
+	} `json:"sources"`
+}
+
+// searchParams is a search task's params as the API shows them.
+type searchParams struct {
+	Query       string   `json:"query"`
+	Sources     []string `json:"sources"`
+	RecencyDays int      `json:"recency_days"`
+	MaxResults  int      `json:"max_results"`
+}
+
+func searchResultOf(t *testing.T, v taskView) searchResult {
+	t.Helper()
+	return decode[searchResult](t, v.Result)
+}
+
 func TestSearchEndToEndWithCache(t *testing.T) {
 	t.Parallel()
 	s := setupSearch(t, searchtest.BraveKey)
@@ -54,23 +81,22 @@ func TestSearchEndToEndWithCache(t *testing.T) {
 
 	resp := s.do(t, http.MethodPost, "/search", body)
 	require.Equal(t, http.StatusAccepted, resp.status, "body: %s", resp.raw)
-	require.Equal(t, "search", resp.body["type"])
-	id := int64(resp.body["id"].(float64))
-	done := s.waitStatus(t, id, "completed")
+	require.Equal(t, "search", resp.task(t).Type)
+	id := resp.task(t).ID
+	doneResp := s.waitStatus(t, id, "completed")
+	done := doneResp.task(t)
 
-	result := done.body["result"].(map[string]any)
-	results := result["results"].([]any)
-	require.Len(t, results, 3, "riverqueue.com from both sources is one result")
-	top := results[0].(map[string]any)
-	require.Equal(t, "River", top["title"])
-	require.Equal(t, []any{"brave", "searxng"}, top["sources"])
-	sources := result["sources"].(map[string]any)
-	require.Equal(t, false, sources["brave"].(map[string]any)["cached"])
-	require.Equal(t, "ok", sources["searxng"].(map[string]any)["status"])
+	result := searchResultOf(t, done)
+	require.Len(t, result.Results, 3, "riverqueue.com from both sources is one result")
+	top := result.Results[0]
+	require.Equal(t, "River", top.Title)
+	require.Equal(t, []string{"brave", "searxng"}, top.Sources)
+	require.Contains(t, result.Sources, "brave")
+	require.False(t, result.Sources["brave"].Cached)
+	require.Equal(t, "ok", result.Sources["searxng"].Status)
 
 	// Runs carry search:<hash>, so the seed's helpers work for searches.
-	run := done.body["runs"].([]any)[0].(map[string]any)
-	key := run["key"].(string)
+	key := done.run(t, 0).Key
 	require.True(t, strings.HasPrefix(key, "search:"), key)
 	processed, _, err := db.HasBeenProcessed(context.Background(), s.db.Pool, strings.TrimPrefix(key, "search:"), "search")
 	require.NoError(t, err)
@@ -87,30 +113,31 @@ func TestSearchEndToEndWithCache(t *testing.T) {
 	// The same search again: both sources from the cache, no provider call.
 	again := s.do(t, http.MethodPost, "/search", map[string]any{"query": "Open Source  TASK runner", "sources": []string{"searxng", "brave"}, "recency_days": 7})
 	require.Equal(t, http.StatusAccepted, again.status, "body: %s", again.raw)
-	second := s.waitStatus(t, int64(again.body["id"].(float64)), "completed")
-	sources = second.body["result"].(map[string]any)["sources"].(map[string]any)
-	require.Equal(t, true, sources["brave"].(map[string]any)["cached"])
-	require.Equal(t, true, sources["searxng"].(map[string]any)["cached"])
+	secondResp := s.waitStatus(t, again.task(t).ID, "completed")
+	second := secondResp.task(t)
+	sources := searchResultOf(t, second).Sources
+	require.True(t, sources["brave"].Cached)
+	require.True(t, sources["searxng"].Cached)
 	require.Equal(t, 1, s.brave.Calls())
 	require.Equal(t, 1, s.searx.Calls())
-	require.Equal(t, key, second.body["runs"].([]any)[0].(map[string]any)["key"], "the same normalised search has the same key")
+	require.Equal(t, key, second.run(t, 0).Key, "the same normalised search has the same key")
 	latest, err = db.LatestRunForKey(context.Background(), s.db.Pool, key)
 	require.NoError(t, err)
 	metrics, err = db.RunMetrics(context.Background(), s.db.Pool, latest.ID)
 	require.NoError(t, err)
 	require.EqualValues(t, 2, metrics["cache_hits"])
 
-	require.NotContains(t, string(done.raw)+string(second.raw), searchtest.BraveKey)
+	require.NotContains(t, string(doneResp.raw)+string(secondResp.raw), searchtest.BraveKey)
 
 	// The merged answer is also a JSON artifact of the task.
-	ids := done.body["artifact_ids"].([]any)
+	ids := done.ArtifactIDs
 	require.Len(t, ids, 1)
-	meta := s.do(t, http.MethodGet, "/artifacts/"+ids[0].(string)+"/meta", nil)
-	require.Equal(t, "search_result", meta.body["type"])
-	require.Equal(t, "application/json", meta.body["content_type"])
-	stored := s.do(t, http.MethodGet, "/artifacts/"+ids[0].(string), nil)
+	meta := s.do(t, http.MethodGet, "/artifacts/"+ids[0]+"/meta", nil).artifact(t)
+	require.Equal(t, "search_result", meta.Type)
+	require.Equal(t, "application/json", meta.ContentType)
+	stored := s.do(t, http.MethodGet, "/artifacts/"+ids[0], nil)
 	require.Equal(t, http.StatusOK, stored.status)
-	require.Equal(t, result, stored.body, "the artifact is the task's result")
+	require.JSONEq(t, string(done.Result), string(stored.raw), "the artifact is the task's result")
 }
 
 func TestSearchThroughPostTasksAndDefaults(t *testing.T) {
@@ -120,11 +147,11 @@ func TestSearchThroughPostTasksAndDefaults(t *testing.T) {
 	s.searx.SetHits()
 
 	id := s.submit(t, map[string]any{"type": "search", "params": map[string]any{"query": "defaults", "max_results": 500}})
-	done := s.waitStatus(t, id, "completed")
-	params := done.body["params"].(map[string]any)
-	require.Equal(t, []any{"brave", "searxng"}, params["sources"], "no sources: every allowed source")
-	require.EqualValues(t, 10, params["max_results"], "capped by SEARCH_MAX_RESULTS")
-	require.EqualValues(t, 4, done.body["max_attempts"], "search retries 3 times by default")
+	done := s.waitStatus(t, id, "completed").task(t)
+	params := decode[searchParams](t, done.Params)
+	require.Equal(t, []string{"brave", "searxng"}, params.Sources, "no sources: every allowed source")
+	require.Equal(t, 10, params.MaxResults, "capped by SEARCH_MAX_RESULTS")
+	require.Equal(t, 4, done.MaxAttempts, "search retries 3 times by default")
 	require.Equal(t, "10", s.brave.LastRequest().URL.Query().Get("count"))
 }
 
@@ -145,7 +172,7 @@ func TestSearchRejectsSourcesOutsideTheAllowlist(t *testing.T) {
 		resp := s.do(t, http.MethodPost, tc.path, tc.body)
 		require.Equal(t, http.StatusBadRequest, resp.status, "%s: %s", tc.body, resp.raw)
 		require.Equal(t, "task_rejected_invalid_params", errorCode(t, resp))
-		require.Equal(t, tc.field, resp.body["error"].(map[string]any)["field"], "%s: %s", tc.body, resp.raw)
+		require.Equal(t, tc.field, resp.apiError(t).Field, "%s: %s", tc.body, resp.raw)
 	}
 	require.Zero(t, s.jobCount(t), "a rejected search is never enqueued")
 	require.Zero(t, s.brave.Calls())
@@ -160,23 +187,24 @@ var unsafeInMessages = regexp.MustCompile(`(?i)[A-Za-z]+Error\b|JobCancel|river|
 // search_failed and a message naming the source and its failure's code but
 // no host, URL or type name, the same in the API, in SQL and in River's
 // own row (which River UI shows).
-func requireFailedForGood(t *testing.T, s searchBundle, done response, providerCode string) {
+func requireFailedForGood(t *testing.T, s searchBundle, resp response, providerCode string) {
 	t.Helper()
-	require.Equal(t, "discarded", done.body["status"], "body: %s", done.raw)
-	require.EqualValues(t, 1, done.body["attempt"], "not retried")
-	taskErr := done.body["error"].(map[string]any)
-	require.Equal(t, search.CodeAllFailed, taskErr["code"])
-	msg := taskErr["message"].(string)
+	done := resp.task(t)
+	require.Equal(t, "discarded", done.Status, "body: %s", resp.raw)
+	require.Equal(t, 1, done.Attempt, "not retried")
+	taskErr := done.failure(t)
+	require.Equal(t, search.CodeAllFailed, taskErr.Code)
+	msg := taskErr.Message
 	require.Contains(t, msg, "brave: "+providerCode)
 	require.Contains(t, msg, "not retried")
 	require.NotRegexp(t, unsafeInMessages, msg)
 	require.NotContains(t, msg, s.brave.URL())
-	run := done.body["runs"].([]any)[0].(map[string]any)
-	require.Equal(t, db.RunFailed, run["status"])
-	require.Equal(t, search.CodeAllFailed, run["error_code"])
-	require.Equal(t, msg, run["error"], "a run shows the same public message")
+	run := done.run(t, 0)
+	require.Equal(t, db.RunFailed, run.Status)
+	require.Equal(t, search.CodeAllFailed, deref(run.ErrorCode))
+	require.Equal(t, msg, deref(run.Error), "a run shows the same public message")
 
-	id := int64(done.body["id"].(float64))
+	id := done.ID
 	var status, code, sqlMsg, riverState, riverErr string
 	require.NoError(t, s.db.Pool.QueryRow(context.Background(),
 		`SELECT status::text, error_code, error FROM tasks WHERE id = $1`, id).Scan(&status, &code, &sqlMsg))
@@ -195,7 +223,7 @@ func TestSearchWithABadKeyIsNotRetried(t *testing.T) {
 
 	resp := s.do(t, http.MethodPost, "/search", map[string]any{"query": "bad key", "sources": []string{"brave"}, "max_retries": 3})
 	require.Equal(t, http.StatusAccepted, resp.status, "body: %s", resp.raw)
-	done := s.waitStatus(t, int64(resp.body["id"].(float64)), "cancelled", "discarded")
+	done := s.waitStatus(t, resp.task(t).ID, "cancelled", "discarded")
 
 	requireFailedForGood(t, s, done, search.CodeUnauthorized)
 	require.NotContains(t, string(done.raw), "not-the-key-7d1e")
@@ -211,7 +239,7 @@ func TestSearchWithoutAKeyIsDiscarded(t *testing.T) {
 
 	resp := s.do(t, http.MethodPost, "/search", map[string]any{"query": "no key", "sources": []string{"brave"}, "max_retries": 3})
 	require.Equal(t, http.StatusAccepted, resp.status, "body: %s", resp.raw)
-	done := s.waitStatus(t, int64(resp.body["id"].(float64)), "cancelled", "discarded")
+	done := s.waitStatus(t, resp.task(t).ID, "cancelled", "discarded")
 
 	requireFailedForGood(t, s, done, search.CodeUnauthorized)
 	require.Zero(t, s.brave.Calls(), "without a key Brave is not asked")
@@ -231,11 +259,13 @@ func TestSearchResultWithUnstorableTextCompletes(t *testing.T) {
 
 	resp := s.do(t, http.MethodPost, "/search", map[string]any{"query": "nul", "sources": []string{"brave"}})
 	require.Equal(t, http.StatusAccepted, resp.status, "body: %s", resp.raw)
-	done := s.waitStatus(t, int64(resp.body["id"].(float64)), "completed", "discarded")
-	require.Equal(t, "completed", done.body["status"], "body: %s", done.raw)
-	top := done.body["result"].(map[string]any)["results"].([]any)[0].(map[string]any)
-	require.Equal(t, "a\uFFFDb \uFFFD", top["title"])
-	require.Equal(t, "nul\uFFFD", top["snippet"])
+	doneResp := s.waitStatus(t, resp.task(t).ID, "completed", "discarded")
+	done := doneResp.task(t)
+	require.Equal(t, "completed", done.Status, "body: %s", doneResp.raw)
+	results := searchResultOf(t, done).Results
+	require.NotEmpty(t, results)
+	require.Equal(t, "a\uFFFDb \uFFFD", results[0].Title)
+	require.Equal(t, "nul\uFFFD", results[0].Snippet)
 }
 
 func TestSearchRateLimitedIsRetried(t *testing.T) {
@@ -245,10 +275,9 @@ func TestSearchRateLimitedIsRetried(t *testing.T) {
 
 	resp := s.do(t, http.MethodPost, "/search", map[string]any{"query": "busy", "sources": []string{"brave"}, "max_retries": 1})
 	require.Equal(t, http.StatusAccepted, resp.status, "body: %s", resp.raw)
-	done := s.waitStatus(t, int64(resp.body["id"].(float64)), "discarded")
-	require.EqualValues(t, 2, done.body["attempt"])
+	done := s.waitStatus(t, resp.task(t).ID, "discarded").task(t)
+	require.Equal(t, 2, done.Attempt)
 	require.Equal(t, 2, s.brave.Calls(), "River retried the rate-limited search")
-	runs := done.body["runs"].([]any)
-	require.Len(t, runs, 2)
-	require.Equal(t, search.CodeAllFailed, runs[1].(map[string]any)["error_code"])
+	require.Len(t, done.Runs, 2)
+	require.Equal(t, search.CodeAllFailed, deref(done.Runs[1].ErrorCode))
 }

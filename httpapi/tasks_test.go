@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner/client"
 	"github.com/taskrunner/taskrunner/db"
 )
 
@@ -20,19 +21,19 @@ func TestSubmitEchoCompletesWithResult(t *testing.T) {
 	b := setup(t, setupOpts{work: true})
 
 	id := b.submit(t, map[string]any{"type": "echo", "params": map[string]any{"msg": "hello"}, "timeout_seconds": 300, "max_retries": 0})
-	resp := b.waitStatus(t, id, "completed")
+	resp := b.waitStatus(t, id, "completed").task(t)
 
-	require.Equal(t, map[string]any{"msg": "hello"}, resp.body["result"])
-	require.Nil(t, resp.body["error"])
-	require.EqualValues(t, id, resp.body["task_id"])
-	require.EqualValues(t, 300, resp.body["timeout_seconds"])
-	require.EqualValues(t, 1, resp.body["max_attempts"])
-	runs := resp.body["runs"].([]any)
-	require.Len(t, runs, 1)
-	run := runs[0].(map[string]any)
-	require.Equal(t, "completed", run["status"])
-	require.EqualValues(t, 1, run["attempt"])
-	require.True(t, strings.HasPrefix(run["key"].(string), "echo:"), run["key"])
+	require.JSONEq(t, `{"msg": "hello"}`, string(resp.Result))
+	require.Nil(t, resp.Error)
+	require.Equal(t, id, resp.TaskID)
+	require.NotNil(t, resp.TimeoutSeconds)
+	require.Equal(t, 300.0, *resp.TimeoutSeconds)
+	require.Equal(t, 1, resp.MaxAttempts)
+	require.Len(t, resp.Runs, 1)
+	run := resp.Runs[0]
+	require.Equal(t, "completed", run.Status)
+	require.Equal(t, 1, run.Attempt)
+	require.True(t, strings.HasPrefix(run.Key, "echo:"), run.Key)
 
 	// The same task through SQL, as an operator sees it.
 	var status, result string
@@ -50,17 +51,17 @@ func TestTimeoutKillsWithRuntimeExceeded(t *testing.T) {
 	b := setup(t, setupOpts{work: true})
 
 	id := b.submit(t, map[string]any{"type": "sleep", "params": map[string]any{"seconds": 10}, "timeout_seconds": 0.2, "max_retries": 0})
-	resp := b.waitStatus(t, id, "discarded")
+	resp := b.waitStatus(t, id, "discarded").task(t)
 
-	taskErr := resp.body["error"].(map[string]any)
-	require.Equal(t, "task_runtime_exceeded", taskErr["code"])
-	require.Equal(t, "the task ran longer than its timeout (200ms) and was killed", taskErr["message"], "no Go error text")
-	runs := resp.body["runs"].([]any)
-	require.Len(t, runs, 1)
-	run := runs[0].(map[string]any)
-	require.Equal(t, db.RunKilled, run["status"])
-	require.Equal(t, "task_runtime_exceeded", run["error_code"])
-	require.Less(t, run["duration_ms"].(float64), 5000.0, "the sleep was not cut short")
+	taskErr := resp.failure(t)
+	require.Equal(t, "task_runtime_exceeded", taskErr.Code)
+	require.Equal(t, "the task ran longer than its timeout (200ms) and was killed", taskErr.Message, "no Go error text")
+	require.Len(t, resp.Runs, 1)
+	run := resp.Runs[0]
+	require.Equal(t, db.RunKilled, run.Status)
+	require.Equal(t, "task_runtime_exceeded", deref(run.ErrorCode))
+	require.NotNil(t, run.DurationMS)
+	require.Less(t, *run.DurationMS, 5000.0, "the sleep was not cut short")
 
 	killed := b.logs.Events("task_killed")
 	require.Len(t, killed, 1)
@@ -74,15 +75,13 @@ func TestRetriesAreRecordedAsRuns(t *testing.T) {
 
 	// Each attempt times out; max_retries 1 gives two attempts.
 	id := b.submit(t, map[string]any{"type": "sleep", "params": map[string]any{"seconds": 10}, "timeout_seconds": 0.1, "max_retries": 1})
-	resp := b.waitStatus(t, id, "discarded")
+	resp := b.waitStatus(t, id, "discarded").task(t)
 
-	require.EqualValues(t, 2, resp.body["attempt"])
-	runs := resp.body["runs"].([]any)
-	require.Len(t, runs, 2)
-	for i, r := range runs {
-		run := r.(map[string]any)
-		require.EqualValues(t, i+1, run["attempt"])
-		require.Equal(t, db.RunKilled, run["status"])
+	require.Equal(t, 2, resp.Attempt)
+	require.Len(t, resp.Runs, 2)
+	for i, run := range resp.Runs {
+		require.Equal(t, i+1, run.Attempt)
+		require.Equal(t, db.RunKilled, run.Status)
 	}
 }
 
@@ -93,16 +92,16 @@ func TestCancelQueuedTask(t *testing.T) {
 	runAt := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
 	id := b.submit(t, map[string]any{"type": "echo", "params": map[string]any{"msg": "later"}, "run_at": runAt})
 	path := "/tasks/" + strconv.FormatInt(id, 10)
-	require.Equal(t, "scheduled", b.do(t, http.MethodGet, path, nil).body["status"])
+	require.Equal(t, "scheduled", b.do(t, http.MethodGet, path, nil).task(t).Status)
 
 	resp := b.do(t, http.MethodPost, path+"/cancel", nil)
 	require.Equal(t, http.StatusOK, resp.status, "body: %s", resp.raw)
-	require.Equal(t, "cancelled", resp.body["status"])
+	require.Equal(t, "cancelled", resp.task(t).Status)
 
-	got := b.do(t, http.MethodGet, path, nil)
-	require.Equal(t, "cancelled", got.body["status"])
-	require.Empty(t, got.body["runs"], "a cancelled queued task never runs")
-	require.Equal(t, map[string]any{"code": "task_cancelled", "message": "the task was cancelled"}, got.body["error"])
+	got := b.do(t, http.MethodGet, path, nil).task(t)
+	require.Equal(t, "cancelled", got.Status)
+	require.Empty(t, got.Runs, "a cancelled queued task never runs")
+	require.Equal(t, &client.TaskError{Code: "task_cancelled", Message: "the task was cancelled"}, got.Error)
 
 	// Cancelling it again: it is finished.
 	again := b.do(t, http.MethodPost, path+"/cancel", nil)
@@ -120,11 +119,12 @@ func TestCancelRunningTaskInProcess(t *testing.T) {
 
 	resp := b.do(t, http.MethodPost, path+"/cancel", nil)
 	require.Contains(t, []int{http.StatusOK, http.StatusAccepted}, resp.status, "body: %s", resp.raw)
-	got := b.waitStatus(t, id, "cancelled")
-	require.Equal(t, "task_cancelled", got.body["error"].(map[string]any)["code"])
-	run := got.body["runs"].([]any)[0].(map[string]any)
-	require.Equal(t, db.RunCancelled, run["status"])
-	require.Less(t, run["duration_ms"].(float64), 20000.0)
+	got := b.waitStatus(t, id, "cancelled").task(t)
+	require.Equal(t, "task_cancelled", got.failure(t).Code)
+	run := got.run(t, 0)
+	require.Equal(t, db.RunCancelled, run.Status)
+	require.NotNil(t, run.DurationMS)
+	require.Less(t, *run.DurationMS, 20000.0)
 	require.Len(t, b.logs.Events("task_cancelled"), 1)
 }
 
@@ -138,7 +138,7 @@ func TestCancelFinishedTaskIsConflict(t *testing.T) {
 	resp := b.do(t, http.MethodPost, fmt.Sprintf("/tasks/%d/cancel", id), nil)
 	require.Equal(t, http.StatusConflict, resp.status)
 	require.Equal(t, "task_already_finished", errorCode(t, resp))
-	require.Equal(t, "completed", b.waitStatus(t, id, "completed").body["status"])
+	require.Equal(t, "completed", b.waitStatus(t, id, "completed").task(t).Status)
 }
 
 func TestListFiltersAndPaginates(t *testing.T) {
@@ -157,29 +157,29 @@ func TestListFiltersAndPaginates(t *testing.T) {
 		require.Less(t, page, 5, "pagination does not end")
 		resp := b.do(t, http.MethodGet, "/tasks?type=echo&status=available&limit=2&cursor="+cursor, nil)
 		require.Equal(t, http.StatusOK, resp.status, "body: %s", resp.raw)
-		for _, tk := range resp.body["tasks"].([]any) {
-			m := tk.(map[string]any)
-			require.Equal(t, "echo", m["type"])
-			seen = append(seen, int64(m["id"].(float64)))
+		list := decode[listBody](t, resp.raw)
+		for _, tk := range list.Tasks {
+			require.Equal(t, "echo", tk.Type)
+			seen = append(seen, tk.ID)
 		}
-		next, ok := resp.body["next_cursor"].(string)
-		if !ok {
+		if list.NextCursor == nil {
 			break
 		}
-		cursor = next
+		cursor = *list.NextCursor
 	}
 	// Newest first, every echo task exactly once.
 	require.Equal(t, []int64{echoIDs[4], echoIDs[3], echoIDs[2], echoIDs[1], echoIDs[0]}, seen)
 
-	none := b.do(t, http.MethodGet, "/tasks?status=completed", nil)
-	require.Empty(t, none.body["tasks"])
-	all := b.do(t, http.MethodGet, "/tasks?status=available,completed", nil)
-	require.Len(t, all.body["tasks"], 10)
-	unfiltered := b.do(t, http.MethodGet, "/tasks", nil)
-	require.Len(t, unfiltered.body["tasks"], 10)
-	sleeps := b.do(t, http.MethodGet, "/tasks?type=sleep&limit=3", nil)
-	require.Len(t, sleeps.body["tasks"], 3)
-	require.NotNil(t, sleeps.body["next_cursor"])
+	list := func(query string) listBody {
+		t.Helper()
+		return decode[listBody](t, b.do(t, http.MethodGet, "/tasks"+query, nil).raw)
+	}
+	require.Empty(t, list("?status=completed").Tasks)
+	require.Len(t, list("?status=available,completed").Tasks, 10)
+	require.Len(t, list("").Tasks, 10)
+	sleeps := list("?type=sleep&limit=3")
+	require.Len(t, sleeps.Tasks, 3)
+	require.NotNil(t, sleeps.NextCursor)
 
 	for _, q := range []string{"status=finished", "type=nope", "limit=0", "limit=x", "cursor=abc", "limit=100000"} {
 		resp := b.do(t, http.MethodGet, "/tasks?"+q, nil)
@@ -193,13 +193,14 @@ func TestHealthAndLimits(t *testing.T) {
 
 	health := b.do(t, http.MethodGet, "/health", nil)
 	require.Equal(t, http.StatusOK, health.status)
-	require.Equal(t, "ok", health.body["status"])
+	require.Equal(t, "ok", decode[statusBody](t, health.raw).Status)
 
-	limits := b.do(t, http.MethodGet, "/limits", nil)
-	require.Equal(t, http.StatusOK, limits.status)
-	require.EqualValues(t, testMaxRuntime.Seconds(), limits.body["task_max_runtime_seconds"])
-	require.EqualValues(t, 50, limits.body["max_batch_size"])
-	require.EqualValues(t, 1<<20, limits.body["max_request_body_bytes"])
+	limitsResp := b.do(t, http.MethodGet, "/limits", nil)
+	require.Equal(t, http.StatusOK, limitsResp.status)
+	limits := decode[limitsView](t, limitsResp.raw)
+	require.Equal(t, testMaxRuntime.Seconds(), limits.TaskMaxRuntimeSeconds)
+	require.Equal(t, 50, limits.MaxBatchSize)
+	require.EqualValues(t, 1<<20, limits.MaxRequestBodyBytes)
 
 	missing := b.do(t, http.MethodGet, "/nope", nil)
 	require.Equal(t, http.StatusNotFound, missing.status)
@@ -229,16 +230,15 @@ func TestListIsCappedInBytes(t *testing.T) {
 		resp := b.do(t, http.MethodGet, "/tasks?limit=500&cursor="+cursor, nil)
 		require.Equal(t, http.StatusOK, resp.status)
 		require.LessOrEqual(t, len(resp.raw), 4<<20+msgBytes+4096, "a page passes 4 MiB by one task at most")
-		tasks := resp.body["tasks"].([]any)
-		require.NotEmpty(t, tasks)
-		for _, tk := range tasks {
-			seen = append(seen, int64(tk.(map[string]any)["id"].(float64)))
+		page := decode[listBody](t, resp.raw)
+		require.NotEmpty(t, page.Tasks)
+		for _, tk := range page.Tasks {
+			seen = append(seen, tk.ID)
 		}
-		next, ok := resp.body["next_cursor"].(string)
-		if !ok {
+		if page.NextCursor == nil {
 			break
 		}
-		cursor = next
+		cursor = *page.NextCursor
 	}
 	require.Greater(t, pages, 1, "8 MB of tasks do not fit one page")
 	slices.Reverse(ids)

@@ -21,16 +21,16 @@ func TestLongPollReturnsWhenTheTaskFinishes(t *testing.T) {
 	resp := b.do(t, http.MethodGet, fmt.Sprintf("/tasks/%d?wait=20s", id), nil)
 	took := time.Since(start)
 	require.Equal(t, http.StatusOK, resp.status, "body: %s", resp.raw)
-	require.Equal(t, "completed", resp.body["status"])
+	require.Equal(t, "completed", resp.task(t).Status)
 	require.Less(t, took, 15*time.Second, "woken by the state change, not by the end of the wait")
 
 	// A finished task answers at once; a wait that ends first returns the
 	// task as it is.
-	require.Equal(t, "completed", b.do(t, http.MethodGet, fmt.Sprintf("/tasks/%d?wait=30", id), nil).body["status"])
+	require.Equal(t, "completed", b.do(t, http.MethodGet, fmt.Sprintf("/tasks/%d?wait=30", id), nil).task(t).Status)
 	long := b.submit(t, map[string]any{"type": "sleep", "params": map[string]any{"seconds": 30}})
 	resp = b.do(t, http.MethodGet, fmt.Sprintf("/tasks/%d?wait=300ms", long), nil)
 	require.Equal(t, http.StatusOK, resp.status)
-	require.Contains(t, []any{"available", "running"}, resp.body["status"])
+	require.Contains(t, []string{"available", "running"}, resp.task(t).Status)
 	require.Zero(t, b.waiting(t), "every waiter let go")
 
 	for _, bad := range []string{"forever", "-1s", "61s", "NaN"} {
@@ -45,10 +45,16 @@ func (b *bundle) waiting(t *testing.T) int {
 	return b.watcher.Waiting()
 }
 
-// event is one server-sent event.
+// event is one server-sent event: "state" has the task as data, "end"
+// its last status.
 type event struct {
 	name string
-	data map[string]any
+	data json.RawMessage
+}
+
+// endEvent is the data of an "end" event.
+type endEvent struct {
+	Status string `json:"status"`
 }
 
 // readEvents reads a task's event stream to its end.
@@ -69,7 +75,8 @@ func (b *bundle) readEvents(t *testing.T, id int64) []event {
 		case strings.HasPrefix(line, "event: "):
 			cur.name = strings.TrimPrefix(line, "event: ")
 		case strings.HasPrefix(line, "data: "):
-			require.NoError(t, json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &cur.data))
+			cur.data = json.RawMessage(strings.TrimPrefix(line, "data: "))
+			require.True(t, json.Valid(cur.data), "event data: %s", cur.data)
 		case line == "" && cur.name != "":
 			events = append(events, cur)
 			cur = event{}
@@ -88,13 +95,13 @@ func TestEventStreamFollowsTheTaskToItsEnd(t *testing.T) {
 	var states []string
 	for _, e := range events[:len(events)-1] {
 		require.Equal(t, "state", e.name)
-		states = append(states, e.data["status"].(string))
+		states = append(states, decode[taskView](t, e.data).Status)
 	}
 	require.Equal(t, "completed", states[len(states)-1])
 	require.Contains(t, states, "running", "the stream showed the task running: %v", states)
 	last := events[len(events)-1]
 	require.Equal(t, "end", last.name)
-	require.Equal(t, "completed", last.data["status"])
+	require.Equal(t, "completed", decode[endEvent](t, last.data).Status)
 
 	// A finished task: its state, then the end.
 	events = b.readEvents(t, id)

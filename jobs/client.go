@@ -162,14 +162,14 @@ func NewClient(cfg ClientConfig) (*river.Client[pgx.Tx], error) {
 	return client, nil
 }
 
-// Workers returns a River worker bundle with every task type's worker.
+// Workers returns a River worker bundle with every task type's worker and
+// the retention job's.
 func Workers(pool *pgxpool.Pool, d Deps) *river.Workers {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &RetentionWorker{pool: pool, artifacts: d.Artifacts})
-	river.AddWorker(workers, &EchoWorker{})
-	river.AddWorker(workers, &SleepWorker{})
-	river.AddWorker(workers, &SearchWorker{agg: d.Search, artifacts: d.Artifacts})
-	river.AddWorker(workers, &FetchWorker{fetcher: d.Fetcher, artifacts: d.Artifacts})
+	for _, t := range Types {
+		t.addWorker(workers, d)
+	}
 	return workers
 }
 

@@ -34,6 +34,14 @@ func (w *EchoWorker) Work(ctx context.Context, job *river.Job[EchoArgs]) error {
 func init() {
 	register(TaskType{
 		Name: EchoArgs{}.Kind(),
+		Params: []Param{
+			{Name: "msg", Type: "string", Required: true, Description: "The result is `{\"msg\": msg}`."},
+		},
+		ParamsDoc: "`msg` (string, required)",
+		Doc:       "result `{\"msg\": ...}`",
+		Result:    "`{\"msg\"}`",
+		Example:   `{"msg":"hello"}`,
+		addWorker: func(workers *river.Workers, _ Deps) { river.AddWorker(workers, &EchoWorker{}) },
 		Decode: func(params json.RawMessage, _ Env) (river.JobArgs, error) {
 			var p struct {
 				Msg *string `json:"msg"`

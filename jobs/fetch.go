@@ -166,12 +166,16 @@ func init() {
 	register(TaskType{
 		Name:              FetchArgs{}.Kind(),
 		DefaultMaxRetries: 2,
-		Decode: func(params json.RawMessage, env Env) (river.JobArgs, error) {
-			args, err := DecodeFetch(params, env)
-			if err != nil {
-				return nil, err
-			}
-			return args, nil
+		Params: []Param{
+			{Name: "url", Type: "string", Required: true, Description: "An http(s) URL on FETCH_DOMAIN_ALLOWLIST, on port 80, 443 or FETCH_ALLOWED_PORTS."},
 		},
+		ParamsDoc: "`url` (http or https, required)",
+		Doc:       "fetches one page into a `fetch` artifact; result `{\"url\",\"final_url\",\"status\",\"content_type\",\"size\",\"sha256\",\"artifact_id\"}`",
+		Result:    "`{\"url\", \"final_url\", \"status\", \"content_type\", \"size\", \"sha256\", \"artifact_id\"}`",
+		Example:   `{"url":"https://example.com/"}`,
+		addWorker: func(workers *river.Workers, deps Deps) {
+			river.AddWorker(workers, &FetchWorker{fetcher: deps.Fetcher, artifacts: deps.Artifacts})
+		},
+		Decode: decoder(DecodeFetch),
 	})
 }

@@ -23,16 +23,9 @@ func TestRetention(t *testing.T) {
 	ctx := context.Background()
 	tdb := testenv.NewDB(t)
 	logger, _ := testenv.Logger(t)
-	m := testenv.MinIOServer(t)
-	store, err := artifact.NewStore(artifact.Config{Endpoint: m.Endpoint, User: m.User, Password: m.Password, Bucket: testenv.RandomName("retention-")})
+	bucket := testenv.NewBucket(t, "retention-")
+	store, err := artifact.NewStore(artifact.Config{Endpoint: bucket.Endpoint, User: bucket.User, Password: bucket.Password, Bucket: bucket.Name})
 	require.NoError(t, err)
-	require.NoError(t, store.EnsureBucket(ctx))
-	t.Cleanup(func() {
-		for o := range store.Client().ListObjects(ctx, store.Bucket(), minio.ListObjectsOptions{Recursive: true}) {
-			_ = store.Client().RemoveObject(ctx, store.Bucket(), o.Key, minio.RemoveObjectOptions{})
-		}
-		_ = store.Client().RemoveBucket(ctx, store.Bucket())
-	})
 	// The retention job removes objects without a row once they are
 	// OrphanAge old: here, at once.
 	arts, err := artifact.NewService(artifact.ServiceConfig{Store: store, Pool: tdb.Pool, MaxBytes: 1 << 20, Logger: logger, OrphanAge: time.Nanosecond})

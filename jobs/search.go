@@ -176,13 +176,20 @@ func init() {
 	register(TaskType{
 		Name:              SearchArgs{}.Kind(),
 		DefaultMaxRetries: 3,
-		Decode: func(params json.RawMessage, env Env) (river.JobArgs, error) {
-			args, err := DecodeSearch(params, env)
-			if err != nil {
-				return nil, err
-			}
-			return args, nil
+		Params: []Param{
+			{Name: "query", Type: "string", Required: true, MaxLength: maxQueryLength, Description: "Not blank."},
+			{Name: "sources", Type: "array", Description: "Within SEARCH_SOURCE_ALLOWLIST; every allowed source when absent."},
+			{Name: "recency_days", Type: "integer", Min: bound(0), Max: bound(maxRecencyDays), Description: "Only results of the last this many days; 0 for any time."},
+			{Name: "max_results", Type: "integer", Min: bound(1), Description: "Capped by SEARCH_MAX_RESULTS."},
 		},
+		ParamsDoc: "`query` (required), `sources` (default: every allowed source), `recency_days` (0 = any time), `max_results` (default and cap `SEARCH_MAX_RESULTS`)",
+		Doc:       "asks each source in parallel and merges the answers; also `POST /search`",
+		Result:    "`{\"results\", \"sources\", ...}`",
+		Example:   `{"query":"q"}`,
+		addWorker: func(workers *river.Workers, deps Deps) {
+			river.AddWorker(workers, &SearchWorker{agg: deps.Search, artifacts: deps.Artifacts})
+		},
+		Decode: decoder(DecodeSearch),
 		RunKey: func(encodedArgs []byte) string {
 			var args SearchArgs
 			_ = json.Unmarshal(encodedArgs, &args)

@@ -47,6 +47,14 @@ func (w *SleepWorker) Work(ctx context.Context, job *river.Job[SleepArgs]) error
 func init() {
 	register(TaskType{
 		Name: SleepArgs{}.Kind(),
+		Params: []Param{
+			{Name: "seconds", Type: "number", Required: true, Min: bound(0), Max: bound(maxSleepSeconds), Description: "The result is `{\"slept\": seconds}`."},
+		},
+		ParamsDoc: "`seconds` (number, 0 to 86400, required)",
+		Doc:       "sleeps; a cancel or its timeout ends it at once; result `{\"slept\": ...}`",
+		Result:    "`{\"slept\"}`",
+		Example:   `{"seconds":1}`,
+		addWorker: func(workers *river.Workers, _ Deps) { river.AddWorker(workers, &SleepWorker{}) },
 		Decode: func(params json.RawMessage, _ Env) (river.JobArgs, error) {
 			var p struct {
 				Seconds *float64 `json:"seconds"`

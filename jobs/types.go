@@ -1,10 +1,3 @@
-// Package jobs holds taskrunner's task types, each a River job kind with
-// typed args and a worker, the middleware that records every attempt as a
-// run, and the construction of the River client that works them.
-//
-// A task type is one file: its XArgs (snake_case JSON, a stable Kind), its
-// XWorker, and a TaskType entry in Types that decodes and validates the
-// params a client sends.
 package jobs
 
 import (
@@ -30,7 +23,8 @@ import (
 	"github.com/taskrunner/taskrunner/storable"
 )
 
-// TaskType describes one kind of task clients may submit.
+// TaskType describes one kind of task clients may submit. Each is
+// registered from its own file (doc.go says what that file holds).
 type TaskType struct {
 	// Name is the task type in the API and the River job kind.
 	Name string
@@ -43,7 +37,52 @@ type TaskType struct {
 	// are recorded under (search uses a hash of its normalised query). By
 	// default it is a hash of the args.
 	RunKey func(encodedArgs []byte) string
+
+	// Params are the params Decode takes, as the OpenAPI document's
+	// <Name>Params schema shows them.
+	Params []Param
+	// ParamsDoc and Doc are the type's row in the README's table of task
+	// types: its params, and what it does (Markdown, one line each).
+	ParamsDoc, Doc string
+	// Result is the shape of its result, for the OpenAPI document's
+	// description of a task's result (e.g. `{"msg"}`).
+	Result string
+	// Example is params Decode accepts in a deployment that allows any
+	// fetch domain and the search source brave; tests submit it.
+	Example string
+
+	// addWorker adds the type's worker, built from deps, to River's workers.
+	addWorker func(workers *river.Workers, deps Deps)
 }
+
+// Param is one param of a task type, for its OpenAPI schema.
+type Param struct {
+	Name string
+	// Type is its JSON Schema type: string, number, integer, boolean, or
+	// array (of strings).
+	Type     string
+	Required bool
+	// Min and Max bound a number or an integer; nil for no bound.
+	Min, Max *float64
+	// MaxLength bounds a string, in characters; 0 for no bound.
+	MaxLength int
+	// Description is what a client needs to know (Markdown, one line).
+	Description string
+}
+
+// decoder makes a typed decode (DecodeFetch) a TaskType's Decode.
+func decoder[A river.JobArgs](decode func(json.RawMessage, Env) (A, error)) func(json.RawMessage, Env) (river.JobArgs, error) {
+	return func(params json.RawMessage, env Env) (river.JobArgs, error) {
+		args, err := decode(params, env)
+		if err != nil {
+			return nil, err
+		}
+		return args, nil
+	}
+}
+
+// bound is a Param's Min or Max.
+func bound(v float64) *float64 { return &v }
 
 // Env is what validating params needs to know of the deployment.
 type Env struct {
@@ -52,10 +91,17 @@ type Env struct {
 	Fetch            fetch.Config // FETCH_DOMAIN_ALLOWLIST, FETCH_ALLOWED_PORTS, ...
 }
 
-// Types lists every task type by name.
+// Types lists every task type clients may submit, by name. Jobs taskrunner
+// enqueues itself (taskrunner_retention) are not among them.
 var Types = map[string]TaskType{}
 
-func register(t TaskType) { Types[t.Name] = t }
+// register adds t to Types; each task type's file calls it from init.
+func register(t TaskType) {
+	if _, dup := Types[t.Name]; dup || t.Name == "" || t.Decode == nil || t.addWorker == nil {
+		panic(fmt.Sprintf("jobs: task type %q is registered twice, or lacks a Name, Decode or addWorker", t.Name))
+	}
+	Types[t.Name] = t
+}
 
 // TypeNames returns the task type names, sorted.
 func TypeNames() []string {

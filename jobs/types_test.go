@@ -11,16 +11,14 @@ import (
 	"github.com/taskrunner/taskrunner/fetch"
 )
 
+// testEnv is the deployment each task type's Example is valid in.
+var testEnv = Env{SearchSources: []string{"brave"}, SearchMaxResults: 5, Fetch: fetch.Config{Allowlist: []string{"*"}}}
+
 // Every task type takes an idempotency key: without it a repeated
 // Idempotency-Key would enqueue a second task.
 func TestEveryTaskTypeTakesAnIdempotencyKey(t *testing.T) {
-	env := Env{SearchSources: []string{"brave"}, SearchMaxResults: 5, Fetch: fetch.Config{Allowlist: []string{"*"}}}
-	params := map[string]string{
-		"echo": `{"msg":"a"}`, "sleep": `{"seconds":1}`, "search": `{"query":"q"}`, "fetch": `{"url":"https://example.com/"}`,
-	}
-	require.ElementsMatch(t, TypeNames(), []string{"echo", "sleep", "search", "fetch"}, "a new task type needs a case here")
 	for _, name := range TypeNames() {
-		args, err := Types[name].Decode(json.RawMessage(params[name]), env)
+		args, err := Types[name].Decode(json.RawMessage(Types[name].Example), testEnv)
 		require.NoError(t, err, name)
 		keyed, ok := WithIdempotencyKey(args, "client/k1")
 		require.True(t, ok, "%s args do not embed Idempotency", name)

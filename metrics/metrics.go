@@ -76,6 +76,9 @@ func New() *Metrics {
 
 // Handler serves the metrics in Prometheus's format.
 func (m *Metrics) Handler() http.Handler {
+	if m == nil {
+		return http.NotFoundHandler() // nothing is counted, so there is nothing to serve
+	}
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
 }
 

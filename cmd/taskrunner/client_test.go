@@ -74,12 +74,12 @@ func idOf(t *testing.T, task map[string]any) int64 {
 // MinIO for artifacts and a fake Brave for search).
 func TestClientCommands(t *testing.T) {
 	t.Parallel()
-	minio := testenv.MinIOServer(t)
+	bucket := testenv.NewBucket(t, "client-")
 	brave := searchtest.NewBrave(t)
 	brave.SetHits(searchtest.Hit{Title: "River", URL: "https://riverqueue.com/"}, searchtest.Hit{Title: "pgx", URL: "https://github.com/jackc/pgx"})
 	env := with(baseEnv(testenv.NewDB(t).URL),
-		"MINIO_ENDPOINT", minio.Endpoint, "MINIO_ROOT_USER", minio.User, "MINIO_ROOT_PASSWORD", minio.Password,
-		"MINIO_BUCKET", testenv.RandomName("client-"), "REDIS_KEY_PREFIX", testenv.RandomName("client-test:")+":",
+		"MINIO_ENDPOINT", bucket.Endpoint, "MINIO_ROOT_USER", bucket.User, "MINIO_ROOT_PASSWORD", bucket.Password,
+		"MINIO_BUCKET", bucket.Name, "REDIS_KEY_PREFIX", testenv.RandomName("client-test:")+":",
 		"BRAVE_API_URL", brave.BraveEndpoint(), "BRAVE_API_KEY", searchtest.BraveKey)
 	server, api := startAPIProc(t, "serve", env, "serve")
 	server.WaitEvent("workers_started", startTimeout, nil)

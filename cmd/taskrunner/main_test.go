@@ -47,11 +47,14 @@ const (
 // baseEnv is the environment of a process on the database at dbURL: an API
 // on a free loopback port, debug logs, quick fetch polling, a small pool.
 // MinIO points at a closed port: these tests don't need it, and the API
-// only reports it down in /ready.
+// only reports it down in /ready. Redis keys (the enqueue limit, the
+// search cache) are under a prefix of the test's own, so tests that run at
+// once from one address do not share an allowance.
 func baseEnv(dbURL string) map[string]string {
 	return map[string]string{
 		"DATABASE_URL":               dbURL,
 		"REDIS_URL":                  testenv.RedisURL(),
+		"REDIS_KEY_PREFIX":           testenv.RandomName("cmd-test:") + ":",
 		"HTTP_ADDR":                  "127.0.0.1:0",
 		"LOG_LEVEL":                  "debug",
 		"MINIO_ENDPOINT":             "127.0.0.1:1",

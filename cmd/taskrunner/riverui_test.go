@@ -45,12 +45,12 @@ func TestRiverUIBrowser(t *testing.T) {
 	chromium, err := exec.LookPath("chromium")
 	require.NoError(t, err, "the River UI browser test needs Chromium: `make test` installs it (scripts/chromium.sh)")
 
-	minio := testenv.MinIOServer(t)
+	bucket := testenv.NewBucket(t, "riverui-")
 	key := randomKeyHex(t, 16) // 32 characters
 	env := with(baseEnv(testenv.NewDB(t).URL),
 		"API_KEYS", "ui:"+key,
-		"MINIO_ENDPOINT", minio.Endpoint, "MINIO_ROOT_USER", minio.User, "MINIO_ROOT_PASSWORD", minio.Password,
-		"MINIO_BUCKET", testenv.RandomName("riverui-"))
+		"MINIO_ENDPOINT", bucket.Endpoint, "MINIO_ROOT_USER", bucket.User, "MINIO_ROOT_PASSWORD", bucket.Password,
+		"MINIO_BUCKET", bucket.Name)
 	server, api := startAPIProc(t, "serve", env, "serve")
 	bearer := "Bearer " + key
 	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("ui:"+key))

@@ -61,12 +61,12 @@ func TestSeedREADMECurls(t *testing.T) {
 		_, err := exec.LookPath(tool)
 		require.NoError(t, err, "the test needs %s", tool)
 	}
-	minio := testenv.MinIOServer(t)
+	bucket := testenv.NewBucket(t, "seed-")
 	brave := searchtest.NewBrave(t)
 	brave.SetHits(searchtest.Hit{Title: "River", URL: "https://riverqueue.com/"})
 	env := with(baseEnv(testenv.NewDB(t).URL),
-		"MINIO_ENDPOINT", minio.Endpoint, "MINIO_ROOT_USER", minio.User, "MINIO_ROOT_PASSWORD", minio.Password,
-		"MINIO_BUCKET", testenv.RandomName("seed-"),
+		"MINIO_ENDPOINT", bucket.Endpoint, "MINIO_ROOT_USER", bucket.User, "MINIO_ROOT_PASSWORD", bucket.Password,
+		"MINIO_BUCKET", bucket.Name,
 		"BRAVE_API_URL", brave.BraveEndpoint(), "BRAVE_API_KEY", searchtest.BraveKey,
 		"TASK_MAX_RUNTIME_SECONDS", "600")
 	server, api := startAPIProc(t, "serve", env, "serve")

@@ -24,13 +24,13 @@ func TestSmokeScript(t *testing.T) {
 		_, err := exec.LookPath(tool)
 		require.NoError(t, err, "the smoke script needs %s", tool)
 	}
-	minio := testenv.MinIOServer(t)
+	bucket := testenv.NewBucket(t, "smoke-")
 	brave := searchtest.NewBrave(t)
 	brave.SetHits(searchtest.Hit{Title: "River", URL: "https://riverqueue.com/"}, searchtest.Hit{Title: "pgx", URL: "https://github.com/jackc/pgx"})
 
 	env := with(baseEnv(testenv.NewDB(t).URL),
-		"MINIO_ENDPOINT", minio.Endpoint, "MINIO_ROOT_USER", minio.User, "MINIO_ROOT_PASSWORD", minio.Password,
-		"MINIO_BUCKET", testenv.RandomName("smoke-"),
+		"MINIO_ENDPOINT", bucket.Endpoint, "MINIO_ROOT_USER", bucket.User, "MINIO_ROOT_PASSWORD", bucket.Password,
+		"MINIO_BUCKET", bucket.Name,
 		"BRAVE_API_URL", brave.BraveEndpoint(), "BRAVE_API_KEY", searchtest.BraveKey,
 		"LOG_LEVEL", "info", "TASK_MAX_RUNTIME_SECONDS", "600", "TASKS_PER_MINUTE", "40")
 	server, api := startAPIProc(t, "serve", env, "serve")

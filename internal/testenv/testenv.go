@@ -1,6 +1,6 @@
 // Package testenv gives tests the real services they run against: a fresh
 // migrated PostgreSQL database per test (copied from a template built once),
-// Redis, and MinIO. Nothing here fakes a service; when one is missing the
+// Redis, and a MinIO bucket per test. Nothing here fakes a service; when one is missing the
 // test fails and says how to start it (`make test` starts them all).
 package testenv
 
@@ -24,6 +24,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/taskrunner/taskrunner/db"
 )
@@ -240,6 +242,112 @@ func MinIOServer(t testing.TB) MinIO {
 		t.Fatal("TEST_MINIO_ENDPOINT, TEST_MINIO_USER and TEST_MINIO_PASSWORD are not set: run the tests with `make test`, which starts MinIO")
 	}
 	return m
+}
+
+// Bucket is a MinIO bucket of one test's own.
+type Bucket struct {
+	MinIO  // the server that holds it
+	Name   string
+	Client *minio.Client
+}
+
+// NewBucket makes a bucket named prefix plus random hex in the test MinIO.
+// When the test ends the bucket is removed with everything in it: its
+// objects and the multipart uploads begun in it and never finished.
+func NewBucket(t testing.TB, prefix string) *Bucket {
+	t.Helper()
+	m := MinIOServer(t)
+	client, err := minio.New(m.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(m.User, m.Password, "")})
+	if err != nil {
+		t.Fatalf("MinIO client for %s: %v", m.Endpoint, err)
+	}
+	b := &Bucket{MinIO: m, Name: RandomName(prefix), Client: client}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := client.MakeBucket(ctx, b.Name, minio.MakeBucketOptions{}); err != nil {
+		t.Fatalf("make test bucket %s at TEST_MINIO_ENDPOINT %s: %v", b.Name, m.Endpoint, err)
+	}
+	t.Cleanup(func() { b.remove(t) })
+	return b
+}
+
+// remove empties the bucket and removes it; what it cannot remove fails
+// the test, since it would stay behind in the shared MinIO.
+func (b *Bucket) remove(t testing.TB) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b.empty(ctx, t)
+	if err := b.Client.RemoveBucket(ctx, b.Name); err != nil {
+		t.Errorf("remove test bucket %s: %v", b.Name, err)
+	}
+}
+
+// Empty removes every object in the bucket and every multipart upload
+// begun in it and not finished. What it cannot remove fails the test.
+func (b *Bucket) Empty(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b.empty(ctx, t)
+}
+
+// Count is how many objects the bucket holds, with the multipart uploads
+// begun in it and not finished.
+func (b *Bucket) Count(t testing.TB) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n := 0
+	for obj := range b.Client.ListObjectsIter(ctx, b.Name, minio.ListObjectsOptions{Recursive: true}) {
+		if obj.Err != nil {
+			t.Fatalf("list the objects of test bucket %s: %v", b.Name, obj.Err)
+		}
+		n++
+	}
+	for up := range b.Client.ListIncompleteUploads(ctx, b.Name, "", true) {
+		if up.Err != nil {
+			t.Fatalf("list unfinished uploads of test bucket %s: %v", b.Name, up.Err)
+		}
+		n++
+	}
+	return n
+}
+
+func (b *Bucket) empty(ctx context.Context, t testing.TB) {
+	var listErr error
+	objects := func(yield func(minio.ObjectInfo) bool) {
+		for obj := range b.Client.ListObjectsIter(ctx, b.Name, minio.ListObjectsOptions{Recursive: true}) {
+			if obj.Err != nil {
+				listErr = obj.Err
+				return
+			}
+			if !yield(obj) {
+				return
+			}
+		}
+	}
+	removed, err := b.Client.RemoveObjectsWithIter(ctx, b.Name, objects, minio.RemoveObjectsOptions{})
+	if err != nil {
+		t.Errorf("remove the objects of test bucket %s: %v", b.Name, err)
+		return
+	}
+	for r := range removed {
+		if r.Err != nil {
+			t.Errorf("remove object %s from test bucket %s: %v", r.ObjectName, b.Name, r.Err)
+		}
+	}
+	if listErr != nil {
+		t.Errorf("list the objects of test bucket %s: %v", b.Name, listErr)
+	}
+	for up := range b.Client.ListIncompleteUploads(ctx, b.Name, "", true) {
+		if up.Err != nil {
+			t.Errorf("list unfinished uploads of test bucket %s: %v", b.Name, up.Err)
+			break
+		}
+		if err := b.Client.RemoveIncompleteUpload(ctx, b.Name, up.Key); err != nil {
+			t.Errorf("remove unfinished upload %s from test bucket %s: %v", up.Key, b.Name, err)
+		}
+	}
 }
 
 // Logs captures a logger's JSON lines for assertions on events.
