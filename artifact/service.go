@@ -63,10 +63,34 @@ var errTooLarge = errors.New("artifact larger than the limit")
 // PostgreSQL; an object whose row cannot be written is removed again, so a
 // row always has its object and an object always has its row.
 type Service struct {
-	store    *Store
-	pool     *pgxpool.Pool
-	maxBytes int64
-	logger   *slog.Logger
+	store      *Store
+	pool       *pgxpool.Pool
+	maxBytes   int64
+	logger     *slog.Logger
+	metrics    *metrics.Metrics
+	orphanAge  time.Duration
+	orphanScan int
+
+	orphanMu     sync.Mutex
+	orphanCursor string // the key RemoveOrphans goes on after
+}
+
+// DefaultMaxBytes is the artifact limit when ServiceConfig.MaxBytes is 0:
+// TASK_MAX_ARTIFACT_MB's default, 25 MB.
+const DefaultMaxBytes = 25 << 20
+
+// ServiceConfig is what a Service is built from.
+type ServiceConfig struct {
+	// Store is the MinIO bucket the objects go to. Required.
+	Store *Store
+	// Pool is the database of the artifact rows. Required.
+	Pool *pgxpool.Pool
+	// MaxBytes is the largest artifact accepted (TASK_MAX_ARTIFACT_MB);
+	// DefaultMaxBytes when 0.
+	MaxBytes int64
+	// Logger gets artifact_stored, artifact_rejected and the sweeps' lines;
+	// nil logs nothing.
+	Logger *slog.Logger
 	// Metrics counts artifact bytes in and out; nil counts nothing.
 	Metrics *metrics.Metrics
 	// OrphanAge is how old an object without a row must be for
@@ -75,14 +99,45 @@ type Service struct {
 	// OrphanScan is how many objects one RemoveOrphans call lists at most;
 	// DefaultOrphanScan when 0.
 	OrphanScan int
-
-	orphanMu     sync.Mutex
-	orphanCursor string // the key RemoveOrphans goes on after
 }
 
-// NewService returns a Service keeping artifacts of at most maxBytes.
-func NewService(store *Store, pool *pgxpool.Pool, maxBytes int64, logger *slog.Logger) *Service {
-	return &Service{store: store, pool: pool, maxBytes: maxBytes, logger: logger}
+// withDefaults is cfg with every unset optional field at its default.
+func (cfg ServiceConfig) withDefaults() ServiceConfig {
+	cfg.MaxBytes = cmp.Or(cfg.MaxBytes, DefaultMaxBytes)
+	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
+	cfg.OrphanAge = cmp.Or(cfg.OrphanAge, DefaultOrphanAge)
+	cfg.OrphanScan = cmp.Or(cfg.OrphanScan, DefaultOrphanScan)
+	return cfg
+}
+
+// validate names the first field that is missing or out of range.
+func (cfg ServiceConfig) validate() error {
+	switch {
+	case cfg.Store == nil:
+		return errors.New("artifact service: Store is required")
+	case cfg.Pool == nil:
+		return errors.New("artifact service: Pool is required")
+	case cfg.MaxBytes < 0:
+		return fmt.Errorf("artifact service: MaxBytes must not be negative, got %d", cfg.MaxBytes)
+	case cfg.OrphanAge < 0:
+		return fmt.Errorf("artifact service: OrphanAge must not be negative, got %s", cfg.OrphanAge)
+	case cfg.OrphanScan < 0:
+		return fmt.Errorf("artifact service: OrphanScan must not be negative, got %d", cfg.OrphanScan)
+	}
+	return nil
+}
+
+// NewService returns a Service built from cfg, or an error naming the
+// field of cfg that is missing or wrong.
+func NewService(cfg ServiceConfig) (*Service, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Service{
+		store: cfg.Store, pool: cfg.Pool, maxBytes: cfg.MaxBytes, logger: cfg.Logger,
+		metrics: cfg.Metrics, orphanAge: cfg.OrphanAge, orphanScan: cfg.OrphanScan,
+	}, nil
 }
 
 // MaxBytes is the largest artifact accepted (TASK_MAX_ARTIFACT_MB).
@@ -256,7 +311,7 @@ func (st *Staged) commit(ctx context.Context, n New) (*taskrunner.Artifact, erro
 	if replaced != nil {
 		s.removeObject(ctx, replaced.Bucket, replaced.ObjectKey)
 	}
-	s.Metrics.ArtifactBytes("in", a.Size)
+	s.metrics.ArtifactBytes("in", a.Size)
 	attrs := []slog.Attr{slog.String("event", "artifact_stored"),
 		slog.String("artifact_id", a.ID.String()), slog.Int64("task_id", a.TaskID), slog.String("type", a.Type),
 		slog.Int64("size", a.Size), slog.String("sha256", a.SHA256)}
@@ -431,17 +486,15 @@ const (
 )
 
 // RemoveOrphans removes objects under tasks/ in the service's bucket that
-// have no artifact row and are older than OrphanAge (DefaultOrphanAge when
-// 0): what a crash between storing an object and writing its row, or
+// have no artifact row and are older than ServiceConfig.OrphanAge: what a crash between storing an object and writing its row, or
 // between replacing an artifact and removing its old object, left behind.
-// Each call lists at most OrphanScan objects (DefaultOrphanScan when 0),
+// Each call lists at most ServiceConfig.OrphanScan objects,
 // going on from where the last call stopped and starting over at the end,
 // so the work of a run is bounded however large the bucket. It returns how
 // many it removed.
 func (s *Service) RemoveOrphans(ctx context.Context) (int, error) {
-	age := cmp.Or(s.OrphanAge, DefaultOrphanAge)
-	scan := cmp.Or(s.OrphanScan, DefaultOrphanScan)
-	cutoff := time.Now().Add(-age)
+	scan := s.orphanScan
+	cutoff := time.Now().Add(-s.orphanAge)
 	s.orphanMu.Lock()
 	defer s.orphanMu.Unlock()
 	bucket := s.store.bucket

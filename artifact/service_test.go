@@ -30,7 +30,9 @@ func setup(t *testing.T) *testBundle {
 	tdb := testenv.NewDB(t)
 	store := newBucket(t)
 	logger, _ := testenv.Logger(t)
-	return &testBundle{db: tdb, store: store, svc: artifact.NewService(store, tdb.Pool, 1<<20, logger), minio: testenv.MinIOServer(t)}
+	svc, err := artifact.NewService(artifact.ServiceConfig{Store: store, Pool: tdb.Pool, MaxBytes: 1 << 20, Logger: logger})
+	require.NoError(t, err)
+	return &testBundle{db: tdb, store: store, svc: svc, minio: testenv.MinIOServer(t)}
 }
 
 // newBucket is a store on a bucket of the test's own, emptied and removed
@@ -113,7 +115,8 @@ func TestServiceRemoveExpired(t *testing.T) {
 		down, err := artifact.NewStore(artifact.Config{Endpoint: "127.0.0.1:1", User: b.minio.User, Password: b.minio.Password, Bucket: b.store.Bucket()})
 		require.NoError(t, err)
 		logger, _ := testenv.Logger(t)
-		svc := artifact.NewService(down, b.db.Pool, 1<<20, logger)
+		svc, err := artifact.NewService(artifact.ServiceConfig{Store: down, Pool: b.db.Pool, MaxBytes: 1 << 20, Logger: logger})
+		require.NoError(t, err)
 		keys := []string{"tasks/1/a", "tasks/1/b", "tasks/1/c"}
 		for _, k := range keys {
 			b.row(t, b.store.Bucket(), k, 40*24*time.Hour)
@@ -150,11 +153,16 @@ func TestServiceRemoveOrphans(t *testing.T) {
 		require.Zero(t, n, "objects younger than an hour were removed")
 		require.True(t, b.exists(t, b.store, "tasks/5/orphan"))
 
-		b.svc.OrphanAge = time.Nanosecond
-		b.svc.OrphanScan = 1 // one object per call: three calls go through tasks/
+		logger, _ := testenv.Logger(t)
+		sweeper, err := artifact.NewService(artifact.ServiceConfig{
+			Store: b.store, Pool: b.db.Pool, Logger: logger,
+			OrphanAge:  time.Nanosecond,
+			OrphanScan: 1, // one object per call: three calls go through tasks/
+		})
+		require.NoError(t, err)
 		removed := 0
 		for range 3 {
-			n, err := b.svc.RemoveOrphans(ctx)
+			n, err := sweeper.RemoveOrphans(ctx)
 			require.NoError(t, err)
 			require.LessOrEqual(t, n, 1)
 			removed += n

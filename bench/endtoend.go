@@ -130,7 +130,10 @@ func (e *env) endToEndNoRecorder(ctx context.Context, opts *options) (e2eResult,
 // echoParams returns n copies of the insert parameters task.Service gives
 // an echo task submitted with POST /tasks.
 func (e *env) echoParams(client *river.Client[pgx.Tx], n int) ([]river.InsertManyParams, error) {
-	svc := task.NewService(e.pool, client, task.Limits{MaxRuntime: e.cfg.Limits.TaskMaxRuntime, Queues: e.cfg.Queues}, e.logger)
+	svc, err := e.taskService(client, jobs.Env{})
+	if err != nil {
+		return nil, err
+	}
 	p, err := svc.Validate(&task.Request{Type: "echo", Params: json.RawMessage(`{"msg":"hello"}`)})
 	if err != nil {
 		return nil, fmt.Errorf("echo task parameters: %w", err)

@@ -19,6 +19,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
+	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/config"
 	"github.com/taskrunner/taskrunner/httpapi"
 	"github.com/taskrunner/taskrunner/jobs"
@@ -213,17 +214,35 @@ func (e *env) insertOnlyService() (*task.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return task.NewService(e.pool, client, task.Limits{MaxRuntime: e.cfg.Limits.TaskMaxRuntime, Queues: e.cfg.Queues}, e.logger), nil
+	return e.taskService(client, jobs.Env{})
+}
+
+// taskService is the task service on client, as buildAPI in
+// cmd/taskrunner builds it from e.cfg, with env for the params of task
+// types that need one.
+func (e *env) taskService(client *river.Client[pgx.Tx], env jobs.Env) (*task.Service, error) {
+	svc, err := task.NewService(task.ServiceConfig{
+		Pool: e.pool, Client: client, Logger: e.logger,
+		Limits: task.Limits{MaxRuntime: e.cfg.Limits.TaskMaxRuntime, Queues: e.cfg.Queues, Env: env},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("task service: %w", err)
+	}
+	return svc, nil
 }
 
 // taskrunnerClient returns the River client jobs.NewClient builds for cfg;
 // a working one gets a run recorder, closed with the env.
 func (e *env) taskrunnerClient(cfg jobs.ClientConfig) (*river.Client[pgx.Tx], error) {
 	if cfg.Work && cfg.Runs == nil {
-		cfg.Runs = jobs.NewRunRecorder(e.pool, e.logger, cfg.WorkerName, nil)
+		runs, err := jobs.NewRunRecorder(jobs.RunRecorderConfig{Pool: e.pool, Logger: e.logger, WorkerName: "bench"})
+		if err != nil {
+			return nil, fmt.Errorf("run recorder: %w", err)
+		}
+		cfg.Runs = runs
 		e.recorders = append(e.recorders, cfg.Runs)
 	}
-	client, err := jobs.NewClient(e.pool, cfg, e.logger)
+	client, err := jobs.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("taskrunner River client: %w", err)
 	}
@@ -234,6 +253,8 @@ func (e *env) taskrunnerClient(cfg jobs.ClientConfig) (*river.Client[pgx.Tx], er
 // from e.cfg; set Work and the worker settings for a working client.
 func (e *env) clientConfig() jobs.ClientConfig {
 	return jobs.ClientConfig{
+		Pool:          e.pool,
+		Logger:        e.logger,
 		Queues:        e.cfg.Queues,
 		Concurrency:   e.cfg.WorkerConcurrency,
 		MaxRuntime:    e.cfg.Limits.TaskMaxRuntime,
@@ -241,25 +262,37 @@ func (e *env) clientConfig() jobs.ClientConfig {
 		FetchCooldown: e.cfg.WorkerFetchCooldown,
 		FetchPoll:     e.cfg.WorkerFetchPoll,
 		Retention:     e.cfg.TaskRetention,
-		WorkerName:    "bench",
 	}
 }
 
-// serveAPI serves the API for svc on a loopback port, as startAPI in
+// serveAPI serves the API for svc on a loopback port, as buildAPI in
 // cmd/taskrunner/serve.go does but with no readiness checks and no
 // enqueue limit (Limiter nil: TASKS_PER_MINUTE would cap every figure),
 // and returns its address and a function that shuts it down.
 func (e *env) serveAPI(svc *task.Service) (addr string, stop func(), err error) {
-	api := httpapi.New(httpapi.Deps{
-		Tasks: svc,
-		// At least -batch-size (run raises it): 0 would refuse every batch.
-		MaxBatchSize:   e.cfg.Limits.MaxBatchSize,
+	// The configuration's MinIO; no figure here touches it.
+	store, err := artifact.NewStore(artifact.Config{
+		Endpoint: e.cfg.MinIOEndpoint, User: e.cfg.MinIOUser, Password: e.cfg.MinIOPassword,
+		Bucket: e.cfg.MinIOBucket, Secure: e.cfg.MinIOSecure,
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	artifacts, err := artifact.NewService(artifact.ServiceConfig{Store: store, Pool: e.pool, Logger: e.logger})
+	if err != nil {
+		return "", nil, err
+	}
+	api, err := httpapi.New(httpapi.Config{
+		Tasks:     svc,
+		Artifacts: artifacts,
+		// Limits.MaxBatchSize is at least -batch-size: run raises it.
 		Limits:         e.cfg.Limits,
 		Logger:         e.logger,
-		MaxBodyBytes:   e.cfg.Limits.MaxRequestBodyBytes,
 		RequestTimeout: config.DefaultRequestTimeout,
-		ReadTimeout:    e.cfg.Limits.HTTPReadTimeout,
 	})
+	if err != nil {
+		return "", nil, err
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, fmt.Errorf("listen on loopback: %w", err)

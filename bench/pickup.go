@@ -12,7 +12,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
-	"github.com/taskrunner/taskrunner/task"
+	"github.com/taskrunner/taskrunner/jobs"
 )
 
 // maxPickupRate bounds -pickup-rate: the tasks are enqueued one at a time,
@@ -57,7 +57,10 @@ func (e *env) pickupTaskrunner(ctx context.Context, opts *options) ([]time.Durat
 	if err != nil {
 		return nil, err
 	}
-	svc := task.NewService(e.pool, client, task.Limits{MaxRuntime: e.cfg.Limits.TaskMaxRuntime, Queues: e.cfg.Queues}, e.logger)
+	svc, err := e.taskService(client, jobs.Env{})
+	if err != nil {
+		return nil, err
+	}
 	addr, stop, err := e.serveAPI(svc)
 	if err != nil {
 		return nil, err

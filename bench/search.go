@@ -20,7 +20,6 @@ import (
 	"github.com/taskrunner/taskrunner/internal/wiring"
 	"github.com/taskrunner/taskrunner/jobs"
 	"github.com/taskrunner/taskrunner/search/searchtest"
-	"github.com/taskrunner/taskrunner/task"
 )
 
 const (
@@ -104,11 +103,10 @@ func (e *env) cachedSearch(ctx context.Context, opts *options) (searchResult, er
 	if err != nil {
 		return searchResult{}, err
 	}
-	svc := task.NewService(e.pool, client, task.Limits{
-		MaxRuntime: cfg.Limits.TaskMaxRuntime,
-		Queues:     cfg.Queues,
-		Env:        jobs.Env{SearchSources: []string{"brave"}, SearchMaxResults: cfg.SearchMaxResults},
-	}, e.logger)
+	svc, err := e.taskService(client, jobs.Env{SearchSources: []string{"brave"}, SearchMaxResults: cfg.SearchMaxResults})
+	if err != nil {
+		return searchResult{}, err
+	}
 	addr, stopAPI, err := e.serveAPI(svc)
 	if err != nil {
 		return searchResult{}, err

@@ -35,17 +35,15 @@ func NewClient(url string) (*redis.Client, error) {
 	return redis.NewClient(opts), nil
 }
 
-// SetLogger sends the Redis client library's own messages (dial failures,
-// pool trouble) to logger as JSON lines with an event, instead of plain
-// text on stderr. The library has one logger per process.
-func SetLogger(logger *slog.Logger) {
-	redis.SetLogger(redisLogger{logger})
-}
+// LibraryLogger is go-redis's own messages (dial failures, pool trouble)
+// as warn lines with event redis_log on a *slog.Logger, instead of plain
+// text on stderr. go-redis has one logger per process, which only the
+// process sets (redis.SetLogger); this package never does.
+type LibraryLogger struct{ Logger *slog.Logger }
 
-type redisLogger struct{ logger *slog.Logger }
-
-func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
-	l.logger.WarnContext(ctx, fmt.Sprintf(format, v...), slog.String("event", "redis_log"))
+// Printf logs one go-redis message.
+func (l LibraryLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.Logger.WarnContext(ctx, fmt.Sprintf(format, v...), slog.String("event", "redis_log"))
 }
 
 // Ping checks that Redis answers.

@@ -2,15 +2,17 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/artifact"
@@ -46,7 +48,20 @@ func FuzzTaskRequest(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	const maxRuntime = 600 * time.Second
-	svc := task.NewService(nil, nil, task.Limits{MaxRuntime: maxRuntime, Queues: []string{"default"}}, slog.New(slog.DiscardHandler))
+	// Validate touches no database: the pool is never connected to.
+	pool, err := pgxpool.New(context.Background(), "postgres://127.0.0.1:1/none")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(pool.Close)
+	client, err := jobs.NewClient(jobs.ClientConfig{Pool: pool})
+	if err != nil {
+		f.Fatal(err)
+	}
+	svc, err := task.NewService(task.ServiceConfig{Pool: pool, Client: client, Limits: task.Limits{MaxRuntime: maxRuntime, Queues: []string{"default"}}})
+	if err != nil {
+		f.Fatal(err)
+	}
 	codes := map[string]bool{taskrunner.CodeInvalidJSON: true, taskrunner.CodeInvalidParams: true, taskrunner.CodeUnknownTaskType: true}
 
 	f.Fuzz(func(t *testing.T, body []byte) {

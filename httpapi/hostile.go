@@ -162,7 +162,7 @@ func (s *Server) crossOrigin(next http.Handler) http.Handler {
 // refused with body_too_large, a longer chunked body fails while read
 // (River UI answers that with its own 413).
 func (s *Server) limitRiverUIBodies(ui http.Handler) http.Handler {
-	limit := s.deps.MaxBodyBytes
+	limit := s.deps.Limits.MaxRequestBodyBytes
 	if limit <= 0 {
 		limit = config.DefaultMaxRequestBodyBytes
 	}
@@ -206,8 +206,8 @@ func (s *Server) drainBody(next http.Handler) http.Handler {
 			return
 		}
 		deadline := time.Now().Add(drainMaxTime)
-		if s.deps.ReadTimeout > 0 {
-			deadline = minTime(deadline, start.Add(s.deps.ReadTimeout))
+		if s.deps.Limits.HTTPReadTimeout > 0 {
+			deadline = minTime(deadline, start.Add(s.deps.Limits.HTTPReadTimeout))
 		}
 		if err := http.NewResponseController(w).SetReadDeadline(deadline); err != nil {
 			return // not a connection of net/http's: nothing to bound the wait by

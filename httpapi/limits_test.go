@@ -187,10 +187,12 @@ func TestAuthOnEveryRoute(t *testing.T) {
 	t.Parallel()
 	key := "ci-key-0123456789abcdef0123"
 	b := setup(t, setupOpts{apiKeys: []config.APIKey{{Name: "ci", Key: key}}})
-	api := httpapi.New(httpapi.Deps{Metrics: metrics.New(), RiverUI: http.NotFoundHandler(), Logger: testLoggerOf(t)})
+	tasks, artifacts := offlineServices(t, testLoggerOf(t))
+	api, err := httpapi.New(httpapi.Config{Tasks: tasks, Artifacts: artifacts, Metrics: metrics.New(), RiverUI: http.NotFoundHandler(), Logger: testLoggerOf(t)})
+	require.NoError(t, err)
 
 	var routes int
-	err := chi.Walk(api.Routes(), func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+	err = chi.Walk(api.Routes(), func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 		routes++
 		path := strings.NewReplacer("{id}", "1", "{name}", "a.txt", "/*", "/").Replace(route)
 		for _, tc := range []struct {

@@ -24,9 +24,7 @@ import (
 	"github.com/taskrunner/taskrunner/config"
 	"github.com/taskrunner/taskrunner/httpapi"
 	"github.com/taskrunner/taskrunner/internal/testenv"
-	"github.com/taskrunner/taskrunner/jobs"
 	"github.com/taskrunner/taskrunner/metrics"
-	"github.com/taskrunner/taskrunner/task"
 )
 
 func TestOpenAPIDocumentIsValid(t *testing.T) {
@@ -116,11 +114,15 @@ func TestOpenAPIDocumentMatchesRoutes(t *testing.T) {
 	t.Parallel()
 	c := apiContract(t)
 	logger, _ := testenv.Logger(t)
-	srv := httpapi.New(httpapi.Deps{
-		Metrics: metrics.New(),
-		RiverUI: http.NotFoundHandler(),
-		Logger:  logger,
+	tasks, artifacts := offlineServices(t, logger)
+	srv, err := httpapi.New(httpapi.Config{
+		Tasks:     tasks,
+		Artifacts: artifacts,
+		Metrics:   metrics.New(),
+		RiverUI:   http.NotFoundHandler(),
+		Logger:    logger,
 	})
+	require.NoError(t, err)
 
 	methods := map[string]map[string]bool{}
 	require.NoError(t, chi.Walk(srv.Routes(), func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
@@ -195,10 +197,11 @@ func TestOpenAPIServedAndRoutesWithoutDatabase(t *testing.T) {
 	})
 	limits := config.Limits{TaskMaxRuntime: time.Minute, TaskMaxArtifactMB: 25, TasksPerMinute: 30,
 		SearchSourceAllowlist: []string{"brave"}, FetchDomainAllowlist: []string{"*"}, MaxBatchSize: 50, MaxRequestBodyBytes: 1 << 20}
-	api := httpapi.New(httpapi.Deps{
-		// Validate touches no database; nothing here gets further.
-		Tasks: task.NewService(nil, nil, task.Limits{MaxRuntime: time.Minute, Queues: []string{"default"},
-			Env: jobs.Env{SearchSources: []string{"brave"}, SearchMaxResults: 10}}, logger),
+	// Validate touches no database; nothing here gets further.
+	tasks, artifacts := offlineServices(t, logger)
+	api, err := httpapi.New(httpapi.Config{
+		Tasks:     tasks,
+		Artifacts: artifacts,
 		Checks: []httpapi.Check{
 			{Name: "postgres", Check: func(context.Context) error { return nil }},
 			{Name: "redis", Check: func(context.Context) error { return errors.New("connection refused") }},
@@ -207,12 +210,11 @@ func TestOpenAPIServedAndRoutesWithoutDatabase(t *testing.T) {
 		Limiter:        denyAll{},
 		Metrics:        metrics.New(),
 		RiverUI:        riverUI,
-		MaxBatchSize:   limits.MaxBatchSize,
 		Limits:         limits,
 		Logger:         logger,
-		MaxBodyBytes:   limits.MaxRequestBodyBytes,
 		RequestTimeout: 10 * time.Second,
 	})
+	require.NoError(t, err)
 	srv := httptest.NewServer(checked(t, api))
 	t.Cleanup(srv.Close)
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}

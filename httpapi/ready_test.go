@@ -12,6 +12,7 @@ import (
 
 	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/cache"
+	"github.com/taskrunner/taskrunner/config"
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/httpapi"
 	"github.com/taskrunner/taskrunner/internal/testenv"
@@ -91,12 +92,16 @@ func TestDatabaseDownIsServiceUnavailable(t *testing.T) {
 	downPool, err := db.NewPool(context.Background(), db.PoolConfig{URL: "postgres://127.0.0.1:1/none?sslmode=disable&connect_timeout=1"})
 	require.NoError(t, err)
 	t.Cleanup(downPool.Close)
-	client, err := jobs.NewClient(downPool, jobs.ClientConfig{MaxRuntime: time.Minute, RescueAfter: 2 * time.Minute, Retention: time.Hour}, logger)
+	client, err := jobs.NewClient(jobs.ClientConfig{Pool: downPool, Logger: logger, MaxRuntime: time.Minute, RescueAfter: 2 * time.Minute, Retention: time.Hour})
 	require.NoError(t, err)
-	api := httpapi.New(httpapi.Deps{
-		Tasks:  task.NewService(downPool, client, task.Limits{MaxRuntime: time.Minute, Queues: []string{"default"}}, logger),
-		Logger: logger, MaxBodyBytes: 1 << 20, RequestTimeout: 10 * time.Second,
+	tasks, err := task.NewService(task.ServiceConfig{Pool: downPool, Client: client, Logger: logger, Limits: task.Limits{MaxRuntime: time.Minute, Queues: []string{"default"}}})
+	require.NoError(t, err)
+	_, artifacts := offlineServices(t, logger)
+	api, err := httpapi.New(httpapi.Config{
+		Tasks: tasks, Artifacts: artifacts,
+		Logger: logger, Limits: config.Limits{MaxRequestBodyBytes: 1 << 20}, RequestTimeout: 10 * time.Second,
 	})
+	require.NoError(t, err)
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
 	b := &bundle{server: srv, logs: logs}

@@ -38,7 +38,7 @@ func decodeSearchRequest(body []byte) (*task.Request, error) {
 
 // submitSearch enqueues a search task; its result is the merged answer.
 func (s *Server) submitSearch(w http.ResponseWriter, r *http.Request) error {
-	body, err := readBody(r, s.deps.MaxBodyBytes)
+	body, err := readBody(r, s.deps.Limits.MaxRequestBodyBytes)
 	if err != nil {
 		return err
 	}

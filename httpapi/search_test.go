@@ -33,7 +33,7 @@ func setupSearch(t *testing.T, braveKey string) searchBundle {
 	rdb, err := cache.NewClient(testenv.RedisURL())
 	require.NoError(t, err)
 	t.Cleanup(func() { rdb.Close() })
-	agg, err := search.NewAggregator(search.Config{
+	agg, err := search.NewAggregator(search.AggregatorConfig{
 		Providers: []search.Provider{
 			search.NewBrave(brave.BraveEndpoint(), braveKey, http.DefaultClient),
 			search.NewSearXNG(searx.URL(), http.DefaultClient),

@@ -6,6 +6,8 @@ package httpapi
 import (
 	"cmp"
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -41,11 +43,14 @@ type TaskWatcher interface {
 // riverUIPrefix is where River UI is mounted.
 const riverUIPrefix = "/riverui"
 
-// Deps is what the API needs.
-type Deps struct {
-	Tasks     *task.Service
+// Config is what the API is built from.
+type Config struct {
+	// Tasks submits, reads and cancels tasks. Required.
+	Tasks *task.Service
+	// Artifacts stores and serves artifacts. Required.
 	Artifacts *artifact.Service
-	Checks    []Check
+	// Checks are what GET /ready checks, in order; none: always ready.
+	Checks []Check
 	// APIKeys, when set, are required on every route but /health.
 	APIKeys []config.APIKey
 	// Limiter is the per-minute enqueue limit; nil: none.
@@ -55,25 +60,61 @@ type Deps struct {
 	// Watcher wakes long polls and event streams; nil: they are refused.
 	Watcher TaskWatcher
 	// RiverUI is River UI's handler, mounted at /riverui/; nil: not mounted.
-	RiverUI      http.Handler
-	MaxBatchSize int
-	// MaxConcurrentUploads bounds the artifact uploads received at once
-	// (MAX_CONCURRENT_UPLOADS); config.DefaultMaxConcurrentUploads when 0.
-	MaxConcurrentUploads int
-	// Limits is shown as is by GET /limits.
-	Limits         any
-	Logger         *slog.Logger
-	MaxBodyBytes   int64
+	RiverUI http.Handler
+	// Limits are the limits the API enforces, shown as they are by
+	// GET /limits. Of them the API uses MaxBatchSize,
+	// MaxRequestBodyBytes, MaxConcurrentUploads and HTTPReadTimeout (the
+	// server's read deadline, see NewHTTPServer: reading what a handler
+	// left of a body stops at it too); each is config's default when 0.
+	Limits config.Limits
+	// RequestTimeout is every request's deadline (a long poll's is its
+	// wait plus this); config.DefaultRequestTimeout when 0.
 	RequestTimeout time.Duration
-	// ReadTimeout is the server's read deadline (HTTP_READ_TIMEOUT_SECONDS,
-	// see NewHTTPServer): reading what a handler left of a body stops at
-	// it too. Zero: only drainMaxTime bounds that.
-	ReadTimeout time.Duration
+	// Logger gets a line per request and the API's events; nil logs
+	// nothing.
+	Logger *slog.Logger
+}
+
+// withDefaults is cfg with every unset optional field at its default.
+func (cfg Config) withDefaults() Config {
+	cfg.Limits.MaxBatchSize = cmp.Or(cfg.Limits.MaxBatchSize, config.DefaultMaxBatchSize)
+	cfg.Limits.MaxRequestBodyBytes = cmp.Or(cfg.Limits.MaxRequestBodyBytes, config.DefaultMaxRequestBodyBytes)
+	cfg.Limits.MaxConcurrentUploads = cmp.Or(cfg.Limits.MaxConcurrentUploads, config.DefaultMaxConcurrentUploads)
+	cfg.Limits.HTTPReadTimeout = cmp.Or(cfg.Limits.HTTPReadTimeout, config.DefaultHTTPReadTimeout)
+	cfg.RequestTimeout = cmp.Or(cfg.RequestTimeout, config.DefaultRequestTimeout)
+	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
+	return cfg
+}
+
+// validate names the first field that is missing or out of range.
+func (cfg Config) validate() error {
+	switch {
+	case cfg.Tasks == nil:
+		return errors.New("http api: Tasks is required")
+	case cfg.Artifacts == nil:
+		return errors.New("http api: Artifacts is required")
+	case cfg.Limits.MaxBatchSize < 0:
+		return fmt.Errorf("http api: Limits.MaxBatchSize must be positive, got %d", cfg.Limits.MaxBatchSize)
+	case cfg.Limits.MaxRequestBodyBytes < 0:
+		return fmt.Errorf("http api: Limits.MaxRequestBodyBytes must be positive, got %d", cfg.Limits.MaxRequestBodyBytes)
+	case cfg.Limits.MaxConcurrentUploads < 0:
+		return fmt.Errorf("http api: Limits.MaxConcurrentUploads must be positive, got %d", cfg.Limits.MaxConcurrentUploads)
+	case cfg.Limits.HTTPReadTimeout < 0:
+		return fmt.Errorf("http api: Limits.HTTPReadTimeout must be positive, got %s", cfg.Limits.HTTPReadTimeout)
+	case cfg.RequestTimeout < 0:
+		return fmt.Errorf("http api: RequestTimeout must be positive, got %s", cfg.RequestTimeout)
+	}
+	for i, c := range cfg.Checks {
+		if c.Name == "" || c.Check == nil {
+			return fmt.Errorf("http api: Checks[%d] needs a Name and a Check", i)
+		}
+	}
+	return nil
 }
 
 // Server is the API's HTTP handler.
 type Server struct {
-	deps   Deps
+	deps   Config   // with its defaults filled
 	keys   *keyring // nil: no authentication
 	router chi.Router
 	// limiterWarned is when the limiter was last said to be unavailable
@@ -83,14 +124,19 @@ type Server struct {
 	uploads chan struct{}
 }
 
-// New returns the API handler.
-func New(deps Deps) *Server {
-	s := &Server{deps: deps, uploads: make(chan struct{}, cmp.Or(deps.MaxConcurrentUploads, config.DefaultMaxConcurrentUploads))}
-	if len(deps.APIKeys) > 0 {
-		s.keys = newKeyring(deps.APIKeys)
+// New returns the API handler built from cfg, or an error naming the field
+// of cfg that is missing or wrong.
+func New(cfg Config) (*Server, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{deps: cfg, uploads: make(chan struct{}, cfg.Limits.MaxConcurrentUploads)}
+	if len(cfg.APIKeys) > 0 {
+		s.keys = newKeyring(cfg.APIKeys)
 	}
 	s.router = s.routes()
-	return s
+	return s, nil
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }

@@ -93,14 +93,17 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	}
 	var runs *jobs.RunRecorder
 	if opts.work {
-		runs = jobs.NewRunRecorder(tdb.Pool, logger, "test", opts.metrics)
+		var err error
+		runs, err = jobs.NewRunRecorder(jobs.RunRecorderConfig{Pool: tdb.Pool, Logger: logger, WorkerName: "test", Metrics: opts.metrics})
+		require.NoError(t, err)
 	}
-	client, err := jobs.NewClient(tdb.Pool, jobs.ClientConfig{
+	client, err := jobs.NewClient(jobs.ClientConfig{
+		Pool: tdb.Pool, Logger: logger,
 		Work: opts.work, Queues: []string{"default"}, Concurrency: 10,
 		MaxRuntime: testMaxRuntime, RescueAfter: testMaxRuntime + time.Minute,
 		FetchCooldown: 5 * time.Millisecond, FetchPoll: 200 * time.Millisecond,
-		Retention: time.Hour, WorkerName: "test", Deps: opts.deps, Runs: runs,
-	}, logger)
+		Retention: time.Hour, Deps: opts.deps, Runs: runs,
+	})
 	require.NoError(t, err)
 	if opts.work {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -132,23 +135,25 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	}
 	limits := config.Limits{TaskMaxRuntime: testMaxRuntime, MaxBatchSize: 50, MaxRequestBodyBytes: config.DefaultMaxRequestBodyBytes,
 		HTTPReadTimeout: readTimeout, MaxConcurrentUploads: cmp.Or(opts.maxUploads, config.DefaultMaxConcurrentUploads)}
-	api := httpapi.New(httpapi.Deps{
-		Tasks:                task.NewService(tdb.Pool, client, task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: env}, logger),
-		Artifacts:            artifacts,
-		Watcher:              watcher,
-		Limiter:              newLimiter(t, opts),
-		Metrics:              opts.metrics,
-		APIKeys:              opts.apiKeys,
-		MaxBatchSize:         limits.MaxBatchSize,
-		Checks:               opts.checks,
-		Limits:               limits,
-		Logger:               logger,
-		MaxBodyBytes:         limits.MaxRequestBodyBytes,
-		RequestTimeout:       30 * time.Second,
-		ReadTimeout:          readTimeout,
-		RiverUI:              newRiverUI(t, opts, client, logger),
-		MaxConcurrentUploads: limits.MaxConcurrentUploads,
+	tasks, err := task.NewService(task.ServiceConfig{
+		Pool: tdb.Pool, Client: client, Logger: logger,
+		Limits: task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: env},
 	})
+	require.NoError(t, err)
+	api, err := httpapi.New(httpapi.Config{
+		Tasks:          tasks,
+		Artifacts:      artifacts,
+		Watcher:        watcher,
+		Limiter:        newLimiter(t, opts),
+		Metrics:        opts.metrics,
+		APIKeys:        opts.apiKeys,
+		Checks:         opts.checks,
+		Limits:         limits,
+		Logger:         logger,
+		RequestTimeout: 30 * time.Second,
+		RiverUI:        newRiverUI(t, opts, client, logger),
+	})
+	require.NoError(t, err)
 	// Every response, whichever helper asked, must be one the OpenAPI
 	// document describes; the http.Server is the one the processes run.
 	srv := httptest.NewUnstartedServer(nil)
@@ -190,9 +195,31 @@ func newArtifacts(t *testing.T, tdb *testenv.DB, logger *slog.Logger, opts setup
 	if limit == 0 {
 		limit = testMaxArtifactBytes
 	}
-	svc := artifact.NewService(store, tdb.Pool, limit, logger)
-	svc.Metrics = opts.metrics
+	svc, err := artifact.NewService(artifact.ServiceConfig{Store: store, Pool: tdb.Pool, MaxBytes: limit, Logger: logger, Metrics: opts.metrics})
+	require.NoError(t, err)
 	return store, svc
+}
+
+// offlineServices are a task and an artifact service on a database and a
+// MinIO that are never reached, for an API whose routes are only walked or
+// whose requests are refused before touching either.
+func offlineServices(t *testing.T, logger *slog.Logger) (*task.Service, *artifact.Service) {
+	t.Helper()
+	pool, err := db.NewPool(context.Background(), db.PoolConfig{URL: "postgres://127.0.0.1:1/none?sslmode=disable&connect_timeout=1"})
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	client, err := jobs.NewClient(jobs.ClientConfig{Pool: pool, Logger: logger})
+	require.NoError(t, err)
+	tasks, err := task.NewService(task.ServiceConfig{
+		Pool: pool, Client: client, Logger: logger,
+		Limits: task.Limits{MaxRuntime: time.Minute, Queues: []string{"default"}, Env: jobs.Env{SearchSources: []string{"brave"}, SearchMaxResults: 10}},
+	})
+	require.NoError(t, err)
+	store, err := artifact.NewStore(artifact.Config{Endpoint: "127.0.0.1:1", Bucket: "offline"})
+	require.NoError(t, err)
+	artifacts, err := artifact.NewService(artifact.ServiceConfig{Store: store, Pool: pool, Logger: logger})
+	require.NoError(t, err)
+	return tasks, artifacts
 }
 
 // objectCount is how many objects (and unfinished uploads) the test's

@@ -100,7 +100,7 @@ func publicParams(params json.RawMessage) json.RawMessage {
 }
 
 func (s *Server) submitTask(w http.ResponseWriter, r *http.Request) error {
-	body, err := readBody(r, s.deps.MaxBodyBytes)
+	body, err := readBody(r, s.deps.Limits.MaxRequestBodyBytes)
 	if err != nil {
 		return err
 	}
@@ -167,7 +167,7 @@ type batchBody struct {
 // submitBatch enqueues up to MAX_BATCH_SIZE tasks in one transaction: all
 // or none. A batch of N counts N against the limit.
 func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) error {
-	body, err := readBody(r, s.deps.MaxBodyBytes)
+	body, err := readBody(r, s.deps.Limits.MaxRequestBodyBytes)
 	if err != nil {
 		return err
 	}
@@ -175,7 +175,7 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeStrict(body, &req); err != nil {
 		return err
 	}
-	params, err := s.deps.Tasks.ValidateBatch(req.Tasks, s.deps.MaxBatchSize)
+	params, err := s.deps.Tasks.ValidateBatch(req.Tasks, s.deps.Limits.MaxBatchSize)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -18,34 +19,100 @@ import (
 	"github.com/taskrunner/taskrunner/search"
 )
 
+// Defaults of ClientConfig, each the default of the setting named.
+const (
+	// DefaultConcurrency is the workers per queue (WORKER_CONCURRENCY).
+	DefaultConcurrency = 100
+	// DefaultMaxRuntime is the cap on every task's timeout
+	// (TASK_MAX_RUNTIME_SECONDS).
+	DefaultMaxRuntime = 600 * time.Second
+	// DefaultRescueMargin is how much longer than MaxRuntime a task may
+	// stay running before River's rescuer takes it for lost
+	// (TASK_RESCUE_AFTER_SECONDS is the sum).
+	DefaultRescueMargin = 60 * time.Second
+	// DefaultRetention is how long finished tasks stay (TASK_RETENTION).
+	DefaultRetention = 7 * 24 * time.Hour
+	// DefaultRetentionInterval is how often runs and artifacts past
+	// ArtifactRetention are removed (RETENTION_INTERVAL).
+	DefaultRetentionInterval = time.Hour
+)
+
 // ClientConfig configures the River client of an api, worker or serve process.
 type ClientConfig struct {
+	// Pool is the database River works on. Required.
+	Pool *pgxpool.Pool
+	// Logger gets River's own lines at warn and above, as river_log; nil
+	// logs nothing.
+	Logger *slog.Logger
 	// Work makes the client fetch and work tasks; without it the client
 	// only inserts and cancels (the api process).
 	Work bool
-	// Queues are the queues worked, each with Concurrency workers.
-	Queues      []string
+	// Queues are the queues worked; River's default queue alone when
+	// empty.
+	Queues []string
+	// Concurrency is the workers per queue; DefaultConcurrency when 0.
 	Concurrency int
-	// MaxRuntime is River's JobTimeout: the cap on every task's timeout.
+	// MaxRuntime is River's JobTimeout: the cap on every task's timeout;
+	// DefaultMaxRuntime when 0.
 	MaxRuntime time.Duration
 	// RescueAfter is how long a task may stay running before River's
-	// rescuer returns it to the queue, assuming its worker died.
-	RescueAfter   time.Duration
+	// rescuer returns it to the queue, assuming its worker died; it must
+	// be longer than MaxRuntime, and is MaxRuntime + DefaultRescueMargin
+	// when 0.
+	RescueAfter time.Duration
+	// FetchCooldown is River's FetchCooldown (WORKER_FETCH_COOLDOWN);
+	// River's default when 0.
 	FetchCooldown time.Duration
-	FetchPoll     time.Duration
-	// Retention is how long finished tasks stay in river_job.
+	// FetchPoll is River's FetchPollInterval (WORKER_FETCH_POLL_INTERVAL);
+	// River's default when 0.
+	FetchPoll time.Duration
+	// Retention is how long finished tasks stay in river_job;
+	// DefaultRetention when 0.
 	Retention time.Duration
 	// ArtifactRetention is how long runs and artifacts stay; 0 keeps them.
-	// Checked every RetentionInterval by a periodic job.
+	// Checked every RetentionInterval (DefaultRetentionInterval when 0) by
+	// a periodic job.
 	ArtifactRetention time.Duration
 	RetentionInterval time.Duration
-	// WorkerName identifies this process in runs.
-	WorkerName string
-	// Deps are the workers' dependencies.
+	// Deps are the workers' dependencies; a task whose dependency is
+	// missing fails, not retried.
 	Deps Deps
 	// Runs records every attempt; required with Work. Close it after the
 	// client has stopped.
 	Runs *RunRecorder
+}
+
+// withDefaults is cfg with every unset optional field at its default.
+func (cfg ClientConfig) withDefaults() ClientConfig {
+	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
+	if len(cfg.Queues) == 0 {
+		cfg.Queues = []string{river.QueueDefault}
+	}
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, DefaultConcurrency)
+	cfg.MaxRuntime = cmp.Or(cfg.MaxRuntime, DefaultMaxRuntime)
+	cfg.RescueAfter = cmp.Or(cfg.RescueAfter, cfg.MaxRuntime+DefaultRescueMargin)
+	cfg.Retention = cmp.Or(cfg.Retention, DefaultRetention)
+	cfg.RetentionInterval = cmp.Or(cfg.RetentionInterval, DefaultRetentionInterval)
+	return cfg
+}
+
+// validate names the first field that is missing or out of range.
+func (cfg ClientConfig) validate() error {
+	switch {
+	case cfg.Pool == nil:
+		return errors.New("river client: Pool is required")
+	case cfg.Work && cfg.Runs == nil:
+		return errors.New("river client: Runs is required with Work")
+	case cfg.Concurrency < 0:
+		return fmt.Errorf("river client: Concurrency must be positive, got %d", cfg.Concurrency)
+	case cfg.MaxRuntime < 0:
+		return fmt.Errorf("river client: MaxRuntime must be positive, got %s", cfg.MaxRuntime)
+	case cfg.RescueAfter <= cfg.MaxRuntime:
+		return fmt.Errorf("river client: RescueAfter (%s) must be longer than MaxRuntime (%s), or running tasks are rescued", cfg.RescueAfter, cfg.MaxRuntime)
+	case cfg.ArtifactRetention < 0:
+		return fmt.Errorf("river client: ArtifactRetention must not be negative, got %s", cfg.ArtifactRetention)
+	}
+	return nil
 }
 
 // Deps are what workers use besides the database.
@@ -58,18 +125,23 @@ type Deps struct {
 	Fetcher *fetch.Fetcher
 }
 
-// NewClient returns the River client on pool, with every task type's
-// worker and the run recorder when cfg.Work is set.
-func NewClient(pool *pgxpool.Pool, cfg ClientConfig, logger *slog.Logger) (*river.Client[pgx.Tx], error) {
+// NewClient returns the River client built from cfg, with every task
+// type's worker and, when cfg.Work is set, the run recorder; or an error
+// naming the field of cfg that is missing or wrong. It starts nothing.
+func NewClient(cfg ClientConfig) (*river.Client[pgx.Tx], error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
 	rc := &river.Config{
-		Logger:                      riverLogger(logger),
+		Logger:                      riverLogger(cfg.Logger),
 		JobTimeout:                  cfg.MaxRuntime,
 		RescueStuckJobsAfter:        cfg.RescueAfter,
 		CompletedJobRetentionPeriod: cfg.Retention,
 		CancelledJobRetentionPeriod: cfg.Retention,
 		DiscardedJobRetentionPeriod: cfg.Retention,
 		// Registered for inserts in every process, so River validates kinds.
-		Workers: Workers(pool, cfg.Deps),
+		Workers: Workers(cfg.Pool, cfg.Deps),
 	}
 	if cfg.Work {
 		rc.FetchCooldown = cfg.FetchCooldown
@@ -78,15 +150,16 @@ func NewClient(pool *pgxpool.Pool, cfg ClientConfig, logger *slog.Logger) (*rive
 		for _, q := range cfg.Queues {
 			rc.Queues[q] = river.QueueConfig{MaxWorkers: cfg.Concurrency}
 		}
-		if cfg.Runs == nil {
-			return nil, errors.New("a working client needs a RunRecorder")
-		}
 		rc.Middleware = []rivertype.Middleware{cfg.Runs}
 		if cfg.ArtifactRetention > 0 {
-			rc.PeriodicJobs = []*river.PeriodicJob{retentionPeriodicJob(cfg.ArtifactRetention, cmp.Or(cfg.RetentionInterval, time.Hour))}
+			rc.PeriodicJobs = []*river.PeriodicJob{retentionPeriodicJob(cfg.ArtifactRetention, cfg.RetentionInterval)}
 		}
 	}
-	return river.NewClient(riverpgxv5.New(pool), rc)
+	client, err := river.NewClient(riverpgxv5.New(cfg.Pool), rc)
+	if err != nil {
+		return nil, fmt.Errorf("river client: %w", err)
+	}
+	return client, nil
 }
 
 // Workers returns a River worker bundle with every task type's worker and

@@ -27,10 +27,13 @@ func TestRetention(t *testing.T) {
 	bucket := testenv.NewBucket(t, "retention-")
 	store, err := artifact.NewStore(artifact.Config{Endpoint: bucket.Endpoint, User: bucket.User, Password: bucket.Password, Bucket: bucket.Name})
 	require.NoError(t, err)
-	arts := artifact.NewService(store, tdb.Pool, 1<<20, logger)
+	// The retention job removes objects without a row once they are
+	// OrphanAge old: here, at once.
+	arts, err := artifact.NewService(artifact.ServiceConfig{Store: store, Pool: tdb.Pool, MaxBytes: 1 << 20, Logger: logger, OrphanAge: time.Nanosecond})
+	require.NoError(t, err)
 
 	// Two tasks: an old one, finished a day ago, and a fresh one.
-	insertOnly, err := jobs.NewClient(tdb.Pool, jobs.ClientConfig{MaxRuntime: time.Minute, RescueAfter: 2 * time.Minute, Retention: time.Hour}, logger)
+	insertOnly, err := jobs.NewClient(jobs.ClientConfig{Pool: tdb.Pool, Logger: logger, MaxRuntime: time.Minute, RescueAfter: 2 * time.Minute, Retention: time.Hour})
 	require.NoError(t, err)
 	var ids [2]int64
 	for i := range ids {
@@ -64,23 +67,23 @@ func TestRetention(t *testing.T) {
 	}
 	_, err = tdb.Pool.Exec(ctx, "UPDATE artifacts SET created_at = now() - interval '40 days' WHERE id = $1", oldArt.ID)
 	require.NoError(t, err)
-	// An object a crash left without its row; the retention job removes
-	// objects without a row once they are OrphanAge old.
+	// An object a crash left without its row.
 	const orphan = "tasks/999/left-by-a-crash"
 	_, err = store.Client().PutObject(ctx, store.Bucket(), orphan, strings.NewReader("x"), 1, minio.PutObjectOptions{})
 	require.NoError(t, err)
-	arts.OrphanAge = time.Nanosecond
 
 	// A worker with a week's artifact retention and an hour's task
 	// retention: its leader cleans River's jobs and runs the retention job
 	// when it starts.
-	runs := jobs.NewRunRecorder(tdb.Pool, logger, "test", nil)
-	client, err := jobs.NewClient(tdb.Pool, jobs.ClientConfig{
+	runs, err := jobs.NewRunRecorder(jobs.RunRecorderConfig{Pool: tdb.Pool, Logger: logger, WorkerName: "test"})
+	require.NoError(t, err)
+	client, err := jobs.NewClient(jobs.ClientConfig{
+		Pool: tdb.Pool, Logger: logger,
 		Work: true, Queues: []string{"default"}, Concurrency: 2, MaxRuntime: time.Minute, RescueAfter: 2 * time.Minute,
-		FetchCooldown: 5 * time.Millisecond, FetchPoll: 100 * time.Millisecond, WorkerName: "test", Runs: runs,
+		FetchCooldown: 5 * time.Millisecond, FetchPoll: 100 * time.Millisecond, Runs: runs,
 		Retention: time.Hour, ArtifactRetention: 7 * 24 * time.Hour, RetentionInterval: time.Hour,
 		Deps: jobs.Deps{Artifacts: arts},
-	}, logger)
+	})
 	require.NoError(t, err)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()

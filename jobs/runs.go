@@ -1,10 +1,12 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -35,11 +37,53 @@ type RunRecorder struct {
 	metrics *metrics.Metrics
 }
 
-// NewRunRecorder returns the middleware; worker names this process in
-// runs. Close it after the River client has stopped, so the last records
+// RunRecorderConfig is what a RunRecorder is built from.
+type RunRecorderConfig struct {
+	// Pool is the database the runs are written to. Required.
+	Pool *pgxpool.Pool
+	// WorkerName names this process in every run it records; the
+	// process's host/pid when empty.
+	WorkerName string
+	// Logger gets task_started, task_completed and the other run events;
+	// nil logs nothing.
+	Logger *slog.Logger
+	// Metrics counts tasks by outcome; nil counts nothing.
+	Metrics *metrics.Metrics
+}
+
+// processName is the default RunRecorderConfig.WorkerName: host/pid.
+func processName() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s/%d", host, os.Getpid())
+}
+
+// withDefaults is cfg with every unset optional field at its default.
+func (cfg RunRecorderConfig) withDefaults() RunRecorderConfig {
+	if cfg.WorkerName == "" {
+		cfg.WorkerName = processName()
+	}
+	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
+	return cfg
+}
+
+// validate names the first field that is missing.
+func (cfg RunRecorderConfig) validate() error {
+	if cfg.Pool == nil {
+		return errors.New("run recorder: Pool is required")
+	}
+	return nil
+}
+
+// NewRunRecorder returns the middleware built from cfg, or an error naming
+// the field of cfg that is missing. Its writer waits for records from the
+// start; Close it after the River client has stopped, so the last records
 // are written.
-func NewRunRecorder(pool *pgxpool.Pool, logger *slog.Logger, worker string, m *metrics.Metrics) *RunRecorder {
-	return &RunRecorder{writer: newRunWriter(pool, logger, m), logger: logger, worker: worker, metrics: m}
+func NewRunRecorder(cfg RunRecorderConfig) (*RunRecorder, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &RunRecorder{writer: newRunWriter(cfg.Pool, cfg.Logger, cfg.Metrics), logger: cfg.Logger, worker: cfg.WorkerName, metrics: cfg.Metrics}, nil
 }
 
 // Close writes the records still pending and stops the writer.

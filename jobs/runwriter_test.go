@@ -123,7 +123,8 @@ func TestRunRecorderStoresSafeTextAndEndsNotRetriedTasks(t *testing.T) {
 	t.Parallel()
 	tdb := testenv.NewDB(t)
 	logger, logs := testenv.Logger(t)
-	rr := NewRunRecorder(tdb.Pool, logger, "test", nil)
+	rr, err := NewRunRecorder(RunRecorderConfig{Pool: tdb.Pool, Logger: logger, WorkerName: "test"})
+	require.NoError(t, err)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -132,7 +133,7 @@ func TestRunRecorderStoresSafeTextAndEndsNotRetriedTasks(t *testing.T) {
 
 	job := &rivertype.JobRow{ID: 11, Attempt: 1, MaxAttempts: 4, Kind: "echo", EncodedArgs: []byte(`{"msg":"x"}`)}
 	cause := errors.New("api.internal.example:8443 said \x00 no (*pgconn.PgError)")
-	err := rr.Work(context.Background(), job, func(ctx context.Context) error {
+	err = rr.Work(context.Background(), job, func(ctx context.Context) error {
 		AddNote(ctx, "provider said a\x00b")
 		RecordMetric(ctx, "bad\xffname", 2)
 		return NotRetried(&taskrunner.Error{Code: "widget_failed", Err: cause})

@@ -1,6 +1,7 @@
 package search
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -20,7 +22,12 @@ import (
 
 // Defaults for the aggregator.
 const (
+	// DefaultSourceTimeout is each provider's own timeout
+	// (SEARCH_SOURCE_TIMEOUT_SECONDS).
 	DefaultSourceTimeout = 10 * time.Second
+	// DefaultCacheTTL is how long a provider's answer stays cached
+	// (SEARCH_CACHE_TTL_SECONDS).
+	DefaultCacheTTL = time.Hour
 	// rrfK is reciprocal rank fusion's constant: a result's score is the
 	// sum over sources of 1/(rrfK + rank).
 	rrfK = 60
@@ -33,31 +40,65 @@ type Cache interface {
 	Set(ctx context.Context, key string, val []byte, ttl time.Duration) error
 }
 
-// Config configures an Aggregator.
-type Config struct {
-	Providers     []Provider
-	Cache         Cache // nil: no cache
-	CacheTTL      time.Duration
-	SourceTimeout time.Duration // each provider's own timeout; DefaultSourceTimeout when 0
-	Logger        *slog.Logger
-	Metrics       *metrics.Metrics // cache hits and misses; nil counts nothing
+// AggregatorConfig is what an Aggregator is built from.
+type AggregatorConfig struct {
+	// Providers are the sources a search may ask, each under its own Name.
+	// At least one is required.
+	Providers []Provider
+	// Cache keeps provider answers; nil: no cache.
+	Cache Cache
+	// CacheTTL is how long an answer stays in Cache; DefaultCacheTTL when 0.
+	CacheTTL time.Duration
+	// SourceTimeout is each provider's own timeout; DefaultSourceTimeout
+	// when 0.
+	SourceTimeout time.Duration
+	// Logger gets search_source_failed and the cache's events; nil logs
+	// nothing.
+	Logger *slog.Logger
+	// Metrics counts cache hits and misses; nil counts nothing.
+	Metrics *metrics.Metrics
+}
+
+// withDefaults is cfg with every unset optional field at its default.
+func (cfg AggregatorConfig) withDefaults() AggregatorConfig {
+	cfg.CacheTTL = cmp.Or(cfg.CacheTTL, DefaultCacheTTL)
+	cfg.SourceTimeout = cmp.Or(cfg.SourceTimeout, DefaultSourceTimeout)
+	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
+	return cfg
+}
+
+// validate names the first field that is missing or out of range.
+func (cfg AggregatorConfig) validate() error {
+	switch {
+	case len(cfg.Providers) == 0:
+		return errors.New("search aggregator: Providers: at least one is required")
+	case slices.Contains(cfg.Providers, nil):
+		return errors.New("search aggregator: Providers: a provider is nil")
+	case cfg.CacheTTL < 0:
+		return fmt.Errorf("search aggregator: CacheTTL must be positive, got %s", cfg.CacheTTL)
+	case cfg.SourceTimeout < 0:
+		return fmt.Errorf("search aggregator: SourceTimeout must be positive, got %s", cfg.SourceTimeout)
+	}
+	return nil
 }
 
 // Aggregator asks providers in parallel and merges their answers.
 type Aggregator struct {
 	providers map[string]Provider
-	cfg       Config
+	cfg       AggregatorConfig
 }
 
-// NewAggregator returns an Aggregator over cfg.Providers.
-func NewAggregator(cfg Config) (*Aggregator, error) {
-	if cfg.SourceTimeout <= 0 {
-		cfg.SourceTimeout = DefaultSourceTimeout
+// NewAggregator returns an Aggregator built from cfg, or an error naming
+// the field of cfg that is missing or wrong.
+func NewAggregator(cfg AggregatorConfig) (*Aggregator, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	a := &Aggregator{providers: map[string]Provider{}, cfg: cfg}
 	for _, p := range cfg.Providers {
 		if _, dup := a.providers[p.Name()]; dup {
-			return nil, fmt.Errorf("search provider %q registered twice", p.Name())
+			return nil, fmt.Errorf("search aggregator: Providers: %q registered twice", p.Name())
 		}
 		a.providers[p.Name()] = p
 	}

@@ -72,7 +72,7 @@ func TestProviderKeyNeverFollowsARedirectToAnotherHost(t *testing.T) {
 	searx.SetHits(hitB)
 
 	ask := func(endpoint string) *search.Response {
-		agg, err := search.NewAggregator(search.Config{
+		agg, err := search.NewAggregator(search.AggregatorConfig{
 			Providers: []search.Provider{
 				search.NewBrave(endpoint, searchtest.BraveKey, http.DefaultClient),
 				search.NewSearXNG(searx.URL(), http.DefaultClient),

@@ -231,7 +231,7 @@ func newAgg(t *testing.T, redisURL string) aggSetup {
 	rdb, err := cache.NewClient(redisURL)
 	require.NoError(t, err)
 	t.Cleanup(func() { rdb.Close() })
-	agg, err := search.NewAggregator(search.Config{
+	agg, err := search.NewAggregator(search.AggregatorConfig{
 		Providers: []search.Provider{
 			search.NewBrave(brave.BraveEndpoint(), searchtest.BraveKey, http.DefaultClient),
 			search.NewSearXNG(searx.URL(), http.DefaultClient),
@@ -315,7 +315,7 @@ func TestAggregatorPartialAndTotalFailure(t *testing.T) {
 
 	// Only a bad key: not retryable.
 	bad := search.NewBrave(s.brave.BraveEndpoint(), "bad-key-123", http.DefaultClient)
-	agg, err := search.NewAggregator(search.Config{Providers: []search.Provider{bad}, Logger: testLogger(t)})
+	agg, err := search.NewAggregator(search.AggregatorConfig{Providers: []search.Provider{bad}, Logger: testLogger(t)})
 	require.NoError(t, err)
 	_, err = agg.Search(ctx, search.Request{Query: "key", Sources: []string{"brave"}, MaxResults: 5})
 	require.True(t, errors.As(err, &all))

@@ -4,6 +4,7 @@
 package task
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -48,8 +49,10 @@ type Request struct {
 
 // Limits bound what a request may ask for.
 type Limits struct {
+	// MaxRuntime caps timeout_seconds (TASK_MAX_RUNTIME_SECONDS).
 	MaxRuntime time.Duration
-	Queues     []string
+	// Queues are the queues a request may name (QUEUES).
+	Queues []string
 	// Env is what task types validate their params against.
 	Env jobs.Env
 }
@@ -65,9 +68,52 @@ type Service struct {
 	logger *slog.Logger
 }
 
-// NewService returns a Service inserting through client.
-func NewService(pool *pgxpool.Pool, client *river.Client[pgx.Tx], limits Limits, logger *slog.Logger) *Service {
-	return &Service{pool: pool, client: client, limits: limits, logger: logger}
+// ServiceConfig is what a Service is built from.
+type ServiceConfig struct {
+	// Pool is the database tasks are read from and inserted in. Required.
+	Pool *pgxpool.Pool
+	// Client inserts and cancels tasks; it need not work them. Required.
+	Client *river.Client[pgx.Tx]
+	// Limits bound what a request may ask for. Limits.MaxRuntime is
+	// jobs.DefaultMaxRuntime when 0, as the River client's; Limits.Queues
+	// is River's default queue alone when empty.
+	Limits Limits
+	// Logger gets task_enqueued and the other task events; nil logs
+	// nothing.
+	Logger *slog.Logger
+}
+
+// withDefaults is cfg with every unset optional field at its default.
+func (cfg ServiceConfig) withDefaults() ServiceConfig {
+	cfg.Limits.MaxRuntime = cmp.Or(cfg.Limits.MaxRuntime, jobs.DefaultMaxRuntime)
+	if len(cfg.Limits.Queues) == 0 {
+		cfg.Limits.Queues = []string{river.QueueDefault}
+	}
+	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
+	return cfg
+}
+
+// validate names the first field that is missing or out of range.
+func (cfg ServiceConfig) validate() error {
+	switch {
+	case cfg.Pool == nil:
+		return errors.New("task service: Pool is required")
+	case cfg.Client == nil:
+		return errors.New("task service: Client is required")
+	case cfg.Limits.MaxRuntime < 0:
+		return fmt.Errorf("task service: Limits.MaxRuntime must be positive, got %s", cfg.Limits.MaxRuntime)
+	}
+	return nil
+}
+
+// NewService returns a Service built from cfg, or an error naming the
+// field of cfg that is missing or wrong.
+func NewService(cfg ServiceConfig) (*Service, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Service{pool: cfg.Pool, client: cfg.Client, limits: cfg.Limits, logger: cfg.Logger}, nil
 }
 
 // Validate checks a request and returns River's insert parameters for it.

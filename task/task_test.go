@@ -32,16 +32,21 @@ func setup(t *testing.T) *testBundle {
 	t.Helper()
 	tdb := testenv.NewDB(t)
 	logger, _ := testenv.Logger(t)
-	client, err := jobs.NewClient(tdb.Pool, jobs.ClientConfig{
+	client, err := jobs.NewClient(jobs.ClientConfig{
+		Pool: tdb.Pool, Logger: logger,
 		Queues: []string{"default"}, MaxRuntime: testMaxRuntime, RescueAfter: 2 * testMaxRuntime,
-		Retention: time.Hour, WorkerName: "test",
-	}, logger)
+		Retention: time.Hour,
+	})
 	require.NoError(t, err)
 	env := jobs.Env{
 		SearchSources: []string{"brave"}, SearchMaxResults: 10,
 		Fetch: fetch.Config{Allowlist: []string{"example.com"}},
 	}
-	svc := task.NewService(tdb.Pool, client, task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: env}, logger)
+	svc, err := task.NewService(task.ServiceConfig{
+		Pool: tdb.Pool, Client: client, Logger: logger,
+		Limits: task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: env},
+	})
+	require.NoError(t, err)
 	return &testBundle{svc: svc, pool: tdb.Pool}
 }
 

@@ -241,11 +241,14 @@ func newSubmitter(t *testing.T, tdb *testenv.DB) *task.Service {
 	t.Helper()
 	const maxRuntime = 120 * time.Second // TASK_MAX_RUNTIME_SECONDS of baseEnv
 	logger, _ := testenv.Logger(t)
-	client, err := jobs.NewClient(tdb.Pool, jobs.ClientConfig{
+	client, err := jobs.NewClient(jobs.ClientConfig{
+		Pool: tdb.Pool, Logger: logger,
 		Queues: []string{"default"}, MaxRuntime: maxRuntime, RescueAfter: maxRuntime + time.Minute, Retention: time.Hour,
-	}, logger)
+	})
 	require.NoError(t, err)
-	return task.NewService(tdb.Pool, client, task.Limits{MaxRuntime: maxRuntime, Queues: []string{"default"}}, logger)
+	svc, err := task.NewService(task.ServiceConfig{Pool: tdb.Pool, Client: client, Logger: logger, Limits: task.Limits{MaxRuntime: maxRuntime, Queues: []string{"default"}}})
+	require.NoError(t, err)
+	return svc
 }
 
 func submitSleep(t *testing.T, svc *task.Service, seconds float64, retries int) int64 {

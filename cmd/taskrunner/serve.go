@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -47,40 +46,74 @@ const stopAndCancelTimeout = 10 * time.Second
 // queueDepthInterval is how often /metrics recounts tasks by state.
 const queueDepthInterval = 5 * time.Second
 
-// runServer runs an api, worker or serve process until ctx is done, then
-// shuts down: the API stops taking requests, running tasks get
-// cfg.ShutdownGrace to finish, and those still running are cancelled so
-// River returns them to the queue.
+// runServer runs an api, worker or serve process until ctx is done: it
+// builds every part, runs them, and shuts down.
 func runServer(ctx context.Context, cfg *config.Config, logger *slog.Logger, r role) error {
 	logger = logger.With(slog.String("role", string(r)))
-	pool, err := db.NewPool(ctx, db.PoolConfig{URL: cfg.DatabaseURL, MaxConns: int32(cfg.DBMaxConns), AppName: "taskrunner-" + string(r)})
+	// go-redis v9 has one logger for the whole process and none per
+	// client, so the process sets it, here and nowhere else: the library's
+	// own lines (dial failures, pool trouble) become JSON lines with an
+	// event, like every other line.
+	redis.SetLogger(cache.LibraryLogger{Logger: logger})
+	s, err := build(ctx, cfg, logger, r)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
+	err = s.run(ctx)
+	s.shutdown(ctx)
+	return err
+}
 
-	migrator, err := db.NewMigrator(pool, logger)
-	if err != nil {
-		return err
-	}
-	err = migrator.CheckMigrated(ctx)
-	_ = migrator.Close()
-	if err != nil {
-		return err
-	}
+// server is an api, worker or serve process: what build made, run starts
+// and shutdown stops.
+type server struct {
+	cfg    *config.Config
+	logger *slog.Logger
+	role   role
 
-	cache.SetLogger(logger)
-	rdb, err := cache.NewClient(cfg.RedisURL)
+	pool   *pgxpool.Pool
+	rdb    *redis.Client
+	client *river.Client[pgx.Tx]
+	// runs records every attempt; nil unless the process works tasks.
+	runs *jobs.RunRecorder
+	// http is the API, or a worker's /metrics (httpName says which); nil
+	// for a worker without METRICS_ADDR.
+	http     *http.Server
+	httpName string
+	httpAddr string
+	// watcher and riverUI are the API's background parts; nil without it.
+	watcher *db.TaskWatcher
+	riverUI *riverui.Handler
+	// serveErr receives the error an HTTP server stops with.
+	serveErr chan error
+}
+
+// build makes every part of the process and checks its dependencies; it
+// starts nothing. What it opened is closed again when it fails.
+func build(ctx context.Context, cfg *config.Config, logger *slog.Logger, r role) (_ *server, err error) {
+	s := &server{cfg: cfg, logger: logger, role: r, serveErr: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			s.flushRuns(ctx)
+			s.closeConnections()
+		}
+	}()
+	s.pool, err = db.NewPool(ctx, db.PoolConfig{URL: cfg.DatabaseURL, MaxConns: int32(cfg.DBMaxConns), AppName: "taskrunner-" + string(r)})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer rdb.Close()
+	if err := checkMigrated(ctx, s.pool, logger); err != nil {
+		return nil, err
+	}
+	if s.rdb, err = cache.NewClient(cfg.RedisURL); err != nil {
+		return nil, err
+	}
 	store, err := artifact.NewStore(artifact.Config{
 		Endpoint: cfg.MinIOEndpoint, User: cfg.MinIOUser, Password: cfg.MinIOPassword,
 		Bucket: cfg.MinIOBucket, Secure: cfg.MinIOSecure,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	bucketCtx, cancel := context.WithTimeout(ctx, artifact.DefaultPingTimeout)
 	if err := store.EnsureBucket(bucketCtx); err != nil {
@@ -90,29 +123,66 @@ func runServer(ctx context.Context, cfg *config.Config, logger *slog.Logger, r r
 	cancel()
 
 	m := metrics.New()
-	m.WatchQueueDepth(func(ctx context.Context) (map[string]int64, error) { return db.CountTasksByState(ctx, pool) }, queueDepthInterval)
-	artifacts := artifact.NewService(store, pool, int64(cfg.Limits.TaskMaxArtifactMB)<<20, logger)
-	artifacts.Metrics = m
-	deps := jobs.Deps{Artifacts: artifacts}
+	m.WatchQueueDepth(func(ctx context.Context) (map[string]int64, error) { return db.CountTasksByState(ctx, s.pool) }, queueDepthInterval)
+	artifacts, err := artifact.NewService(artifact.ServiceConfig{
+		Store: store, Pool: s.pool, MaxBytes: int64(cfg.Limits.TaskMaxArtifactMB) << 20, Logger: logger, Metrics: m,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if s.client, err = s.buildClient(artifacts, m); err != nil {
+		return nil, err
+	}
+	switch {
+	case r.serves():
+		err = s.buildAPI(store, artifacts, m)
+	case cfg.MetricsAddr != "":
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", m.Handler())
+		s.http, s.httpName, s.httpAddr = httpapi.NewHTTPServer(mux, cfg.Limits.HTTPReadTimeout, logger), "metrics", cfg.MetricsAddr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// checkMigrated fails unless River's and the app's migrations are applied.
+func checkMigrated(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) error {
+	migrator, err := db.NewMigrator(pool, logger)
+	if err != nil {
+		return err
+	}
+	err = migrator.CheckMigrated(ctx)
+	_ = migrator.Close()
+	return err
+}
+
+// buildClient makes the River client: one that works tasks, with their
+// dependencies and the run recorder, when the process works; one that
+// only inserts and cancels otherwise.
+func (s *server) buildClient(artifacts *artifact.Service, m *metrics.Metrics) (*river.Client[pgx.Tx], error) {
+	cfg := s.cfg
 	fetchCfg := wiring.FetchConfig(cfg)
 	if err := fetchCfg.Validate(); err != nil {
-		return fmt.Errorf("FETCH_DOMAIN_ALLOWLIST or FETCH_ALLOWED_PORTS: %w", err)
+		return nil, fmt.Errorf("FETCH_DOMAIN_ALLOWLIST or FETCH_ALLOWED_PORTS: %w", err)
 	}
-	if r.works() {
+	deps := jobs.Deps{Artifacts: artifacts}
+	if s.role.works() {
 		deps.Fetcher = fetch.New(fetchCfg)
-		if deps.Search, err = wiring.SearchAggregator(cfg, rdb, logger, m); err != nil {
-			return err
+		agg, err := wiring.SearchAggregator(cfg, s.rdb, s.logger, m)
+		if err != nil {
+			return nil, err
+		}
+		deps.Search = agg
+		if s.runs, err = jobs.NewRunRecorder(jobs.RunRecorderConfig{Pool: s.pool, Logger: s.logger, Metrics: m}); err != nil {
+			return nil, err
 		}
 	}
-
-	host, _ := os.Hostname()
-	workerName := fmt.Sprintf("%s/%d", host, os.Getpid())
-	var runs *jobs.RunRecorder
-	if r.works() {
-		runs = jobs.NewRunRecorder(pool, logger, workerName, m)
-	}
-	client, err := jobs.NewClient(pool, jobs.ClientConfig{
-		Work:              r.works(),
+	return jobs.NewClient(jobs.ClientConfig{
+		Pool:              s.pool,
+		Logger:            s.logger,
+		Work:              s.role.works(),
 		Queues:            cfg.Queues,
 		Concurrency:       cfg.WorkerConcurrency,
 		MaxRuntime:        cfg.Limits.TaskMaxRuntime,
@@ -122,148 +192,181 @@ func runServer(ctx context.Context, cfg *config.Config, logger *slog.Logger, r r
 		Retention:         cfg.TaskRetention,
 		ArtifactRetention: cfg.ArtifactRetention,
 		RetentionInterval: cfg.RetentionInterval,
-		WorkerName:        workerName,
 		Deps:              deps,
-		Runs:              runs,
-	}, logger)
-	if err != nil {
-		return fmt.Errorf("river client: %w", err)
-	}
+		Runs:              s.runs,
+	})
+}
 
-	serveErr := make(chan error, 1)
-	var srv *http.Server
-	if r.serves() {
-		srv, err = startAPI(ctx, apiDeps{cfg, logger, pool, rdb, store, artifacts, client, m}, serveErr)
-		if err != nil {
-			return err
+// buildAPI makes the API, River UI and /metrics on cfg.HTTPAddr.
+func (s *server) buildAPI(store *artifact.Store, artifacts *artifact.Service, m *metrics.Metrics) error {
+	cfg := s.cfg
+	s.watcher = db.NewTaskWatcher(s.pool, cfg.MaxWaiters, s.logger)
+	ui, err := riverui.NewHandler(&riverui.HandlerOpts{
+		Endpoints: riverui.NewEndpoints(s.client, nil),
+		Logger:    s.logger.With(slog.String("event", "riverui_log")),
+		Prefix:    "/riverui",
+	})
+	if err != nil {
+		return fmt.Errorf("river ui: %w", err)
+	}
+	s.riverUI = ui
+	tasks, err := task.NewService(task.ServiceConfig{
+		Pool: s.pool, Client: s.client, Logger: s.logger,
+		Limits: task.Limits{
+			MaxRuntime: cfg.Limits.TaskMaxRuntime,
+			Queues:     cfg.Queues,
+			Env:        jobs.Env{SearchSources: cfg.Limits.SearchSourceAllowlist, SearchMaxResults: cfg.SearchMaxResults, Fetch: wiring.FetchConfig(cfg)},
+		},
+	})
+	if err != nil {
+		return err
+	}
+	api, err := httpapi.New(httpapi.Config{
+		Tasks:     tasks,
+		Artifacts: artifacts,
+		Checks: []httpapi.Check{
+			{Name: "postgres", Check: s.pool.Ping},
+			{Name: "redis", Check: func(ctx context.Context) error { return cache.Ping(ctx, s.rdb) }},
+			{Name: "minio", Check: store.Ping},
+		},
+		APIKeys:        cfg.APIKeys,
+		Limiter:        cache.NewLimiter(s.rdb, cfg.RedisKeyPrefix, cfg.Limits.TasksPerMinute),
+		Metrics:        m,
+		RiverUI:        ui,
+		Watcher:        s.watcher,
+		Limits:         cfg.Limits,
+		RequestTimeout: config.DefaultRequestTimeout,
+		Logger:         s.logger,
+	})
+	if err != nil {
+		return err
+	}
+	s.http, s.httpName, s.httpAddr = httpapi.NewHTTPServer(api, cfg.Limits.HTTPReadTimeout, s.logger), "api", cfg.HTTPAddr
+	return nil
+}
+
+// run starts the HTTP server and the workers, and waits until ctx is done
+// or the HTTP server fails.
+func (s *server) run(ctx context.Context) error {
+	if s.watcher != nil {
+		go s.watcher.Run(ctx)
+		// Its background services end with the process.
+		if err := s.riverUI.Start(context.WithoutCancel(ctx)); err != nil {
+			return fmt.Errorf("start river ui: %w", err)
 		}
-	} else if cfg.MetricsAddr != "" {
-		srv, err = startMetrics(cfg, logger, m, serveErr)
-		if err != nil {
+	}
+	if s.http != nil {
+		if err := listen(s.httpAddr, s.httpName, s.http, s.logger, s.serveErr); err != nil {
 			return err
 		}
 	}
-	if r.works() {
+	if s.role.works() {
 		// Not ctx: cancelling River's start context is a hard stop that
-		// cancels running tasks at once; shutdown below stops it gracefully.
-		if err := client.Start(context.WithoutCancel(ctx)); err != nil {
+		// cancels running tasks at once; shutdown stops it gracefully.
+		if err := s.client.Start(context.WithoutCancel(ctx)); err != nil {
 			return fmt.Errorf("start workers: %w", err)
 		}
-		logger.Info("workers started", slog.String("event", "workers_started"),
-			slog.Any("queues", cfg.Queues), slog.Int("concurrency", cfg.WorkerConcurrency))
+		s.logger.Info("workers started", slog.String("event", "workers_started"),
+			slog.Any("queues", s.cfg.Queues), slog.Int("concurrency", s.cfg.WorkerConcurrency))
 	}
 
 	select {
 	case <-ctx.Done():
-	case err := <-serveErr:
-		logger.Error("api stopped", slog.String("event", "api_failed"), slog.String("error", err.Error()))
+	case err := <-s.serveErr:
+		s.logger.Error("api stopped", slog.String("event", "api_failed"), slog.String("error", err.Error()))
 	}
-	logger.Info("shutting down", slog.String("event", "shutdown_started"), slog.Float64("grace_seconds", cfg.ShutdownGrace.Seconds()))
-
-	graceCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownGrace)
-	defer cancel()
-	httpDone := make(chan struct{})
-	go func() {
-		defer close(httpDone)
-		if srv != nil {
-			if err := srv.Shutdown(graceCtx); err != nil {
-				_ = srv.Close()
-			}
-		}
-	}()
-	if r.works() {
-		if err := client.Stop(graceCtx); err != nil {
-			logger.Warn("grace period over; cancelling running tasks", slog.String("event", "shutdown_cancelling_tasks"))
-			cancelCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopAndCancelTimeout)
-			defer cancel()
-			if err := client.StopAndCancel(cancelCtx); err != nil {
-				logger.Error("tasks did not stop", slog.String("event", "shutdown_incomplete"), slog.String("error", err.Error()))
-			}
-		}
-	}
-	<-httpDone
-	if runs != nil {
-		// The last run records, after River has stopped working.
-		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopAndCancelTimeout)
-		defer cancel()
-		if err := runs.Close(flushCtx); err != nil {
-			logger.Error("run records not all written", slog.String("event", "shutdown_incomplete"), slog.String("error", err.Error()))
-		}
-	}
-	logger.Info("stopped", slog.String("event", "shutdown_complete"))
 	return nil
 }
 
-// apiDeps is what the API of a process is built from.
-type apiDeps struct {
-	cfg       *config.Config
-	logger    *slog.Logger
-	pool      *pgxpool.Pool
-	rdb       *redis.Client
-	store     *artifact.Store
-	artifacts *artifact.Service
-	client    *river.Client[pgx.Tx]
-	metrics   *metrics.Metrics
+// shutdown stops the process without losing a task, in this order (the
+// chaos suite checks it): nothing is left running, and every attempt that
+// ran has its run record.
+func (s *server) shutdown(ctx context.Context) {
+	s.logger.Info("shutting down", slog.String("event", "shutdown_started"), slog.Float64("grace_seconds", s.cfg.ShutdownGrace.Seconds()))
+	ctx = context.WithoutCancel(ctx)
+	graceCtx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownGrace)
+	defer cancel()
+
+	// 1. HTTP stops taking requests and River stops fetching, together;
+	// running tasks get the grace period to finish.
+	httpDone := s.stopHTTP(graceCtx)
+	if err := s.stopWorkers(graceCtx); err != nil {
+		// 2. Those still running are cancelled, so River returns them to
+		// the queue.
+		s.logger.Warn("grace period over; cancelling running tasks", slog.String("event", "shutdown_cancelling_tasks"))
+		s.cancelWorkers(ctx)
+	}
+	// 3. HTTP has finished the requests it had.
+	<-httpDone
+	// 4. The last run records are written, now that River works no more.
+	s.flushRuns(ctx)
+	// 5. Nothing uses Redis or the database any longer.
+	s.closeConnections()
+	s.logger.Info("stopped", slog.String("event", "shutdown_complete"))
 }
 
-// startAPI listens on cfg.HTTPAddr and serves the API, River UI and
-// /metrics in the background; serving errors arrive on serveErr.
-func startAPI(ctx context.Context, d apiDeps, serveErr chan<- error) (*http.Server, error) {
-	cfg := d.cfg
-	watcher := db.NewTaskWatcher(d.pool, cfg.MaxWaiters, d.logger)
-	go watcher.Run(ctx)
-	ui, err := riverui.NewHandler(&riverui.HandlerOpts{
-		Endpoints: riverui.NewEndpoints(d.client, nil),
-		Logger:    d.logger.With(slog.String("event", "riverui_log")),
-		Prefix:    "/riverui",
-	})
-	if err != nil {
-		return nil, fmt.Errorf("river ui: %w", err)
-	}
-	// Its background services end with the process.
-	if err := ui.Start(context.WithoutCancel(ctx)); err != nil {
-		return nil, fmt.Errorf("start river ui: %w", err)
-	}
-	api := httpapi.New(httpapi.Deps{
-		Tasks: task.NewService(d.pool, d.client, task.Limits{
-			MaxRuntime: cfg.Limits.TaskMaxRuntime,
-			Queues:     cfg.Queues,
-			Env:        jobs.Env{SearchSources: cfg.Limits.SearchSourceAllowlist, SearchMaxResults: cfg.SearchMaxResults, Fetch: wiring.FetchConfig(cfg)},
-		}, d.logger),
-		Artifacts: d.artifacts,
-		Checks: []httpapi.Check{
-			{Name: "postgres", Check: d.pool.Ping},
-			{Name: "redis", Check: func(ctx context.Context) error { return cache.Ping(ctx, d.rdb) }},
-			{Name: "minio", Check: d.store.Ping},
-		},
-		APIKeys:              cfg.APIKeys,
-		Limiter:              cache.NewLimiter(d.rdb, cfg.RedisKeyPrefix, cfg.Limits.TasksPerMinute),
-		Metrics:              d.metrics,
-		RiverUI:              ui,
-		Watcher:              watcher,
-		MaxBatchSize:         cfg.Limits.MaxBatchSize,
-		Limits:               cfg.Limits,
-		Logger:               d.logger,
-		MaxBodyBytes:         cfg.Limits.MaxRequestBodyBytes,
-		RequestTimeout:       config.DefaultRequestTimeout,
-		ReadTimeout:          cfg.Limits.HTTPReadTimeout,
-		MaxConcurrentUploads: cfg.Limits.MaxConcurrentUploads,
-	})
-	return listen(cfg.HTTPAddr, "api", httpapi.NewHTTPServer(api, cfg.Limits.HTTPReadTimeout, d.logger), d.logger, serveErr)
+// stopHTTP stops the HTTP server taking requests and lets those it has
+// finish until ctx is done, in the background; the channel is closed when
+// it has stopped.
+func (s *server) stopHTTP(ctx context.Context) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if s.http != nil {
+			if err := s.http.Shutdown(ctx); err != nil {
+				_ = s.http.Close()
+			}
+		}
+	}()
+	return done
 }
 
-// startMetrics serves /metrics for a worker process on addr.
-func startMetrics(cfg *config.Config, logger *slog.Logger, m *metrics.Metrics, serveErr chan<- error) (*http.Server, error) {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", m.Handler())
-	return listen(cfg.MetricsAddr, "metrics", httpapi.NewHTTPServer(mux, cfg.Limits.HTTPReadTimeout, logger), logger, serveErr)
+// stopWorkers stops River fetching and waits until ctx is done for the
+// running tasks to finish.
+func (s *server) stopWorkers(ctx context.Context) error {
+	if !s.role.works() {
+		return nil
+	}
+	return s.client.Stop(ctx)
+}
+
+// cancelWorkers cancels the tasks still running, so River returns them to
+// the queue, waiting at most stopAndCancelTimeout.
+func (s *server) cancelWorkers(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, stopAndCancelTimeout)
+	defer cancel()
+	if err := s.client.StopAndCancel(ctx); err != nil {
+		s.logger.Error("tasks did not stop", slog.String("event", "shutdown_incomplete"), slog.String("error", err.Error()))
+	}
+}
+
+// flushRuns writes the last run records, once River has stopped working.
+func (s *server) flushRuns(ctx context.Context) {
+	if s.runs == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, stopAndCancelTimeout)
+	defer cancel()
+	if err := s.runs.Close(ctx); err != nil {
+		s.logger.Error("run records not all written", slog.String("event", "shutdown_incomplete"), slog.String("error", err.Error()))
+	}
+}
+
+// closeConnections closes Redis and the database pool, whichever are open.
+func (s *server) closeConnections() {
+	if s.rdb != nil {
+		_ = s.rdb.Close()
+	}
+	if s.pool != nil {
+		s.pool.Close()
+	}
 }
 
 // listen serves srv on addr in the background and logs the address it got.
-func listen(addr, what string, srv *http.Server, logger *slog.Logger, serveErr chan<- error) (*http.Server, error) {
+func listen(addr, what string, srv *http.Server, logger *slog.Logger, serveErr chan<- error) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen for %s on %s: %w", what, addr, err)
+		return fmt.Errorf("listen for %s on %s: %w", what, addr, err)
 	}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -271,5 +374,5 @@ func listen(addr, what string, srv *http.Server, logger *slog.Logger, serveErr c
 		}
 	}()
 	logger.Info(what+" listening", slog.String("event", what+"_listening"), slog.String("addr", ln.Addr().String()))
-	return srv, nil
+	return nil
 }

@@ -22,7 +22,7 @@ import (
 func SearchAggregator(cfg *config.Config, rdb *redis.Client, logger *slog.Logger, m *metrics.Metrics) (*search.Aggregator, error) {
 	// The providers wrap it so that no redirect to another host is followed.
 	httpClient := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
-	return search.NewAggregator(search.Config{
+	return search.NewAggregator(search.AggregatorConfig{
 		Providers: []search.Provider{
 			search.NewBrave(cfg.BraveAPIURL, cfg.BraveAPIKey, httpClient),
 			search.NewSearXNG(cfg.SearXNGURL, httpClient),
