@@ -6,7 +6,7 @@
 #   taskrunner (the default, last): the one binary on Alpine, run as a
 #     non-root user. ENTRYPOINT is the binary; CMD picks the subcommand
 #     (serve, api, worker, migrate up). curl, jq and bash are in it for the
-#     health check and, as in the seed, `docker compose exec -T api curl ...`
+#     health check and `docker compose exec -T api curl ...`
 #     and `make smoke DOCKER=1`.
 #   minio: the MinIO server, built from source at the version `make run`
 #     uses (scripts/minio.sh). MinIO's community edition is published as

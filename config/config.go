@@ -17,7 +17,7 @@ import (
 	"time"
 )
 
-// Defaults for every setting. Limits are the seed's Phase 7 values.
+// Defaults for every setting.
 const (
 	DefaultDatabaseURL = "postgres://127.0.0.1:5432/taskrunner?sslmode=disable"
 	DefaultRedisURL    = "redis://127.0.0.1:6379/0"
@@ -285,7 +285,7 @@ func parseAPIKeys(v string, prev error) ([]APIKey, error) {
 	return keys, nil
 }
 
-// normalizeDatabaseURL accepts the seed's SQLAlchemy form
+// normalizeDatabaseURL accepts SQLAlchemy's form
 // (postgresql+psycopg2://...) by dropping the driver suffix.
 func normalizeDatabaseURL(s string) string {
 	scheme, rest, ok := strings.Cut(s, "://")

@@ -14,7 +14,7 @@ func env(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
-func TestDefaultsAreTheSeeds(t *testing.T) {
+func TestDefaults(t *testing.T) {
 	t.Parallel()
 	c, err := config.Load(env(nil))
 	require.NoError(t, err)
@@ -48,7 +48,7 @@ func TestOverrides(t *testing.T) {
 		"MAX_CONCURRENT_UPLOADS":    "3",
 	}))
 	require.NoError(t, err)
-	require.Equal(t, "postgresql://api:api@postgres:5432/api", c.DatabaseURL, "the seed's SQLAlchemy URL is accepted")
+	require.Equal(t, "postgresql://api:api@postgres:5432/api", c.DatabaseURL, "the SQLAlchemy form of the URL is accepted")
 	require.Equal(t, 5*time.Second, c.Limits.TaskMaxRuntime)
 	require.Equal(t, 65*time.Second, c.RescueAfter)
 	require.Equal(t, []string{"brave", "searxng"}, c.Limits.SearchSourceAllowlist)

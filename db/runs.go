@@ -98,7 +98,7 @@ func RunNotes(ctx context.Context, ex Executor, runID int64) ([]string, error) {
 }
 
 // HasBeenProcessed reports whether a run with key, prefixed by scope,
-// completed, and when the last one finished (the seed's helper).
+// completed, and when the last one finished.
 func HasBeenProcessed(ctx context.Context, ex Executor, key, scope string) (bool, *time.Time, error) {
 	row, err := queries.HasBeenProcessed(ctx, ex, dbsqlc.HasBeenProcessedParams{Key: key, Scope: scope})
 	if err != nil {
@@ -112,7 +112,7 @@ func HasBeenProcessed(ctx context.Context, ex Executor, key, scope string) (bool
 }
 
 // LatestRunForKey returns the newest run with the scope-prefixed key, or
-// ErrNotFound (the seed's helper).
+// ErrNotFound.
 func LatestRunForKey(ctx context.Context, ex Executor, key string) (*taskrunner.Run, error) {
 	row, err := queries.LatestRunForKey(ctx, ex, key)
 	if err != nil {

@@ -22,7 +22,7 @@ func finish(r db.RunRecord, status, code, msg string, took time.Duration) db.Run
 	return r
 }
 
-func TestRunLifecycleAndSeedHelpers(t *testing.T) {
+func TestRunLifecycleAndHelpers(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	tdb := testenv.NewDB(t)

@@ -218,7 +218,7 @@ func TestComposeNetworksAndVolumes(t *testing.T) {
 		})
 	}
 
-	t.Run("host directories instead, as in the seed", func(t *testing.T) {
+	t.Run("host directories instead", func(t *testing.T) {
 		t.Parallel()
 		env := exampleEnv(t)
 		env["POSTGRES_DATA"] = "/mnt/data/postgres"

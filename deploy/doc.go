@@ -3,5 +3,5 @@
 // .env.example at the repository's root, where docker compose and docker
 // build find them. No Docker engine runs on the development machines, so
 // the compose files are loaded with compose-go, the loader Docker Compose
-// itself uses, and checked for the seed's production shape.
+// itself uses, and checked for its production shape.
 package deploy

@@ -24,7 +24,7 @@ import (
 // artifactView is an artifact's metadata as the API shows it.
 type artifactView struct {
 	ID          string `json:"id"`
-	ArtifactID  string `json:"artifact_id"` // the seed's name for id
+	ArtifactID  string `json:"artifact_id"` // id, under the name earlier clients read
 	TaskID      int64  `json:"task_id"`
 	Type        string `json:"type"`
 	Name        string `json:"name"`

@@ -72,7 +72,7 @@ func TestArtifactUploadBothWaysAndDownload(t *testing.T) {
 	require.Equal(t, "output", putArt.Type)
 	putID := putArt.ID
 
-	// The seed's JSON form.
+	// The JSON form, bytes in base64.
 	post := b.do(t, http.MethodPost, "/artifacts", map[string]any{
 		"task_id": id, "type": "log", "content_type": "text/plain", "data_base64": base64.StdEncoding.EncodeToString([]byte("Hello world")),
 	})

@@ -7,7 +7,7 @@ import (
 	"github.com/taskrunner/taskrunner/task"
 )
 
-// searchRequest is the seed's POST /search body, plus the task options.
+// searchRequest is a POST /search body: the search params and the task options.
 type searchRequest struct {
 	Query          *string  `json:"query"`
 	Sources        []string `json:"sources"`

@@ -96,7 +96,7 @@ func TestSearchEndToEndWithCache(t *testing.T) {
 	require.False(t, result.Sources["brave"].Cached)
 	require.Equal(t, "ok", result.Sources["searxng"].Status)
 
-	// Runs carry search:<hash>, so the seed's helpers work for searches.
+	// Runs carry search:<hash>, so has_been_processed and latest_run_for_key work for searches.
 	key := done.run(t, 0).Key
 	require.True(t, strings.HasPrefix(key, "search:"), key)
 	processed, _, err := db.HasBeenProcessed(context.Background(), s.db.Pool, strings.TrimPrefix(key, "search:"), "search")

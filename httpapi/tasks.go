@@ -19,7 +19,7 @@ import (
 // taskView is a task as the API shows it.
 type taskView struct {
 	ID              int64           `json:"id"`
-	TaskID          int64           `json:"task_id"` // the seed's name for id
+	TaskID          int64           `json:"task_id"` // id, under the name earlier clients read
 	Type            string          `json:"type"`
 	Status          string          `json:"status"`
 	Params          json.RawMessage `json:"params"`

@@ -23,7 +23,7 @@ const (
 	maxRecencyDays = 3650
 )
 
-// SearchArgs is the search task: the seed's search request.
+// SearchArgs is the search task: the body of POST /search.
 type SearchArgs struct {
 	Idempotency
 	Query       string   `json:"query"`

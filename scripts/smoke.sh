@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make smoke`: the seed's curl flow against a running taskrunner at
+# `make smoke`: the README's curl tour against a running taskrunner at
 # TASKRUNNER_URL (default http://127.0.0.1:8000), with TASKRUNNER_API_KEY as
 # the bearer key when set. Each step prints one line; the first wrong answer
 # stops it with the request, the status and the body.
@@ -93,7 +93,7 @@ wait_status "$killed_id" discarded
 [[ $(field .error.code) == task_runtime_exceeded ]] || fail "task $killed_id: want error code task_runtime_exceeded"
 ok "sleep task $killed_id killed by its timeout: task_runtime_exceeded"
 
-# Artifacts, both ways: the seed's JSON with base64, and a raw streamed PUT.
+# Artifacts, both ways: the JSON form with base64, and a raw streamed PUT.
 call POST /artifacts "{\"task_id\":$echo_id,\"type\":\"log\",\"content_type\":\"text/plain\",\"data_base64\":\"SGVsbG8gd29ybGQ=\"}"
 expect 201 "POST /artifacts"
 json_artifact=$(field .id)

@@ -31,7 +31,7 @@ func notFound(id string) *taskrunner.Error {
 	return &taskrunner.Error{Code: taskrunner.CodeNotFound, Message: fmt.Sprintf("no task with id %q", id)}
 }
 
-// Request is a task submission, in the seed's shape plus priority, queue
+// Request is a task submission (POST /tasks), with priority, queue
 // and run_at.
 type Request struct {
 	Type           string          `json:"type"`

@@ -23,45 +23,45 @@ import (
 // <artifact_id> are filled in, and http://127.0.0.1:8000 becomes the
 // server's address.
 const (
-	seedHealth = `curl -s http://127.0.0.1:8000/health`
+	pythonHealth = `curl -s http://127.0.0.1:8000/health`
 
-	seedCreateEcho = `curl -s -X POST http://127.0.0.1:8000/tasks \
+	pythonCreateEcho = `curl -s -X POST http://127.0.0.1:8000/tasks \
   -H 'Content-Type: application/json' \
   -d '{"type":"echo","params":{"msg":"hello"},"timeout_seconds":300,"max_retries":0}'`
 
-	seedGetTask = `curl -s http://127.0.0.1:8000/tasks/<task_id>`
+	pythonGetTask = `curl -s http://127.0.0.1:8000/tasks/<task_id>`
 
-	seedCreateSleep = `curl -s -X POST http://127.0.0.1:8000/tasks \
+	pythonCreateSleep = `curl -s -X POST http://127.0.0.1:8000/tasks \
   -H 'Content-Type: application/json' \
   -d '{"type":"sleep","params":{"seconds":10},"timeout_seconds":300,"max_retries":0}'`
 
-	seedCancel = `curl -s -X POST http://127.0.0.1:8000/tasks/<task_id>/cancel`
+	pythonCancel = `curl -s -X POST http://127.0.0.1:8000/tasks/<task_id>/cancel`
 
-	seedSearch = `curl -s -X POST http://127.0.0.1:8000/search \
+	pythonSearch = `curl -s -X POST http://127.0.0.1:8000/search \
   -H 'Content-Type: application/json' \
   -d '{"query":"open source task runner","sources":["brave"],"recency_days":7}'`
 
-	seedPoll = `curl -s http://127.0.0.1:8000/tasks/<task_id>`
+	pythonPoll = `curl -s http://127.0.0.1:8000/tasks/<task_id>`
 
-	seedCreateArtifact = `curl -s -X POST http://127.0.0.1:8000/artifacts \
+	pythonCreateArtifact = `curl -s -X POST http://127.0.0.1:8000/artifacts \
   -H 'Content-Type: application/json' \
   -d '{"task_id":"<task_id>","type":"log","content_type":"text/plain","data_base64":"SGVsbG8gd29ybGQ="}'`
 
-	seedArtifactMeta = `curl -s http://127.0.0.1:8000/artifacts/<artifact_id>/meta`
+	pythonArtifactMeta = `curl -s http://127.0.0.1:8000/artifacts/<artifact_id>/meta`
 
-	seedDownload = `curl -s http://127.0.0.1:8000/artifacts/<artifact_id>`
+	pythonDownload = `curl -s http://127.0.0.1:8000/artifacts/<artifact_id>`
 )
 
-// TestSeedREADMECurls runs every curl command of that README, as written,
+// TestPythonREADMECurls runs every curl command of that README, as written,
 // against a serve process (its search provider a fake Brave), and checks
 // each answer.
-func TestSeedREADMECurls(t *testing.T) {
+func TestPythonREADMECurls(t *testing.T) {
 	t.Parallel()
 	for _, tool := range []string{"bash", "curl"} {
 		_, err := exec.LookPath(tool)
 		require.NoError(t, err, "the test needs %s", tool)
 	}
-	bucket := testenv.NewBucket(t, "seed-")
+	bucket := testenv.NewBucket(t, "pycurl-")
 	brave := searchtest.NewBrave(t)
 	brave.SetHits(searchtest.Hit{Title: "River", URL: "https://riverqueue.com/"})
 	env := with(baseEnv(testenv.NewDB(t).URL),
@@ -120,35 +120,35 @@ func TestSeedREADMECurls(t *testing.T) {
 		}
 	}
 
-	require.Equal(t, map[string]any{"status": "ok"}, runJSON(seedHealth))
+	require.Equal(t, map[string]any{"status": "ok"}, runJSON(pythonHealth))
 
-	echo := runJSON(seedCreateEcho)
+	echo := runJSON(pythonCreateEcho)
 	echoID := idOf(echo)
 	require.Equal(t, "echo", echo["type"])
-	done := poll(seedGetTask, echoID, "completed")
+	done := poll(pythonGetTask, echoID, "completed")
 	require.Equal(t, map[string]any{"msg": "hello"}, done["result"])
 
-	sleepID := idOf(runJSON(seedCreateSleep))
-	poll(seedGetTask, sleepID, "running")
-	cancelled := runJSON(seedCancel, "<task_id>", sleepID)
+	sleepID := idOf(runJSON(pythonCreateSleep))
+	poll(pythonGetTask, sleepID, "running")
+	cancelled := runJSON(pythonCancel, "<task_id>", sleepID)
 	require.Equal(t, sleepID, strconv.FormatInt(int64(cancelled["id"].(float64)), 10))
-	poll(seedGetTask, sleepID, "cancelled")
+	poll(pythonGetTask, sleepID, "cancelled")
 
-	searchID := idOf(runJSON(seedSearch))
-	found := poll(seedPoll, searchID, "completed")
+	searchID := idOf(runJSON(pythonSearch))
+	found := poll(pythonPoll, searchID, "completed")
 	results := found["result"].(map[string]any)["results"].([]any)
 	require.Len(t, results, 1)
 	require.Equal(t, "River", results[0].(map[string]any)["title"])
 
-	art := runJSON(seedCreateArtifact, "<task_id>", echoID)
+	art := runJSON(pythonCreateArtifact, "<task_id>", echoID)
 	artifactID, _ := art["artifact_id"].(string)
 	require.NotEmpty(t, artifactID, "no artifact_id in %v", art)
 	require.Equal(t, echoID, strconv.FormatInt(int64(art["task_id"].(float64)), 10))
-	meta := runJSON(seedArtifactMeta, "<artifact_id>", artifactID)
+	meta := runJSON(pythonArtifactMeta, "<artifact_id>", artifactID)
 	require.EqualValues(t, 11, meta["size"])
 	require.Equal(t, "text/plain", meta["content_type"])
 	require.Equal(t, "log", meta["type"])
-	require.Equal(t, "Hello world", run(seedDownload, "<artifact_id>", artifactID))
+	require.Equal(t, "Hello world", run(pythonDownload, "<artifact_id>", artifactID))
 
 	server.Signal(syscall.SIGTERM)
 	require.Equal(t, 0, server.WaitExit(exitTimeout))
