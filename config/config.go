@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/taskrunner/taskrunner"
 )
 
 // Defaults for every setting.
@@ -103,8 +105,10 @@ type Config struct {
 
 	DBMaxConns int // DB_MAX_CONNS: size of the process's one pgx pool
 
-	// APIKeys are the clients allowed in (API_KEYS: name:key pairs,
-	// comma-separated). Secret. Empty: no authentication, loopback only.
+	// APIKeys are the clients allowed in (API_KEYS: name:key for a client,
+	// name:key:admin for an admin, comma-separated; a name may have several
+	// keys, for rotation). Secret. Empty: no authentication, loopback only,
+	// and everything belongs to the admin tenant local.
 	APIKeys []APIKey
 	// AllowNoKeys lets a server without API_KEYS listen beyond loopback
 	// (API_ALLOW_NO_KEYS=true), for deployments behind their own gateway.
@@ -123,10 +127,37 @@ type Config struct {
 	Queues []string
 }
 
-// APIKey is one client's key. Key is a secret.
+// APIKey is one key of a tenant. Key is a secret. Name is the tenant:
+// several keys may share it (all with the same role), so a key can be
+// rotated without downtime.
 type APIKey struct {
-	Name string
-	Key  string
+	Name  string
+	Key   string
+	Admin bool // an admin sees and acts on every tenant's tasks
+}
+
+// Roles an API_KEYS entry may end with; without one the key is a client's.
+const (
+	RoleClient = "client"
+	RoleAdmin  = "admin"
+)
+
+// maxTenantNameLength bounds a tenant's name, which becomes part of River
+// queue names and a metric label.
+const maxTenantNameLength = 32
+
+// ValidTenantName reports whether name may name a tenant: 1 to 32 of
+// a-z, 0-9, _ and -. (LocalTenant, "local", is valid but reserved.)
+func ValidTenantName(name string) bool {
+	if name == "" || len(name) > maxTenantNameLength {
+		return false
+	}
+	for _, c := range name {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' && c != '-' {
+			return false
+		}
+	}
+	return true
 }
 
 // minAPIKeyLength keeps keys guessable by no one.
@@ -257,30 +288,50 @@ func isLoopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// parseAPIKeys reads name:key pairs. Errors never repeat a key.
+// parseAPIKeys reads name:key and name:key:admin entries. A name may come
+// back with other keys (rotation) but not with another role, and no key
+// may serve two entries. Errors never repeat a key.
 func parseAPIKeys(v string, prev error) ([]APIKey, error) {
 	if prev != nil {
 		return nil, prev
 	}
 	var keys []APIKey
-	seen := map[string]bool{}
-	for i, pair := range strings.Split(v, ",") {
-		pair = strings.TrimSpace(pair)
-		if pair == "" {
+	admin := map[string]bool{} // each name's role
+	seen := map[string]bool{}  // keys already given
+	for i, entry := range strings.Split(v, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
 			continue
 		}
-		name, key, ok := strings.Cut(pair, ":")
+		name, key, ok := strings.Cut(entry, ":")
 		name, key = strings.TrimSpace(name), strings.TrimSpace(key)
+		role := RoleClient
+		// The role follows the last colon: a key may hold colons when the
+		// entry ends with its role.
+		if at := strings.LastIndexByte(key, ':'); at >= 0 {
+			key, role = strings.TrimSpace(key[:at]), strings.TrimSpace(key[at+1:])
+		}
 		switch {
 		case !ok || name == "" || key == "":
-			return nil, fmt.Errorf("API_KEYS: entry %d is not name:key", i+1)
+			return nil, fmt.Errorf("API_KEYS: entry %d is not name:key or name:key:admin", i+1)
+		case !ValidTenantName(name):
+			return nil, fmt.Errorf("API_KEYS: entry %d: a name is 1 to %d of a-z, 0-9, _ and -", i+1, maxTenantNameLength)
+		case name == taskrunner.LocalTenant:
+			return nil, fmt.Errorf("API_KEYS: %q is reserved for the server without keys", name)
+		case role != RoleClient && role != RoleAdmin:
+			return nil, fmt.Errorf("API_KEYS: the role of %q is not %s or %s", name, RoleClient, RoleAdmin)
 		case len(key) < minAPIKeyLength:
-			return nil, fmt.Errorf("API_KEYS: the key of %q is shorter than %d characters", name, minAPIKeyLength)
-		case seen[name]:
-			return nil, fmt.Errorf("API_KEYS: %q appears twice", name)
+			return nil, fmt.Errorf("API_KEYS: a key of %q is shorter than %d characters", name, minAPIKeyLength)
+		case seen[key]:
+			return nil, fmt.Errorf("API_KEYS: entry %d repeats a key given before", i+1)
 		}
-		seen[name] = true
-		keys = append(keys, APIKey{Name: name, Key: key})
+		isAdmin := role == RoleAdmin
+		if was, named := admin[name]; named && was != isAdmin {
+			return nil, fmt.Errorf("API_KEYS: the keys of %q must all have the same role", name)
+		}
+		admin[name] = isAdmin
+		seen[key] = true
+		keys = append(keys, APIKey{Name: name, Key: key, Admin: isAdmin})
 	}
 	return keys, nil
 }

@@ -128,3 +128,79 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+func TestAPIKeysRolesAndRotation(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(env(map[string]string{"API_KEYS": " alice:alice-key-0123456789 , alice:alice-key-rotated-01," +
+		"ops:ops-key-0123456789abc:admin,bob:bob-key-0123456789:client, bob:bob:colon-key-0123:client"}))
+	require.NoError(t, err)
+	require.Equal(t, []config.APIKey{
+		{Name: "alice", Key: "alice-key-0123456789"},
+		{Name: "alice", Key: "alice-key-rotated-01"},
+		{Name: "ops", Key: "ops-key-0123456789abc", Admin: true},
+		{Name: "bob", Key: "bob-key-0123456789"},
+		{Name: "bob", Key: "bob:colon-key-0123"},
+	}, c.APIKeys, "a name may have several keys; a key may hold a colon when the role is given")
+}
+
+func TestAPIKeysRefusals(t *testing.T) {
+	t.Parallel()
+	const k = "0123456789abcdef-key"
+	for entries, want := range map[string]string{
+		"alice:" + k + ",alice:other-" + k + ":admin": `the keys of "alice" must all have the same role`,
+		"ops:" + k + ":root":                          `the role of "ops" is not client or admin`,
+		"local:" + k + ":admin":                       `"local" is reserved`,
+		"Alice:" + k:                                  "entry 1: a name is 1 to 32 of a-z, 0-9, _ and -",
+		"a.b:" + k:                                    "entry 1: a name is 1 to 32",
+		strings.Repeat("a", 33) + ":" + k:             "entry 1: a name is 1 to 32",
+		"alice:" + k + ",bob:" + k:                    "entry 2 repeats a key given before",
+		"alice:short":                                 `a key of "alice" is shorter than 16`,
+		"alice":                                       "entry 1 is not name:key or name:key:admin",
+		"alice::admin":                                "entry 1 is not name:key",
+	} {
+		t.Run(entries, func(t *testing.T) {
+			t.Parallel()
+			_, err := config.Load(env(map[string]string{"API_KEYS": entries}))
+			require.Error(t, err)
+			require.True(t, strings.HasPrefix(err.Error(), "API_KEYS: "), "%v", err)
+			require.Contains(t, err.Error(), want)
+			require.NotContains(t, err.Error(), k, "errors never repeat a key")
+		})
+	}
+}
+
+func TestValidTenantName(t *testing.T) {
+	t.Parallel()
+	for _, ok := range []string{"a", "alice", "team_7-b", strings.Repeat("z", 32), "local"} {
+		require.True(t, config.ValidTenantName(ok), ok)
+	}
+	for _, bad := range []string{"", "Alice", "a b", "a:b", "a/b", "é", strings.Repeat("z", 33)} {
+		require.False(t, config.ValidTenantName(bad), bad)
+	}
+}
+
+// FuzzAPIKeys: whatever API_KEYS holds, Load never panics, and what it
+// accepts follows the rules: valid names, none reserved, long keys, one
+// role per name, no key twice.
+func FuzzAPIKeys(f *testing.F) {
+	f.Add("alice:0123456789abcdef,alice:fedcba9876543210:client,ops:0123456789abcdefg:admin")
+	f.Add("a:b:c:d,::,local:0123456789abcdef")
+	f.Add(",,, x : 0123456789abcdef : admin ")
+	f.Fuzz(func(t *testing.T, v string) {
+		c, err := config.Load(env(map[string]string{"API_KEYS": v}))
+		if err != nil {
+			return
+		}
+		admin, keys := map[string]bool{}, map[string]bool{}
+		for _, k := range c.APIKeys {
+			require.True(t, config.ValidTenantName(k.Name) && k.Name != "local", "name %q", k.Name)
+			require.GreaterOrEqual(t, len(k.Key), 16)
+			if was, ok := admin[k.Name]; ok {
+				require.Equal(t, was, k.Admin, "one role per name")
+			}
+			admin[k.Name] = k.Admin
+			require.False(t, keys[k.Key], "a key twice")
+			keys[k.Key] = true
+		}
+	})
+}
