@@ -24,8 +24,11 @@ const (
 	CodeRangeNotSatisfiable  = "range_not_satisfiable"
 	CodePreconditionFailed   = "precondition_failed"
 	CodeUnauthorized         = "unauthorized"
-	CodeCrossOriginRequest   = "cross_origin_request"
-	CodeRateLimitExceeded    = "rate_limit_exceeded"
+	// CodeForbidden: the key is valid, but its tenant may not use the
+	// route (River UI and /metrics are for admins).
+	CodeForbidden          = "forbidden"
+	CodeCrossOriginRequest = "cross_origin_request"
+	CodeRateLimitExceeded  = "rate_limit_exceeded"
 	// CodeTooManyWaiters: the process holds its maximum of requests
 	// waiting on tasks (MAX_WAITERS).
 	CodeTooManyWaiters = "too_many_waiters"

@@ -70,6 +70,9 @@ type Task struct {
 	StartedAt      *time.Time
 	FinishedAt     *time.Time
 	Metadata       json.RawMessage
+	// Owner is the tenant that submitted the task; LocalTenant for a task
+	// taskrunner enqueued itself or one submitted before owners existed.
+	Owner string
 
 	// Runs and ArtifactIDs are filled in when one task is read with its
 	// details (task.Service.Get), oldest first; nil otherwise.
@@ -107,4 +110,6 @@ type Artifact struct {
 	Bucket      string    `json:"bucket"`
 	ObjectKey   string    `json:"object_key"`
 	CreatedAt   time.Time `json:"created_at"`
+	// Owner is the owner of the artifact's task when it was stored.
+	Owner string `json:"owner"`
 }

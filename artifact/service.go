@@ -152,6 +152,9 @@ type New struct {
 	// Size is the declared length, or -1 when unknown (a chunked upload).
 	Size int64
 	Body io.Reader
+
+	// owner is the task's owner, which the artifact gets; Check fills it in.
+	owner string
 }
 
 // CheckName refuses names that are not a plain file name.
@@ -213,13 +216,20 @@ func (s *Service) Check(ctx context.Context, n *New) error {
 		s.rejected(ctx, n.TaskID, n.Size, "declared size over the limit")
 		return s.TooLarge()
 	}
-	if _, err := db.GetTask(ctx, s.pool, n.TaskID); err != nil {
-		if errors.Is(err, db.ErrNotFound) {
-			return &taskrunner.Error{Code: taskrunner.CodeNotFound, Message: fmt.Sprintf("no task with id %d", n.TaskID)}
-		}
+	t, err := db.GetTask(ctx, s.pool, n.TaskID)
+	if errors.Is(err, db.ErrNotFound) || (err == nil && !taskrunner.Visible(ctx, t.Owner)) {
+		return noTask(n.TaskID) // another tenant's task, exactly as an unknown one
+	}
+	if err != nil {
 		return unavailable(err)
 	}
+	n.owner = t.Owner
 	return nil
+}
+
+// noTask is the refusal of a task id that names no task the caller may see.
+func noTask(id int64) *taskrunner.Error {
+	return &taskrunner.Error{Code: taskrunner.CodeNotFound, Message: fmt.Sprintf("no task with id %d", id)}
 }
 
 // Staged is an object stored before the artifact it belongs to is fully
@@ -302,7 +312,7 @@ func (st *Staged) commit(ctx context.Context, n New) (*taskrunner.Artifact, erro
 	s := st.s
 	a, replaced, err := db.StoreArtifact(ctx, s.pool, taskrunner.Artifact{
 		ID: st.id, TaskID: n.TaskID, Type: n.Type, Name: n.Name, ContentType: n.ContentType, Size: st.size,
-		SHA256: st.sha256, Bucket: s.store.bucket, ObjectKey: st.key,
+		SHA256: st.sha256, Bucket: s.store.bucket, ObjectKey: st.key, Owner: n.owner,
 	})
 	if err != nil {
 		st.Discard(ctx) // no object without its row
@@ -340,10 +350,11 @@ func (s *Service) removeObject(ctx context.Context, bucket, key string) {
 	_ = s.store.client.RemoveIncompleteUpload(ctx, bucket, key)
 }
 
-// Get returns an artifact's metadata.
+// Get returns an artifact's metadata. A client tenant gets only its own
+// artifacts: another tenant's id is not found, exactly as an unknown one.
 func (s *Service) Get(ctx context.Context, id uuid.UUID) (*taskrunner.Artifact, error) {
 	a, err := db.GetArtifact(ctx, s.pool, id)
-	if errors.Is(err, db.ErrNotFound) {
+	if errors.Is(err, db.ErrNotFound) || (err == nil && !taskrunner.Visible(ctx, a.Owner)) {
 		return nil, &taskrunner.Error{Code: taskrunner.CodeNotFound, Message: fmt.Sprintf("no artifact with id %s", id)}
 	}
 	if err != nil {
@@ -353,18 +364,24 @@ func (s *Service) Get(ctx context.Context, id uuid.UUID) (*taskrunner.Artifact, 
 }
 
 // ForTask returns a task's artifacts; 404 for a task that does not exist
-// and has none.
+// and has none, or that the tenant ctx acts for does not own. (Artifacts
+// outlive their task: once retention removed it, theirs is the owner.)
 func (s *Service) ForTask(ctx context.Context, taskID int64) ([]taskrunner.Artifact, error) {
 	list, err := db.ArtifactsForTask(ctx, s.pool, taskID)
 	if err != nil {
 		return nil, unavailable(err)
 	}
 	if len(list) > 0 {
+		if !taskrunner.Visible(ctx, list[0].Owner) {
+			return nil, noTask(taskID)
+		}
 		return list, nil
 	}
-	if _, err := db.GetTask(ctx, s.pool, taskID); errors.Is(err, db.ErrNotFound) {
-		return nil, &taskrunner.Error{Code: taskrunner.CodeNotFound, Message: fmt.Sprintf("no task with id %d", taskID)}
-	} else if err != nil {
+	t, err := db.GetTask(ctx, s.pool, taskID)
+	if errors.Is(err, db.ErrNotFound) || (err == nil && !taskrunner.Visible(ctx, t.Owner)) {
+		return nil, noTask(taskID)
+	}
+	if err != nil {
 		return nil, unavailable(err)
 	}
 	return []taskrunner.Artifact{}, nil

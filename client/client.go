@@ -116,6 +116,7 @@ type Task struct {
 	MaxRetries      int             `json:"max_retries"`
 	Priority        int             `json:"priority"`
 	Queue           string          `json:"queue"`
+	Owner           string          `json:"owner"` // the tenant that submitted it
 	TimeoutSeconds  *float64        `json:"timeout_seconds"`
 	CancelRequested bool            `json:"cancel_requested"`
 	CreatedAt       time.Time       `json:"created_at"`

@@ -17,7 +17,7 @@ import (
 func artifactFromRow(r dbsqlc.Artifact) taskrunner.Artifact {
 	return taskrunner.Artifact{
 		ID: r.ID, TaskID: r.TaskID, Type: r.Type, Name: r.Name, ContentType: r.ContentType, Size: r.SizeBytes,
-		SHA256: r.Sha256, Bucket: r.Bucket, ObjectKey: r.ObjectKey, CreatedAt: r.CreatedAt,
+		SHA256: r.Sha256, Bucket: r.Bucket, ObjectKey: r.ObjectKey, CreatedAt: r.CreatedAt, Owner: r.Owner,
 	}
 }
 
@@ -38,7 +38,7 @@ func StoreArtifact(ctx context.Context, pool *pgxpool.Pool, a taskrunner.Artifac
 		}
 		row, err := queries.ArtifactUpsert(ctx, tx, dbsqlc.ArtifactUpsertParams{
 			ID: a.ID, TaskID: a.TaskID, Type: a.Type, Name: a.Name, ContentType: a.ContentType,
-			SizeBytes: a.Size, Sha256: a.SHA256, Bucket: a.Bucket, ObjectKey: a.ObjectKey,
+			SizeBytes: a.Size, Sha256: a.SHA256, Bucket: a.Bucket, ObjectKey: a.ObjectKey, Owner: a.Owner,
 		})
 		out = artifactFromRow(row)
 		return err

@@ -13,7 +13,7 @@ func taskFromRow(r dbsqlc.Task) taskrunner.Task {
 		ID: r.ID, Type: r.Type, Status: string(r.Status), Params: r.Params, Result: r.Result,
 		ErrorCode: r.ErrorCode, Error: r.Error, Attempt: int(r.Attempt), MaxAttempts: int(r.MaxAttempts), Priority: int(r.Priority),
 		Queue: r.Queue, TimeoutSeconds: r.TimeoutSeconds, CreatedAt: r.CreatedAt, ScheduledAt: r.ScheduledAt,
-		StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, Metadata: r.Metadata,
+		StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, Metadata: r.Metadata, Owner: r.Owner,
 	}
 }
 
@@ -30,6 +30,7 @@ func GetTask(ctx context.Context, ex Executor, id int64) (*taskrunner.Task, erro
 // TaskFilter selects tasks for ListTasks. Zero fields do not filter.
 type TaskFilter struct {
 	Type     string
+	Owner    string
 	Statuses []string
 	BeforeID int64 // cursor: only tasks with a smaller id
 	Limit    int
@@ -38,7 +39,7 @@ type TaskFilter struct {
 // ListTasks returns tasks newest first.
 func ListTasks(ctx context.Context, ex Executor, f TaskFilter) ([]taskrunner.Task, error) {
 	rows, err := queries.TaskList(ctx, ex, dbsqlc.TaskListParams{
-		TaskType: f.Type, Statuses: f.Statuses, BeforeID: f.BeforeID, MaxRows: int32(f.Limit),
+		TaskType: f.Type, Owner: f.Owner, Statuses: f.Statuses, BeforeID: f.BeforeID, MaxRows: int32(f.Limit),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list tasks: %w", err)

@@ -28,6 +28,7 @@ var codeStatus = map[string]int{
 	taskrunner.CodeRangeNotSatisfiable:  http.StatusRequestedRangeNotSatisfiable,
 	taskrunner.CodePreconditionFailed:   http.StatusPreconditionFailed,
 	taskrunner.CodeUnauthorized:         http.StatusUnauthorized,
+	taskrunner.CodeForbidden:            http.StatusForbidden,
 	taskrunner.CodeCrossOriginRequest:   http.StatusForbidden,
 	taskrunner.CodeRateLimitExceeded:    http.StatusTooManyRequests,
 	taskrunner.CodeTooManyWaiters:       http.StatusServiceUnavailable,

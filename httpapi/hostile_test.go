@@ -24,7 +24,7 @@ import (
 // hostileKey is the API key of these tests.
 const hostileKey = "hostile-test-key-0123456789"
 
-var hostileKeys = []config.APIKey{{Name: "ci", Key: hostileKey}}
+var hostileKeys = []config.APIKey{{Name: "ci", Key: hostileKey, Admin: true}}
 
 // scrape returns /metrics.
 func (b *bundle) scrape(t *testing.T) string {

@@ -56,7 +56,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, n int) error {
 	}
 	h.Set("Retry-After", strconv.Itoa(retry))
 	s.deps.Logger.LogAttrs(r.Context(), slog.LevelInfo, "enqueue rate limited", slog.String("event", "rate_limited"),
-		slog.String("client", client), slog.Int("tasks", n), slog.Int("retry_after_s", retry))
+		slog.String("tenant", client), slog.Int("tasks", n), slog.Int("retry_after_s", retry))
 	s.deps.Metrics.RateLimited()
 	return &taskrunner.Error{Code: taskrunner.CodeRateLimitExceeded, Message: msg}
 }

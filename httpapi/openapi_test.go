@@ -206,7 +206,7 @@ func TestOpenAPIServedAndRoutesWithoutDatabase(t *testing.T) {
 			{Name: "postgres", Check: func(context.Context) error { return nil }},
 			{Name: "redis", Check: func(context.Context) error { return errors.New("connection refused") }},
 		},
-		APIKeys:        []config.APIKey{{Name: "ci", Key: key}},
+		APIKeys:        []config.APIKey{{Name: "ci", Key: key, Admin: true}},
 		Limiter:        denyAll{},
 		Metrics:        metrics.New(),
 		RiverUI:        riverUI,
@@ -328,7 +328,7 @@ func TestContractCheckRefusesWhatTheDocumentDoesNotSay(t *testing.T) {
 }
 
 var taskJSON = []byte(`{"id":1,"task_id":1,"type":"echo","status":"available","params":{"msg":"a"},"result":null,"error":null,
-"attempt":0,"max_attempts":1,"max_retries":0,"priority":1,"queue":"default","timeout_seconds":600,"cancel_requested":false,
+"attempt":0,"max_attempts":1,"max_retries":0,"priority":1,"queue":"default","owner":"alice","timeout_seconds":600,"cancel_requested":false,
 "created_at":"2026-01-02T15:04:05.123456Z","scheduled_at":"2026-01-02T15:04:05.123456Z","started_at":null,"finished_at":null}`)
 
 // A download's refusals by http.ServeContent (a range outside the artifact,

@@ -177,11 +177,12 @@ func (s *Server) routes() chi.Router {
 
 	if s.deps.RiverUI != nil {
 		// River UI streams and polls: no request deadline of ours.
-		r.Handle(riverUIPrefix, http.RedirectHandler(riverUIPrefix+"/", http.StatusMovedPermanently))
-		r.Handle(riverUIPrefix+"/*", s.limitRiverUIBodies(s.deps.RiverUI))
+		// River UI and /metrics show every tenant's work: admins only.
+		r.With(s.adminOnly).Handle(riverUIPrefix, http.RedirectHandler(riverUIPrefix+"/", http.StatusMovedPermanently))
+		r.With(s.adminOnly).Handle(riverUIPrefix+"/*", s.limitRiverUIBodies(s.deps.RiverUI))
 	}
 	if s.deps.Metrics != nil {
-		r.Method(http.MethodGet, "/metrics", s.deps.Metrics.Handler())
+		r.With(s.adminOnly).Method(http.MethodGet, "/metrics", s.deps.Metrics.Handler())
 	}
 
 	r.Group(func(r chi.Router) {
@@ -248,7 +249,7 @@ func (s *Server) requestLog(next http.Handler) http.Handler {
 		}
 		if s.deps.Logger.Enabled(r.Context(), level) {
 			s.deps.Logger.LogAttrs(r.Context(), level, "http request", slog.String("event", "http_request"),
-				slog.String("method", logMethod(r)), slog.String("route", route), slog.String("client", clientOf(r.Context())),
+				slog.String("method", logMethod(r)), slog.String("route", route), slog.String("tenant", clientOf(r.Context())),
 				slog.Int("status", ww.Status()), slog.Float64("took_ms", float64(time.Since(start).Microseconds())/1000),
 				slog.String("request_id", middleware.GetReqID(r.Context())))
 		}

@@ -30,6 +30,7 @@ type taskView struct {
 	MaxRetries      int             `json:"max_retries"`
 	Priority        int             `json:"priority"`
 	Queue           string          `json:"queue"`
+	Owner           string          `json:"owner"`
 	TimeoutSeconds  *float64        `json:"timeout_seconds"`
 	CancelRequested bool            `json:"cancel_requested"`
 	CreatedAt       time.Time       `json:"created_at"`
@@ -54,7 +55,7 @@ func viewOf(t *taskrunner.Task) taskView {
 	v := taskView{
 		ID: t.ID, TaskID: t.ID, Type: t.Type, Status: t.Status, Params: publicParams(t.Params), Result: t.Result,
 		Attempt: t.Attempt, MaxAttempts: t.MaxAttempts, MaxRetries: t.MaxAttempts - 1, Priority: t.Priority,
-		Queue: t.Queue, TimeoutSeconds: t.TimeoutSeconds, CreatedAt: t.CreatedAt, ScheduledAt: t.ScheduledAt,
+		Queue: t.Queue, Owner: t.Owner, TimeoutSeconds: t.TimeoutSeconds, CreatedAt: t.CreatedAt, ScheduledAt: t.ScheduledAt,
 		StartedAt: t.StartedAt, FinishedAt: t.FinishedAt,
 	}
 	// River marks a cancel request in the metadata; most tasks have none,
@@ -141,8 +142,9 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request, req *task.Reque
 	return nil
 }
 
-// idempotencyKey reads the Idempotency-Key header, scoped to the client so
-// one client's keys never find another's tasks.
+// idempotencyKey reads the Idempotency-Key header, scoped to the tenant so
+// one tenant's keys never find another's tasks (and a rotated key finds
+// its tenant's).
 func idempotencyKey(r *http.Request) (string, error) {
 	k := r.Header.Get("Idempotency-Key")
 	if k == "" {
@@ -219,7 +221,7 @@ const maxListBytes = 4 << 20
 
 func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	lq := task.ListQuery{Type: q.Get("type"), Cursor: q.Get("cursor")}
+	lq := task.ListQuery{Type: q.Get("type"), Owner: q.Get("owner"), Cursor: q.Get("cursor")}
 	for _, st := range q["status"] {
 		for part := range strings.SplitSeq(st, ",") {
 			if part = strings.TrimSpace(part); part != "" && !slices.Contains(lq.Statuses, part) {

@@ -191,6 +191,9 @@ func jsonTypeName(goKind string) string {
 // Metadata is what taskrunner stores in a job's River metadata.
 type Metadata struct {
 	TimeoutSeconds float64 `json:"timeout_seconds,omitempty"`
+	// Owner is the tenant that submitted the task; empty for jobs
+	// taskrunner enqueues itself, which belong to taskrunner.LocalTenant.
+	Owner string `json:"owner,omitempty"`
 }
 
 // timeoutOf is the job's own timeout, or 0 to use the client's (the cap).

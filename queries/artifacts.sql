@@ -6,10 +6,10 @@ SELECT bucket, object_key FROM artifacts WHERE task_id = @task_id AND name = @na
 -- name: ArtifactUpsert :one
 -- Stores an artifact, replacing the task's artifact of the same name (a new
 -- id, object and creation time).
-INSERT INTO artifacts (id, task_id, type, name, content_type, size_bytes, sha256, bucket, object_key)
-VALUES (@id, @task_id, @type, @name, @content_type, @size_bytes, @sha256, @bucket, @object_key)
+INSERT INTO artifacts (id, task_id, type, name, content_type, size_bytes, sha256, bucket, object_key, owner)
+VALUES (@id, @task_id, @type, @name, @content_type, @size_bytes, @sha256, @bucket, @object_key, @owner)
 ON CONFLICT (task_id, name) DO UPDATE SET
-    id = EXCLUDED.id, type = EXCLUDED.type, content_type = EXCLUDED.content_type, size_bytes = EXCLUDED.size_bytes,
+    id = EXCLUDED.id, owner = EXCLUDED.owner, type = EXCLUDED.type, content_type = EXCLUDED.content_type, size_bytes = EXCLUDED.size_bytes,
     sha256 = EXCLUDED.sha256, bucket = EXCLUDED.bucket, object_key = EXCLUDED.object_key, created_at = now()
 RETURNING *;
 

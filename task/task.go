@@ -215,9 +215,13 @@ func (s *Service) Submit(ctx context.Context, req *Request, idempotencyKey strin
 	return s.Insert(ctx, p, idempotencyKey)
 }
 
-// Insert enqueues a task Validate accepted; see Submit.
+// Insert enqueues a task Validate accepted, owned by the tenant ctx acts
+// for; see Submit.
 func (s *Service) Insert(ctx context.Context, p river.InsertManyParams, idempotencyKey string) (t *taskrunner.Task, existing bool, err error) {
 	kind := p.Args.Kind()
+	if err := own(ctx, &p); err != nil {
+		return nil, false, err
+	}
 	if idempotencyKey != "" {
 		args, ok := jobs.WithIdempotencyKey(p.Args, idempotencyKey)
 		if !ok {
@@ -274,8 +278,14 @@ func (s *Service) ValidateBatch(reqs []Request, maxSize int) ([]river.InsertMany
 	return params, nil
 }
 
-// SubmitBatch enqueues validated tasks in one transaction: all or none.
+// SubmitBatch enqueues validated tasks in one transaction, all or none,
+// owned by the tenant ctx acts for.
 func (s *Service) SubmitBatch(ctx context.Context, params []river.InsertManyParams) ([]taskrunner.Task, error) {
+	for i := range params {
+		if err := own(ctx, &params[i]); err != nil {
+			return nil, err
+		}
+	}
 	var results []*rivertype.JobInsertResult
 	err := db.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
 		var err error
@@ -293,6 +303,44 @@ func (s *Service) SubmitBatch(ctx context.Context, params []river.InsertManyPara
 	return tasks, nil
 }
 
+// own records the tenant ctx acts for as the owner in p's metadata; a
+// context without a tenant (taskrunner's own work) inserts a job without
+// an owner, which belongs to taskrunner.LocalTenant.
+func own(ctx context.Context, p *river.InsertManyParams) error {
+	tenant, ok := taskrunner.TenantFrom(ctx)
+	if !ok {
+		return nil
+	}
+	var m jobs.Metadata
+	if len(p.InsertOpts.Metadata) > 0 {
+		if err := json.Unmarshal(p.InsertOpts.Metadata, &m); err != nil {
+			return fmt.Errorf("task metadata: %w", err)
+		}
+	}
+	m.Owner = tenant.Name
+	meta, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	opts := *p.InsertOpts
+	opts.Metadata = meta
+	p.InsertOpts = &opts
+	return nil
+}
+
+// getOwned reads task id for the tenant ctx acts for: another tenant's
+// task is not found, exactly as an unknown id.
+func (s *Service) getOwned(ctx context.Context, id int64) (*taskrunner.Task, error) {
+	t, err := db.GetTask(ctx, s.pool, id)
+	if errors.Is(err, db.ErrNotFound) || (err == nil && !taskrunner.Visible(ctx, t.Owner)) {
+		return nil, notFound(strconv.FormatInt(id, 10))
+	}
+	if err != nil {
+		return nil, db.AsUnavailable(err)
+	}
+	return t, nil
+}
+
 // ParseID parses a task id from a path; anything but a positive integer
 // names no task.
 func ParseID(s string) (int64, error) {
@@ -303,14 +351,12 @@ func ParseID(s string) (int64, error) {
 	return id, nil
 }
 
-// Get returns the task with its runs and the ids of its artifacts.
+// Get returns the task with its runs and the ids of its artifacts. A
+// client tenant gets only its own tasks: another tenant's id is not found.
 func (s *Service) Get(ctx context.Context, id int64) (*taskrunner.Task, error) {
-	t, err := db.GetTask(ctx, s.pool, id)
-	if errors.Is(err, db.ErrNotFound) {
-		return nil, notFound(strconv.FormatInt(id, 10))
-	}
+	t, err := s.getOwned(ctx, id)
 	if err != nil {
-		return nil, db.AsUnavailable(err)
+		return nil, err
 	}
 	if t.Runs, err = db.RunsForTask(ctx, s.pool, id); err != nil {
 		return nil, db.AsUnavailable(err)
@@ -329,11 +375,17 @@ const (
 
 // ListQuery selects a page of tasks.
 type ListQuery struct {
-	Type     string
+	Type string
+	// Owner keeps the tasks of one tenant. A client tenant lists its own
+	// tasks only, whatever Owner says (another name lists nothing).
+	Owner    string
 	Statuses []string
 	Cursor   string // the previous page's NextCursor
 	Limit    int
 }
+
+// maxOwnerFilter bounds ?owner=; tenant names are shorter.
+const maxOwnerFilter = 64
 
 // listChunk is how many tasks List reads from the database at a time, so
 // a page of large tasks is never held whole.
@@ -361,6 +413,16 @@ func (s *Service) List(ctx context.Context, q ListQuery, add func(*taskrunner.Ta
 	case limit < 0 || limit > MaxPageSize:
 		return "", taskrunner.Invalid("limit", "must be between 1 and %d", MaxPageSize)
 	}
+	owner := q.Owner
+	if len(owner) > maxOwnerFilter {
+		return "", taskrunner.Invalid("owner", "must be at most %d characters", maxOwnerFilter)
+	}
+	if tenant, ok := taskrunner.TenantFrom(ctx); ok && !tenant.Admin {
+		if owner != "" && owner != tenant.Name {
+			return "", nil // another tenant's tasks: none this client may see
+		}
+		owner = tenant.Name
+	}
 	var before int64
 	if q.Cursor != "" {
 		c, err := strconv.ParseInt(q.Cursor, 10, 64)
@@ -372,7 +434,7 @@ func (s *Service) List(ctx context.Context, q ListQuery, add func(*taskrunner.Ta
 	for remaining := limit; remaining > 0; {
 		n := min(remaining, listChunk)
 		// One more than needed tells whether another page follows.
-		tasks, err := db.ListTasks(ctx, s.pool, db.TaskFilter{Type: q.Type, Statuses: q.Statuses, BeforeID: before, Limit: n + 1})
+		tasks, err := db.ListTasks(ctx, s.pool, db.TaskFilter{Type: q.Type, Owner: owner, Statuses: q.Statuses, BeforeID: before, Limit: n + 1})
 		if err != nil {
 			return "", db.AsUnavailable(err)
 		}
@@ -399,14 +461,12 @@ func (s *Service) List(ctx context.Context, q ListQuery, add func(*taskrunner.Ta
 
 // Cancel cancels a queued task at once, or asks the process running it to
 // stop it (River's JobCancel, delivered by a Postgres notification). A
-// finished task gives task_already_finished.
+// finished task gives task_already_finished. A client tenant cancels only
+// its own tasks: another tenant's id is not found.
 func (s *Service) Cancel(ctx context.Context, id int64) (*taskrunner.Task, error) {
-	current, err := db.GetTask(ctx, s.pool, id)
-	if errors.Is(err, db.ErrNotFound) {
-		return nil, notFound(strconv.FormatInt(id, 10))
-	}
+	current, err := s.getOwned(ctx, id)
 	if err != nil {
-		return nil, db.AsUnavailable(err)
+		return nil, err
 	}
 	if taskrunner.Finished(current.Status) {
 		return nil, alreadyFinished(id, current.Status)
@@ -456,5 +516,6 @@ func FromJobRow(j *rivertype.JobRow) taskrunner.Task {
 	if json.Unmarshal(j.Metadata, &m) == nil && m.TimeoutSeconds > 0 {
 		t.TimeoutSeconds = &m.TimeoutSeconds
 	}
+	t.Owner = cmp.Or(m.Owner, taskrunner.LocalTenant) // as the tasks view shows it
 	return t
 }

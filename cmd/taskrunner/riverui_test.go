@@ -48,7 +48,7 @@ func TestRiverUIBrowser(t *testing.T) {
 	bucket := testenv.NewBucket(t, "riverui-")
 	key := randomKeyHex(t, 16) // 32 characters
 	env := with(baseEnv(testenv.NewDB(t).URL),
-		"API_KEYS", "ui:"+key,
+		"API_KEYS", "ui:"+key+":admin",
 		"MINIO_ENDPOINT", bucket.Endpoint, "MINIO_ROOT_USER", bucket.User, "MINIO_ROOT_PASSWORD", bucket.Password,
 		"MINIO_BUCKET", bucket.Name)
 	server, api := startAPIProc(t, "serve", env, "serve")

@@ -13,7 +13,7 @@ import (
 )
 
 const artifactGet = `-- name: ArtifactGet :one
-SELECT id, task_id, type, name, content_type, size_bytes, sha256, bucket, object_key, created_at FROM artifacts WHERE id = $1
+SELECT id, task_id, type, name, content_type, size_bytes, sha256, bucket, object_key, created_at, owner FROM artifacts WHERE id = $1
 `
 
 func (q *Queries) ArtifactGet(ctx context.Context, db DBTX, id uuid.UUID) (Artifact, error) {
@@ -30,6 +30,7 @@ func (q *Queries) ArtifactGet(ctx context.Context, db DBTX, id uuid.UUID) (Artif
 		&i.Bucket,
 		&i.ObjectKey,
 		&i.CreatedAt,
+		&i.Owner,
 	)
 	return i, err
 }
@@ -112,12 +113,12 @@ func (q *Queries) ArtifactLockByName(ctx context.Context, db DBTX, arg ArtifactL
 }
 
 const artifactUpsert = `-- name: ArtifactUpsert :one
-INSERT INTO artifacts (id, task_id, type, name, content_type, size_bytes, sha256, bucket, object_key)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+INSERT INTO artifacts (id, task_id, type, name, content_type, size_bytes, sha256, bucket, object_key, owner)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (task_id, name) DO UPDATE SET
-    id = EXCLUDED.id, type = EXCLUDED.type, content_type = EXCLUDED.content_type, size_bytes = EXCLUDED.size_bytes,
+    id = EXCLUDED.id, owner = EXCLUDED.owner, type = EXCLUDED.type, content_type = EXCLUDED.content_type, size_bytes = EXCLUDED.size_bytes,
     sha256 = EXCLUDED.sha256, bucket = EXCLUDED.bucket, object_key = EXCLUDED.object_key, created_at = now()
-RETURNING id, task_id, type, name, content_type, size_bytes, sha256, bucket, object_key, created_at
+RETURNING id, task_id, type, name, content_type, size_bytes, sha256, bucket, object_key, created_at, owner
 `
 
 type ArtifactUpsertParams struct {
@@ -130,6 +131,7 @@ type ArtifactUpsertParams struct {
 	Sha256      string
 	Bucket      string
 	ObjectKey   string
+	Owner       string
 }
 
 // Stores an artifact, replacing the task's artifact of the same name (a new
@@ -145,6 +147,7 @@ func (q *Queries) ArtifactUpsert(ctx context.Context, db DBTX, arg ArtifactUpser
 		arg.Sha256,
 		arg.Bucket,
 		arg.ObjectKey,
+		arg.Owner,
 	)
 	var i Artifact
 	err := row.Scan(
@@ -158,6 +161,7 @@ func (q *Queries) ArtifactUpsert(ctx context.Context, db DBTX, arg ArtifactUpser
 		&i.Bucket,
 		&i.ObjectKey,
 		&i.CreatedAt,
+		&i.Owner,
 	)
 	return i, err
 }
@@ -203,7 +207,7 @@ func (q *Queries) ArtifactsDeleteExpired(ctx context.Context, db DBTX, arg Artif
 }
 
 const artifactsForTask = `-- name: ArtifactsForTask :many
-SELECT id, task_id, type, name, content_type, size_bytes, sha256, bucket, object_key, created_at FROM artifacts WHERE task_id = $1 ORDER BY created_at, id
+SELECT id, task_id, type, name, content_type, size_bytes, sha256, bucket, object_key, created_at, owner FROM artifacts WHERE task_id = $1 ORDER BY created_at, id
 `
 
 func (q *Queries) ArtifactsForTask(ctx context.Context, db DBTX, taskID int64) ([]Artifact, error) {
@@ -226,6 +230,7 @@ func (q *Queries) ArtifactsForTask(ctx context.Context, db DBTX, taskID int64) (
 			&i.Bucket,
 			&i.ObjectKey,
 			&i.CreatedAt,
+			&i.Owner,
 		); err != nil {
 			return nil, err
 		}

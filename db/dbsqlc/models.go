@@ -73,6 +73,7 @@ type Artifact struct {
 	Bucket      string
 	ObjectKey   string
 	CreatedAt   time.Time
+	Owner       string
 }
 
 type RiverJob struct {
@@ -172,4 +173,5 @@ type Task struct {
 	FinishedAt     *time.Time
 	Metadata       []byte
 	ErrorCode      *string
+	Owner          string
 }

@@ -39,7 +39,7 @@ func (q *Queries) TaskCountByState(ctx context.Context, db DBTX) ([]TaskCountByS
 }
 
 const taskGet = `-- name: TaskGet :one
-SELECT id, type, status, params, result, error, attempt, max_attempts, priority, queue, timeout_seconds, created_at, scheduled_at, started_at, finished_at, metadata, error_code FROM tasks WHERE id = $1
+SELECT id, type, status, params, result, error, attempt, max_attempts, priority, queue, timeout_seconds, created_at, scheduled_at, started_at, finished_at, metadata, error_code, owner FROM tasks WHERE id = $1
 `
 
 func (q *Queries) TaskGet(ctx context.Context, db DBTX, id int64) (Task, error) {
@@ -63,31 +63,35 @@ func (q *Queries) TaskGet(ctx context.Context, db DBTX, id int64) (Task, error) 
 		&i.FinishedAt,
 		&i.Metadata,
 		&i.ErrorCode,
+		&i.Owner,
 	)
 	return i, err
 }
 
 const taskList = `-- name: TaskList :many
-SELECT id, type, status, params, result, error, attempt, max_attempts, priority, queue, timeout_seconds, created_at, scheduled_at, started_at, finished_at, metadata, error_code FROM tasks
+SELECT id, type, status, params, result, error, attempt, max_attempts, priority, queue, timeout_seconds, created_at, scheduled_at, started_at, finished_at, metadata, error_code, owner FROM tasks
 WHERE ($1::text = '' OR type = $1::text)
-  AND (coalesce(cardinality($2::text[]), 0) = 0 OR status = ANY(CAST($2::text[] AS river_job_state[])))
-  AND ($3::bigint = 0 OR id < $3::bigint)
+  AND ($2::text = '' OR owner = $2::text)
+  AND (coalesce(cardinality($3::text[]), 0) = 0 OR status = ANY(CAST($3::text[] AS river_job_state[])))
+  AND ($4::bigint = 0 OR id < $4::bigint)
 ORDER BY id DESC
-LIMIT $4
+LIMIT $5
 `
 
 type TaskListParams struct {
 	TaskType string
+	Owner    string
 	Statuses []string
 	BeforeID int64
 	MaxRows  int32
 }
 
 // Newest first. The cursor is the id of the last task of the previous page.
-// An empty type, no statuses or a zero cursor means no filter.
+// An empty type or owner, no statuses or a zero cursor means no filter.
 func (q *Queries) TaskList(ctx context.Context, db DBTX, arg TaskListParams) ([]Task, error) {
 	rows, err := db.Query(ctx, taskList,
 		arg.TaskType,
+		arg.Owner,
 		arg.Statuses,
 		arg.BeforeID,
 		arg.MaxRows,
@@ -117,6 +121,7 @@ func (q *Queries) TaskList(ctx context.Context, db DBTX, arg TaskListParams) ([]
 			&i.FinishedAt,
 			&i.Metadata,
 			&i.ErrorCode,
+			&i.Owner,
 		); err != nil {
 			return nil, err
 		}
