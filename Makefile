@@ -67,7 +67,7 @@ lint: ## go vet and gofmt
 smoke: ## run the curl tour against a running server (TASKRUNNER_URL; SMOKE_SEARCH=1 adds a cached search; DOCKER=1: inside the api container)
 ifeq ($(DOCKER),1)
 	@$(DOCKER_COMPOSE) exec -T -e SMOKE_SEARCH=$(SMOKE_SEARCH) -e SMOKE_SEARCH_SOURCES=$(SMOKE_SEARCH_SOURCES) api \
-	  bash -c 'k=$${API_KEYS%%,*}; TASKRUNNER_API_KEY=$${k#*:} TASKRUNNER_URL=http://127.0.0.1:8000 exec bash -s' <scripts/smoke.sh
+	  bash -c 'k=$${API_KEYS%%,*}; k=$${k#*:}; k=$${k%:admin}; TASKRUNNER_API_KEY=$${k%:client} TASKRUNNER_URL=http://127.0.0.1:8000 exec bash -s' <scripts/smoke.sh
 else
 	@TASKRUNNER_URL=$(TASKRUNNER_URL) scripts/smoke.sh
 endif
