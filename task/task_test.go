@@ -309,3 +309,62 @@ func TestService(t *testing.T) {
 		require.Equal(t, taskrunner.CodeDependencyUnavailable, taskrunner.ErrorCode(err), "error: %v", err)
 	})
 }
+
+// The service, not its callers, keeps tenants apart: a task is its
+// submitter's (in its metadata and the tasks view), another client's Get,
+// Cancel and List do not find it, an admin's do, and a batch is owned as
+// one task is.
+func TestServiceKeepsTenantsApart(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	alice := taskrunner.WithTenant(context.Background(), taskrunner.Tenant{Name: "alice"})
+	bob := taskrunner.WithTenant(context.Background(), taskrunner.Tenant{Name: "bob"})
+	admin := taskrunner.WithTenant(context.Background(), taskrunner.Tenant{Name: "ops", Admin: true})
+
+	a, _, err := b.svc.Submit(alice, echo("a"), "")
+	require.NoError(t, err)
+	require.Equal(t, "alice", a.Owner)
+	var meta, viewOwner string
+	require.NoError(t, b.pool.QueryRow(context.Background(), "select metadata->>'owner', owner from tasks where id = $1", a.ID).Scan(&meta, &viewOwner))
+	require.Equal(t, "alice", meta)
+	require.Equal(t, "alice", viewOwner)
+	params, err := b.svc.ValidateBatch([]task.Request{*echo("b1"), *echo("b2")}, 10)
+	require.NoError(t, err)
+	batch, err := b.svc.SubmitBatch(bob, params)
+	require.NoError(t, err)
+	require.Equal(t, "bob", batch[0].Owner)
+
+	_, err = b.svc.Get(bob, a.ID)
+	requireRefusal(t, err, taskrunner.CodeNotFound, "")
+	_, err = b.svc.Cancel(bob, a.ID)
+	requireRefusal(t, err, taskrunner.CodeNotFound, "")
+	got, err := b.svc.Get(admin, a.ID)
+	require.NoError(t, err)
+	require.Equal(t, "alice", got.Owner)
+	got, err = b.svc.Get(alice, a.ID)
+	require.NoError(t, err)
+	require.Equal(t, "available", got.Status, "bob's cancel did nothing")
+
+	list := func(ctx context.Context, owner string) []int64 {
+		ids := []int64{}
+		_, err := b.svc.List(ctx, task.ListQuery{Owner: owner}, func(t *taskrunner.Task) (bool, error) {
+			ids = append(ids, t.ID)
+			return true, nil
+		})
+		require.NoError(t, err)
+		return ids
+	}
+	require.Equal(t, []int64{a.ID}, list(alice, ""))
+	require.Empty(t, list(alice, "bob"))
+	require.Equal(t, []int64{batch[1].ID, batch[0].ID}, list(bob, ""))
+	require.Equal(t, []int64{batch[1].ID, batch[0].ID, a.ID}, list(admin, ""))
+	require.Equal(t, []int64{a.ID}, list(admin, "alice"))
+
+	// Taskrunner's own work (no tenant) inserts without an owner: local's.
+	own, _, err := b.svc.Submit(context.Background(), echo("own"), "")
+	require.NoError(t, err)
+	require.Equal(t, taskrunner.LocalTenant, own.Owner)
+	_, err = b.svc.Get(alice, own.ID)
+	requireRefusal(t, err, taskrunner.CodeNotFound, "")
+	require.Equal(t, []int64{own.ID}, list(admin, taskrunner.LocalTenant))
+}
