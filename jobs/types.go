@@ -191,6 +191,24 @@ func jsonTypeName(goKind string) string {
 // Metadata is what taskrunner stores in a job's River metadata.
 type Metadata struct {
 	TimeoutSeconds float64 `json:"timeout_seconds,omitempty"`
+	// Owner is the tenant that enqueued the task; empty for taskrunner's
+	// own jobs (retention).
+	Owner string `json:"owner,omitempty"`
+}
+
+// OwnerOf is the tenant that owns job: its metadata's owner, or "" for
+// taskrunner's own jobs.
+func OwnerOf(job *rivertype.JobRow) string {
+	if !bytes.Contains(job.Metadata, []byte(`"owner"`)) {
+		return "" // most of taskrunner's own jobs: no decoding
+	}
+	var m struct {
+		Owner string `json:"owner"`
+	}
+	if json.Unmarshal(job.Metadata, &m) != nil {
+		return ""
+	}
+	return m.Owner
 }
 
 // timeoutOf is the job's own timeout, or 0 to use the client's (the cap).
