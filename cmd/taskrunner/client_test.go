@@ -167,6 +167,21 @@ func TestClientCommands(t *testing.T) {
 		require.Equal(t, "task_already_finished: task "+ids+" already finished (cancelled)", out.err.Error())
 	})
 
+	t.Run("limits", func(t *testing.T) {
+		t.Parallel()
+		out := cli(t, "limits")
+		require.NoError(t, out.err, out.all())
+		limits := taskOf(t, out)
+		require.EqualValues(t, 30, limits["tasks_per_minute"])
+		require.Equal(t, map[string]any{"name": "local", "tasks_per_minute": float64(30), "max_running": float64(0),
+			"artifact_mb_per_minute": float64(1024), "max_waiters": float64(250)}, limits["tenant"], "the caller's own limits")
+		require.Contains(t, out.stdout, "\n  \"tenant\": {\n", "printed indented")
+
+		out = cli(t, "limits", "extra")
+		require.Error(t, out.err)
+		require.Contains(t, out.err.Error(), "usage: taskrunner limits")
+	})
+
 	t.Run("get", func(t *testing.T) {
 		t.Parallel()
 		id := api.submit(map[string]any{"type": "echo", "params": map[string]any{"msg": "got"}, "max_retries": 0})
