@@ -8,48 +8,49 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Limiter is the per-minute enqueue limit, kept in Redis so every API
-// process shares it (GCRA: up to perMinute at once, refilling evenly over
-// the minute).
+// Limiter is a per-minute limit kept in Redis so every API process shares
+// it (GCRA: up to a minute's allowance at once, refilling evenly over the
+// minute). Each call names its key and its rate, so every tenant may have
+// its own: the enqueue limit and the artifact byte rate use it.
 type Limiter struct {
 	limiter *redis_rate.Limiter
-	limit   redis_rate.Limit
 	prefix  string
 }
 
-// NewLimiter allows perMinute enqueues per client, keyed under prefix.
-func NewLimiter(rdb *redis.Client, prefix string, perMinute int) *Limiter {
-	return &Limiter{limiter: redis_rate.NewLimiter(rdb), limit: redis_rate.PerMinute(perMinute), prefix: prefix + "rate:"}
+// NewLimiter returns a limiter keeping its keys under prefix.
+func NewLimiter(rdb *redis.Client, prefix string) *Limiter {
+	return &Limiter{limiter: redis_rate.NewLimiter(rdb), prefix: prefix + "rate:"}
 }
 
 // Decision is the limiter's answer for one request.
 type Decision struct {
 	Allowed bool
-	// Limit is the number of enqueues a minute.
+	// Limit is the allowance a minute.
 	Limit int
-	// Remaining is how many more the client may enqueue now.
+	// Remaining is how much more may be taken now.
 	Remaining int
-	// RetryAfter is how long until n more would be allowed; ResetAfter
-	// until the client is back to its full allowance.
+	// RetryAfter is how long until n more would be allowed (negative: n
+	// never fits); ResetAfter until the key is back to its full allowance.
 	RetryAfter time.Duration
 	ResetAfter time.Duration
 }
 
-// Allow takes n enqueues from client's allowance, or none if fewer than n
-// are left. An error means Redis is unavailable: the caller lets the
-// request through (fail open) and says so.
-func (l *Limiter) Allow(ctx context.Context, client string, n int) (Decision, error) {
+// Allow takes n from key's allowance of perMinute a minute, or none if
+// fewer than n are left. An error means Redis is unavailable: the caller
+// lets the request through (fail open) and says so.
+func (l *Limiter) Allow(ctx context.Context, key string, perMinute, n int) (Decision, error) {
 	ctx, cancel := context.WithTimeout(ctx, DefaultCallTimeout)
 	defer cancel()
-	res, err := l.limiter.AllowN(ctx, l.prefix+client, l.limit, n)
+	limit := redis_rate.PerMinute(perMinute)
+	res, err := l.limiter.AllowN(ctx, l.prefix+key, limit, n)
 	if err != nil {
-		return Decision{Allowed: true, Limit: l.limit.Rate}, err
+		return Decision{Allowed: true, Limit: perMinute}, err
 	}
 	d := Decision{
-		Allowed: res.Allowed >= n && n > 0, Limit: l.limit.Rate, Remaining: res.Remaining,
+		Allowed: res.Allowed >= n && n > 0, Limit: perMinute, Remaining: res.Remaining,
 		RetryAfter: res.RetryAfter, ResetAfter: res.ResetAfter,
 	}
-	if n > l.limit.Burst {
+	if n > limit.Burst {
 		// More than a minute's allowance can never be granted at once.
 		d.RetryAfter = -1
 	}

@@ -294,6 +294,19 @@ func (c *Client) PutArtifact(ctx context.Context, taskID int64, name string, bod
 	return &a, nil
 }
 
+// Limits returns GET /limits: the server's limits and, under "tenant", the
+// caller's own.
+func (c *Client) Limits(ctx context.Context) (json.RawMessage, error) {
+	ctx, cancel := c.plainTimeout(ctx)
+	defer cancel()
+	var obj map[string]any
+	var raw json.RawMessage
+	if err := c.doJSON(ctx, http.MethodGet, "/limits", nil, nil, &obj, &raw); err != nil {
+		return nil, err
+	}
+	return raw, nil
+}
+
 // ArtifactMeta returns an artifact's metadata.
 func (c *Client) ArtifactMeta(ctx context.Context, id string) (*Artifact, error) {
 	ctx, cancel := c.plainTimeout(ctx)

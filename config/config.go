@@ -57,6 +57,14 @@ const (
 	DefaultQueue                = "default"
 	DefaultMaxWaiters           = 1000
 	DefaultMaxConcurrentUploads = 16
+	DefaultArtifactMBPerMinute  = 1024
+	// DefaultTenantMaxRunning is no cap on one tenant's running tasks
+	// beyond the worker pool.
+	DefaultTenantMaxRunning = 0
+	// DefaultTenantWaitersShare is the default TENANT_MAX_WAITERS as a
+	// share of MAX_WAITERS: one tenant may hold a quarter of a process's
+	// long polls and event streams.
+	DefaultTenantWaitersShare = 4
 )
 
 // Config is every setting taskrunner reads at start-up.
@@ -183,6 +191,46 @@ type Limits struct {
 	// MaxConcurrentUploads bounds the artifact uploads one API process
 	// receives at once (MAX_CONCURRENT_UPLOADS); more are refused with 503.
 	MaxConcurrentUploads int
+
+	// TenantMaxRunning caps one tenant's running tasks (TENANT_MAX_RUNNING;
+	// 0: no cap beyond the worker pool).
+	TenantMaxRunning int
+	// ArtifactMBPerMinute is the artifact bytes one tenant may upload a
+	// minute, in MiB, shared by every API process (ARTIFACT_MB_PER_MINUTE).
+	ArtifactMBPerMinute int
+	// TenantMaxWaiters bounds the long polls and event streams one tenant
+	// holds at once in one API process (TENANT_MAX_WAITERS; default a
+	// quarter of MAX_WAITERS), under the process's own MAX_WAITERS.
+	TenantMaxWaiters int
+	// Tenants are the per-tenant overrides (TENANT_LIMITS), by tenant
+	// name. Not shown by GET /limits: a tenant sees only its own, through
+	// TasksPerMinuteFor and MaxRunningFor.
+	Tenants map[string]TenantLimits
+}
+
+// TenantLimits are one tenant's overrides of the global limits; 0 keeps
+// the global setting.
+type TenantLimits struct {
+	TasksPerMinute int // tasks_per_minute: overrides TASKS_PER_MINUTE
+	MaxRunning     int // max_running: overrides TENANT_MAX_RUNNING
+}
+
+// TasksPerMinuteFor is tenant's enqueue limit: its override, or
+// TASKS_PER_MINUTE.
+func (l Limits) TasksPerMinuteFor(tenant string) int {
+	if n := l.Tenants[tenant].TasksPerMinute; n > 0 {
+		return n
+	}
+	return l.TasksPerMinute
+}
+
+// MaxRunningFor is the cap on tenant's running tasks: its override, or
+// TENANT_MAX_RUNNING (0: no cap beyond the worker pool).
+func (l Limits) MaxRunningFor(tenant string) int {
+	if n := l.Tenants[tenant].MaxRunning; n > 0 {
+		return n
+	}
+	return l.TenantMaxRunning
 }
 
 // Load reads the configuration through getenv (os.Getenv in production). The
@@ -212,6 +260,8 @@ func Load(getenv func(string) string) (*Config, error) {
 			FetchAllowPrivateNetworks: r.boolean("FETCH_ALLOW_PRIVATE_NETWORKS", false),
 			HTTPReadTimeout:           r.seconds("HTTP_READ_TIMEOUT_SECONDS", DefaultHTTPReadTimeout),
 			MaxConcurrentUploads:      r.positiveInt("MAX_CONCURRENT_UPLOADS", DefaultMaxConcurrentUploads),
+			TenantMaxRunning:          r.nonNegativeInt("TENANT_MAX_RUNNING", DefaultTenantMaxRunning),
+			ArtifactMBPerMinute:       r.positiveInt("ARTIFACT_MB_PER_MINUTE", DefaultArtifactMBPerMinute),
 		},
 		SearchCacheTTL:      r.seconds("SEARCH_CACHE_TTL_SECONDS", DefaultSearchCacheTTL),
 		SearchMaxResults:    r.positiveInt("SEARCH_MAX_RESULTS", DefaultSearchMaxResults),
@@ -235,6 +285,10 @@ func Load(getenv func(string) string) (*Config, error) {
 	}
 	c.APIKeys, r.err = parseAPIKeys(getenv("API_KEYS"), r.err)
 	c.RescueAfter = r.seconds("TASK_RESCUE_AFTER_SECONDS", c.Limits.TaskMaxRuntime+DefaultRescueMarginOverCap)
+	c.Limits.TenantMaxWaiters = r.positiveInt("TENANT_MAX_WAITERS", max(1, c.MaxWaiters/DefaultTenantWaitersShare))
+	if r.err == nil {
+		c.Limits.Tenants, r.err = parseTenantLimits(getenv("TENANT_LIMITS"), c.APIKeys)
+	}
 
 	if r.err == nil {
 		r.err = c.validate()
@@ -268,6 +322,10 @@ func (c *Config) validate() error {
 	}
 	if !slices.Contains(c.Queues, DefaultQueue) {
 		return fmt.Errorf("QUEUES: must include %q, where tasks without a queue go", DefaultQueue)
+	}
+	if c.Limits.ArtifactMBPerMinute < c.Limits.TaskMaxArtifactMB {
+		return fmt.Errorf("ARTIFACT_MB_PER_MINUTE: %d is under TASK_MAX_ARTIFACT_MB (%d), so the largest artifact could never be uploaded",
+			c.Limits.ArtifactMBPerMinute, c.Limits.TaskMaxArtifactMB)
 	}
 	if _, err := url.Parse(c.DatabaseURL); err != nil {
 		return errors.New("DATABASE_URL: not a URL") // the URL may hold a password: never echo it
@@ -336,6 +394,65 @@ func parseAPIKeys(v string, prev error) ([]APIKey, error) {
 	return keys, nil
 }
 
+// parseTenantLimits reads TENANT_LIMITS: comma-separated entries of a
+// tenant's name and its overrides, each setting=value, separated by
+// colons (alice:tasks_per_minute=600:max_running=50). A tenant must be a
+// name of API_KEYS (or local, when there are no keys). Errors name the
+// entry.
+func parseTenantLimits(v string, keys []APIKey) (map[string]TenantLimits, error) {
+	known := map[string]bool{}
+	for _, k := range keys {
+		known[k.Name] = true
+	}
+	if len(keys) == 0 {
+		known["local"] = true
+	}
+	var out map[string]TenantLimits
+	for i, entry := range strings.Split(v, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		bad := func(format string, a ...any) error {
+			return fmt.Errorf("TENANT_LIMITS: entry %d (%q): %s", i+1, entry, fmt.Sprintf(format, a...))
+		}
+		parts := strings.Split(entry, ":")
+		name := strings.TrimSpace(parts[0])
+		switch {
+		case !ValidTenantName(name):
+			return nil, bad("the tenant name must be 1-%d of a-z, 0-9, _ and -", maxTenantNameLength)
+		case !known[name]:
+			return nil, bad("%q is not a name in API_KEYS", name)
+		case out[name] != (TenantLimits{}):
+			return nil, bad("%q appears twice", name)
+		case len(parts) == 1:
+			return nil, bad("no limits: write name:tasks_per_minute=N:max_running=N")
+		}
+		var tl TenantLimits
+		for _, kv := range parts[1:] {
+			k, val, ok := strings.Cut(kv, "=")
+			k, val = strings.TrimSpace(k), strings.TrimSpace(val)
+			n, err := strconv.Atoi(val)
+			if !ok || err != nil || n <= 0 {
+				return nil, bad("%q is not setting=N with N a positive whole number", kv)
+			}
+			switch k {
+			case "tasks_per_minute":
+				tl.TasksPerMinute = n
+			case "max_running":
+				tl.MaxRunning = n
+			default:
+				return nil, bad("unknown setting %q: tasks_per_minute or max_running", k)
+			}
+		}
+		if out == nil {
+			out = map[string]TenantLimits{}
+		}
+		out[name] = tl
+	}
+	return out, nil
+}
+
 // normalizeDatabaseURL accepts SQLAlchemy's form
 // (postgresql+psycopg2://...) by dropping the driver suffix.
 func normalizeDatabaseURL(s string) string {
@@ -377,6 +494,20 @@ func (r *reader) positiveInt(name string, def int) int {
 	n, err := strconv.Atoi(v)
 	if err != nil || n <= 0 {
 		r.fail(name, v, "a positive whole number")
+		return def
+	}
+	return n
+}
+
+// nonNegativeInt reads a whole number where 0 means "none".
+func (r *reader) nonNegativeInt(name string, def int) int {
+	v := strings.TrimSpace(r.getenv(name))
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		r.fail(name, v, "a whole number, 0 or more")
 		return def
 	}
 	return n
@@ -472,9 +603,13 @@ func (l Limits) MarshalJSON() ([]byte, error) {
 		FetchAllowedPorts     []int    `json:"fetch_allowed_ports"`
 		HTTPReadTimeout       float64  `json:"http_read_timeout_seconds"`
 		MaxConcurrentUploads  int      `json:"max_concurrent_uploads"`
+		TenantMaxRunning      int      `json:"tenant_max_running"`
+		ArtifactMBPerMinute   int      `json:"artifact_mb_per_minute"`
+		TenantMaxWaiters      int      `json:"tenant_max_waiters"`
 	}{
 		l.TaskMaxRuntime.Seconds(), l.TaskMaxArtifactMB, l.TasksPerMinute, l.SearchSourceAllowlist,
 		l.FetchDomainAllowlist, l.MaxBatchSize, l.MaxRequestBodyBytes, append([]int{80, 443}, l.FetchAllowedPorts...),
 		l.HTTPReadTimeout.Seconds(), l.MaxConcurrentUploads,
+		l.TenantMaxRunning, l.ArtifactMBPerMinute, l.TenantMaxWaiters,
 	})
 }

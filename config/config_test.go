@@ -32,6 +32,65 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, 660*time.Second, c.RescueAfter, "rescue waits a minute past the runtime cap")
 	require.Equal(t, []string{"default"}, c.Queues)
 	require.Equal(t, 30*time.Second, c.Limits.HTTPReadTimeout)
+	require.Equal(t, 0, c.Limits.TenantMaxRunning, "no cap beyond the worker pool")
+	require.Equal(t, 1024, c.Limits.ArtifactMBPerMinute)
+	require.Equal(t, 250, c.Limits.TenantMaxWaiters, "a quarter of MAX_WAITERS")
+	require.Empty(t, c.Limits.Tenants)
+}
+
+func TestTenantLimits(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(env(map[string]string{
+		"API_KEYS":               "alice:alice-key-0123456789,bob:bob-key-0123456789,carol:carol-key-0123456789",
+		"TENANT_LIMITS":          " alice:tasks_per_minute=600:max_running=50 , bob:max_running=5,",
+		"TENANT_MAX_RUNNING":     "20",
+		"TASKS_PER_MINUTE":       "40",
+		"ARTIFACT_MB_PER_MINUTE": "100",
+		"MAX_WAITERS":            "10",
+	}))
+	require.NoError(t, err)
+	require.Equal(t, map[string]config.TenantLimits{
+		"alice": {TasksPerMinute: 600, MaxRunning: 50},
+		"bob":   {MaxRunning: 5},
+	}, c.Limits.Tenants)
+	require.Equal(t, 600, c.Limits.TasksPerMinuteFor("alice"))
+	require.Equal(t, 40, c.Limits.TasksPerMinuteFor("bob"), "bob keeps the global rate")
+	require.Equal(t, 40, c.Limits.TasksPerMinuteFor("carol"))
+	require.Equal(t, 50, c.Limits.MaxRunningFor("alice"))
+	require.Equal(t, 5, c.Limits.MaxRunningFor("bob"))
+	require.Equal(t, 20, c.Limits.MaxRunningFor("carol"), "no override: TENANT_MAX_RUNNING")
+	require.Equal(t, 100, c.Limits.ArtifactMBPerMinute)
+	require.Equal(t, 2, c.Limits.TenantMaxWaiters, "a quarter of MAX_WAITERS by default")
+
+	c, err = config.Load(env(map[string]string{"TENANT_LIMITS": "local:tasks_per_minute=5", "TENANT_MAX_WAITERS": "7"}))
+	require.NoError(t, err)
+	require.Equal(t, 5, c.Limits.TasksPerMinuteFor("local"), "without keys the one tenant is local")
+	require.Equal(t, 7, c.Limits.TenantMaxWaiters)
+}
+
+func TestBadTenantLimitsNameTheEntry(t *testing.T) {
+	t.Parallel()
+	keys := "alice:alice-key-0123456789,bob:bob-key-0123456789"
+	cases := map[string]struct{ limits, want string }{
+		"unknown tenant":  {"alice:max_running=2,mallory:max_running=1", `entry 2 ("mallory:max_running=1")`},
+		"bad name":        {"Alice:max_running=2", `entry 1 ("Alice:max_running=2")`},
+		"twice":           {"bob:max_running=2,bob:tasks_per_minute=3", `entry 2 ("bob:tasks_per_minute=3"): "bob" appears twice`},
+		"no settings":     {"alice", `entry 1 ("alice"): no limits`},
+		"unknown setting": {"alice:max_waiters=3", `unknown setting "max_waiters"`},
+		"not a number":    {"alice:max_running=lots", `"max_running=lots" is not setting=N`},
+		"zero":            {"alice:tasks_per_minute=0", `"tasks_per_minute=0" is not setting=N`},
+		"no equals":       {"alice:max_running", `"max_running" is not setting=N`},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			_, err := config.Load(env(map[string]string{"API_KEYS": keys, "TENANT_LIMITS": tc.limits}))
+			require.Error(t, err)
+			require.True(t, strings.HasPrefix(err.Error(), "TENANT_LIMITS: "), err.Error())
+			require.Contains(t, err.Error(), tc.want)
+			require.NotContains(t, err.Error(), "key-0123456789", "no key in the error")
+		})
+	}
 }
 
 func TestOverrides(t *testing.T) {
@@ -75,6 +134,10 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		"QUEUES":                    "slow",
 		"HTTP_READ_TIMEOUT_SECONDS": "0",
 		"MAX_CONCURRENT_UPLOADS":    "0",
+		"TENANT_MAX_RUNNING":        "-1",
+		"ARTIFACT_MB_PER_MINUTE":    "10", // under the 25 MB artifact cap
+		"TENANT_MAX_WAITERS":        "0",
+		"TENANT_LIMITS":             "nobody:max_running=1",
 	}
 	for name, val := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -106,25 +169,42 @@ func TestLimitsJSON(t *testing.T) {
 	require.JSONEq(t, `{"task_max_runtime_seconds":600,"task_max_artifact_mb":25,"tasks_per_minute":30,
 		"search_source_allowlist":["brave"],"fetch_domain_allowlist":["*"],"max_batch_size":50,
 		"max_request_body_bytes":1048576,"fetch_allowed_ports":[80,443],"http_read_timeout_seconds":30,
-		"max_concurrent_uploads":16}`, string(b))
+		"max_concurrent_uploads":16,"tenant_max_running":0,"artifact_mb_per_minute":1024,"tenant_max_waiters":250}`, string(b))
 }
 
 // FuzzLoad feeds arbitrary values to every kind of variable: Load never
 // panics, and what it accepts is valid.
 func FuzzLoad(f *testing.F) {
-	f.Add("600", "30", "7d", "brave,searxng", "true", "5ms")
-	f.Add("-1", "0", "1h", "", "nope", "0s")
-	f.Add("1e400", "99999999999999999999", "9999999999d", ",,,", "1", "1ns")
-	f.Fuzz(func(t *testing.T, runtime, perMinute, retention, allow, secure, cooldown string) {
+	f.Add("600", "30", "7d", "brave,searxng", "true", "5ms", "alice:tasks_per_minute=600:max_running=50,bob:max_running=5", "3", "1024", "10")
+	f.Add("-1", "0", "1h", "", "nope", "0s", "alice", "-1", "0", "0")
+	f.Add("1e400", "99999999999999999999", "9999999999d", ",,,", "1", "1ns", "alice:max_running=99999999999999999999999", "x", "1", "")
+	f.Add("600", "30", "7d", "brave", "true", "5ms", ":=:,alice:=,bob::", "", "", "")
+	f.Fuzz(func(t *testing.T, runtime, perMinute, retention, allow, secure, cooldown, tenantLimits, maxRunning, artifactMB, tenantWaiters string) {
 		c, err := config.Load(env(map[string]string{
 			"TASK_MAX_RUNTIME_SECONDS": runtime, "TASKS_PER_MINUTE": perMinute, "TASK_RETENTION": retention,
 			"SEARCH_SOURCE_ALLOWLIST": allow, "MINIO_SECURE": secure, "WORKER_FETCH_COOLDOWN": cooldown,
+			"API_KEYS": "alice:alice-key-0123456789,bob:bob-key-0123456789", "TENANT_LIMITS": tenantLimits,
+			"TENANT_MAX_RUNNING": maxRunning, "ARTIFACT_MB_PER_MINUTE": artifactMB, "TENANT_MAX_WAITERS": tenantWaiters,
 		}))
 		if err != nil {
+			if strings.Contains(err.Error(), "key-0123456789") {
+				t.Fatalf("error shows a key: %v", err)
+			}
 			return
 		}
 		if c.Limits.TaskMaxRuntime <= 0 || c.Limits.TasksPerMinute <= 0 || c.TaskRetention <= 0 || c.RescueAfter <= c.Limits.TaskMaxRuntime {
 			t.Fatalf("accepted invalid config: %+v", c)
+		}
+		if c.Limits.TenantMaxRunning < 0 || c.Limits.ArtifactMBPerMinute < c.Limits.TaskMaxArtifactMB || c.Limits.TenantMaxWaiters <= 0 {
+			t.Fatalf("accepted invalid tenant limits: %+v", c.Limits)
+		}
+		for name, tl := range c.Limits.Tenants {
+			if (name != "alice" && name != "bob") || tl.TasksPerMinute < 0 || tl.MaxRunning < 0 || tl == (config.TenantLimits{}) {
+				t.Fatalf("accepted invalid TENANT_LIMITS entry %q: %+v", name, tl)
+			}
+			if c.Limits.TasksPerMinuteFor(name) <= 0 || c.Limits.MaxRunningFor(name) < 0 {
+				t.Fatalf("effective limits of %q out of range", name)
+			}
 		}
 	})
 }

@@ -75,6 +75,7 @@ func (s *Server) createArtifact(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx := r.Context()
 	var staged *artifact.Staged
+	var meter *uploadMeter // the decoded bytes, counted against the tenant's byte rate
 	fields, err := decodeArtifactStream(http.MaxBytesReader(nil, r.Body, limit), func(f *artifactFields, decoded io.Reader) error {
 		var taskID int64
 		if f.TaskID != nil {
@@ -85,9 +86,13 @@ func (s *Server) createArtifact(w http.ResponseWriter, r *http.Request) error {
 			taskID = n.TaskID
 		}
 		var err error
-		staged, err = svc.Stage(ctx, taskID, decoded)
+		meter = s.meterUpload(w, r, decoded, -1)
+		staged, err = svc.Stage(ctx, taskID, meter)
 		return err
 	})
+	if meter != nil {
+		err = meter.result(err)
+	}
 	if err == nil && fields.TaskID == nil {
 		err = &taskrunner.Error{Code: taskrunner.CodeArtifactInvalid, Field: "task_id", Message: "task_id is required"}
 	}
@@ -147,12 +152,13 @@ func (s *Server) uploadArtifact(w http.ResponseWriter, r *http.Request) error {
 			return &taskrunner.Error{Code: taskrunner.CodeArtifactInvalid, Field: "content_type", Message: "Content-Type is not a media type"}
 		}
 	}
+	meter := s.meterUpload(w, r, r.Body, r.ContentLength)
 	a, err := s.deps.Artifacts.Put(r.Context(), artifact.New{
 		TaskID: taskID, Type: r.URL.Query().Get("type"), Name: pathParam(r, "name"), ContentType: contentType,
-		Size: r.ContentLength, Body: r.Body,
+		Size: r.ContentLength, Body: meter,
 	})
 	if err != nil {
-		return err
+		return meter.result(err)
 	}
 	w.Header().Set("Location", "/artifacts/"+a.ID.String())
 	writeJSON(w, http.StatusCreated, artifactViewOf(a))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"net"
 	"net/http"
 	"strings"
 
@@ -16,7 +17,12 @@ type clientKey struct{}
 // client is who made a request, filled in by authenticate: its tenant's
 // name (never the key). The request log, outside authenticate, holds the
 // same one, so its line names the tenant.
-type client struct{ name string }
+type client struct {
+	name string
+	// addr is the client's address when no keys are set: the enqueue
+	// limit then counts each address on its own.
+	addr string
+}
 
 // withClient gives the request a client to fill in, if it has none yet.
 func withClient(r *http.Request) (*http.Request, *client) {
@@ -34,6 +40,14 @@ func withClient(r *http.Request) (*http.Request, *client) {
 func clientOf(ctx context.Context) string {
 	if c, ok := ctx.Value(clientKey{}).(*client); ok {
 		return c.name
+	}
+	return ""
+}
+
+// clientAddr is the client's address when no keys are set, else "".
+func clientAddr(ctx context.Context) string {
+	if c, ok := ctx.Value(clientKey{}).(*client); ok {
+		return c.addr
 	}
 	return ""
 }
@@ -85,6 +99,10 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		r, c := withClient(r)
 		if s.keys == nil {
 			c.name = localTenant.Name
+			c.addr = r.RemoteAddr
+			if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+				c.addr = host
+			}
 			next.ServeHTTP(w, r.WithContext(taskrunner.WithTenant(r.Context(), localTenant)))
 			return
 		}

@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net/http"
@@ -16,30 +18,61 @@ import (
 // limiterWarnEvery spaces the warnings that the limiter is unavailable.
 const limiterWarnEvery = 10 * time.Second
 
-// Limiter is the per-minute enqueue limit (cache.Limiter in production).
+// Limiter is the per-minute limit kept in Redis for every API process
+// (cache.Limiter in production): the enqueue limit and the artifact byte
+// rate, each key at its own rate.
 type Limiter interface {
-	Allow(ctx context.Context, client string, n int) (cache.Decision, error)
+	Allow(ctx context.Context, key string, perMinute, n int) (cache.Decision, error)
 }
 
-// admit takes n enqueues from the client's allowance, sets the RateLimit
-// headers, and refuses with 429 and Retry-After when too few are left.
-// When the limiter's Redis is down the request goes through (fail open),
-// and the log says so.
+// tenantOf names the tenant a request acts for: the context's tenant, or
+// without one the name of the request's API key (the tenant is the key's
+// name), or local when the server runs without keys.
+func tenantOf(ctx context.Context) string {
+	if t, ok := taskrunner.TenantFrom(ctx); ok && t.Name != "" {
+		return t.Name
+	}
+	if name := clientOf(ctx); name != "" {
+		return name
+	}
+	return taskrunner.LocalTenant
+}
+
+// limitKey is what a request's per-tenant limits are counted under: its
+// tenant, so that all keys of one name share them; without keys (the
+// tenant local) each client address on its own, as before tenants.
+func limitKey(ctx context.Context) string {
+	if addr := clientAddr(ctx); addr != "" {
+		return "addr:" + addr
+	}
+	return "tenant:" + tenantOf(ctx)
+}
+
+// limiterDown lets a request through without the limiter, and says so at
+// most every limiterWarnEvery (not for every request while Redis is
+// down); the metric counts them all.
+func (s *Server) limiterDown(ctx context.Context, err error) {
+	now := time.Now().UnixNano()
+	if last := s.limiterWarned.Load(); now-last >= int64(limiterWarnEvery) && s.limiterWarned.CompareAndSwap(last, now) {
+		s.deps.Logger.WarnContext(ctx, "rate limiter unavailable; letting requests through",
+			slog.String("event", "rate_limiter_unavailable"), slog.String("error", err.Error()))
+	}
+	s.deps.Metrics.LimiterUnavailable()
+}
+
+// admit takes n enqueues from the tenant's allowance (its own
+// TASKS_PER_MINUTE from TENANT_LIMITS, or the global one), sets the
+// RateLimit headers, and refuses with 429 and Retry-After when too few are
+// left. When the limiter's Redis is down the request goes through (fail
+// open), and the log says so.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, n int) error {
 	if s.deps.Limiter == nil {
 		return nil
 	}
-	client := clientOf(r.Context())
-	d, err := s.deps.Limiter.Allow(r.Context(), client, n)
+	tenant := tenantOf(r.Context())
+	d, err := s.deps.Limiter.Allow(r.Context(), limitKey(r.Context()), s.deps.Limits.TasksPerMinuteFor(tenant), n)
 	if err != nil {
-		// Said at most every limiterWarnEvery, not for every request while
-		// Redis is down; the metric counts them all.
-		now := time.Now().UnixNano()
-		if last := s.limiterWarned.Load(); now-last >= int64(limiterWarnEvery) && s.limiterWarned.CompareAndSwap(last, now) {
-			s.deps.Logger.WarnContext(r.Context(), "enqueue limiter unavailable; letting requests through",
-				slog.String("event", "rate_limiter_unavailable"), slog.String("error", err.Error()))
-		}
-		s.deps.Metrics.LimiterUnavailable()
+		s.limiterDown(r.Context(), err)
 		return nil
 	}
 	h := w.Header()
@@ -56,9 +89,103 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, n int) error {
 	}
 	h.Set("Retry-After", strconv.Itoa(retry))
 	s.deps.Logger.LogAttrs(r.Context(), slog.LevelInfo, "enqueue rate limited", slog.String("event", "rate_limited"),
-		slog.String("tenant", client), slog.Int("tasks", n), slog.Int("retry_after_s", retry))
+		slog.String("limit", "enqueue"), slog.String("tenant", tenant), slog.Int("tasks", n), slog.Int("retry_after_s", retry))
 	s.deps.Metrics.RateLimited()
 	return &taskrunner.Error{Code: taskrunner.CodeRateLimitExceeded, Message: msg}
+}
+
+// Artifact bytes are counted in KiB, so a minute's allowance of even many
+// GiB is a small number for the limiter.
+const (
+	kib = 1 << 10
+	// meterStep is how many bytes of an upload of unknown size are read
+	// before they are counted: one limiter call per step, not per read.
+	meterStep = 256 * kib
+)
+
+// uploadMeter counts an upload's bytes against its tenant's
+// ARTIFACT_MB_PER_MINUTE. A declared size is counted at the first read, in
+// full, before any byte is stored; an unknown size as it is read, in steps
+// of meterStep. Over the allowance the read fails and refused holds the
+// 429 to answer with (the upload is then removed by the artifact
+// service). When the limiter is unavailable the upload goes through.
+type uploadMeter struct {
+	s         *Server
+	w         http.ResponseWriter
+	ctx       context.Context
+	tenant    string
+	body      io.Reader
+	declared  int64 // -1: unknown
+	started   bool
+	uncounted int64 // bytes read and not yet counted
+	open      bool  // stop counting: the limiter is unavailable
+	refused   *taskrunner.Error
+}
+
+// meterUpload wraps body (of declared length size, -1 if unknown) in the
+// request's tenant's byte allowance; without a limiter it is body.
+func (s *Server) meterUpload(w http.ResponseWriter, r *http.Request, body io.Reader, size int64) *uploadMeter {
+	return &uploadMeter{s: s, w: w, ctx: r.Context(), tenant: tenantOf(r.Context()), body: body, declared: size,
+		open: s.deps.Limiter == nil}
+}
+
+func (m *uploadMeter) Read(p []byte) (int, error) {
+	if m.refused != nil {
+		return 0, m.refused
+	}
+	if !m.started {
+		m.started = true
+		if m.declared > 0 && !m.count(m.declared) {
+			return 0, m.refused
+		}
+	}
+	n, err := m.body.Read(p)
+	if m.declared < 0 && !m.open {
+		m.uncounted += int64(n)
+		if (m.uncounted >= meterStep || (errors.Is(err, io.EOF) && m.uncounted > 0)) && !m.count(m.uncounted) {
+			return 0, m.refused
+		}
+	}
+	return n, err
+}
+
+// count takes n bytes from the tenant's allowance and reports whether
+// they were granted.
+func (m *uploadMeter) count(n int64) bool {
+	if m.open {
+		return true
+	}
+	perMinute := m.s.deps.Limits.ArtifactMBPerMinute * 1024
+	d, err := m.s.deps.Limiter.Allow(m.ctx, "bytes:"+limitKey(m.ctx), perMinute, int((n+kib-1)/kib))
+	if err != nil {
+		m.s.limiterDown(m.ctx, err)
+		m.open = true
+		return true
+	}
+	m.uncounted = 0
+	if d.Allowed {
+		return true
+	}
+	retry := max(ceilSeconds(d.RetryAfter), 1)
+	if d.RetryAfter < 0 {
+		retry = 60
+	}
+	m.w.Header().Set("Retry-After", strconv.Itoa(retry))
+	m.s.deps.Logger.LogAttrs(m.ctx, slog.LevelInfo, "artifact upload rate limited", slog.String("event", "rate_limited"),
+		slog.String("limit", "artifact_bytes"), slog.String("tenant", m.tenant), slog.Int64("bytes", n),
+		slog.Int("retry_after_s", retry))
+	m.refused = &taskrunner.Error{Code: taskrunner.CodeRateLimitExceeded,
+		Message: fmt.Sprintf("%d MB of artifacts per minute (ARTIFACT_MB_PER_MINUTE); retry in %ds", m.s.deps.Limits.ArtifactMBPerMinute, retry)}
+	return false
+}
+
+// result is the upload's outcome: the refusal when the allowance ran
+// out (whatever error the store made of the failed read), else err.
+func (m *uploadMeter) result(err error) error {
+	if err != nil && m.refused != nil {
+		return m.refused
+	}
+	return err
 }
 
 func ceilSeconds(d time.Duration) int {

@@ -34,8 +34,7 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	for _, want := range []string{
-		`taskrunner_tasks_enqueued_total{type="echo"} 2`,
-		fmt.Sprintf(`taskrunner_runs_finished_total{status=%q,type="echo"} 2`, db.RunCompleted),
+		`taskrunner_tasks_enqueued_total{tenant="local",type="echo"} 2`,
 		`taskrunner_run_duration_seconds_count{status="completed",type="echo"} 2`,
 		`taskrunner_http_requests_total{method="POST",route="/tasks",status="202"} 2`,
 		`taskrunner_http_requests_total{method="POST",route="/tasks",status="429"} 1`,
@@ -47,6 +46,9 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 	} {
 		require.Contains(t, string(text), want)
 	}
+	// The runs' tenant is their owner: local once tasks record it, system
+	// for a task without one.
+	require.Regexp(t, fmt.Sprintf(`taskrunner_runs_finished_total\{status=%q,tenant="(local|system)",type="echo"\} 2`, db.RunCompleted), string(text))
 	post, err := http.Post(b.server.URL+"/metrics", "text/plain", nil)
 	require.NoError(t, err)
 	post.Body.Close()

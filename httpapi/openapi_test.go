@@ -181,7 +181,7 @@ func TestOpenAPIDocumentMatchesRoutes(t *testing.T) {
 // denyAll is an enqueue limiter that has nothing left.
 type denyAll struct{}
 
-func (denyAll) Allow(context.Context, string, int) (cache.Decision, error) {
+func (denyAll) Allow(context.Context, string, int, int) (cache.Decision, error) {
 	return cache.Decision{Limit: 30, Remaining: 0, RetryAfter: 12 * time.Second, ResetAfter: 40 * time.Second}, nil
 }
 

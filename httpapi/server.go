@@ -6,12 +6,14 @@ package httpapi
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -53,7 +55,8 @@ type Config struct {
 	Checks []Check
 	// APIKeys, when set, are required on every route but /health.
 	APIKeys []config.APIKey
-	// Limiter is the per-minute enqueue limit; nil: none.
+	// Limiter keeps the per-minute enqueue limit and artifact byte rate;
+	// nil: neither is enforced.
 	Limiter Limiter
 	// Metrics counts requests and serves /metrics; nil: no /metrics.
 	Metrics *metrics.Metrics
@@ -63,9 +66,10 @@ type Config struct {
 	RiverUI http.Handler
 	// Limits are the limits the API enforces, shown as they are by
 	// GET /limits. Of them the API uses MaxBatchSize,
-	// MaxRequestBodyBytes, MaxConcurrentUploads and HTTPReadTimeout (the
+	// MaxRequestBodyBytes, MaxConcurrentUploads, HTTPReadTimeout (the
 	// server's read deadline, see NewHTTPServer: reading what a handler
-	// left of a body stops at it too); each is config's default when 0.
+	// left of a body stops at it too), TasksPerMinute, ArtifactMBPerMinute,
+	// TenantMaxWaiters and Tenants; each is config's default when 0.
 	Limits config.Limits
 	// RequestTimeout is every request's deadline (a long poll's is its
 	// wait plus this); config.DefaultRequestTimeout when 0.
@@ -81,6 +85,9 @@ func (cfg Config) withDefaults() Config {
 	cfg.Limits.MaxRequestBodyBytes = cmp.Or(cfg.Limits.MaxRequestBodyBytes, config.DefaultMaxRequestBodyBytes)
 	cfg.Limits.MaxConcurrentUploads = cmp.Or(cfg.Limits.MaxConcurrentUploads, config.DefaultMaxConcurrentUploads)
 	cfg.Limits.HTTPReadTimeout = cmp.Or(cfg.Limits.HTTPReadTimeout, config.DefaultHTTPReadTimeout)
+	cfg.Limits.TasksPerMinute = cmp.Or(cfg.Limits.TasksPerMinute, config.DefaultTasksPerMinute)
+	cfg.Limits.ArtifactMBPerMinute = cmp.Or(cfg.Limits.ArtifactMBPerMinute, config.DefaultArtifactMBPerMinute)
+	cfg.Limits.TenantMaxWaiters = cmp.Or(cfg.Limits.TenantMaxWaiters, config.DefaultMaxWaiters/config.DefaultTenantWaitersShare)
 	cfg.RequestTimeout = cmp.Or(cfg.RequestTimeout, config.DefaultRequestTimeout)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
 	return cfg
@@ -99,6 +106,8 @@ func (cfg Config) validate() error {
 		return fmt.Errorf("http api: Limits.MaxRequestBodyBytes must be positive, got %d", cfg.Limits.MaxRequestBodyBytes)
 	case cfg.Limits.MaxConcurrentUploads < 0:
 		return fmt.Errorf("http api: Limits.MaxConcurrentUploads must be positive, got %d", cfg.Limits.MaxConcurrentUploads)
+	case cfg.Limits.TasksPerMinute < 0 || cfg.Limits.ArtifactMBPerMinute < 0 || cfg.Limits.TenantMaxWaiters < 0:
+		return errors.New("http api: Limits.TasksPerMinute, ArtifactMBPerMinute and TenantMaxWaiters must be positive")
 	case cfg.Limits.HTTPReadTimeout < 0:
 		return fmt.Errorf("http api: Limits.HTTPReadTimeout must be positive, got %s", cfg.Limits.HTTPReadTimeout)
 	case cfg.RequestTimeout < 0:
@@ -122,6 +131,10 @@ type Server struct {
 	limiterWarned atomic.Int64
 	// uploads holds one token per artifact upload being received.
 	uploads chan struct{}
+	// waiters counts the long polls and event streams each tenant holds
+	// (by limitKey).
+	waitersMu sync.Mutex
+	waiters   map[string]int
 }
 
 // New returns the API handler built from cfg, or an error naming the field
@@ -131,7 +144,7 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{deps: cfg, uploads: make(chan struct{}, cfg.Limits.MaxConcurrentUploads)}
+	s := &Server{deps: cfg, uploads: make(chan struct{}, cfg.Limits.MaxConcurrentUploads), waiters: map[string]int{}}
 	if len(cfg.APIKeys) > 0 {
 		s.keys = newKeyring(cfg.APIKeys)
 	}
@@ -309,8 +322,39 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) limits(w http.ResponseWriter, _ *http.Request) error {
-	writeJSON(w, http.StatusOK, s.deps.Limits)
+// tenantLimitsView is what GET /limits shows the caller of its own
+// effective limits.
+type tenantLimitsView struct {
+	Name                string `json:"name"`
+	TasksPerMinute      int    `json:"tasks_per_minute"`
+	MaxRunning          int    `json:"max_running"`
+	ArtifactMBPerMinute int    `json:"artifact_mb_per_minute"`
+	MaxWaiters          int    `json:"max_waiters"`
+}
+
+// limits shows the global limits and, under "tenant", the caller's own:
+// its overrides from TENANT_LIMITS applied. Other tenants' overrides are
+// not shown.
+func (s *Server) limits(w http.ResponseWriter, r *http.Request) error {
+	l := s.deps.Limits
+	global, err := json.Marshal(l)
+	if err != nil {
+		return err
+	}
+	var body map[string]json.RawMessage
+	if err := json.Unmarshal(global, &body); err != nil {
+		return err
+	}
+	name := tenantOf(r.Context())
+	own, err := json.Marshal(tenantLimitsView{
+		Name: name, TasksPerMinute: l.TasksPerMinuteFor(name), MaxRunning: l.MaxRunningFor(name),
+		ArtifactMBPerMinute: l.ArtifactMBPerMinute, MaxWaiters: l.TenantMaxWaiters,
+	})
+	if err != nil {
+		return err
+	}
+	body["tenant"] = own
+	writeJSON(w, http.StatusOK, body)
 	return nil
 }
 

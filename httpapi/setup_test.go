@@ -63,6 +63,14 @@ type setupOpts struct {
 	// (testenv.RedisURL() when empty), under a key prefix of the test's own.
 	perMinute int
 	redisURL  string
+	// artifactMBPerMinute is each tenant's artifact byte rate (with
+	// perMinute set, which turns the limiter on); the default when 0.
+	artifactMBPerMinute int
+	// tenantMaxWaiters bounds one tenant's waiting requests; the default
+	// when 0.
+	tenantMaxWaiters int
+	// tenantLimits are TENANT_LIMITS.
+	tenantLimits map[string]config.TenantLimits
 	// apiKeys turns authentication on.
 	apiKeys []config.APIKey
 	// metrics, when set, is counted into and served at /metrics.
@@ -134,7 +142,9 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 		readTimeout = config.DefaultHTTPReadTimeout
 	}
 	limits := config.Limits{TaskMaxRuntime: testMaxRuntime, MaxBatchSize: 50, MaxRequestBodyBytes: config.DefaultMaxRequestBodyBytes,
-		HTTPReadTimeout: readTimeout, MaxConcurrentUploads: cmp.Or(opts.maxUploads, config.DefaultMaxConcurrentUploads)}
+		HTTPReadTimeout: readTimeout, MaxConcurrentUploads: cmp.Or(opts.maxUploads, config.DefaultMaxConcurrentUploads),
+		TasksPerMinute: opts.perMinute, ArtifactMBPerMinute: opts.artifactMBPerMinute, TenantMaxWaiters: opts.tenantMaxWaiters,
+		Tenants: opts.tenantLimits}
 	tasks, err := task.NewService(task.ServiceConfig{
 		Pool: tdb.Pool, Client: client, Logger: logger,
 		Limits: task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: env},
@@ -351,7 +361,7 @@ func newLimiter(t *testing.T, opts setupOpts) httpapi.Limiter {
 	rdb, err := cache.NewClient(url)
 	require.NoError(t, err)
 	t.Cleanup(func() { rdb.Close() })
-	return cache.NewLimiter(rdb, testenv.RandomName("test:")+":", opts.perMinute)
+	return cache.NewLimiter(rdb, testenv.RandomName("test:")+":")
 }
 
 func basic(user, pass string) string {

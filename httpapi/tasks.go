@@ -135,7 +135,7 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request, req *task.Reque
 	if existing {
 		status = http.StatusOK
 	} else {
-		s.deps.Metrics.TaskEnqueued(t.Type)
+		s.deps.Metrics.TaskEnqueued(t.Type, tenantOf(r.Context()))
 	}
 	w.Header().Set("Location", "/tasks/"+strconv.FormatInt(t.ID, 10))
 	writeJSON(w, status, viewOf(t))
@@ -191,7 +191,7 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) error {
 	out := batchBody{Tasks: make([]taskView, len(tasks))}
 	for i := range tasks {
 		out.Tasks[i] = viewOf(&tasks[i])
-		s.deps.Metrics.TaskEnqueued(tasks[i].Type)
+		s.deps.Metrics.TaskEnqueued(tasks[i].Type, tenantOf(r.Context()))
 	}
 	writeJSON(w, http.StatusAccepted, out)
 	return nil

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -51,13 +53,49 @@ func parseWait(v string) (time.Duration, error) {
 	return d, nil
 }
 
-// watch subscribes to a task's changes, or refuses when the process has too
-// many waiters.
-func (s *Server) watch(id int64) (wake <-chan struct{}, stop func(), err error) {
+// watch subscribes to a task's changes, or refuses with too_many_waiters
+// when the request's tenant holds its TENANT_MAX_WAITERS in this process,
+// or the process its MAX_WAITERS.
+func (s *Server) watch(ctx context.Context, id int64) (wake <-chan struct{}, stop func(), err error) {
 	if s.deps.Watcher == nil {
 		return nil, nil, &taskrunner.Error{Code: taskrunner.CodeDependencyUnavailable, Message: "waiting on tasks is not available here"}
 	}
-	return s.deps.Watcher.Subscribe(id)
+	key := limitKey(ctx)
+	release, err := s.takeTenantWaiter(ctx, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	wake, stopWatch, err := s.deps.Watcher.Subscribe(id)
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	return wake, func() { stopWatch(); release() }, nil
+}
+
+// takeTenantWaiter counts one more waiter of key, or refuses when it holds
+// TENANT_MAX_WAITERS already.
+func (s *Server) takeTenantWaiter(ctx context.Context, key string) (release func(), err error) {
+	limit := s.deps.Limits.TenantMaxWaiters
+	s.waitersMu.Lock()
+	defer s.waitersMu.Unlock()
+	if s.waiters[key] >= limit {
+		s.deps.Logger.LogAttrs(ctx, slog.LevelInfo, "tenant holds its maximum of waiters", slog.String("event", "rate_limited"),
+			slog.String("limit", "waiters"), slog.String("tenant", tenantOf(ctx)), slog.Int("max_waiters", limit))
+		return nil, &taskrunner.Error{Code: taskrunner.CodeTooManyWaiters, Message: fmt.Sprintf(
+			"this tenant holds its maximum of %d long polls and event streams (TENANT_MAX_WAITERS); retry shortly or poll", limit)}
+	}
+	s.waiters[key]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.waitersMu.Lock()
+			defer s.waitersMu.Unlock()
+			if s.waiters[key]--; s.waiters[key] <= 0 {
+				delete(s.waiters, key)
+			}
+		})
+	}, nil
 }
 
 // getTask returns a task; with ?wait= it holds the request until the task
@@ -77,7 +115,7 @@ func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
 	if wait > 0 {
 		// Subscribe before the first read, so no change falls between.
 		var stop func()
-		if wake, stop, err = s.watch(id); err != nil {
+		if wake, stop, err = s.watch(r.Context(), id); err != nil {
 			return err
 		}
 		defer stop()
@@ -133,7 +171,7 @@ func (s *Server) taskEvents(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return &taskrunner.Error{Code: taskrunner.CodeInternal, Message: "streaming is not supported here"}
 	}
-	wake, stop, err := s.watch(id)
+	wake, stop, err := s.watch(r.Context(), id)
 	if err != nil {
 		return err
 	}

@@ -111,9 +111,11 @@ func (m *RunRecorder) Work(ctx context.Context, job *rivertype.JobRow, doInner f
 		Status: db.RunRunning, StartedAt: started, Starting: true,
 	}
 	m.writer.record(rec, false) // written with the next batch; the end is waited for
+	owner := OwnerOf(job)
+	m.metrics.RunStarted(owner)
 	attrs := func() []slog.Attr {
 		return []slog.Attr{
-			slog.Int64("task_id", job.ID), slog.String("type", job.Kind),
+			slog.Int64("task_id", job.ID), slog.String("type", job.Kind), slog.String("tenant", tenantAttr(owner)),
 			slog.Int("attempt", job.Attempt), slog.Int("max_attempts", job.MaxAttempts),
 		}
 	}
@@ -128,7 +130,7 @@ func (m *RunRecorder) Work(ctx context.Context, job *rivertype.JobRow, doInner f
 	took := time.Since(started)
 
 	out := classify(ctx, job, workErr, took)
-	m.metrics.RunFinished(job.Kind, out.status, took)
+	m.metrics.RunFinished(job.Kind, owner, out.status, took)
 	if m.logger.Enabled(ctx, out.level) {
 		a := append(attrs(), slog.Float64("took_ms", ms(took)), slog.String("event", out.event))
 		if out.code != "" {
@@ -162,6 +164,15 @@ func (m *RunRecorder) Work(ctx context.Context, job *rivertype.JobRow, doInner f
 		return nil
 	}
 	return riverErrorOf(out.err)
+}
+
+// tenantAttr is the tenant a task's log lines name: its owner, or system
+// for taskrunner's own jobs.
+func tenantAttr(owner string) string {
+	if owner == "" {
+		return metrics.TenantSystem
+	}
+	return owner
 }
 
 // storableRecord is rec with every text that came from outside (an error's

@@ -196,6 +196,21 @@ type Metadata struct {
 	Owner string `json:"owner,omitempty"`
 }
 
+// OwnerOf is the tenant that owns job: its metadata's owner, or "" for
+// taskrunner's own jobs.
+func OwnerOf(job *rivertype.JobRow) string {
+	if !bytes.Contains(job.Metadata, []byte(`"owner"`)) {
+		return "" // most of taskrunner's own jobs: no decoding
+	}
+	var m struct {
+		Owner string `json:"owner"`
+	}
+	if json.Unmarshal(job.Metadata, &m) != nil {
+		return ""
+	}
+	return m.Owner
+}
+
 // timeoutOf is the job's own timeout, or 0 to use the client's (the cap).
 func timeoutOf(job *rivertype.JobRow) time.Duration {
 	var m Metadata

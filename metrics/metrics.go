@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,17 +30,68 @@ type Metrics struct {
 	searchCache        *prometheus.CounterVec
 	artifactBytes      *prometheus.CounterVec
 	runRecordsDropped  prometheus.Counter
+	tasksRunning       *prometheus.GaugeVec
+
+	// tenants are the names the tenant label may hold (see TenantLabel).
+	tenants atomic.Pointer[map[string]bool]
+}
+
+// Values of the tenant label besides the configured tenants' names.
+const (
+	// TenantSystem is the tenant label of taskrunner's own jobs (retention),
+	// which have no owner.
+	TenantSystem = "system"
+	// TenantOther is the tenant label of an owner that is not configured
+	// (a key since removed), so the label's values stay bounded.
+	TenantOther = "other"
+)
+
+// localTenant is the owner of everything without API keys; it is always a
+// label of its own.
+const localTenant = "local"
+
+// SetTenants sets the tenant names the tenant label may hold: those of
+// API_KEYS and TENANT_LIMITS. Call it once at start-up.
+func (m *Metrics) SetTenants(names []string) {
+	if m == nil {
+		return
+	}
+	set := map[string]bool{localTenant: true}
+	for _, n := range names {
+		set[n] = true
+	}
+	m.tenants.Store(&set)
+}
+
+// TenantLabel is owner as the tenant label holds it: a configured name,
+// TenantSystem for no owner, TenantOther for any other.
+func (m *Metrics) TenantLabel(owner string) string {
+	switch {
+	case owner == "":
+		return TenantSystem
+	case owner == localTenant:
+		return owner
+	}
+	if m != nil {
+		if set := m.tenants.Load(); set != nil && (*set)[owner] {
+			return owner
+		}
+	}
+	return TenantOther
 }
 
 // New returns the metrics of one process, with Go and process collectors.
 func New() *Metrics {
 	m := &Metrics{registry: prometheus.NewRegistry()}
 	m.tasksEnqueued = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "taskrunner_tasks_enqueued_total", Help: "Tasks enqueued, by type.",
-	}, []string{"type"})
+		Name: "taskrunner_tasks_enqueued_total", Help: "Tasks enqueued, by type and tenant.",
+	}, []string{"type", "tenant"})
 	m.runsFinished = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "taskrunner_runs_finished_total", Help: "Attempts finished by this process's workers, by task type and run status (completed, failed, killed, cancelled, interrupted).",
-	}, []string{"type", "status"})
+		Name: "taskrunner_runs_finished_total", Help: "Attempts finished by this process's workers, by task type, tenant and run status (completed, failed, killed, cancelled, interrupted).",
+	}, []string{"type", "tenant", "status"})
+	m.tasksRunning = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "taskrunner_tasks_running", Help: "Tasks running in this process's workers, by tenant (sum over the worker processes for the whole).",
+	}, []string{"tenant"})
 	m.runDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "taskrunner_run_duration_seconds", Help: "Duration of attempts, by task type and run status.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 4, 12),
@@ -68,7 +120,7 @@ func New() *Metrics {
 	})
 	m.registry.MustRegister(
 		m.tasksEnqueued, m.runsFinished, m.runDuration, m.httpRequests, m.httpDuration,
-		m.rateLimited, m.limiterUnavailable, m.searchCache, m.artifactBytes, m.runRecordsDropped,
+		m.rateLimited, m.limiterUnavailable, m.searchCache, m.artifactBytes, m.runRecordsDropped, m.tasksRunning,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
@@ -82,17 +134,28 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
 }
 
-// TaskEnqueued counts an enqueued task.
-func (m *Metrics) TaskEnqueued(taskType string) {
+// TaskEnqueued counts a task enqueued for tenant (its owner).
+func (m *Metrics) TaskEnqueued(taskType, tenant string) {
 	if m != nil {
-		m.tasksEnqueued.WithLabelValues(taskType).Inc()
+		m.tasksEnqueued.WithLabelValues(taskType, m.TenantLabel(tenant)).Inc()
 	}
 }
 
-// RunFinished counts a finished attempt and its duration.
-func (m *Metrics) RunFinished(taskType, status string, took time.Duration) {
+// RunStarted counts a task of tenant (its owner; "" for taskrunner's own)
+// as running until RunFinished.
+func (m *Metrics) RunStarted(tenant string) {
 	if m != nil {
-		m.runsFinished.WithLabelValues(taskType, status).Inc()
+		m.tasksRunning.WithLabelValues(m.TenantLabel(tenant)).Inc()
+	}
+}
+
+// RunFinished counts a finished attempt of a task of tenant, and its
+// duration, and ends its RunStarted.
+func (m *Metrics) RunFinished(taskType, tenant, status string, took time.Duration) {
+	if m != nil {
+		label := m.TenantLabel(tenant)
+		m.tasksRunning.WithLabelValues(label).Dec()
+		m.runsFinished.WithLabelValues(taskType, label, status).Inc()
 		m.runDuration.WithLabelValues(taskType, status).Observe(took.Seconds())
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -83,11 +84,13 @@ func TestMetrics(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		m := b.metrics
-		m.TaskEnqueued("echo")
-		m.TaskEnqueued("echo")
-		m.TaskEnqueued("sleep")
-		m.RunFinished("echo", "completed", 250*time.Millisecond)
-		m.RunFinished("echo", "failed", time.Second)
+		m.TaskEnqueued("echo", "local")
+		m.TaskEnqueued("echo", "local")
+		m.TaskEnqueued("sleep", "local")
+		m.RunStarted("local")
+		m.RunFinished("echo", "local", "completed", 250*time.Millisecond)
+		m.RunStarted("local")
+		m.RunFinished("echo", "local", "failed", time.Second)
 		m.HTTPRequest("/tasks", http.MethodPost, http.StatusAccepted, 10*time.Millisecond)
 		m.HTTPRequest("/tasks", http.MethodPost, http.StatusTooManyRequests, 20*time.Millisecond)
 		m.HTTPRequest("/tasks/{id}", http.MethodGet, http.StatusOK, time.Millisecond)
@@ -103,10 +106,11 @@ func TestMetrics(t *testing.T) {
 		m.RunRecordDropped()
 
 		requireSamples(t, b.scrape(t), map[string]float64{
-			`taskrunner_tasks_enqueued_total{type="echo"}`:                                  2,
-			`taskrunner_tasks_enqueued_total{type="sleep"}`:                                 1,
-			`taskrunner_runs_finished_total{status="completed",type="echo"}`:                1,
-			`taskrunner_runs_finished_total{status="failed",type="echo"}`:                   1,
+			`taskrunner_tasks_enqueued_total{tenant="local",type="echo"}`:                   2,
+			`taskrunner_tasks_enqueued_total{tenant="local",type="sleep"}`:                  1,
+			`taskrunner_runs_finished_total{status="completed",tenant="local",type="echo"}`: 1,
+			`taskrunner_runs_finished_total{status="failed",tenant="local",type="echo"}`:    1,
+			`taskrunner_tasks_running{tenant="local"}`:                                      0,
 			`taskrunner_run_duration_seconds_count{status="completed",type="echo"}`:         1,
 			`taskrunner_run_duration_seconds_sum{status="completed",type="echo"}`:           0.25,
 			`taskrunner_run_duration_seconds_sum{status="failed",type="echo"}`:              1,
@@ -176,12 +180,55 @@ func TestMetrics(t *testing.T) {
 		require.Equal(t, 1, n, "made-up methods made series of their own")
 	})
 
+	t.Run("ByTenantTheLabelIsBoundedByTheConfiguredNames", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		m := b.metrics
+		m.SetTenants([]string{"alice", "bob"})
+		m.TaskEnqueued("echo", "alice")
+		m.TaskEnqueued("echo", "alice")
+		m.TaskEnqueued("echo", "bob")
+		for i := range 50 {
+			m.TaskEnqueued("echo", fmt.Sprintf("removed-key-%d", i))
+		}
+		m.RunStarted("alice")
+		m.RunStarted("alice")
+		m.RunStarted("bob")
+		m.RunStarted("")
+		m.RunFinished("echo", "alice", "completed", time.Millisecond)
+		m.RunFinished("echo", "bob", "failed", time.Millisecond)
+		m.RunFinished("retention", "", "completed", time.Millisecond)
+		m.RunStarted("gone")
+		m.RunFinished("echo", "gone", "completed", time.Millisecond)
+
+		got := b.scrape(t)
+		requireSamples(t, got, map[string]float64{
+			`taskrunner_tasks_enqueued_total{tenant="alice",type="echo"}`:                         2,
+			`taskrunner_tasks_enqueued_total{tenant="bob",type="echo"}`:                           1,
+			`taskrunner_tasks_enqueued_total{tenant="other",type="echo"}`:                         50,
+			`taskrunner_tasks_running{tenant="alice"}`:                                            1,
+			`taskrunner_tasks_running{tenant="bob"}`:                                              0,
+			`taskrunner_tasks_running{tenant="system"}`:                                           0,
+			`taskrunner_tasks_running{tenant="other"}`:                                            0,
+			`taskrunner_runs_finished_total{status="completed",tenant="alice",type="echo"}`:       1,
+			`taskrunner_runs_finished_total{status="failed",tenant="bob",type="echo"}`:            1,
+			`taskrunner_runs_finished_total{status="completed",tenant="system",type="retention"}`: 1,
+			`taskrunner_runs_finished_total{status="completed",tenant="other",type="echo"}`:       1,
+		})
+		for series := range got {
+			require.NotContains(t, series, "removed-key", "an unconfigured owner made a series of its own")
+		}
+		require.Equal(t, "local", m.TenantLabel("local"), "local, the tenant without keys, is always a label")
+	})
+
 	t.Run("NilMetricsCountsNothingAndDoesNotPanic", func(t *testing.T) {
 		t.Parallel()
 		var m *metrics.Metrics
 		require.NotPanics(t, func() {
-			m.TaskEnqueued("echo")
-			m.RunFinished("echo", "completed", time.Second)
+			m.TaskEnqueued("echo", "alice")
+			m.RunStarted("alice")
+			m.RunFinished("echo", "alice", "completed", time.Second)
+			m.SetTenants([]string{"alice"})
 			m.HTTPRequest("/tasks", http.MethodPost, http.StatusAccepted, time.Millisecond)
 			m.RateLimited()
 			m.LimiterUnavailable()

@@ -246,7 +246,16 @@ func (s *Service) Insert(ctx context.Context, p river.InsertManyParams, idempote
 
 func (s *Service) logEnqueued(ctx context.Context, t *taskrunner.Task) {
 	s.logger.LogAttrs(ctx, slog.LevelInfo, "task enqueued", slog.String("event", "task_enqueued"),
-		slog.Int64("task_id", t.ID), slog.String("type", t.Type), slog.String("queue", t.Queue))
+		slog.Int64("task_id", t.ID), slog.String("type", t.Type), slog.String("queue", t.Queue), slog.String("tenant", tenantName(ctx)))
+}
+
+// tenantName is the tenant ctx acts for, as log lines name it (never its
+// key): system for taskrunner's own work.
+func tenantName(ctx context.Context) string {
+	if t, ok := taskrunner.TenantFrom(ctx); ok {
+		return t.Name
+	}
+	return "system"
 }
 
 // ValidateBatch checks every request of a batch of at most maxSize, naming

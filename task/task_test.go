@@ -26,12 +26,13 @@ const testMaxRuntime = 60 * time.Second
 type testBundle struct {
 	svc  *task.Service
 	pool *pgxpool.Pool
+	logs *testenv.Logs
 }
 
 func setup(t *testing.T) *testBundle {
 	t.Helper()
 	tdb := testenv.NewDB(t)
-	logger, _ := testenv.Logger(t)
+	logger, logs := testenv.Logger(t)
 	client, err := jobs.NewClient(jobs.ClientConfig{
 		Pool: tdb.Pool, Logger: logger,
 		Queues: []string{"default"}, MaxRuntime: testMaxRuntime, RescueAfter: 2 * testMaxRuntime,
@@ -47,7 +48,7 @@ func setup(t *testing.T) *testBundle {
 		Limits: task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: env},
 	})
 	require.NoError(t, err)
-	return &testBundle{svc: svc, pool: tdb.Pool}
+	return &testBundle{svc: svc, pool: tdb.Pool, logs: logs}
 }
 
 func echo(msg string) *task.Request {
@@ -367,4 +368,23 @@ func TestServiceKeepsTenantsApart(t *testing.T) {
 	_, err = b.svc.Get(alice, own.ID)
 	requireRefusal(t, err, taskrunner.CodeNotFound, "")
 	require.Equal(t, []int64{own.ID}, list(admin, taskrunner.LocalTenant))
+}
+
+// task_enqueued names the tenant the request acted for, never its key.
+func TestEnqueuedLogNamesTheTenant(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := taskrunner.WithTenant(context.Background(), taskrunner.Tenant{Name: "alice"})
+	_, _, err := b.svc.Submit(ctx, echo("hi"), "")
+	require.NoError(t, err)
+	params, err := b.svc.ValidateBatch([]task.Request{*echo("a"), *echo("b")}, 10)
+	require.NoError(t, err)
+	_, err = b.svc.SubmitBatch(ctx, params)
+	require.NoError(t, err)
+	b.submit(t, echo("own work"), "")
+	var tenants []any
+	for _, e := range b.logs.Events("task_enqueued") {
+		tenants = append(tenants, e["tenant"])
+	}
+	require.Equal(t, []any{"alice", "alice", "alice", "system"}, tenants)
 }

@@ -59,6 +59,7 @@ func init() {
 		"get":      {"get ID", cmdGet},
 		"wait":     {"wait ID [--timeout DURATION] [-q]", cmdWait},
 		"cancel":   {"cancel ID", cmdCancel},
+		"limits":   {"limits", cmdLimits},
 		"search":   {"search QUERY... [--source S ...] [--recency-days N] [--max-results N] [--idempotency-key K] [--wait] [-q]", cmdSearch},
 		"artifact": {"artifact put TASK_ID FILE [--name N] [--type T] [--content-type CT] | get ARTIFACT_ID [-o FILE] | meta ARTIFACT_ID", cmdArtifact},
 	}
@@ -309,6 +310,24 @@ func cmdGet(ctx context.Context, e *cliEnv, args []string) error {
 		return err
 	}
 	return printJSON(e.stdout, t.Raw)
+}
+
+// cmdLimits prints the server's limits and the caller's own (under
+// "tenant").
+func cmdLimits(ctx context.Context, e *cliEnv, args []string) error {
+	fs := newFlags("limits")
+	rest, err := e.parseArgs(fs, "limits", args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return cmdUsage("limits", "limits takes no arguments")
+	}
+	raw, err := e.c.Limits(ctx)
+	if err != nil {
+		return err
+	}
+	return printJSON(e.stdout, raw)
 }
 
 func cmdCancel(ctx context.Context, e *cliEnv, args []string) error {

@@ -80,7 +80,8 @@ func TestClientCommands(t *testing.T) {
 	env := with(baseEnv(testenv.NewDB(t).URL),
 		"MINIO_ENDPOINT", bucket.Endpoint, "MINIO_ROOT_USER", bucket.User, "MINIO_ROOT_PASSWORD", bucket.Password,
 		"MINIO_BUCKET", bucket.Name, "REDIS_KEY_PREFIX", testenv.RandomName("client-test:")+":",
-		"BRAVE_API_URL", brave.BraveEndpoint(), "BRAVE_API_KEY", searchtest.BraveKey)
+		"BRAVE_API_URL", brave.BraveEndpoint(), "BRAVE_API_KEY", searchtest.BraveKey,
+		"TENANT_LIMITS", "local:tasks_per_minute=99999:max_running=3")
 	server, api := startAPIProc(t, "serve", env, "serve")
 	server.WaitEvent("workers_started", startTimeout, nil)
 	base := api.base
@@ -165,6 +166,21 @@ func TestClientCommands(t *testing.T) {
 		require.Empty(t, out.stdout)
 		require.True(t, client.IsCode(out.err, "task_already_finished"), "%v", out.err)
 		require.Equal(t, "task_already_finished: task "+ids+" already finished (cancelled)", out.err.Error())
+	})
+
+	t.Run("limits", func(t *testing.T) {
+		t.Parallel()
+		out := cli(t, "limits")
+		require.NoError(t, out.err, out.all())
+		limits := taskOf(t, out)
+		require.EqualValues(t, 100000, limits["tasks_per_minute"])
+		require.Equal(t, map[string]any{"name": "local", "tasks_per_minute": float64(99999), "max_running": float64(3),
+			"artifact_mb_per_minute": float64(1024), "max_waiters": float64(250)}, limits["tenant"], "the caller's own limits")
+		require.Contains(t, out.stdout, "\n  \"tenant\": {\n", "printed indented")
+
+		out = cli(t, "limits", "extra")
+		require.Error(t, out.err)
+		require.Contains(t, out.err.Error(), "usage: taskrunner limits")
 	})
 
 	t.Run("get", func(t *testing.T) {

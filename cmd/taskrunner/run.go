@@ -35,6 +35,7 @@ http://127.0.0.1:8000) with the key in TASKRUNNER_API_KEY:
                                 exit 0 completed, 1 cancelled or discarded,
                                 3 still unfinished at the timeout
   taskrunner cancel ID          cancel a queued or running task
+  taskrunner limits             print the server's limits and the caller's own
   taskrunner search QUERY... [--source S ...] [--recency-days N]
                     [--max-results N] [--wait]
                                 enqueue a search task
@@ -75,7 +76,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	switch cmd {
-	case "submit", "get", "wait", "cancel", "search", "artifact":
+	case "submit", "get", "wait", "cancel", "search", "artifact", "limits":
 		// Clients of a running API: none of the server's configuration.
 		return runClient(ctx, cmd, rest, getenv, stdout, stderr)
 	}

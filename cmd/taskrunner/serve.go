@@ -123,6 +123,7 @@ func build(ctx context.Context, cfg *config.Config, logger *slog.Logger, r role)
 	cancel()
 
 	m := metrics.New()
+	m.SetTenants(tenantNames(cfg))
 	m.WatchQueueDepth(func(ctx context.Context) (map[string]int64, error) { return db.CountTasksByState(ctx, s.pool) }, queueDepthInterval)
 	artifacts, err := artifact.NewService(artifact.ServiceConfig{
 		Store: store, Pool: s.pool, MaxBytes: int64(cfg.Limits.TaskMaxArtifactMB) << 20, Logger: logger, Metrics: m,
@@ -230,7 +231,7 @@ func (s *server) buildAPI(store *artifact.Store, artifacts *artifact.Service, m 
 			{Name: "minio", Check: store.Ping},
 		},
 		APIKeys:        cfg.APIKeys,
-		Limiter:        cache.NewLimiter(s.rdb, cfg.RedisKeyPrefix, cfg.Limits.TasksPerMinute),
+		Limiter:        cache.NewLimiter(s.rdb, cfg.RedisKeyPrefix),
 		Metrics:        m,
 		RiverUI:        ui,
 		Watcher:        s.watcher,
@@ -375,4 +376,17 @@ func listen(addr, what string, srv *http.Server, logger *slog.Logger, serveErr c
 	}()
 	logger.Info(what+" listening", slog.String("event", what+"_listening"), slog.String("addr", ln.Addr().String()))
 	return nil
+}
+
+// tenantNames are the tenants the metrics' tenant label may name: those of
+// API_KEYS and TENANT_LIMITS.
+func tenantNames(cfg *config.Config) []string {
+	var names []string
+	for _, k := range cfg.APIKeys {
+		names = append(names, k.Name)
+	}
+	for name := range cfg.Limits.Tenants {
+		names = append(names, name)
+	}
+	return names
 }
