@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/taskrunner/taskrunner"
 )
 
 // Defaults for every setting.
@@ -121,6 +123,45 @@ type Config struct {
 	// Queues are the River queues tasks may be sent to and workers work
 	// (QUEUES, comma-separated; the first is the default).
 	Queues []string
+
+	// TenantFairShare sends each tenant's tasks to a River queue of its own
+	// per queue, worked by its own workers, so that a tenant's backlog never
+	// delays another tenant's tasks (TENANT_FAIR_SHARE, default on). Worker
+	// processes serve the tenants' queues whatever it says, so turning it
+	// off leaves no task behind.
+	TenantFairShare bool
+}
+
+// Tenants are the tenants known at start: the names in API_KEYS, sorted,
+// or the local tenant alone without keys. Worker processes serve a queue
+// of each.
+func (c *Config) Tenants() []string {
+	if len(c.APIKeys) == 0 {
+		return []string{taskrunner.LocalTenant}
+	}
+	names := make([]string, 0, len(c.APIKeys))
+	for _, k := range c.APIKeys {
+		names = append(names, k.Name)
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+// TenantLimits are one tenant's overrides of the global limits
+// (TENANT_LIMITS); 0 is the global setting.
+type TenantLimits struct {
+	TasksPerMinute int
+	MaxRunning     int
+}
+
+// MaxRunningFor is the cap on tenant's running tasks: its TENANT_LIMITS
+// override if above 0, else TENANT_MAX_RUNNING (0: no cap beyond the
+// worker pool).
+func (l Limits) MaxRunningFor(tenant string) int {
+	if t, ok := l.Tenants[tenant]; ok && t.MaxRunning > 0 {
+		return t.MaxRunning
+	}
+	return l.TenantMaxRunning
 }
 
 // APIKey is one client's key. Key is a secret.
@@ -152,6 +193,11 @@ type Limits struct {
 	// MaxConcurrentUploads bounds the artifact uploads one API process
 	// receives at once (MAX_CONCURRENT_UPLOADS); more are refused with 503.
 	MaxConcurrentUploads int
+	// TenantMaxRunning caps one tenant's running tasks per worker process
+	// (TENANT_MAX_RUNNING; 0, the default: no cap beyond the worker pool).
+	TenantMaxRunning int
+	// Tenants are per-tenant overrides (TENANT_LIMITS).
+	Tenants map[string]TenantLimits
 }
 
 // Load reads the configuration through getenv (os.Getenv in production). The
@@ -181,6 +227,7 @@ func Load(getenv func(string) string) (*Config, error) {
 			FetchAllowPrivateNetworks: r.boolean("FETCH_ALLOW_PRIVATE_NETWORKS", false),
 			HTTPReadTimeout:           r.seconds("HTTP_READ_TIMEOUT_SECONDS", DefaultHTTPReadTimeout),
 			MaxConcurrentUploads:      r.positiveInt("MAX_CONCURRENT_UPLOADS", DefaultMaxConcurrentUploads),
+			TenantMaxRunning:          r.nonNegativeInt("TENANT_MAX_RUNNING", 0),
 		},
 		SearchCacheTTL:      r.seconds("SEARCH_CACHE_TTL_SECONDS", DefaultSearchCacheTTL),
 		SearchMaxResults:    r.positiveInt("SEARCH_MAX_RESULTS", DefaultSearchMaxResults),
@@ -201,6 +248,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		AllowNoKeys:         r.boolean("API_ALLOW_NO_KEYS", false),
 		MetricsAddr:         r.str("METRICS_ADDR", ""),
 		MaxWaiters:          r.positiveInt("MAX_WAITERS", DefaultMaxWaiters),
+		TenantFairShare:     r.boolean("TENANT_FAIR_SHARE", true),
 	}
 	c.APIKeys, r.err = parseAPIKeys(getenv("API_KEYS"), r.err)
 	c.RescueAfter = r.seconds("TASK_RESCUE_AFTER_SECONDS", c.Limits.TaskMaxRuntime+DefaultRescueMarginOverCap)
@@ -237,6 +285,9 @@ func (c *Config) validate() error {
 	}
 	if !slices.Contains(c.Queues, DefaultQueue) {
 		return fmt.Errorf("QUEUES: must include %q, where tasks without a queue go", DefaultQueue)
+	}
+	if !c.TenantFairShare && c.Limits.TenantMaxRunning > 0 {
+		return errors.New("TENANT_MAX_RUNNING: a cap on a tenant's running tasks needs TENANT_FAIR_SHARE=true (each tenant's tasks in queues of its own)")
 	}
 	if _, err := url.Parse(c.DatabaseURL); err != nil {
 		return errors.New("DATABASE_URL: not a URL") // the URL may hold a password: never echo it
@@ -326,6 +377,19 @@ func (r *reader) positiveInt(name string, def int) int {
 	n, err := strconv.Atoi(v)
 	if err != nil || n <= 0 {
 		r.fail(name, v, "a positive whole number")
+		return def
+	}
+	return n
+}
+
+func (r *reader) nonNegativeInt(name string, def int) int {
+	v := strings.TrimSpace(r.getenv(name))
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		r.fail(name, v, "a whole number, 0 or more")
 		return def
 	}
 	return n

@@ -83,6 +83,9 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 				host = r.RemoteAddr
 			}
 			c.name = "addr:" + host
+			if s.keys == nil {
+				r = r.WithContext(taskrunner.WithTenant(r.Context(), taskrunner.Tenant{Name: taskrunner.LocalTenant, Admin: true}))
+			}
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -107,6 +110,6 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		c.name = "key:" + name
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(taskrunner.WithTenant(r.Context(), taskrunner.Tenant{Name: name})))
 	})
 }
