@@ -40,6 +40,16 @@
 //     client.Insert on a working client with the no-op worker at the
 //     end-to-end figure's settings (-workers, -fetch-cooldown, -fetch-poll).
 //     Each task must have completed on its first attempt;
+//   - fair share across tenants: a busy tenant enqueues -fair-backlog's
+//     worth of sleep tasks of -fair-sleep for the pool (WORKER_CONCURRENCY)
+//     before the workers start, then a quiet tenant enqueues -fair-tasks
+//     echo tasks one at a time at -fair-rate through the task service;
+//     the quiet tenant's pickup latency (attempted_at - created_at) p50
+//     and p99, with one shared queue (TENANT_FAIR_SHARE=false, in the
+//     bare River column) against a queue per tenant (taskrunner column),
+//     p99 against -fair-goal, and beside them the quiet tenant alone with
+//     no backlog. It fails if the backlog drained before the quiet
+//     tenant's last task was enqueued;
 //   - cached search, which has no bare River counterpart: the server time
 //     (runs.duration_ms, the worker's time from the aggregator's Redis
 //     lookups to RecordOutput) of -search-tasks identical searches whose
@@ -140,6 +150,11 @@ type options struct {
 	pickupRate    float64
 	pickupWarm    time.Duration
 	pickupGoal    time.Duration
+	fairTasks     int
+	fairRate      float64
+	fairBacklog   time.Duration
+	fairSleep     time.Duration
+	fairGoal      time.Duration
 	searchTasks   int
 	searchClients int
 	searchGoal    time.Duration
@@ -161,6 +176,9 @@ func (o *options) batch() bool { return o.batchSize > 0 }
 
 // pickup reports whether the pickup-latency figure is measured.
 func (o *options) pickup() bool { return o.pickupTasks > 0 }
+
+// fair reports whether the fair-share figure is measured.
+func (o *options) fair() bool { return o.fairTasks > 0 }
 
 // artifacts reports whether the artifact figures are measured.
 func (o *options) artifacts() bool { return o.artifactMB > 0 && o.artifactReps > 0 }
@@ -194,6 +212,11 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.Float64Var(&o.pickupRate, "pickup-rate", 50, "tasks per second the pickup-latency figure enqueues, one at a time")
 	fs.DurationVar(&o.pickupWarm, "pickup-warmup", time.Second, "enqueueing at -pickup-rate before the measured tasks of the pickup-latency figure, not counted")
 	fs.DurationVar(&o.pickupGoal, "pickup-goal", 20*time.Millisecond, "p50 pickup latency taskrunner should stay within")
+	fs.IntVar(&o.fairTasks, "fair-tasks", 100, "quiet tenant's tasks per side and round whose pickup latency is measured while another tenant holds a backlog (0: skip the figure)")
+	fs.Float64Var(&o.fairRate, "fair-rate", 20, "tasks per second the quiet tenant enqueues, one at a time")
+	fs.DurationVar(&o.fairBacklog, "fair-backlog", 10*time.Second, "the busy tenant's backlog, in time for the whole pool (WORKER_CONCURRENCY) to work it")
+	fs.DurationVar(&o.fairSleep, "fair-sleep", 500*time.Millisecond, "length of each of the busy tenant's sleep tasks")
+	fs.DurationVar(&o.fairGoal, "fair-goal", 100*time.Millisecond, "p99 pickup latency of the quiet tenant under another's backlog, with fair share, should stay within")
 	fs.IntVar(&o.searchTasks, "search-tasks", 2000, "cached searches measured per round, after one that warms the cache (0: skip the figure)")
 	fs.IntVar(&o.searchClients, "search-clients", 4, "concurrent POST /search clients submitting the cached searches")
 	fs.DurationVar(&o.searchGoal, "search-goal", 2*time.Millisecond, "p50 server time the cached-search figure should stay within")
@@ -216,6 +239,8 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	case o.rounds < 1, o.clients < 1, o.e2eJobs < 1, o.workers < 1, o.insertBatch < 1, o.searchClients < 1:
 		return nil, errors.New("-rounds, -clients, -e2e-jobs, -workers, -insert-batch and -search-clients must be at least 1")
+	case o.fairTasks < 0 || !(o.fairRate > 0) || o.fairRate > maxPickupRate || o.fairBacklog <= 0 || o.fairSleep <= 0:
+		return nil, fmt.Errorf("-fair-tasks must not be negative; -fair-rate above 0 and at most %d; -fair-backlog and -fair-sleep positive", maxPickupRate)
 	case o.searchTasks < 0 || o.searchGoal < 0:
 		return nil, errors.New("-search-tasks and -search-goal must not be negative")
 	case o.batchSize < 0:
@@ -354,6 +379,11 @@ func run(ctx context.Context, opts *options, getenv func(string) string, stdout,
 				return err
 			}
 		}
+		if opts.fair() {
+			if err := measureFairShare(ctx, env, opts, figs, bareFirst); err != nil {
+				return err
+			}
+		}
 		if opts.searchTasks > 0 {
 			r, err := env.cachedSearch(ctx, opts)
 			if err != nil {
@@ -385,6 +415,13 @@ func run(ctx context.Context, opts *options, getenv func(string) string, stdout,
 			"ratio is bare River's p50 / taskrunner's p50 (above 1: taskrunner picks up sooner)\n",
 			opts.pickupTasks, opts.pickupWarm, formatPerSecond(opts.pickupRate), opts.workers, opts.fetchCool, opts.fetchPoll,
 			env.cfg.WorkerConcurrency, env.cfg.WorkerFetchCooldown, env.cfg.WorkerFetchPoll)
+	}
+	if opts.fair() {
+		fmt.Fprintf(stdout, "fair-share settings: the quiet tenant enqueues %d echo tasks per side and round one at a time at %s/s while the busy tenant holds %s of sleep tasks of %s "+
+			"(%s for %d workers) enqueued before the workers start; latency is river_job.attempted_at - created_at of the quiet tenant's tasks; "+
+			"\"bare River\" column: one shared queue (TENANT_FAIR_SHARE=false); taskrunner column: a queue per tenant (TENANT_FAIR_SHARE=true); "+
+			"the line below it: the quiet tenant alone, no backlog\n",
+			opts.fairTasks, formatPerSecond(opts.fairRate), countLabel(fairBacklogTasks(opts, env.cfg.WorkerConcurrency)), opts.fairSleep, opts.fairBacklog, env.cfg.WorkerConcurrency)
 	}
 	if opts.searchTasks > 0 {
 		fmt.Fprintf(stdout, "cached-search settings: %d searches per round through POST /search from %d clients, one source (fake Brave on loopback) answered from Redis; "+
@@ -511,6 +548,8 @@ type figures struct {
 	enqueueService     *figure // breakdown only
 	endToEndNoRecorder *figure // breakdown only
 	pickup             *latencyFigure
+	fair               *latencyFigure // bare column: one shared queue
+	fairIdle           *latencyFigure // for information: no backlog
 	searchServer       *latencyFigure
 	searchFinish       *latencyFigure // for information: no goal
 	artifactPut        *figure
@@ -529,12 +568,15 @@ func newFigures(opts *options) *figures {
 		enqueueService:     &figure{name: "  breakdown: Service.Submit, no HTTP"},
 		endToEndNoRecorder: &figure{name: "  breakdown: echo, no RunRecorder"},
 		pickup:             &latencyFigure{name: fmt.Sprintf("pickup latency enqueue -> running (%s/s)", formatPerSecond(opts.pickupRate)), maxP50: opts.pickupGoal, withBare: true},
-		searchServer:       &latencyFigure{name: fmt.Sprintf("cached search (%s): server time", countLabel(opts.searchTasks)), maxP50: opts.searchGoal},
-		searchFinish:       &latencyFigure{name: "  cached search: enqueue -> finished"},
-		artifactPut:        &figure{name: fmt.Sprintf("artifact upload (%d MiB)", opts.artifactMB), unit: unitBytes, goal: opts.artifactGoal},
-		artifactGet:        &figure{name: fmt.Sprintf("artifact download (%d MiB)", opts.artifactMB), unit: unitBytes, goal: opts.artifactGoal},
-		artifactChunked:    &figure{name: "  artifact upload, unknown length", unit: unitBytes},
-		serverRSS:          &peakFigure{name: "  server peak RSS (VmHWM)", limit: int64(opts.rssGoalMB * 1e6)},
+		fair: &latencyFigure{name: fmt.Sprintf("quiet tenant's pickup under a %s backlog (%s/s)", opts.fairBacklog, formatPerSecond(opts.fairRate)),
+			maxP99: opts.fairGoal, withBare: true},
+		fairIdle:        &latencyFigure{name: "  quiet tenant's pickup, no backlog"},
+		searchServer:    &latencyFigure{name: fmt.Sprintf("cached search (%s): server time", countLabel(opts.searchTasks)), maxP50: opts.searchGoal},
+		searchFinish:    &latencyFigure{name: "  cached search: enqueue -> finished"},
+		artifactPut:     &figure{name: fmt.Sprintf("artifact upload (%d MiB)", opts.artifactMB), unit: unitBytes, goal: opts.artifactGoal},
+		artifactGet:     &figure{name: fmt.Sprintf("artifact download (%d MiB)", opts.artifactMB), unit: unitBytes, goal: opts.artifactGoal},
+		artifactChunked: &figure{name: "  artifact upload, unknown length", unit: unitBytes},
+		serverRSS:       &peakFigure{name: "  server peak RSS (VmHWM)", limit: int64(opts.rssGoalMB * 1e6)},
 		base64RSS: &peakFigure{name: fmt.Sprintf("%d concurrent %d MiB base64 uploads: server peak RSS", opts.base64Uploads, opts.artifactMB),
 			limit: int64(opts.base64GoalMB * 1e6)},
 	}
@@ -557,6 +599,9 @@ func (f *figures) rows() []row {
 	}
 	if f.opts.pickup() {
 		rows = append(rows, f.pickup.row())
+	}
+	if f.opts.fair() {
+		rows = append(rows, f.fair.row(), f.fairIdle.row())
 	}
 	if f.opts.searchTasks > 0 {
 		rows = append(rows, f.searchServer.row(), f.searchFinish.row())
@@ -615,6 +660,7 @@ func (f *peakFigure) row() row {
 type latencyFigure struct {
 	name             string
 	maxP50           time.Duration // 0: no goal
+	maxP99           time.Duration // 0: no goal on p99
 	withBare         bool          // false: no bare River counterpart
 	p50, p99         []float64     // nanoseconds, one per round
 	bareP50, bareP99 []float64     // as p50 and p99, of bare River
@@ -635,7 +681,7 @@ func (f *latencyFigure) addBare(ds []time.Duration) {
 // row is the median across rounds of the p50s and of the p99s, each side
 // apart.
 func (f *latencyFigure) row() row {
-	l := &latencyRow{p50: -1, p99: -1, maxP50: f.maxP50, hasBare: f.withBare, bareP50: -1, bareP99: -1}
+	l := &latencyRow{p50: -1, p99: -1, maxP50: f.maxP50, maxP99: f.maxP99, hasBare: f.withBare, bareP50: -1, bareP99: -1}
 	if len(f.p50) > 0 {
 		l.p50, l.p99 = time.Duration(median(f.p50)), time.Duration(median(f.p99))
 	}

@@ -48,6 +48,7 @@ type memoryRow struct {
 type latencyRow struct {
 	p50, p99         time.Duration
 	maxP50           time.Duration // 0 for no goal
+	maxP99           time.Duration // 0 for no goal on p99
 	hasBare          bool
 	bareP50, bareP99 time.Duration
 }
@@ -78,6 +79,13 @@ func (r row) cells() []string {
 			goal = "p50 <= " + strconv.FormatFloat(float64(l.maxP50)/float64(time.Millisecond), 'f', -1, 64) + " ms"
 			met = "no"
 			if l.p50 >= 0 && l.p50 <= l.maxP50 {
+				met = "yes"
+			}
+		}
+		if l.maxP99 > 0 {
+			goal = "p99 <= " + strconv.FormatFloat(float64(l.maxP99)/float64(time.Millisecond), 'f', -1, 64) + " ms"
+			met = "no"
+			if l.p99 >= 0 && l.p99 <= l.maxP99 {
 				met = "yes"
 			}
 		}

@@ -381,7 +381,7 @@ func TestPeakFigureRow(t *testing.T) {
 
 func TestArtifactRows(t *testing.T) {
 	names := func(args ...string) []string {
-		o, err := parseOptions(args, io.Discard)
+		o, err := parseOptions(append(args, "-fair-tasks", "0"), io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -488,5 +488,36 @@ func TestParseLogLine(t *testing.T) {
 		if _, ok := parseLogLine(line); ok {
 			t.Errorf("%q read as a log line", line)
 		}
+	}
+}
+
+// The fair-share figure's two rows follow pickup latency, its goal is on
+// p99, and it is met only when the fair-share p99 is within it.
+func TestFairShareRows(t *testing.T) {
+	o, err := parseOptions([]string{"-search-tasks", "0", "-artifact-mb", "0", "-fair-goal", "100ms"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	figs := newFigures(o)
+	var names []string
+	for _, r := range figs.rows() {
+		names = append(names, r.name)
+	}
+	want := "single enqueue (16 clients)|batch enqueue of 50 (16 clients)|end-to-end echo (20k)|pickup latency enqueue -> running (50/s)|" +
+		"quiet tenant's pickup under a 10s backlog (20/s)|  quiet tenant's pickup, no backlog"
+	if got := strings.Join(names, "|"); got != want {
+		t.Errorf("rows = %q, want %q", got, want)
+	}
+	ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
+	figs.fair.add([]time.Duration{ms(5), ms(5), ms(150)})
+	figs.fair.addBare([]time.Duration{ms(9000), ms(9500)})
+	cells := figs.fair.row().cells()
+	if cells[4] != "p99 <= 100 ms" || cells[5] != "no" {
+		t.Errorf("p99 of 150 ms: goal cells %q, want p99 <= 100 ms, no", cells[4:])
+	}
+	figs.fair = &latencyFigure{name: "x", maxP99: ms(100), withBare: true}
+	figs.fair.add([]time.Duration{ms(5), ms(6)})
+	if cells := figs.fair.row().cells(); cells[5] != "yes" {
+		t.Errorf("p99 of 6 ms: met %q, want yes", cells[5])
 	}
 }

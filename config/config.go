@@ -133,6 +133,28 @@ type Config struct {
 	// Queues are the River queues tasks may be sent to and workers work
 	// (QUEUES, comma-separated; the first is the default).
 	Queues []string
+
+	// TenantFairShare sends each tenant's tasks to a River queue of its own
+	// per queue, worked by its own workers, so that a tenant's backlog never
+	// delays another tenant's tasks (TENANT_FAIR_SHARE, default on). Worker
+	// processes serve the tenants' queues whatever it says, so turning it
+	// off leaves no task behind.
+	TenantFairShare bool
+}
+
+// Tenants are the tenants known at start: the names in API_KEYS, sorted,
+// or the local tenant alone without keys. Worker processes serve a queue
+// of each.
+func (c *Config) Tenants() []string {
+	if len(c.APIKeys) == 0 {
+		return []string{taskrunner.LocalTenant}
+	}
+	names := make([]string, 0, len(c.APIKeys))
+	for _, k := range c.APIKeys {
+		names = append(names, k.Name)
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
 }
 
 // APIKey is one key of a tenant. Key is a secret. Name is the tenant:
@@ -192,8 +214,8 @@ type Limits struct {
 	// receives at once (MAX_CONCURRENT_UPLOADS); more are refused with 503.
 	MaxConcurrentUploads int
 
-	// TenantMaxRunning caps one tenant's running tasks (TENANT_MAX_RUNNING;
-	// 0: no cap beyond the worker pool).
+	// TenantMaxRunning caps one tenant's running tasks per worker process
+	// (TENANT_MAX_RUNNING; 0, the default: no cap beyond the worker pool).
 	TenantMaxRunning int
 	// ArtifactMBPerMinute is the artifact bytes one tenant may upload a
 	// minute, in MiB, shared by every API process (ARTIFACT_MB_PER_MINUTE).
@@ -282,6 +304,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		AllowNoKeys:         r.boolean("API_ALLOW_NO_KEYS", false),
 		MetricsAddr:         r.str("METRICS_ADDR", ""),
 		MaxWaiters:          r.positiveInt("MAX_WAITERS", DefaultMaxWaiters),
+		TenantFairShare:     r.boolean("TENANT_FAIR_SHARE", true),
 	}
 	c.APIKeys, r.err = parseAPIKeys(getenv("API_KEYS"), r.err)
 	c.RescueAfter = r.seconds("TASK_RESCUE_AFTER_SECONDS", c.Limits.TaskMaxRuntime+DefaultRescueMarginOverCap)
@@ -326,6 +349,9 @@ func (c *Config) validate() error {
 	if c.Limits.ArtifactMBPerMinute < c.Limits.TaskMaxArtifactMB {
 		return fmt.Errorf("ARTIFACT_MB_PER_MINUTE: %d is under TASK_MAX_ARTIFACT_MB (%d), so the largest artifact could never be uploaded",
 			c.Limits.ArtifactMBPerMinute, c.Limits.TaskMaxArtifactMB)
+	}
+	if !c.TenantFairShare && c.Limits.TenantMaxRunning > 0 {
+		return errors.New("TENANT_MAX_RUNNING: a cap on a tenant's running tasks needs TENANT_FAIR_SHARE=true (each tenant's tasks in queues of its own)")
 	}
 	if _, err := url.Parse(c.DatabaseURL); err != nil {
 		return errors.New("DATABASE_URL: not a URL") // the URL may hold a password: never echo it

@@ -284,3 +284,70 @@ func FuzzAPIKeys(f *testing.F) {
 		}
 	})
 }
+
+// Fair share: on by default, with no cap on a tenant's running tasks; the
+// tenants are the key names (each once), or the local tenant without keys;
+// a TENANT_LIMITS override of max running wins over TENANT_MAX_RUNNING.
+func TestTenantFairShareSettings(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(env(nil))
+	require.NoError(t, err)
+	require.True(t, c.TenantFairShare)
+	require.Zero(t, c.Limits.TenantMaxRunning)
+	require.Zero(t, c.Limits.MaxRunningFor("local"))
+	require.Equal(t, []string{"local"}, c.Tenants())
+
+	c, err = config.Load(env(map[string]string{
+		"API_KEYS":           "bob:bbbbbbbbbbbbbbbbbbbb,alice:aaaaaaaaaaaaaaaaaaaa",
+		"TENANT_MAX_RUNNING": "5",
+		"TENANT_FAIR_SHARE":  "true",
+	}))
+	require.NoError(t, err)
+	require.Equal(t, []string{"alice", "bob"}, c.Tenants())
+	require.Equal(t, 5, c.Limits.TenantMaxRunning)
+	c.Limits.Tenants = map[string]config.TenantLimits{"alice": {MaxRunning: 50}, "bob": {TasksPerMinute: 600}}
+	require.Equal(t, 50, c.Limits.MaxRunningFor("alice"))
+	require.Equal(t, 5, c.Limits.MaxRunningFor("bob"), "an override of another limit leaves the global cap")
+	require.Equal(t, 5, c.Limits.MaxRunningFor("carol"))
+
+	c, err = config.Load(env(map[string]string{"TENANT_FAIR_SHARE": "false"}))
+	require.NoError(t, err)
+	require.False(t, c.TenantFairShare)
+}
+
+// A cap that cannot hold, and a bad number, are refused naming the variable.
+func TestTenantMaxRunningRefusals(t *testing.T) {
+	t.Parallel()
+	for name, vars := range map[string]map[string]string{
+		"negative":           {"TENANT_MAX_RUNNING": "-1"},
+		"not a number":       {"TENANT_MAX_RUNNING": "five"},
+		"without fair share": {"TENANT_MAX_RUNNING": "5", "TENANT_FAIR_SHARE": "false"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			_, err := config.Load(env(vars))
+			require.Error(t, err)
+			require.True(t, strings.HasPrefix(err.Error(), "TENANT_MAX_RUNNING"), "error %q does not name TENANT_MAX_RUNNING", err)
+		})
+	}
+	_, err := config.Load(env(map[string]string{"TENANT_FAIR_SHARE": "maybe"}))
+	require.ErrorContains(t, err, "TENANT_FAIR_SHARE")
+}
+
+// FuzzTenantSettings: whatever TENANT_MAX_RUNNING and TENANT_FAIR_SHARE
+// hold, Load never panics, and what it accepts is a cap that holds.
+func FuzzTenantSettings(f *testing.F) {
+	f.Add("5", "true")
+	f.Add("-1", "false")
+	f.Add("99999999999999999999", "1")
+	f.Add("0", "")
+	f.Fuzz(func(t *testing.T, maxRunning, fairShare string) {
+		c, err := config.Load(env(map[string]string{"TENANT_MAX_RUNNING": maxRunning, "TENANT_FAIR_SHARE": fairShare}))
+		if err != nil {
+			return
+		}
+		if c.Limits.TenantMaxRunning < 0 || (c.Limits.TenantMaxRunning > 0 && !c.TenantFairShare) {
+			t.Fatalf("accepted a cap that cannot hold: %d, fair share %v", c.Limits.TenantMaxRunning, c.TenantFairShare)
+		}
+	})
+}

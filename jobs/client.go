@@ -52,6 +52,14 @@ type ClientConfig struct {
 	Queues []string
 	// Concurrency is the workers per queue; DefaultConcurrency when 0.
 	Concurrency int
+	// Tenants, when not empty, makes the client also serve every tenant's
+	// own queue of each of Queues (TenantQueue), for fair share: the map
+	// holds each tenant's cap on running tasks (TENANT_MAX_RUNNING and its
+	// overrides), 0 for none beyond Concurrency. A tenant queue gets
+	// min(Concurrency, cap) workers. River's MaxWorkers is per client, so
+	// the cap holds per process; the total of workers is the sum over the
+	// queues.
+	Tenants map[string]int
 	// MaxRuntime is River's JobTimeout: the cap on every task's timeout;
 	// DefaultMaxRuntime when 0.
 	MaxRuntime time.Duration
@@ -112,7 +120,7 @@ func (cfg ClientConfig) validate() error {
 	case cfg.ArtifactRetention < 0:
 		return fmt.Errorf("river client: ArtifactRetention must not be negative, got %s", cfg.ArtifactRetention)
 	}
-	return nil
+	return validateTenantQueues(cfg.Queues, cfg.Tenants)
 }
 
 // Deps are what workers use besides the database.
@@ -146,9 +154,9 @@ func NewClient(cfg ClientConfig) (*river.Client[pgx.Tx], error) {
 	if cfg.Work {
 		rc.FetchCooldown = cfg.FetchCooldown
 		rc.FetchPollInterval = cfg.FetchPoll
-		rc.Queues = make(map[string]river.QueueConfig, len(cfg.Queues))
-		for _, q := range cfg.Queues {
-			rc.Queues[q] = river.QueueConfig{MaxWorkers: cfg.Concurrency}
+		rc.Queues = make(map[string]river.QueueConfig)
+		for q, n := range queueConfigs(cfg) {
+			rc.Queues[q] = river.QueueConfig{MaxWorkers: n}
 		}
 		rc.Middleware = []rivertype.Middleware{cfg.Runs}
 		if cfg.ArtifactRetention > 0 {

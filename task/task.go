@@ -66,6 +66,8 @@ type Service struct {
 	client *river.Client[pgx.Tx]
 	limits Limits
 	logger *slog.Logger
+	// fairShare sends each tenant's tasks to its own queues.
+	fairShare bool
 }
 
 // ServiceConfig is what a Service is built from.
@@ -81,6 +83,10 @@ type ServiceConfig struct {
 	// Logger gets task_enqueued and the other task events; nil logs
 	// nothing.
 	Logger *slog.Logger
+	// FairShare sends the tasks of the tenant a request acts for to that
+	// tenant's own River queue (jobs.TenantQueue; TENANT_FAIR_SHARE);
+	// tasks without a tenant go to the queue itself.
+	FairShare bool
 }
 
 // withDefaults is cfg with every unset optional field at its default.
@@ -113,7 +119,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Service{pool: cfg.Pool, client: cfg.Client, limits: cfg.Limits, logger: cfg.Logger}, nil
+	return &Service{pool: cfg.Pool, client: cfg.Client, limits: cfg.Limits, logger: cfg.Logger, fairShare: cfg.FairShare}, nil
 }
 
 // Validate checks a request and returns River's insert parameters for it.
@@ -230,7 +236,7 @@ func (s *Service) Insert(ctx context.Context, p river.InsertManyParams, idempote
 		p.Args = args
 		p.InsertOpts.UniqueOpts = river.UniqueOpts{ByArgs: true, ByState: allStates}
 	}
-	res, err := s.client.Insert(ctx, p.Args, p.InsertOpts)
+	res, err := s.client.Insert(ctx, p.Args, s.tenantQueue(ctx, p.InsertOpts))
 	if err != nil {
 		return nil, false, db.AsUnavailable(fmt.Errorf("enqueue %s task: %w", kind, err))
 	}
@@ -242,6 +248,21 @@ func (s *Service) Insert(ctx context.Context, p river.InsertManyParams, idempote
 	}
 	s.logEnqueued(ctx, &task)
 	return &task, false, nil
+}
+
+// tenantQueue is opts sending the task to the River queue of the tenant
+// ctx acts for, when fair share is on; opts itself otherwise.
+func (s *Service) tenantQueue(ctx context.Context, opts *river.InsertOpts) *river.InsertOpts {
+	t, ok := taskrunner.TenantFrom(ctx)
+	if !s.fairShare || !ok || t.Name == "" {
+		return opts
+	}
+	o := river.InsertOpts{}
+	if opts != nil {
+		o = *opts
+	}
+	o.Queue = jobs.TenantQueue(cmp.Or(o.Queue, river.QueueDefault), t.Name)
+	return &o
 }
 
 func (s *Service) logEnqueued(ctx context.Context, t *taskrunner.Task) {
@@ -290,10 +311,12 @@ func (s *Service) ValidateBatch(reqs []Request, maxSize int) ([]river.InsertMany
 // SubmitBatch enqueues validated tasks in one transaction, all or none,
 // owned by the tenant ctx acts for.
 func (s *Service) SubmitBatch(ctx context.Context, params []river.InsertManyParams) ([]taskrunner.Task, error) {
+	params = slices.Clone(params)
 	for i := range params {
 		if err := own(ctx, &params[i]); err != nil {
 			return nil, err
 		}
+		params[i].InsertOpts = s.tenantQueue(ctx, params[i].InsertOpts)
 	}
 	var results []*rivertype.JobInsertResult
 	err := db.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
@@ -367,6 +390,7 @@ func (s *Service) Get(ctx context.Context, id int64) (*taskrunner.Task, error) {
 	if err != nil {
 		return nil, err
 	}
+	t.Queue = jobs.BaseQueue(t.Queue)
 	if t.Runs, err = db.RunsForTask(ctx, s.pool, id); err != nil {
 		return nil, db.AsUnavailable(err)
 	}
@@ -448,6 +472,7 @@ func (s *Service) List(ctx context.Context, q ListQuery, add func(*taskrunner.Ta
 			return "", db.AsUnavailable(err)
 		}
 		for i := range tasks[:min(len(tasks), n)] {
+			tasks[i].Queue = jobs.BaseQueue(tasks[i].Queue)
 			more, err := add(&tasks[i])
 			if err != nil {
 				return "", err
@@ -497,6 +522,7 @@ func (s *Service) Cancel(ctx context.Context, id int64) (*taskrunner.Task, error
 	if err != nil {
 		return nil, db.AsUnavailable(err)
 	}
+	t.Queue = jobs.BaseQueue(t.Queue)
 	return t, nil
 }
 
@@ -514,7 +540,7 @@ func PublicMessage(code string) string { return jobs.PublicMessage(code, nil) }
 func FromJobRow(j *rivertype.JobRow) taskrunner.Task {
 	t := taskrunner.Task{
 		ID: j.ID, Type: j.Kind, Status: string(j.State), Params: j.EncodedArgs,
-		Attempt: j.Attempt, MaxAttempts: j.MaxAttempts, Priority: j.Priority, Queue: j.Queue,
+		Attempt: j.Attempt, MaxAttempts: j.MaxAttempts, Priority: j.Priority, Queue: jobs.BaseQueue(j.Queue),
 		CreatedAt: j.CreatedAt, ScheduledAt: j.ScheduledAt, StartedAt: j.AttemptedAt, FinishedAt: j.FinalizedAt,
 		Metadata: j.Metadata,
 	}

@@ -29,7 +29,7 @@ type testBundle struct {
 	logs *testenv.Logs
 }
 
-func setup(t *testing.T) *testBundle {
+func setup(t *testing.T, opts ...func(*task.ServiceConfig)) *testBundle {
 	t.Helper()
 	tdb := testenv.NewDB(t)
 	logger, logs := testenv.Logger(t)
@@ -43,10 +43,14 @@ func setup(t *testing.T) *testBundle {
 		SearchSources: []string{"brave"}, SearchMaxResults: 10,
 		Fetch: fetch.Config{Allowlist: []string{"example.com"}},
 	}
-	svc, err := task.NewService(task.ServiceConfig{
+	cfg := task.ServiceConfig{
 		Pool: tdb.Pool, Client: client, Logger: logger,
 		Limits: task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: env},
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	svc, err := task.NewService(cfg)
 	require.NoError(t, err)
 	return &testBundle{svc: svc, pool: tdb.Pool, logs: logs}
 }

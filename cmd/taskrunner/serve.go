@@ -186,6 +186,7 @@ func (s *server) buildClient(artifacts *artifact.Service, m *metrics.Metrics) (*
 		Work:              s.role.works(),
 		Queues:            cfg.Queues,
 		Concurrency:       cfg.WorkerConcurrency,
+		Tenants:           tenantQueues(cfg),
 		MaxRuntime:        cfg.Limits.TaskMaxRuntime,
 		RescueAfter:       cfg.RescueAfter,
 		FetchCooldown:     cfg.WorkerFetchCooldown,
@@ -212,7 +213,7 @@ func (s *server) buildAPI(store *artifact.Store, artifacts *artifact.Service, m 
 	}
 	s.riverUI = ui
 	tasks, err := task.NewService(task.ServiceConfig{
-		Pool: s.pool, Client: s.client, Logger: s.logger,
+		Pool: s.pool, Client: s.client, Logger: s.logger, FairShare: cfg.TenantFairShare,
 		Limits: task.Limits{
 			MaxRuntime: cfg.Limits.TaskMaxRuntime,
 			Queues:     cfg.Queues,
@@ -268,7 +269,8 @@ func (s *server) run(ctx context.Context) error {
 			return fmt.Errorf("start workers: %w", err)
 		}
 		s.logger.Info("workers started", slog.String("event", "workers_started"),
-			slog.Any("queues", s.cfg.Queues), slog.Int("concurrency", s.cfg.WorkerConcurrency))
+			slog.Any("queues", s.cfg.Queues), slog.Int("concurrency", s.cfg.WorkerConcurrency),
+			slog.Any("tenants", s.cfg.Tenants()), slog.Bool("fair_share", s.cfg.TenantFairShare))
 	}
 
 	select {
@@ -389,4 +391,16 @@ func tenantNames(cfg *config.Config) []string {
 		names = append(names, name)
 	}
 	return names
+}
+
+// tenantQueues are the tenants whose own queues a working client serves,
+// each with its cap on running tasks (0: none beyond WORKER_CONCURRENCY).
+// They are served whether TENANT_FAIR_SHARE is on or not, so that turning
+// it off leaves no task waiting in a queue nobody works.
+func tenantQueues(cfg *config.Config) map[string]int {
+	out := make(map[string]int)
+	for _, t := range cfg.Tenants() {
+		out[t] = cfg.Limits.MaxRunningFor(t)
+	}
+	return out
 }
