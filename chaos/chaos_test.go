@@ -52,10 +52,23 @@ const (
 // submit: PostgreSQL is down or coming back.
 var refusalPhases = []string{"postgres-down", "postgres-recovering"}
 
+// chaosTenants are the tenants whose tasks the stream alternates between,
+// and chaosAdmin the key the probes use (it sees both tenants' tasks).
+var (
+	chaosTenants = map[string]string{"alpha": "k" + randomHex(12), "beta": "k" + randomHex(12)}
+	chaosAdmin   = "k" + randomHex(12)
+)
+
 // chaosEnv is the workers' and api's environment: short runtime cap and
-// rescue, quick shutdown and polling, a limit the stream never reaches.
+// rescue, quick shutdown and polling, a limit the stream never reaches,
+// two client tenants and an admin.
 func chaosEnv(s *services) map[string]string {
+	keys := []string{"ops:" + chaosAdmin + ":admin"}
+	for name, key := range chaosTenants {
+		keys = append(keys, name+":"+key)
+	}
 	return s.env(map[string]string{
+		"API_KEYS":                   strings.Join(keys, ","),
 		"TASK_MAX_RUNTIME_SECONDS":   "5",
 		"TASK_RESCUE_AFTER_SECONDS":  "6",
 		"SHUTDOWN_GRACE_SECONDS":     "1",
@@ -74,7 +87,8 @@ func TestChaos(t *testing.T) {
 	pool := s.pool()
 
 	workers := []*proc{startWorker(t, s.logs, "worker-1", env), startWorker(t, s.logs, "worker-2", env)}
-	apiProc, api := startAPI(t, s.logs, "api", env)
+	apiProc, anon := startAPI(t, s.logs, "api", env)
+	api := anon.withKey(chaosAdmin)
 	progress(t, "api %s (pid %d), workers pid %d and %d", api.base, apiProc.Pid(), workers[0].Pid(), workers[1].Pid())
 	nextWorker := 3
 	newWorker := func() *proc {
@@ -91,7 +105,7 @@ func TestChaos(t *testing.T) {
 		}
 	}
 
-	sub := newSubmitter(api)
+	sub := newSubmitter(anon.withKey(chaosTenants["alpha"]), anon.withKey(chaosTenants["beta"]))
 	go sub.run()
 	stopped := false
 	stopSubmitting := func() {
@@ -336,6 +350,16 @@ func TestChaos(t *testing.T) {
 
 	// ---- the checks ----
 	res := checkRecords(t, pool, ids, killedRuns)
+	byTenant := tasksByOwner(t, pool, ids)
+	progress(t, "tenants: accepted tasks by owner %v", byTenant)
+	for name := range chaosTenants {
+		if byTenant[name] == 0 {
+			t.Errorf("no accepted task of tenant %s: %v", name, byTenant)
+		}
+	}
+	if len(byTenant) != len(chaosTenants) {
+		t.Errorf("accepted tasks belong to %v, not just the stream's tenants", byTenant)
+	}
 	res.uploads = uploads
 	res.checkArtifacts(t, pool, s)
 	tot := sub.totals()
@@ -446,7 +470,7 @@ type sample struct {
 // submitter posts a steady stream of short tasks, recording every answer
 // with the phase it was sent in.
 type submitter struct {
-	api  *apiClient
+	apis []*apiClient // the i-th submit goes through apis[i%len(apis)]: one key a tenant
 	stop chan struct{}
 	done chan struct{}
 
@@ -457,8 +481,8 @@ type submitter struct {
 	skipped int // ticks skipped because maxInFlight requests were waiting
 }
 
-func newSubmitter(api *apiClient) *submitter {
-	return &submitter{api: api, stop: make(chan struct{}), done: make(chan struct{}), phase: "start"}
+func newSubmitter(apis ...*apiClient) *submitter {
+	return &submitter{apis: apis, stop: make(chan struct{}), done: make(chan struct{}), phase: "start"}
 }
 
 // taskOf is the i-th task of the stream: echoes, and every third a short
@@ -499,7 +523,7 @@ func (s *submitter) run() {
 			defer wg.Done()
 			defer func() { <-inFlight }()
 			sent := time.Now()
-			r := s.api.postJSON("/tasks", taskOf(i), submitTimeout)
+			r := s.apis[i%len(s.apis)].postJSON("/tasks", taskOf(i), submitTimeout)
 			s.mu.Lock()
 			s.samples = append(s.samples, sample{phase: phase, sent: sent, resp: r})
 			s.mu.Unlock()
@@ -513,7 +537,7 @@ func (s *submitter) submitNow(task map[string]any) response {
 	phase := s.phase
 	s.mu.Unlock()
 	sent := time.Now()
-	r := s.api.postJSON("/tasks", task, submitTimeout)
+	r := s.apis[0].postJSON("/tasks", task, submitTimeout)
 	s.mu.Lock()
 	s.samples = append(s.samples, sample{phase: phase, sent: sent, resp: r})
 	s.mu.Unlock()
@@ -866,4 +890,26 @@ func (r *records) checkArtifacts(t *testing.T, pool *pgxpool.Pool, s *services) 
 	if r.artifactRows != r.uploads || r.object != r.uploads {
 		r.problem("%d uploads succeeded, but there are %d artifact rows and %d objects", r.uploads, r.artifactRows, r.object)
 	}
+}
+
+// tasksByOwner counts the tasks of ids by owner, as the tasks view shows it.
+func tasksByOwner(t *testing.T, pool *pgxpool.Pool, ids []int64) map[string]int {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), "SELECT owner, count(*) FROM tasks WHERE id = ANY($1) GROUP BY owner", ids)
+	if err != nil {
+		t.Fatalf("count tasks by owner: %v", err)
+	}
+	out := map[string]int{}
+	for rows.Next() {
+		var owner string
+		var n int
+		if err := rows.Scan(&owner, &n); err != nil {
+			t.Fatalf("count tasks by owner: %v", err)
+		}
+		out[owner] = n
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("count tasks by owner: %v", err)
+	}
+	return out
 }
