@@ -123,11 +123,16 @@ type Task struct {
 	ScheduledAt     time.Time       `json:"scheduled_at"`
 	StartedAt       *time.Time      `json:"started_at"`
 	FinishedAt      *time.Time      `json:"finished_at"`
+	Progress        *Progress       `json:"progress"` // the current attempt's latest; nil when none
 	Runs            []Run           `json:"runs"`
 	ArtifactIDs     []string        `json:"artifact_ids"`
 
 	Raw json.RawMessage `json:"-"`
 }
+
+// Progress is what a task's worker last reported: done out of total (0
+// when the total is not known), with what is counted.
+type Progress = taskrunner.Progress
 
 // TaskError is why a task failed or ended.
 type TaskError struct {

@@ -97,6 +97,47 @@ func TestWaitFollowsEvents(t *testing.T) {
 	require.Zero(t, polls)
 }
 
+// Progress events reach onProgress once each; a stream that ends early is
+// followed again from the last event's id.
+func TestWaitReportsProgressAndResumes(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var streams []string // the Last-Event-ID of each stream
+	progress := func(seq int) string {
+		return fmt.Sprintf(`{"done":%d,"total":3,"message":"seconds slept","attempt":1,"seq":%d,"updated_at":"2030-01-01T00:00:00Z"}`, seq, seq)
+	}
+	c := fakeAPI(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		streams = append(streams, r.Header.Get("Last-Event-ID"))
+		n := len(streams)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "text/event-stream")
+		events := []string{
+			"event: state\nid: 1-0-running\ndata: " + taskJSON("running", 1) + "\n\n",
+			"event: progress\nid: 1-1-running\ndata: " + progress(1) + "\n\n",
+		} // then the stream breaks
+		if n > 1 {
+			events = []string{
+				"event: progress\nid: 1-2-running\ndata: " + progress(2) + "\n\n",
+				"event: progress\nid: 1-2-running\ndata: " + progress(2) + "\n\n", // a repeat is reported once
+				"event: state\nid: 1-2-completed\ndata: " + taskJSON("completed", 1) + "\n\n",
+				"event: end\nid: 1-2-completed\ndata: {\"status\":\"completed\"}\n\n",
+			}
+		}
+		for _, ev := range events {
+			fmt.Fprint(w, ev)
+		}
+	})
+	var s statuses
+	var seqs []int64
+	got, err := c.WaitProgress(context.Background(), 1, s.add, func(p Progress) { seqs = append(seqs, p.Seq) })
+	require.NoError(t, err)
+	require.Equal(t, taskrunner.StatusCompleted, got.Status)
+	require.Equal(t, []string{"running/1", "completed/1"}, s.got)
+	require.Equal(t, []int64{1, 2}, seqs)
+	require.Equal(t, []string{"", "1-1-running"}, streams)
+}
+
 // A server whose stream is refused (too many waiters, a proxy that does
 // not stream) is long-polled instead.
 func TestWaitFallsBackToLongPolls(t *testing.T) {

@@ -40,20 +40,42 @@ const (
 // available. When ctx ends first, Wait returns the task as last seen (nil
 // if it was never seen) and ctx's error.
 func (c *Client) Wait(ctx context.Context, id int64, onState func(*Task)) (*Task, error) {
+	return c.WaitProgress(ctx, id, onState, nil)
+}
+
+// WaitProgress is Wait that also calls onProgress, when not nil, with each
+// new progress report of the task's worker (from the event stream, or from
+// the task as each long poll returns it). A stream that breaks is resumed
+// from the last event received (Last-Event-ID).
+func (c *Client) WaitProgress(ctx context.Context, id int64, onState func(*Task), onProgress func(Progress)) (*Task, error) {
 	var last *Task
+	var lastProgress *Progress
+	progress := func(p *Progress) {
+		if p == nil || (lastProgress != nil && p.Attempt == lastProgress.Attempt && p.Seq == lastProgress.Seq) {
+			return
+		}
+		lastProgress = p
+		if onProgress != nil {
+			onProgress(*p)
+		}
+	}
 	report := func(t *Task) {
 		changed := last == nil || t.Status != last.Status || t.Attempt != last.Attempt
 		last = t
 		if changed && onState != nil {
 			onState(t)
 		}
+		if !t.Finished() {
+			progress(t.Progress)
+		}
 	}
+	var lastEventID string
 	stream, failures := true, 0
 	for {
 		var err error
 		if stream {
 			var gotAny bool
-			gotAny, err = c.followEvents(ctx, id, report)
+			gotAny, err = c.followEvents(ctx, id, &lastEventID, report, progress)
 			switch {
 			case last != nil && last.Finished():
 				return last, nil
@@ -158,10 +180,11 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// followEvents reads the task's event stream, reporting each state, until
-// the task is finished or the stream ends. gotAny says whether any state
-// came.
-func (c *Client) followEvents(ctx context.Context, id int64, report func(*Task)) (gotAny bool, err error) {
+// followEvents reads the task's event stream, reporting each state and
+// progress, until the task is finished or the stream ends. gotAny says
+// whether any event came. lastID is sent as Last-Event-ID when set, and
+// takes the id of each event received.
+func (c *Client) followEvents(ctx context.Context, id int64, lastID *string, report func(*Task), progress func(*Progress)) (gotAny bool, err error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	req, err := c.newRequest(ctx, http.MethodGet, taskPath(id)+"/events", nil)
@@ -170,6 +193,9 @@ func (c *Client) followEvents(ctx context.Context, id int64, report func(*Task))
 	}
 	req.Header.Set("Accept", "text/event-stream")
 	req.Header.Set("Cache-Control", "no-cache")
+	if *lastID != "" {
+		req.Header.Set("Last-Event-ID", *lastID)
+	}
 
 	// A stream that goes silent (a dead connection, a proxy holding it)
 	// is given up on.
@@ -190,7 +216,7 @@ func (c *Client) followEvents(ctx context.Context, id int64, report func(*Task))
 
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 64<<10), maxEventSize)
-	var event string
+	var event, eventID string
 	var data strings.Builder
 	for sc.Scan() {
 		idle.Reset(streamIdleTimeout)
@@ -201,6 +227,8 @@ func (c *Client) followEvents(ctx context.Context, id int64, report func(*Task))
 			switch field {
 			case "event":
 				event = value
+			case "id":
+				eventID = value
 			case "data":
 				if data.Len() > 0 {
 					data.WriteByte('\n')
@@ -211,9 +239,19 @@ func (c *Client) followEvents(ctx context.Context, id int64, report func(*Task))
 		}
 		// A blank line dispatches the event.
 		name, payload := event, data.String()
-		event = ""
+		if eventID != "" && name != "error" {
+			*lastID = eventID
+		}
+		event, eventID = "", ""
 		data.Reset()
 		switch name {
+		case "progress":
+			var p Progress
+			if err := json.Unmarshal([]byte(payload), &p); err != nil {
+				return gotAny, fmt.Errorf("a progress event that is not progress: %w", err)
+			}
+			gotAny = true
+			progress(&p)
 		case "state":
 			var t Task
 			if err := json.Unmarshal([]byte(payload), &t); err != nil {

@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/taskrunner/taskrunner"
@@ -63,4 +64,18 @@ func CountTasksByState(ctx context.Context, ex Executor) (map[string]int64, erro
 		out[r.State] = r.Count
 	}
 	return out, nil
+}
+
+// SetProgress stores p as task id's progress while its attempt p.Attempt
+// is running, and wakes those waiting on the task in every process. It
+// does nothing once that attempt has ended.
+func SetProgress(ctx context.Context, ex Executor, id int64, p taskrunner.Progress) error {
+	doc, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	if err := queries.TaskProgressSet(ctx, ex, dbsqlc.TaskProgressSetParams{Progress: doc, ID: id, Attempt: int16(p.Attempt)}); err != nil {
+		return fmt.Errorf("set progress of task %d: %w", id, interpret(err))
+	}
+	return nil
 }

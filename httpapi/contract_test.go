@@ -206,7 +206,7 @@ func (c *contract) checkEvents(spec any, body []byte) error {
 	if !ok {
 		return fmt.Errorf("%s is not a map of event names to schema names", sseEventsExtension)
 	}
-	var name string
+	var name, id string
 	var data []string
 	sc := bufio.NewScanner(bytes.NewReader(body))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -218,7 +218,12 @@ func (c *contract) checkEvents(spec any, body []byte) error {
 			name = strings.TrimPrefix(line, "event: ")
 		case strings.HasPrefix(line, "data: "):
 			data = append(data, strings.TrimPrefix(line, "data: "))
+		case strings.HasPrefix(line, "id: "):
+			id = strings.TrimPrefix(line, "id: ")
 		case line == "" && (name != "" || data != nil):
+			if id == "" {
+				return fmt.Errorf("event %q has no id", name)
+			}
 			schema, ok := schemas[name].(string)
 			if !ok {
 				return fmt.Errorf("event %q is not documented in %s", name, sseEventsExtension)
@@ -226,9 +231,9 @@ func (c *contract) checkEvents(spec any, body []byte) error {
 			if err := c.checkJSON(schema, http.Header{"Content-Type": {"application/json"}}, []byte(strings.Join(data, "\n"))); err != nil {
 				return fmt.Errorf("event %q: %w", name, err)
 			}
-			name, data = "", nil
+			name, id, data = "", "", nil
 		case line != "":
-			return fmt.Errorf("event stream line %q is neither event, data nor comment", line)
+			return fmt.Errorf("event stream line %q is neither event, id, data nor comment", line)
 		}
 	}
 	return sc.Err()

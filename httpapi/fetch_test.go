@@ -41,7 +41,31 @@ type fetchBundle struct {
 // port allowed, allowed.test only on the allowlist).
 func setupFetch(t *testing.T) fetchBundle {
 	t.Helper()
+	return setupFetchWith(t, testMaxArtifactBytes)
+}
+
+// setupFetchWith is setupFetch with maxBytes as the fetch and artifact
+// size limit. Its site also serves /large: 4 MiB with a Content-Length,
+// sent in 256 KiB pieces 100 ms apart.
+func setupFetchWith(t *testing.T, maxBytes int64) fetchBundle {
+	t.Helper()
 	mux := http.NewServeMux()
+	mux.HandleFunc("/large", func(w http.ResponseWriter, r *http.Request) {
+		const piece, pieces = 256 << 10, 16
+		w.Header().Set("Content-Length", strconv.Itoa(piece*pieces))
+		w.Header().Set("Content-Type", "application/octet-stream")
+		for range pieces {
+			if _, err := w.Write(make([]byte, piece)); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-r.Context().Done():
+				return
+			}
+		}
+	})
 	mux.HandleFunc("/page.html", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprint(w, "<h1>hello from the fetch test</h1>")
@@ -72,12 +96,12 @@ func setupFetch(t *testing.T) fetchBundle {
 	p, _ := strconv.Atoi(port)
 	cfg := fetch.Config{
 		Allowlist: []string{"allowed.test"}, AllowedPorts: []int{p}, AllowPrivateNetworks: true,
-		MaxBytes: testMaxArtifactBytes,
+		MaxBytes: maxBytes,
 		Resolver: names{"allowed.test": netip.MustParseAddr("127.0.0.1"), "evil.test": netip.MustParseAddr("127.0.0.1")},
 	}
 	env := testEnv
 	env.Fetch = cfg
-	b := setup(t, setupOpts{work: true, env: &env, deps: jobs.Deps{Fetcher: fetch.New(cfg)}})
+	b := setup(t, setupOpts{work: true, env: &env, deps: jobs.Deps{Fetcher: fetch.New(cfg)}, maxArtifactBytes: maxBytes})
 	return fetchBundle{bundle: b, site: site, port: port}
 }
 

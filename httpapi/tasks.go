@@ -37,6 +37,9 @@ type taskView struct {
 	ScheduledAt     time.Time       `json:"scheduled_at"`
 	StartedAt       *time.Time      `json:"started_at"`
 	FinishedAt      *time.Time      `json:"finished_at"`
+	// Progress is the latest progress the current attempt reported; nil
+	// when it reported none.
+	Progress *taskrunner.Progress `json:"progress"`
 }
 
 // taskDetailView is one task with its runs and artifacts (GET /tasks/{id}).
@@ -56,7 +59,7 @@ func viewOf(t *taskrunner.Task) taskView {
 		ID: t.ID, TaskID: t.ID, Type: t.Type, Status: t.Status, Params: publicParams(t.Params), Result: t.Result,
 		Attempt: t.Attempt, MaxAttempts: t.MaxAttempts, MaxRetries: t.MaxAttempts - 1, Priority: t.Priority,
 		Queue: t.Queue, Owner: t.Owner, TimeoutSeconds: t.TimeoutSeconds, CreatedAt: t.CreatedAt, ScheduledAt: t.ScheduledAt,
-		StartedAt: t.StartedAt, FinishedAt: t.FinishedAt,
+		StartedAt: t.StartedAt, FinishedAt: t.FinishedAt, Progress: taskrunner.ProgressOf(t),
 	}
 	// River marks a cancel request in the metadata; most tasks have none,
 	// and a batch answer shows fifty tasks, so look before decoding.

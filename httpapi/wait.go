@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -159,9 +160,40 @@ func (s *Server) waitFinished(ctx context.Context, wake <-chan struct{}, id int6
 	return d, nil
 }
 
-// taskEvents streams a task's state changes as server-sent events until it
-// finishes: an event "state" with the task each time its status changes,
-// then an event "end".
+// eventID is the id of an event stream's event: the task's attempt, the
+// sequence number of the last progress of that attempt the client was
+// sent (0 for none) and its status, as "<attempt>-<seq>-<status>". Both
+// numbers only grow and a status only moves on, so an id names how far a
+// client got; Last-Event-ID brings it back there.
+type eventID struct {
+	attempt int
+	seq     int64
+	status  string
+}
+
+func (e eventID) String() string { return fmt.Sprintf("%d-%d-%s", e.attempt, e.seq, e.status) }
+
+// parseEventID reads a Last-Event-ID; ok is false for one this server did
+// not send, which is then ignored (the stream starts over).
+func parseEventID(v string) (e eventID, ok bool) {
+	parts := strings.SplitN(v, "-", 3)
+	if len(parts) != 3 {
+		return eventID{}, false
+	}
+	attempt, err1 := strconv.Atoi(parts[0])
+	seq, err2 := strconv.ParseInt(parts[1], 10, 64)
+	if err1 != nil || err2 != nil || attempt < 0 || seq < 0 || parts[2] == "" {
+		return eventID{}, false
+	}
+	return eventID{attempt: attempt, seq: seq, status: parts[2]}, true
+}
+
+// taskEvents streams a task's state changes and progress as server-sent
+// events until it finishes: an event "state" with the task each time its
+// status or attempt changes, an event "progress" each time its worker
+// reports progress, then an event "end". Every event has an id; a client
+// that reconnects with Last-Event-ID is sent only what is newer than it,
+// and always the final state of a finished task.
 func (s *Server) taskEvents(w http.ResponseWriter, r *http.Request) error {
 	id, err := task.ParseID(chi.URLParam(r, "id"))
 	if err != nil {
@@ -189,26 +221,56 @@ func (s *Server) taskEvents(w http.ResponseWriter, r *http.Request) error {
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 
+	// sent is what the client has: the id of its last event. A state
+	// event carries the task's progress too; progressSent is the seq of
+	// the last progress event, or of the one the client resumed from.
+	var sent eventID
+	var progressSent int64
 	send := func(event string, v any) error {
 		data, err := json.Marshal(v)
 		if err != nil {
 			return err
 		}
-		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, data); err != nil {
+		if _, err := fmt.Fprintf(w, "event: %s\nid: %s\ndata: %s\n\n", event, sent, data); err != nil {
 			return err
 		}
 		flusher.Flush()
 		return nil
 	}
-	last := d.Status
-	if err := send("state", detailViewOf(d)); err != nil {
+	// update sends what of d the client does not have yet.
+	update := func(d *taskrunner.Task, first bool) error {
+		p := taskrunner.ProgressOf(d)
+		var seq int64
+		if p != nil {
+			seq = p.Seq
+		}
+		if d.Attempt != sent.attempt {
+			progressSent = 0 // a new attempt starts its progress over
+		}
+		if first || d.Status != sent.status || d.Attempt != sent.attempt || taskrunner.Finished(d.Status) {
+			sent = eventID{attempt: d.Attempt, seq: seq, status: d.Status}
+			if err := send("state", detailViewOf(d)); err != nil {
+				return err
+			}
+		}
+		if p != nil && seq != progressSent && !taskrunner.Finished(d.Status) {
+			sent.seq, progressSent = seq, seq
+			return send("progress", p)
+		}
+		return nil
+	}
+	first := true
+	if last, ok := parseEventID(r.Header.Get("Last-Event-ID")); ok {
+		sent, progressSent, first = last, last.seq, false
+	}
+	if err := update(d, first); err != nil {
 		return nil //nolint:nilerr // the client left
 	}
 	recheck := time.NewTicker(recheckEvery)
 	defer recheck.Stop()
 	keepAlive := time.NewTicker(keepAliveEvery)
 	defer keepAlive.Stop()
-	for !taskrunner.Finished(last) {
+	for !taskrunner.Finished(sent.status) {
 		select {
 		case <-ctx.Done():
 			return nil
@@ -226,13 +288,10 @@ func (s *Server) taskEvents(w http.ResponseWriter, r *http.Request) error {
 			_ = send("error", errorDetail{Code: asError(err).Code, Message: asError(err).Message})
 			return nil
 		}
-		if next.Status != last {
-			last = next.Status
-			if err := send("state", detailViewOf(next)); err != nil {
-				return nil //nolint:nilerr // the client left
-			}
+		if err := update(next, false); err != nil {
+			return nil //nolint:nilerr // the client left
 		}
 	}
-	_ = send("end", map[string]string{"status": last})
+	_ = send("end", map[string]string{"status": sent.status})
 	return nil
 }

@@ -45,10 +45,11 @@ func (b *bundle) waiting(t *testing.T) int {
 	return b.watcher.Waiting()
 }
 
-// event is one server-sent event: "state" has the task as data, "end"
-// its last status.
+// event is one server-sent event: "state" has the task as data,
+// "progress" the worker's latest report, "end" its last status.
 type event struct {
 	name string
+	id   string
 	data json.RawMessage
 }
 
@@ -57,10 +58,25 @@ type endEvent struct {
 	Status string `json:"status"`
 }
 
-// readEvents reads a task's event stream to its end.
-func (b *bundle) readEvents(t *testing.T, id int64) []event {
+// readEvents reads a task's event stream to its end; lastEventID, when
+// given, is sent as Last-Event-ID.
+func (b *bundle) readEvents(t *testing.T, id int64, lastEventID ...string) []event {
 	t.Helper()
-	resp, err := http.Get(fmt.Sprintf("%s/tasks/%d/events", b.server.URL, id))
+	return b.firstEvents(t, id, 0, lastEventID...)
+}
+
+// firstEvents reads a task's event stream until n events came (to its end
+// when n is 0); lastEventID, when given, is sent as Last-Event-ID.
+func (b *bundle) firstEvents(t *testing.T, id int64, n int, lastEventID ...string) []event {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/tasks/%d/events", b.server.URL, id), nil)
+	require.NoError(t, err)
+	for _, v := range lastEventID {
+		if v != "" {
+			req.Header.Set("Last-Event-ID", v)
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
@@ -74,12 +90,18 @@ func (b *bundle) readEvents(t *testing.T, id int64) []event {
 		switch {
 		case strings.HasPrefix(line, "event: "):
 			cur.name = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "id: "):
+			cur.id = strings.TrimPrefix(line, "id: ")
 		case strings.HasPrefix(line, "data: "):
 			cur.data = json.RawMessage(strings.TrimPrefix(line, "data: "))
 			require.True(t, json.Valid(cur.data), "event data: %s", cur.data)
 		case line == "" && cur.name != "":
+			require.NotEmpty(t, cur.id, "event %s has an id", cur.name)
 			events = append(events, cur)
 			cur = event{}
+			if len(events) == n {
+				return events
+			}
 		}
 	}
 	return events
@@ -94,8 +116,10 @@ func TestEventStreamFollowsTheTaskToItsEnd(t *testing.T) {
 	require.GreaterOrEqual(t, len(events), 2)
 	var states []string
 	for _, e := range events[:len(events)-1] {
-		require.Equal(t, "state", e.name)
-		states = append(states, decode[taskView](t, e.data).Status)
+		require.Contains(t, []string{"state", "progress"}, e.name)
+		if e.name == "state" {
+			states = append(states, decode[taskView](t, e.data).Status)
+		}
 	}
 	require.Equal(t, "completed", states[len(states)-1])
 	require.Contains(t, states, "running", "the stream showed the task running: %v", states)

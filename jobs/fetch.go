@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"path"
@@ -71,7 +72,7 @@ func (w *FetchWorker) Work(ctx context.Context, job *river.Job[FetchArgs]) error
 	}
 	a, err := w.artifacts.Put(ctx, artifact.New{
 		TaskID: job.ID, Type: "fetch", Name: fetchedName(resp.FinalURL), ContentType: contentType,
-		Size: resp.ContentLength, Body: resp.Body,
+		Size: resp.ContentLength, Body: &progressReader{ctx: ctx, r: resp.Body, total: max(resp.ContentLength, 0)},
 	})
 	if err != nil {
 		// The failure at the root: the fetcher's (a body cut short or too
@@ -91,6 +92,24 @@ func (w *FetchWorker) Work(ctx context.Context, job *river.Job[FetchArgs]) error
 		URL: job.Args.URL, FinalURL: resp.FinalURL, Status: resp.Status, ContentType: a.ContentType,
 		Size: a.Size, SHA256: a.SHA256, ArtifactID: a.ID.String(),
 	})
+}
+
+// progressReader reports the bytes read through it as the task's
+// progress, out of total (the Content-Length; 0 when unknown).
+type progressReader struct {
+	ctx   context.Context //nolint:containedctx // the worker's, for its reports
+	r     io.Reader
+	n     int64
+	total int64
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.n += int64(n)
+		ReportProgress(p.ctx, p.n, p.total, "bytes received")
+	}
+	return n, err
 }
 
 // fetchCodes are the codes of the fetcher's errors.

@@ -32,6 +32,7 @@ type RunRecorder struct {
 	river.MiddlewareDefaults
 
 	writer  *runWriter
+	pool    *pgxpool.Pool // where progress is written
 	logger  *slog.Logger
 	worker  string
 	metrics *metrics.Metrics
@@ -83,7 +84,7 @@ func NewRunRecorder(cfg RunRecorderConfig) (*RunRecorder, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &RunRecorder{writer: newRunWriter(cfg.Pool, cfg.Logger, cfg.Metrics), logger: cfg.Logger, worker: cfg.WorkerName, metrics: cfg.Metrics}, nil
+	return &RunRecorder{writer: newRunWriter(cfg.Pool, cfg.Logger, cfg.Metrics), pool: cfg.Pool, logger: cfg.Logger, worker: cfg.WorkerName, metrics: cfg.Metrics}, nil
 }
 
 // Close writes the records still pending and stops the writer.
@@ -125,7 +126,7 @@ func (m *RunRecorder) Work(ctx context.Context, job *rivertype.JobRow, doInner f
 		m.logger.LogAttrs(ctx, slog.LevelDebug, "task started", append(attrs(), slog.String("event", "task_started"))...)
 	}
 
-	collected := &recorder{}
+	collected := &recorder{progress: progressState{pool: m.pool, logger: m.logger, taskID: job.ID, attempt: job.Attempt}}
 	workErr := doInner(withRecorder(ctx, collected))
 	took := time.Since(started)
 
@@ -294,9 +295,10 @@ func codeOf(err error) string {
 
 // recorder collects what a worker attaches to its run.
 type recorder struct {
-	mu      sync.Mutex
-	metrics map[string]float64
-	notes   []string
+	mu       sync.Mutex
+	metrics  map[string]float64
+	notes    []string
+	progress progressState
 }
 
 func (r *recorder) snapshot() (map[string]float64, []string) {

@@ -54,7 +54,11 @@ func (w *SearchWorker) Work(ctx context.Context, job *river.Job[SearchArgs]) err
 	if w.agg == nil {
 		return NotRetried(taskrunner.Errorf(taskrunner.CodeSearchProviderUnavailable, "search is not configured in this worker"))
 	}
-	resp, err := w.agg.Search(ctx, job.Args.request())
+	req := job.Args.request()
+	req.OnAnswer = func(answered, asked int) {
+		ReportProgress(ctx, int64(answered), int64(asked), "sources answered")
+	}
+	resp, err := w.agg.Search(ctx, req)
 	if resp != nil {
 		recordSearchMetrics(ctx, resp)
 	}

@@ -32,15 +32,30 @@ type SleepWorker struct {
 	taskWorker[SleepArgs]
 }
 
-// Work sleeps for the task's seconds, returning as soon as ctx is done.
+// Work sleeps for the task's seconds, returning as soon as ctx is done. A
+// sleep of a second or more reports the whole seconds slept as its
+// progress, at the start and then about once a second.
 func (w *SleepWorker) Work(ctx context.Context, job *river.Job[SleepArgs]) error {
+	start := time.Now()
 	timer := time.NewTimer(time.Duration(job.Args.Seconds * float64(time.Second)))
 	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return recordOutput(ctx, SleepResult{Slept: job.Args.Seconds})
+	var tick <-chan time.Time
+	total := int64(math.Ceil(job.Args.Seconds))
+	if job.Args.Seconds >= 1 {
+		ticker := time.NewTicker(time.Second)
+		defer ticker.Stop()
+		tick = ticker.C
+		ReportProgress(ctx, 0, total, "seconds slept")
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+			return recordOutput(ctx, SleepResult{Slept: job.Args.Seconds})
+		case <-tick:
+			ReportProgress(ctx, min(int64(time.Since(start)/time.Second), total), total, "seconds slept")
+		}
 	}
 }
 

@@ -14,3 +14,17 @@ LIMIT @max_rows;
 
 -- name: TaskCountByState :many
 SELECT state::text AS state, count(*)::bigint AS count FROM river_job GROUP BY state;
+
+-- name: TaskProgressSet :exec
+-- Stores a running attempt's latest progress in its job's metadata and
+-- announces it on the channel of the taskrunner_task_state trigger (which
+-- speaks only of state changes), so long polls and event streams in every
+-- process read the task again. A job no longer running that attempt is
+-- left alone.
+WITH updated AS (
+    UPDATE river_job
+    SET metadata = jsonb_set(metadata, '{progress}', @progress::jsonb)
+    WHERE id = @id::bigint AND attempt = @attempt::smallint AND state = 'running'
+    RETURNING id, state
+)
+SELECT pg_notify('taskrunner_task_state', updated.id::text || ':' || updated.state::text) FROM updated;

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/taskrunner/taskrunner"
@@ -111,6 +112,10 @@ type Request struct {
 	Sources     []string `json:"sources"`
 	RecencyDays int      `json:"recency_days"`
 	MaxResults  int      `json:"max_results"`
+	// OnAnswer, when set, is called (from the sources' goroutines) each
+	// time a source has answered or failed, with how many have out of
+	// how many were asked.
+	OnAnswer func(answered, asked int) `json:"-"`
 }
 
 // SourceReport says how one source did.
@@ -189,6 +194,7 @@ func (a *Aggregator) Search(ctx context.Context, req Request) (*Response, error)
 		err     *ProviderError
 	}
 	answers := make([]answer, len(req.Sources))
+	var answered atomic.Int64
 	var wg sync.WaitGroup
 	for i, source := range req.Sources {
 		wg.Add(1)
@@ -196,6 +202,9 @@ func (a *Aggregator) Search(ctx context.Context, req Request) (*Response, error)
 			defer wg.Done()
 			results, report, err := a.ask(ctx, source, q)
 			answers[i] = answer{source, results, report, err}
+			if n := answered.Add(1); req.OnAnswer != nil {
+				req.OnAnswer(int(n), len(req.Sources))
+			}
 		}()
 	}
 	wg.Wait()

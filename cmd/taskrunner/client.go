@@ -402,6 +402,7 @@ func (e *cliEnv) waitAndPrint(ctx context.Context, id int64, timeout time.Durati
 		defer cancel()
 	}
 	var onState func(*client.Task)
+	var onProgress func(client.Progress)
 	var p *progress
 	if !quiet {
 		live := isTerminal(e.stderr)
@@ -409,9 +410,9 @@ func (e *cliEnv) waitAndPrint(ctx context.Context, id int64, timeout time.Durati
 			live = *e.live
 		}
 		p = newProgress(e.stderr, id, live)
-		onState = p.update
+		onState, onProgress = p.update, p.progressed
 	}
-	t, err := e.c.Wait(wctx, id, onState)
+	t, err := e.c.WaitProgress(wctx, id, onState, onProgress)
 	if p != nil {
 		p.stop()
 	}
@@ -634,19 +635,21 @@ var spinner = []rune("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏")
 const progressTick = 100 * time.Millisecond
 
 // progress shows a wait's progress on w: on a terminal, one line redrawn
-// in place with a spinner and the time waited; elsewhere, one plain line
-// per change of state.
+// in place with a spinner, a bar of the worker's progress when it reports
+// any, and the time waited; elsewhere, one plain line per change of state
+// and per progress report.
 type progress struct {
 	w     io.Writer
 	id    int64
 	live  bool
 	start time.Time
 
-	mu    sync.Mutex
-	task  *client.Task
-	frame int
-	quit  chan struct{}
-	done  chan struct{}
+	mu       sync.Mutex
+	task     *client.Task
+	reported *client.Progress // the current attempt's latest, if any
+	frame    int
+	quit     chan struct{}
+	done     chan struct{}
 }
 
 func newProgress(w io.Writer, id int64, live bool) *progress {
@@ -676,7 +679,7 @@ func (p *progress) loop() {
 func (p *progress) draw() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	line := renderLive(p.id, p.task, p.frame, time.Since(p.start))
+	line := renderLive(p.id, p.task, p.reported, p.frame, time.Since(p.start))
 	p.frame++
 	fmt.Fprint(p.w, "\r"+line+"\x1b[K")
 }
@@ -693,6 +696,18 @@ func (p *progress) update(t *client.Task) {
 	p.draw()
 }
 
+// progressed takes a progress report of the task's worker.
+func (p *progress) progressed(r client.Progress) {
+	if !p.live {
+		fmt.Fprintf(p.w, "task %d: %s\n", p.id, renderProgress(r))
+		return
+	}
+	p.mu.Lock()
+	p.reported = &r
+	p.mu.Unlock()
+	p.draw()
+}
+
 // stop ends the display, clearing the live line.
 func (p *progress) stop() {
 	if !p.live {
@@ -703,8 +718,32 @@ func (p *progress) stop() {
 	fmt.Fprint(p.w, "\r\x1b[K")
 }
 
-// renderLive is the live status line (without the carriage return).
-func renderLive(id int64, t *client.Task, frame int, elapsed time.Duration) string {
+// progressBarWidth is the number of cells of the live progress bar.
+const progressBarWidth = 20
+
+// renderProgress is a progress report as text: "3/10 seconds slept", or
+// "4096 bytes received" when the total is not known.
+func renderProgress(r client.Progress) string {
+	if r.Total > 0 {
+		return fmt.Sprintf("%d/%d %s", r.Done, r.Total, r.Message)
+	}
+	return fmt.Sprintf("%d %s", r.Done, r.Message)
+}
+
+// renderBar is a progress bar of done out of total, or "" when the total
+// is not known.
+func renderBar(r client.Progress) string {
+	if r.Total <= 0 {
+		return ""
+	}
+	filled := int(min(max(r.Done, 0), r.Total) * progressBarWidth / r.Total)
+	return "[" + strings.Repeat("█", filled) + strings.Repeat("░", progressBarWidth-filled) +
+		fmt.Sprintf("] %3d%%", min(max(r.Done, 0), r.Total)*100/r.Total)
+}
+
+// renderLive is the live status line (without the carriage return); r is
+// the latest progress report of t's current attempt, if any.
+func renderLive(id int64, t *client.Task, r *client.Progress, frame int, elapsed time.Duration) string {
 	var b strings.Builder
 	b.WriteString(string(spinner[frame%len(spinner)]))
 	fmt.Fprintf(&b, " task %d", id)
@@ -715,6 +754,12 @@ func renderLive(id int64, t *client.Task, frame int, elapsed time.Duration) stri
 		}
 		if t.Error != nil && !t.Finished() {
 			fmt.Fprintf(&b, "  %s", t.Error.Code)
+		}
+		if r != nil && r.Attempt == t.Attempt && !t.Finished() {
+			if bar := renderBar(*r); bar != "" {
+				b.WriteString("  " + bar)
+			}
+			b.WriteString("  " + renderProgress(*r))
 		}
 	}
 	fmt.Fprintf(&b, "  %s", formatElapsed(elapsed))

@@ -119,6 +119,7 @@ func TestClientCommands(t *testing.T) {
 		// Not a terminal: one plain line per state, no redrawing.
 		lines := strings.Split(strings.TrimSpace(out.stderr), "\n")
 		require.Contains(t, lines, "task "+id+": running (attempt 1/1)", "stderr: %q", out.stderr)
+		require.Regexp(t, "(?m)^task "+id+": [0-2]/2 seconds slept$", out.stderr, "the worker's progress, one plain line each")
 		require.Equal(t, "task "+id+": completed (attempt 1/1)", lines[len(lines)-1], "stderr: %q", out.stderr)
 		require.NotContains(t, out.stderr, "\r")
 		require.NotContains(t, out.stderr, "\x1b")
@@ -540,13 +541,30 @@ func TestProgressRendering(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			if !tc.plainOnly {
-				require.Equal(t, tc.live, renderLive(idOrDefault(tc.task, 42), tc.task, tc.frame, tc.elapsed))
+				require.Equal(t, tc.live, renderLive(idOrDefault(tc.task, 42), tc.task, nil, tc.frame, tc.elapsed))
 			}
 			if tc.task != nil {
 				require.Equal(t, tc.plain, renderPlain(tc.task))
 			}
 		})
 	}
+}
+
+func TestProgressBar(t *testing.T) {
+	t.Parallel()
+	running := &client.Task{ID: 42, Type: "fetch", Status: "running", Attempt: 1, MaxAttempts: 3}
+	r := &client.Progress{Done: 1 << 20, Total: 4 << 20, Message: "bytes received", Attempt: 1, Seq: 2}
+	require.Equal(t, "⠋ task 42 fetch running  attempt 1/3  [█████░░░░░░░░░░░░░░░]  25%  1048576/4194304 bytes received  2.0s",
+		renderLive(42, running, r, 0, 2*time.Second))
+	// An earlier attempt's report, or one of a finished task, is not drawn.
+	again := *running
+	again.Attempt = 2
+	require.Equal(t, "⠋ task 42 fetch running  attempt 2/3  2.0s", renderLive(42, &again, r, 0, 2*time.Second))
+	// Without a total: a count, no bar.
+	require.Equal(t, "⠋ task 42 fetch running  attempt 1/3  4096 bytes received  2.0s",
+		renderLive(42, running, &client.Progress{Done: 4096, Message: "bytes received", Attempt: 1}, 0, 2*time.Second))
+	require.Equal(t, "[████████████████████] 100%", renderBar(client.Progress{Done: 7, Total: 5}))
+	require.Equal(t, "3/3 seconds slept", renderProgress(client.Progress{Done: 3, Total: 3, Message: "seconds slept"}))
 }
 
 func TestProgressElapsed(t *testing.T) {

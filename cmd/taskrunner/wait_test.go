@@ -32,8 +32,8 @@ func TestLongPollAndEventsFollowATaskWorkedElsewhere(t *testing.T) {
 	require.Less(t, time.Since(start), 20*time.Second)
 	w.WaitEvent("task_completed", 5*time.Second, forTask(id))
 
-	// Event stream.
-	id = api.submit(map[string]any{"type": "sleep", "params": map[string]any{"seconds": 1}})
+	// Event stream, with the progress the worker process reports.
+	id = api.submit(map[string]any{"type": "sleep", "params": map[string]any{"seconds": 3}})
 	resp, err := http.Get(fmt.Sprintf("%s/tasks/%d/events", api.base, id))
 	require.NoError(t, err)
 	defer resp.Body.Close()
@@ -58,5 +58,12 @@ func TestLongPollAndEventsFollowATaskWorkedElsewhere(t *testing.T) {
 	require.Equal(t, "end", names[len(names)-1], "the stream did not end with the task: %v", names)
 	require.Equal(t, "completed", states[len(states)-1])
 	require.Contains(t, states, "running", "states seen: %v", states)
+	var progress int
+	for _, n := range names {
+		if n == "progress" {
+			progress++
+		}
+	}
+	require.GreaterOrEqual(t, progress, 2, "progress from the worker process: %v", names)
 	require.Empty(t, a.Events("task_completed", nil), "the api process worked a task")
 }

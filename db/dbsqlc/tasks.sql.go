@@ -132,3 +132,29 @@ func (q *Queries) TaskList(ctx context.Context, db DBTX, arg TaskListParams) ([]
 	}
 	return items, nil
 }
+
+const taskProgressSet = `-- name: TaskProgressSet :exec
+WITH updated AS (
+    UPDATE river_job
+    SET metadata = jsonb_set(metadata, '{progress}', $1::jsonb)
+    WHERE id = $2::bigint AND attempt = $3::smallint AND state = 'running'
+    RETURNING id, state
+)
+SELECT pg_notify('taskrunner_task_state', updated.id::text || ':' || updated.state::text) FROM updated
+`
+
+type TaskProgressSetParams struct {
+	Progress []byte
+	ID       int64
+	Attempt  int16
+}
+
+// Stores a running attempt's latest progress in its job's metadata and
+// announces it on the channel of the taskrunner_task_state trigger (which
+// speaks only of state changes), so long polls and event streams in every
+// process read the task again. A job no longer running that attempt is
+// left alone.
+func (q *Queries) TaskProgressSet(ctx context.Context, db DBTX, arg TaskProgressSetParams) error {
+	_, err := db.Exec(ctx, taskProgressSet, arg.Progress, arg.ID, arg.Attempt)
+	return err
+}
