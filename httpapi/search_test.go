@@ -89,6 +89,12 @@ func TestSearchEndToEndWithCache(t *testing.T) {
 
 	result := searchResultOf(t, done)
 	require.Len(t, result.Results, 3, "riverqueue.com from both sources is one result")
+	// Its progress: sources answered out of sources asked (the second
+	// answer may fall within the throttle and not be stored).
+	require.NotNil(t, done.Progress)
+	require.Equal(t, int64(2), done.Progress.Total)
+	require.Contains(t, []int64{1, 2}, done.Progress.Done)
+	require.Equal(t, "sources answered", done.Progress.Message)
 	top := result.Results[0]
 	require.Equal(t, "River", top.Title)
 	require.Equal(t, []string{"brave", "searxng"}, top.Sources)

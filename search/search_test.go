@@ -3,8 +3,10 @@ package search_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -277,6 +279,26 @@ func TestAggregatorCachesPerSource(t *testing.T) {
 	_, err = s.agg.Search(ctx, req)
 	require.NoError(t, err)
 	require.Equal(t, 2, s.brave.Calls())
+}
+
+// OnAnswer hears of each source as it answers or fails, counting up to the
+// sources asked.
+func TestAggregatorReportsSourcesAnswered(t *testing.T) {
+	t.Parallel()
+	s := newAgg(t, testenv.RedisURL())
+	s.brave.FailWith(http.StatusServiceUnavailable)
+	s.searx.SetHits(hitA)
+	var mu sync.Mutex
+	var got []string
+	req := search.Request{Query: "progress", Sources: []string{"brave", "searxng"}, MaxResults: 5,
+		OnAnswer: func(answered, asked int) {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, fmt.Sprintf("%d/%d", answered, asked))
+		}}
+	_, err := s.agg.Search(context.Background(), req)
+	require.NoError(t, err)
+	require.Equal(t, []string{"1/2", "2/2"}, got, "a failed source counts as answered")
 }
 
 func TestAggregatorPartialAndTotalFailure(t *testing.T) {
