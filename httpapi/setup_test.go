@@ -24,6 +24,7 @@ import (
 	"github.com/taskrunner/taskrunner/cache"
 	"github.com/taskrunner/taskrunner/config"
 	"github.com/taskrunner/taskrunner/db"
+	"github.com/taskrunner/taskrunner/fetch"
 	"github.com/taskrunner/taskrunner/httpapi"
 	"github.com/taskrunner/taskrunner/internal/testenv"
 	"github.com/taskrunner/taskrunner/jobs"
@@ -81,6 +82,8 @@ type setupOpts struct {
 	riverUI bool
 	// maxUploads bounds the uploads received at once; the default when 0.
 	maxUploads int
+	// callback is what a callback_url may reach; nil: callbacks off.
+	callback *fetch.Config
 }
 
 // testMaxArtifactBytes is the artifact limit in these tests.
@@ -147,7 +150,7 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 		Tenants: opts.tenantLimits}
 	tasks, err := task.NewService(task.ServiceConfig{
 		Pool: tdb.Pool, Client: client, Logger: logger,
-		Limits: task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: env},
+		Limits: task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: env, Callback: opts.callback},
 	})
 	require.NoError(t, err)
 	api, err := httpapi.New(httpapi.Config{

@@ -23,6 +23,7 @@ import (
 
 	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/db"
+	"github.com/taskrunner/taskrunner/fetch"
 	"github.com/taskrunner/taskrunner/jobs"
 )
 
@@ -41,6 +42,9 @@ type Request struct {
 	Priority       *int            `json:"priority"`
 	Queue          string          `json:"queue"`
 	RunAt          *time.Time      `json:"run_at"`
+	// CallbackURL, when set, gets a signed POST of the task's view when
+	// the task reaches a final state.
+	CallbackURL *string `json:"callback_url"`
 	// ParamsInBody says the params are the request body itself (POST
 	// /search): refusals name a param as it is ("query"), not within
 	// params ("params.query").
@@ -55,6 +59,10 @@ type Limits struct {
 	Queues []string
 	// Env is what task types validate their params against.
 	Env jobs.Env
+	// Callback is what a callback_url may reach (the CALLBACK_* settings);
+	// nil when callbacks are off (no CALLBACK_SECRET), and a request
+	// asking for one is refused.
+	Callback *fetch.Config
 }
 
 // maxRetriesCap bounds max_retries; River's own default is 24 retries.
@@ -176,12 +184,38 @@ func (s *Service) Validate(req *Request) (river.InsertManyParams, error) {
 	if req.RunAt != nil {
 		opts.ScheduledAt = *req.RunAt
 	}
-	meta, err := json.Marshal(jobs.Metadata{TimeoutSeconds: timeout})
+	callbackURL, err := s.checkCallbackURL(req.CallbackURL)
+	if err != nil {
+		return river.InsertManyParams{}, err
+	}
+	meta, err := json.Marshal(jobs.Metadata{TimeoutSeconds: timeout, CallbackURL: callbackURL})
 	if err != nil {
 		return river.InsertManyParams{}, err
 	}
 	opts.Metadata = meta
 	return river.InsertManyParams{Args: args, InsertOpts: opts}, nil
+}
+
+// checkCallbackURL checks a request's callback_url by the fetch
+// package's rules under the CALLBACK_* settings and returns it in the
+// canonical form it will be dialled in; "" for none.
+func (s *Service) checkCallbackURL(raw *string) (string, error) {
+	if raw == nil {
+		return "", nil
+	}
+	if s.limits.Callback == nil {
+		return "", taskrunner.Invalid("callback_url", "is refused: callbacks are off on this server (CALLBACK_SECRET is not set)")
+	}
+	u, err := fetch.CheckURL(*raw, *s.limits.Callback)
+	if err != nil {
+		var fe *taskrunner.Error
+		if errors.As(err, &fe) {
+			return "", &taskrunner.Error{Code: taskrunner.CodeInvalidParams, Field: "callback_url",
+				Message: "callback_url: " + fe.Message}
+		}
+		return "", err
+	}
+	return u.String(), nil
 }
 
 // paramRefusal is a task type's refusal of a param (its Field relative to

@@ -212,12 +212,21 @@ func (s *server) buildAPI(store *artifact.Store, artifacts *artifact.Service, m 
 		return fmt.Errorf("river ui: %w", err)
 	}
 	s.riverUI = ui
+	var callbackURLs *fetch.Config
+	if cfg.Callback.Secret != "" {
+		c := wiring.CallbackURLConfig(cfg)
+		if err := c.Validate(); err != nil {
+			return fmt.Errorf("CALLBACK_DOMAIN_ALLOWLIST or CALLBACK_ALLOWED_PORTS: %w", err)
+		}
+		callbackURLs = &c
+	}
 	tasks, err := task.NewService(task.ServiceConfig{
 		Pool: s.pool, Client: s.client, Logger: s.logger, FairShare: cfg.TenantFairShare,
 		Limits: task.Limits{
 			MaxRuntime: cfg.Limits.TaskMaxRuntime,
 			Queues:     cfg.Queues,
 			Env:        jobs.Env{SearchSources: cfg.Limits.SearchSourceAllowlist, SearchMaxResults: cfg.SearchMaxResults, Fetch: wiring.FetchConfig(cfg)},
+			Callback:   callbackURLs,
 		},
 	})
 	if err != nil {
