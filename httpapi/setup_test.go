@@ -84,6 +84,9 @@ type setupOpts struct {
 	maxUploads int
 	// callback is what a callback_url may reach; nil: callbacks off.
 	callback *fetch.Config
+	// callbackDeps deliver callbacks in this process's workers; their Task
+	// reads the test's database when unset.
+	callbackDeps *jobs.CallbackDeps
 }
 
 // testMaxArtifactBytes is the artifact limit in these tests.
@@ -101,6 +104,14 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	store, artifacts := newArtifacts(t, tdb, logger, opts)
 	if opts.deps.Artifacts == nil {
 		opts.deps.Artifacts = artifacts
+	}
+	if opts.callbackDeps != nil {
+		d := *opts.callbackDeps
+		if d.Task == nil {
+			d.Task = task.CallbackTasks(tdb.Pool, httpapi.CallbackBody)
+		}
+		d.Logger = logger
+		opts.deps.Callback = &d
 	}
 	var runs *jobs.RunRecorder
 	if opts.work {

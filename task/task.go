@@ -4,6 +4,7 @@
 package task
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -405,6 +406,52 @@ func (s *Service) getOwned(ctx context.Context, id int64) (*taskrunner.Task, err
 		return nil, db.AsUnavailable(err)
 	}
 	return t, nil
+}
+
+// Owned returns task id when the tenant ctx acts for may see it: another
+// tenant's task is not found, exactly as an unknown id.
+func (s *Service) Owned(ctx context.Context, id int64) (*taskrunner.Task, error) {
+	return s.getOwned(ctx, id)
+}
+
+// CallbackAttempts returns the delivery attempts of task id's callback,
+// oldest first. The caller has checked the task is the tenant's (Owned).
+func (s *Service) CallbackAttempts(ctx context.Context, id int64) ([]taskrunner.CallbackAttempt, error) {
+	a, err := db.CallbackAttemptsForTask(ctx, s.pool, id)
+	if err != nil {
+		return nil, db.AsUnavailable(err)
+	}
+	return a, nil
+}
+
+// CallbackTasks reads tasks for their callbacks' deliveries (the callback
+// worker's jobs.CallbackDeps.Task): the task as body encodes it (the API's
+// view), and its URL; db.ErrNotFound for a task that is gone.
+func CallbackTasks(ex db.Executor, body func(*taskrunner.Task) ([]byte, error)) func(ctx context.Context, id int64) (jobs.CallbackTask, error) {
+	return func(ctx context.Context, id int64) (jobs.CallbackTask, error) {
+		t, err := db.GetTask(ctx, ex, id)
+		if err != nil {
+			return jobs.CallbackTask{}, err
+		}
+		t.Queue = jobs.BaseQueue(t.Queue)
+		b, err := body(t)
+		if err != nil {
+			return jobs.CallbackTask{}, err
+		}
+		return jobs.CallbackTask{Body: b, URL: CallbackURLOf(t)}, nil
+	}
+}
+
+// CallbackURLOf is the callback_url t asked for, "" for none.
+func CallbackURLOf(t *taskrunner.Task) string {
+	if !bytes.Contains(t.Metadata, []byte(`"callback_url"`)) {
+		return ""
+	}
+	var m jobs.Metadata
+	if json.Unmarshal(t.Metadata, &m) != nil {
+		return ""
+	}
+	return m.CallbackURL
 }
 
 // ParseID parses a task id from a path; anything but a positive integer

@@ -176,6 +176,16 @@ func (s *server) buildClient(artifacts *artifact.Service, m *metrics.Metrics) (*
 			return nil, err
 		}
 		deps.Search = agg
+		if cfg.Callback.Secret != "" {
+			cb := wiring.CallbackURLConfig(cfg)
+			if err := cb.Validate(); err != nil {
+				return nil, fmt.Errorf("CALLBACK_DOMAIN_ALLOWLIST or CALLBACK_ALLOWED_PORTS: %w", err)
+			}
+			deps.Callback = &jobs.CallbackDeps{
+				Secret: []byte(cfg.Callback.Secret), Poster: fetch.New(cb), Task: task.CallbackTasks(s.pool, httpapi.CallbackBody),
+				Timeout: cfg.Callback.Timeout, MaxAttempts: cfg.Callback.MaxAttempts, Logger: s.logger,
+			}
+		}
 		if s.runs, err = jobs.NewRunRecorder(jobs.RunRecorderConfig{Pool: s.pool, Logger: s.logger, Metrics: m}); err != nil {
 			return nil, err
 		}
