@@ -113,3 +113,44 @@ type Artifact struct {
 	// Owner is the owner of the artifact's task when it was stored.
 	Owner string `json:"owner"`
 }
+
+// CallbackAttempt is one attempt at delivering a task's callback.
+type CallbackAttempt struct {
+	TaskID     int64     `json:"task_id"`
+	DeliveryID uuid.UUID `json:"delivery_id"` // the Taskrunner-Delivery header, the same on each retry
+	Event      string    `json:"event"`       // task.completed, task.discarded or task.cancelled
+	Attempt    int       `json:"attempt"`
+	// StatusCode is the receiver's answer; nil when none came.
+	StatusCode *int    `json:"status_code"`
+	LatencyMS  float64 `json:"latency_ms"`
+	// Error says what went wrong, safe to show the task's owner; nil when
+	// delivered.
+	Error     *string   `json:"error"`
+	Delivered bool      `json:"delivered"`
+	GaveUp    bool      `json:"gave_up"` // it failed and was the last attempt
+	At        time.Time `json:"at"`
+}
+
+// Callback states, as a task's view shows them.
+const (
+	CallbackPending   = "pending"
+	CallbackDelivered = "delivered"
+	CallbackFailed    = "failed"
+)
+
+// CallbackState sums up a task's callback attempts: delivered once one got
+// a 2xx, failed once one gave up without any delivered, pending otherwise
+// (none yet, or retries to come).
+func CallbackState(attempts []CallbackAttempt) string {
+	failed := false
+	for _, a := range attempts {
+		if a.Delivered {
+			return CallbackDelivered
+		}
+		failed = failed || a.GaveUp
+	}
+	if failed {
+		return CallbackFailed
+	}
+	return CallbackPending
+}

@@ -180,6 +180,9 @@ type SubmitRequest struct {
 	Priority       *int            `json:"priority,omitempty"`
 	Queue          string          `json:"queue,omitempty"`
 	RunAt          *time.Time      `json:"run_at,omitempty"`
+	// CallbackURL, when set, gets a signed POST of the task when it
+	// finishes.
+	CallbackURL string `json:"callback_url,omitempty"`
 	// IdempotencyKey, when set, makes a repeated submission return the
 	// first task instead of a new one.
 	IdempotencyKey string `json:"-"`
@@ -193,6 +196,7 @@ type SearchRequest struct {
 	MaxResults     *int     `json:"max_results,omitempty"`
 	TimeoutSeconds *float64 `json:"timeout_seconds,omitempty"`
 	MaxRetries     *int     `json:"max_retries,omitempty"`
+	CallbackURL    string   `json:"callback_url,omitempty"`
 	IdempotencyKey string   `json:"-"`
 }
 

@@ -61,6 +61,20 @@ const (
 	// DefaultTenantMaxRunning is no cap on one tenant's running tasks
 	// beyond the worker pool.
 	DefaultTenantMaxRunning = 0
+	// DefaultCallbackTimeout bounds one callback delivery attempt
+	// (CALLBACK_TIMEOUT_SECONDS).
+	DefaultCallbackTimeout = 10 * time.Second
+	// DefaultCallbackMaxAttempts is how many times a callback is tried
+	// before it is given up (CALLBACK_MAX_ATTEMPTS).
+	DefaultCallbackMaxAttempts = 12
+	// DefaultCallbackDomainAllow allows callbacks to any public host
+	// (CALLBACK_DOMAIN_ALLOWLIST).
+	DefaultCallbackDomainAllow = "*"
+	// minCallbackSecretLength keeps CALLBACK_SECRET unguessable.
+	minCallbackSecretLength = 16
+	// maxCallbackAttempts bounds CALLBACK_MAX_ATTEMPTS (River stores
+	// attempts in a smallint).
+	maxCallbackAttempts = 100
 	// DefaultTenantWaitersShare is the default TENANT_MAX_WAITERS as a
 	// share of MAX_WAITERS: one tenant may hold a quarter of a process's
 	// long polls and event streams.
@@ -140,6 +154,29 @@ type Config struct {
 	// processes serve the tenants' queues whatever it says, so turning it
 	// off leaves no task behind.
 	TenantFairShare bool
+
+	// Callback is how task callbacks are checked, signed and delivered.
+	Callback Callback
+}
+
+// Callback is the configuration of task callbacks (callback_url).
+type Callback struct {
+	// Secret signs every callback (CALLBACK_SECRET, at least 16
+	// characters). Secret: never logged or shown. Empty: callbacks are off
+	// and a task asking for one is refused.
+	Secret string
+	// DomainAllowlist, AllowedPorts and AllowPrivateNetworks are what a
+	// callback URL may reach, as FETCH_* are for fetch
+	// (CALLBACK_DOMAIN_ALLOWLIST, CALLBACK_ALLOWED_PORTS,
+	// CALLBACK_ALLOW_PRIVATE_NETWORKS; the last for tests only).
+	DomainAllowlist      []string
+	AllowedPorts         []int
+	AllowPrivateNetworks bool
+	// Timeout bounds one delivery attempt (CALLBACK_TIMEOUT_SECONDS).
+	Timeout time.Duration
+	// MaxAttempts is how many attempts a delivery gets
+	// (CALLBACK_MAX_ATTEMPTS).
+	MaxAttempts int
 }
 
 // Tenants are the tenants known at start: the names in API_KEYS, sorted,
@@ -305,6 +342,14 @@ func Load(getenv func(string) string) (*Config, error) {
 		MetricsAddr:         r.str("METRICS_ADDR", ""),
 		MaxWaiters:          r.positiveInt("MAX_WAITERS", DefaultMaxWaiters),
 		TenantFairShare:     r.boolean("TENANT_FAIR_SHARE", true),
+		Callback: Callback{
+			Secret:               r.str("CALLBACK_SECRET", ""),
+			DomainAllowlist:      r.list("CALLBACK_DOMAIN_ALLOWLIST", DefaultCallbackDomainAllow),
+			AllowedPorts:         r.ports("CALLBACK_ALLOWED_PORTS"),
+			AllowPrivateNetworks: r.boolean("CALLBACK_ALLOW_PRIVATE_NETWORKS", false),
+			Timeout:              r.seconds("CALLBACK_TIMEOUT_SECONDS", DefaultCallbackTimeout),
+			MaxAttempts:          r.positiveInt("CALLBACK_MAX_ATTEMPTS", DefaultCallbackMaxAttempts),
+		},
 	}
 	c.APIKeys, r.err = parseAPIKeys(getenv("API_KEYS"), r.err)
 	c.RescueAfter = r.seconds("TASK_RESCUE_AFTER_SECONDS", c.Limits.TaskMaxRuntime+DefaultRescueMarginOverCap)
@@ -352,6 +397,12 @@ func (c *Config) validate() error {
 	}
 	if !c.TenantFairShare && c.Limits.TenantMaxRunning > 0 {
 		return errors.New("TENANT_MAX_RUNNING: a cap on a tenant's running tasks needs TENANT_FAIR_SHARE=true (each tenant's tasks in queues of its own)")
+	}
+	if c.Callback.Secret != "" && len(c.Callback.Secret) < minCallbackSecretLength {
+		return fmt.Errorf("CALLBACK_SECRET: shorter than %d characters", minCallbackSecretLength) // never echo it
+	}
+	if c.Callback.MaxAttempts > maxCallbackAttempts {
+		return fmt.Errorf("CALLBACK_MAX_ATTEMPTS: %d is over %d", c.Callback.MaxAttempts, maxCallbackAttempts)
 	}
 	if _, err := url.Parse(c.DatabaseURL); err != nil {
 		return errors.New("DATABASE_URL: not a URL") // the URL may hold a password: never echo it

@@ -351,3 +351,42 @@ func FuzzTenantSettings(f *testing.F) {
 		}
 	})
 }
+
+func TestCallbackSettings(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(env(nil))
+	require.NoError(t, err)
+	require.Equal(t, config.Callback{DomainAllowlist: []string{"*"}, Timeout: 10 * time.Second, MaxAttempts: 12}, c.Callback,
+		"callbacks are off without a secret; any public host, ports 80 and 443")
+
+	c, err = config.Load(env(map[string]string{
+		"CALLBACK_SECRET":                 "0123456789abcdef-secret",
+		"CALLBACK_DOMAIN_ALLOWLIST":       "hooks.example.com,*.example.org",
+		"CALLBACK_ALLOWED_PORTS":          "8443,9000",
+		"CALLBACK_ALLOW_PRIVATE_NETWORKS": "true",
+		"CALLBACK_TIMEOUT_SECONDS":        "2",
+		"CALLBACK_MAX_ATTEMPTS":           "3",
+	}))
+	require.NoError(t, err)
+	require.Equal(t, config.Callback{
+		Secret: "0123456789abcdef-secret", DomainAllowlist: []string{"hooks.example.com", "*.example.org"},
+		AllowedPorts: []int{8443, 9000}, AllowPrivateNetworks: true, Timeout: 2 * time.Second, MaxAttempts: 3,
+	}, c.Callback)
+}
+
+func TestBadCallbackSettingsNameTheVariable(t *testing.T) {
+	t.Parallel()
+	for name, vars := range map[string]map[string]string{
+		"CALLBACK_SECRET":                 {"CALLBACK_SECRET": "short-s3cret"},
+		"CALLBACK_TIMEOUT_SECONDS":        {"CALLBACK_TIMEOUT_SECONDS": "0"},
+		"CALLBACK_MAX_ATTEMPTS":           {"CALLBACK_MAX_ATTEMPTS": "101"},
+		"CALLBACK_ALLOWED_PORTS":          {"CALLBACK_ALLOWED_PORTS": "70000"},
+		"CALLBACK_ALLOW_PRIVATE_NETWORKS": {"CALLBACK_ALLOW_PRIVATE_NETWORKS": "maybe"},
+	} {
+		_, err := config.Load(env(vars))
+		require.ErrorContains(t, err, name)
+		require.NotContains(t, err.Error(), "short-s3cret", "the secret is never echoed")
+	}
+	_, err := config.Load(env(map[string]string{"CALLBACK_MAX_ATTEMPTS": "0"}))
+	require.ErrorContains(t, err, "CALLBACK_MAX_ATTEMPTS")
+}

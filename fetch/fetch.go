@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -122,16 +123,37 @@ func (r *Response) OK() bool { return r.Status >= 200 && r.Status <= 299 }
 // AllowPrivateNetworks). A declared Content-Length over MaxBytes fails at
 // once with artifact_size_exceeded. Errors are *taskrunner.Error.
 func (f *Fetcher) Fetch(ctx context.Context, rawURL string) (*Response, error) {
+	return f.do(ctx, http.MethodGet, rawURL, nil, nil)
+}
+
+// Post POSTs body to rawURL with header (Content-Type and the like) under
+// every check Fetch makes: the URL, every address dialled, and every
+// redirect (a Config with MaxRedirects < 0 follows none, and returns the
+// 3xx). Callbacks are delivered through it.
+func (f *Fetcher) Post(ctx context.Context, rawURL string, header http.Header, body []byte) (*Response, error) {
+	return f.do(ctx, http.MethodPost, rawURL, header, body)
+}
+
+func (f *Fetcher) do(ctx context.Context, method, rawURL string, header http.Header, body []byte) (*Response, error) {
 	u, err := f.policy.checkRaw(rawURL)
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	var reqBody io.Reader
+	if body != nil {
+		reqBody = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), reqBody)
 	if err != nil {
 		return nil, errorf(taskrunner.CodeInvalidURL, "the URL cannot be requested", nil)
 	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
 	req.Header.Set("User-Agent", UserAgent)
-	req.Header.Set("Accept", "*/*")
+	if req.Header.Get("Accept") == "" {
+		req.Header.Set("Accept", "*/*")
+	}
 	resp, err := f.client.Do(req)
 	if err != nil {
 		return nil, transportError(ctx, err)

@@ -55,6 +55,9 @@ type Config struct {
 	// hosts are allowed only by "*". Entries that are not valid (see
 	// Validate) match nothing.
 	Allowlist []string
+	// AllowlistSetting names the setting Allowlist comes from in refusals;
+	// FETCH_DOMAIN_ALLOWLIST when empty (callbacks use their own).
+	AllowlistSetting string
 	// AllowedPorts are ports allowed besides 80 and 443.
 	AllowedPorts []int
 	// AllowPrivateNetworks (FETCH_ALLOW_PRIVATE_NETWORKS, off by default)
@@ -82,7 +85,7 @@ type Config struct {
 // Validate reports allowlist entries that match nothing and ports that
 // cannot be, so start-up can refuse a mistyped FETCH_DOMAIN_ALLOWLIST.
 func (c Config) Validate() error {
-	_, errs := compileAllowlist(c.Allowlist)
+	_, errs := compileAllowlist(c.Allowlist, c.allowlistSetting())
 	for _, p := range c.AllowedPorts {
 		if p < 1 || p > 65535 {
 			errs = append(errs, fmt.Errorf("allowed port %d is not a TCP port", p))
@@ -107,16 +110,25 @@ func CheckURL(raw string, cfg Config) (*url.URL, error) {
 	return newPolicy(cfg).checkRaw(raw)
 }
 
+// allowlistSetting is the name refusals give the allowlist.
+func (c Config) allowlistSetting() string {
+	if c.AllowlistSetting == "" {
+		return "FETCH_DOMAIN_ALLOWLIST"
+	}
+	return c.AllowlistSetting
+}
+
 // policy is a Config compiled for checking URLs and dial addresses.
 type policy struct {
 	allow        allowlist
+	setting      string // the allowlist's setting, for refusals
 	ports        map[int]bool
 	allowPrivate bool
 }
 
 func newPolicy(cfg Config) *policy {
-	p := &policy{ports: map[int]bool{80: true, 443: true}, allowPrivate: cfg.AllowPrivateNetworks}
-	p.allow, _ = compileAllowlist(cfg.Allowlist)
+	p := &policy{ports: map[int]bool{80: true, 443: true}, allowPrivate: cfg.AllowPrivateNetworks, setting: cfg.allowlistSetting()}
+	p.allow, _ = compileAllowlist(cfg.Allowlist, p.setting)
 	for _, port := range cfg.AllowedPorts {
 		p.ports[port] = true
 	}
@@ -176,9 +188,9 @@ func (p *policy) check(u *url.URL) (*url.URL, error) {
 func (p *policy) checkHost(h host) error {
 	if !p.allow.allows(h) {
 		if h.ip.IsValid() {
-			return errorf(taskrunner.CodeDomainNotAllowed, fmt.Sprintf("IP address %s is not allowed: only FETCH_DOMAIN_ALLOWLIST=* allows IP addresses", h), nil)
+			return errorf(taskrunner.CodeDomainNotAllowed, fmt.Sprintf("IP address %s is not allowed: only %s=* allows IP addresses", h, p.setting), nil)
 		}
-		return errorf(taskrunner.CodeDomainNotAllowed, fmt.Sprintf("host %q is not allowed by FETCH_DOMAIN_ALLOWLIST", h.name), nil)
+		return errorf(taskrunner.CodeDomainNotAllowed, fmt.Sprintf("host %q is not allowed by %s", h.name, p.setting), nil)
 	}
 	if p.allowPrivate {
 		return nil
@@ -358,7 +370,7 @@ type allowlist struct {
 	suffixes []string        // ".example.com" from "*.example.com"
 }
 
-func compileAllowlist(entries []string) (allowlist, []error) {
+func compileAllowlist(entries []string, setting string) (allowlist, []error) {
 	a := allowlist{exact: map[string]bool{}}
 	var errs []error
 	for _, e := range entries {
@@ -384,7 +396,7 @@ func compileAllowlist(entries []string) (allowlist, []error) {
 			if errors.As(err, &fe) {
 				err = errors.New(fe.Message)
 			}
-			errs = append(errs, fmt.Errorf("FETCH_DOMAIN_ALLOWLIST entry %q: %w", e, err))
+			errs = append(errs, fmt.Errorf("%s entry %q: %w", setting, e, err))
 			continue
 		}
 		if wildcard {

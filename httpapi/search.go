@@ -15,6 +15,7 @@ type searchRequest struct {
 	MaxResults     *int     `json:"max_results"`
 	TimeoutSeconds *float64 `json:"timeout_seconds"`
 	MaxRetries     *int     `json:"max_retries"`
+	CallbackURL    *string  `json:"callback_url"`
 }
 
 // decodeSearchRequest turns a POST /search body into a search task request.
@@ -33,7 +34,7 @@ func decodeSearchRequest(body []byte) (*task.Request, error) {
 		return nil, err
 	}
 	return &task.Request{Type: "search", Params: params, TimeoutSeconds: sr.TimeoutSeconds, MaxRetries: sr.MaxRetries,
-		ParamsInBody: true}, nil
+		CallbackURL: sr.CallbackURL, ParamsInBody: true}, nil
 }
 
 // submitSearch enqueues a search task; its result is the merged answer.

@@ -226,6 +226,7 @@ func (s *Server) apiRoutes(r chi.Router) {
 	r.Get("/artifacts/{id}/meta", s.handle(s.artifactMeta))
 	r.Put("/tasks/{id}/artifacts/{name}", s.handle(s.uploadArtifact))
 	r.Get("/tasks/{id}/artifacts", s.handle(s.taskArtifacts))
+	r.Get("/tasks/{id}/callbacks", s.handle(s.taskCallbacks))
 }
 
 func (s *Server) recoverer(next http.Handler) http.Handler {

@@ -24,6 +24,7 @@ import (
 	"github.com/taskrunner/taskrunner/cache"
 	"github.com/taskrunner/taskrunner/config"
 	"github.com/taskrunner/taskrunner/db"
+	"github.com/taskrunner/taskrunner/fetch"
 	"github.com/taskrunner/taskrunner/httpapi"
 	"github.com/taskrunner/taskrunner/internal/testenv"
 	"github.com/taskrunner/taskrunner/jobs"
@@ -81,6 +82,11 @@ type setupOpts struct {
 	riverUI bool
 	// maxUploads bounds the uploads received at once; the default when 0.
 	maxUploads int
+	// callback is what a callback_url may reach; nil: callbacks off.
+	callback *fetch.Config
+	// callbackDeps deliver callbacks in this process's workers; their Task
+	// reads the test's database when unset.
+	callbackDeps *jobs.CallbackDeps
 }
 
 // testMaxArtifactBytes is the artifact limit in these tests.
@@ -98,6 +104,14 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	store, artifacts := newArtifacts(t, tdb, logger, opts)
 	if opts.deps.Artifacts == nil {
 		opts.deps.Artifacts = artifacts
+	}
+	if opts.callbackDeps != nil {
+		d := *opts.callbackDeps
+		if d.Task == nil {
+			d.Task = task.CallbackTasks(tdb.Pool, httpapi.CallbackBody)
+		}
+		d.Logger = logger
+		opts.deps.Callback = &d
 	}
 	var runs *jobs.RunRecorder
 	if opts.work {
@@ -147,7 +161,7 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 		Tenants: opts.tenantLimits}
 	tasks, err := task.NewService(task.ServiceConfig{
 		Pool: tdb.Pool, Client: client, Logger: logger,
-		Limits: task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: env},
+		Limits: task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: env, Callback: opts.callback},
 	})
 	require.NoError(t, err)
 	api, err := httpapi.New(httpapi.Config{

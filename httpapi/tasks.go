@@ -47,6 +47,7 @@ type taskDetailView struct {
 	taskView
 	Runs        []taskrunner.Run `json:"runs"`
 	ArtifactIDs []string         `json:"artifact_ids"`
+	Callback    *callbackSummary `json:"callback"`
 }
 
 type taskError struct {

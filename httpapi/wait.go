@@ -131,7 +131,11 @@ func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	writeJSON(w, http.StatusOK, detailViewOf(d))
+	v := detailViewOf(d)
+	if v.Callback, err = s.callbackSummary(ctx, d); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
 	return nil
 }
 

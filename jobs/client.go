@@ -131,6 +131,9 @@ type Deps struct {
 	Artifacts *artifact.Service
 	// Fetcher fetches for fetch tasks; without it they fail, not retried.
 	Fetcher *fetch.Fetcher
+	// Callback delivers callbacks; without it (no CALLBACK_SECRET) a
+	// delivery fails and is retried, for a process that has it.
+	Callback *CallbackDeps
 }
 
 // NewClient returns the River client built from cfg, with every task
@@ -175,6 +178,7 @@ func NewClient(cfg ClientConfig) (*river.Client[pgx.Tx], error) {
 func Workers(pool *pgxpool.Pool, d Deps) *river.Workers {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &RetentionWorker{pool: pool, artifacts: d.Artifacts})
+	river.AddWorker(workers, newCallbackWorker(pool, d.Callback))
 	for _, t := range Types {
 		t.addWorker(workers, d)
 	}

@@ -49,6 +49,11 @@ func (w *RetentionWorker) Work(ctx context.Context, job *river.Job[RetentionArgs
 		}
 	}
 	RecordMetric(ctx, "runs_deleted", float64(runs))
+	callbacks, err := db.DeleteExpiredCallbackAttempts(ctx, w.pool, cutoff)
+	if err != nil {
+		return err
+	}
+	RecordMetric(ctx, "callback_attempts_deleted", float64(callbacks))
 	if w.artifacts != nil {
 		n, err := w.artifacts.RemoveExpired(ctx, cutoff, retentionBatch)
 		RecordMetric(ctx, "artifacts_deleted", float64(n))

@@ -194,6 +194,10 @@ type Metadata struct {
 	// Owner is the tenant that submitted the task; empty for jobs
 	// taskrunner enqueues itself, which belong to taskrunner.LocalTenant.
 	Owner string `json:"owner,omitempty"`
+	// CallbackURL is where the task's view is POSTed when it reaches a
+	// final state, in the canonical form checked at submit; empty for
+	// none. A database trigger reads it (migration 00007).
+	CallbackURL string `json:"callback_url,omitempty"`
 }
 
 // OwnerOf is the tenant that owns job: its metadata's owner, or "" for

@@ -4,6 +4,7 @@
 package task
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/db"
+	"github.com/taskrunner/taskrunner/fetch"
 	"github.com/taskrunner/taskrunner/jobs"
 )
 
@@ -41,6 +43,9 @@ type Request struct {
 	Priority       *int            `json:"priority"`
 	Queue          string          `json:"queue"`
 	RunAt          *time.Time      `json:"run_at"`
+	// CallbackURL, when set, gets a signed POST of the task's view when
+	// the task reaches a final state.
+	CallbackURL *string `json:"callback_url"`
 	// ParamsInBody says the params are the request body itself (POST
 	// /search): refusals name a param as it is ("query"), not within
 	// params ("params.query").
@@ -55,6 +60,10 @@ type Limits struct {
 	Queues []string
 	// Env is what task types validate their params against.
 	Env jobs.Env
+	// Callback is what a callback_url may reach (the CALLBACK_* settings);
+	// nil when callbacks are off (no CALLBACK_SECRET), and a request
+	// asking for one is refused.
+	Callback *fetch.Config
 }
 
 // maxRetriesCap bounds max_retries; River's own default is 24 retries.
@@ -176,12 +185,38 @@ func (s *Service) Validate(req *Request) (river.InsertManyParams, error) {
 	if req.RunAt != nil {
 		opts.ScheduledAt = *req.RunAt
 	}
-	meta, err := json.Marshal(jobs.Metadata{TimeoutSeconds: timeout})
+	callbackURL, err := s.checkCallbackURL(req.CallbackURL)
+	if err != nil {
+		return river.InsertManyParams{}, err
+	}
+	meta, err := json.Marshal(jobs.Metadata{TimeoutSeconds: timeout, CallbackURL: callbackURL})
 	if err != nil {
 		return river.InsertManyParams{}, err
 	}
 	opts.Metadata = meta
 	return river.InsertManyParams{Args: args, InsertOpts: opts}, nil
+}
+
+// checkCallbackURL checks a request's callback_url by the fetch
+// package's rules under the CALLBACK_* settings and returns it in the
+// canonical form it will be dialled in; "" for none.
+func (s *Service) checkCallbackURL(raw *string) (string, error) {
+	if raw == nil {
+		return "", nil
+	}
+	if s.limits.Callback == nil {
+		return "", taskrunner.Invalid("callback_url", "is refused: callbacks are off on this server (CALLBACK_SECRET is not set)")
+	}
+	u, err := fetch.CheckURL(*raw, *s.limits.Callback)
+	if err != nil {
+		var fe *taskrunner.Error
+		if errors.As(err, &fe) {
+			return "", &taskrunner.Error{Code: taskrunner.CodeInvalidParams, Field: "callback_url",
+				Message: "callback_url: " + fe.Message}
+		}
+		return "", err
+	}
+	return u.String(), nil
 }
 
 // paramRefusal is a task type's refusal of a param (its Field relative to
@@ -371,6 +406,52 @@ func (s *Service) getOwned(ctx context.Context, id int64) (*taskrunner.Task, err
 		return nil, db.AsUnavailable(err)
 	}
 	return t, nil
+}
+
+// Owned returns task id when the tenant ctx acts for may see it: another
+// tenant's task is not found, exactly as an unknown id.
+func (s *Service) Owned(ctx context.Context, id int64) (*taskrunner.Task, error) {
+	return s.getOwned(ctx, id)
+}
+
+// CallbackAttempts returns the delivery attempts of task id's callback,
+// oldest first. The caller has checked the task is the tenant's (Owned).
+func (s *Service) CallbackAttempts(ctx context.Context, id int64) ([]taskrunner.CallbackAttempt, error) {
+	a, err := db.CallbackAttemptsForTask(ctx, s.pool, id)
+	if err != nil {
+		return nil, db.AsUnavailable(err)
+	}
+	return a, nil
+}
+
+// CallbackTasks reads tasks for their callbacks' deliveries (the callback
+// worker's jobs.CallbackDeps.Task): the task as body encodes it (the API's
+// view), and its URL; db.ErrNotFound for a task that is gone.
+func CallbackTasks(ex db.Executor, body func(*taskrunner.Task) ([]byte, error)) func(ctx context.Context, id int64) (jobs.CallbackTask, error) {
+	return func(ctx context.Context, id int64) (jobs.CallbackTask, error) {
+		t, err := db.GetTask(ctx, ex, id)
+		if err != nil {
+			return jobs.CallbackTask{}, err
+		}
+		t.Queue = jobs.BaseQueue(t.Queue)
+		b, err := body(t)
+		if err != nil {
+			return jobs.CallbackTask{}, err
+		}
+		return jobs.CallbackTask{Body: b, URL: CallbackURLOf(t)}, nil
+	}
+}
+
+// CallbackURLOf is the callback_url t asked for, "" for none.
+func CallbackURLOf(t *taskrunner.Task) string {
+	if !bytes.Contains(t.Metadata, []byte(`"callback_url"`)) {
+		return ""
+	}
+	var m jobs.Metadata
+	if json.Unmarshal(t.Metadata, &m) != nil {
+		return ""
+	}
+	return m.CallbackURL
 }
 
 // ParseID parses a task id from a path; anything but a positive integer

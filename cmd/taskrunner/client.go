@@ -55,12 +55,12 @@ var clientCommands map[string]clientCommand
 
 func init() {
 	clientCommands = map[string]clientCommand{
-		"submit":   {"submit TYPE [--param k=v ...] [--params JSON] [--timeout SECONDS] [--retries N] [--priority N] [--queue Q] [--run-at RFC3339] [--idempotency-key K] [--wait] [-q]", cmdSubmit},
+		"submit":   {"submit TYPE [--param k=v ...] [--params JSON] [--timeout SECONDS] [--retries N] [--priority N] [--queue Q] [--run-at RFC3339] [--idempotency-key K] [--callback-url URL] [--wait] [-q]", cmdSubmit},
 		"get":      {"get ID", cmdGet},
 		"wait":     {"wait ID [--timeout DURATION] [-q]", cmdWait},
 		"cancel":   {"cancel ID", cmdCancel},
 		"limits":   {"limits", cmdLimits},
-		"search":   {"search QUERY... [--source S ...] [--recency-days N] [--max-results N] [--idempotency-key K] [--wait] [-q]", cmdSearch},
+		"search":   {"search QUERY... [--source S ...] [--recency-days N] [--max-results N] [--idempotency-key K] [--callback-url URL] [--wait] [-q]", cmdSearch},
 		"artifact": {"artifact put TASK_ID FILE [--name N] [--type T] [--content-type CT] | get ARTIFACT_ID [-o FILE] | meta ARTIFACT_ID", cmdArtifact},
 	}
 }
@@ -216,6 +216,7 @@ func cmdSubmit(ctx context.Context, e *cliEnv, args []string) error {
 		return nil
 	})
 	fs.StringVar(&req.IdempotencyKey, "idempotency-key", "", "a `key` that makes a repeated submission return the first task")
+	fs.StringVar(&req.CallbackURL, "callback-url", "", "a `URL` that gets a signed POST of the task when it finishes")
 	wait := fs.Bool("wait", false, "wait until the task finishes and print it then")
 	quiet := fs.Bool("q", false, "with --wait, show no progress")
 	pos, err := e.parseArgs(fs, "submit", args)
@@ -461,6 +462,7 @@ func cmdSearch(ctx context.Context, e *cliEnv, args []string) error {
 	intFlag(fs, &req.RecencyDays, "recency-days", "only results from the last `N` days (0: any time)")
 	intFlag(fs, &req.MaxResults, "max-results", "at most `N` results")
 	fs.StringVar(&req.IdempotencyKey, "idempotency-key", "", "a `key` that makes a repeated search return the first task")
+	fs.StringVar(&req.CallbackURL, "callback-url", "", "a `URL` that gets a signed POST of the task when it finishes")
 	wait := fs.Bool("wait", false, "wait until the search finishes and print the task then")
 	quiet := fs.Bool("q", false, "with --wait, show no progress")
 	pos, err := e.parseArgs(fs, "search", args)

@@ -7,6 +7,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,6 +21,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner/callback"
 	"github.com/taskrunner/taskrunner/client"
 	"github.com/taskrunner/taskrunner/internal/testenv"
 	"github.com/taskrunner/taskrunner/search/searchtest"
@@ -77,11 +82,14 @@ func TestClientCommands(t *testing.T) {
 	bucket := testenv.NewBucket(t, "client-")
 	brave := searchtest.NewBrave(t)
 	brave.SetHits(searchtest.Hit{Title: "River", URL: "https://riverqueue.com/"}, searchtest.Hit{Title: "pgx", URL: "https://github.com/jackc/pgx"})
+	hooks := newHookReceiver(t)
 	env := with(baseEnv(testenv.NewDB(t).URL),
 		"MINIO_ENDPOINT", bucket.Endpoint, "MINIO_ROOT_USER", bucket.User, "MINIO_ROOT_PASSWORD", bucket.Password,
 		"MINIO_BUCKET", bucket.Name, "REDIS_KEY_PREFIX", testenv.RandomName("client-test:")+":",
 		"BRAVE_API_URL", brave.BraveEndpoint(), "BRAVE_API_KEY", searchtest.BraveKey,
-		"TENANT_LIMITS", "local:tasks_per_minute=99999:max_running=3")
+		"TENANT_LIMITS", "local:tasks_per_minute=99999:max_running=3",
+		"CALLBACK_SECRET", clientCallbackSecret, "CALLBACK_ALLOW_PRIVATE_NETWORKS", "true",
+		"CALLBACK_ALLOWED_PORTS", strconv.Itoa(hooks.port))
 	server, api := startAPIProc(t, "serve", env, "serve")
 	server.WaitEvent("workers_started", startTimeout, nil)
 	base := api.base
@@ -99,6 +107,21 @@ func TestClientCommands(t *testing.T) {
 		require.Equal(t, map[string]any{"msg": "hello"}, task["result"])
 		require.Contains(t, out.stdout, "\n  \"status\": \"completed\"", "the task is printed indented")
 		require.Contains(t, out.stderr, "task "+strconv.FormatInt(idOf(t, task), 10)+": completed (attempt 1/1)")
+	})
+
+	t.Run("submit --callback-url", func(t *testing.T) {
+		t.Parallel()
+		out := cli(t, "submit", "echo", "--param", "msg=call me", "--callback-url", hooks.url, "--wait", "-q")
+		require.NoError(t, out.err, out.all())
+		id := idOf(t, taskOf(t, out))
+		view := hooks.next(t, 30*time.Second, id, "task.completed")
+		require.Equal(t, "completed", view["status"])
+		require.Equal(t, map[string]any{"msg": "call me"}, view["result"])
+
+		out = cli(t, "submit", "echo", "--param", "msg=x", "--callback-url", "http://127.0.0.1:1/hook") // a port CALLBACK_ALLOWED_PORTS does not list
+		require.Error(t, out.err)
+		require.Contains(t, out.all(), "task_rejected_invalid_params")
+		require.Contains(t, out.all(), "callback_url")
 	})
 
 	t.Run("submit sleep then wait", func(t *testing.T) {
@@ -629,4 +652,52 @@ func TestProgressDisplay(t *testing.T) {
 			require.True(t, isTerminal(tty))
 		}
 	})
+}
+
+const clientCallbackSecret = "client-test-callback-secret-0123"
+
+type hookDelivery struct {
+	header http.Header
+	body   []byte
+}
+
+// hookReceiver is a callback receiver on 127.0.0.1 answering 200.
+type hookReceiver struct {
+	url  string
+	port int
+	got  chan hookDelivery
+}
+
+func newHookReceiver(t *testing.T) *hookReceiver {
+	t.Helper()
+	h := &hookReceiver{got: make(chan hookDelivery, 100)}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		h.got <- hookDelivery{header: r.Header.Clone(), body: body}
+	}))
+	t.Cleanup(srv.Close)
+	u, err := url.Parse(srv.URL)
+	require.NoError(t, err)
+	h.port, err = strconv.Atoi(u.Port())
+	require.NoError(t, err)
+	h.url = srv.URL + "/hook"
+	return h
+}
+
+// next waits up to timeout for a delivery, checks its signature and that
+// it is task id's event, and returns the task's view it carried.
+func (h *hookReceiver) next(t *testing.T, timeout time.Duration, id int64, event string) map[string]any {
+	t.Helper()
+	var got hookDelivery
+	select {
+	case got = <-h.got:
+	case <-time.After(timeout):
+		t.Fatalf("no callback of task %d delivered in %s", id, timeout)
+	}
+	require.NoError(t, callback.Verify([]byte(clientCallbackSecret), got.header.Get(callback.HeaderSignature), got.body, time.Minute, time.Now()))
+	require.Equal(t, event, got.header.Get(callback.HeaderEvent))
+	var view map[string]any
+	require.NoError(t, json.Unmarshal(got.body, &view))
+	require.EqualValues(t, id, view["id"])
+	return view
 }

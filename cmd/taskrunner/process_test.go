@@ -285,3 +285,33 @@ func deref(s *string) string {
 	}
 	return *s
 }
+
+// Acceptance: a worker SIGKILLed right after it finished a task with a
+// callback loses no delivery: the delivery job was committed with the
+// task's final state, and another worker process delivers it. Worker A
+// has no CALLBACK_SECRET, so it cannot deliver: whatever reaches the
+// receiver came from worker B.
+func TestCallbackOfSIGKILLedWorkerIsDeliveredByAnother(t *testing.T) {
+	t.Parallel()
+	tdb := testenv.NewDB(t)
+	hooks := newHookReceiver(t)
+	env := with(baseEnv(tdb.URL), "TASK_MAX_RUNTIME_SECONDS", "5", "TASK_RESCUE_AFTER_SECONDS", "6",
+		"CALLBACK_ALLOW_PRIVATE_NETWORKS", "true", "CALLBACK_ALLOWED_PORTS", strconv.Itoa(hooks.port))
+	withSecret := with(env, "CALLBACK_SECRET", clientCallbackSecret)
+	a := startWorker(t, "worker-a", env)
+	_, api := startAPIProc(t, "api", withSecret, "api")
+
+	id := api.submit(map[string]any{"type": "echo", "params": map[string]any{"msg": "last words"}, "callback_url": hooks.url})
+	// Killed as soon as the final state is committed (River's completer
+	// writes it in batches, after the task_completed line).
+	require.Eventually(t, func() bool { return api.get(id)["status"] == "completed" }, 20*time.Second, 5*time.Millisecond)
+	a.Signal(syscall.SIGKILL)
+	require.Equal(t, -1, a.WaitExit(exitTimeout), "worker A was not ended by SIGKILL")
+	require.Empty(t, hooks.got, "delivered before worker B ran")
+
+	b := startWorker(t, "worker-b", withSecret)
+	// Up to 90 s: worker A may have died inside its failed attempt, which
+	// River's rescuer gives back once worker B leads.
+	hooks.next(t, 90*time.Second, id, "task.completed")
+	b.WaitEvent("callback_delivered", 10*time.Second, forTask(id))
+}

@@ -27,7 +27,7 @@ Client commands, against a running API at TASKRUNNER_URL (default
 http://127.0.0.1:8000) with the key in TASKRUNNER_API_KEY:
   taskrunner submit TYPE [--param k=v ...] [--params JSON] [--timeout SECONDS]
                     [--retries N] [--priority N] [--queue Q] [--run-at RFC3339]
-                    [--idempotency-key K] [--wait]
+                    [--idempotency-key K] [--callback-url URL] [--wait]
                                 submit a task and print it (--wait: when finished)
   taskrunner get ID             print a task
   taskrunner wait ID [--timeout DURATION]

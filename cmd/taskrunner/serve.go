@@ -176,6 +176,16 @@ func (s *server) buildClient(artifacts *artifact.Service, m *metrics.Metrics) (*
 			return nil, err
 		}
 		deps.Search = agg
+		if cfg.Callback.Secret != "" {
+			cb := wiring.CallbackURLConfig(cfg)
+			if err := cb.Validate(); err != nil {
+				return nil, fmt.Errorf("CALLBACK_DOMAIN_ALLOWLIST or CALLBACK_ALLOWED_PORTS: %w", err)
+			}
+			deps.Callback = &jobs.CallbackDeps{
+				Secret: []byte(cfg.Callback.Secret), Poster: fetch.New(cb), Task: task.CallbackTasks(s.pool, httpapi.CallbackBody),
+				Timeout: cfg.Callback.Timeout, MaxAttempts: cfg.Callback.MaxAttempts, Logger: s.logger,
+			}
+		}
 		if s.runs, err = jobs.NewRunRecorder(jobs.RunRecorderConfig{Pool: s.pool, Logger: s.logger, Metrics: m}); err != nil {
 			return nil, err
 		}
@@ -212,12 +222,21 @@ func (s *server) buildAPI(store *artifact.Store, artifacts *artifact.Service, m 
 		return fmt.Errorf("river ui: %w", err)
 	}
 	s.riverUI = ui
+	var callbackURLs *fetch.Config
+	if cfg.Callback.Secret != "" {
+		c := wiring.CallbackURLConfig(cfg)
+		if err := c.Validate(); err != nil {
+			return fmt.Errorf("CALLBACK_DOMAIN_ALLOWLIST or CALLBACK_ALLOWED_PORTS: %w", err)
+		}
+		callbackURLs = &c
+	}
 	tasks, err := task.NewService(task.ServiceConfig{
 		Pool: s.pool, Client: s.client, Logger: s.logger, FairShare: cfg.TenantFairShare,
 		Limits: task.Limits{
 			MaxRuntime: cfg.Limits.TaskMaxRuntime,
 			Queues:     cfg.Queues,
 			Env:        jobs.Env{SearchSources: cfg.Limits.SearchSourceAllowlist, SearchMaxResults: cfg.SearchMaxResults, Fetch: wiring.FetchConfig(cfg)},
+			Callback:   callbackURLs,
 		},
 	})
 	if err != nil {

@@ -76,6 +76,20 @@ type Artifact struct {
 	Owner       string
 }
 
+type CallbackAttempt struct {
+	ID         int64
+	TaskID     int64
+	DeliveryID uuid.UUID
+	Event      string
+	Attempt    int32
+	StatusCode *int32
+	LatencyMs  float64
+	Error      *string
+	Delivered  bool
+	GaveUp     bool
+	At         time.Time
+}
+
 type RiverJob struct {
 	ID           int64
 	State        RiverJobState

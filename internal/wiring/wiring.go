@@ -45,3 +45,18 @@ func FetchConfig(cfg *config.Config) fetch.Config {
 		MaxBytes:             int64(cfg.Limits.TaskMaxArtifactMB) << 20,
 	}
 }
+
+// CallbackURLConfig is what a callback URL may reach, checked at submit
+// and at dial time by the fetch package's rules under the CALLBACK_*
+// settings. No redirect is followed.
+func CallbackURLConfig(cfg *config.Config) fetch.Config {
+	return fetch.Config{
+		Allowlist:            cfg.Callback.DomainAllowlist,
+		AllowlistSetting:     "CALLBACK_DOMAIN_ALLOWLIST",
+		AllowedPorts:         cfg.Callback.AllowedPorts,
+		AllowPrivateNetworks: cfg.Callback.AllowPrivateNetworks,
+		MaxRedirects:         -1,
+		MaxBytes:             64 << 10,
+		DialTimeout:          cfg.Callback.Timeout,
+	}
+}

@@ -1,0 +1,58 @@
+package db
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/taskrunner/taskrunner"
+	"github.com/taskrunner/taskrunner/db/dbsqlc"
+)
+
+// CallbackAttempt is one attempt at delivering a task's callback.
+type CallbackAttempt = taskrunner.CallbackAttempt
+
+// InsertCallbackAttempt records a delivery attempt.
+func InsertCallbackAttempt(ctx context.Context, ex Executor, a CallbackAttempt) error {
+	var status *int32
+	if a.StatusCode != nil {
+		s := int32(*a.StatusCode)
+		status = &s
+	}
+	err := queries.CallbackAttemptInsert(ctx, ex, dbsqlc.CallbackAttemptInsertParams{
+		TaskID: a.TaskID, DeliveryID: a.DeliveryID, Event: a.Event, Attempt: int32(a.Attempt),
+		StatusCode: status, LatencyMs: a.LatencyMS, Error: a.Error, Delivered: a.Delivered, GaveUp: a.GaveUp,
+	})
+	if err != nil {
+		return fmt.Errorf("record callback attempt of task %d: %w", a.TaskID, err)
+	}
+	return nil
+}
+
+// CallbackAttemptsForTask returns a task's callback attempts, oldest first.
+func CallbackAttemptsForTask(ctx context.Context, ex Executor, taskID int64) ([]CallbackAttempt, error) {
+	rows, err := queries.CallbackAttemptsForTask(ctx, ex, taskID)
+	if err != nil {
+		return nil, fmt.Errorf("callback attempts of task %d: %w", taskID, err)
+	}
+	out := make([]CallbackAttempt, len(rows))
+	for i, r := range rows {
+		out[i] = CallbackAttempt{TaskID: r.TaskID, DeliveryID: r.DeliveryID, Event: r.Event, Attempt: int(r.Attempt),
+			LatencyMS: r.LatencyMs, Error: r.Error, Delivered: r.Delivered, GaveUp: r.GaveUp, At: r.At}
+		if r.StatusCode != nil {
+			s := int(*r.StatusCode)
+			out[i].StatusCode = &s
+		}
+	}
+	return out, nil
+}
+
+// DeleteExpiredCallbackAttempts deletes the callback attempts recorded
+// before cutoff, as runs outlive their tasks until ARTIFACT_RETENTION.
+func DeleteExpiredCallbackAttempts(ctx context.Context, ex Executor, cutoff time.Time) (int64, error) {
+	n, err := queries.CallbackAttemptsDeleteBefore(ctx, ex, cutoff)
+	if err != nil {
+		return 0, fmt.Errorf("delete callback attempts before %s: %w", cutoff.Format(time.RFC3339), err)
+	}
+	return n, nil
+}

@@ -1,0 +1,221 @@
+package jobs
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+
+	"github.com/taskrunner/taskrunner"
+	"github.com/taskrunner/taskrunner/callback"
+	"github.com/taskrunner/taskrunner/db"
+	"github.com/taskrunner/taskrunner/fetch"
+	"github.com/taskrunner/taskrunner/storable"
+)
+
+// Defaults of CallbackDeps.
+const (
+	// DefaultCallbackTimeout bounds one delivery attempt
+	// (CALLBACK_TIMEOUT_SECONDS).
+	DefaultCallbackTimeout = 10 * time.Second
+	// DefaultCallbackMaxAttempts is how many attempts a delivery gets
+	// (CALLBACK_MAX_ATTEMPTS).
+	DefaultCallbackMaxAttempts = 12
+	// DefaultCallbackRetryBase is the wait before the first retry; each
+	// next wait doubles, up to DefaultCallbackRetryCap: with 12 attempts
+	// the last comes about 17 hours after the first, and a day and a half
+	// at most with the cap reached.
+	DefaultCallbackRetryBase = 30 * time.Second
+	DefaultCallbackRetryCap  = 8 * time.Hour
+)
+
+// CallbackArgs is one delivery of a task's callback. A database trigger
+// inserts it (migration 00007) in the transaction that gives the task its
+// final state; taskrunner never inserts it from Go.
+type CallbackArgs struct {
+	TaskID     int64     `json:"task_id"`
+	Event      string    `json:"event"` // task.completed, task.discarded or task.cancelled
+	DeliveryID uuid.UUID `json:"delivery_id"`
+}
+
+// Kind is the River job kind the trigger inserts.
+func (CallbackArgs) Kind() string { return "taskrunner_callback" }
+
+// CallbackTask is what a callback delivers: the task's view as JSON, and
+// where to.
+type CallbackTask struct {
+	Body []byte
+	URL  string
+}
+
+// CallbackDeps are what delivering callbacks needs.
+type CallbackDeps struct {
+	// Secret signs every request (CALLBACK_SECRET). Required.
+	Secret []byte
+	// Poster sends the requests: a fetch.Fetcher under the CALLBACK_*
+	// settings, following no redirect. Required.
+	Poster *fetch.Fetcher
+	// Task reads the task a delivery is for; db.ErrNotFound when it is
+	// gone. Required.
+	Task func(ctx context.Context, id int64) (CallbackTask, error)
+	// Timeout bounds one attempt; DefaultCallbackTimeout when 0.
+	Timeout time.Duration
+	// MaxAttempts is how many attempts a delivery gets;
+	// DefaultCallbackMaxAttempts when 0.
+	MaxAttempts int
+	// RetryBase and RetryCap shape the backoff between attempts;
+	// DefaultCallbackRetryBase and DefaultCallbackRetryCap when 0.
+	RetryBase, RetryCap time.Duration
+	// Logger gets callback_delivered and callback_failed; nil logs nothing.
+	Logger *slog.Logger
+}
+
+// CallbackWorker delivers callbacks.
+type CallbackWorker struct {
+	river.WorkerDefaults[CallbackArgs]
+	pool *pgxpool.Pool
+	deps *CallbackDeps
+}
+
+func newCallbackWorker(pool *pgxpool.Pool, d *CallbackDeps) *CallbackWorker {
+	if d == nil {
+		return &CallbackWorker{pool: pool}
+	}
+	c := *d
+	c.Timeout = cmp.Or(c.Timeout, DefaultCallbackTimeout)
+	c.MaxAttempts = cmp.Or(c.MaxAttempts, DefaultCallbackMaxAttempts)
+	c.RetryBase = cmp.Or(c.RetryBase, DefaultCallbackRetryBase)
+	c.RetryCap = cmp.Or(c.RetryCap, DefaultCallbackRetryCap)
+	c.Logger = cmp.Or(c.Logger, slog.New(slog.DiscardHandler))
+	return &CallbackWorker{pool: pool, deps: &c}
+}
+
+// Timeout is the attempt's bound plus a margin for reading the task and
+// recording the attempt.
+func (w *CallbackWorker) Timeout(*river.Job[CallbackArgs]) time.Duration {
+	if w.deps == nil {
+		return 0
+	}
+	return w.deps.Timeout + 10*time.Second
+}
+
+// NextRetry doubles the wait after each failed attempt, from RetryBase up
+// to RetryCap, with a tenth of jitter so that a receiver that comes back
+// is not hit by every delivery at once.
+func (w *CallbackWorker) NextRetry(job *river.Job[CallbackArgs]) time.Time {
+	if w.deps == nil {
+		return time.Time{} // River's own policy
+	}
+	d := w.deps.RetryCap
+	if n := job.Attempt - 1; n < 40 {
+		d = min(w.deps.RetryBase<<n, w.deps.RetryCap)
+	}
+	d += time.Duration(rand.Int64N(int64(d)/10 + 1))
+	return time.Now().Add(d)
+}
+
+// Work makes one delivery attempt and records it. A failure is retried
+// until MaxAttempts; then the delivery gives up (the job ends discarded).
+func (w *CallbackWorker) Work(ctx context.Context, job *river.Job[CallbackArgs]) error {
+	if w.deps == nil {
+		// Another process, configured with CALLBACK_SECRET, may deliver it.
+		return errors.New("callbacks are not configured in this worker (CALLBACK_SECRET)")
+	}
+	a := job.Args
+	rec := db.CallbackAttempt{TaskID: a.TaskID, DeliveryID: a.DeliveryID, Event: a.Event, Attempt: job.Attempt}
+	t, err := w.deps.Task(ctx, a.TaskID)
+	if errors.Is(err, db.ErrNotFound) {
+		msg := "the task no longer exists"
+		rec.Error, rec.GaveUp = &msg, true
+		return w.finish(ctx, rec, NotRetried(errors.New(msg)))
+	}
+	if err != nil {
+		return fmt.Errorf("read task %d for its callback: %w", a.TaskID, err)
+	}
+	started := time.Now()
+	status, deliverErr := w.deliver(ctx, t, a)
+	rec.LatencyMS = ms(time.Since(started))
+	if status != 0 {
+		rec.StatusCode = &status
+	}
+	if deliverErr == nil {
+		rec.Delivered = true
+		return w.finish(ctx, rec, nil)
+	}
+	msg := storable.Text(publicDeliveryError(deliverErr))
+	rec.Error = &msg
+	// The message alone goes on: a timeout's context.DeadlineExceeded
+	// would read as the job's own timeout, which a retry ignores.
+	deliverErr = errors.New("callback not delivered: " + msg)
+	if job.Attempt >= w.deps.MaxAttempts {
+		rec.GaveUp = true
+		deliverErr = NotRetried(deliverErr)
+	}
+	return w.finish(ctx, rec, deliverErr)
+}
+
+// finish records the attempt and returns the attempt's outcome. A record
+// that cannot be written fails the attempt, so it is tried again: a
+// receiver may get a delivery twice, never none.
+func (w *CallbackWorker) finish(ctx context.Context, rec db.CallbackAttempt, outcome error) error {
+	if err := db.InsertCallbackAttempt(ctx, w.pool, rec); err != nil {
+		return err
+	}
+	attrs := []slog.Attr{slog.Int64("task_id", rec.TaskID), slog.String("delivery_id", rec.DeliveryID.String()),
+		slog.Int("attempt", rec.Attempt), slog.Float64("latency_ms", rec.LatencyMS)}
+	if rec.StatusCode != nil {
+		attrs = append(attrs, slog.Int("status_code", *rec.StatusCode))
+	}
+	if outcome == nil {
+		w.deps.Logger.LogAttrs(ctx, slog.LevelInfo, "callback delivered", append(attrs, slog.String("event", "callback_delivered"))...)
+		return nil
+	}
+	attrs = append(attrs, slog.String("event", "callback_failed"), slog.String("error", *rec.Error), slog.Bool("gave_up", rec.GaveUp))
+	w.deps.Logger.LogAttrs(ctx, slog.LevelWarn, "callback attempt failed", attrs...)
+	return outcome
+}
+
+// deliver POSTs the task's view, signed, and returns the status code (0
+// when no answer came) and an error for anything but a 2xx.
+func (w *CallbackWorker) deliver(ctx context.Context, t CallbackTask, a CallbackArgs) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, w.deps.Timeout)
+	defer cancel()
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	h.Set(callback.HeaderEvent, a.Event)
+	h.Set(callback.HeaderDelivery, a.DeliveryID.String())
+	h.Set(callback.HeaderSignature, callback.Sign(w.deps.Secret, time.Now(), t.Body))
+	resp, err := w.deps.Poster.Post(ctx, t.URL, h, t.Body)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	switch {
+	case resp.OK():
+		return resp.Status, nil
+	case resp.Status >= 300 && resp.Status < 400:
+		return resp.Status, fmt.Errorf("the receiver answered %d; redirects are not followed", resp.Status)
+	}
+	return resp.Status, fmt.Errorf("the receiver answered %d", resp.Status)
+}
+
+// publicDeliveryError is what the task's owner is shown of a failed
+// attempt: the fetch package's public message (it names no address), or
+// the status line deliver wrote.
+func publicDeliveryError(err error) string {
+	var e *taskrunner.Error
+	if errors.As(err, &e) && e.Message != "" {
+		return e.Code + ": " + e.Message
+	}
+	return err.Error()
+}

@@ -1,0 +1,10 @@
+-- name: CallbackAttemptInsert :exec
+INSERT INTO callback_attempts (task_id, delivery_id, event, attempt, status_code, latency_ms, error, delivered, gave_up)
+VALUES (@task_id, @delivery_id, @event, @attempt, @status_code, @latency_ms, @error, @delivered, @gave_up);
+
+-- name: CallbackAttemptsForTask :many
+-- Oldest first.
+SELECT * FROM callback_attempts WHERE task_id = @task_id ORDER BY id LIMIT 1000;
+
+-- name: CallbackAttemptsDeleteBefore :execrows
+DELETE FROM callback_attempts WHERE at < @before;
