@@ -140,18 +140,8 @@ type TaskError struct {
 	Message string `json:"message"`
 }
 
-// Run is one attempt of a task.
-type Run struct {
-	Attempt    int        `json:"attempt"`
-	Key        string     `json:"key"`
-	Status     string     `json:"status"`
-	ErrorCode  *string    `json:"error_code"`
-	Error      *string    `json:"error"`
-	Worker     string     `json:"worker"`
-	StartedAt  time.Time  `json:"started_at"`
-	FinishedAt *time.Time `json:"finished_at"`
-	DurationMS *float64   `json:"duration_ms"`
-}
+// Run is one attempt of a task, as the API shows it.
+type Run = taskrunner.Run
 
 // Finished reports whether the task will not change any more.
 func (t *Task) Finished() bool { return taskrunner.Finished(t.Status) }
