@@ -55,10 +55,12 @@ func submitSleepBatches(t *testing.T, base, auth string, n int, seconds float64)
 	return ids
 }
 
-// jobTimes is what river_job holds of one job's progress.
+// jobTimes is what river_job holds of one job's progress: attempted and
+// finalized are nil until the job has started and finished.
 type jobTimes struct {
-	queue                         string
-	created, attempted, finalized time.Time
+	queue                string
+	created              time.Time
+	attempted, finalized *time.Time
 }
 
 func readJobTimes(t *testing.T, tdb *testenv.DB, id int64) jobTimes {
@@ -101,6 +103,7 @@ func TestFairShareAcrossTenants(t *testing.T) {
 			bID := keyedSubmit(t, api.base, authB, map[string]any{"type": "echo", "params": map[string]any{"msg": "quiet"}, "max_retries": 0})
 			keyedWaitStatus(t, api.base, authB, bID, 60*time.Second, "completed")
 			b := readJobTimes(t, tdb, bID)
+			require.NotNil(t, b.finalized, "b's task completed but has no finalized_at")
 			took := b.finalized.Sub(b.created)
 			// a's tasks not yet started when b's task was picked up.
 			var aBehind int
