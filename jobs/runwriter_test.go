@@ -3,8 +3,6 @@ package jobs
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -43,18 +41,6 @@ func storedRuns(t *testing.T, tdb *testenv.DB) map[int64][]string {
 	}
 	require.NoError(t, rows.Err())
 	return out
-}
-
-func droppedCount(t *testing.T, m *metrics.Metrics) string {
-	t.Helper()
-	rec := httptest.NewRecorder()
-	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	for line := range strings.SplitSeq(rec.Body.String(), "\n") {
-		if v, ok := strings.CutPrefix(line, "taskrunner_run_records_dropped_total "); ok {
-			return v
-		}
-	}
-	return ""
 }
 
 // A batch holding records the database refuses (a note with a raw NUL, as
@@ -104,7 +90,7 @@ func TestRunWriterDropsWhatTheDatabaseRefusesAndGoesOn(t *testing.T) {
 		require.Equal(t, id, dropped[i]["task_id"])
 		require.Equal(t, "refused", dropped[i]["reason"])
 	}
-	require.Equal(t, "3", droppedCount(t, m))
+	require.Equal(t, "3", sample(t, m, "taskrunner_run_records_dropped_total"))
 
 	// The writer itself: a refused record, then a good one.
 	require.ErrorIs(t, <-w.record(testRecord(6, "x\x00"), true), errRunDropped)
@@ -112,7 +98,7 @@ func TestRunWriterDropsWhatTheDatabaseRefusesAndGoesOn(t *testing.T) {
 	runs := storedRuns(t, tdb)
 	require.Contains(t, runs, int64(7))
 	require.NotContains(t, runs, int64(6))
-	require.Equal(t, "4", droppedCount(t, m))
+	require.Equal(t, "4", sample(t, m, "taskrunner_run_records_dropped_total"))
 }
 
 // The run recorder makes what a worker attaches storable (a NUL in a note,
