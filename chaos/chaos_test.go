@@ -7,12 +7,15 @@ package chaos
 // SIGKILL, a worker is stopped with SIGTERM, PostgreSQL is restarted, and
 // Redis and MinIO are stopped and started again. Afterwards every task that
 // got a 2xx must be finished, with one run row per attempt, nothing left
-// running; while a dependency was down the API answered 503 (never 500,
-// never a hang) and it recovered by itself.
+// running; every finished task that asked for a callback (a quarter of
+// the stream, of both tenants) reached the test's receiver, signed, at
+// least once; while a dependency was down the API answered 503 (never
+// 500, never a hang) and it recovered by itself.
 
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"sort"
@@ -61,13 +64,13 @@ var (
 
 // chaosEnv is the workers' and api's environment: short runtime cap and
 // rescue, quick shutdown and polling, a limit the stream never reaches,
-// two client tenants and an admin.
-func chaosEnv(s *services) map[string]string {
+// two client tenants and an admin, and callbacks to rc.
+func chaosEnv(s *services, rc *callbackReceiver) map[string]string {
 	keys := []string{"ops:" + chaosAdmin + ":admin"}
 	for name, key := range chaosTenants {
 		keys = append(keys, name+":"+key)
 	}
-	return s.env(map[string]string{
+	env := map[string]string{
 		"API_KEYS":                   strings.Join(keys, ","),
 		"TASK_MAX_RUNTIME_SECONDS":   "5",
 		"TASK_RESCUE_AFTER_SECONDS":  "6",
@@ -77,13 +80,16 @@ func chaosEnv(s *services) map[string]string {
 		"TASKS_PER_MINUTE":           "1000000",
 		"DB_MAX_CONNS":               "10",
 		"REDIS_KEY_PREFIX":           "chaos:",
-	})
+	}
+	maps.Copy(env, rc.env())
+	return s.env(env)
 }
 
 func TestChaos(t *testing.T) {
 	began := time.Now()
 	s := startServices(t)
-	env := chaosEnv(s)
+	rc := startCallbackReceiver(t)
+	env := chaosEnv(s, rc)
 	pool := s.pool()
 
 	workers := []*proc{startWorker(t, s.logs, "worker-1", env), startWorker(t, s.logs, "worker-2", env)}
@@ -105,7 +111,7 @@ func TestChaos(t *testing.T) {
 		}
 	}
 
-	sub := newSubmitter(anon.withKey(chaosTenants["alpha"]), anon.withKey(chaosTenants["beta"]))
+	sub := newSubmitter(rc.url(), anon.withKey(chaosTenants["alpha"]), anon.withKey(chaosTenants["beta"]))
 	go sub.run()
 	stopped := false
 	stopSubmitting := func() {
@@ -146,9 +152,9 @@ func TestChaos(t *testing.T) {
 	if code := victim.WaitExit(procExitTimeout); code != -1 {
 		t.Fatalf("%s exit code %d after SIGKILL, want -1 (killed)", victim.Name(), code)
 	}
-	killedRuns := runningRunsOf(t, pool, victim)
+	killedRuns := runningRunsOf(t, pool, victim, true)
 	if len(killedRuns) == 0 {
-		t.Fatalf("%s had no run in progress when it was killed", victim.Name())
+		t.Fatalf("%s had no task run in progress when it was killed", victim.Name())
 	}
 	progress(t, "sigkill: killed %s (pid %d) with %d attempts in progress: %v", victim.Name(), victim.Pid(), len(killedRuns), killedRuns)
 	workers[0] = newWorker()
@@ -185,7 +191,7 @@ func TestChaos(t *testing.T) {
 	if len(victim.Events("shutdown_complete", nil)) != 1 || len(victim.Events("shutdown_incomplete", nil)) != 0 {
 		t.Fatalf("%s did not shut down cleanly; its log:\n%s", victim.Name(), victim.Digest(20, 30))
 	}
-	if left := runningRunsOf(t, pool, victim); len(left) > 0 {
+	if left := runningRunsOf(t, pool, victim, false); len(left) > 0 {
 		t.Fatalf("%s exited after SIGTERM with runs still marked running: %v", victim.Name(), left)
 	}
 	interrupted := len(victim.Events("task_interrupted", nil))
@@ -362,9 +368,10 @@ func TestChaos(t *testing.T) {
 	}
 	res.uploads = uploads
 	res.checkArtifacts(t, pool, s)
+	callbacks, callbackProblems := checkCallbacks(t, pool, rc, sub.callbackIDs())
 	tot := sub.totals()
-	summary := fmt.Sprintf("chaos: submitted %d, accepted %d, finished %d, lost %d, refused-while-down %d, server errors %d",
-		tot.submitted, tot.accepted, res.finished, res.lost, tot.refused, tot.serverErrors)
+	summary := fmt.Sprintf("chaos: submitted %d, accepted %d, finished %d, lost %d, refused-while-down %d, server errors %d; %s",
+		tot.submitted, tot.accepted, res.finished, res.lost, tot.refused, tot.serverErrors, callbacks)
 	progress(t, "records: %s", res.detail())
 	progress(t, "answers: %s", tot.detail())
 	progress(t, "took %s", time.Since(began).Round(time.Second))
@@ -383,7 +390,7 @@ func TestChaos(t *testing.T) {
 	if tot.unexpected > 0 {
 		t.Errorf("%d unexpected answers (a 503 while nothing was down, a 503 without dependency_unavailable, a 4xx): %v", tot.unexpected, tot.examples)
 	}
-	for _, p := range res.problems {
+	for _, p := range append(res.problems, callbackProblems...) {
 		t.Error(p)
 	}
 }
@@ -417,12 +424,12 @@ func waitReady(t *testing.T, api *apiClient, timeout time.Duration) time.Time {
 	return time.Now()
 }
 
-// waitRunningRuns waits until p has at least n runs in progress (its
+// waitRunningRuns waits until p has at least n task runs in progress (its
 // attempts' starts are recorded within milliseconds) and returns how many.
 func waitRunningRuns(pool *pgxpool.Pool, p *proc, n int64, timeout time.Duration) int64 {
 	var got int64
 	waitFor(timeout, 20*time.Millisecond, func() bool {
-		got, _ = queryInt(pool, "SELECT count(*) FROM runs WHERE worker = $1 AND status = 'running'", p.WorkerName())
+		got, _ = queryInt(pool, "SELECT count(*) FROM runs WHERE worker = $1 AND status = 'running'"+notCallbacks, p.WorkerName())
 		return got >= n
 	})
 	return got
@@ -436,11 +443,22 @@ type attempt struct {
 
 func (a attempt) String() string { return fmt.Sprintf("%d#%d", a.TaskID, a.Attempt) }
 
-func runningRunsOf(t *testing.T, pool *pgxpool.Pool, p *proc) []attempt {
+// notCallbacks leaves out of a query on runs the attempts of callback
+// deliveries, which are River jobs with runs of their own, but not tasks:
+// checkCallbacks checks that they reach the receiver.
+const notCallbacks = " AND task_type <> 'taskrunner_callback'"
+
+// runningRunsOf returns the attempts p has in progress, with tasksOnly
+// those of tasks, not of callback deliveries.
+func runningRunsOf(t *testing.T, pool *pgxpool.Pool, p *proc, tasksOnly bool) []attempt {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	rows, err := pool.Query(ctx, "SELECT task_id, attempt FROM runs WHERE worker = $1 AND status = 'running' ORDER BY task_id", p.WorkerName())
+	q := "SELECT task_id, attempt FROM runs WHERE worker = $1 AND status = 'running'"
+	if tasksOnly {
+		q += notCallbacks
+	}
+	rows, err := pool.Query(ctx, q+" ORDER BY task_id", p.WorkerName())
 	if err != nil {
 		t.Fatalf("runs of %s: %v", p.Name(), err)
 	}
@@ -462,17 +480,19 @@ func runningRunsOf(t *testing.T, pool *pgxpool.Pool, p *proc) []attempt {
 // ---- the submitter ----
 
 type sample struct {
-	phase string
-	sent  time.Time
-	resp  response
+	phase    string
+	sent     time.Time
+	resp     response
+	callback bool // the task asked for a callback
 }
 
-// submitter posts a steady stream of short tasks, recording every answer
-// with the phase it was sent in.
+// submitter posts a steady stream of short tasks, a share of them asking
+// for a callback, recording every answer with the phase it was sent in.
 type submitter struct {
-	apis []*apiClient // the i-th submit goes through apis[i%len(apis)]: one key a tenant
-	stop chan struct{}
-	done chan struct{}
+	apis        []*apiClient // the i-th submit goes through apis[i%len(apis)]: one key a tenant
+	callbackURL string
+	stop        chan struct{}
+	done        chan struct{}
 
 	mu      sync.Mutex
 	phase   string
@@ -481,8 +501,8 @@ type submitter struct {
 	skipped int // ticks skipped because maxInFlight requests were waiting
 }
 
-func newSubmitter(apis ...*apiClient) *submitter {
-	return &submitter{apis: apis, stop: make(chan struct{}), done: make(chan struct{}), phase: "start"}
+func newSubmitter(callbackURL string, apis ...*apiClient) *submitter {
+	return &submitter{apis: apis, callbackURL: callbackURL, stop: make(chan struct{}), done: make(chan struct{}), phase: "start"}
 }
 
 // taskOf is the i-th task of the stream: echoes, and every third a short
@@ -518,15 +538,15 @@ func (s *submitter) run() {
 		s.mu.Lock()
 		phase := s.phase
 		s.mu.Unlock()
+		task := taskOf(i)
+		if withCallback(i) {
+			task["callback_url"] = s.callbackURL
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-inFlight }()
-			sent := time.Now()
-			r := s.apis[i%len(s.apis)].postJSON("/tasks", taskOf(i), submitTimeout)
-			s.mu.Lock()
-			s.samples = append(s.samples, sample{phase: phase, sent: sent, resp: r})
-			s.mu.Unlock()
+			s.submit(s.apis[i%len(s.apis)], phase, task)
 		}()
 	}
 }
@@ -536,10 +556,16 @@ func (s *submitter) submitNow(task map[string]any) response {
 	s.mu.Lock()
 	phase := s.phase
 	s.mu.Unlock()
+	return s.submit(s.apis[0], phase, task)
+}
+
+// submit posts task through api and records the answer with phase.
+func (s *submitter) submit(api *apiClient, phase string, task map[string]any) response {
 	sent := time.Now()
-	r := s.apis[0].postJSON("/tasks", task, submitTimeout)
+	r := api.postJSON("/tasks", task, submitTimeout)
+	_, cb := task["callback_url"]
 	s.mu.Lock()
-	s.samples = append(s.samples, sample{phase: phase, sent: sent, resp: r})
+	s.samples = append(s.samples, sample{phase: phase, sent: sent, resp: r, callback: cb})
 	s.mu.Unlock()
 	return r
 }
@@ -599,10 +625,17 @@ func (s *submitter) count(phase string, match func(response) bool) int {
 	return n
 }
 
-func (s *submitter) acceptedIDs() []int64 {
+func (s *submitter) acceptedIDs() []int64 { return s.accepted(false) }
+
+// callbackIDs are the accepted tasks that asked for a callback.
+func (s *submitter) callbackIDs() []int64 { return s.accepted(true) }
+
+// accepted returns the ids of the accepted tasks, with callbackOnly of
+// those that asked for a callback.
+func (s *submitter) accepted(callbackOnly bool) []int64 {
 	var ids []int64
 	for _, x := range s.snapshot() {
-		if id := x.resp.id(); id > 0 {
+		if id := x.resp.id(); id > 0 && (x.callback || !callbackOnly) {
 			ids = append(ids, id)
 		}
 	}
@@ -779,7 +812,9 @@ func checkRecords(t *testing.T, pool *pgxpool.Pool, ids []int64, killed []attemp
 		res.problem("%d tasks ended discarded or cancelled; every task had retries left and should have completed", n)
 	}
 
-	if n := mustInt(t, pool, "SELECT count(*) FROM river_job WHERE state = 'running'"); n > 0 {
+	// Callback deliveries are not tasks: the last tasks' may still be in
+	// flight; checkCallbacks waits for them.
+	if n := mustInt(t, pool, "SELECT count(*) FROM river_job WHERE state = 'running' AND kind <> 'taskrunner_callback'"); n > 0 {
 		res.problem("%d tasks still running after the drain", n)
 	}
 
