@@ -3,7 +3,9 @@
 // PostgreSQL cluster, a Redis and a MinIO of their own on spare loopback
 // ports, in temporary folders) and, under a steady stream of submitted
 // tasks, kill workers and stop and restart each dependency, then check in
-// the database that nothing accepted was lost.
+// the database that nothing accepted was lost, and that a receiver of the
+// suite's own got a signed callback for every finished task that asked
+// for one.
 //
 // The tests carry the build tag chaos, so `go test ./...` skips them:
 //
