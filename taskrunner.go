@@ -138,18 +138,21 @@ const (
 	CallbackFailed    = "failed"
 )
 
-// CallbackState sums up a task's callback attempts: delivered once one got
-// a 2xx, failed once one gave up without any delivered, pending otherwise
-// (none yet, or retries to come).
-func CallbackState(attempts []CallbackAttempt) string {
-	failed := false
-	for _, a := range attempts {
-		if a.Delivered {
-			return CallbackDelivered
-		}
-		failed = failed || a.GaveUp
-	}
-	if failed {
+// CallbackTally sums up a task's callback attempts so far.
+type CallbackTally struct {
+	Attempts  int
+	Delivered bool // an attempt got a 2xx
+	GaveUp    bool // an attempt failed and was the last
+}
+
+// State is the callback's state: delivered once an attempt got a 2xx,
+// failed once one gave up without any delivered, pending otherwise (none
+// yet, or retries to come).
+func (t CallbackTally) State() string {
+	switch {
+	case t.Delivered:
+		return CallbackDelivered
+	case t.GaveUp:
 		return CallbackFailed
 	}
 	return CallbackPending

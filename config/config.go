@@ -179,6 +179,39 @@ type Callback struct {
 	MaxAttempts int
 }
 
+// Limits are the callback settings a client needs, as GET /limits shows
+// them: the secret only as whether callbacks are on.
+func (c Callback) Limits() CallbackLimits {
+	return CallbackLimits{Enabled: c.Secret != "", Timeout: c.Timeout, MaxAttempts: c.MaxAttempts,
+		DomainAllowlist: c.DomainAllowlist, AllowedPorts: c.AllowedPorts, AllowPrivateNetworks: c.AllowPrivateNetworks}
+}
+
+// CallbackLimits are the CALLBACK_* settings but the secret.
+type CallbackLimits struct {
+	Enabled              bool // CALLBACK_SECRET is set
+	Timeout              time.Duration
+	MaxAttempts          int
+	DomainAllowlist      []string
+	AllowedPorts         []int // besides 80 and 443
+	AllowPrivateNetworks bool
+}
+
+// MarshalJSON shows the callback settings as GET /limits does, each named
+// after its variable.
+func (c CallbackLimits) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Enabled              bool     `json:"callbacks_enabled"`
+		TimeoutSeconds       float64  `json:"callback_timeout_seconds"`
+		MaxAttempts          int      `json:"callback_max_attempts"`
+		DomainAllowlist      []string `json:"callback_domain_allowlist"`
+		AllowedPorts         []int    `json:"callback_allowed_ports"`
+		AllowPrivateNetworks bool     `json:"callback_allow_private_networks"`
+	}{
+		c.Enabled, c.Timeout.Seconds(), c.MaxAttempts, c.DomainAllowlist, append([]int{80, 443}, c.AllowedPorts...),
+		c.AllowPrivateNetworks,
+	})
+}
+
 // Tenants are the tenants known at start: the names in API_KEYS, sorted,
 // or the local tenant alone without keys. Worker processes serve a queue
 // of each.

@@ -56,3 +56,17 @@ func DeleteExpiredCallbackAttempts(ctx context.Context, ex Executor, cutoff time
 	}
 	return n, nil
 }
+
+// CallbackTallies sums up the callback attempts of tasks ids, in one
+// query: a task without any attempt has no entry.
+func CallbackTallies(ctx context.Context, ex Executor, ids []int64) (map[int64]taskrunner.CallbackTally, error) {
+	rows, err := queries.CallbackAttemptTallies(ctx, ex, ids)
+	if err != nil {
+		return nil, fmt.Errorf("callback attempts of %d tasks: %w", len(ids), err)
+	}
+	out := make(map[int64]taskrunner.CallbackTally, len(rows))
+	for _, r := range rows {
+		out[r.TaskID] = taskrunner.CallbackTally{Attempts: int(r.Attempts), Delivered: r.Delivered, GaveUp: r.GaveUp}
+	}
+	return out, nil
+}

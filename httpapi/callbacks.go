@@ -18,17 +18,79 @@ type callbackSummary struct {
 	Attempts int    `json:"attempts"`
 }
 
-// callbackSummary is d's callback, nil when it asked for none.
-func (s *Server) callbackSummary(ctx context.Context, d *taskrunner.Task) (*callbackSummary, error) {
-	url := task.CallbackURLOf(d)
+// newCallbackSummary is the callback to url as tally says it went; nil
+// without a url.
+func newCallbackSummary(url string, tally taskrunner.CallbackTally) *callbackSummary {
+	if url == "" {
+		return nil
+	}
+	return &callbackSummary{URL: url, State: tally.State(), Attempts: tally.Attempts}
+}
+
+// callbackSummary is t's callback, its attempts read from the database;
+// nil, without a query, when it asked for none.
+func (s *Server) callbackSummary(ctx context.Context, t *taskrunner.Task) (*callbackSummary, error) {
+	url := task.CallbackURLOf(t)
 	if url == "" {
 		return nil, nil
 	}
-	attempts, err := s.deps.Tasks.CallbackAttempts(ctx, d.ID)
+	tallies, err := s.deps.Tasks.CallbackTallies(ctx, []int64{t.ID})
 	if err != nil {
 		return nil, err
 	}
-	return &callbackSummary{URL: url, State: taskrunner.CallbackState(attempts), Attempts: len(attempts)}, nil
+	return newCallbackSummary(url, tallies[t.ID]), nil
+}
+
+// maxCallbackSummaryBytes bounds the encoding of a callback summary
+// besides its URL, for the size of a list page.
+const maxCallbackSummaryBytes = 64
+
+// listedCallback is a task of a list page that asked for a callback.
+type listedCallback struct {
+	index int // in the page
+	id    int64
+	url   string
+}
+
+// addCallbacks completes the encoded taskFields of a list page into
+// taskViews: the callbacks of those of them in withURL read in one query,
+// and null for the others.
+func (s *Server) addCallbacks(ctx context.Context, page []json.RawMessage, withURL []listedCallback) error {
+	ids := make([]int64, len(withURL))
+	for i, c := range withURL {
+		ids[i] = c.id
+	}
+	tallies, err := s.deps.Tasks.CallbackTallies(ctx, ids)
+	if err != nil {
+		return err
+	}
+	summaries := make([]*callbackSummary, len(page))
+	for _, c := range withURL {
+		summaries[c.index] = newCallbackSummary(c.url, tallies[c.id])
+	}
+	for i, fields := range page {
+		if page[i], err = withCallback(fields, summaries[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// withCallback is the encoding of a taskView made of the encoding of its
+// taskFields and its callback: the same bytes as encoding the taskView.
+func withCallback(fields []byte, cb *callbackSummary) ([]byte, error) {
+	enc := []byte("null")
+	if cb != nil {
+		var err error
+		if enc, err = encodeJSON(cb); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]byte, 0, len(fields)+len(`,"callback":`)+len(enc))
+	out = append(out, fields[:len(fields)-1]...) // without its closing brace
+	out = append(out, `,"callback":`...)
+	out = append(out, enc...)
+	return append(out, '}'), nil
 }
 
 type callbackAttemptList struct {
@@ -59,5 +121,5 @@ func (s *Server) taskCallbacks(w http.ResponseWriter, r *http.Request) error {
 // JSON of GET /tasks/{id} without its runs, artifact ids and callback
 // (task.CallbackTasks reads the task for it).
 func CallbackBody(t *taskrunner.Task) ([]byte, error) {
-	return json.Marshal(viewOf(t))
+	return json.Marshal(fieldsOf(t))
 }

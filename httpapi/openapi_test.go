@@ -69,16 +69,16 @@ func TestOpenAPIDocumentIsValid(t *testing.T) {
 		require.Contains(t, codes, code, "error code %s is not in the ErrorCode schema", code)
 	}
 
-	// A task's detail is the task plus its runs, artifact ids and callback.
+	// A task's detail is the task plus its runs and artifact ids.
 	taskSchema, detail := c.doc.Components.Schemas["Task"].Value, c.doc.Components.Schemas["TaskDetail"].Value
-	require.ElementsMatch(t, append(slices.Clone(taskSchema.Required), "runs", "artifact_ids", "callback"), detail.Required)
+	require.ElementsMatch(t, append(slices.Clone(taskSchema.Required), "runs", "artifact_ids"), detail.Required)
 	for name, prop := range taskSchema.Properties {
 		require.Contains(t, detail.Properties, name)
 		require.Equal(t, prop.Ref, detail.Properties[name].Ref, name)
 		require.Equal(t, prop.Value.Type, detail.Properties[name].Value.Type, name)
 		require.Equal(t, prop.Value.Nullable, detail.Properties[name].Value.Nullable, name)
 	}
-	require.Len(t, detail.Properties, len(taskSchema.Properties)+3)
+	require.Len(t, detail.Properties, len(taskSchema.Properties)+2)
 }
 
 // allMethods are the methods a handler mounted with chi's Handle serves.
@@ -329,7 +329,7 @@ func TestContractCheckRefusesWhatTheDocumentDoesNotSay(t *testing.T) {
 
 var taskJSON = []byte(`{"id":1,"task_id":1,"type":"echo","status":"available","params":{"msg":"a"},"result":null,"error":null,
 "attempt":0,"max_attempts":1,"max_retries":0,"priority":1,"queue":"default","owner":"alice","timeout_seconds":600,"cancel_requested":false,
-"created_at":"2026-01-02T15:04:05.123456Z","scheduled_at":"2026-01-02T15:04:05.123456Z","started_at":null,"finished_at":null,"progress":null}`)
+"created_at":"2026-01-02T15:04:05.123456Z","scheduled_at":"2026-01-02T15:04:05.123456Z","started_at":null,"finished_at":null,"progress":null,"callback":null}`)
 
 // A download's refusals by http.ServeContent (a range outside the artifact,
 // a failed precondition) and its partial answers are as documented.

@@ -71,6 +71,9 @@ type Config struct {
 	// left of a body stops at it too), TasksPerMinute, ArtifactMBPerMinute,
 	// TenantMaxWaiters and Tenants; each is config's default when 0.
 	Limits config.Limits
+	// Callback are the callback settings GET /limits shows; its Timeout
+	// and MaxAttempts are config's defaults when 0.
+	Callback config.CallbackLimits
 	// RequestTimeout is every request's deadline (a long poll's is its
 	// wait plus this); config.DefaultRequestTimeout when 0.
 	RequestTimeout time.Duration
@@ -88,6 +91,8 @@ func (cfg Config) withDefaults() Config {
 	cfg.Limits.TasksPerMinute = cmp.Or(cfg.Limits.TasksPerMinute, config.DefaultTasksPerMinute)
 	cfg.Limits.ArtifactMBPerMinute = cmp.Or(cfg.Limits.ArtifactMBPerMinute, config.DefaultArtifactMBPerMinute)
 	cfg.Limits.TenantMaxWaiters = cmp.Or(cfg.Limits.TenantMaxWaiters, config.DefaultMaxWaiters/config.DefaultTenantWaitersShare)
+	cfg.Callback.Timeout = cmp.Or(cfg.Callback.Timeout, config.DefaultCallbackTimeout)
+	cfg.Callback.MaxAttempts = cmp.Or(cfg.Callback.MaxAttempts, config.DefaultCallbackMaxAttempts)
 	cfg.RequestTimeout = cmp.Or(cfg.RequestTimeout, config.DefaultRequestTimeout)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
 	return cfg
@@ -338,13 +343,16 @@ type tenantLimitsView struct {
 // not shown.
 func (s *Server) limits(w http.ResponseWriter, r *http.Request) error {
 	l := s.deps.Limits
-	global, err := json.Marshal(l)
-	if err != nil {
-		return err
-	}
-	var body map[string]json.RawMessage
-	if err := json.Unmarshal(global, &body); err != nil {
-		return err
+	body := map[string]json.RawMessage{}
+	// The global limits and the callback settings, side by side.
+	for _, part := range []any{l, s.deps.Callback} {
+		enc, err := json.Marshal(part)
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(enc, &body); err != nil {
+			return err
+		}
 	}
 	name := tenantOf(r.Context())
 	own, err := json.Marshal(tenantLimitsView{

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
 	"riverqueue.com/riverui"
@@ -87,6 +88,11 @@ type setupOpts struct {
 	// callbackDeps deliver callbacks in this process's workers; their Task
 	// reads the test's database when unset.
 	callbackDeps *jobs.CallbackDeps
+	// callbackLimits are the callback settings GET /limits shows.
+	callbackLimits config.CallbackLimits
+	// tracer sees the queries of the API's task service, on a pool of its
+	// own.
+	tracer pgx.QueryTracer
 }
 
 // testMaxArtifactBytes is the artifact limit in these tests.
@@ -160,7 +166,7 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 		TasksPerMinute: opts.perMinute, ArtifactMBPerMinute: opts.artifactMBPerMinute, TenantMaxWaiters: opts.tenantMaxWaiters,
 		Tenants: opts.tenantLimits}
 	tasks, err := task.NewService(task.ServiceConfig{
-		Pool: tdb.Pool, Client: client, Logger: logger,
+		Pool: tracedPool(t, tdb, opts.tracer), Client: client, Logger: logger,
 		Limits: task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: env, Callback: opts.callback},
 	})
 	require.NoError(t, err)
@@ -173,6 +179,7 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 		APIKeys:        opts.apiKeys,
 		Checks:         opts.checks,
 		Limits:         limits,
+		Callback:       opts.callbackLimits,
 		Logger:         logger,
 		RequestTimeout: 30 * time.Second,
 		RiverUI:        newRiverUI(t, opts, client, logger),
@@ -186,6 +193,22 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	t.Cleanup(srv.CloseClientConnections)
 	t.Cleanup(srv.Close)
 	return &bundle{db: tdb, client: client, server: srv, logs: logs, store: store, artifacts: artifacts, watcher: watcher, serverChecked: true}
+}
+
+// tracedPool is a pool on tdb whose queries tracer sees, or tdb's own
+// without a tracer.
+func tracedPool(t *testing.T, tdb *testenv.DB, tracer pgx.QueryTracer) *pgxpool.Pool {
+	t.Helper()
+	if tracer == nil {
+		return tdb.Pool
+	}
+	cfg, err := pgxpool.ParseConfig(tdb.URL)
+	require.NoError(t, err)
+	cfg.ConnConfig.Tracer = tracer
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	return pool
 }
 
 // newRiverUI is River UI on client when opts asks for it, or nil.

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -16,8 +17,9 @@ import (
 	"github.com/taskrunner/taskrunner/task"
 )
 
-// taskView is a task as the API shows it.
-type taskView struct {
+// taskFields are a task's own fields: its view without the callback, and
+// the body a callback delivers.
+type taskFields struct {
 	ID              int64           `json:"id"`
 	TaskID          int64           `json:"task_id"` // id, under the name earlier clients read
 	Type            string          `json:"type"`
@@ -42,12 +44,18 @@ type taskView struct {
 	Progress *taskrunner.Progress `json:"progress"`
 }
 
+// taskView is a task as the API shows it.
+type taskView struct {
+	taskFields
+	// Callback is the task's callback; nil when it asked for none.
+	Callback *callbackSummary `json:"callback"`
+}
+
 // taskDetailView is one task with its runs and artifacts (GET /tasks/{id}).
 type taskDetailView struct {
 	taskView
 	Runs        []taskrunner.Run `json:"runs"`
 	ArtifactIDs []string         `json:"artifact_ids"`
-	Callback    *callbackSummary `json:"callback"`
 }
 
 type taskError struct {
@@ -55,8 +63,8 @@ type taskError struct {
 	Message string `json:"message"`
 }
 
-func viewOf(t *taskrunner.Task) taskView {
-	v := taskView{
+func fieldsOf(t *taskrunner.Task) taskFields {
+	v := taskFields{
 		ID: t.ID, TaskID: t.ID, Type: t.Type, Status: t.Status, Params: publicParams(t.Params), Result: t.Result,
 		Attempt: t.Attempt, MaxAttempts: t.MaxAttempts, MaxRetries: t.MaxAttempts - 1, Priority: t.Priority,
 		Queue: t.Queue, Owner: t.Owner, TimeoutSeconds: t.TimeoutSeconds, CreatedAt: t.CreatedAt, ScheduledAt: t.ScheduledAt,
@@ -135,14 +143,18 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request, req *task.Reque
 	if err != nil {
 		return err
 	}
-	status := http.StatusAccepted
+	status, v := http.StatusAccepted, newTaskView(t)
 	if existing {
+		// The first task's callback may have been tried since.
 		status = http.StatusOK
+		if v, err = s.taskView(r.Context(), t); err != nil {
+			return err
+		}
 	} else {
 		s.deps.Metrics.TaskEnqueued(t.Type, tenantOf(r.Context()))
 	}
 	w.Header().Set("Location", "/tasks/"+strconv.FormatInt(t.ID, 10))
-	writeJSON(w, status, viewOf(t))
+	writeJSON(w, status, v)
 	return nil
 }
 
@@ -194,15 +206,36 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := batchBody{Tasks: make([]taskView, len(tasks))}
 	for i := range tasks {
-		out.Tasks[i] = viewOf(&tasks[i])
+		out.Tasks[i] = newTaskView(&tasks[i])
 		s.deps.Metrics.TaskEnqueued(tasks[i].Type, tenantOf(r.Context()))
 	}
 	writeJSON(w, http.StatusAccepted, out)
 	return nil
 }
 
-func detailViewOf(d *taskrunner.Task) taskDetailView {
-	v := taskDetailView{taskView: viewOf(d), Runs: d.Runs}
+// newTaskView is a task just submitted: its callback, if it asked for
+// one, is pending with no attempt yet.
+func newTaskView(t *taskrunner.Task) taskView {
+	return taskView{taskFields: fieldsOf(t), Callback: newCallbackSummary(task.CallbackURLOf(t), taskrunner.CallbackTally{})}
+}
+
+// taskView is t's view, its callback's state read from the database.
+func (s *Server) taskView(ctx context.Context, t *taskrunner.Task) (taskView, error) {
+	cb, err := s.callbackSummary(ctx, t)
+	if err != nil {
+		return taskView{}, err
+	}
+	return taskView{taskFields: fieldsOf(t), Callback: cb}, nil
+}
+
+// detailView is d's view with its runs and artifact ids, its callback's
+// state read from the database.
+func (s *Server) detailView(ctx context.Context, d *taskrunner.Task) (taskDetailView, error) {
+	tv, err := s.taskView(ctx, d)
+	if err != nil {
+		return taskDetailView{}, err
+	}
+	v := taskDetailView{taskView: tv, Runs: d.Runs}
 	if v.Runs == nil {
 		v.Runs = []taskrunner.Run{}
 	}
@@ -210,7 +243,7 @@ func detailViewOf(d *taskrunner.Task) taskDetailView {
 	for i, id := range d.ArtifactIDs {
 		v.ArtifactIDs[i] = id.String()
 	}
-	return v
+	return v, nil
 }
 
 type listBody struct {
@@ -241,18 +274,28 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 		}
 		lq.Limit = n
 	}
+	// Each task is encoded as it is read, without its callback; the
+	// callbacks of the page are read after, in one query, and added.
 	body := listBody{Tasks: []json.RawMessage{}}
+	var withURL []listedCallback
 	size := 0
 	next, err := s.deps.Tasks.List(r.Context(), lq, func(t *taskrunner.Task) (bool, error) {
-		enc, err := encodeJSON(viewOf(t))
+		enc, err := encodeJSON(fieldsOf(t))
 		if err != nil {
 			return false, err
+		}
+		if url := task.CallbackURLOf(t); url != "" {
+			withURL = append(withURL, listedCallback{index: len(body.Tasks), id: t.ID, url: url})
+			size += len(url) + maxCallbackSummaryBytes
 		}
 		body.Tasks = append(body.Tasks, enc)
 		size += len(enc)
 		return size < maxListBytes, nil
 	})
 	if err != nil {
+		return err
+	}
+	if err := s.addCallbacks(r.Context(), body.Tasks, withURL); err != nil {
 		return err
 	}
 	if next != "" {
@@ -275,6 +318,10 @@ func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request) error {
 	if !taskrunner.Finished(t.Status) {
 		status = http.StatusAccepted // running: its worker is being told to stop
 	}
-	writeJSON(w, status, viewOf(t))
+	v, err := s.taskView(r.Context(), t)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, status, v)
 	return nil
 }

@@ -131,8 +131,8 @@ func (s *Server) getTask(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	v := detailViewOf(d)
-	if v.Callback, err = s.callbackSummary(ctx, d); err != nil {
+	v, err := s.detailView(ctx, d)
+	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, v)
@@ -241,6 +241,10 @@ func (s *Server) taskEvents(w http.ResponseWriter, r *http.Request) error {
 		flusher.Flush()
 		return nil
 	}
+	// fail tells the client why the stream ends, in an event "error".
+	fail := func(err error) {
+		_ = send("error", errorDetail{Code: asError(err).Code, Message: asError(err).Message})
+	}
 	// update sends what of d the client does not have yet.
 	update := func(d *taskrunner.Task, first bool) error {
 		p := taskrunner.ProgressOf(d)
@@ -252,8 +256,13 @@ func (s *Server) taskEvents(w http.ResponseWriter, r *http.Request) error {
 			progressSent = 0 // a new attempt starts its progress over
 		}
 		if first || d.Status != sent.status || d.Attempt != sent.attempt || taskrunner.Finished(d.Status) {
+			v, err := s.detailView(ctx, d)
+			if err != nil {
+				fail(err)
+				return err
+			}
 			sent = eventID{attempt: d.Attempt, seq: seq, status: d.Status}
-			if err := send("state", detailViewOf(d)); err != nil {
+			if err := send("state", v); err != nil {
 				return err
 			}
 		}
@@ -268,7 +277,7 @@ func (s *Server) taskEvents(w http.ResponseWriter, r *http.Request) error {
 		sent, progressSent, first = last, last.seq, false
 	}
 	if err := update(d, first); err != nil {
-		return nil //nolint:nilerr // the client left
+		return nil //nolint:nilerr // the client left, or was told why not
 	}
 	recheck := time.NewTicker(recheckEvery)
 	defer recheck.Stop()
@@ -289,7 +298,7 @@ func (s *Server) taskEvents(w http.ResponseWriter, r *http.Request) error {
 		}
 		next, err := s.deps.Tasks.Get(ctx, id)
 		if err != nil {
-			_ = send("error", errorDetail{Code: asError(err).Code, Message: asError(err).Message})
+			fail(err)
 			return nil
 		}
 		if err := update(next, false); err != nil {

@@ -424,6 +424,20 @@ func (s *Service) CallbackAttempts(ctx context.Context, id int64) ([]taskrunner.
 	return a, nil
 }
 
+// CallbackTallies sums up the callback attempts of tasks ids in one
+// query; a task without any attempt has no entry. The caller has checked
+// the tasks are the tenant's.
+func (s *Service) CallbackTallies(ctx context.Context, ids []int64) (map[int64]taskrunner.CallbackTally, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	t, err := db.CallbackTallies(ctx, s.pool, ids)
+	if err != nil {
+		return nil, db.AsUnavailable(err)
+	}
+	return t, nil
+}
+
 // CallbackTasks reads tasks for their callbacks' deliveries (the callback
 // worker's jobs.CallbackDeps.Task): the task as body encodes it (the API's
 // view), and its URL; db.ErrNotFound for a task that is gone.

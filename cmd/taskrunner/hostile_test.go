@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -16,13 +17,20 @@ import (
 )
 
 // An api process cuts a stalled body at HTTP_READ_TIMEOUT_SECONDS, and
-// shows the setting in /limits.
+// shows the setting in /limits, beside the callback settings (never the
+// secret).
 func TestAPIProcessCutsStalledBodies(t *testing.T) {
 	t.Parallel()
-	_, api := startAPIProc(t, "api", with(baseEnv(testenv.NewDB(t).URL), "HTTP_READ_TIMEOUT_SECONDS", "1"), "api")
+	env := with(baseEnv(testenv.NewDB(t).URL), "HTTP_READ_TIMEOUT_SECONDS", "1", "CALLBACK_SECRET", clientCallbackSecret, "CALLBACK_MAX_ATTEMPTS", "5")
+	_, api := startAPIProc(t, "api", env, "api")
 	status, limits := api.do(http.MethodGet, "/limits", nil)
 	require.Equal(t, http.StatusOK, status)
 	require.EqualValues(t, 1, limits["http_read_timeout_seconds"])
+	require.Equal(t, true, limits["callbacks_enabled"])
+	require.EqualValues(t, 5, limits["callback_max_attempts"])
+	shown, err := json.Marshal(limits)
+	require.NoError(t, err)
+	require.NotContains(t, string(shown), clientCallbackSecret)
 
 	conn, err := net.Dial("tcp", strings.TrimPrefix(api.base, "http://"))
 	require.NoError(t, err)

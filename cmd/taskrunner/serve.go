@@ -256,6 +256,7 @@ func (s *server) buildAPI(store *artifact.Store, artifacts *artifact.Service, m 
 		RiverUI:        ui,
 		Watcher:        s.watcher,
 		Limits:         cfg.Limits,
+		Callback:       cfg.Callback.Limits(),
 		RequestTimeout: config.DefaultRequestTimeout,
 		Logger:         s.logger,
 	})

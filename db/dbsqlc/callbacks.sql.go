@@ -44,6 +44,47 @@ func (q *Queries) CallbackAttemptInsert(ctx context.Context, db DBTX, arg Callba
 	return err
 }
 
+const callbackAttemptTallies = `-- name: CallbackAttemptTallies :many
+SELECT task_id, count(*)::int AS attempts, bool_or(delivered)::bool AS delivered, bool_or(gave_up)::bool AS gave_up
+FROM callback_attempts
+WHERE task_id = ANY($1::bigint[])
+GROUP BY task_id
+`
+
+type CallbackAttemptTalliesRow struct {
+	TaskID    int64
+	Attempts  int32
+	Delivered bool
+	GaveUp    bool
+}
+
+// How the callbacks of the given tasks went so far, one row per task with
+// any attempt.
+func (q *Queries) CallbackAttemptTallies(ctx context.Context, db DBTX, taskIds []int64) ([]CallbackAttemptTalliesRow, error) {
+	rows, err := db.Query(ctx, callbackAttemptTallies, taskIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []CallbackAttemptTalliesRow
+	for rows.Next() {
+		var i CallbackAttemptTalliesRow
+		if err := rows.Scan(
+			&i.TaskID,
+			&i.Attempts,
+			&i.Delivered,
+			&i.GaveUp,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const callbackAttemptsDeleteBefore = `-- name: CallbackAttemptsDeleteBefore :execrows
 DELETE FROM callback_attempts WHERE at < $1
 `
