@@ -124,10 +124,19 @@ type Task struct {
 	StartedAt       *time.Time      `json:"started_at"`
 	FinishedAt      *time.Time      `json:"finished_at"`
 	Progress        *Progress       `json:"progress"` // the current attempt's latest; nil when none
+	Callback        *Callback       `json:"callback"` // nil when it asked for none
 	Runs            []Run           `json:"runs"`
 	ArtifactIDs     []string        `json:"artifact_ids"`
 
 	Raw json.RawMessage `json:"-"`
+}
+
+// Callback is a task's callback: where it goes, its delivery state
+// (pending, delivered or failed) and the attempts made so far.
+type Callback struct {
+	URL      string `json:"url"`
+	State    string `json:"state"`
+	Attempts int    `json:"attempts"`
 }
 
 // Progress is what a task's worker last reported: done out of total (0

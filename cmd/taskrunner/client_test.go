@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskrunner/taskrunner/callback"
@@ -117,6 +118,15 @@ func TestClientCommands(t *testing.T) {
 		view := hooks.next(t, 30*time.Second, id, "task.completed")
 		require.Equal(t, "completed", view["status"])
 		require.Equal(t, map[string]any{"msg": "call me"}, view["result"])
+		// The Go client reads the callback's state from the task view.
+		c, err := client.New(base, "", nil)
+		require.NoError(t, err)
+		require.EventuallyWithT(t, func(ct *assert.CollectT) {
+			got, err := c.Get(context.Background(), id)
+			if assert.NoError(ct, err) && assert.NotNil(ct, got.Callback) {
+				assert.Equal(ct, client.Callback{URL: hooks.url, State: "delivered", Attempts: 1}, *got.Callback)
+			}
+		}, 30*time.Second, 100*time.Millisecond)
 
 		out = cli(t, "submit", "echo", "--param", "msg=x", "--callback-url", "http://127.0.0.1:1/hook") // a port CALLBACK_ALLOWED_PORTS does not list
 		require.Error(t, out.err)
