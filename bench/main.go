@@ -40,6 +40,16 @@
 //     client.Insert on a working client with the no-op worker at the
 //     end-to-end figure's settings (-workers, -fetch-cooldown, -fetch-poll).
 //     Each task must have completed on its first attempt;
+//   - fair share across tenants: a busy tenant enqueues -fair-backlog's
+//     worth of sleep tasks of -fair-sleep for the pool (WORKER_CONCURRENCY)
+//     before the workers start, then a quiet tenant enqueues -fair-tasks
+//     echo tasks one at a time at -fair-rate through the task service;
+//     the quiet tenant's pickup latency (attempted_at - created_at) p50
+//     and p99, with one shared queue (TENANT_FAIR_SHARE=false, in the
+//     bare River column) against a queue per tenant (taskrunner column),
+//     p99 against -fair-goal, and beside them the quiet tenant alone with
+//     no backlog. It fails if the backlog drained before the quiet
+//     tenant's last task was enqueued;
 //   - callback latency finished -> received, which has no bare River
 //     counterpart (River has no callbacks): echo tasks with a callback_url
 //     submitted one at a time at -callback-rate (50/s) through POST /tasks,
@@ -52,16 +62,6 @@
 //     arrival of each measured task's delivery - its finished_at in the
 //     delivered body (River's finalized_at), p50 against -callback-goal
 //     and p99. Every measured task must be delivered as task.completed;
-//   - fair share across tenants: a busy tenant enqueues -fair-backlog's
-//     worth of sleep tasks of -fair-sleep for the pool (WORKER_CONCURRENCY)
-//     before the workers start, then a quiet tenant enqueues -fair-tasks
-//     echo tasks one at a time at -fair-rate through the task service;
-//     the quiet tenant's pickup latency (attempted_at - created_at) p50
-//     and p99, with one shared queue (TENANT_FAIR_SHARE=false, in the
-//     bare River column) against a queue per tenant (taskrunner column),
-//     p99 against -fair-goal, and beside them the quiet tenant alone with
-//     no backlog. It fails if the backlog drained before the quiet
-//     tenant's last task was enqueued;
 //   - cached search, which has no bare River counterpart: the server time
 //     (runs.duration_ms, the worker's time from the aggregator's Redis
 //     lookups to RecordOutput) of -search-tasks identical searches whose
@@ -405,17 +405,17 @@ func run(ctx context.Context, opts *options, getenv func(string) string, stdout,
 				return err
 			}
 		}
+		if opts.fair() {
+			if err := measureFairShare(ctx, env, opts, figs, bareFirst); err != nil {
+				return err
+			}
+		}
 		if opts.callbacks() {
 			r, err := env.callbackLatency(ctx, opts)
 			if err != nil {
 				return err
 			}
 			figs.callback.add(r.latencies)
-		}
-		if opts.fair() {
-			if err := measureFairShare(ctx, env, opts, figs, bareFirst); err != nil {
-				return err
-			}
 		}
 		if opts.searchTasks > 0 {
 			r, err := env.cachedSearch(ctx, opts)
@@ -449,19 +449,19 @@ func run(ctx context.Context, opts *options, getenv func(string) string, stdout,
 			opts.pickupTasks, opts.pickupWarm, formatPerSecond(opts.pickupRate), opts.workers, opts.fetchCool, opts.fetchPoll,
 			env.cfg.WorkerConcurrency, env.cfg.WorkerFetchCooldown, env.cfg.WorkerFetchPoll)
 	}
-	if opts.callbacks() {
-		fmt.Fprintf(stdout, "callback settings: %d echo tasks per round with a callback_url measured after %s not counted, submitted one at a time at %s/s through POST /tasks "+
-			"to the working client as `taskrunner serve` builds it (run records, callbacks on: CALLBACK_SECRET, CALLBACK_ALLOW_PRIVATE_NETWORKS=true, CALLBACK_ALLOWED_PORTS the receiver's), "+
-			"%d workers, FetchCooldown %s, FetchPollInterval %s; latency is the signed delivery's arrival at a receiver on loopback - the task's finished_at in its body (River's finalized_at); "+
-			"bare River has no callbacks: no counterpart\n",
-			opts.cbTasks, opts.cbWarm, formatPerSecond(opts.cbRate), env.cfg.WorkerConcurrency, env.cfg.WorkerFetchCooldown, env.cfg.WorkerFetchPoll)
-	}
 	if opts.fair() {
 		fmt.Fprintf(stdout, "fair-share settings: the quiet tenant enqueues %d echo tasks per side and round one at a time at %s/s while the busy tenant holds %s of sleep tasks of %s "+
 			"(%s for %d workers) enqueued before the workers start; latency is river_job.attempted_at - created_at of the quiet tenant's tasks; "+
 			"\"bare River\" column: one shared queue (TENANT_FAIR_SHARE=false); taskrunner column: a queue per tenant (TENANT_FAIR_SHARE=true); "+
 			"the line below it: the quiet tenant alone, no backlog\n",
 			opts.fairTasks, formatPerSecond(opts.fairRate), countLabel(fairBacklogTasks(opts, env.cfg.WorkerConcurrency)), opts.fairSleep, opts.fairBacklog, env.cfg.WorkerConcurrency)
+	}
+	if opts.callbacks() {
+		fmt.Fprintf(stdout, "callback settings: %d echo tasks per round with a callback_url measured after %s not counted, submitted one at a time at %s/s through POST /tasks "+
+			"to the working client as `taskrunner serve` builds it (run records, callbacks on: CALLBACK_SECRET, CALLBACK_ALLOW_PRIVATE_NETWORKS=true, CALLBACK_ALLOWED_PORTS the receiver's), "+
+			"%d workers, FetchCooldown %s, FetchPollInterval %s; latency is the signed delivery's arrival at a receiver on loopback - the task's finished_at in its body (River's finalized_at); "+
+			"bare River has no callbacks: no counterpart\n",
+			opts.cbTasks, opts.cbWarm, formatPerSecond(opts.cbRate), env.cfg.WorkerConcurrency, env.cfg.WorkerFetchCooldown, env.cfg.WorkerFetchPoll)
 	}
 	if opts.searchTasks > 0 {
 		fmt.Fprintf(stdout, "cached-search settings: %d searches per round through POST /search from %d clients, one source (fake Brave on loopback) answered from Redis; "+
