@@ -130,7 +130,7 @@ func (e *env) endToEndNoRecorder(ctx context.Context, opts *options) (e2eResult,
 // echoParams returns n copies of the insert parameters task.Service gives
 // an echo task submitted with POST /tasks.
 func (e *env) echoParams(client *river.Client[pgx.Tx], n int) ([]river.InsertManyParams, error) {
-	svc, err := e.taskService(client, jobs.Env{})
+	svc, err := e.taskService(client, jobs.Env{}, nil)
 	if err != nil {
 		return nil, err
 	}

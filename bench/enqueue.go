@@ -21,6 +21,7 @@ import (
 
 	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/config"
+	"github.com/taskrunner/taskrunner/fetch"
 	"github.com/taskrunner/taskrunner/httpapi"
 	"github.com/taskrunner/taskrunner/jobs"
 	"github.com/taskrunner/taskrunner/task"
@@ -214,16 +215,17 @@ func (e *env) insertOnlyService() (*task.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return e.taskService(client, jobs.Env{})
+	return e.taskService(client, jobs.Env{}, nil)
 }
 
 // taskService is the task service on client, as buildAPI in
 // cmd/taskrunner builds it from e.cfg, with env for the params of task
-// types that need one.
-func (e *env) taskService(client *river.Client[pgx.Tx], env jobs.Env) (*task.Service, error) {
+// types that need one and callbackURLs for what a callback_url may reach
+// (nil: callbacks off, as without CALLBACK_SECRET).
+func (e *env) taskService(client *river.Client[pgx.Tx], env jobs.Env, callbackURLs *fetch.Config) (*task.Service, error) {
 	svc, err := task.NewService(task.ServiceConfig{
 		Pool: e.pool, Client: client, Logger: e.logger,
-		Limits: task.Limits{MaxRuntime: e.cfg.Limits.TaskMaxRuntime, Queues: e.cfg.Queues, Env: env},
+		Limits: task.Limits{MaxRuntime: e.cfg.Limits.TaskMaxRuntime, Queues: e.cfg.Queues, Env: env, Callback: callbackURLs},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("task service: %w", err)

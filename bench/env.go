@@ -134,7 +134,7 @@ func (e *env) close(keep bool) {
 
 // reset empties the job and run tables, so a measurement starts clean.
 func (e *env) reset(ctx context.Context) error {
-	if _, err := e.conn.Exec(ctx, "TRUNCATE river_job, runs, run_metrics, run_notes RESTART IDENTITY"); err != nil {
+	if _, err := e.conn.Exec(ctx, "TRUNCATE river_job, runs, run_metrics, run_notes, callback_attempts RESTART IDENTITY"); err != nil {
 		return fmt.Errorf("empty the job and run tables: %w", err)
 	}
 	return nil

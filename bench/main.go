@@ -50,6 +50,18 @@
 //     p99 against -fair-goal, and beside them the quiet tenant alone with
 //     no backlog. It fails if the backlog drained before the quiet
 //     tenant's last task was enqueued;
+//   - callback latency finished -> received, which has no bare River
+//     counterpart (River has no callbacks): echo tasks with a callback_url
+//     submitted one at a time at -callback-rate (50/s) through POST /tasks,
+//     first -callback-warmup's worth not counted, then -callback-tasks
+//     measured, to a working client wired as `taskrunner serve` wires it
+//     (its WORKER_* settings, run recorder) with callbacks on (a random
+//     CALLBACK_SECRET, CALLBACK_ALLOW_PRIVATE_NETWORKS=true and
+//     CALLBACK_ALLOWED_PORTS the port of a receiver on loopback, which
+//     checks every delivery's signature and notes when it arrived); the
+//     arrival of each measured task's delivery - its finished_at in the
+//     delivered body (River's finalized_at), p50 against -callback-goal
+//     and p99. Every measured task must be delivered as task.completed;
 //   - cached search, which has no bare River counterpart: the server time
 //     (runs.duration_ms, the worker's time from the aggregator's Redis
 //     lookups to RecordOutput) of -search-tasks identical searches whose
@@ -92,12 +104,13 @@
 //
 // Every figure is measured -rounds times, alternating which side goes
 // first, and the table shows each side's median and the ratio of the
-// medians; for pickup latency and cached search, the median across rounds
+// medians; for the latency figures, the median across rounds
 // of each round's p50 and of each round's p99 (each side apart); for the
 // server's peak RSS, the largest of the rounds. A figure's size flag at 0
-// skips it: -batch-size, -pickup-tasks, -search-tasks, -artifact-mb or
-// -artifact-reps. The machine's load average is printed with it: on a busy
-// machine the figures say more about the neighbours than about taskrunner.
+// skips it: -batch-size, -pickup-tasks, -callback-tasks, -fair-tasks,
+// -search-tasks, -artifact-mb or -artifact-reps. The machine's load average
+// is printed with it: on a busy machine the figures say more about the
+// neighbours than about taskrunner.
 //
 // Progress goes to stderr while it runs; the final table goes to stdout.
 package main
@@ -150,6 +163,10 @@ type options struct {
 	pickupRate    float64
 	pickupWarm    time.Duration
 	pickupGoal    time.Duration
+	cbTasks       int
+	cbRate        float64
+	cbWarm        time.Duration
+	cbGoal        time.Duration
 	fairTasks     int
 	fairRate      float64
 	fairBacklog   time.Duration
@@ -176,6 +193,9 @@ func (o *options) batch() bool { return o.batchSize > 0 }
 
 // pickup reports whether the pickup-latency figure is measured.
 func (o *options) pickup() bool { return o.pickupTasks > 0 }
+
+// callbacks reports whether the callback-latency figure is measured.
+func (o *options) callbacks() bool { return o.cbTasks > 0 }
 
 // fair reports whether the fair-share figure is measured.
 func (o *options) fair() bool { return o.fairTasks > 0 }
@@ -212,6 +232,10 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.Float64Var(&o.pickupRate, "pickup-rate", 50, "tasks per second the pickup-latency figure enqueues, one at a time")
 	fs.DurationVar(&o.pickupWarm, "pickup-warmup", time.Second, "enqueueing at -pickup-rate before the measured tasks of the pickup-latency figure, not counted")
 	fs.DurationVar(&o.pickupGoal, "pickup-goal", 20*time.Millisecond, "p50 pickup latency taskrunner should stay within")
+	fs.IntVar(&o.cbTasks, "callback-tasks", 500, "tasks per round whose latency from finished (finished_at) to callback received is measured (0: skip the figure)")
+	fs.Float64Var(&o.cbRate, "callback-rate", 50, "tasks per second with a callback_url the callback-latency figure enqueues, one at a time")
+	fs.DurationVar(&o.cbWarm, "callback-warmup", time.Second, "enqueueing at -callback-rate before the measured tasks of the callback-latency figure, not counted")
+	fs.DurationVar(&o.cbGoal, "callback-goal", 50*time.Millisecond, "p50 latency from finished to callback received taskrunner should stay within")
 	fs.IntVar(&o.fairTasks, "fair-tasks", 100, "quiet tenant's tasks per side and round whose pickup latency is measured while another tenant holds a backlog (0: skip the figure)")
 	fs.Float64Var(&o.fairRate, "fair-rate", 20, "tasks per second the quiet tenant enqueues, one at a time")
 	fs.DurationVar(&o.fairBacklog, "fair-backlog", 10*time.Second, "the busy tenant's backlog, in time for the whole pool (WORKER_CONCURRENCY) to work it")
@@ -241,6 +265,8 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("-rounds, -clients, -e2e-jobs, -workers, -insert-batch and -search-clients must be at least 1")
 	case o.fairTasks < 0 || !(o.fairRate > 0) || o.fairRate > maxPickupRate || o.fairBacklog <= 0 || o.fairSleep <= 0:
 		return nil, fmt.Errorf("-fair-tasks must not be negative; -fair-rate above 0 and at most %d; -fair-backlog and -fair-sleep positive", maxPickupRate)
+	case o.cbTasks < 0 || o.cbWarm < 0 || o.cbGoal < 0 || !(o.cbRate > 0) || o.cbRate > maxPickupRate:
+		return nil, fmt.Errorf("-callback-tasks, -callback-warmup and -callback-goal must not be negative; -callback-rate above 0 and at most %d", maxPickupRate)
 	case o.searchTasks < 0 || o.searchGoal < 0:
 		return nil, errors.New("-search-tasks and -search-goal must not be negative")
 	case o.batchSize < 0:
@@ -384,6 +410,13 @@ func run(ctx context.Context, opts *options, getenv func(string) string, stdout,
 				return err
 			}
 		}
+		if opts.callbacks() {
+			r, err := env.callbackLatency(ctx, opts)
+			if err != nil {
+				return err
+			}
+			figs.callback.add(r.latencies)
+		}
 		if opts.searchTasks > 0 {
 			r, err := env.cachedSearch(ctx, opts)
 			if err != nil {
@@ -422,6 +455,13 @@ func run(ctx context.Context, opts *options, getenv func(string) string, stdout,
 			"\"bare River\" column: one shared queue (TENANT_FAIR_SHARE=false); taskrunner column: a queue per tenant (TENANT_FAIR_SHARE=true); "+
 			"the line below it: the quiet tenant alone, no backlog\n",
 			opts.fairTasks, formatPerSecond(opts.fairRate), countLabel(fairBacklogTasks(opts, env.cfg.WorkerConcurrency)), opts.fairSleep, opts.fairBacklog, env.cfg.WorkerConcurrency)
+	}
+	if opts.callbacks() {
+		fmt.Fprintf(stdout, "callback settings: %d echo tasks per round with a callback_url measured after %s not counted, submitted one at a time at %s/s through POST /tasks "+
+			"to the working client as `taskrunner serve` builds it (run records, callbacks on: CALLBACK_SECRET, CALLBACK_ALLOW_PRIVATE_NETWORKS=true, CALLBACK_ALLOWED_PORTS the receiver's), "+
+			"%d workers, FetchCooldown %s, FetchPollInterval %s; latency is the signed delivery's arrival at a receiver on loopback - the task's finished_at in its body (River's finalized_at); "+
+			"bare River has no callbacks: no counterpart\n",
+			opts.cbTasks, opts.cbWarm, formatPerSecond(opts.cbRate), env.cfg.WorkerConcurrency, env.cfg.WorkerFetchCooldown, env.cfg.WorkerFetchPoll)
 	}
 	if opts.searchTasks > 0 {
 		fmt.Fprintf(stdout, "cached-search settings: %d searches per round through POST /search from %d clients, one source (fake Brave on loopback) answered from Redis; "+
@@ -549,6 +589,7 @@ type figures struct {
 	endToEndNoRecorder *figure // breakdown only
 	pickup             *latencyFigure
 	fair               *latencyFigure // bare column: one shared queue
+	callback           *latencyFigure // no bare counterpart
 	fairIdle           *latencyFigure // for information: no backlog
 	searchServer       *latencyFigure
 	searchFinish       *latencyFigure // for information: no goal
@@ -571,6 +612,7 @@ func newFigures(opts *options) *figures {
 		fair: &latencyFigure{name: fmt.Sprintf("quiet tenant's pickup under a %s backlog (%s/s)", opts.fairBacklog, formatPerSecond(opts.fairRate)),
 			maxP99: opts.fairGoal, withBare: true},
 		fairIdle:        &latencyFigure{name: "  quiet tenant's pickup, no backlog"},
+		callback:        &latencyFigure{name: fmt.Sprintf("callback latency finished -> received (%s/s)", formatPerSecond(opts.cbRate)), maxP50: opts.cbGoal},
 		searchServer:    &latencyFigure{name: fmt.Sprintf("cached search (%s): server time", countLabel(opts.searchTasks)), maxP50: opts.searchGoal},
 		searchFinish:    &latencyFigure{name: "  cached search: enqueue -> finished"},
 		artifactPut:     &figure{name: fmt.Sprintf("artifact upload (%d MiB)", opts.artifactMB), unit: unitBytes, goal: opts.artifactGoal},
@@ -584,7 +626,7 @@ func newFigures(opts *options) *figures {
 
 // rows returns the table's rows in DESIGN.md's order: the figures
 // compared with bare River (each followed by its breakdown when asked),
-// cached search, then the artifact figures.
+// the callback figure, cached search, then the artifact figures.
 func (f *figures) rows() []row {
 	rows := []row{f.enqueue.row()}
 	if f.opts.breakdown {
@@ -602,6 +644,9 @@ func (f *figures) rows() []row {
 	}
 	if f.opts.fair() {
 		rows = append(rows, f.fair.row(), f.fairIdle.row())
+	}
+	if f.opts.callbacks() {
+		rows = append(rows, f.callback.row())
 	}
 	if f.opts.searchTasks > 0 {
 		rows = append(rows, f.searchServer.row(), f.searchFinish.row())

@@ -57,7 +57,7 @@ func (e *env) pickupTaskrunner(ctx context.Context, opts *options) ([]time.Durat
 	if err != nil {
 		return nil, err
 	}
-	svc, err := e.taskService(client, jobs.Env{})
+	svc, err := e.taskService(client, jobs.Env{}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -73,18 +73,24 @@ func (e *env) pickupTaskrunner(ctx context.Context, opts *options) ([]time.Durat
 	label := fmt.Sprintf("taskrunner POST /tasks, echo worker + run records (%d workers, FetchCooldown %s, FetchPollInterval %s)",
 		cfg.Concurrency, cfg.FetchCooldown, cfg.FetchPoll)
 	return e.pickup(ctx, opts, label, client, true, func(ctx context.Context) (int64, error) {
-		answer, err := postJSON(ctx, httpClient, "POST /tasks", target, body, http.StatusAccepted)
-		if err != nil {
-			return 0, err
-		}
-		var view struct {
-			ID int64 `json:"id"`
-		}
-		if err := json.Unmarshal(answer, &view); err != nil || view.ID <= 0 {
-			return 0, fmt.Errorf("POST /tasks: no task id in %s", answer)
-		}
-		return view.ID, nil
+		return postTask(ctx, httpClient, target, body)
 	})
+}
+
+// postTask submits body with POST /tasks to target and returns the new
+// task's id.
+func postTask(ctx context.Context, httpClient *http.Client, target string, body []byte) (int64, error) {
+	answer, err := postJSON(ctx, httpClient, "POST /tasks", target, body, http.StatusAccepted)
+	if err != nil {
+		return 0, err
+	}
+	var view struct {
+		ID int64 `json:"id"`
+	}
+	if err := json.Unmarshal(answer, &view); err != nil || view.ID <= 0 {
+		return 0, fmt.Errorf("POST /tasks: no task id in %s", answer)
+	}
+	return view.ID, nil
 }
 
 // pickup empties the tables and starts client, then submits tasks one at a
@@ -108,36 +114,11 @@ func (e *env) pickup(ctx context.Context, opts *options, label string, client *r
 
 	warm := pickupWarmTasks(opts.pickupRate, opts.pickupWarm)
 	total := warm + opts.pickupTasks
-	interval := time.Duration(float64(time.Second) / opts.pickupRate)
 	e.p.linef("pickup: %s: enqueueing %d tasks one at a time at %s/s (%d warm-up not counted) ...", label, total, formatPerSecond(opts.pickupRate), warm)
-	ids := make([]int64, 0, opts.pickupTasks)
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	<-timer.C
-	start := time.Now()
-	var behind int // tasks submitted later than their slot
-	for i := range total {
-		// Open loop: task i goes at start + i*interval, whatever the
-		// previous ones took, and the worker idles in between.
-		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
-			timer.Reset(wait)
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-timer.C:
-			}
-		} else if i > 0 && -wait > interval {
-			behind++
-		}
-		id, err := submit(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("pickup %s: %w", label, err)
-		}
-		if i >= warm {
-			ids = append(ids, id)
-		}
+	ids, took, behind, err := openLoop(ctx, opts.pickupRate, warm, total, submit)
+	if err != nil {
+		return nil, fmt.Errorf("pickup %s: %w", label, err)
 	}
-	took := time.Since(start)
 	e.p.linef("pickup: %s: %d enqueued in %s (%s; %d more than one interval late); waiting for them ...",
 		label, total, took.Round(time.Millisecond), formatRate(float64(total)/took.Seconds()), behind)
 	if _, err := e.waitCompleted(ctx, opts, "pickup", label, total, time.Now()); err != nil {
@@ -163,6 +144,40 @@ func (e *env) pickup(ctx context.Context, opts *options, label string, client *r
 		label, len(latencies), checked,
 		formatTableLatency(percentile(latencies, 0.50)), formatTableLatency(percentile(latencies, 0.99)), formatTableLatency(percentile(latencies, 1)))
 	return latencies, nil
+}
+
+// openLoop submits tasks 0 to total-1 with submit (which returns the new
+// task's id) at rate per second, open loop: task i goes at start + i/rate,
+// whatever the previous ones took, so the workers idle in between. It
+// returns the ids of the tasks after the first warm, the time it took and
+// how many tasks went more than one interval after their slot.
+func openLoop(ctx context.Context, rate float64, warm, total int, submit func(context.Context) (int64, error)) (ids []int64, took time.Duration, behind int, err error) {
+	interval := time.Duration(float64(time.Second) / rate)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	start := time.Now()
+	ids = make([]int64, 0, max(total-warm, 0))
+	for i := range total {
+		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-ctx.Done():
+				return nil, 0, behind, ctx.Err()
+			case <-timer.C:
+			}
+		} else if i > 0 && -wait > interval {
+			behind++
+		}
+		id, err := submit(ctx)
+		if err != nil {
+			return nil, 0, behind, err
+		}
+		if i >= warm {
+			ids = append(ids, id)
+		}
+	}
+	return ids, time.Since(start), behind, nil
 }
 
 // pickupWarmTasks is how many tasks enqueueing at rate per second for warm

@@ -381,7 +381,7 @@ func TestPeakFigureRow(t *testing.T) {
 
 func TestArtifactRows(t *testing.T) {
 	names := func(args ...string) []string {
-		o, err := parseOptions(append(args, "-fair-tasks", "0"), io.Discard)
+		o, err := parseOptions(append(args, "-fair-tasks", "0", "-callback-tasks", "0"), io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -491,6 +491,15 @@ func TestParseLogLine(t *testing.T) {
 	}
 }
 
+// rowNames are the names of figs' rows, in order.
+func rowNames(figs *figures) []string {
+	var names []string
+	for _, r := range figs.rows() {
+		names = append(names, r.name)
+	}
+	return names
+}
+
 // The fair-share figure's two rows follow pickup latency, its goal is on
 // p99, and it is met only when the fair-share p99 is within it.
 func TestFairShareRows(t *testing.T) {
@@ -499,12 +508,9 @@ func TestFairShareRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	figs := newFigures(o)
-	var names []string
-	for _, r := range figs.rows() {
-		names = append(names, r.name)
-	}
+	names := rowNames(figs)
 	want := "single enqueue (16 clients)|batch enqueue of 50 (16 clients)|end-to-end echo (20k)|pickup latency enqueue -> running (50/s)|" +
-		"quiet tenant's pickup under a 10s backlog (20/s)|  quiet tenant's pickup, no backlog"
+		"quiet tenant's pickup under a 10s backlog (20/s)|  quiet tenant's pickup, no backlog|callback latency finished -> received (50/s)"
 	if got := strings.Join(names, "|"); got != want {
 		t.Errorf("rows = %q, want %q", got, want)
 	}
@@ -519,5 +525,52 @@ func TestFairShareRows(t *testing.T) {
 	figs.fair.add([]time.Duration{ms(5), ms(6)})
 	if cells := figs.fair.row().cells(); cells[5] != "yes" {
 		t.Errorf("p99 of 6 ms: met %q, want yes", cells[5])
+	}
+}
+
+// The callback figure's row follows the fair-share ones (here skipped, so
+// pickup latency), as in DESIGN.md; it has no bare River
+// counterpart (no ratio), its goal is on p50, and -callback-tasks 0 skips
+// it.
+func TestCallbackRow(t *testing.T) {
+	o, err := parseOptions([]string{"-search-tasks", "0", "-artifact-mb", "0", "-fair-tasks", "0", "-callback-rate", "25"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.cbTasks != 500 || o.cbGoal != 50*time.Millisecond || o.cbWarm != time.Second || !o.callbacks() {
+		t.Errorf("defaults: %d tasks, goal %s, warm-up %s", o.cbTasks, o.cbGoal, o.cbWarm)
+	}
+	figs := newFigures(o)
+	names := rowNames(figs)
+	want := "single enqueue (16 clients)|batch enqueue of 50 (16 clients)|end-to-end echo (20k)|pickup latency enqueue -> running (50/s)|" +
+		"callback latency finished -> received (25/s)"
+	if got := strings.Join(names, "|"); got != want {
+		t.Errorf("rows = %q, want %q", got, want)
+	}
+	ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
+	figs.callback.add([]time.Duration{ms(8), ms(9), ms(40)})
+	figs.callback.add([]time.Duration{ms(60), ms(70), ms(90)})
+	figs.callback.add([]time.Duration{ms(10), ms(11), ms(30)})
+	cells := figs.callback.row().cells()
+	if want := []string{"callback latency finished -> received (25/s)", "-", "p50 11.00 ms, p99 40.00 ms", "-", "p50 <= 50 ms", "yes"}; !slices.Equal(cells, want) {
+		t.Errorf("cells = %q, want %q", cells, want)
+	}
+	figs.callback.add([]time.Duration{ms(51)})
+	figs.callback.add([]time.Duration{ms(52)})
+	if cells := figs.callback.row().cells(); cells[2] != "p50 51.00 ms, p99 51.00 ms" || cells[5] != "no" {
+		t.Errorf("median p50 of 51 ms: cells %q, want the goal not met", cells)
+	}
+
+	o, err = parseOptions([]string{"-search-tasks", "0", "-artifact-mb", "0", "-fair-tasks", "0", "-callback-tasks", "0"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names := rowNames(newFigures(o)); slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, "callback") }) {
+		t.Errorf("-callback-tasks 0: rows %q", names)
+	}
+	for _, args := range [][]string{{"-callback-tasks", "-1"}, {"-callback-rate", "0"}, {"-callback-rate", "5000"}, {"-callback-warmup", "-1s"}, {"-callback-goal", "-1ms"}} {
+		if _, err := parseOptions(args, io.Discard); err == nil {
+			t.Errorf("%q accepted", args)
+		}
 	}
 }

@@ -103,7 +103,7 @@ func (e *env) cachedSearch(ctx context.Context, opts *options) (searchResult, er
 	if err != nil {
 		return searchResult{}, err
 	}
-	svc, err := e.taskService(client, jobs.Env{SearchSources: []string{"brave"}, SearchMaxResults: cfg.SearchMaxResults})
+	svc, err := e.taskService(client, jobs.Env{SearchSources: []string{"brave"}, SearchMaxResults: cfg.SearchMaxResults}, nil)
 	if err != nil {
 		return searchResult{}, err
 	}

@@ -161,7 +161,7 @@ func NewClient(cfg ClientConfig) (*river.Client[pgx.Tx], error) {
 		for q, n := range queueConfigs(cfg) {
 			rc.Queues[q] = river.QueueConfig{MaxWorkers: n}
 		}
-		rc.Middleware = []rivertype.Middleware{cfg.Runs}
+		rc.Middleware = []rivertype.Middleware{&callbackCompleter{pool: cfg.Pool, logger: cfg.Logger}, cfg.Runs}
 		if cfg.ArtifactRetention > 0 {
 			rc.PeriodicJobs = []*river.PeriodicJob{retentionPeriodicJob(cfg.ArtifactRetention, cfg.RetentionInterval)}
 		}

@@ -302,8 +302,8 @@ func TestCallbackOfSIGKILLedWorkerIsDeliveredByAnother(t *testing.T) {
 	_, api := startAPIProc(t, "api", withSecret, "api")
 
 	id := api.submit(map[string]any{"type": "echo", "params": map[string]any{"msg": "last words"}, "callback_url": hooks.url})
-	// Killed as soon as the final state is committed (River's completer
-	// writes it in batches, after the task_completed line).
+	// Killed as soon as the final state is committed (for a task with a
+	// callback the worker writes it after its run record).
 	require.Eventually(t, func() bool { return api.get(id)["status"] == "completed" }, 20*time.Second, 5*time.Millisecond)
 	a.Signal(syscall.SIGKILL)
 	require.Equal(t, -1, a.WaitExit(exitTimeout), "worker A was not ended by SIGKILL")
