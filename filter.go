@@ -2,6 +2,7 @@ package taskrunner
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"io"
@@ -114,12 +115,13 @@ func ParseFilter(q url.Values, also ...string) (Filter, error) {
 // task_rejected_invalid_params (invalid_json for malformed JSON) naming
 // the field as prefix + name: "filter.status".
 func DecodeFilter(doc []byte, prefix string) (Filter, error) {
+	whole := cmp.Or(strings.TrimSuffix(prefix, "."), "filter")
 	trimmed := bytes.TrimSpace(doc)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return Filter{}, Invalid(prefix+"filter", "must be a JSON object")
+		return Filter{}, Invalid(whole, "must be a JSON object")
 	}
 	if p := storable.Check(trimmed); p != nil {
-		return Filter{}, Invalid(prefix+"filter", "%s, which cannot be stored", p.Reason)
+		return Filter{}, Invalid(whole, "%s, which cannot be stored", p.Reason)
 	}
 	var raw rawFilter
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
@@ -133,11 +135,11 @@ func DecodeFilter(doc []byte, prefix string) (Filter, error) {
 			name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 			return Filter{}, Invalid(prefix+boundedName(name), "is not a filter field; the fields are: %s", strings.Join(filterFields, ", "))
 		default:
-			return Filter{}, Errorf(CodeInvalidJSON, "%sfilter is not valid JSON", prefix)
+			return Filter{}, Errorf(CodeInvalidJSON, "%s is not valid JSON", whole)
 		}
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Filter{}, Errorf(CodeInvalidJSON, "%sfilter has data after the JSON object", prefix)
+		return Filter{}, Errorf(CodeInvalidJSON, "%s has data after the JSON object", whole)
 	}
 	return raw.parse(prefix)
 }
@@ -177,7 +179,7 @@ func (l *statusList) UnmarshalJSON(b []byte) error {
 	}
 	var many []string
 	if err := json.Unmarshal(b, &many); err != nil {
-		return &json.UnmarshalTypeError{Value: "not a string or a list of strings", Field: filterStatus}
+		return &json.UnmarshalTypeError{Value: "other than a string or a list of strings"}
 	}
 	*l = many
 	return nil

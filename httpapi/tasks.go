@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -315,6 +316,13 @@ func (s *Server) bulk(action task.Action) handlerFunc {
 		ctx, cancel := context.WithTimeout(r.Context(), bulkActionTimeout)
 		defer cancel()
 		res, err := s.deps.Tasks.Bulk(ctx, action, &f, req.DryRun)
+		var refusal *taskrunner.Error
+		if errors.As(err, &refusal) && refusal.Field != "" {
+			// The service names the filter's fields as GET /tasks does.
+			r := *refusal
+			r.Field, r.Message = "filter."+r.Field, "filter."+r.Message
+			return &r
+		}
 		if err != nil {
 			return err
 		}

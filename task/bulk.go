@@ -79,6 +79,8 @@ const BulkPageSize = 500
 type BulkResult struct {
 	Matched  int64
 	Affected int64
+	// Pages is how many transactions a real run took.
+	Pages int
 }
 
 // ArtifactRemover removes tasks' artifacts, rows and objects, within the
@@ -139,6 +141,7 @@ func (s *Service) Bulk(ctx context.Context, action Action, f *taskrunner.Filter,
 			return res, nil
 		}
 		res.Matched += int64(len(ids))
+		res.Pages++
 		var affected int
 		err = db.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
 			locked, err := db.LockTasksInStates(ctx, tx, ids, tf.Statuses)
@@ -201,7 +204,7 @@ func (s *Service) logBulk(ctx context.Context, action Action, f *taskrunner.Filt
 	attrs := []slog.Attr{
 		slog.String("event", "bulk_action"), slog.String("action", string(action)), slog.String("filter", f.String()),
 		slog.Bool("dry_run", dryRun), slog.Int64("matched", res.Matched), slog.Int64("affected", res.Affected),
-		slog.String("tenant", tenantName(ctx)),
+		slog.Int("pages", res.Pages), slog.String("tenant", tenantName(ctx)),
 	}
 	level := slog.LevelInfo
 	if err != nil {
