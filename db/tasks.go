@@ -35,6 +35,10 @@ type TaskFilter struct {
 	taskrunner.Filter
 	// Kinds keeps the tasks of these kinds (the task types).
 	Kinds []string
+	// TenantQueuePrefix begins the names of the River queues of Queue's
+	// tenants (jobs.TenantQueuePrefix), which Queue matches too; required
+	// with Queue.
+	TenantQueuePrefix string
 }
 
 // ListTasks returns up to limit tasks newest first, those with an id
@@ -43,7 +47,7 @@ func ListTasks(ctx context.Context, ex Executor, f *TaskFilter, beforeID int64, 
 	p := f.params()
 	rows, err := queries.TaskList(ctx, ex, dbsqlc.TaskListParams{
 		TaskType: p.TaskType, Kinds: p.Kinds, Owner: p.Owner, Statuses: p.Statuses, CreatedAfter: p.CreatedAfter,
-		CreatedBefore: p.CreatedBefore, ErrorCode: p.ErrorCode, Queue: p.Queue, Params: p.Params,
+		CreatedBefore: p.CreatedBefore, ErrorCode: p.ErrorCode, Queue: p.Queue, TenantQueuePrefix: p.TenantQueuePrefix, Params: p.Params,
 		BeforeID: beforeID, MaxRows: int32(limit),
 	})
 	if err != nil {
@@ -71,7 +75,7 @@ func MatchingTaskIDs(ctx context.Context, ex Executor, f *TaskFilter, afterID, t
 	p := f.params()
 	ids, err := queries.TaskMatchIDs(ctx, ex, dbsqlc.TaskMatchIDsParams{
 		TaskType: p.TaskType, Kinds: p.Kinds, Owner: p.Owner, Statuses: p.Statuses, CreatedAfter: p.CreatedAfter,
-		CreatedBefore: p.CreatedBefore, ErrorCode: p.ErrorCode, Queue: p.Queue, Params: p.Params,
+		CreatedBefore: p.CreatedBefore, ErrorCode: p.ErrorCode, Queue: p.Queue, TenantQueuePrefix: p.TenantQueuePrefix, Params: p.Params,
 		AfterID: afterID, ThroughID: throughID, MaxRows: int32(limit),
 	})
 	if err != nil {
@@ -102,7 +106,7 @@ func LockTasksInStates(ctx context.Context, ex Executor, ids []int64, states []s
 func (f *TaskFilter) params() dbsqlc.TaskMatchCountParams {
 	return dbsqlc.TaskMatchCountParams{
 		TaskType: f.Type, Kinds: f.Kinds, Owner: f.Owner, Statuses: f.Statuses, CreatedAfter: f.CreatedAfter,
-		CreatedBefore: f.CreatedBefore, ErrorCode: f.ErrorCode, Queue: f.Queue, Params: f.Params,
+		CreatedBefore: f.CreatedBefore, ErrorCode: f.ErrorCode, Queue: f.Queue, TenantQueuePrefix: f.TenantQueuePrefix, Params: f.Params,
 	}
 }
 

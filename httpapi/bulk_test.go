@@ -394,3 +394,21 @@ func TestBulkAndListRefuseBadFilters(t *testing.T) {
 	}
 	require.Equal(t, before, b.snapshot(t))
 }
+
+// A queue filter matches the queue's tenants' queues too (fair share puts
+// a tenant's tasks there), and no other queue sharing its prefix.
+func TestQueueFilterMatchesTenantQueues(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	var ids []int64
+	for _, q := range []string{"other", jobs.TenantQueue("other", "alice"), "otherwise", "default"} {
+		res, err := b.client.Insert(context.Background(), jobs.EchoArgs{Msg: q}, &river.InsertOpts{Queue: q})
+		require.NoError(t, err)
+		ids = append(ids, res.Job.ID)
+	}
+	require.Equal(t, []int64{ids[1], ids[0]}, listIDs(t, b, "", "?queue=other"))
+	require.Equal(t, []int64{ids[2]}, listIDs(t, b, "", "?queue=otherwise"))
+	require.EqualValues(t, 2, b.bulk(t, "", task.ActionCancel, map[string]any{"queue": "other"}, true).Matched)
+	list := decode[listBody](t, b.do(t, http.MethodGet, "/tasks?queue=other", nil).raw)
+	require.Equal(t, "other", list.Tasks[0].Queue, "a tenant's queue shows as the queue it serves")
+}

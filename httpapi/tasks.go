@@ -290,6 +290,20 @@ type bulkBody struct {
 	Affected *int64 `json:"affected,omitempty"`
 }
 
+// decodeBulkRequest decodes the body of a bulk action: its filter
+// (required) and whether it is a dry run.
+func decodeBulkRequest(body []byte) (f taskrunner.Filter, dryRun bool, err error) {
+	var req bulkRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return f, false, err
+	}
+	if req.Filter == nil {
+		return f, false, taskrunner.Invalid("filter", `is required: {} selects every task the action applies to`)
+	}
+	f, err = taskrunner.DecodeFilter(req.Filter, "filter.")
+	return f, req.DryRun, err
+}
+
 // bulkActionTimeout bounds a bulk action, which pages through what may be
 // a million tasks: each page commits on its own, so one cut short by it
 // has done what it says in the log, and may be called again.
@@ -302,20 +316,13 @@ func (s *Server) bulk(action task.Action) handlerFunc {
 		if err != nil {
 			return err
 		}
-		var req bulkRequest
-		if err := decodeStrict(body, &req); err != nil {
-			return err
-		}
-		if req.Filter == nil {
-			return taskrunner.Invalid("filter", `is required: {} selects every task the action applies to`)
-		}
-		f, err := taskrunner.DecodeFilter(req.Filter, "filter.")
+		f, dryRun, err := decodeBulkRequest(body)
 		if err != nil {
 			return err
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), bulkActionTimeout)
 		defer cancel()
-		res, err := s.deps.Tasks.Bulk(ctx, action, &f, req.DryRun)
+		res, err := s.deps.Tasks.Bulk(ctx, action, &f, dryRun)
 		var refusal *taskrunner.Error
 		if errors.As(err, &refusal) && refusal.Field != "" {
 			// The service names the filter's fields as GET /tasks does.
@@ -327,7 +334,7 @@ func (s *Server) bulk(action task.Action) handlerFunc {
 			return err
 		}
 		out := bulkBody{Matched: res.Matched}
-		if !req.DryRun {
+		if !dryRun {
 			out.Affected = &res.Affected
 		}
 		writeJSON(w, http.StatusOK, out)

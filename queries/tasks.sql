@@ -8,7 +8,7 @@ SELECT * FROM tasks WHERE id = @id;
 -- only when error_code filters. An empty text, an empty list or a NULL
 -- means no filter. kinds limits the match to task types (the bulk actions
 -- never touch taskrunner's own jobs). A queue matches its tenants' queues
--- too (jobs.TenantQueue).
+-- too: those starting with tenant_queue_prefix (jobs.TenantQueuePrefix).
 
 -- name: TaskList :many
 -- Newest first. The cursor is the id of the last task of the previous page.
@@ -20,7 +20,7 @@ SELECT * FROM tasks WHERE tasks.id = ANY(ARRAY(
       AND (coalesce(cardinality(@statuses::text[]), 0) = 0 OR j.state = ANY(CAST(@statuses::text[] AS river_job_state[])))
       AND (sqlc.narg(created_after)::timestamptz IS NULL OR j.created_at > sqlc.narg(created_after)::timestamptz)
       AND (sqlc.narg(created_before)::timestamptz IS NULL OR j.created_at < sqlc.narg(created_before)::timestamptz)
-      AND (@queue::text = '' OR j.queue = @queue::text OR starts_with(j.queue, @queue::text || '-tenant-'))
+      AND (@queue::text = '' OR j.queue = @queue::text OR starts_with(j.queue, @tenant_queue_prefix::text))
       AND (sqlc.narg(params)::jsonb IS NULL OR j.args @> sqlc.narg(params)::jsonb)
       AND (@error_code::text = '' OR @error_code::text = CASE
             WHEN j.state = 'completed' THEN NULL
@@ -42,7 +42,7 @@ WHERE (@task_type::text = '' OR j.kind = @task_type::text)
   AND (coalesce(cardinality(@statuses::text[]), 0) = 0 OR j.state = ANY(CAST(@statuses::text[] AS river_job_state[])))
   AND (sqlc.narg(created_after)::timestamptz IS NULL OR j.created_at > sqlc.narg(created_after)::timestamptz)
   AND (sqlc.narg(created_before)::timestamptz IS NULL OR j.created_at < sqlc.narg(created_before)::timestamptz)
-  AND (@queue::text = '' OR j.queue = @queue::text OR starts_with(j.queue, @queue::text || '-tenant-'))
+  AND (@queue::text = '' OR j.queue = @queue::text OR starts_with(j.queue, @tenant_queue_prefix::text))
   AND (sqlc.narg(params)::jsonb IS NULL OR j.args @> sqlc.narg(params)::jsonb)
   AND (@error_code::text = '' OR @error_code::text = CASE
         WHEN j.state = 'completed' THEN NULL
@@ -63,7 +63,7 @@ WHERE (@task_type::text = '' OR j.kind = @task_type::text)
   AND (coalesce(cardinality(@statuses::text[]), 0) = 0 OR j.state = ANY(CAST(@statuses::text[] AS river_job_state[])))
   AND (sqlc.narg(created_after)::timestamptz IS NULL OR j.created_at > sqlc.narg(created_after)::timestamptz)
   AND (sqlc.narg(created_before)::timestamptz IS NULL OR j.created_at < sqlc.narg(created_before)::timestamptz)
-  AND (@queue::text = '' OR j.queue = @queue::text OR starts_with(j.queue, @queue::text || '-tenant-'))
+  AND (@queue::text = '' OR j.queue = @queue::text OR starts_with(j.queue, @tenant_queue_prefix::text))
   AND (sqlc.narg(params)::jsonb IS NULL OR j.args @> sqlc.narg(params)::jsonb)
   AND (@error_code::text = '' OR @error_code::text = CASE
         WHEN j.state = 'completed' THEN NULL

@@ -32,7 +32,7 @@ func scope(ctx context.Context, f *taskrunner.Filter) (tf *db.TaskFilter, none b
 			return nil, false, taskrunner.Invalid("status", "must be one or more of: %s", strings.Join(taskrunner.Statuses, ", "))
 		}
 	}
-	tf = &db.TaskFilter{Filter: *f}
+	tf = &db.TaskFilter{Filter: *f, TenantQueuePrefix: jobs.TenantQueuePrefix(f.Queue)}
 	if tenant, ok := taskrunner.TenantFrom(ctx); ok && !tenant.Admin {
 		if f.Owner != "" && f.Owner != tenant.Name {
 			return nil, true, nil // another tenant's tasks: none this client may see

@@ -79,33 +79,34 @@ SELECT id, type, status, params, result, error, attempt, max_attempts, priority,
       AND (coalesce(cardinality($4::text[]), 0) = 0 OR j.state = ANY(CAST($4::text[] AS river_job_state[])))
       AND ($5::timestamptz IS NULL OR j.created_at > $5::timestamptz)
       AND ($6::timestamptz IS NULL OR j.created_at < $6::timestamptz)
-      AND ($7::text = '' OR j.queue = $7::text OR starts_with(j.queue, $7::text || '-tenant-'))
-      AND ($8::jsonb IS NULL OR j.args @> $8::jsonb)
-      AND ($9::text = '' OR $9::text = CASE
+      AND ($7::text = '' OR j.queue = $7::text OR starts_with(j.queue, $8::text))
+      AND ($9::jsonb IS NULL OR j.args @> $9::jsonb)
+      AND ($10::text = '' OR $10::text = CASE
             WHEN j.state = 'completed' THEN NULL
             WHEN j.state = 'cancelled' THEN 'task_cancelled'
             ELSE coalesce(
                 (SELECT r.error_code FROM runs r WHERE r.task_id = j.id AND r.error_code IS NOT NULL ORDER BY r.attempt DESC LIMIT 1),
                 CASE WHEN j.state = 'discarded' THEN 'task_failed' END)
           END)
-      AND ($10::bigint = 0 OR j.id < $10::bigint)
+      AND ($11::bigint = 0 OR j.id < $11::bigint)
     ORDER BY j.id DESC
-    LIMIT $11))
+    LIMIT $12))
 ORDER BY tasks.id DESC
 `
 
 type TaskListParams struct {
-	TaskType      string
-	Kinds         []string
-	Owner         string
-	Statuses      []string
-	CreatedAfter  *time.Time
-	CreatedBefore *time.Time
-	Queue         string
-	Params        []byte
-	ErrorCode     string
-	BeforeID      int64
-	MaxRows       int32
+	TaskType          string
+	Kinds             []string
+	Owner             string
+	Statuses          []string
+	CreatedAfter      *time.Time
+	CreatedBefore     *time.Time
+	Queue             string
+	TenantQueuePrefix string
+	Params            []byte
+	ErrorCode         string
+	BeforeID          int64
+	MaxRows           int32
 }
 
 // The three queries below select tasks by one filter (taskrunner.Filter)
@@ -115,7 +116,7 @@ type TaskListParams struct {
 // only when error_code filters. An empty text, an empty list or a NULL
 // means no filter. kinds limits the match to task types (the bulk actions
 // never touch taskrunner's own jobs). A queue matches its tenants' queues
-// too (jobs.TenantQueue).
+// too: those starting with tenant_queue_prefix (jobs.TenantQueuePrefix).
 // Newest first. The cursor is the id of the last task of the previous page.
 func (q *Queries) TaskList(ctx context.Context, db DBTX, arg TaskListParams) ([]Task, error) {
 	rows, err := db.Query(ctx, taskList,
@@ -126,6 +127,7 @@ func (q *Queries) TaskList(ctx context.Context, db DBTX, arg TaskListParams) ([]
 		arg.CreatedAfter,
 		arg.CreatedBefore,
 		arg.Queue,
+		arg.TenantQueuePrefix,
 		arg.Params,
 		arg.ErrorCode,
 		arg.BeforeID,
@@ -210,9 +212,9 @@ WHERE ($1::text = '' OR j.kind = $1::text)
   AND (coalesce(cardinality($4::text[]), 0) = 0 OR j.state = ANY(CAST($4::text[] AS river_job_state[])))
   AND ($5::timestamptz IS NULL OR j.created_at > $5::timestamptz)
   AND ($6::timestamptz IS NULL OR j.created_at < $6::timestamptz)
-  AND ($7::text = '' OR j.queue = $7::text OR starts_with(j.queue, $7::text || '-tenant-'))
-  AND ($8::jsonb IS NULL OR j.args @> $8::jsonb)
-  AND ($9::text = '' OR $9::text = CASE
+  AND ($7::text = '' OR j.queue = $7::text OR starts_with(j.queue, $8::text))
+  AND ($9::jsonb IS NULL OR j.args @> $9::jsonb)
+  AND ($10::text = '' OR $10::text = CASE
         WHEN j.state = 'completed' THEN NULL
         WHEN j.state = 'cancelled' THEN 'task_cancelled'
         ELSE coalesce(
@@ -222,15 +224,16 @@ WHERE ($1::text = '' OR j.kind = $1::text)
 `
 
 type TaskMatchCountParams struct {
-	TaskType      string
-	Kinds         []string
-	Owner         string
-	Statuses      []string
-	CreatedAfter  *time.Time
-	CreatedBefore *time.Time
-	Queue         string
-	Params        []byte
-	ErrorCode     string
+	TaskType          string
+	Kinds             []string
+	Owner             string
+	Statuses          []string
+	CreatedAfter      *time.Time
+	CreatedBefore     *time.Time
+	Queue             string
+	TenantQueuePrefix string
+	Params            []byte
+	ErrorCode         string
 }
 
 func (q *Queries) TaskMatchCount(ctx context.Context, db DBTX, arg TaskMatchCountParams) (int64, error) {
@@ -242,6 +245,7 @@ func (q *Queries) TaskMatchCount(ctx context.Context, db DBTX, arg TaskMatchCoun
 		arg.CreatedAfter,
 		arg.CreatedBefore,
 		arg.Queue,
+		arg.TenantQueuePrefix,
 		arg.Params,
 		arg.ErrorCode,
 	)
@@ -258,33 +262,34 @@ WHERE ($1::text = '' OR j.kind = $1::text)
   AND (coalesce(cardinality($4::text[]), 0) = 0 OR j.state = ANY(CAST($4::text[] AS river_job_state[])))
   AND ($5::timestamptz IS NULL OR j.created_at > $5::timestamptz)
   AND ($6::timestamptz IS NULL OR j.created_at < $6::timestamptz)
-  AND ($7::text = '' OR j.queue = $7::text OR starts_with(j.queue, $7::text || '-tenant-'))
-  AND ($8::jsonb IS NULL OR j.args @> $8::jsonb)
-  AND ($9::text = '' OR $9::text = CASE
+  AND ($7::text = '' OR j.queue = $7::text OR starts_with(j.queue, $8::text))
+  AND ($9::jsonb IS NULL OR j.args @> $9::jsonb)
+  AND ($10::text = '' OR $10::text = CASE
         WHEN j.state = 'completed' THEN NULL
         WHEN j.state = 'cancelled' THEN 'task_cancelled'
         ELSE coalesce(
             (SELECT r.error_code FROM runs r WHERE r.task_id = j.id AND r.error_code IS NOT NULL ORDER BY r.attempt DESC LIMIT 1),
             CASE WHEN j.state = 'discarded' THEN 'task_failed' END)
       END)
-  AND j.id > $10::bigint AND j.id <= $11::bigint
+  AND j.id > $11::bigint AND j.id <= $12::bigint
 ORDER BY j.id
-LIMIT $12
+LIMIT $13
 `
 
 type TaskMatchIDsParams struct {
-	TaskType      string
-	Kinds         []string
-	Owner         string
-	Statuses      []string
-	CreatedAfter  *time.Time
-	CreatedBefore *time.Time
-	Queue         string
-	Params        []byte
-	ErrorCode     string
-	AfterID       int64
-	ThroughID     int64
-	MaxRows       int32
+	TaskType          string
+	Kinds             []string
+	Owner             string
+	Statuses          []string
+	CreatedAfter      *time.Time
+	CreatedBefore     *time.Time
+	Queue             string
+	TenantQueuePrefix string
+	Params            []byte
+	ErrorCode         string
+	AfterID           int64
+	ThroughID         int64
+	MaxRows           int32
 }
 
 // A page of the ids of matching tasks, oldest first, after after_id and up
@@ -299,6 +304,7 @@ func (q *Queries) TaskMatchIDs(ctx context.Context, db DBTX, arg TaskMatchIDsPar
 		arg.CreatedAfter,
 		arg.CreatedBefore,
 		arg.Queue,
+		arg.TenantQueuePrefix,
 		arg.Params,
 		arg.ErrorCode,
 		arg.AfterID,
