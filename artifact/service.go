@@ -451,15 +451,7 @@ func (s *Service) RemoveExpired(ctx context.Context, cutoff time.Time, batch int
 				return err
 			}
 			n = len(objs)
-			byBucket := map[string][]string{}
-			for _, o := range objs {
-				byBucket[o.Bucket] = append(byBucket[o.Bucket], o.ObjectKey)
-			}
-			var errs []error
-			for _, bucket := range slices.Sorted(maps.Keys(byBucket)) {
-				errs = append(errs, s.removeObjects(ctx, bucket, byBucket[bucket]))
-			}
-			return errors.Join(errs...)
+			return s.removeStored(ctx, objs)
 		})
 		if err != nil {
 			return total, err
@@ -469,6 +461,38 @@ func (s *Service) RemoveExpired(ctx context.Context, cutoff time.Time, batch int
 			return total, nil
 		}
 	}
+}
+
+// RemoveForTasksTx deletes the artifact rows of the tasks in tx and
+// removes their objects before it returns: should an object not go, the
+// error rolls tx back, and the rows (and whatever else tx deleted) stay
+// with their objects. It returns how many it removed.
+func (s *Service) RemoveForTasksTx(ctx context.Context, tx pgx.Tx, taskIDs []int64) (int, error) {
+	if len(taskIDs) == 0 {
+		return 0, nil
+	}
+	objs, err := db.DeleteArtifactsForTasks(ctx, tx, taskIDs)
+	if err != nil {
+		return 0, err
+	}
+	if err := s.removeStored(ctx, objs); err != nil {
+		return 0, err
+	}
+	return len(objs), nil
+}
+
+// removeStored removes the objects of deleted rows, each from its row's
+// own bucket, and returns every failure.
+func (s *Service) removeStored(ctx context.Context, objs []db.ObjectRef) error {
+	byBucket := map[string][]string{}
+	for _, o := range objs {
+		byBucket[o.Bucket] = append(byBucket[o.Bucket], o.ObjectKey)
+	}
+	var errs []error
+	for _, bucket := range slices.Sorted(maps.Keys(byBucket)) {
+		errs = append(errs, s.removeObjects(ctx, bucket, byBucket[bucket]))
+	}
+	return errors.Join(errs...)
 }
 
 // removeObjects removes keys from bucket, reading every result minio-go

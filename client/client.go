@@ -1,5 +1,6 @@
 // Package client is a small typed client of taskrunner's HTTP API: submit,
-// get, wait, cancel and search tasks, and upload and download artifacts.
+// get, wait, cancel, list and search tasks, cancel, retry and delete them
+// in bulk, and upload and download artifacts.
 //
 // Every method takes a context and returns the API's refusals as *APIError,
 // which carries the HTTP status and the API's stable error code. The API
@@ -266,6 +267,92 @@ func (c *Client) Cancel(ctx context.Context, id int64) (*Task, error) {
 	return &t, nil
 }
 
+// Page sizes of GET /tasks: the server's default and its largest.
+const (
+	DefaultListLimit = 50
+	MaxListPage      = 500
+)
+
+// TaskPage is a page of GET /tasks, newest first.
+type TaskPage struct {
+	Tasks []Task
+	// NextCursor continues the list; "" on the last page.
+	NextCursor string
+}
+
+// List returns a page of at most limit tasks (the server's default when
+// 0) that f matches, after cursor ("" for the first page).
+func (c *Client) List(ctx context.Context, f taskrunner.Filter, cursor string, limit int) (*TaskPage, error) {
+	q := f.Values()
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	path := "/tasks"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	ctx, cancel := c.plainTimeout(ctx)
+	defer cancel()
+	var body struct {
+		Tasks      []json.RawMessage `json:"tasks"`
+		NextCursor *string           `json:"next_cursor"`
+	}
+	if err := c.doJSON(ctx, http.MethodGet, path, nil, nil, &body, nil); err != nil {
+		return nil, err
+	}
+	page := &TaskPage{Tasks: make([]Task, len(body.Tasks))}
+	for i, raw := range body.Tasks {
+		if err := json.Unmarshal(raw, &page.Tasks[i]); err != nil {
+			return nil, fmt.Errorf("GET /tasks: task %d of the page: %w", i, err)
+		}
+		page.Tasks[i].Raw = raw
+	}
+	if body.NextCursor != nil {
+		page.NextCursor = *body.NextCursor
+	}
+	return page, nil
+}
+
+// The bulk actions of Bulk.
+const (
+	BulkCancel = "cancel" // queued and running tasks
+	BulkRetry  = "retry"  // discarded, cancelled and retryable tasks
+	BulkDelete = "delete" // finished tasks, with their artifacts
+)
+
+// BulkResult is what a bulk action matched and, unless it was a dry run,
+// changed.
+type BulkResult struct {
+	Matched  int64  `json:"matched"`
+	Affected *int64 `json:"affected"` // nil for a dry run
+}
+
+// Bulk applies action (BulkCancel, BulkRetry or BulkDelete) to the tasks
+// f matches (POST /tasks/{action}); a dry run only counts them. A bulk
+// action over many tasks takes a while: it is bounded by ctx alone.
+func (c *Client) Bulk(ctx context.Context, action string, f taskrunner.Filter, dryRun bool) (*BulkResult, error) {
+	switch action {
+	case BulkCancel, BulkRetry, BulkDelete:
+	default:
+		return nil, fmt.Errorf("unknown bulk action %q", action)
+	}
+	buf, err := json.Marshal(struct {
+		Filter taskrunner.Filter `json:"filter"`
+		DryRun bool              `json:"dry_run"`
+	}{f, dryRun})
+	if err != nil {
+		return nil, err
+	}
+	var res BulkResult
+	if err := c.doJSON(ctx, http.MethodPost, "/tasks/"+action, bytes.NewReader(buf), nil, &res, nil); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
 // PutArtifactOptions describe an upload.
 type PutArtifactOptions struct {
 	Type        string // the artifact's type (default: the server's)
@@ -412,7 +499,9 @@ func (c *Client) sendJSON(req *http.Request, out any, raw *json.RawMessage) erro
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("the answer to %s %s is not the expected JSON: %w", req.Method, req.URL.Path, err)
 	}
-	*raw = data
+	if raw != nil {
+		*raw = data
+	}
 	return nil
 }
 

@@ -103,6 +103,21 @@ func DeleteExpiredArtifacts(ctx context.Context, tx pgx.Tx, cutoff time.Time, ma
 	return out, nil
 }
 
+// DeleteArtifactsForTasks deletes the artifact rows of the tasks, inside
+// tx, and returns their objects: remove them before committing, so rows
+// and objects go together.
+func DeleteArtifactsForTasks(ctx context.Context, tx pgx.Tx, taskIDs []int64) ([]ObjectRef, error) {
+	rows, err := queries.ArtifactsDeleteForTasks(ctx, tx, taskIDs)
+	if err != nil {
+		return nil, fmt.Errorf("delete artifacts of %d tasks: %w", len(taskIDs), err)
+	}
+	out := make([]ObjectRef, len(rows))
+	for i, r := range rows {
+		out[i] = ObjectRef{Bucket: r.Bucket, ObjectKey: r.ObjectKey}
+	}
+	return out, nil
+}
+
 // StoredKeys returns which of keys, objects of bucket, have an artifact row.
 func StoredKeys(ctx context.Context, ex Executor, bucket string, keys []string) (map[string]bool, error) {
 	rows, err := queries.ArtifactKeysStored(ctx, ex, dbsqlc.ArtifactKeysStoredParams{Bucket: bucket, ObjectKeys: keys})

@@ -28,19 +28,27 @@ func GetTask(ctx context.Context, ex Executor, id int64) (*taskrunner.Task, erro
 	return &t, nil
 }
 
-// TaskFilter selects tasks for ListTasks. Zero fields do not filter.
+// TaskFilter selects tasks for ListTasks, CountTasks and MatchingTaskIDs:
+// a taskrunner.Filter, checked, with what the caller adds. Zero fields do
+// not filter.
 type TaskFilter struct {
-	Type     string
-	Owner    string
-	Statuses []string
-	BeforeID int64 // cursor: only tasks with a smaller id
-	Limit    int
+	taskrunner.Filter
+	// Kinds keeps the tasks of these kinds (the task types).
+	Kinds []string
+	// TenantQueuePrefix begins the names of the River queues of Queue's
+	// tenants (jobs.TenantQueuePrefix), which Queue matches too; required
+	// with Queue.
+	TenantQueuePrefix string
 }
 
-// ListTasks returns tasks newest first.
-func ListTasks(ctx context.Context, ex Executor, f TaskFilter) ([]taskrunner.Task, error) {
+// ListTasks returns up to limit tasks newest first, those with an id
+// below beforeID when it is not 0.
+func ListTasks(ctx context.Context, ex Executor, f *TaskFilter, beforeID int64, limit int) ([]taskrunner.Task, error) {
+	p := f.params()
 	rows, err := queries.TaskList(ctx, ex, dbsqlc.TaskListParams{
-		TaskType: f.Type, Owner: f.Owner, Statuses: f.Statuses, BeforeID: f.BeforeID, MaxRows: int32(f.Limit),
+		TaskType: p.TaskType, Kinds: p.Kinds, Owner: p.Owner, Statuses: p.Statuses, CreatedAfter: p.CreatedAfter,
+		CreatedBefore: p.CreatedBefore, ErrorCode: p.ErrorCode, Queue: p.Queue, TenantQueuePrefix: p.TenantQueuePrefix, Params: p.Params,
+		BeforeID: beforeID, MaxRows: int32(limit),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list tasks: %w", err)
@@ -50,6 +58,56 @@ func ListTasks(ctx context.Context, ex Executor, f TaskFilter) ([]taskrunner.Tas
 		out[i] = taskFromRow(r)
 	}
 	return out, nil
+}
+
+// CountTasks counts the tasks f matches.
+func CountTasks(ctx context.Context, ex Executor, f *TaskFilter) (int64, error) {
+	n, err := queries.TaskMatchCount(ctx, ex, f.params())
+	if err != nil {
+		return 0, fmt.Errorf("count tasks: %w", err)
+	}
+	return n, nil
+}
+
+// MatchingTaskIDs returns up to limit ids of tasks f matches, ascending,
+// each above afterID and at most throughID.
+func MatchingTaskIDs(ctx context.Context, ex Executor, f *TaskFilter, afterID, throughID int64, limit int) ([]int64, error) {
+	p := f.params()
+	ids, err := queries.TaskMatchIDs(ctx, ex, dbsqlc.TaskMatchIDsParams{
+		TaskType: p.TaskType, Kinds: p.Kinds, Owner: p.Owner, Statuses: p.Statuses, CreatedAfter: p.CreatedAfter,
+		CreatedBefore: p.CreatedBefore, ErrorCode: p.ErrorCode, Queue: p.Queue, TenantQueuePrefix: p.TenantQueuePrefix, Params: p.Params,
+		AfterID: afterID, ThroughID: throughID, MaxRows: int32(limit),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("match tasks: %w", err)
+	}
+	return ids, nil
+}
+
+// MaxTaskID is the id of the newest task; 0 when there is none.
+func MaxTaskID(ctx context.Context, ex Executor) (int64, error) {
+	id, err := queries.TaskMaxID(ctx, ex)
+	if err != nil {
+		return 0, fmt.Errorf("newest task id: %w", err)
+	}
+	return id, nil
+}
+
+// LockTasksInStates locks, until ex's transaction ends, those of ids still
+// in one of states, and returns them.
+func LockTasksInStates(ctx context.Context, ex Executor, ids []int64, states []string) ([]int64, error) {
+	locked, err := queries.TaskLockInStates(ctx, ex, dbsqlc.TaskLockInStatesParams{Ids: ids, States: states})
+	if err != nil {
+		return nil, fmt.Errorf("lock tasks: %w", err)
+	}
+	return locked, nil
+}
+
+func (f *TaskFilter) params() dbsqlc.TaskMatchCountParams {
+	return dbsqlc.TaskMatchCountParams{
+		TaskType: f.Type, Kinds: f.Kinds, Owner: f.Owner, Statuses: f.Statuses, CreatedAfter: f.CreatedAfter,
+		CreatedBefore: f.CreatedBefore, ErrorCode: f.ErrorCode, Queue: f.Queue, TenantQueuePrefix: f.TenantQueuePrefix, Params: f.Params,
+	}
 }
 
 // CountTasksByState counts river_job rows by state, for the queue depth

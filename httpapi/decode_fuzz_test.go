@@ -134,6 +134,36 @@ func FuzzSearchRequest(f *testing.F) {
 	})
 }
 
+// FuzzBulkRequest feeds arbitrary bodies to the decoder of the bulk
+// actions: it never panics, refuses with a 400 and a stable code, and
+// what it accepts is a filter whose params PostgreSQL can store.
+func FuzzBulkRequest(f *testing.F) {
+	f.Add([]byte(`{"filter":{},"dry_run":true}`))
+	f.Add([]byte(`{"filter":{"type":"echo","status":["available","running"],"owner":"alice","queue":"default"}}`))
+	f.Add([]byte(`{"filter":{"status":"cancelled,discarded","error_code":"task_failed","created_after":"2026-01-02T15:04:05Z"}}`))
+	f.Add([]byte(`{"filter":{"params":{"msg":"a","n":[1,{"x":null}]}},"dry_run":false}`))
+	f.Add([]byte(`{"filter":{"params":"x","status":7}}`))
+	f.Add([]byte(`{"dry_run":true}`))
+	f.Add([]byte(`{"filter":{"o\u0000wner":"a"}}`))
+	f.Add([]byte(`{"filter":null,"dry_run":null}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		filter, _, err := decodeBulkRequest(body)
+		if err != nil {
+			var apiErr *taskrunner.Error
+			if !errors.As(err, &apiErr) || statusOf(apiErr.Code) != 400 || apiErr.Message == "" {
+				t.Fatalf("decode error is not a 400: %#v", err)
+			}
+			return
+		}
+		if len(filter.Params) > taskrunner.MaxFilterParamsBytes {
+			t.Fatalf("accepted params of %d bytes", len(filter.Params))
+		}
+		if p := storable.Check(filter.Params); len(filter.Params) > 0 && p != nil {
+			t.Fatalf("accepted params PostgreSQL cannot store: %s: %+v", filter.Params, p)
+		}
+	})
+}
+
 // FuzzArtifactRequest feeds arbitrary bodies to the streaming POST
 // /artifacts decoder and arbitrary names to the name check: no panics,
 // refusals are client errors, a body refused as invalid JSON is not valid

@@ -210,6 +210,9 @@ func (s *Server) routes() chi.Router {
 	// These wait, and set their own deadlines.
 	r.Get("/tasks/{id}", s.handle(s.getTask))
 	r.Get("/tasks/{id}/events", s.handle(s.taskEvents))
+	r.Post("/tasks/cancel", s.handle(s.bulk(task.ActionCancel)))
+	r.Post("/tasks/retry", s.handle(s.bulk(task.ActionRetry)))
+	r.Post("/tasks/delete", s.handle(s.bulk(task.ActionDelete)))
 	return r
 }
 

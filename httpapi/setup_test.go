@@ -166,7 +166,7 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 		TasksPerMinute: opts.perMinute, ArtifactMBPerMinute: opts.artifactMBPerMinute, TenantMaxWaiters: opts.tenantMaxWaiters,
 		Tenants: opts.tenantLimits}
 	tasks, err := task.NewService(task.ServiceConfig{
-		Pool: tracedPool(t, tdb, opts.tracer), Client: client, Logger: logger,
+		Pool: tracedPool(t, tdb, opts.tracer), Client: client, Logger: logger, Artifacts: artifacts,
 		Limits: task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: env, Callback: opts.callback},
 	})
 	require.NoError(t, err)
@@ -257,14 +257,14 @@ func offlineServices(t *testing.T, logger *slog.Logger) (*task.Service, *artifac
 	t.Cleanup(pool.Close)
 	client, err := jobs.NewClient(jobs.ClientConfig{Pool: pool, Logger: logger})
 	require.NoError(t, err)
-	tasks, err := task.NewService(task.ServiceConfig{
-		Pool: pool, Client: client, Logger: logger,
-		Limits: task.Limits{MaxRuntime: time.Minute, Queues: []string{"default"}, Env: jobs.Env{SearchSources: []string{"brave"}, SearchMaxResults: 10}},
-	})
-	require.NoError(t, err)
 	store, err := artifact.NewStore(artifact.Config{Endpoint: "127.0.0.1:1", Bucket: "offline"})
 	require.NoError(t, err)
 	artifacts, err := artifact.NewService(artifact.ServiceConfig{Store: store, Pool: pool, Logger: logger})
+	require.NoError(t, err)
+	tasks, err := task.NewService(task.ServiceConfig{
+		Pool: pool, Client: client, Logger: logger, Artifacts: artifacts,
+		Limits: task.Limits{MaxRuntime: time.Minute, Queues: []string{"default"}, Env: jobs.Env{SearchSources: []string{"brave"}, SearchMaxResults: 10}},
+	})
 	require.NoError(t, err)
 	return tasks, artifacts
 }

@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -258,14 +258,11 @@ const maxListBytes = 4 << 20
 
 func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	lq := task.ListQuery{Type: q.Get("type"), Owner: q.Get("owner"), Cursor: q.Get("cursor")}
-	for _, st := range q["status"] {
-		for part := range strings.SplitSeq(st, ",") {
-			if part = strings.TrimSpace(part); part != "" && !slices.Contains(lq.Statuses, part) {
-				lq.Statuses = append(lq.Statuses, part)
-			}
-		}
+	f, err := taskrunner.ParseFilter(q, "cursor", "limit")
+	if err != nil {
+		return err
 	}
+	lq := task.ListQuery{Filter: f, Cursor: q.Get("cursor")}
 	if l := q.Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)
 		if err != nil || n <= 0 {
@@ -324,4 +321,69 @@ func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, status, v)
 	return nil
+}
+
+// bulkRequest is the body of POST /tasks/cancel, /tasks/retry and
+// /tasks/delete.
+type bulkRequest struct {
+	Filter json.RawMessage `json:"filter"`
+	DryRun bool            `json:"dry_run"`
+}
+
+// bulkBody is a bulk action's answer; a dry run has no affected.
+type bulkBody struct {
+	Matched  int64  `json:"matched"`
+	Affected *int64 `json:"affected,omitempty"`
+}
+
+// decodeBulkRequest decodes the body of a bulk action: its filter
+// (required) and whether it is a dry run.
+func decodeBulkRequest(body []byte) (f taskrunner.Filter, dryRun bool, err error) {
+	var req bulkRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return f, false, err
+	}
+	if req.Filter == nil {
+		return f, false, taskrunner.Invalid("filter", `is required: {} selects every task the action applies to`)
+	}
+	f, err = taskrunner.DecodeFilter(req.Filter, "filter.")
+	return f, req.DryRun, err
+}
+
+// bulkActionTimeout bounds a bulk action, which pages through what may be
+// a million tasks: each page commits on its own, so one cut short by it
+// has done what it says in the log, and may be called again.
+const bulkActionTimeout = 10 * time.Minute
+
+// bulk is the handler of a bulk action.
+func (s *Server) bulk(action task.Action) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		body, err := readBody(r, s.deps.Limits.MaxRequestBodyBytes)
+		if err != nil {
+			return err
+		}
+		f, dryRun, err := decodeBulkRequest(body)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), bulkActionTimeout)
+		defer cancel()
+		res, err := s.deps.Tasks.Bulk(ctx, action, &f, dryRun)
+		var refusal *taskrunner.Error
+		if errors.As(err, &refusal) && refusal.Field != "" {
+			// The service names the filter's fields as GET /tasks does.
+			r := *refusal
+			r.Field, r.Message = "filter."+r.Field, "filter."+r.Message
+			return &r
+		}
+		if err != nil {
+			return err
+		}
+		out := bulkBody{Matched: res.Matched}
+		if !dryRun {
+			out.Affected = &res.Affected
+		}
+		writeJSON(w, http.StatusOK, out)
+		return nil
+	}
 }

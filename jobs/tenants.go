@@ -24,6 +24,10 @@ func TenantQueue(queue, tenant string) string {
 	return queue + tenantSeparator + tenant
 }
 
+// TenantQueuePrefix is how the name of every tenant's River queue for
+// queue begins.
+func TenantQueuePrefix(queue string) string { return queue + tenantSeparator }
+
 // BaseQueue is the queue a River queue serves: queue for TenantQueue(queue,
 // tenant), and any other name unchanged. Task views show it, so that the
 // API speaks of the queues clients name.

@@ -34,3 +34,9 @@ RETURNING bucket, object_key;
 -- name: ArtifactKeysStored :many
 -- Which of the given objects of a bucket have an artifact row.
 SELECT object_key FROM artifacts WHERE bucket = @bucket AND object_key = ANY(@object_keys::text[]);
+
+-- name: ArtifactsDeleteForTasks :many
+-- Takes the artifacts of the given tasks out of the table and returns
+-- their objects, which the caller removes in the same transaction.
+DELETE FROM artifacts WHERE task_id = ANY(@task_ids::bigint[])
+RETURNING bucket, object_key;

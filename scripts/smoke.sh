@@ -93,6 +93,20 @@ wait_status "$killed_id" discarded
 [[ $(field .error.code) == task_runtime_exceeded ]] || fail "task $killed_id: want error code task_runtime_exceeded"
 ok "sleep task $killed_id killed by its timeout: task_runtime_exceeded"
 
+# Bulk actions: a dry run counts what a delete would take (the cancelled
+# sleep among it) and changes nothing; the filter also lists it.
+call POST /tasks/delete '{"filter":{"type":"sleep","status":"cancelled","error_code":"task_cancelled"},"dry_run":true}'
+expect 200 "POST /tasks/delete dry run"
+[[ $(field '.matched >= 1 and (has("affected") | not)') == true ]] || fail "dry run: want matched >= 1 and no affected"
+matched=$(field .matched)
+call GET "/tasks/$cancel_id"
+expect 200 "GET /tasks/$cancel_id after the dry run"
+[[ $(field .status) == cancelled ]] || fail "task $cancel_id: the dry run changed it"
+call GET "/tasks?type=sleep&status=cancelled&created_after=2000-01-01T00:00:00Z&limit=500"
+expect 200 "GET /tasks with a filter"
+[[ $(field "any(.tasks[]; .id == $cancel_id)") == true ]] || fail "the filtered list lacks task $cancel_id"
+ok "bulk delete dry run: $matched cancelled sleep task(s) matched, none deleted"
+
 # Artifacts, both ways: the JSON form with base64, and a raw streamed PUT.
 call POST /artifacts "{\"task_id\":$echo_id,\"type\":\"log\",\"content_type\":\"text/plain\",\"data_base64\":\"SGVsbG8gd29ybGQ=\"}"
 expect 201 "POST /artifacts"

@@ -77,6 +77,8 @@ type Service struct {
 	logger *slog.Logger
 	// fairShare sends each tenant's tasks to its own queues.
 	fairShare bool
+	// artifacts go with the tasks a bulk delete deletes.
+	artifacts ArtifactRemover
 }
 
 // ServiceConfig is what a Service is built from.
@@ -96,6 +98,9 @@ type ServiceConfig struct {
 	// tenant's own River queue (jobs.TenantQueue; TENANT_FAIR_SHARE);
 	// tasks without a tenant go to the queue itself.
 	FairShare bool
+	// Artifacts removes the artifacts of the tasks a bulk delete deletes;
+	// nil refuses bulk deletes.
+	Artifacts ArtifactRemover
 }
 
 // withDefaults is cfg with every unset optional field at its default.
@@ -128,7 +133,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Service{pool: cfg.Pool, client: cfg.Client, limits: cfg.Limits, logger: cfg.Logger, fairShare: cfg.FairShare}, nil
+	return &Service{pool: cfg.Pool, client: cfg.Client, limits: cfg.Limits, logger: cfg.Logger, fairShare: cfg.FairShare, artifacts: cfg.Artifacts}, nil
 }
 
 // Validate checks a request and returns River's insert parameters for it.
@@ -503,17 +508,12 @@ const (
 
 // ListQuery selects a page of tasks.
 type ListQuery struct {
-	Type string
-	// Owner keeps the tasks of one tenant. A client tenant lists its own
-	// tasks only, whatever Owner says (another name lists nothing).
-	Owner    string
-	Statuses []string
-	Cursor   string // the previous page's NextCursor
-	Limit    int
+	// Filter selects the tasks. A client tenant lists its own tasks only,
+	// whatever Filter.Owner says (another name lists nothing).
+	Filter taskrunner.Filter
+	Cursor string // the previous page's NextCursor
+	Limit  int
 }
-
-// maxOwnerFilter bounds ?owner=; tenant names are shorter.
-const maxOwnerFilter = 64
 
 // listChunk is how many tasks List reads from the database at a time, so
 // a page of large tasks is never held whole.
@@ -524,15 +524,9 @@ const listChunk = 50
 // when the page is full before the query's limit (a cap on its encoded
 // size): the page ends with the task it was given.
 func (s *Service) List(ctx context.Context, q ListQuery, add func(*taskrunner.Task) (more bool, err error)) (nextCursor string, err error) {
-	if q.Type != "" {
-		if _, ok := jobs.Types[q.Type]; !ok {
-			return "", &taskrunner.Error{Code: taskrunner.CodeUnknownTaskType, Field: "type", Message: fmt.Sprintf("unknown task type %q", q.Type)}
-		}
-	}
-	for _, st := range q.Statuses {
-		if !slices.Contains(taskrunner.Statuses, st) {
-			return "", taskrunner.Invalid("status", "must be one of: %s", strings.Join(taskrunner.Statuses, ", "))
-		}
+	f, none, err := scope(ctx, &q.Filter)
+	if err != nil || none {
+		return "", err
 	}
 	limit := q.Limit
 	switch {
@@ -540,16 +534,6 @@ func (s *Service) List(ctx context.Context, q ListQuery, add func(*taskrunner.Ta
 		limit = DefaultPageSize
 	case limit < 0 || limit > MaxPageSize:
 		return "", taskrunner.Invalid("limit", "must be between 1 and %d", MaxPageSize)
-	}
-	owner := q.Owner
-	if len(owner) > maxOwnerFilter {
-		return "", taskrunner.Invalid("owner", "must be at most %d characters", maxOwnerFilter)
-	}
-	if tenant, ok := taskrunner.TenantFrom(ctx); ok && !tenant.Admin {
-		if owner != "" && owner != tenant.Name {
-			return "", nil // another tenant's tasks: none this client may see
-		}
-		owner = tenant.Name
 	}
 	var before int64
 	if q.Cursor != "" {
@@ -562,7 +546,7 @@ func (s *Service) List(ctx context.Context, q ListQuery, add func(*taskrunner.Ta
 	for remaining := limit; remaining > 0; {
 		n := min(remaining, listChunk)
 		// One more than needed tells whether another page follows.
-		tasks, err := db.ListTasks(ctx, s.pool, db.TaskFilter{Type: q.Type, Owner: owner, Statuses: q.Statuses, BeforeID: before, Limit: n + 1})
+		tasks, err := db.ListTasks(ctx, s.pool, f, before, n+1)
 		if err != nil {
 			return "", db.AsUnavailable(err)
 		}

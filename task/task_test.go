@@ -261,9 +261,9 @@ func TestService(t *testing.T) {
 		got, next := list(task.ListQuery{})
 		require.Equal(t, []int64{slept.ID, ids[2], ids[1], ids[0]}, got, "newest first")
 		require.Empty(t, next)
-		got, _ = list(task.ListQuery{Type: "echo"})
+		got, _ = list(task.ListQuery{Filter: taskrunner.Filter{Type: "echo"}})
 		require.Equal(t, []int64{ids[2], ids[1], ids[0]}, got)
-		got, _ = list(task.ListQuery{Statuses: []string{taskrunner.StatusCancelled}})
+		got, _ = list(task.ListQuery{Filter: taskrunner.Filter{Statuses: []string{taskrunner.StatusCancelled}}})
 		require.Equal(t, []int64{ids[0]}, got)
 		got, next = list(task.ListQuery{Limit: 2})
 		require.Equal(t, []int64{slept.ID, ids[2]}, got)
@@ -273,9 +273,9 @@ func TestService(t *testing.T) {
 		require.Empty(t, next)
 
 		noop := func(*taskrunner.Task) (bool, error) { return true, nil }
-		_, err = b.svc.List(ctx, task.ListQuery{Type: "nope"}, noop)
+		_, err = b.svc.List(ctx, task.ListQuery{Filter: taskrunner.Filter{Type: "nope"}}, noop)
 		requireRefusal(t, err, taskrunner.CodeUnknownTaskType, "type")
-		_, err = b.svc.List(ctx, task.ListQuery{Statuses: []string{"done"}}, noop)
+		_, err = b.svc.List(ctx, task.ListQuery{Filter: taskrunner.Filter{Statuses: []string{"done"}}}, noop)
 		requireRefusal(t, err, taskrunner.CodeInvalidParams, "status")
 		_, err = b.svc.List(ctx, task.ListQuery{Limit: task.MaxPageSize + 1}, noop)
 		requireRefusal(t, err, taskrunner.CodeInvalidParams, "limit")
@@ -352,7 +352,7 @@ func TestServiceKeepsTenantsApart(t *testing.T) {
 
 	list := func(ctx context.Context, owner string) []int64 {
 		ids := []int64{}
-		_, err := b.svc.List(ctx, task.ListQuery{Owner: owner}, func(t *taskrunner.Task) (bool, error) {
+		_, err := b.svc.List(ctx, task.ListQuery{Filter: taskrunner.Filter{Owner: owner}}, func(t *taskrunner.Task) (bool, error) {
 			ids = append(ids, t.ID)
 			return true, nil
 		})

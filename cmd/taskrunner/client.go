@@ -1,6 +1,6 @@
 package main
 
-// The client subcommands: submit, get, wait, cancel, search and artifact
+// The client subcommands: submit, get, wait, cancel, tasks, search and artifact
 // talk to a running API at TASKRUNNER_URL with TASKRUNNER_API_KEY. They need
 // nothing of the server's configuration.
 
@@ -14,6 +14,7 @@ import (
 	"io"
 	"mime"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -61,6 +62,7 @@ func init() {
 		"cancel":   {"cancel ID", cmdCancel},
 		"limits":   {"limits", cmdLimits},
 		"search":   {"search QUERY... [--source S ...] [--recency-days N] [--max-results N] [--idempotency-key K] [--callback-url URL] [--wait] [-q]", cmdSearch},
+		"tasks":    {tasksSynopsis, cmdTasks},
 		"artifact": {"artifact put TASK_ID FILE [--name N] [--type T] [--content-type CT] | get ARTIFACT_ID [-o FILE] | meta ARTIFACT_ID", cmdArtifact},
 	}
 }
@@ -798,4 +800,109 @@ func statusWord(t *client.Task) string {
 		return t.Status + " (cancelling)"
 	}
 	return t.Status
+}
+
+// ---- tasks ls, cancel, retry, rm ----
+
+// tasksSynopsis is the synopsis of `taskrunner tasks`.
+const tasksSynopsis = "tasks ls|cancel|retry|rm [--filter k=v ...] [--limit N] [--dry-run] [--all]"
+
+// tasksActions are the bulk subcommands of `taskrunner tasks` and the
+// bulk actions they call.
+var tasksActions = map[string]string{"cancel": client.BulkCancel, "retry": client.BulkRetry, "rm": client.BulkDelete}
+
+// filterFlags collects --filter k=v, the fields of GET /tasks's query
+// string: status may repeat and hold comma-separated statuses, params is
+// a JSON object.
+type filterFlags url.Values
+
+func (f filterFlags) String() string { return "" }
+
+func (f filterFlags) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || strings.TrimSpace(k) == "" {
+		return fmt.Errorf("%q is not k=v", s)
+	}
+	url.Values(f).Add(strings.TrimSpace(k), v)
+	return nil
+}
+
+// cmdTasks lists tasks (ls) or cancels, retries or deletes (rm) those a
+// filter matches. The filter is checked here as the server checks it, so
+// a mistyped field fails before anything is sent. A bulk action without
+// a filter needs --all, so that a forgotten --filter acts on nothing.
+func cmdTasks(ctx context.Context, e *cliEnv, args []string) error {
+	if len(args) == 0 {
+		return cmdUsage("tasks", "want ls, cancel, retry or rm")
+	}
+	sub := args[0]
+	if sub == "-h" || sub == "-help" || sub == "--help" {
+		sub = "ls"
+		args = []string{"ls", "-h"}
+	}
+	action, bulk := tasksActions[sub]
+	if !bulk && sub != "ls" {
+		return cmdUsage("tasks", "unknown tasks command %q; want ls, cancel, retry or rm", sub)
+	}
+	fs := newFlags("tasks")
+	filters := filterFlags{}
+	fs.Var(filters, "filter", "a filter field `k=v` (repeatable): type, status, owner, created_after, created_before, error_code, queue, params (a JSON object)")
+	limit := fs.Int("limit", client.DefaultListLimit, "ls: list at most `N` tasks, newest first")
+	dryRun := fs.Bool("dry-run", false, "cancel, retry, rm: only count the tasks the action would touch")
+	all := fs.Bool("all", false, "cancel, retry, rm: act without a filter, on every task the action applies to")
+	pos, err := e.parseArgs(fs, "tasks", args[1:])
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return cmdUsage("tasks", "%s takes no arguments but flags, got %q", sub, pos[0])
+	}
+	f, err := taskrunner.ParseFilter(url.Values(filters))
+	if err != nil {
+		return cmdUsage("tasks", "--filter %s", taskrunner.ErrorMessage(err))
+	}
+	if !bulk {
+		if *limit <= 0 {
+			return cmdUsage("tasks", "--limit must be positive")
+		}
+		return e.listTasks(ctx, f, *limit)
+	}
+	if f.IsZero() && !*all && !*dryRun {
+		return cmdUsage("tasks", "%s without --filter acts on every task: say --all if that is what you mean", sub)
+	}
+	res, err := e.c.Bulk(ctx, action, f, *dryRun)
+	if err != nil {
+		return err
+	}
+	out, err := json.Marshal(res)
+	if err != nil {
+		return err
+	}
+	return printJSON(e.stdout, out)
+}
+
+// listTasks prints up to limit tasks f matches, newest first, one line
+// each, following the pages.
+func (e *cliEnv) listTasks(ctx context.Context, f taskrunner.Filter, limit int) error {
+	for cursor := ""; limit > 0; {
+		page, err := e.c.List(ctx, f, cursor, min(limit, client.MaxListPage))
+		if err != nil {
+			return err
+		}
+		for i := range page.Tasks {
+			t := &page.Tasks[i]
+			code := "-"
+			if t.Error != nil {
+				code = t.Error.Code
+			}
+			fmt.Fprintf(e.stdout, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Type, t.Status, t.Owner, t.Queue,
+				t.CreatedAt.UTC().Format(time.RFC3339), code)
+		}
+		limit -= len(page.Tasks)
+		if page.NextCursor == "" {
+			return nil
+		}
+		cursor = page.NextCursor
+	}
+	return nil
 }

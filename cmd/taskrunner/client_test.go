@@ -134,6 +134,47 @@ func TestClientCommands(t *testing.T) {
 		require.Contains(t, out.all(), "callback_url")
 	})
 
+	t.Run("tasks ls, cancel, retry, rm", func(t *testing.T) {
+		t.Parallel()
+		// Scheduled for later, so they stay queued; their own params keep
+		// the other subtests' tasks out of the filter.
+		var ids []string
+		for range 2 {
+			out := cli(t, "submit", "echo", "--param", "msg=bulk-cli", "--run-at", time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
+			require.NoError(t, out.err, out.all())
+			ids = append(ids, strconv.FormatInt(idOf(t, taskOf(t, out)), 10))
+		}
+		mine := []string{"--filter", `params={"msg":"bulk-cli"}`}
+		bulk := func(args ...string) map[string]any {
+			t.Helper()
+			out := cli(t, append(append([]string{"tasks"}, args...), mine...)...)
+			require.NoError(t, out.err, out.all())
+			return taskOf(t, out)
+		}
+		out := cli(t, append([]string{"tasks", "ls", "--filter", "type=echo", "--filter", "status=scheduled,available"}, mine...)...)
+		require.NoError(t, out.err, out.all())
+		lines := strings.Split(strings.TrimSpace(out.stdout), "\n")
+		require.Len(t, lines, 2, out.stdout)
+		require.True(t, strings.HasPrefix(lines[0], ids[1]+"\techo\tscheduled\tlocal\tdefault\t"), lines[0])
+		require.True(t, strings.HasPrefix(lines[1], ids[0]+"\t"), "newest first: %s", out.stdout)
+
+		require.Equal(t, map[string]any{"matched": float64(2), "affected": nil}, bulk("cancel", "--dry-run"))
+		require.Equal(t, map[string]any{"matched": float64(0), "affected": nil}, bulk("rm", "--dry-run"), "the dry run cancelled nothing")
+		require.Equal(t, map[string]any{"matched": float64(2), "affected": float64(2)}, bulk("cancel"))
+		require.Equal(t, map[string]any{"matched": float64(2), "affected": float64(2)}, bulk("retry"))
+		for _, id := range ids { // retried: available at once, and worked
+			out := cli(t, "wait", id, "-q")
+			require.NoError(t, out.err, out.all())
+		}
+		require.Equal(t, map[string]any{"matched": float64(2), "affected": float64(2)}, bulk("rm"))
+		out = cli(t, append([]string{"tasks", "ls"}, mine...)...)
+		require.NoError(t, out.err, out.all())
+		require.Empty(t, out.stdout)
+		out = cli(t, "get", ids[0])
+		require.Equal(t, 1, out.code)
+		require.Contains(t, out.all(), "not_found")
+	})
+
 	t.Run("submit sleep then wait", func(t *testing.T) {
 		t.Parallel()
 		out := cli(t, "submit", "sleep", "--param", "seconds=2", "--retries", "0", "--priority", "2")
@@ -415,6 +456,15 @@ func TestClientUsageErrors(t *testing.T) {
 		{[]string{"wait", "1", "--timeout", "0"}, "must be positive"},
 		{[]string{"search"}, "a QUERY is required"},
 		{[]string{"search", "--recency-days", "x", "q"}, "must be a whole number"},
+		{[]string{"tasks"}, "want ls, cancel, retry or rm"},
+		{[]string{"tasks", "purge"}, `unknown tasks command "purge"`},
+		{[]string{"tasks", "cancel"}, "cancel without --filter acts on every task: say --all"},
+		{[]string{"tasks", "rm", "--filter", "status="}, "rm without --filter acts on every task"},
+		{[]string{"tasks", "ls", "--filter", "status=done"}, "--filter status must be one or more of"},
+		{[]string{"tasks", "ls", "--filter", "sort=id"}, "--filter sort is not a filter field"},
+		{[]string{"tasks", "ls", "--filter", "novalue"}, `"novalue" is not k=v`},
+		{[]string{"tasks", "ls", "--limit", "0"}, "--limit must be positive"},
+		{[]string{"tasks", "ls", "extra"}, `ls takes no arguments but flags, got "extra"`},
 		{[]string{"artifact"}, "want put, get or meta"},
 		{[]string{"artifact", "list"}, `unknown artifact command "list"`},
 		{[]string{"artifact", "put", "1"}, "put wants TASK_ID FILE, got 1 arguments"},
@@ -442,7 +492,7 @@ func TestClientUsageErrors(t *testing.T) {
 
 		out = runClientCmd(t, "http://127.0.0.1:1", "", "help")
 		require.NoError(t, out.err)
-		for _, cmd := range []string{"submit TYPE", "get ID", "wait ID", "cancel ID", "search QUERY", "artifact put", "artifact get", "artifact meta"} {
+		for _, cmd := range []string{"submit TYPE", "get ID", "wait ID", "cancel ID", "tasks ls", "tasks cancel|retry|rm", "search QUERY", "artifact put", "artifact get", "artifact meta"} {
 			require.Contains(t, out.stdout, "taskrunner "+cmd)
 		}
 	})

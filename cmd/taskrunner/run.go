@@ -35,6 +35,13 @@ http://127.0.0.1:8000) with the key in TASKRUNNER_API_KEY:
                                 exit 0 completed, 1 cancelled or discarded,
                                 3 still unfinished at the timeout
   taskrunner cancel ID          cancel a queued or running task
+  taskrunner tasks ls [--filter k=v ...] [--limit N]
+                                list tasks, newest first: id, type, status,
+                                owner, queue, created_at, error code
+  taskrunner tasks cancel|retry|rm [--filter k=v ...] [--dry-run] [--all]
+                                cancel, retry or delete (with their artifacts)
+                                every task the filter matches; --dry-run
+                                counts them; no filter needs --all
   taskrunner limits             print the server's limits and the caller's own
   taskrunner search QUERY... [--source S ...] [--recency-days N]
                     [--max-results N] [--wait]
@@ -75,8 +82,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		_, err := io.WriteString(stdout, usage)
 		return err
 	}
-	switch cmd {
-	case "submit", "get", "wait", "cancel", "search", "artifact", "limits":
+	if _, ok := clientCommands[cmd]; ok {
 		// Clients of a running API: none of the server's configuration.
 		return runClient(ctx, cmd, rest, getenv, stdout, stderr)
 	}

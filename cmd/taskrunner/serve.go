@@ -231,7 +231,7 @@ func (s *server) buildAPI(store *artifact.Store, artifacts *artifact.Service, m 
 		callbackURLs = &c
 	}
 	tasks, err := task.NewService(task.ServiceConfig{
-		Pool: s.pool, Client: s.client, Logger: s.logger, FairShare: cfg.TenantFairShare,
+		Pool: s.pool, Client: s.client, Logger: s.logger, FairShare: cfg.TenantFairShare, Artifacts: artifacts,
 		Limits: task.Limits{
 			MaxRuntime: cfg.Limits.TaskMaxRuntime,
 			Queues:     cfg.Queues,

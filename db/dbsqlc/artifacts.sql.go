@@ -206,6 +206,38 @@ func (q *Queries) ArtifactsDeleteExpired(ctx context.Context, db DBTX, arg Artif
 	return items, nil
 }
 
+const artifactsDeleteForTasks = `-- name: ArtifactsDeleteForTasks :many
+DELETE FROM artifacts WHERE task_id = ANY($1::bigint[])
+RETURNING bucket, object_key
+`
+
+type ArtifactsDeleteForTasksRow struct {
+	Bucket    string
+	ObjectKey string
+}
+
+// Takes the artifacts of the given tasks out of the table and returns
+// their objects, which the caller removes in the same transaction.
+func (q *Queries) ArtifactsDeleteForTasks(ctx context.Context, db DBTX, taskIds []int64) ([]ArtifactsDeleteForTasksRow, error) {
+	rows, err := db.Query(ctx, artifactsDeleteForTasks, taskIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ArtifactsDeleteForTasksRow
+	for rows.Next() {
+		var i ArtifactsDeleteForTasksRow
+		if err := rows.Scan(&i.Bucket, &i.ObjectKey); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const artifactsForTask = `-- name: ArtifactsForTask :many
 SELECT id, task_id, type, name, content_type, size_bytes, sha256, bucket, object_key, created_at, owner FROM artifacts WHERE task_id = $1 ORDER BY created_at, id
 `

@@ -7,6 +7,7 @@ package dbsqlc
 
 import (
 	"context"
+	"time"
 )
 
 const taskCountByState = `-- name: TaskCountByState :many
@@ -69,30 +70,66 @@ func (q *Queries) TaskGet(ctx context.Context, db DBTX, id int64) (Task, error) 
 }
 
 const taskList = `-- name: TaskList :many
-SELECT id, type, status, params, result, error, attempt, max_attempts, priority, queue, timeout_seconds, created_at, scheduled_at, started_at, finished_at, metadata, error_code, owner FROM tasks
-WHERE ($1::text = '' OR type = $1::text)
-  AND ($2::text = '' OR owner = $2::text)
-  AND (coalesce(cardinality($3::text[]), 0) = 0 OR status = ANY(CAST($3::text[] AS river_job_state[])))
-  AND ($4::bigint = 0 OR id < $4::bigint)
-ORDER BY id DESC
-LIMIT $5
+
+SELECT id, type, status, params, result, error, attempt, max_attempts, priority, queue, timeout_seconds, created_at, scheduled_at, started_at, finished_at, metadata, error_code, owner FROM tasks WHERE tasks.id = ANY(ARRAY(
+    SELECT j.id FROM river_job j
+    WHERE ($1::text = '' OR j.kind = $1::text)
+      AND (coalesce(cardinality($2::text[]), 0) = 0 OR j.kind = ANY($2::text[]))
+      AND ($3::text = '' OR coalesce(j.metadata ->> 'owner', 'local') = $3::text)
+      AND (coalesce(cardinality($4::text[]), 0) = 0 OR j.state = ANY(CAST($4::text[] AS river_job_state[])))
+      AND ($5::timestamptz IS NULL OR j.created_at > $5::timestamptz)
+      AND ($6::timestamptz IS NULL OR j.created_at < $6::timestamptz)
+      AND ($7::text = '' OR j.queue = $7::text OR starts_with(j.queue, $8::text))
+      AND ($9::jsonb IS NULL OR j.args @> $9::jsonb)
+      AND ($10::text = '' OR $10::text = CASE
+            WHEN j.state = 'completed' THEN NULL
+            WHEN j.state = 'cancelled' THEN 'task_cancelled'
+            ELSE coalesce(
+                (SELECT r.error_code FROM runs r WHERE r.task_id = j.id AND r.error_code IS NOT NULL ORDER BY r.attempt DESC LIMIT 1),
+                CASE WHEN j.state = 'discarded' THEN 'task_failed' END)
+          END)
+      AND ($11::bigint = 0 OR j.id < $11::bigint)
+    ORDER BY j.id DESC
+    LIMIT $12))
+ORDER BY tasks.id DESC
 `
 
 type TaskListParams struct {
-	TaskType string
-	Owner    string
-	Statuses []string
-	BeforeID int64
-	MaxRows  int32
+	TaskType          string
+	Kinds             []string
+	Owner             string
+	Statuses          []string
+	CreatedAfter      *time.Time
+	CreatedBefore     *time.Time
+	Queue             string
+	TenantQueuePrefix string
+	Params            []byte
+	ErrorCode         string
+	BeforeID          int64
+	MaxRows           int32
 }
 
+// The three queries below select tasks by one filter (taskrunner.Filter)
+// with the same WHERE clause over river_job: keep them in step. Each
+// condition reads as the tasks view's column of the same name (owner,
+// error_code), and the OR short-circuits, so the latest failed run is read
+// only when error_code filters. An empty text, an empty list or a NULL
+// means no filter. kinds limits the match to task types (the bulk actions
+// never touch taskrunner's own jobs). A queue matches its tenants' queues
+// too: those starting with tenant_queue_prefix (jobs.TenantQueuePrefix).
 // Newest first. The cursor is the id of the last task of the previous page.
-// An empty type or owner, no statuses or a zero cursor means no filter.
 func (q *Queries) TaskList(ctx context.Context, db DBTX, arg TaskListParams) ([]Task, error) {
 	rows, err := db.Query(ctx, taskList,
 		arg.TaskType,
+		arg.Kinds,
 		arg.Owner,
 		arg.Statuses,
+		arg.CreatedAfter,
+		arg.CreatedBefore,
+		arg.Queue,
+		arg.TenantQueuePrefix,
+		arg.Params,
+		arg.ErrorCode,
 		arg.BeforeID,
 		arg.MaxRows,
 	)
@@ -131,6 +168,176 @@ func (q *Queries) TaskList(ctx context.Context, db DBTX, arg TaskListParams) ([]
 		return nil, err
 	}
 	return items, nil
+}
+
+const taskLockInStates = `-- name: TaskLockInStates :many
+SELECT id FROM river_job
+WHERE id = ANY($1::bigint[]) AND state = ANY(CAST($2::text[] AS river_job_state[]))
+ORDER BY id
+FOR UPDATE
+`
+
+type TaskLockInStatesParams struct {
+	Ids    []int64
+	States []string
+}
+
+// Locks those of the given tasks still in one of the states, for a bulk
+// action's page: what changed state since it was matched is left alone.
+func (q *Queries) TaskLockInStates(ctx context.Context, db DBTX, arg TaskLockInStatesParams) ([]int64, error) {
+	rows, err := db.Query(ctx, taskLockInStates, arg.Ids, arg.States)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const taskMatchCount = `-- name: TaskMatchCount :one
+SELECT count(*) FROM river_job j
+WHERE ($1::text = '' OR j.kind = $1::text)
+  AND (coalesce(cardinality($2::text[]), 0) = 0 OR j.kind = ANY($2::text[]))
+  AND ($3::text = '' OR coalesce(j.metadata ->> 'owner', 'local') = $3::text)
+  AND (coalesce(cardinality($4::text[]), 0) = 0 OR j.state = ANY(CAST($4::text[] AS river_job_state[])))
+  AND ($5::timestamptz IS NULL OR j.created_at > $5::timestamptz)
+  AND ($6::timestamptz IS NULL OR j.created_at < $6::timestamptz)
+  AND ($7::text = '' OR j.queue = $7::text OR starts_with(j.queue, $8::text))
+  AND ($9::jsonb IS NULL OR j.args @> $9::jsonb)
+  AND ($10::text = '' OR $10::text = CASE
+        WHEN j.state = 'completed' THEN NULL
+        WHEN j.state = 'cancelled' THEN 'task_cancelled'
+        ELSE coalesce(
+            (SELECT r.error_code FROM runs r WHERE r.task_id = j.id AND r.error_code IS NOT NULL ORDER BY r.attempt DESC LIMIT 1),
+            CASE WHEN j.state = 'discarded' THEN 'task_failed' END)
+      END)
+`
+
+type TaskMatchCountParams struct {
+	TaskType          string
+	Kinds             []string
+	Owner             string
+	Statuses          []string
+	CreatedAfter      *time.Time
+	CreatedBefore     *time.Time
+	Queue             string
+	TenantQueuePrefix string
+	Params            []byte
+	ErrorCode         string
+}
+
+func (q *Queries) TaskMatchCount(ctx context.Context, db DBTX, arg TaskMatchCountParams) (int64, error) {
+	row := db.QueryRow(ctx, taskMatchCount,
+		arg.TaskType,
+		arg.Kinds,
+		arg.Owner,
+		arg.Statuses,
+		arg.CreatedAfter,
+		arg.CreatedBefore,
+		arg.Queue,
+		arg.TenantQueuePrefix,
+		arg.Params,
+		arg.ErrorCode,
+	)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
+const taskMatchIDs = `-- name: TaskMatchIDs :many
+SELECT j.id FROM river_job j
+WHERE ($1::text = '' OR j.kind = $1::text)
+  AND (coalesce(cardinality($2::text[]), 0) = 0 OR j.kind = ANY($2::text[]))
+  AND ($3::text = '' OR coalesce(j.metadata ->> 'owner', 'local') = $3::text)
+  AND (coalesce(cardinality($4::text[]), 0) = 0 OR j.state = ANY(CAST($4::text[] AS river_job_state[])))
+  AND ($5::timestamptz IS NULL OR j.created_at > $5::timestamptz)
+  AND ($6::timestamptz IS NULL OR j.created_at < $6::timestamptz)
+  AND ($7::text = '' OR j.queue = $7::text OR starts_with(j.queue, $8::text))
+  AND ($9::jsonb IS NULL OR j.args @> $9::jsonb)
+  AND ($10::text = '' OR $10::text = CASE
+        WHEN j.state = 'completed' THEN NULL
+        WHEN j.state = 'cancelled' THEN 'task_cancelled'
+        ELSE coalesce(
+            (SELECT r.error_code FROM runs r WHERE r.task_id = j.id AND r.error_code IS NOT NULL ORDER BY r.attempt DESC LIMIT 1),
+            CASE WHEN j.state = 'discarded' THEN 'task_failed' END)
+      END)
+  AND j.id > $11::bigint AND j.id <= $12::bigint
+ORDER BY j.id
+LIMIT $13
+`
+
+type TaskMatchIDsParams struct {
+	TaskType          string
+	Kinds             []string
+	Owner             string
+	Statuses          []string
+	CreatedAfter      *time.Time
+	CreatedBefore     *time.Time
+	Queue             string
+	TenantQueuePrefix string
+	Params            []byte
+	ErrorCode         string
+	AfterID           int64
+	ThroughID         int64
+	MaxRows           int32
+}
+
+// A page of the ids of matching tasks, oldest first, after after_id and up
+// to through_id (the newest task when a bulk action began: tasks created
+// while it runs are not its business).
+func (q *Queries) TaskMatchIDs(ctx context.Context, db DBTX, arg TaskMatchIDsParams) ([]int64, error) {
+	rows, err := db.Query(ctx, taskMatchIDs,
+		arg.TaskType,
+		arg.Kinds,
+		arg.Owner,
+		arg.Statuses,
+		arg.CreatedAfter,
+		arg.CreatedBefore,
+		arg.Queue,
+		arg.TenantQueuePrefix,
+		arg.Params,
+		arg.ErrorCode,
+		arg.AfterID,
+		arg.ThroughID,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const taskMaxID = `-- name: TaskMaxID :one
+SELECT coalesce(max(id), 0)::bigint FROM river_job
+`
+
+func (q *Queries) TaskMaxID(ctx context.Context, db DBTX) (int64, error) {
+	row := db.QueryRow(ctx, taskMaxID)
+	var column_1 int64
+	err := row.Scan(&column_1)
+	return column_1, err
 }
 
 const taskProgressSet = `-- name: TaskProgressSet :exec
