@@ -33,10 +33,13 @@ type taskView struct {
 	Owner           string          `json:"owner"`
 	TimeoutSeconds  *float64        `json:"timeout_seconds"`
 	CancelRequested bool            `json:"cancel_requested"`
-	CreatedAt       time.Time       `json:"created_at"`
-	ScheduledAt     time.Time       `json:"scheduled_at"`
-	StartedAt       *time.Time      `json:"started_at"`
-	FinishedAt      *time.Time      `json:"finished_at"`
+	// Schedule is the name of the schedule that enqueued the task; nil
+	// for a task a client submitted.
+	Schedule    *string    `json:"schedule"`
+	CreatedAt   time.Time  `json:"created_at"`
+	ScheduledAt time.Time  `json:"scheduled_at"`
+	StartedAt   *time.Time `json:"started_at"`
+	FinishedAt  *time.Time `json:"finished_at"`
 	// Progress is the latest progress the current attempt reported; nil
 	// when it reported none.
 	Progress *taskrunner.Progress `json:"progress"`
@@ -72,6 +75,7 @@ func viewOf(t *taskrunner.Task) taskView {
 			v.CancelRequested = true
 		}
 	}
+	v.Schedule = scheduleOf(t.Metadata)
 	if t.ErrorCode != nil && t.Status != "completed" {
 		// The code and public message travel as data, from the task's runs;
 		// River's own error text (hosts, types) is never shown.
@@ -84,6 +88,22 @@ func viewOf(t *taskrunner.Task) taskView {
 		}
 	}
 	return v
+}
+
+// scheduleOf is the name of the schedule whose tick enqueued a task, from
+// its metadata; nil for most tasks, which no schedule enqueued, without
+// decoding.
+func scheduleOf(metadata json.RawMessage) *string {
+	if !bytes.Contains(metadata, []byte(`"schedule"`)) {
+		return nil
+	}
+	var meta struct {
+		Schedule string `json:"schedule"`
+	}
+	if json.Unmarshal(metadata, &meta) != nil || meta.Schedule == "" {
+		return nil
+	}
+	return &meta.Schedule
 }
 
 // publicParams are a task's params as its client sent them: without the
