@@ -135,17 +135,19 @@ func DeleteSchedule(ctx context.Context, ex Executor, owner, name string) error 
 }
 
 // ClaimScheduleTick claims tick of owner's schedule name for its task,
-// moving its last tick there, and returns the schedule; ErrNotFound when
-// the tick may not fire: the schedule is gone or paused, the tick comes
-// before it was created or resumed, or this tick or a later one was
-// claimed already. Call it in the transaction that inserts the task.
-func ClaimScheduleTick(ctx context.Context, ex Executor, owner, name string, tick time.Time) (*taskrunner.Schedule, error) {
-	row, err := queries.ScheduleClaimTick(ctx, ex, dbsqlc.ScheduleClaimTickParams{Owner: owner, Name: name, Tick: tick})
+// moving its last tick there, and returns the schedule with the tick
+// claimed before (nil before the first); ErrNotFound when the tick may not
+// fire: the schedule is gone or paused, the tick comes before it was
+// created or resumed, or this tick or a later one was claimed already.
+// Call it in the transaction that inserts the task.
+func ClaimScheduleTick(ctx context.Context, ex Executor, owner, name string, tick time.Time) (sch *taskrunner.Schedule, previous *time.Time, err error) {
+	r, err := queries.ScheduleClaimTick(ctx, ex, dbsqlc.ScheduleClaimTickParams{Owner: owner, Name: name, Tick: tick})
 	if err != nil {
-		return nil, fmt.Errorf("claim tick %s of schedule %s/%s: %w", tick.Format(time.RFC3339Nano), owner, name, interpret(err))
+		return nil, nil, fmt.Errorf("claim tick %s of schedule %s/%s: %w", tick.Format(time.RFC3339Nano), owner, name, interpret(err))
 	}
-	s := scheduleFromRow(row)
-	return &s, nil
+	s := scheduleFromRow(dbsqlc.Schedule{Owner: r.Owner, Name: r.Name, Cron: r.Cron, EverySeconds: r.EverySeconds, TimeZone: r.TimeZone,
+		Task: r.Task, Missed: r.Missed, Paused: r.Paused, ActiveSince: r.ActiveSince, LastTickAt: r.LastTickAt, CreatedAt: r.CreatedAt})
+	return &s, r.PreviousTickAt, nil
 }
 
 // ScheduleTaskIDs returns the ids of the newest tasks (at most limit) of

@@ -40,14 +40,20 @@ DELETE FROM schedules WHERE owner = @owner AND name = @name;
 -- Claims a tick for its task: no row when the schedule is gone or paused,
 -- when the tick comes before it was created or resumed, or when this tick
 -- or a later one was claimed already. last_tick_at only moves forward, so
--- no tick is claimed twice.
-UPDATE schedules
+-- no tick is claimed twice. previous_tick_at is the last tick before this
+-- one (null before the first).
+UPDATE schedules s
 SET last_tick_at = @tick::timestamptz
-WHERE owner = @owner AND name = @name
-  AND NOT paused
-  AND @tick::timestamptz >= active_since
-  AND (last_tick_at IS NULL OR last_tick_at < @tick::timestamptz)
-RETURNING *;
+FROM (
+    SELECT c.owner, c.name, c.last_tick_at AS previous_tick_at FROM schedules c
+    WHERE c.owner = @owner AND c.name = @name
+    FOR UPDATE
+) p
+WHERE s.owner = p.owner AND s.name = p.name
+  AND NOT s.paused
+  AND @tick::timestamptz >= s.active_since
+  AND (s.last_tick_at IS NULL OR s.last_tick_at < @tick::timestamptz)
+RETURNING s.*, p.previous_tick_at;
 
 -- name: ScheduleTaskIDs :many
 -- A schedule's newest tasks (those retention has not removed).

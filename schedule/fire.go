@@ -35,7 +35,8 @@ func NewFirer(pool *pgxpool.Pool, tasks task.ServiceConfig, logger *slog.Logger)
 }
 
 // FireTick claims the tick, enqueues the schedule's task owned by the
-// schedule's owner, and completes the tick job, in one transaction. A tick
+// schedule's owner (and the tasks of the ticks a leader change skipped,
+// handedOver), and completes the tick job, in one transaction. A tick
 // that may not fire (the schedule is gone or paused, or this tick or a
 // later one fired already) completes without a task. A schedule whose
 // task no longer validates (the server's settings changed) uses its tick
@@ -50,20 +51,43 @@ func (f *Firer) FireTick(ctx context.Context, job *river.Job[jobs.ScheduleTickAr
 	a := job.Args
 	attrs := []slog.Attr{slog.String("tenant", a.Owner), slog.String("schedule", a.Name), slog.Time("tick", a.Tick)}
 	return db.WithTx(ctx, f.pool, func(tx pgx.Tx) error {
-		sch, err := db.ClaimScheduleTick(ctx, tx, a.Owner, a.Name, a.Tick)
+		sch, previous, err := db.ClaimScheduleTick(ctx, tx, a.Owner, a.Name, a.Tick)
 		switch {
 		case errors.Is(err, db.ErrNotFound):
 			f.logger.LogAttrs(ctx, slog.LevelDebug, "schedule tick not fired", append(attrs, slog.String("event", "schedule_tick_skipped"))...)
 		case err != nil:
 			return err
 		default:
-			if err := f.enqueue(ctx, tx, tasks, sch, a.Tick, attrs); err != nil {
-				return err
+			for _, tick := range append(handedOver(sch, previous, a.Tick), a.Tick) {
+				if err := f.enqueue(ctx, tx, tasks, sch, tick, attrs); err != nil {
+					return err
+				}
 			}
 		}
 		_, err = river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
 		return err
 	})
+}
+
+// handedOver are the ticks of sch after previous and before tick when they
+// are at most Grace before it: ticks passed while the River leader
+// changed, which fire late but all fire. After a longer gap (no leader
+// ran), only tick fires: the missed policy's one tick, or none.
+func handedOver(sch *taskrunner.Schedule, previous *time.Time, tick time.Time) []time.Time {
+	if previous == nil || tick.Sub(*previous) > Grace {
+		return nil
+	}
+	timing, err := TimingOf(sch)
+	if err != nil {
+		return nil
+	}
+	var out []time.Time
+	for t := timing.Next(*previous); !t.IsZero() && t.Before(tick); t = timing.Next(t) {
+		if !t.Before(sch.ActiveSince) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // enqueue inserts the task of sch's tick in tx.
@@ -94,6 +118,7 @@ func (f *Firer) enqueue(ctx context.Context, tx pgx.Tx, tasks *task.Service, sch
 	if err != nil {
 		return err
 	}
-	f.logger.LogAttrs(ctx, slog.LevelInfo, "schedule fired", append(attrs, slog.String("event", "schedule_fired"), slog.Int64("task_id", t.ID))...)
+	f.logger.LogAttrs(ctx, slog.LevelInfo, "schedule fired", append(attrs[:2:2], slog.Time("tick", tick),
+		slog.String("event", "schedule_fired"), slog.Int64("task_id", t.ID))...)
 	return nil
 }

@@ -112,3 +112,18 @@ func TestValidName(t *testing.T) {
 		require.False(t, ValidName(bad), bad)
 	}
 }
+
+// The ticks a leader change skipped fire late, all of them, when the gap
+// is at most Grace; after a longer one only the tick claimed fires.
+func TestHandedOver(t *testing.T) {
+	t.Parallel()
+	sch := &taskrunner.Schedule{Every: time.Second, ActiveSince: utc("2026-11-30T10:00:00Z")}
+	at := func(s string) *time.Time { v := utc("2026-11-30T10:00:" + s + "Z"); return &v }
+	require.Equal(t, []time.Time{*at("11"), *at("12"), *at("13")}, handedOver(sch, at("10"), *at("14")))
+	require.Empty(t, handedOver(sch, at("13"), *at("14")), "the next tick")
+	require.Empty(t, handedOver(sch, at("10"), *at("20")), "a gap longer than Grace")
+	require.Empty(t, handedOver(sch, nil, *at("14")), "the first tick")
+	// Never before the schedule was created or resumed.
+	sch.ActiveSince = *at("12")
+	require.Equal(t, []time.Time{*at("12"), *at("13")}, handedOver(sch, at("10"), *at("14")))
+}

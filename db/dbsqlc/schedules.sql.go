@@ -49,13 +49,18 @@ func (q *Queries) ScheduleActive(ctx context.Context, db DBTX) ([]Schedule, erro
 }
 
 const scheduleClaimTick = `-- name: ScheduleClaimTick :one
-UPDATE schedules
+UPDATE schedules s
 SET last_tick_at = $1::timestamptz
-WHERE owner = $2 AND name = $3
-  AND NOT paused
-  AND $1::timestamptz >= active_since
-  AND (last_tick_at IS NULL OR last_tick_at < $1::timestamptz)
-RETURNING owner, name, cron, every_seconds, time_zone, task, missed, paused, active_since, last_tick_at, created_at
+FROM (
+    SELECT c.owner, c.name, c.last_tick_at AS previous_tick_at FROM schedules c
+    WHERE c.owner = $2 AND c.name = $3
+    FOR UPDATE
+) p
+WHERE s.owner = p.owner AND s.name = p.name
+  AND NOT s.paused
+  AND $1::timestamptz >= s.active_since
+  AND (s.last_tick_at IS NULL OR s.last_tick_at < $1::timestamptz)
+RETURNING s.owner, s.name, s.cron, s.every_seconds, s.time_zone, s.task, s.missed, s.paused, s.active_since, s.last_tick_at, s.created_at, p.previous_tick_at
 `
 
 type ScheduleClaimTickParams struct {
@@ -64,13 +69,29 @@ type ScheduleClaimTickParams struct {
 	Name  string
 }
 
+type ScheduleClaimTickRow struct {
+	Owner          string
+	Name           string
+	Cron           *string
+	EverySeconds   *int64
+	TimeZone       string
+	Task           []byte
+	Missed         string
+	Paused         bool
+	ActiveSince    time.Time
+	LastTickAt     *time.Time
+	CreatedAt      time.Time
+	PreviousTickAt *time.Time
+}
+
 // Claims a tick for its task: no row when the schedule is gone or paused,
 // when the tick comes before it was created or resumed, or when this tick
 // or a later one was claimed already. last_tick_at only moves forward, so
-// no tick is claimed twice.
-func (q *Queries) ScheduleClaimTick(ctx context.Context, db DBTX, arg ScheduleClaimTickParams) (Schedule, error) {
+// no tick is claimed twice. previous_tick_at is the last tick before this
+// one (null before the first).
+func (q *Queries) ScheduleClaimTick(ctx context.Context, db DBTX, arg ScheduleClaimTickParams) (ScheduleClaimTickRow, error) {
 	row := db.QueryRow(ctx, scheduleClaimTick, arg.Tick, arg.Owner, arg.Name)
-	var i Schedule
+	var i ScheduleClaimTickRow
 	err := row.Scan(
 		&i.Owner,
 		&i.Name,
@@ -83,6 +104,7 @@ func (q *Queries) ScheduleClaimTick(ctx context.Context, db DBTX, arg ScheduleCl
 		&i.ActiveSince,
 		&i.LastTickAt,
 		&i.CreatedAt,
+		&i.PreviousTickAt,
 	)
 	return i, err
 }
