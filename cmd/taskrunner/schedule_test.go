@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -186,4 +187,59 @@ func TestScheduleRestartMissedPauseDelete(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, status)
 
 	requireNoTickTwice(t, tdb)
+}
+
+// The schedules client commands: add, ls, get, pause, resume, rm.
+func TestScheduleCommands(t *testing.T) {
+	t.Parallel()
+	tdb := testenv.NewDB(t)
+	srv, api := startAPIProc(t, "serve", baseEnv(tdb.URL), "serve")
+	srv.WaitEvent("workers_started", startTimeout, nil)
+	cli := func(t *testing.T, args ...string) clientOut {
+		t.Helper()
+		return runClientCmd(t, api.base, "", args...)
+	}
+
+	out := cli(t, "schedules", "add", "tick", "--every", "1s", "echo", "--param", "msg=hi", "--retries", "0")
+	require.NoError(t, out.err, out.all())
+	require.Contains(t, out.stdout, `"every": "1s"`)
+	out = cli(t, "schedules", "add", "nightly", "--cron", "30 2 * * *", "--tz", "Europe/Paris", "--missed", "skip", "echo", "--params", `{"msg":"night"}`)
+	require.NoError(t, out.err, out.all())
+
+	out = cli(t, "schedules", "ls")
+	require.NoError(t, out.err, out.all())
+	lines := strings.Split(strings.TrimSpace(out.stdout), "\n")
+	require.Len(t, lines, 3, out.stdout)
+	require.Regexp(t, `^NAME\s+OWNER\s+WHEN`, lines[0])
+	require.Regexp(t, `^nightly\s+local\s+cron 30 2 \* \* \* \(Europe/Paris\)\s+skip\s+active\s+\d{4}-`, lines[1])
+	require.Regexp(t, `^tick\s+local\s+every 1s\s+run_once\s+active\s+\d{4}-`, lines[2])
+
+	require.Eventually(t, func() bool { return len(scheduleTicks(t, tdb, "tick")) >= 2 }, 20*time.Second, 100*time.Millisecond)
+	out = cli(t, "schedules", "get", "tick")
+	require.NoError(t, out.err, out.all())
+	require.Contains(t, out.stdout, `"last_task_ids": [`)
+
+	out = cli(t, "schedules", "pause", "tick")
+	require.NoError(t, out.err, out.all())
+	require.Contains(t, out.stdout, `"paused": true`)
+	out = cli(t, "schedules", "resume", "tick")
+	require.NoError(t, out.err, out.all())
+	require.Contains(t, out.stdout, `"paused": false`)
+	out = cli(t, "schedules", "rm", "tick")
+	require.NoError(t, out.err, out.all())
+	require.Equal(t, "schedule tick deleted\n", out.stdout)
+	out = cli(t, "schedules", "get", "tick")
+	require.ErrorContains(t, out.err, "not_found")
+	require.Equal(t, 1, out.code)
+
+	// Refusals: the server's, and usage errors.
+	out = cli(t, "schedules", "add", "bad", "--every", "100ms", "echo")
+	require.ErrorContains(t, out.err, "task_rejected_invalid_params")
+	for _, args := range [][]string{
+		{"schedules"}, {"schedules", "frob"}, {"schedules", "add", "onlyname"}, {"schedules", "rm"},
+		{"schedules", "ls", "extra"}, {"schedules", "add", "x", "echo", "--retries", "many"},
+	} {
+		out = cli(t, args...)
+		require.Equal(t, 2, out.code, "%v: %s", args, out.all())
+	}
 }
