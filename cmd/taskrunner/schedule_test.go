@@ -139,7 +139,7 @@ func TestScheduleRestartMissedPauseDelete(t *testing.T) {
 	require.Equal(t, 0, srv.WaitExit(exitTimeout), "serve exit code after SIGTERM")
 	// Nothing runs over a tick of once and skip, until it is later than a
 	// leader change takes.
-	missed := time.Now().Truncate(20 * time.Second).Add(20 * time.Second)
+	missed := time.Unix((time.Now().Unix()/20+1)*20, 0) // the next tick of every: 20s
 	time.Sleep(time.Until(missed.Add(6 * time.Second)))
 
 	srv, api = startAPIProc(t, "serve-2", env, "serve")
