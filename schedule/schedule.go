@@ -153,7 +153,7 @@ func (s *Service) Create(ctx context.Context, req *Request) (*taskrunner.Schedul
 	if n >= MaxPerOwner {
 		return nil, taskrunner.Errorf(taskrunner.CodeTooManySchedules, "a tenant has at most %d schedules; delete one first", MaxPerOwner)
 	}
-	taskJSON, err := json.Marshal(req.Task)
+	taskJSON, err := storedTask(&req.Task)
 	if err != nil {
 		return nil, err
 	}
@@ -173,6 +173,26 @@ func (s *Service) Create(ctx context.Context, req *Request) (*taskrunner.Schedul
 	s.logger.LogAttrs(ctx, slog.LevelInfo, "schedule created", slog.String("event", "schedule_created"),
 		slog.String("tenant", owner), slog.String("schedule", sch.Name))
 	return sch, nil
+}
+
+// storedTask is a schedule's task request as stored and shown: the
+// fields it sets, without the nulls and empty strings of those it leaves
+// out.
+func storedTask(req *task.Request) (json.RawMessage, error) {
+	full, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(full, &fields); err != nil {
+		return nil, err
+	}
+	for k, v := range fields {
+		if string(v) == "null" || string(v) == `""` {
+			delete(fields, k)
+		}
+	}
+	return json.Marshal(fields)
 }
 
 // everyOf is a valid request's interval; 0 for a cron schedule.
