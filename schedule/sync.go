@@ -22,10 +22,13 @@ import (
 // connection.
 const DefaultResync = 30 * time.Second
 
-// Grace is how late a tick may fire and still count as on time: a tick of
-// a schedule whose missed policy is skip fires when at most this late (a
-// leader change takes a few seconds), and is dropped after.
-const Grace = 5 * time.Second
+// Grace is how late a tick may fire and still count as on time: the ticks
+// that passed while the River leader changed fire, all of them, when at
+// most this late (a change takes a second or two after a resignation, and
+// River's elect interval, 5 s, when none was heard), and a tick of a
+// schedule whose missed policy is skip fires when at most this late, and
+// is dropped after.
+const Grace = 10 * time.Second
 
 // enqueuerMargin is how early River's periodic job enqueuer fires a due
 // job (maintenance.PeriodicJobEnqueuer's nowWithMargin).

@@ -121,7 +121,7 @@ func TestHandedOver(t *testing.T) {
 	at := func(s string) *time.Time { v := utc("2026-11-30T10:00:" + s + "Z"); return &v }
 	require.Equal(t, []time.Time{*at("11"), *at("12"), *at("13")}, handedOver(sch, at("10"), *at("14")))
 	require.Empty(t, handedOver(sch, at("13"), *at("14")), "the next tick")
-	require.Empty(t, handedOver(sch, at("10"), *at("20")), "a gap longer than Grace")
+	require.Empty(t, handedOver(sch, at("10"), *at("25")), "a gap longer than Grace")
 	require.Empty(t, handedOver(sch, nil, *at("14")), "the first tick")
 	// Never before the schedule was created or resumed.
 	sch.ActiveSince = *at("12")

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskrunner/taskrunner/internal/testenv"
+	"github.com/taskrunner/taskrunner/schedule"
 )
 
 // scheduleTicks are the ticks of the tasks of schedule name, oldest first,
@@ -131,16 +132,16 @@ func TestScheduleRestartMissedPauseDelete(t *testing.T) {
 	srv.WaitEvent("workers_started", startTimeout, nil)
 	echo := map[string]any{"type": "echo", "params": map[string]any{"msg": "x"}}
 	api.createSchedule(map[string]any{"name": "tick", "every": "1s", "task": echo})
-	api.createSchedule(map[string]any{"name": "once", "every": "20s", "task": echo})
-	api.createSchedule(map[string]any{"name": "skip", "every": "20s", "missed": "skip", "task": echo})
+	api.createSchedule(map[string]any{"name": "once", "every": "30s", "task": echo})
+	api.createSchedule(map[string]any{"name": "skip", "every": "30s", "missed": "skip", "task": echo})
 	require.Eventually(t, func() bool { return len(scheduleTicks(t, tdb, "tick")) >= 2 }, 20*time.Second, 100*time.Millisecond)
 
 	srv.Signal(syscall.SIGTERM)
 	require.Equal(t, 0, srv.WaitExit(exitTimeout), "serve exit code after SIGTERM")
 	// Nothing runs over a tick of once and skip, until it is later than a
 	// leader change takes.
-	missed := time.Unix((time.Now().Unix()/20+1)*20, 0) // the next tick of every: 20s
-	time.Sleep(time.Until(missed.Add(6 * time.Second)))
+	missed := time.Unix((time.Now().Unix()/30+1)*30, 0) // the next tick of every: 30s
+	time.Sleep(time.Until(missed.Add(schedule.Grace + time.Second)))
 
 	srv, api = startAPIProc(t, "serve-2", env, "serve")
 	srv.WaitEvent("workers_started", startTimeout, nil)
