@@ -35,6 +35,10 @@ const (
 	// CodeTooManyUploads: the process receives as many artifact uploads as
 	// it may at once (MAX_CONCURRENT_UPLOADS).
 	CodeTooManyUploads = "too_many_uploads"
+	// CodeScheduleExists: the tenant already has a schedule of that name.
+	CodeScheduleExists = "schedule_exists"
+	// CodeTooManySchedules: the tenant has its maximum of schedules.
+	CodeTooManySchedules = "too_many_schedules"
 
 	// Refusals of an artifact.
 

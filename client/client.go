@@ -120,14 +120,17 @@ type Task struct {
 	Owner           string          `json:"owner"` // the tenant that submitted it
 	TimeoutSeconds  *float64        `json:"timeout_seconds"`
 	CancelRequested bool            `json:"cancel_requested"`
-	CreatedAt       time.Time       `json:"created_at"`
-	ScheduledAt     time.Time       `json:"scheduled_at"`
-	StartedAt       *time.Time      `json:"started_at"`
-	FinishedAt      *time.Time      `json:"finished_at"`
-	Progress        *Progress       `json:"progress"` // the current attempt's latest; nil when none
-	Callback        *Callback       `json:"callback"` // nil when it asked for none
-	Runs            []Run           `json:"runs"`
-	ArtifactIDs     []string        `json:"artifact_ids"`
+	// Schedule is the name of the schedule that enqueued the task; nil for
+	// a task a client submitted.
+	Schedule    *string    `json:"schedule"`
+	CreatedAt   time.Time  `json:"created_at"`
+	ScheduledAt time.Time  `json:"scheduled_at"`
+	StartedAt   *time.Time `json:"started_at"`
+	FinishedAt  *time.Time `json:"finished_at"`
+	Progress    *Progress  `json:"progress"` // the current attempt's latest; nil when none
+	Callback    *Callback  `json:"callback"` // nil when it asked for none
+	Runs        []Run      `json:"runs"`
+	ArtifactIDs []string   `json:"artifact_ids"`
 
 	Raw json.RawMessage `json:"-"`
 }
@@ -464,7 +467,8 @@ func (c *Client) newRequest(ctx context.Context, method, path string, body io.Re
 }
 
 // doJSON sends a request (with a JSON body when body is not nil) and
-// decodes a 2xx JSON answer into out, keeping its bytes in raw.
+// decodes a 2xx JSON answer into out, keeping its bytes in raw; with out
+// nil, a 2xx answer's body is not read.
 func (c *Client) doJSON(ctx context.Context, method, path string, body io.Reader, h http.Header, out any, raw *json.RawMessage) error {
 	req, err := c.newRequest(ctx, method, path, body)
 	if err != nil {
@@ -488,6 +492,9 @@ func (c *Client) sendJSON(req *http.Request, out any, raw *json.RawMessage) erro
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return errorOf(resp)
+	}
+	if out == nil {
+		return nil // an answer without a body (204)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxJSONBody+1))
 	if err != nil {

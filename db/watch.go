@@ -148,28 +148,59 @@ func (w *TaskWatcher) Run(ctx context.Context) {
 }
 
 func (w *TaskWatcher) listen(ctx context.Context) error {
-	pooled, err := w.pool.Acquire(ctx)
+	return listen(ctx, w.pool, taskStateChannel, w.wakeAll, func(payload string) {
+		for item := range strings.SplitSeq(payload, ",") {
+			idText, _, _ := strings.Cut(item, ":")
+			if id, err := strconv.ParseInt(idText, 10, 64); err == nil {
+				w.wakeTask(id)
+			}
+		}
+	})
+}
+
+// listen LISTENs on channel on a connection of its own until ctx is done
+// or the connection fails: listening is called once it listens, notified
+// with each notification's payload.
+func listen(ctx context.Context, pool *pgxpool.Pool, channel string, listening func(), notified func(payload string)) error {
+	pooled, err := pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	// A LISTENing session is not given back to the pool.
 	conn := pooled.Hijack()
 	defer conn.Close(context.WithoutCancel(ctx)) //nolint:errcheck
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{taskStateChannel}.Sanitize()); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
 		return err
 	}
-	w.wakeAll()
+	listening()
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return err
 		}
-		for item := range strings.SplitSeq(n.Payload, ",") {
-			idText, _, _ := strings.Cut(item, ":")
-			if id, err := strconv.ParseInt(idText, 10, 64); err == nil {
-				w.wakeTask(id)
-			}
+		notified(n.Payload)
+	}
+}
+
+// ListenSchedules calls changed whenever the schedules may have changed,
+// whichever process changed them, until ctx is done: once it listens
+// (changes may have passed before), on each change, and after each
+// reconnection.
+func ListenSchedules(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger, changed func()) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := listen(ctx, pool, schedulesChannel, changed, func(string) { changed() })
+		if ctx.Err() != nil {
+			return
 		}
+		logger.Warn("schedule listener lost its connection; reconnecting", slog.String("event", "schedule_listener_reconnect"),
+			slog.String("error", errString(err)), slog.Duration("backoff", backoff))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
 	}
 }
 

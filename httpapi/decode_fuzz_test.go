@@ -17,6 +17,7 @@ import (
 	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/jobs"
+	"github.com/taskrunner/taskrunner/schedule"
 	"github.com/taskrunner/taskrunner/storable"
 	"github.com/taskrunner/taskrunner/task"
 )
@@ -48,20 +49,7 @@ func FuzzTaskRequest(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	const maxRuntime = 600 * time.Second
-	// Validate touches no database: the pool is never connected to.
-	pool, err := pgxpool.New(context.Background(), "postgres://127.0.0.1:1/none")
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(pool.Close)
-	client, err := jobs.NewClient(jobs.ClientConfig{Pool: pool})
-	if err != nil {
-		f.Fatal(err)
-	}
-	svc, err := task.NewService(task.ServiceConfig{Pool: pool, Client: client, Limits: task.Limits{MaxRuntime: maxRuntime, Queues: []string{"default"}}})
-	if err != nil {
-		f.Fatal(err)
-	}
+	svc, _ := offlineTaskService(f, maxRuntime)
 	codes := map[string]bool{taskrunner.CodeInvalidJSON: true, taskrunner.CodeInvalidParams: true, taskrunner.CodeUnknownTaskType: true}
 
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -103,6 +91,77 @@ func FuzzTaskRequest(f *testing.F) {
 		}
 		if p := storable.Check(body); p != nil {
 			t.Fatalf("accepted a body holding what cannot be stored: %+v", p)
+		}
+	})
+}
+
+// offlineTaskService is a task service whose Validate works and whose
+// pool, returned too, is never connected to.
+func offlineTaskService(f *testing.F, maxRuntime time.Duration) (*task.Service, *pgxpool.Pool) {
+	f.Helper()
+	pool, err := pgxpool.New(context.Background(), "postgres://127.0.0.1:1/none")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(pool.Close)
+	client, err := jobs.NewClient(jobs.ClientConfig{Pool: pool})
+	if err != nil {
+		f.Fatal(err)
+	}
+	svc, err := task.NewService(task.ServiceConfig{Pool: pool, Client: client, Limits: task.Limits{MaxRuntime: maxRuntime, Queues: []string{"default"}}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	return svc, pool
+}
+
+// FuzzScheduleRequest feeds arbitrary bodies to the POST /schedules
+// decoder and the validation behind it: they never panic, a refusal is a
+// 400 with a stable code, and what is accepted has a timing that ticks
+// and a valid name.
+func FuzzScheduleRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"name":"nightly","cron":"30 2 * * *","time_zone":"Europe/Paris","task":{"type":"echo","params":{"msg":"a"}}}`,
+		`{"name":"tick","every":"1s","missed":"skip","task":{"type":"sleep","params":{"seconds":1}}}`,
+		`{"name":"a","every":"1s","cron":"* * * * *","task":{"type":"echo","params":{"msg":"a"}}}`,
+		`{"name":"a","cron":"TZ=Europe/Paris","task":{"type":"echo","params":{"msg":"a"}}}`,
+		`{"name":"a","cron":"CRON_TZ=x * * * * *","task":{"type":"echo"}}`,
+		`{"name":"a","cron":"*/0 * * * *","task":{"type":"echo","params":{"msg":"a"}}}`,
+		`{"name":"a","cron":"0-59/61 * 31 2 *","task":{"type":"echo","params":{"msg":"a"}}}`,
+		`{"name":"a","cron":"@every 1s","task":{"type":"echo","params":{"msg":"a"}}}`,
+		`{"name":"a","every":"-1s","task":{"type":"echo","params":{"msg":"a"}}}`,
+		`{"name":"a","every":"9223372036854775807ns","task":{"type":"echo","params":{"msg":"a"}}}`,
+		`{"name":"a","cron":"* * * * *","time_zone":"../../etc/passwd","task":{"type":"echo","params":{"msg":"a"}}}`,
+		`{"name":"a\u0000","every":"1s","task":{"type":"echo","params":{"msg":"a"}}}`,
+		`{"name":"a","every":"1s","task":{"type":"echo","params":{"msg":"a"},"run_at":"2030-01-01T00:00:00Z"}}`,
+		`{"name":"a","every":"1s","task":null}`, `{}`, `[]`, `{"name":1}`,
+	} {
+		f.Add([]byte(s))
+	}
+	tasks, pool := offlineTaskService(f, 600*time.Second)
+	svc, err := schedule.NewService(pool, tasks, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	codes := map[string]bool{taskrunner.CodeInvalidJSON: true, taskrunner.CodeInvalidParams: true, taskrunner.CodeUnknownTaskType: true}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := decodeScheduleRequest(body)
+		if err == nil {
+			var timing schedule.Timing
+			timing, err = svc.Validate(req)
+			if err == nil {
+				if !schedule.ValidName(req.Name) || timing.Next(time.Now()).IsZero() {
+					t.Fatalf("accepted %+v, which never ticks or has a bad name", req)
+				}
+				if p := storable.Check(body); p != nil {
+					t.Fatalf("accepted a body holding what cannot be stored: %+v", p)
+				}
+				return
+			}
+		}
+		var apiErr *taskrunner.Error
+		if !errors.As(err, &apiErr) || statusOf(apiErr.Code) != 400 || !codes[apiErr.Code] || apiErr.Message == "" {
+			t.Fatalf("refusal is not a 400 with a known code: %#v", err)
 		}
 	})
 }

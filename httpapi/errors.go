@@ -33,6 +33,8 @@ var codeStatus = map[string]int{
 	taskrunner.CodeRateLimitExceeded:    http.StatusTooManyRequests,
 	taskrunner.CodeTooManyWaiters:       http.StatusServiceUnavailable,
 	taskrunner.CodeTooManyUploads:       http.StatusServiceUnavailable,
+	taskrunner.CodeScheduleExists:       http.StatusConflict,
+	taskrunner.CodeTooManySchedules:     http.StatusConflict,
 
 	taskrunner.CodeArtifactInvalid:      http.StatusBadRequest,
 	taskrunner.CodeArtifactSizeExceeded: http.StatusRequestEntityTooLarge,

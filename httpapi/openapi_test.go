@@ -328,7 +328,7 @@ func TestContractCheckRefusesWhatTheDocumentDoesNotSay(t *testing.T) {
 }
 
 var taskJSON = []byte(`{"id":1,"task_id":1,"type":"echo","status":"available","params":{"msg":"a"},"result":null,"error":null,
-"attempt":0,"max_attempts":1,"max_retries":0,"priority":1,"queue":"default","owner":"alice","timeout_seconds":600,"cancel_requested":false,
+"attempt":0,"max_attempts":1,"max_retries":0,"priority":1,"queue":"default","owner":"alice","timeout_seconds":600,"cancel_requested":false,"schedule":null,
 "created_at":"2026-01-02T15:04:05.123456Z","scheduled_at":"2026-01-02T15:04:05.123456Z","started_at":null,"finished_at":null,"progress":null,"callback":null}`)
 
 // A download's refusals by http.ServeContent (a range outside the artifact,

@@ -24,6 +24,7 @@ import (
 	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/config"
 	"github.com/taskrunner/taskrunner/metrics"
+	"github.com/taskrunner/taskrunner/schedule"
 	"github.com/taskrunner/taskrunner/task"
 )
 
@@ -49,6 +50,9 @@ const riverUIPrefix = "/riverui"
 type Config struct {
 	// Tasks submits, reads and cancels tasks. Required.
 	Tasks *task.Service
+	// Schedules creates and reads schedules; nil: the schedule routes
+	// answer not_found.
+	Schedules *schedule.Service
 	// Artifacts stores and serves artifacts. Required.
 	Artifacts *artifact.Service
 	// Checks are what GET /ready checks, in order; none: always ready.
@@ -228,6 +232,13 @@ func (s *Server) apiRoutes(r chi.Router) {
 	r.Get("/tasks", s.handle(s.listTasks))
 	r.Post("/tasks/{id}/cancel", s.handle(s.cancelTask))
 	r.Post("/search", s.handle(s.submitSearch))
+
+	r.Post("/schedules", s.handle(s.createSchedule))
+	r.Get("/schedules", s.handle(s.listSchedules))
+	r.Get("/schedules/{name}", s.handle(s.getSchedule))
+	r.Post("/schedules/{name}/pause", s.handle(s.pauseSchedule))
+	r.Post("/schedules/{name}/resume", s.handle(s.resumeSchedule))
+	r.Delete("/schedules/{name}", s.handle(s.deleteSchedule))
 
 	r.Post("/artifacts", s.handle(s.createArtifact))
 	r.Get("/artifacts/{id}", s.handle(s.downloadArtifact))

@@ -30,6 +30,7 @@ import (
 	"github.com/taskrunner/taskrunner/internal/testenv"
 	"github.com/taskrunner/taskrunner/jobs"
 	"github.com/taskrunner/taskrunner/metrics"
+	"github.com/taskrunner/taskrunner/schedule"
 	"github.com/taskrunner/taskrunner/task"
 )
 
@@ -119,8 +120,17 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 		d.Logger = logger
 		opts.deps.Callback = &d
 	}
+	env := testEnv
+	if opts.env != nil {
+		env = *opts.env
+	}
+	taskCfg := task.ServiceConfig{
+		Pool: tracedPool(t, tdb, opts.tracer), Logger: logger, Artifacts: artifacts,
+		Limits: task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: env, Callback: opts.callback},
+	}
 	var runs *jobs.RunRecorder
 	if opts.work {
+		opts.deps.Schedules = schedule.NewFirer(tdb.Pool, taskCfg, logger)
 		var err error
 		runs, err = jobs.NewRunRecorder(jobs.RunRecorderConfig{Pool: tdb.Pool, Logger: logger, WorkerName: "test", Metrics: opts.metrics})
 		require.NoError(t, err)
@@ -153,10 +163,6 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	watchDone := make(chan struct{})
 	go func() { defer close(watchDone); watcher.Run(watchCtx) }()
 	t.Cleanup(func() { stopWatching(); <-watchDone })
-	env := testEnv
-	if opts.env != nil {
-		env = *opts.env
-	}
 	readTimeout := opts.readTimeout
 	if readTimeout == 0 {
 		readTimeout = config.DefaultHTTPReadTimeout
@@ -165,13 +171,23 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 		HTTPReadTimeout: readTimeout, MaxConcurrentUploads: cmp.Or(opts.maxUploads, config.DefaultMaxConcurrentUploads),
 		TasksPerMinute: opts.perMinute, ArtifactMBPerMinute: opts.artifactMBPerMinute, TenantMaxWaiters: opts.tenantMaxWaiters,
 		Tenants: opts.tenantLimits}
-	tasks, err := task.NewService(task.ServiceConfig{
-		Pool: tracedPool(t, tdb, opts.tracer), Client: client, Logger: logger, Artifacts: artifacts,
-		Limits: task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: env, Callback: opts.callback},
-	})
+	taskCfg.Client = client
+	tasks, err := task.NewService(taskCfg)
 	require.NoError(t, err)
+	schedules, err := schedule.NewService(tdb.Pool, tasks, logger)
+	require.NoError(t, err)
+	if opts.work {
+		// As every working process does: the client's periodic jobs follow
+		// the schedules.
+		syncCtx, stopSync := context.WithCancel(context.Background())
+		syncDone := make(chan struct{})
+		syncer := schedule.NewSyncer(tdb.Pool, client, 0, logger)
+		go func() { defer close(syncDone); syncer.Run(syncCtx) }()
+		t.Cleanup(func() { stopSync(); <-syncDone })
+	}
 	api, err := httpapi.New(httpapi.Config{
 		Tasks:          tasks,
+		Schedules:      schedules,
 		Artifacts:      artifacts,
 		Watcher:        watcher,
 		Limiter:        newLimiter(t, opts),

@@ -35,10 +35,13 @@ type taskFields struct {
 	Owner           string          `json:"owner"`
 	TimeoutSeconds  *float64        `json:"timeout_seconds"`
 	CancelRequested bool            `json:"cancel_requested"`
-	CreatedAt       time.Time       `json:"created_at"`
-	ScheduledAt     time.Time       `json:"scheduled_at"`
-	StartedAt       *time.Time      `json:"started_at"`
-	FinishedAt      *time.Time      `json:"finished_at"`
+	// Schedule is the name of the schedule that enqueued the task; nil
+	// for a task a client submitted.
+	Schedule    *string    `json:"schedule"`
+	CreatedAt   time.Time  `json:"created_at"`
+	ScheduledAt time.Time  `json:"scheduled_at"`
+	StartedAt   *time.Time `json:"started_at"`
+	FinishedAt  *time.Time `json:"finished_at"`
 	// Progress is the latest progress the current attempt reported; nil
 	// when it reported none.
 	Progress *taskrunner.Progress `json:"progress"`
@@ -80,6 +83,7 @@ func fieldsOf(t *taskrunner.Task) taskFields {
 			v.CancelRequested = true
 		}
 	}
+	v.Schedule = scheduleOf(t.Metadata)
 	if t.ErrorCode != nil && t.Status != "completed" {
 		// The code and public message travel as data, from the task's runs;
 		// River's own error text (hosts, types) is never shown.
@@ -92,6 +96,22 @@ func fieldsOf(t *taskrunner.Task) taskFields {
 		}
 	}
 	return v
+}
+
+// scheduleOf is the name of the schedule whose tick enqueued a task, from
+// its metadata; nil for most tasks, which no schedule enqueued, without
+// decoding.
+func scheduleOf(metadata json.RawMessage) *string {
+	if !bytes.Contains(metadata, []byte(`"schedule"`)) {
+		return nil
+	}
+	var meta struct {
+		Schedule string `json:"schedule"`
+	}
+	if json.Unmarshal(metadata, &meta) != nil || meta.Schedule == "" {
+		return nil
+	}
+	return &meta.Schedule
 }
 
 // publicParams are a task's params as its client sent them: without the

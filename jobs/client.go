@@ -134,6 +134,9 @@ type Deps struct {
 	// Callback delivers callbacks; without it (no CALLBACK_SECRET) a
 	// delivery fails and is retried, for a process that has it.
 	Callback *CallbackDeps
+	// Schedules enqueues the tasks of schedules' ticks; without it a tick
+	// fails and is retried, for a process that has it.
+	Schedules ScheduleFirer
 }
 
 // NewClient returns the River client built from cfg, with every task
@@ -179,6 +182,7 @@ func Workers(pool *pgxpool.Pool, d Deps) *river.Workers {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &RetentionWorker{pool: pool, artifacts: d.Artifacts})
 	river.AddWorker(workers, newCallbackWorker(pool, d.Callback))
+	river.AddWorker(workers, &scheduleTickWorker{firer: d.Schedules})
 	for _, t := range Types {
 		t.addWorker(workers, d)
 	}

@@ -198,6 +198,12 @@ type Metadata struct {
 	// final state, in the canonical form checked at submit; empty for
 	// none. A database trigger reads it (migration 00007).
 	CallbackURL string `json:"callback_url,omitempty"`
+	// Schedule is the name of the schedule (of the task's owner) that
+	// enqueued the task, and ScheduleTick the tick it was enqueued for;
+	// empty and nil for a task a client submitted. A unique index over
+	// them keeps a tick from enqueueing two tasks (migration 00008).
+	Schedule     string     `json:"schedule,omitempty"`
+	ScheduleTick *time.Time `json:"schedule_tick,omitempty"`
 }
 
 // OwnerOf is the tenant that owns job: its metadata's owner, or "" for

@@ -183,6 +183,27 @@ expect 200 "GET /tasks"
 [[ $(field '.tasks | length') -ge 1 ]] || fail "GET /tasks lists no echo task"
 ok "list: $(field '.tasks | length') echo task(s) on the first page"
 
+# A schedule: every second, an echo task; it fires, then is deleted.
+sched="smoke-$(date +%s%N)"
+call POST /schedules "{\"name\":\"$sched\",\"every\":\"1s\",\"task\":{\"type\":\"echo\",\"params\":{\"msg\":\"tick\"},\"max_retries\":0}}"
+expect 201 "POST /schedules"
+[[ $(field '.next_runs | length') == 5 ]] || fail "schedule $sched: want 5 next runs"
+for _ in $(seq 1 100); do
+  call GET "/schedules/$sched"
+  expect 200 "GET /schedules/$sched"
+  [[ $(field '.last_task_ids | length') -ge 1 ]] && break
+  sleep 0.2
+done
+tick_id=$(field '.last_task_ids[0] // empty')
+[[ -n "$tick_id" ]] || fail "schedule $sched never fired"
+wait_status "$tick_id" completed
+[[ $(field .schedule) == "$sched" ]] || fail "task $tick_id does not name schedule $sched"
+call DELETE "/schedules/$sched"
+expect 204 "DELETE /schedules/$sched"
+call GET "/schedules/$sched"
+expect 404 "GET /schedules/$sched after DELETE"
+ok "schedule $sched fired task $tick_id, then was deleted"
+
 # A batch, then the enqueue limit: the batch's answer says how many enqueues
 # are left this minute; use them up, and the next one is refused with 429
 # and Retry-After. (This leaves the limit spent for up to a minute.)

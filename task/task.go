@@ -290,6 +290,21 @@ func (s *Service) Insert(ctx context.Context, p river.InsertManyParams, idempote
 	return &task, false, nil
 }
 
+// InsertTx enqueues a task Validate accepted in tx, owned by the tenant
+// ctx acts for: the task exists only if tx commits.
+func (s *Service) InsertTx(ctx context.Context, tx pgx.Tx, p river.InsertManyParams) (*taskrunner.Task, error) {
+	if err := own(ctx, &p); err != nil {
+		return nil, err
+	}
+	res, err := s.client.InsertTx(ctx, tx, p.Args, s.tenantQueue(ctx, p.InsertOpts))
+	if err != nil {
+		return nil, db.AsUnavailable(fmt.Errorf("enqueue %s task: %w", p.Args.Kind(), err))
+	}
+	task := FromJobRow(res.Job)
+	s.logEnqueued(ctx, &task)
+	return &task, nil
+}
+
 // tenantQueue is opts sending the task to the River queue of the tenant
 // ctx acts for, when fair share is on; opts itself otherwise.
 func (s *Service) tenantQueue(ctx context.Context, opts *river.InsertOpts) *river.InsertOpts {

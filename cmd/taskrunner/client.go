@@ -1,8 +1,8 @@
 package main
 
-// The client subcommands: submit, get, wait, cancel, tasks, search and artifact
-// talk to a running API at TASKRUNNER_URL with TASKRUNNER_API_KEY. They need
-// nothing of the server's configuration.
+// The client subcommands: submit, get, wait, cancel, tasks, search, artifact
+// and schedules (schedules.go) talk to a running API at TASKRUNNER_URL with
+// TASKRUNNER_API_KEY. They need nothing of the server's configuration.
 
 import (
 	"bytes"
@@ -56,14 +56,15 @@ var clientCommands map[string]clientCommand
 
 func init() {
 	clientCommands = map[string]clientCommand{
-		"submit":   {"submit TYPE [--param k=v ...] [--params JSON] [--timeout SECONDS] [--retries N] [--priority N] [--queue Q] [--run-at RFC3339] [--idempotency-key K] [--callback-url URL] [--wait] [-q]", cmdSubmit},
-		"get":      {"get ID", cmdGet},
-		"wait":     {"wait ID [--timeout DURATION] [-q]", cmdWait},
-		"cancel":   {"cancel ID", cmdCancel},
-		"limits":   {"limits", cmdLimits},
-		"search":   {"search QUERY... [--source S ...] [--recency-days N] [--max-results N] [--idempotency-key K] [--callback-url URL] [--wait] [-q]", cmdSearch},
-		"tasks":    {tasksSynopsis, cmdTasks},
-		"artifact": {"artifact put TASK_ID FILE [--name N] [--type T] [--content-type CT] | get ARTIFACT_ID [-o FILE] | meta ARTIFACT_ID", cmdArtifact},
+		"submit":    {"submit TYPE [--param k=v ...] [--params JSON] [--timeout SECONDS] [--retries N] [--priority N] [--queue Q] [--run-at RFC3339] [--idempotency-key K] [--callback-url URL] [--wait] [-q]", cmdSubmit},
+		"get":       {"get ID", cmdGet},
+		"wait":      {"wait ID [--timeout DURATION] [-q]", cmdWait},
+		"cancel":    {"cancel ID", cmdCancel},
+		"limits":    {"limits", cmdLimits},
+		"search":    {"search QUERY... [--source S ...] [--recency-days N] [--max-results N] [--idempotency-key K] [--callback-url URL] [--wait] [-q]", cmdSearch},
+		"schedules": {"schedules add NAME (--every DURATION | --cron EXPR [--tz ZONE]) [--missed run_once|skip] TYPE [--param k=v ...] [--params JSON] [--timeout SECONDS] [--retries N] [--priority N] [--queue Q] [--callback-url URL] | ls | get NAME | pause NAME | resume NAME | rm NAME", cmdSchedules},
+		"tasks":     {tasksSynopsis, cmdTasks},
+		"artifact":  {"artifact put TASK_ID FILE [--name N] [--type T] [--content-type CT] | get ARTIFACT_ID [-o FILE] | meta ARTIFACT_ID", cmdArtifact},
 	}
 }
 
@@ -194,10 +195,47 @@ func printJSON(w io.Writer, raw json.RawMessage) error {
 
 func cmdSubmit(ctx context.Context, e *cliEnv, args []string) error {
 	fs := newFlags("submit")
+	var req client.SubmitRequest
+	setParams := taskFlags(fs, &req)
+	fs.Func("run-at", "when to run, as an `RFC3339` time", func(s string) error {
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			return errors.New("must be an RFC 3339 time such as 2030-01-01T09:00:00Z")
+		}
+		req.RunAt = &t
+		return nil
+	})
+	fs.StringVar(&req.IdempotencyKey, "idempotency-key", "", "a `key` that makes a repeated submission return the first task")
+	wait := fs.Bool("wait", false, "wait until the task finishes and print it then")
+	quiet := fs.Bool("q", false, "with --wait, show no progress")
+	pos, err := e.parseArgs(fs, "submit", args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return cmdUsage("submit", "want one task TYPE, got %d arguments", len(pos))
+	}
+	req.Type = pos[0]
+	if err := setParams(); err != nil {
+		return cmdUsage("submit", "%v", err)
+	}
+	t, err := e.c.Submit(ctx, req)
+	if err != nil {
+		return err
+	}
+	if !*wait {
+		return printJSON(e.stdout, t.Raw)
+	}
+	return e.waitAndPrint(ctx, t.ID, 0, *quiet)
+}
+
+// taskFlags defines on fs the flags of a task request that submit and
+// schedules add share; the function it returns sets req.Params from them
+// once fs is parsed.
+func taskFlags(fs *flag.FlagSet, req *client.SubmitRequest) func() error {
 	params := paramFlags{}
 	fs.Var(&params, "param", "a param `k=v` (repeatable); numbers and true/false are sent as such, anything else as a string")
 	paramsJSON := fs.String("params", "", "params as a JSON `object`; --param values are set on top")
-	var req client.SubmitRequest
 	fs.Func("timeout", "the task's timeout in `SECONDS` (default: the server's cap)", func(s string) error {
 		v, err := strconv.ParseFloat(s, 64)
 		if err != nil || v <= 0 {
@@ -209,38 +247,11 @@ func cmdSubmit(ctx context.Context, e *cliEnv, args []string) error {
 	intFlag(fs, &req.MaxRetries, "retries", "further attempts after a failure (`N`)")
 	intFlag(fs, &req.Priority, "priority", "`N` from 1 (first) to 4 (last)")
 	fs.StringVar(&req.Queue, "queue", "", "the `queue` to run on")
-	fs.Func("run-at", "when to run, as an `RFC3339` time", func(s string) error {
-		t, err := time.Parse(time.RFC3339, s)
-		if err != nil {
-			return errors.New("must be an RFC 3339 time such as 2030-01-01T09:00:00Z")
-		}
-		req.RunAt = &t
-		return nil
-	})
-	fs.StringVar(&req.IdempotencyKey, "idempotency-key", "", "a `key` that makes a repeated submission return the first task")
 	fs.StringVar(&req.CallbackURL, "callback-url", "", "a `URL` that gets a signed POST of the task when it finishes")
-	wait := fs.Bool("wait", false, "wait until the task finishes and print it then")
-	quiet := fs.Bool("q", false, "with --wait, show no progress")
-	pos, err := e.parseArgs(fs, "submit", args)
-	if err != nil {
+	return func() (err error) {
+		req.Params, err = buildParams(*paramsJSON, params)
 		return err
 	}
-	if len(pos) != 1 {
-		return cmdUsage("submit", "want one task TYPE, got %d arguments", len(pos))
-	}
-	req.Type = pos[0]
-	req.Params, err = buildParams(*paramsJSON, params)
-	if err != nil {
-		return cmdUsage("submit", "%v", err)
-	}
-	t, err := e.c.Submit(ctx, req)
-	if err != nil {
-		return err
-	}
-	if !*wait {
-		return printJSON(e.stdout, t.Raw)
-	}
-	return e.waitAndPrint(ctx, t.ID, 0, *quiet)
 }
 
 // intFlag defines an int flag that stays nil unless given.

@@ -83,7 +83,7 @@ func TestMigrateRoundTrip(t *testing.T) {
 	require.Contains(t, out.stdout, "up    app")
 	require.Contains(t, out.stdout, "up    river")
 	require.Contains(t, out.stderr, `"event":"migration_applied"`)
-	for _, rel := range []string{"tasks", "runs", "run_metrics", "run_notes", "callback_attempts", "river_job", "river_leader"} {
+	for _, rel := range []string{"tasks", "runs", "run_metrics", "run_notes", "callback_attempts", "schedules", "river_job", "river_leader"} {
 		require.True(t, relation(t, tdb, rel), "%s missing after migrate up", rel)
 	}
 
@@ -117,7 +117,7 @@ func TestMigrateRoundTrip(t *testing.T) {
 		require.NoError(t, out.err, "stderr: %s", out.stderr)
 		require.Contains(t, out.stdout, "down  app", "step %d", step+1)
 	}
-	for _, rel := range []string{"tasks", "runs", "run_metrics", "run_notes", "artifacts", "callback_attempts"} {
+	for _, rel := range []string{"tasks", "runs", "run_metrics", "run_notes", "artifacts", "callback_attempts", "schedules"} {
 		require.False(t, relation(t, tdb, rel), "%s left after migrate down", rel)
 	}
 	require.True(t, relation(t, tdb, "river_job"), "river_job removed by the app's down")

@@ -279,13 +279,6 @@ func dbRuns(t *testing.T, tdb *testenv.DB, id int64) []taskrunner.Run {
 	return runs
 }
 
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
-}
-
 // Acceptance: a worker SIGKILLed right after it finished a task with a
 // callback loses no delivery: the delivery job was committed with the
 // task's final state, and another worker process delivers it. Worker A

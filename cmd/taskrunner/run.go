@@ -49,6 +49,10 @@ http://127.0.0.1:8000) with the key in TASKRUNNER_API_KEY:
   taskrunner artifact put TASK_ID FILE [--name N] [--type T] [--content-type CT]
   taskrunner artifact get ARTIFACT_ID [-o FILE]
   taskrunner artifact meta ARTIFACT_ID
+  taskrunner schedules add NAME (--every DURATION | --cron EXPR [--tz ZONE])
+                    [--missed run_once|skip] TYPE [--param k=v ...] [...]
+                                enqueue a task at each tick (submit's task flags)
+  taskrunner schedules ls|get NAME|pause NAME|resume NAME|rm NAME
   taskrunner COMMAND -h         a client command's flags
 
 Server configuration is read from the environment; see the README.

@@ -24,6 +24,7 @@ import (
 	"github.com/taskrunner/taskrunner/internal/wiring"
 	"github.com/taskrunner/taskrunner/jobs"
 	"github.com/taskrunner/taskrunner/metrics"
+	"github.com/taskrunner/taskrunner/schedule"
 	"github.com/taskrunner/taskrunner/task"
 )
 
@@ -84,6 +85,9 @@ type server struct {
 	// watcher and riverUI are the API's background parts; nil without it.
 	watcher *db.TaskWatcher
 	riverUI *riverui.Handler
+	// schedules keeps the River client's periodic jobs in step with the
+	// schedules; nil unless the process works tasks.
+	schedules *schedule.Syncer
 	// serveErr receives the error an HTTP server stops with.
 	serveErr chan error
 }
@@ -170,6 +174,11 @@ func (s *server) buildClient(artifacts *artifact.Service, m *metrics.Metrics) (*
 	}
 	deps := jobs.Deps{Artifacts: artifacts}
 	if s.role.works() {
+		taskCfg, err := s.taskServiceConfig()
+		if err != nil {
+			return nil, err
+		}
+		deps.Schedules = schedule.NewFirer(s.pool, taskCfg, s.logger)
 		deps.Fetcher = fetch.New(fetchCfg)
 		agg, err := wiring.SearchAggregator(cfg, s.rdb, s.logger, m)
 		if err != nil {
@@ -190,7 +199,7 @@ func (s *server) buildClient(artifacts *artifact.Service, m *metrics.Metrics) (*
 			return nil, err
 		}
 	}
-	return jobs.NewClient(jobs.ClientConfig{
+	client, err := jobs.NewClient(jobs.ClientConfig{
 		Pool:              s.pool,
 		Logger:            s.logger,
 		Work:              s.role.works(),
@@ -207,6 +216,36 @@ func (s *server) buildClient(artifacts *artifact.Service, m *metrics.Metrics) (*
 		Deps:              deps,
 		Runs:              s.runs,
 	})
+	if err != nil {
+		return nil, err
+	}
+	if s.role.works() {
+		s.schedules = schedule.NewSyncer(s.pool, client, 0, s.logger)
+	}
+	return client, nil
+}
+
+// taskServiceConfig is how the API submits tasks, and schedules enqueue
+// theirs, without the River client.
+func (s *server) taskServiceConfig() (task.ServiceConfig, error) {
+	cfg := s.cfg
+	var callbackURLs *fetch.Config
+	if cfg.Callback.Secret != "" {
+		c := wiring.CallbackURLConfig(cfg)
+		if err := c.Validate(); err != nil {
+			return task.ServiceConfig{}, fmt.Errorf("CALLBACK_DOMAIN_ALLOWLIST or CALLBACK_ALLOWED_PORTS: %w", err)
+		}
+		callbackURLs = &c
+	}
+	return task.ServiceConfig{
+		Pool: s.pool, Logger: s.logger, FairShare: cfg.TenantFairShare,
+		Limits: task.Limits{
+			MaxRuntime: cfg.Limits.TaskMaxRuntime,
+			Queues:     cfg.Queues,
+			Env:        jobs.Env{SearchSources: cfg.Limits.SearchSourceAllowlist, SearchMaxResults: cfg.SearchMaxResults, Fetch: wiring.FetchConfig(cfg)},
+			Callback:   callbackURLs,
+		},
+	}, nil
 }
 
 // buildAPI makes the API, River UI and /metrics on cfg.HTTPAddr.
@@ -222,28 +261,22 @@ func (s *server) buildAPI(store *artifact.Store, artifacts *artifact.Service, m 
 		return fmt.Errorf("river ui: %w", err)
 	}
 	s.riverUI = ui
-	var callbackURLs *fetch.Config
-	if cfg.Callback.Secret != "" {
-		c := wiring.CallbackURLConfig(cfg)
-		if err := c.Validate(); err != nil {
-			return fmt.Errorf("CALLBACK_DOMAIN_ALLOWLIST or CALLBACK_ALLOWED_PORTS: %w", err)
-		}
-		callbackURLs = &c
+	taskCfg, err := s.taskServiceConfig()
+	if err != nil {
+		return err
 	}
-	tasks, err := task.NewService(task.ServiceConfig{
-		Pool: s.pool, Client: s.client, Logger: s.logger, FairShare: cfg.TenantFairShare, Artifacts: artifacts,
-		Limits: task.Limits{
-			MaxRuntime: cfg.Limits.TaskMaxRuntime,
-			Queues:     cfg.Queues,
-			Env:        jobs.Env{SearchSources: cfg.Limits.SearchSourceAllowlist, SearchMaxResults: cfg.SearchMaxResults, Fetch: wiring.FetchConfig(cfg)},
-			Callback:   callbackURLs,
-		},
-	})
+	taskCfg.Client, taskCfg.Artifacts = s.client, artifacts
+	tasks, err := task.NewService(taskCfg)
+	if err != nil {
+		return err
+	}
+	schedules, err := schedule.NewService(s.pool, tasks, s.logger)
 	if err != nil {
 		return err
 	}
 	api, err := httpapi.New(httpapi.Config{
 		Tasks:     tasks,
+		Schedules: schedules,
 		Artifacts: artifacts,
 		Checks: []httpapi.Check{
 			{Name: "postgres", Check: s.pool.Ping},
@@ -291,6 +324,7 @@ func (s *server) run(ctx context.Context) error {
 		s.logger.Info("workers started", slog.String("event", "workers_started"),
 			slog.Any("queues", s.cfg.Queues), slog.Int("concurrency", s.cfg.WorkerConcurrency),
 			slog.Any("tenants", s.cfg.Tenants()), slog.Bool("fair_share", s.cfg.TenantFairShare))
+		go s.schedules.Run(ctx)
 	}
 
 	select {

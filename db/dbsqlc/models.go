@@ -169,6 +169,20 @@ type RunNote struct {
 	CreatedAt time.Time
 }
 
+type Schedule struct {
+	Owner        string
+	Name         string
+	Cron         *string
+	EverySeconds *int64
+	TimeZone     string
+	Task         []byte
+	Missed       string
+	Paused       bool
+	ActiveSince  time.Time
+	LastTickAt   *time.Time
+	CreatedAt    time.Time
+}
+
 type Task struct {
 	ID             int64
 	Type           string

@@ -1,0 +1,58 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/riverqueue/river"
+)
+
+// ScheduleTickArgs is one tick of a schedule: the River leader's periodic
+// job enqueuer inserts it when the schedule is due, and its worker enqueues
+// the schedule's task (ScheduleFirer). It is not a task type clients
+// submit. Unique by its args, so a tick inserted twice (by two leaders in
+// turn) is one job while River keeps it.
+type ScheduleTickArgs struct {
+	Owner string    `json:"owner"`
+	Name  string    `json:"name"`
+	Tick  time.Time `json:"tick"`
+}
+
+// Kind is the tick job's River kind.
+func (ScheduleTickArgs) Kind() string { return "taskrunner_schedule_tick" }
+
+// ScheduleTickMaxAttempts bounds a tick job's attempts: a tick that cannot
+// be enqueued within them is dropped.
+const ScheduleTickMaxAttempts = 5
+
+// InsertOpts makes ticks unique by their args, in the default queue, which
+// every process works.
+func (ScheduleTickArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{MaxAttempts: ScheduleTickMaxAttempts, Queue: river.QueueDefault, UniqueOpts: river.UniqueOpts{ByArgs: true}}
+}
+
+// ScheduleFirer enqueues the task of a schedule's tick, and completes the
+// tick job in the same transaction (river.JobCompleteTx), so a tick's task
+// exists exactly when its job is completed.
+type ScheduleFirer interface {
+	FireTick(ctx context.Context, job *river.Job[ScheduleTickArgs]) error
+}
+
+// errNoScheduleFirer fails a tick in a process that cannot fire it; a
+// retry may land in one that can.
+var errNoScheduleFirer = errors.New("this process does not fire schedules")
+
+// scheduleTickWorker works tick jobs.
+type scheduleTickWorker struct {
+	river.WorkerDefaults[ScheduleTickArgs]
+	firer ScheduleFirer
+}
+
+// Work enqueues the tick's task through the firer.
+func (w *scheduleTickWorker) Work(ctx context.Context, job *river.Job[ScheduleTickArgs]) error {
+	if w.firer == nil {
+		return errNoScheduleFirer
+	}
+	return w.firer.FireTick(ctx, job)
+}

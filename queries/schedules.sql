@@ -1,0 +1,65 @@
+-- name: ScheduleInsert :one
+-- No row when the owner already has a schedule of that name.
+INSERT INTO schedules (owner, name, cron, every_seconds, time_zone, task, missed)
+VALUES (@owner, @name, @cron, @every_seconds, @time_zone, @task, @missed)
+ON CONFLICT (owner, name) DO NOTHING
+RETURNING *;
+
+-- name: ScheduleCount :one
+SELECT count(*)::bigint FROM schedules WHERE owner = @owner;
+
+-- name: ScheduleGet :one
+SELECT * FROM schedules WHERE owner = @owner AND name = @name;
+
+-- name: ScheduleList :many
+-- By owner and name. An empty owner lists every owner's; the cursor is the
+-- owner and name of the previous page's last schedule.
+SELECT * FROM schedules
+WHERE (@owner::text = '' OR owner = @owner::text)
+  AND (owner, name) > (@after_owner::text, @after_name::text)
+ORDER BY owner, name
+LIMIT @max_rows;
+
+-- name: ScheduleActive :many
+-- Every schedule that ticks: what each working process's River client
+-- schedules.
+SELECT * FROM schedules WHERE NOT paused ORDER BY owner, name;
+
+-- name: ScheduleSetPaused :one
+-- Resuming moves active_since, so ticks passed while paused stay passed.
+UPDATE schedules
+SET paused = @paused::boolean,
+    active_since = CASE WHEN paused AND NOT @paused::boolean THEN now() ELSE active_since END
+WHERE owner = @owner AND name = @name
+RETURNING *;
+
+-- name: ScheduleDelete :execrows
+DELETE FROM schedules WHERE owner = @owner AND name = @name;
+
+-- name: ScheduleClaimTick :one
+-- Claims a tick for its task: no row when the schedule is gone or paused,
+-- when the tick comes before it was created or resumed, or when this tick
+-- or a later one was claimed already. last_tick_at only moves forward, so
+-- no tick is claimed twice. previous_tick_at is the last tick before this
+-- one (null before the first).
+UPDATE schedules s
+SET last_tick_at = @tick::timestamptz
+FROM (
+    SELECT c.owner, c.name, c.last_tick_at AS previous_tick_at FROM schedules c
+    WHERE c.owner = @owner AND c.name = @name
+    FOR UPDATE
+) p
+WHERE s.owner = p.owner AND s.name = p.name
+  AND NOT s.paused
+  AND @tick::timestamptz >= s.active_since
+  AND (s.last_tick_at IS NULL OR s.last_tick_at < @tick::timestamptz)
+RETURNING s.*, p.previous_tick_at;
+
+-- name: ScheduleTaskIDs :many
+-- A schedule's newest tasks (those retention has not removed).
+SELECT id FROM river_job
+WHERE metadata ? 'schedule'
+  AND metadata ->> 'owner' = @owner::text
+  AND metadata ->> 'schedule' = @name::text
+ORDER BY id DESC
+LIMIT @max_rows;

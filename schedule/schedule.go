@@ -1,0 +1,365 @@
+// Package schedule is taskrunner's schedules: a task request enqueued at
+// each tick of a cron expression or of a fixed interval, for the tenant
+// that owns the schedule.
+//
+// Schedules live in PostgreSQL (the schedules table). Every working
+// process keeps its River client's periodic jobs in step with the table
+// (Syncer); River runs periodic jobs in its elected leader only, so one
+// process fires the ticks at a time. A tick is a small River job
+// (jobs.ScheduleTickArgs), unique by schedule and tick; its worker
+// (Firer) claims the tick in the schedules table, where the last tick only
+// moves forward, inserts the task and completes the tick job, all in one
+// transaction. So a tick enqueues one task at most, whichever leader fires
+// it and however often, and a unique index on the tasks' schedule and
+// tick makes the database refuse a second one too.
+package schedule
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/taskrunner/taskrunner"
+	"github.com/taskrunner/taskrunner/db"
+	"github.com/taskrunner/taskrunner/task"
+)
+
+// Bounds of schedules.
+const (
+	// MaxPerOwner is how many schedules a tenant may have.
+	MaxPerOwner = 1000
+	// MaxNameLength bounds a schedule's name.
+	MaxNameLength = 64
+	// NextRunsShown is how many next runs a schedule's view lists.
+	NextRunsShown = 5
+	// LastTasksShown is how many of its latest task ids a schedule's view
+	// lists.
+	LastTasksShown = 5
+	// DefaultPageSize and MaxPageSize bound a page of List.
+	DefaultPageSize = 100
+	MaxPageSize     = 500
+)
+
+// Request is a new schedule (POST /schedules): a name, exactly one of
+// Cron and Every, and the task to enqueue at each tick, as POST /tasks
+// takes it.
+type Request struct {
+	Name string `json:"name"`
+	// Cron is five fields in TimeZone (UTC by default).
+	Cron     string `json:"cron"`
+	TimeZone string `json:"time_zone"`
+	// Every is an interval (a Go duration such as "30s" or "1h") from 1 s;
+	// its ticks are its multiples since the Unix epoch.
+	Every string `json:"every"`
+	// Missed is what a tick missed while no leader ran becomes:
+	// taskrunner.MissedRunOnce (the default) or taskrunner.MissedSkip.
+	Missed string       `json:"missed"`
+	Task   task.Request `json:"task"`
+}
+
+// Service creates, reads, pauses, resumes and deletes schedules.
+type Service struct {
+	pool   *pgxpool.Pool
+	tasks  *task.Service
+	logger *slog.Logger
+}
+
+// NewService returns a Service storing schedules in pool; tasks validates
+// their task requests as POST /tasks does. logger may be nil.
+func NewService(pool *pgxpool.Pool, tasks *task.Service, logger *slog.Logger) (*Service, error) {
+	if pool == nil || tasks == nil {
+		return nil, errors.New("schedule service: a pool and a task service are required")
+	}
+	return &Service{pool: pool, tasks: tasks, logger: cmp.Or(logger, slog.New(slog.DiscardHandler))}, nil
+}
+
+// notFound is the refusal of a name that names none of the tenant's
+// schedules.
+func notFound(name string) *taskrunner.Error {
+	return &taskrunner.Error{Code: taskrunner.CodeNotFound, Message: fmt.Sprintf("no schedule named %q", name)}
+}
+
+// ValidName reports whether name may name a schedule: 1 to MaxNameLength
+// of A-Z, a-z, 0-9, _, - and ., starting with a letter or digit.
+func ValidName(name string) bool {
+	if name == "" || len(name) > MaxNameLength {
+		return false
+	}
+	for i, c := range name {
+		alnum := (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+		if !alnum && (i == 0 || (c != '_' && c != '-' && c != '.')) {
+			return false
+		}
+	}
+	return true
+}
+
+// Validate checks a request: its name, its timing, its missed policy, and
+// its task exactly as POST /tasks checks one (the same codes, fields under
+// task.). It touches nothing.
+func (s *Service) Validate(req *Request) (Timing, error) {
+	if !ValidName(req.Name) {
+		return Timing{}, taskrunner.Invalid("name", "must be 1 to %d letters, digits, '_', '-' or '.', starting with a letter or digit", MaxNameLength)
+	}
+	timing, err := ParseTiming(req.Cron, req.Every, req.TimeZone)
+	if err != nil {
+		return Timing{}, err
+	}
+	switch req.Missed {
+	case "", taskrunner.MissedRunOnce, taskrunner.MissedSkip:
+	default:
+		return Timing{}, taskrunner.Invalid("missed", "must be %s or %s", taskrunner.MissedRunOnce, taskrunner.MissedSkip)
+	}
+	if req.Task.RunAt != nil {
+		return Timing{}, taskrunner.Invalid("task.run_at", "cannot be set in a schedule: each tick enqueues its task at once")
+	}
+	if _, err := s.tasks.Validate(&req.Task); err != nil {
+		return Timing{}, taskField(err)
+	}
+	return timing, nil
+}
+
+// taskField is a refusal of a schedule's task with its field named within
+// the schedule: task.params.msg.
+func taskField(err error) error {
+	var e *taskrunner.Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	field := "task"
+	if e.Field != "" {
+		field += "." + e.Field
+	}
+	return &taskrunner.Error{Code: e.Code, Field: field, Message: "task: " + e.Message, Err: e.Err}
+}
+
+// Create validates and stores a schedule owned by the tenant ctx acts for.
+func (s *Service) Create(ctx context.Context, req *Request) (*taskrunner.Schedule, error) {
+	if _, err := s.Validate(req); err != nil {
+		return nil, err
+	}
+	owner := ownerOf(ctx)
+	n, err := db.CountSchedules(ctx, s.pool, owner)
+	if err != nil {
+		return nil, db.AsUnavailable(err)
+	}
+	if n >= MaxPerOwner {
+		return nil, taskrunner.Errorf(taskrunner.CodeTooManySchedules, "a tenant has at most %d schedules; delete one first", MaxPerOwner)
+	}
+	taskJSON, err := storedTask(&req.Task)
+	if err != nil {
+		return nil, err
+	}
+	tz := req.TimeZone
+	if req.Cron == "" {
+		tz = ""
+	}
+	sch, err := db.InsertSchedule(ctx, s.pool, &taskrunner.Schedule{Owner: owner, Name: req.Name, Cron: req.Cron, Every: everyOf(req),
+		TimeZone: tz, Task: taskJSON, Missed: req.Missed})
+	if errors.Is(err, db.ErrExists) {
+		return nil, &taskrunner.Error{Code: taskrunner.CodeScheduleExists, Field: "name",
+			Message: fmt.Sprintf("a schedule named %q exists; delete it first or choose another name", req.Name)}
+	}
+	if err != nil {
+		return nil, db.AsUnavailable(err)
+	}
+	s.logger.LogAttrs(ctx, slog.LevelInfo, "schedule created", slog.String("event", "schedule_created"),
+		slog.String("tenant", owner), slog.String("schedule", sch.Name))
+	return sch, nil
+}
+
+// storedTask is a schedule's task request as stored and shown: the
+// fields it sets, without the nulls and empty strings of those it leaves
+// out.
+func storedTask(req *task.Request) (json.RawMessage, error) {
+	full, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(full, &fields); err != nil {
+		return nil, err
+	}
+	for k, v := range fields {
+		if string(v) == "null" || string(v) == `""` {
+			delete(fields, k)
+		}
+	}
+	return json.Marshal(fields)
+}
+
+// everyOf is a valid request's interval; 0 for a cron schedule.
+func everyOf(req *Request) time.Duration {
+	if req.Every == "" {
+		return 0
+	}
+	d, _ := time.ParseDuration(req.Every)
+	return d
+}
+
+// ownerOf is the tenant ctx acts for; LocalTenant for taskrunner's own
+// work.
+func ownerOf(ctx context.Context) string {
+	if t, ok := taskrunner.TenantFrom(ctx); ok {
+		return t.Name
+	}
+	return taskrunner.LocalTenant
+}
+
+// target is whose schedule a request names: the tenant's own, or for an
+// admin the owner it names.
+func target(ctx context.Context, owner string) string {
+	if t, ok := taskrunner.TenantFrom(ctx); owner != "" && (!ok || t.Admin) {
+		return owner
+	}
+	return ownerOf(ctx)
+}
+
+// Detail is a schedule with what its view shows besides: its next runs
+// and its latest tasks.
+type Detail struct {
+	taskrunner.Schedule
+	NextRuns    []time.Time
+	LastTaskIDs []int64 // newest first; nil when not read
+}
+
+// detail is s with its next runs (none while paused).
+func detail(s *taskrunner.Schedule) Detail {
+	d := Detail{Schedule: *s, NextRuns: []time.Time{}}
+	if s.Paused {
+		return d
+	}
+	if t, err := TimingOf(s); err == nil {
+		d.NextRuns = t.NextN(time.Now(), NextRunsShown)
+	}
+	return d
+}
+
+// Get returns a schedule of the tenant ctx acts for (an admin may name
+// another owner) with its next runs and latest task ids; another tenant's
+// is not found.
+func (s *Service) Get(ctx context.Context, owner, name string) (*Detail, error) {
+	sch, err := s.get(ctx, target(ctx, owner), name)
+	if err != nil {
+		return nil, err
+	}
+	d := detail(sch)
+	if d.LastTaskIDs, err = db.ScheduleTaskIDs(ctx, s.pool, sch.Owner, sch.Name, LastTasksShown); err != nil {
+		return nil, db.AsUnavailable(err)
+	}
+	return &d, nil
+}
+
+func (s *Service) get(ctx context.Context, owner, name string) (*taskrunner.Schedule, error) {
+	if !ValidName(name) {
+		return nil, notFound(name)
+	}
+	sch, err := db.GetSchedule(ctx, s.pool, owner, name)
+	if errors.Is(err, db.ErrNotFound) {
+		return nil, notFound(name)
+	}
+	if err != nil {
+		return nil, db.AsUnavailable(err)
+	}
+	return sch, nil
+}
+
+// ListQuery selects a page of schedules.
+type ListQuery struct {
+	// Owner keeps one tenant's schedules; a client tenant lists its own
+	// only, whatever Owner says.
+	Owner  string
+	Cursor string // the previous page's next cursor
+	Limit  int
+}
+
+// List returns a page of schedules by owner and name, with their next
+// runs, and the cursor of the next page ("" on the last).
+func (s *Service) List(ctx context.Context, q ListQuery) ([]Detail, string, error) {
+	limit := cmp.Or(q.Limit, DefaultPageSize)
+	if limit < 0 || limit > MaxPageSize {
+		return nil, "", taskrunner.Invalid("limit", "must be between 1 and %d", MaxPageSize)
+	}
+	owner := q.Owner
+	if len(owner) > MaxNameLength {
+		return nil, "", taskrunner.Invalid("owner", "must be at most %d characters", MaxNameLength)
+	}
+	if t, ok := taskrunner.TenantFrom(ctx); ok && !t.Admin {
+		if owner != "" && owner != t.Name {
+			return []Detail{}, "", nil // another tenant's: none this client may see
+		}
+		owner = t.Name
+	}
+	f := db.ScheduleFilter{Owner: owner, Limit: limit + 1}
+	if q.Cursor != "" {
+		var ok bool
+		f.AfterOwner, f.AfterName, ok = strings.Cut(q.Cursor, "/")
+		if !ok || !ValidName(f.AfterName) {
+			return nil, "", taskrunner.Invalid("cursor", "is not a cursor this API returned")
+		}
+	}
+	rows, err := db.ListSchedules(ctx, s.pool, f)
+	if err != nil {
+		return nil, "", db.AsUnavailable(err)
+	}
+	next := ""
+	if len(rows) > limit {
+		rows = rows[:limit]
+		next = rows[limit-1].Owner + "/" + rows[limit-1].Name
+	}
+	out := make([]Detail, len(rows))
+	for i := range rows {
+		out[i] = detail(&rows[i])
+	}
+	return out, next, nil
+}
+
+// SetPaused pauses (no more ticks) or resumes (ticks from now on; those
+// passed while paused stay passed) a schedule, as Get names it.
+func (s *Service) SetPaused(ctx context.Context, owner, name string, paused bool) (*Detail, error) {
+	owner = target(ctx, owner)
+	if !ValidName(name) {
+		return nil, notFound(name)
+	}
+	sch, err := db.SetSchedulePaused(ctx, s.pool, owner, name, paused)
+	if errors.Is(err, db.ErrNotFound) {
+		return nil, notFound(name)
+	}
+	if err != nil {
+		return nil, db.AsUnavailable(err)
+	}
+	event := "schedule_resumed"
+	if paused {
+		event = "schedule_paused"
+	}
+	s.logger.LogAttrs(ctx, slog.LevelInfo, strings.ReplaceAll(event, "_", " "), slog.String("event", event),
+		slog.String("tenant", owner), slog.String("schedule", name))
+	d := detail(sch)
+	return &d, nil
+}
+
+// Delete deletes a schedule, as Get names it, for good; the tasks it
+// enqueued stay.
+func (s *Service) Delete(ctx context.Context, owner, name string) error {
+	owner = target(ctx, owner)
+	if !ValidName(name) {
+		return notFound(name)
+	}
+	err := db.DeleteSchedule(ctx, s.pool, owner, name)
+	if errors.Is(err, db.ErrNotFound) {
+		return notFound(name)
+	}
+	if err != nil {
+		return db.AsUnavailable(err)
+	}
+	s.logger.LogAttrs(ctx, slog.LevelInfo, "schedule deleted", slog.String("event", "schedule_deleted"),
+		slog.String("tenant", owner), slog.String("schedule", name))
+	return nil
+}
