@@ -177,6 +177,11 @@ func TestListFiltersAndPaginates(t *testing.T) {
 	require.Empty(t, list("?status=completed").Tasks)
 	require.Len(t, list("?status=available,completed").Tasks, 10)
 	require.Len(t, list("").Tasks, 10)
+	// taskrunner's own jobs are not tasks: they are not listed.
+	_, err := b.db.Pool.Exec(context.Background(),
+		`INSERT INTO river_job (args, kind, max_attempts, queue, state) VALUES ('{}', 'taskrunner_callback', 1, 'default', 'available')`)
+	require.NoError(t, err)
+	require.Len(t, list("").Tasks, 10)
 	sleeps := list("?type=sleep&limit=3")
 	require.Len(t, sleeps.Tasks, 3)
 	require.NotNil(t, sleeps.NextCursor)

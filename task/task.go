@@ -543,6 +543,9 @@ func (s *Service) List(ctx context.Context, q ListQuery, add func(*taskrunner.Ta
 	if err != nil || none {
 		return "", err
 	}
+	// Tasks only, as the bulk actions see them: taskrunner's own jobs
+	// (callback deliveries, schedule ticks, retention) are River UI's.
+	f.Kinds = jobs.TypeNames()
 	limit := q.Limit
 	switch {
 	case limit == 0:
