@@ -102,11 +102,15 @@
 // migrates it like `taskrunner migrate up`, and empties the job and run
 // tables before every measurement so each one starts clean.
 //
-// Every figure is measured -rounds times, alternating which side goes
+// Every figure is measured -rounds times (5), alternating which side goes
 // first, and the table shows each side's median and the ratio of the
 // medians; for the latency figures, the median across rounds
 // of each round's p50 and of each round's p99 (each side apart); for the
-// server's peak RSS, the largest of the rounds. A figure's size flag at 0
+// server's peak RSS, the largest of the rounds. A second table shows every
+// figure's value in each round, in order, and their spread (min, median,
+// max): the round's ratio to bare River, counted as in the first table;
+// where the goal is on p99, taskrunner's p99; for a latency with no bare
+// counterpart, its p50; for a peak RSS, the peak. A figure's size flag at 0
 // skips it: -batch-size, -pickup-tasks, -callback-tasks, -fair-tasks,
 // -search-tasks, -artifact-mb or -artifact-reps. The machine's load average
 // is printed with it: on a busy machine the figures say more about the
@@ -212,7 +216,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.dbMaxConns, "db-max-conns", 0, "size of the pgx pool both sides share (0: DB_MAX_CONNS, default 40, as in taskrunner serve)")
 	fs.BoolVar(&o.keepDB, "keep-db", false, "leave the bench database in place at the end, for inspection")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "level of the JSON log lines taskrunner and River write to stderr (debug, info, warn, error)")
-	fs.IntVar(&o.rounds, "rounds", 3, "measure every figure this many times, alternating which side goes first, and report each side's median")
+	fs.IntVar(&o.rounds, "rounds", 5, "measure every figure this many times, alternating which side goes first, and report each side's median")
 	fs.BoolVar(&o.breakdown, "breakdown", false, "also measure where taskrunner's time goes: Service.Submit without HTTP, echo without the run recorder")
 	fs.IntVar(&o.clients, "clients", 16, "concurrent clients of the single-enqueue figure")
 	fs.DurationVar(&o.enqueueWarm, "enqueue-warmup", time.Second, "load before each single-enqueue measurement that is not counted")
@@ -472,7 +476,13 @@ func run(ctx context.Context, opts *options, getenv func(string) string, stdout,
 		fmt.Fprintln(stdout, artifacts.settings())
 	}
 	fmt.Fprintf(stdout, "load average (1 min): %s at start, %s at end (%d CPUs)\n\n", loadBefore, loadAverage(), runtime.NumCPU())
-	return writeTable(stdout, figs.rows())
+	rows := figs.rows()
+	if err := writeTable(stdout, rows); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\neach round, in order, and the spread: the ratio to bare River as the table counts it; where the goal is on p99, taskrunner's p99; "+
+		"a latency without a bare counterpart, its p50; a peak RSS, its peak\n")
+	return writeRounds(stdout, rows)
 }
 
 // runSides runs a figure's bare River and taskrunner sides, bare first or
@@ -677,7 +687,8 @@ func (f *figure) addBare(rate float64)       { f.bare = append(f.bare, rate) }
 func (f *figure) addTaskrunner(rate float64) { f.taskrunner = append(f.taskrunner, rate) }
 
 func (f *figure) row() row {
-	return row{name: f.name, bare: median(f.bare), taskrunner: median(f.taskrunner), unit: f.unit, goal: f.goal}
+	return row{name: f.name, bare: median(f.bare), taskrunner: median(f.taskrunner), unit: f.unit, goal: f.goal,
+		rounds: &spread{values: ratios(f.taskrunner, f.bare), format: formatRatio}}
 }
 
 // peakFigure is a memory line of the table with no bare counterpart: the
@@ -694,10 +705,14 @@ func (f *peakFigure) add(peak int64) { f.peaks = append(f.peaks, peak) }
 // round stayed under it.
 func (f *peakFigure) row() row {
 	m := &memoryRow{peak: -1, limit: f.limit}
+	rounds := &spread{format: func(b float64) string { return formatMB(int64(b)) }}
 	if len(f.peaks) > 0 {
 		m.peak = slices.Max(f.peaks)
 	}
-	return row{name: f.name, memory: m}
+	for _, p := range f.peaks {
+		rounds.values = append(rounds.values, float64(p))
+	}
+	return row{name: f.name, memory: m, rounds: rounds}
 }
 
 // latencyFigure is a latency line of the table: taskrunner's p50 and p99
@@ -733,7 +748,16 @@ func (f *latencyFigure) row() row {
 	if f.withBare && len(f.bareP50) > 0 {
 		l.bareP50, l.bareP99 = time.Duration(median(f.bareP50)), time.Duration(median(f.bareP99))
 	}
-	return row{name: f.name, latency: l}
+	// Each round's ratio of the p50s where there is a bare counterpart,
+	// else its p50; with the goal on p99, its p99.
+	rounds := &spread{values: f.p50, format: formatMillis}
+	switch {
+	case f.maxP99 > 0:
+		rounds.values = f.p99
+	case f.withBare:
+		rounds = &spread{values: ratios(f.bareP50, f.p50), format: formatRatio}
+	}
+	return row{name: f.name, latency: l, rounds: rounds}
 }
 
 // loadAverage is the machine's one-minute load average, or "unknown" where

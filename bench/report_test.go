@@ -574,3 +574,44 @@ func TestCallbackRow(t *testing.T) {
 		}
 	}
 }
+
+// The rounds table shows each round's ratio to bare River (or value) in
+// the order measured, and its min, median and max; a round one side
+// missed is n/a and left out of the spread.
+func TestWriteRounds(t *testing.T) {
+	rate := &figure{name: "single enqueue", goal: 0.8, bare: []float64{100, 100, 200, 100, 100}, taskrunner: []float64{90, 70, 160, 85, 100}}
+	pickup := &latencyFigure{name: "pickup", maxP50: 20 * time.Millisecond, withBare: true}
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	pickup.add([]time.Duration{ms(4)})
+	pickup.add([]time.Duration{ms(5)})
+	pickup.addBare([]time.Duration{ms(2)})
+	info := &latencyFigure{name: "info"}
+	info.add([]time.Duration{ms(3)})
+	info.add([]time.Duration{ms(1)})
+	info.add([]time.Duration{ms(2)})
+	missing := &figure{name: "missed", bare: []float64{100}, taskrunner: []float64{50, 60}}
+	peak := &peakFigure{name: "rss"}
+	peak.add(61_234_567)
+	none := &figure{name: "none"}
+	var b strings.Builder
+	if err := writeRounds(&b, []row{rate.row(), pickup.row(), info.row(), missing.row(), peak.row(), none.row()}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"figure each round min median max",
+		"single enqueue 0.90 0.70 0.80 0.85 1.00 0.70 0.85 1.00",
+		"pickup 0.50 n/a 0.50 0.50 0.50",
+		"info 3.00 ms 1.00 ms 2.00 ms 1.00 ms 2.00 ms 3.00 ms",
+		"missed 0.50 n/a 0.50 0.50 0.50",
+		"rss 61.3 MB 61.3 MB 61.3 MB 61.3 MB",
+	}
+	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("rounds table:\n%s\nwant %d lines", b.String(), len(want))
+	}
+	for i, line := range lines {
+		if got := strings.Join(strings.Fields(line), " "); got != want[i] {
+			t.Errorf("line %d = %q, want %q", i, got, want[i])
+		}
+	}
+}
