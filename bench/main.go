@@ -97,6 +97,43 @@
 //     process of its own per round (MAX_CONCURRENT_UPLOADS as many), against
 //     the -base64-rss-goal-mb ceiling (200 MB).
 //
+// The scale figures, with -scale N (`make bench-scale`: 1,000,000), come
+// after the rounds above; both sides run on the one bench database, so
+// each is a ratio measured in one run:
+//
+//   - the single-enqueue, batch-enqueue, end-to-end and pickup figures
+//     again, measured as above, with N echo tasks already queued: copies,
+//     made with INSERT ... SELECT generate_series, of one echo task as
+//     POST /tasks enqueues it, in state scheduled an hour ahead so they
+//     wait in river_job through every figure, followed by VACUUM ANALYZE
+//     so the figures see the steady state, not a table fresh from a bulk
+//     insert. Between measurements only the jobs after the fill are
+//     deleted (the run tables emptied) and river_job vacuumed. Each
+//     throughput row's goal is on taskrunner's rate with the fill / its
+//     rate on an empty queue (the median of the rounds above):
+//     -scale-goal (0.8); pickup's, as above, p50 within -pickup-goal;
+//   - bytes on disk per finished task: after each side's end-to-end run
+//     on an empty queue, VACUUM FULL (the rows at rest), then
+//     pg_total_relation_size (indexes and TOAST included) of river_job,
+//     runs, run_metrics and run_notes, less what they take empty, / jobs:
+//     echo tasks with their run records against bare River's no-op jobs.
+//     The ratio is taskrunner / bare River, lower is better, within
+//     -bytes-goal (1.5);
+//   - pickup latency during a retention pass over N finished tasks: N
+//     jobs completed longer ago than TASK_RETENTION and
+//     ARTIFACT_RETENTION filled with SQL (taskrunner: echo tasks with
+//     their completed run records; bare River: no-op jobs), VACUUM
+//     ANALYZE, then a working client started and tasks enqueued one at a
+//     time at -pickup-rate, as the pickup figure does, until the pass has
+//     deleted them all and at least -pickup-tasks were measured after
+//     -pickup-warmup. Bare River: its job cleaner at TASK_RETENTION;
+//     taskrunner: as `taskrunner serve` runs retention, River's job
+//     cleaner at TASK_RETENTION and taskrunner's retention job
+//     (jobs/retention.go, enqueued as the client becomes leader) deleting
+//     the runs past ARTIFACT_RETENTION. Goal: taskrunner's p99 within
+//     -retention-goal (100 ms); -retention-rounds rounds (1), as each
+//     fills N rows per side.
+//
 // The bench owns a database of its own (-db, default taskrunner_bench) on
 // the server DATABASE_URL names; it drops and recreates it at the start,
 // migrates it like `taskrunner migrate up`, and empties the job and run
@@ -190,6 +227,12 @@ type options struct {
 	serverWorkers int
 	serverConns   int
 	cpuProfile    string
+	scale         int
+	scaleGoal     float64
+	bytesGoal     float64
+	retentionGoal time.Duration
+	retentionMax  time.Duration
+	retRounds     int
 }
 
 // batch reports whether the batch-enqueue figure is measured.
@@ -203,6 +246,9 @@ func (o *options) callbacks() bool { return o.cbTasks > 0 }
 
 // fair reports whether the fair-share figure is measured.
 func (o *options) fair() bool { return o.fairTasks > 0 }
+
+// scaled reports whether the scale figures are measured.
+func (o *options) scaled() bool { return o.scale > 0 }
 
 // artifacts reports whether the artifact figures are measured.
 func (o *options) artifacts() bool { return o.artifactMB > 0 && o.artifactReps > 0 }
@@ -258,6 +304,13 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.taskrunnerBin, "taskrunner-bin", "./bin/taskrunner", "taskrunner binary the artifact figures start as a serve process")
 	fs.IntVar(&o.serverWorkers, "server-workers", 4, "WORKER_CONCURRENCY of that serve process")
 	fs.IntVar(&o.serverConns, "server-db-conns", 10, "DB_MAX_CONNS of that serve process")
+	fs.IntVar(&o.scale, "scale", 0, "also measure the scale figures (`make bench-scale`): enqueue, batch, end-to-end and pickup with this many tasks queued, "+
+		"bytes on disk per finished task, and pickup latency while a retention pass deletes this many finished tasks (0: skip them)")
+	fs.Float64Var(&o.scaleGoal, "scale-goal", 0.8, "share of its empty-queue figure each taskrunner throughput figure should keep with -scale tasks queued")
+	fs.Float64Var(&o.bytesGoal, "bytes-goal", 1.5, "ceiling on taskrunner's bytes on disk per finished echo task / bare River's per finished job")
+	fs.DurationVar(&o.retentionGoal, "retention-goal", 100*time.Millisecond, "p99 pickup latency taskrunner should stay within while a retention pass runs")
+	fs.IntVar(&o.retRounds, "retention-rounds", 1, "rounds of the retention figure (each fills -scale finished tasks per side)")
+	fs.DurationVar(&o.retentionMax, "retention-timeout", 10*time.Minute, "give up on a retention pass after this long")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole bench (both sides) to this file")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -289,6 +342,8 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("-enqueue-duration and -poll must be positive, -enqueue-warmup not negative")
 	case o.dbMaxConns < 0:
 		return nil, errors.New("-db-max-conns must not be negative")
+	case o.scale < 0 || o.scaleGoal < 0 || o.bytesGoal < 0 || o.retentionGoal < 0 || o.retentionMax <= 0 || o.retRounds < 1:
+		return nil, errors.New("-scale, -scale-goal, -bytes-goal and -retention-goal must not be negative; -retention-timeout positive; -retention-rounds at least 1")
 	}
 	return o, nil
 }
@@ -384,6 +439,11 @@ func run(ctx context.Context, opts *options, getenv func(string) string, stdout,
 	}
 
 	figs := newFigures(opts)
+	if opts.scaled() {
+		if err := env.measureEmptyBytes(ctx); err != nil {
+			return err
+		}
+	}
 	for round := range opts.rounds {
 		// Alternate which side goes first, so neither always runs on the
 		// warmer (or more fragmented) database.
@@ -436,6 +496,12 @@ func run(ctx context.Context, opts *options, getenv func(string) string, stdout,
 		}
 	}
 
+	if opts.scaled() {
+		if err := measureScale(ctx, env, opts, figs); err != nil {
+			return err
+		}
+	}
+
 	fmt.Fprintln(stdout)
 	fmt.Fprintln(stdout, header)
 	fmt.Fprintf(stdout, "enqueue settings: %d clients, %s warm-up then %s measured per side and round\n", opts.clients, opts.enqueueWarm, opts.enqueueDur)
@@ -475,6 +541,19 @@ func run(ctx context.Context, opts *options, getenv func(string) string, stdout,
 	if artifacts != nil {
 		fmt.Fprintln(stdout, artifacts.settings())
 	}
+	if opts.scaled() {
+		fmt.Fprintf(stdout, "scale settings: the rows marked \"%s queued\" are the figures above measured again with %s echo tasks (as POST /tasks enqueues them) scheduled an hour ahead, "+
+			"so they wait in river_job, both sides on that one table, VACUUM ANALYZE after the fill and VACUUM river_job after each measurement's own jobs are deleted; "+
+			"their goal is on taskrunner's rate with the fill / its rate on an empty queue (the median of the rounds above); "+
+			"bytes on disk per finished task: the end-to-end figure's finished jobs on an empty queue, after VACUUM FULL, as pg_total_relation_size of %s (indexes and TOAST included) "+
+			"less the empty tables, / jobs; there the ratio is taskrunner / bare River, lower is better; "+
+			"pickup during retention: %s jobs completed %s ago filled with SQL (taskrunner: echo tasks with their completed run records) and VACUUM ANALYZE, then pickup latency as above "+
+			"while the pass deletes them, measured until it is done (at least %d tasks after %s not counted), median of %d round(s): bare River's job cleaner at TASK_RETENTION (%s); "+
+			"taskrunner's as `taskrunner serve` runs it, River's job cleaner at TASK_RETENTION and taskrunner's retention job at ARTIFACT_RETENTION (%s) enqueued as the client becomes leader; "+
+			"its goal is on taskrunner's p99\n",
+			countLabel(opts.scale), countLabel(opts.scale), sizedTables, countLabel(opts.scale), env.retentionAge(), opts.pickupTasks, opts.pickupWarm, opts.retRounds,
+			env.cfg.TaskRetention, env.cfg.ArtifactRetention)
+	}
 	fmt.Fprintf(stdout, "load average (1 min): %s at start, %s at end (%d CPUs)\n\n", loadBefore, loadAverage(), runtime.NumCPU())
 	rows := figs.rows()
 	if err := writeTable(stdout, rows); err != nil {
@@ -483,6 +562,46 @@ func run(ctx context.Context, opts *options, getenv func(string) string, stdout,
 	fmt.Fprintf(stdout, "\neach round, in order, and the spread: the ratio to bare River as the table counts it; where the goal is on p99, taskrunner's p99; "+
 		"a latency without a bare counterpart, its p50; a peak RSS, its peak\n")
 	return writeRounds(stdout, rows)
+}
+
+// measureScale measures the scale figures after the rounds on an empty
+// queue: the throughput and pickup figures with the queued fill, every
+// round, then pickup during a retention pass, every round.
+func measureScale(ctx context.Context, env *env, opts *options, figs *figures) error {
+	s := figs.atScale
+	if err := env.fillQueued(ctx, opts); err != nil {
+		return err
+	}
+	for round := range opts.rounds {
+		bareFirst := round%2 == 0
+		env.p.linef("scale round %d of %d: %s queued", round+1, opts.rounds, countLabel(opts.scale))
+		if err := measureEnqueue(ctx, env, s.opts, s, bareFirst); err != nil {
+			return err
+		}
+		if opts.batch() {
+			if err := measureBatch(ctx, env, s.opts, s, bareFirst); err != nil {
+				return err
+			}
+		}
+		if err := measureEndToEnd(ctx, env, s.opts, s, bareFirst); err != nil {
+			return err
+		}
+		if opts.pickup() {
+			if err := measurePickup(ctx, env, s.opts, s, bareFirst); err != nil {
+				return err
+			}
+		}
+	}
+	if err := env.dropQueued(ctx); err != nil {
+		return err
+	}
+	for round := range opts.retRounds {
+		env.p.linef("retention round %d of %d: %s finished", round+1, opts.retRounds, countLabel(opts.scale))
+		if err := latencySides(ctx, opts, figs.retention, round%2 == 0, env.retentionBare, env.retentionTaskrunner); err != nil {
+			return err
+		}
+	}
+	return env.reset(ctx)
 }
 
 // runSides runs a figure's bare River and taskrunner sides, bare first or
@@ -545,18 +664,24 @@ func measureBatch(ctx context.Context, env *env, opts *options, figs *figures, b
 
 // measurePickup measures the pickup-latency figure once.
 func measurePickup(ctx context.Context, env *env, opts *options, figs *figures, bareFirst bool) error {
+	return latencySides(ctx, opts, figs.pickup, bareFirst, env.pickupBare, env.pickupTaskrunner)
+}
+
+// latencySides measures a latency figure's two sides once, bare first or
+// not, and adds what each measured to fig.
+func latencySides(ctx context.Context, opts *options, fig *latencyFigure, bareFirst bool, bare, taskrunner func(context.Context, *options) ([]time.Duration, error)) error {
 	return runSides(bareFirst,
 		func() error {
-			ds, err := env.pickupBare(ctx, opts)
+			ds, err := bare(ctx, opts)
 			if err == nil {
-				figs.pickup.addBare(ds)
+				fig.addBare(ds)
 			}
 			return err
 		},
 		func() error {
-			ds, err := env.pickupTaskrunner(ctx, opts)
+			ds, err := taskrunner(ctx, opts)
 			if err == nil {
-				figs.pickup.add(ds)
+				fig.add(ds)
 			}
 			return err
 		})
@@ -573,16 +698,25 @@ func measureEndToEnd(ctx context.Context, env *env, opts *options, figs *figures
 			return err
 		})
 	}
+	// With the scale figures, each side's finished jobs are then sized.
+	sized := func(r e2eResult, err error, add func(float64)) error {
+		if err != nil || figs.bytes == nil {
+			return err
+		}
+		b, err := env.bytesPerTask(ctx, r.jobs)
+		add(b)
+		return err
+	}
 	err := runSides(bareFirst,
 		func() error {
 			r, err := env.endToEndBare(ctx, opts)
 			figs.endToEnd.addBare(r.rate())
-			return err
+			return sized(r, err, func(b float64) { figs.bytes.addBare(b) })
 		},
 		func() error {
 			r, err := env.endToEndTaskrunner(ctx, opts)
 			figs.endToEnd.addTaskrunner(r.rate())
-			return err
+			return sized(r, err, func(b float64) { figs.bytes.addTaskrunner(b) })
 		},
 		breakdown...)
 	figs.endToEndNoRecorder.bare = figs.endToEnd.bare
@@ -608,10 +742,16 @@ type figures struct {
 	artifactChunked    *figure // for information: no goal
 	serverRSS          *peakFigure
 	base64RSS          *peakFigure
+	// The scale figures (-scale), nil without: the throughput and pickup
+	// figures with the queued fill, bytes per task, and pickup during a
+	// retention pass.
+	atScale   *figures
+	bytes     *bytesFigure
+	retention *latencyFigure
 }
 
 func newFigures(opts *options) *figures {
-	return &figures{
+	f := &figures{
 		opts:               opts,
 		enqueue:            &figure{name: fmt.Sprintf("single enqueue (%d clients)", opts.clients), goal: opts.enqueueGoal},
 		batch:              &figure{name: fmt.Sprintf("batch enqueue of %d (%d clients)", opts.batchSize, opts.clients), goal: opts.batchGoal},
@@ -632,6 +772,29 @@ func newFigures(opts *options) *figures {
 		base64RSS: &peakFigure{name: fmt.Sprintf("%d concurrent %d MiB base64 uploads: server peak RSS", opts.base64Uploads, opts.artifactMB),
 			limit: int64(opts.base64GoalMB * 1e6)},
 	}
+	if opts.scaled() {
+		f.scaleFigures()
+	}
+	return f
+}
+
+// scaleFigures adds the scale figures: the same throughput and pickup
+// figures (measured with the options but without breakdown), named for
+// the queued fill and held to f.opts.scaleGoal of the empty-queue ones.
+func (f *figures) scaleFigures() {
+	o := *f.opts
+	o.scale, o.breakdown = 0, false
+	queued := ", " + countLabel(f.opts.scale) + " queued"
+	s := newFigures(&o)
+	for _, fig := range []*figure{s.enqueue, s.batch, s.endToEnd} {
+		fig.name += queued
+		fig.goal = f.opts.scaleGoal
+	}
+	s.pickup.name += queued
+	f.atScale = s
+	f.bytes = &bytesFigure{name: "bytes on disk per finished task", maxRatio: f.opts.bytesGoal}
+	f.retention = &latencyFigure{name: fmt.Sprintf("pickup during retention of %s finished (%s/s)", countLabel(f.opts.scale), formatPerSecond(f.opts.pickupRate)),
+		maxP99: f.opts.retentionGoal, withBare: true}
 }
 
 // rows returns the table's rows in DESIGN.md's order: the figures
@@ -671,7 +834,48 @@ func (f *figures) rows() []row {
 			rows = append(rows, f.base64RSS.row())
 		}
 	}
-	return rows
+	if f.atScale == nil {
+		return rows
+	}
+	// The throughput figures with the fill, each beside bare River's and
+	// held to a share of taskrunner's own on an empty queue.
+	s := f.atScale
+	pairs := [][2]*figure{{s.enqueue, f.enqueue}, {s.endToEnd, f.endToEnd}}
+	if f.opts.batch() {
+		pairs = slices.Insert(pairs, 1, [2]*figure{s.batch, f.batch})
+	}
+	for _, p := range pairs {
+		r := p[0].row()
+		r.vsEmpty, r.ofEmpty = true, median(p[1].taskrunner)
+		rows = append(rows, r)
+	}
+	if f.opts.pickup() {
+		rows = append(rows, s.pickup.row())
+	}
+	return append(rows, f.bytes.row(), f.retention.row())
+}
+
+// bytesFigure is the bytes-per-task line: each side's bytes on disk per
+// finished task in every round.
+type bytesFigure struct {
+	name             string
+	maxRatio         float64
+	bare, taskrunner []float64
+}
+
+func (f *bytesFigure) addBare(b float64)       { f.bare = append(f.bare, b) }
+func (f *bytesFigure) addTaskrunner(b float64) { f.taskrunner = append(f.taskrunner, b) }
+
+// row is each side's median across rounds.
+func (f *bytesFigure) row() row {
+	b := &bytesRow{bare: -1, taskrunner: -1, maxRatio: f.maxRatio}
+	if len(f.bare) > 0 {
+		b.bare = median(f.bare)
+	}
+	if len(f.taskrunner) > 0 {
+		b.taskrunner = median(f.taskrunner)
+	}
+	return row{name: f.name, bytes: b, rounds: &spread{values: ratios(f.taskrunner, f.bare), format: formatRatioUp}}
 }
 
 // figure is one line of the table: each side's rate in every round.

@@ -21,9 +21,10 @@ type row struct {
 	taskrunner float64 // per second, as bare
 	unit       rateUnit
 	goal       float64 // minimum ratio; 0 for none
-	// ofEmpty, when above 0, is the same figure's taskrunner rate on an
-	// empty queue: the goal is then on taskrunner / ofEmpty, not on the
-	// ratio to bare River.
+	// With vsEmpty, ofEmpty is the same figure's taskrunner rate on an
+	// empty queue (NaN when not measured): the goal is then on
+	// taskrunner / ofEmpty, not on the ratio to bare River.
+	vsEmpty bool
 	ofEmpty float64
 	latency *latencyRow
 	memory  *memoryRow
@@ -156,8 +157,11 @@ func (r row) cells() []string {
 	}
 	goal, met := "-", "-"
 	switch {
-	case r.goal > 0 && r.ofEmpty > 0:
-		of := r.taskrunner / r.ofEmpty
+	case r.goal > 0 && r.vsEmpty:
+		of := math.NaN()
+		if r.ofEmpty > 0 {
+			of = r.taskrunner / r.ofEmpty
+		}
 		goal = formatRatio(of) + " of empty, >= " + strconv.FormatFloat(r.goal, 'f', -1, 64)
 		met = "no"
 		if of >= r.goal {
@@ -318,8 +322,12 @@ func formatPerSecond(perSecond float64) string {
 	return strconv.FormatFloat(perSecond, 'f', -1, 64)
 }
 
-// countLabel is a job count as the table names it: 20000 is "20k".
+// countLabel is a job count as the table names it: 20000 is "20k",
+// 1000000 is "1M".
 func countLabel(n int) string {
+	if n >= 1_000_000 && n%1_000_000 == 0 {
+		return strconv.Itoa(n/1_000_000) + "M"
+	}
 	if n >= 1000 && n%1000 == 0 {
 		return strconv.Itoa(n/1000) + "k"
 	}
