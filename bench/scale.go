@@ -139,6 +139,9 @@ func (e *env) tableBytes(ctx context.Context) (int64, error) {
 // before vacuum reuses their room), less what the empty tables take
 // (e.emptyBytes).
 func (e *env) bytesPerTask(ctx context.Context, n int) (float64, error) {
+	if err := e.waitNoSnapshots(ctx); err != nil {
+		return 0, err
+	}
 	if _, err := e.conn.Exec(ctx, "VACUUM FULL "+sizedTables); err != nil {
 		return 0, fmt.Errorf("vacuum full: %w", err)
 	}
@@ -149,6 +152,31 @@ func (e *env) bytesPerTask(ctx context.Context, n int) (float64, error) {
 	per := float64(size-e.emptyBytes) / float64(n)
 	e.p.linef("size: %d finished jobs take %d bytes in %s = %s each", n, size-e.emptyBytes, sizedTables, formatBytes(per))
 	return per, nil
+}
+
+// waitNoSnapshots waits, for up to 10 seconds, until no other session on
+// the bench database holds a snapshot (an autovacuum's ANALYZE of the
+// jobs just finished, say), so VACUUM FULL can drop every dead row
+// version and the size counts only the rows at rest.
+func (e *env) waitNoSnapshots(ctx context.Context) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var busy bool
+		err := e.conn.QueryRow(ctx, `
+			SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+				WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_xmin IS NOT NULL)`).Scan(&busy)
+		if err != nil {
+			return fmt.Errorf("look for open snapshots: %w", err)
+		}
+		if !busy || time.Now().After(deadline) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // measureEmptyBytes notes what the empty tables take, the base
