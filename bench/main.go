@@ -97,9 +97,11 @@
 //     process of its own per round (MAX_CONCURRENT_UPLOADS as many), against
 //     the -base64-rss-goal-mb ceiling (200 MB).
 //
-// The scale figures, with -scale N (`make bench-scale`: 1,000,000), come
-// after the rounds above; both sides run on the one bench database, so
-// each is a ratio measured in one run:
+// The scale figures, with -scale N (`make bench-scale`: 1,000,000), are
+// measured in every round right after the empty-queue figures they are
+// held to (so a busy spell of the machine weighs on both alike), but for
+// the retention figure, which comes after the rounds; both sides run on
+// the one bench database, so each is a ratio measured in one run:
 //
 //   - the single-enqueue, batch-enqueue, end-to-end and pickup figures
 //     again, measured as above, with N echo tasks already queued: copies,
@@ -107,10 +109,11 @@
 //     POST /tasks enqueues it, in state scheduled an hour ahead so they
 //     wait in river_job through every figure, followed by VACUUM ANALYZE
 //     so the figures see the steady state, not a table fresh from a bulk
-//     insert. Between measurements only the jobs after the fill are
-//     deleted (the run tables emptied) and river_job vacuumed. Each
-//     throughput row's goal is on taskrunner's rate with the fill / its
-//     rate on an empty queue (the median of the rounds above):
+//     insert; made afresh every round and dropped at its end. Between
+//     measurements only the jobs after the fill are deleted (the run
+//     tables emptied) and river_job vacuumed. Each throughput row's goal
+//     is on taskrunner's rate with the fill / its rate on an empty queue
+//     (each the median of the rounds):
 //     -scale-goal (0.8); pickup's, as above, p50 within -pickup-goal;
 //   - bytes on disk per finished task: after each side's end-to-end run
 //     on an empty queue, VACUUM FULL (the rows at rest), then
@@ -453,21 +456,8 @@ func run(ctx context.Context, opts *options, getenv func(string) string, stdout,
 			first = "taskrunner"
 		}
 		p.linef("round %d of %d (%s first)", round+1, opts.rounds, first)
-		if err := measureEnqueue(ctx, env, opts, figs, bareFirst); err != nil {
+		if err := measureQueueFigures(ctx, env, opts, figs, bareFirst); err != nil {
 			return err
-		}
-		if opts.batch() {
-			if err := measureBatch(ctx, env, opts, figs, bareFirst); err != nil {
-				return err
-			}
-		}
-		if err := measureEndToEnd(ctx, env, opts, figs, bareFirst); err != nil {
-			return err
-		}
-		if opts.pickup() {
-			if err := measurePickup(ctx, env, opts, figs, bareFirst); err != nil {
-				return err
-			}
 		}
 		if opts.fair() {
 			if err := measureFairShare(ctx, env, opts, figs, bareFirst); err != nil {
@@ -494,10 +484,18 @@ func run(ctx context.Context, opts *options, getenv func(string) string, stdout,
 				return err
 			}
 		}
+		if opts.scaled() {
+			// In the same round as the empty-queue figures they are held
+			// to, so a busy spell of the machine weighs on both alike.
+			p.linef("round %d of %d: %s queued", round+1, opts.rounds, countLabel(opts.scale))
+			if err := measureQueued(ctx, env, opts.scale, figs.atScale, bareFirst); err != nil {
+				return err
+			}
+		}
 	}
 
 	if opts.scaled() {
-		if err := measureScale(ctx, env, opts, figs); err != nil {
+		if err := measureRetention(ctx, env, opts, figs); err != nil {
 			return err
 		}
 	}
@@ -543,8 +541,9 @@ func run(ctx context.Context, opts *options, getenv func(string) string, stdout,
 	}
 	if opts.scaled() {
 		fmt.Fprintf(stdout, "scale settings: the rows marked \"%s queued\" are the figures above measured again with %s echo tasks (as POST /tasks enqueues them) scheduled an hour ahead, "+
-			"so they wait in river_job, both sides on that one table, VACUUM ANALYZE after the fill and VACUUM river_job after each measurement's own jobs are deleted; "+
-			"their goal is on taskrunner's rate with the fill / its rate on an empty queue (the median of the rounds above); "+
+			"so they wait in river_job, both sides on that one table, filled afresh in every round right after the empty-queue figures, "+
+			"VACUUM ANALYZE after the fill and VACUUM river_job after each measurement's own jobs are deleted; "+
+			"their goal is on taskrunner's rate with the fill / its rate on an empty queue (medians of the rounds); "+
 			"bytes on disk per finished task: the end-to-end figure's finished jobs on an empty queue, after VACUUM FULL, as pg_total_relation_size of %s (indexes and TOAST included) "+
 			"less the empty tables, / jobs; there the ratio is taskrunner / bare River, lower is better; "+
 			"pickup during retention: %s jobs completed %s ago filled with SQL (taskrunner: echo tasks with their completed run records) and VACUUM ANALYZE, then pickup latency as above "+
@@ -564,37 +563,41 @@ func run(ctx context.Context, opts *options, getenv func(string) string, stdout,
 	return writeRounds(stdout, rows)
 }
 
-// measureScale measures the scale figures after the rounds on an empty
-// queue: the throughput and pickup figures with the queued fill, every
-// round, then pickup during a retention pass, every round.
-func measureScale(ctx context.Context, env *env, opts *options, figs *figures) error {
-	s := figs.atScale
-	if err := env.fillQueued(ctx, opts); err != nil {
+// measureQueueFigures measures the enqueue, batch-enqueue, end-to-end
+// and pickup figures once, into figs.
+func measureQueueFigures(ctx context.Context, env *env, opts *options, figs *figures, bareFirst bool) error {
+	if err := measureEnqueue(ctx, env, opts, figs, bareFirst); err != nil {
 		return err
 	}
-	for round := range opts.rounds {
-		bareFirst := round%2 == 0
-		env.p.linef("scale round %d of %d: %s queued", round+1, opts.rounds, countLabel(opts.scale))
-		if err := measureEnqueue(ctx, env, s.opts, s, bareFirst); err != nil {
+	if opts.batch() {
+		if err := measureBatch(ctx, env, opts, figs, bareFirst); err != nil {
 			return err
-		}
-		if opts.batch() {
-			if err := measureBatch(ctx, env, s.opts, s, bareFirst); err != nil {
-				return err
-			}
-		}
-		if err := measureEndToEnd(ctx, env, s.opts, s, bareFirst); err != nil {
-			return err
-		}
-		if opts.pickup() {
-			if err := measurePickup(ctx, env, s.opts, s, bareFirst); err != nil {
-				return err
-			}
 		}
 	}
-	if err := env.dropQueued(ctx); err != nil {
+	if err := measureEndToEnd(ctx, env, opts, figs, bareFirst); err != nil {
 		return err
 	}
+	if opts.pickup() {
+		return measurePickup(ctx, env, opts, figs, bareFirst)
+	}
+	return nil
+}
+
+// measureQueued measures the figures of atScale (figures.atScale) once
+// with n tasks queued, then drops them.
+func measureQueued(ctx context.Context, env *env, n int, atScale *figures, bareFirst bool) error {
+	if err := env.fillQueued(ctx, n); err != nil {
+		return err
+	}
+	if err := measureQueueFigures(ctx, env, atScale.opts, atScale, bareFirst); err != nil {
+		return err
+	}
+	return env.dropQueued(ctx)
+}
+
+// measureRetention measures pickup during a retention pass,
+// -retention-rounds times.
+func measureRetention(ctx context.Context, env *env, opts *options, figs *figures) error {
 	for round := range opts.retRounds {
 		env.p.linef("retention round %d of %d: %s finished", round+1, opts.retRounds, countLabel(opts.scale))
 		if err := latencySides(ctx, opts, figs.retention, round%2 == 0, env.retentionBare, env.retentionTaskrunner); err != nil {

@@ -81,11 +81,11 @@ func (e *env) vacuumAnalyze(ctx context.Context, tables string) error {
 	return nil
 }
 
-// fillQueued empties the tables and fills river_job with opts.scale echo
+// fillQueued empties the tables and fills river_job with n echo
 // tasks as POST /tasks enqueues them, but scheduled an hour ahead, so they
 // wait in the table through every figure; from then on reset keeps them.
 // Both sides run on this one database, so both see the same rows.
-func (e *env) fillQueued(ctx context.Context, opts *options) error {
+func (e *env) fillQueued(ctx context.Context, n int) error {
 	if err := e.reset(ctx); err != nil {
 		return err
 	}
@@ -97,8 +97,8 @@ func (e *env) fillQueued(ctx context.Context, opts *options) error {
 	if err != nil {
 		return err
 	}
-	e.p.linef("fill: %s echo tasks scheduled an hour ahead ...", countLabel(opts.scale))
-	_, last, err := e.fillJobs(ctx, opts.scale, func(ctx context.Context) (int64, error) {
+	e.p.linef("fill: %s echo tasks scheduled an hour ahead ...", countLabel(n))
+	_, last, err := e.fillJobs(ctx, n, func(ctx context.Context) (int64, error) {
 		res, err := client.InsertMany(ctx, params)
 		if err != nil {
 			return 0, err
@@ -150,7 +150,12 @@ func (e *env) bytesPerTask(ctx context.Context, n int) (float64, error) {
 		return 0, err
 	}
 	per := float64(size-e.emptyBytes) / float64(n)
-	e.p.linef("size: %d finished jobs take %d bytes in %s = %s each", n, size-e.emptyBytes, sizedTables, formatBytes(per))
+	var jobRows, runRows int64
+	if err := e.conn.QueryRow(ctx, "SELECT (SELECT count(*) FROM river_job), (SELECT count(*) FROM runs)").Scan(&jobRows, &runRows); err != nil {
+		return 0, fmt.Errorf("count the sized rows: %w", err)
+	}
+	e.p.linef("size: %d finished jobs (river_job holds %d rows, runs %d) take %d bytes in %s = %s each",
+		n, jobRows, runRows, size-e.emptyBytes, sizedTables, formatBytes(per))
 	return per, nil
 }
 
