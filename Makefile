@@ -22,7 +22,7 @@ DOCKER_COMPOSE = env $(foreach v,DATABASE_URL REDIS_URL HTTP_ADDR MINIO_ROOT_USE
 
 .PHONY: help
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 .PHONY: build
 build: ## build ./bin/taskrunner
