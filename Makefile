@@ -81,7 +81,7 @@ bench: build minio ## measure taskrunner against bare River on this machine
 	@scripts/bench.sh
 
 # The scale figures beside the empty-queue ones they are held to; the
-# other figures are left out to keep the run near a quarter of an hour.
+# other figures are left out to keep the run to about ten minutes.
 BENCH_SCALE_FLAGS = -scale 1000000 -rounds 3 -fair-tasks 0 -callback-tasks 0 -search-tasks 0 -artifact-mb 0
 
 .PHONY: bench-scale
