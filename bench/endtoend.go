@@ -49,17 +49,9 @@ func (r e2eResult) rate() float64 {
 
 // endToEndBare measures River's no-op worker at the bench's fetch settings.
 func (e *env) endToEndBare(ctx context.Context, opts *options) (e2eResult, error) {
-	workers := river.NewWorkers()
-	river.AddWorker(workers, &noopWorker{})
-	client, err := river.NewClient(riverpgxv5.New(e.pool), &river.Config{
-		Logger:            e.logger,
-		Workers:           workers,
-		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: opts.workers}},
-		FetchCooldown:     opts.fetchCool,
-		FetchPollInterval: opts.fetchPoll,
-	})
+	client, _, err := e.bareWorkingClient(opts, 0)
 	if err != nil {
-		return e2eResult{}, fmt.Errorf("bare River client: %w", err)
+		return e2eResult{}, err
 	}
 	params := slices.Repeat([]river.InsertManyParams{{Args: noopArgs{Msg: "hello"}}}, opts.e2eJobs)
 	return e.endToEnd(ctx, opts, "bare River no-op worker", client, params)

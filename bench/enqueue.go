@@ -192,7 +192,7 @@ func (e *env) enqueue(ctx context.Context, opts *options, label string, per int,
 		return loadResult{}, fmt.Errorf("enqueue with %s: %w", label, err)
 	}
 	var rows int64
-	if err := e.conn.QueryRow(ctx, "SELECT count(*) FROM river_job").Scan(&rows); err != nil {
+	if err := e.conn.QueryRow(ctx, "SELECT count(*) FROM river_job WHERE id > $1", e.keep).Scan(&rows); err != nil {
 		return r, fmt.Errorf("count inserted jobs: %w", err)
 	}
 	if want := done.Load() * int64(per); rows != want {

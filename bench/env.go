@@ -33,6 +33,11 @@ type env struct {
 	p      *progress
 	// recorders are the run recorders of working clients, closed at the end.
 	recorders []*jobs.RunRecorder
+	// keep, when above 0, is the last id of the queued fill of the scale
+	// figures: reset keeps the jobs up to it.
+	keep int64
+	// emptyBytes is what sizedTables take empty (the scale figures).
+	emptyBytes int64
 }
 
 // openEnv drops and recreates the bench database, migrates it and opens
@@ -132,10 +137,24 @@ func (e *env) close(keep bool) {
 	e.p.linef("database: %s dropped", e.name)
 }
 
-// reset empties the job and run tables, so a measurement starts clean.
+// reset empties the job and run tables, so a measurement starts clean;
+// with a queued fill (keep), it deletes only the jobs after it and
+// vacuums river_job, so the fill stays as it was.
 func (e *env) reset(ctx context.Context) error {
-	if _, err := e.conn.Exec(ctx, "TRUNCATE river_job, runs, run_metrics, run_notes, callback_attempts RESTART IDENTITY"); err != nil {
-		return fmt.Errorf("empty the job and run tables: %w", err)
+	if e.keep == 0 {
+		if _, err := e.conn.Exec(ctx, "TRUNCATE river_job, runs, run_metrics, run_notes, callback_attempts RESTART IDENTITY"); err != nil {
+			return fmt.Errorf("empty the job and run tables: %w", err)
+		}
+		return nil
+	}
+	if _, err := e.conn.Exec(ctx, "TRUNCATE runs, run_metrics, run_notes, callback_attempts"); err != nil {
+		return fmt.Errorf("empty the run tables: %w", err)
+	}
+	if _, err := e.conn.Exec(ctx, "DELETE FROM river_job WHERE id > $1", e.keep); err != nil {
+		return fmt.Errorf("delete the jobs after the queued fill: %w", err)
+	}
+	if _, err := e.conn.Exec(ctx, "VACUUM river_job"); err != nil {
+		return fmt.Errorf("vacuum river_job: %w", err)
 	}
 	return nil
 }

@@ -97,16 +97,60 @@
 //     process of its own per round (MAX_CONCURRENT_UPLOADS as many), against
 //     the -base64-rss-goal-mb ceiling (200 MB).
 //
+// The scale figures, with -scale N (`make bench-scale`: 1,000,000), are
+// measured in every round right after the empty-queue figures they are
+// held to (so a busy spell of the machine weighs on both alike), but for
+// the retention figure, which comes after the rounds; both sides run on
+// the one bench database, so each is a ratio measured in one run:
+//
+//   - the single-enqueue, batch-enqueue, end-to-end and pickup figures
+//     again, measured as above, with N echo tasks already queued: copies,
+//     made with INSERT ... SELECT generate_series, of one echo task as
+//     POST /tasks enqueues it, in state scheduled an hour ahead so they
+//     wait in river_job through every figure, followed by VACUUM ANALYZE
+//     so the figures see the steady state, not a table fresh from a bulk
+//     insert; made afresh every round and dropped at its end. Between
+//     measurements only the jobs after the fill are deleted (the run
+//     tables emptied) and river_job vacuumed. Each throughput row's goal
+//     is on taskrunner's rate with the fill / its rate on an empty queue
+//     (each the median of the rounds):
+//     -scale-goal (0.8); pickup's, as above, p50 within -pickup-goal;
+//   - bytes on disk per finished task: after each side's end-to-end run
+//     on an empty queue, VACUUM FULL (the rows at rest), then
+//     pg_total_relation_size (indexes and TOAST included) of river_job,
+//     runs, run_metrics and run_notes, less what they take empty, / jobs:
+//     echo tasks with their run records against bare River's no-op jobs.
+//     The ratio is taskrunner / bare River, lower is better, within
+//     -bytes-goal (1.5);
+//   - pickup latency during a retention pass over N finished tasks: N
+//     jobs completed longer ago than TASK_RETENTION and
+//     ARTIFACT_RETENTION filled with SQL (taskrunner: echo tasks with
+//     their completed run records; bare River: no-op jobs), VACUUM
+//     ANALYZE, then a working client started and tasks enqueued one at a
+//     time at -pickup-rate, as the pickup figure does, until the pass has
+//     deleted them all and at least -pickup-tasks were measured after
+//     -pickup-warmup. Bare River: its job cleaner at TASK_RETENTION;
+//     taskrunner: as `taskrunner serve` runs retention, River's job
+//     cleaner at TASK_RETENTION and taskrunner's retention job
+//     (jobs/retention.go, enqueued as the client becomes leader) deleting
+//     the runs past ARTIFACT_RETENTION. Goal: taskrunner's p99 within
+//     -retention-goal (100 ms); -retention-rounds rounds (1), as each
+//     fills N rows per side.
+//
 // The bench owns a database of its own (-db, default taskrunner_bench) on
 // the server DATABASE_URL names; it drops and recreates it at the start,
 // migrates it like `taskrunner migrate up`, and empties the job and run
 // tables before every measurement so each one starts clean.
 //
-// Every figure is measured -rounds times, alternating which side goes
+// Every figure is measured -rounds times (5), alternating which side goes
 // first, and the table shows each side's median and the ratio of the
 // medians; for the latency figures, the median across rounds
 // of each round's p50 and of each round's p99 (each side apart); for the
-// server's peak RSS, the largest of the rounds. A figure's size flag at 0
+// server's peak RSS, the largest of the rounds. A second table shows every
+// figure's value in each round, in order, and their spread (min, median,
+// max): the round's ratio to bare River, counted as in the first table;
+// where the goal is on p99, taskrunner's p99; for a latency with no bare
+// counterpart, its p50; for a peak RSS, the peak. A figure's size flag at 0
 // skips it: -batch-size, -pickup-tasks, -callback-tasks, -fair-tasks,
 // -search-tasks, -artifact-mb or -artifact-reps. The machine's load average
 // is printed with it: on a busy machine the figures say more about the
@@ -186,6 +230,12 @@ type options struct {
 	serverWorkers int
 	serverConns   int
 	cpuProfile    string
+	scale         int
+	scaleGoal     float64
+	bytesGoal     float64
+	retentionGoal time.Duration
+	retentionMax  time.Duration
+	retRounds     int
 }
 
 // batch reports whether the batch-enqueue figure is measured.
@@ -200,6 +250,9 @@ func (o *options) callbacks() bool { return o.cbTasks > 0 }
 // fair reports whether the fair-share figure is measured.
 func (o *options) fair() bool { return o.fairTasks > 0 }
 
+// scaled reports whether the scale figures are measured.
+func (o *options) scaled() bool { return o.scale > 0 }
+
 // artifacts reports whether the artifact figures are measured.
 func (o *options) artifacts() bool { return o.artifactMB > 0 && o.artifactReps > 0 }
 
@@ -212,7 +265,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.dbMaxConns, "db-max-conns", 0, "size of the pgx pool both sides share (0: DB_MAX_CONNS, default 40, as in taskrunner serve)")
 	fs.BoolVar(&o.keepDB, "keep-db", false, "leave the bench database in place at the end, for inspection")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "level of the JSON log lines taskrunner and River write to stderr (debug, info, warn, error)")
-	fs.IntVar(&o.rounds, "rounds", 3, "measure every figure this many times, alternating which side goes first, and report each side's median")
+	fs.IntVar(&o.rounds, "rounds", 5, "measure every figure this many times, alternating which side goes first, and report each side's median")
 	fs.BoolVar(&o.breakdown, "breakdown", false, "also measure where taskrunner's time goes: Service.Submit without HTTP, echo without the run recorder")
 	fs.IntVar(&o.clients, "clients", 16, "concurrent clients of the single-enqueue figure")
 	fs.DurationVar(&o.enqueueWarm, "enqueue-warmup", time.Second, "load before each single-enqueue measurement that is not counted")
@@ -254,6 +307,13 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.taskrunnerBin, "taskrunner-bin", "./bin/taskrunner", "taskrunner binary the artifact figures start as a serve process")
 	fs.IntVar(&o.serverWorkers, "server-workers", 4, "WORKER_CONCURRENCY of that serve process")
 	fs.IntVar(&o.serverConns, "server-db-conns", 10, "DB_MAX_CONNS of that serve process")
+	fs.IntVar(&o.scale, "scale", 0, "also measure the scale figures (`make bench-scale`): enqueue, batch, end-to-end and pickup with this many tasks queued, "+
+		"bytes on disk per finished task, and pickup latency while a retention pass deletes this many finished tasks (0: skip them)")
+	fs.Float64Var(&o.scaleGoal, "scale-goal", 0.8, "share of its empty-queue figure each taskrunner throughput figure should keep with -scale tasks queued")
+	fs.Float64Var(&o.bytesGoal, "bytes-goal", 1.5, "ceiling on taskrunner's bytes on disk per finished echo task / bare River's per finished job")
+	fs.DurationVar(&o.retentionGoal, "retention-goal", 100*time.Millisecond, "p99 pickup latency taskrunner should stay within while a retention pass runs")
+	fs.IntVar(&o.retRounds, "retention-rounds", 1, "rounds of the retention figure (each fills -scale finished tasks per side)")
+	fs.DurationVar(&o.retentionMax, "retention-timeout", 10*time.Minute, "give up on a retention pass after this long")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole bench (both sides) to this file")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -285,6 +345,8 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("-enqueue-duration and -poll must be positive, -enqueue-warmup not negative")
 	case o.dbMaxConns < 0:
 		return nil, errors.New("-db-max-conns must not be negative")
+	case o.scale < 0 || o.scaleGoal < 0 || o.bytesGoal < 0 || o.retentionGoal < 0 || o.retentionMax <= 0 || o.retRounds < 1:
+		return nil, errors.New("-scale, -scale-goal, -bytes-goal and -retention-goal must not be negative; -retention-timeout positive; -retention-rounds at least 1")
 	}
 	return o, nil
 }
@@ -380,6 +442,11 @@ func run(ctx context.Context, opts *options, getenv func(string) string, stdout,
 	}
 
 	figs := newFigures(opts)
+	if opts.scaled() {
+		if err := env.measureEmptyBytes(ctx); err != nil {
+			return err
+		}
+	}
 	for round := range opts.rounds {
 		// Alternate which side goes first, so neither always runs on the
 		// warmer (or more fragmented) database.
@@ -389,21 +456,8 @@ func run(ctx context.Context, opts *options, getenv func(string) string, stdout,
 			first = "taskrunner"
 		}
 		p.linef("round %d of %d (%s first)", round+1, opts.rounds, first)
-		if err := measureEnqueue(ctx, env, opts, figs, bareFirst); err != nil {
+		if err := measureQueueFigures(ctx, env, opts, figs, bareFirst); err != nil {
 			return err
-		}
-		if opts.batch() {
-			if err := measureBatch(ctx, env, opts, figs, bareFirst); err != nil {
-				return err
-			}
-		}
-		if err := measureEndToEnd(ctx, env, opts, figs, bareFirst); err != nil {
-			return err
-		}
-		if opts.pickup() {
-			if err := measurePickup(ctx, env, opts, figs, bareFirst); err != nil {
-				return err
-			}
 		}
 		if opts.fair() {
 			if err := measureFairShare(ctx, env, opts, figs, bareFirst); err != nil {
@@ -429,6 +483,20 @@ func run(ctx context.Context, opts *options, getenv func(string) string, stdout,
 			if err := artifacts.measure(ctx, figs, bareFirst); err != nil {
 				return err
 			}
+		}
+		if opts.scaled() {
+			// In the same round as the empty-queue figures they are held
+			// to, so a busy spell of the machine weighs on both alike.
+			p.linef("round %d of %d: %s queued", round+1, opts.rounds, countLabel(opts.scale))
+			if err := measureQueued(ctx, env, opts.scale, figs.atScale, bareFirst); err != nil {
+				return err
+			}
+		}
+	}
+
+	if opts.scaled() {
+		if err := measureRetention(ctx, env, opts, figs); err != nil {
+			return err
 		}
 	}
 
@@ -471,8 +539,72 @@ func run(ctx context.Context, opts *options, getenv func(string) string, stdout,
 	if artifacts != nil {
 		fmt.Fprintln(stdout, artifacts.settings())
 	}
+	if opts.scaled() {
+		fmt.Fprintf(stdout, "scale settings: the rows marked \"%s queued\" are the figures above measured again with %s echo tasks (as POST /tasks enqueues them) scheduled an hour ahead, "+
+			"so they wait in river_job, both sides on that one table, filled afresh in every round right after the empty-queue figures, "+
+			"VACUUM ANALYZE after the fill and VACUUM river_job after each measurement's own jobs are deleted; "+
+			"their goal is on taskrunner's rate with the fill / its rate on an empty queue (medians of the rounds); "+
+			"bytes on disk per finished task: the end-to-end figure's finished jobs on an empty queue, after VACUUM FULL, as pg_total_relation_size of %s (indexes and TOAST included) "+
+			"less the empty tables, / jobs; there the ratio is taskrunner / bare River, lower is better; "+
+			"pickup during retention: %s jobs completed %s ago filled with SQL (taskrunner: echo tasks with their completed run records) and VACUUM ANALYZE, then pickup latency as above "+
+			"while the pass deletes them, measured until it is done (at least %d tasks after %s not counted), median of %d round(s): bare River's job cleaner at TASK_RETENTION (%s); "+
+			"taskrunner's as `taskrunner serve` runs it, River's job cleaner at TASK_RETENTION and taskrunner's retention job at ARTIFACT_RETENTION (%s) enqueued as the client becomes leader; "+
+			"its goal is on taskrunner's p99\n",
+			countLabel(opts.scale), countLabel(opts.scale), sizedTables, countLabel(opts.scale), env.retentionAge(), opts.pickupTasks, opts.pickupWarm, opts.retRounds,
+			env.cfg.TaskRetention, env.cfg.ArtifactRetention)
+	}
 	fmt.Fprintf(stdout, "load average (1 min): %s at start, %s at end (%d CPUs)\n\n", loadBefore, loadAverage(), runtime.NumCPU())
-	return writeTable(stdout, figs.rows())
+	rows := figs.rows()
+	if err := writeTable(stdout, rows); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\neach round, in order, and the spread: the ratio to bare River as the table counts it; where the goal is on p99, taskrunner's p99; "+
+		"a latency without a bare counterpart, its p50; a peak RSS, its peak\n")
+	return writeRounds(stdout, rows)
+}
+
+// measureQueueFigures measures the enqueue, batch-enqueue, end-to-end
+// and pickup figures once, into figs.
+func measureQueueFigures(ctx context.Context, env *env, opts *options, figs *figures, bareFirst bool) error {
+	if err := measureEnqueue(ctx, env, opts, figs, bareFirst); err != nil {
+		return err
+	}
+	if opts.batch() {
+		if err := measureBatch(ctx, env, opts, figs, bareFirst); err != nil {
+			return err
+		}
+	}
+	if err := measureEndToEnd(ctx, env, opts, figs, bareFirst); err != nil {
+		return err
+	}
+	if opts.pickup() {
+		return measurePickup(ctx, env, opts, figs, bareFirst)
+	}
+	return nil
+}
+
+// measureQueued measures the figures of atScale (figures.atScale) once
+// with n tasks queued, then drops them.
+func measureQueued(ctx context.Context, env *env, n int, atScale *figures, bareFirst bool) error {
+	if err := env.fillQueued(ctx, n); err != nil {
+		return err
+	}
+	if err := measureQueueFigures(ctx, env, atScale.opts, atScale, bareFirst); err != nil {
+		return err
+	}
+	return env.dropQueued(ctx)
+}
+
+// measureRetention measures pickup during a retention pass,
+// -retention-rounds times.
+func measureRetention(ctx context.Context, env *env, opts *options, figs *figures) error {
+	for round := range opts.retRounds {
+		env.p.linef("retention round %d of %d: %s finished", round+1, opts.retRounds, countLabel(opts.scale))
+		if err := latencySides(ctx, opts, figs.retention, round%2 == 0, env.retentionBare, env.retentionTaskrunner); err != nil {
+			return err
+		}
+	}
+	return env.reset(ctx)
 }
 
 // runSides runs a figure's bare River and taskrunner sides, bare first or
@@ -535,18 +667,24 @@ func measureBatch(ctx context.Context, env *env, opts *options, figs *figures, b
 
 // measurePickup measures the pickup-latency figure once.
 func measurePickup(ctx context.Context, env *env, opts *options, figs *figures, bareFirst bool) error {
+	return latencySides(ctx, opts, figs.pickup, bareFirst, env.pickupBare, env.pickupTaskrunner)
+}
+
+// latencySides measures a latency figure's two sides once, bare first or
+// not, and adds what each measured to fig.
+func latencySides(ctx context.Context, opts *options, fig *latencyFigure, bareFirst bool, bare, taskrunner func(context.Context, *options) ([]time.Duration, error)) error {
 	return runSides(bareFirst,
 		func() error {
-			ds, err := env.pickupBare(ctx, opts)
+			ds, err := bare(ctx, opts)
 			if err == nil {
-				figs.pickup.addBare(ds)
+				fig.addBare(ds)
 			}
 			return err
 		},
 		func() error {
-			ds, err := env.pickupTaskrunner(ctx, opts)
+			ds, err := taskrunner(ctx, opts)
 			if err == nil {
-				figs.pickup.add(ds)
+				fig.add(ds)
 			}
 			return err
 		})
@@ -563,16 +701,25 @@ func measureEndToEnd(ctx context.Context, env *env, opts *options, figs *figures
 			return err
 		})
 	}
+	// With the scale figures, each side's finished jobs are then sized.
+	sized := func(r e2eResult, err error, add func(float64)) error {
+		if err != nil || figs.bytes == nil {
+			return err
+		}
+		b, err := env.bytesPerTask(ctx, r.jobs)
+		add(b)
+		return err
+	}
 	err := runSides(bareFirst,
 		func() error {
 			r, err := env.endToEndBare(ctx, opts)
 			figs.endToEnd.addBare(r.rate())
-			return err
+			return sized(r, err, func(b float64) { figs.bytes.addBare(b) })
 		},
 		func() error {
 			r, err := env.endToEndTaskrunner(ctx, opts)
 			figs.endToEnd.addTaskrunner(r.rate())
-			return err
+			return sized(r, err, func(b float64) { figs.bytes.addTaskrunner(b) })
 		},
 		breakdown...)
 	figs.endToEndNoRecorder.bare = figs.endToEnd.bare
@@ -598,10 +745,16 @@ type figures struct {
 	artifactChunked    *figure // for information: no goal
 	serverRSS          *peakFigure
 	base64RSS          *peakFigure
+	// The scale figures (-scale), nil without: the throughput and pickup
+	// figures with the queued fill, bytes per task, and pickup during a
+	// retention pass.
+	atScale   *figures
+	bytes     *bytesFigure
+	retention *latencyFigure
 }
 
 func newFigures(opts *options) *figures {
-	return &figures{
+	f := &figures{
 		opts:               opts,
 		enqueue:            &figure{name: fmt.Sprintf("single enqueue (%d clients)", opts.clients), goal: opts.enqueueGoal},
 		batch:              &figure{name: fmt.Sprintf("batch enqueue of %d (%d clients)", opts.batchSize, opts.clients), goal: opts.batchGoal},
@@ -622,6 +775,29 @@ func newFigures(opts *options) *figures {
 		base64RSS: &peakFigure{name: fmt.Sprintf("%d concurrent %d MiB base64 uploads: server peak RSS", opts.base64Uploads, opts.artifactMB),
 			limit: int64(opts.base64GoalMB * 1e6)},
 	}
+	if opts.scaled() {
+		f.scaleFigures()
+	}
+	return f
+}
+
+// scaleFigures adds the scale figures: the same throughput and pickup
+// figures (measured with the options but without breakdown), named for
+// the queued fill and held to f.opts.scaleGoal of the empty-queue ones.
+func (f *figures) scaleFigures() {
+	o := *f.opts
+	o.scale, o.breakdown = 0, false
+	queued := ", " + countLabel(f.opts.scale) + " queued"
+	s := newFigures(&o)
+	for _, fig := range []*figure{s.enqueue, s.batch, s.endToEnd} {
+		fig.name += queued
+		fig.goal = f.opts.scaleGoal
+	}
+	s.pickup.name += queued
+	f.atScale = s
+	f.bytes = &bytesFigure{name: "bytes on disk per finished task", maxRatio: f.opts.bytesGoal}
+	f.retention = &latencyFigure{name: fmt.Sprintf("pickup during retention of %s finished (%s/s)", countLabel(f.opts.scale), formatPerSecond(f.opts.pickupRate)),
+		maxP99: f.opts.retentionGoal, withBare: true}
 }
 
 // rows returns the table's rows in DESIGN.md's order: the figures
@@ -661,7 +837,48 @@ func (f *figures) rows() []row {
 			rows = append(rows, f.base64RSS.row())
 		}
 	}
-	return rows
+	if f.atScale == nil {
+		return rows
+	}
+	// The throughput figures with the fill, each beside bare River's and
+	// held to a share of taskrunner's own on an empty queue.
+	s := f.atScale
+	pairs := [][2]*figure{{s.enqueue, f.enqueue}, {s.endToEnd, f.endToEnd}}
+	if f.opts.batch() {
+		pairs = slices.Insert(pairs, 1, [2]*figure{s.batch, f.batch})
+	}
+	for _, p := range pairs {
+		r := p[0].row()
+		r.vsEmpty, r.ofEmpty = true, median(p[1].taskrunner)
+		rows = append(rows, r)
+	}
+	if f.opts.pickup() {
+		rows = append(rows, s.pickup.row())
+	}
+	return append(rows, f.bytes.row(), f.retention.row())
+}
+
+// bytesFigure is the bytes-per-task line: each side's bytes on disk per
+// finished task in every round.
+type bytesFigure struct {
+	name             string
+	maxRatio         float64
+	bare, taskrunner []float64
+}
+
+func (f *bytesFigure) addBare(b float64)       { f.bare = append(f.bare, b) }
+func (f *bytesFigure) addTaskrunner(b float64) { f.taskrunner = append(f.taskrunner, b) }
+
+// row is each side's median across rounds.
+func (f *bytesFigure) row() row {
+	b := &bytesRow{bare: -1, taskrunner: -1, maxRatio: f.maxRatio}
+	if len(f.bare) > 0 {
+		b.bare = median(f.bare)
+	}
+	if len(f.taskrunner) > 0 {
+		b.taskrunner = median(f.taskrunner)
+	}
+	return row{name: f.name, bytes: b, rounds: &spread{values: ratios(f.taskrunner, f.bare), format: formatRatioUp}}
 }
 
 // figure is one line of the table: each side's rate in every round.
@@ -677,7 +894,8 @@ func (f *figure) addBare(rate float64)       { f.bare = append(f.bare, rate) }
 func (f *figure) addTaskrunner(rate float64) { f.taskrunner = append(f.taskrunner, rate) }
 
 func (f *figure) row() row {
-	return row{name: f.name, bare: median(f.bare), taskrunner: median(f.taskrunner), unit: f.unit, goal: f.goal}
+	return row{name: f.name, bare: median(f.bare), taskrunner: median(f.taskrunner), unit: f.unit, goal: f.goal,
+		rounds: &spread{values: ratios(f.taskrunner, f.bare), format: formatRatio}}
 }
 
 // peakFigure is a memory line of the table with no bare counterpart: the
@@ -694,10 +912,14 @@ func (f *peakFigure) add(peak int64) { f.peaks = append(f.peaks, peak) }
 // round stayed under it.
 func (f *peakFigure) row() row {
 	m := &memoryRow{peak: -1, limit: f.limit}
+	rounds := &spread{format: func(b float64) string { return formatMB(int64(b)) }}
 	if len(f.peaks) > 0 {
 		m.peak = slices.Max(f.peaks)
 	}
-	return row{name: f.name, memory: m}
+	for _, p := range f.peaks {
+		rounds.values = append(rounds.values, float64(p))
+	}
+	return row{name: f.name, memory: m, rounds: rounds}
 }
 
 // latencyFigure is a latency line of the table: taskrunner's p50 and p99
@@ -733,7 +955,16 @@ func (f *latencyFigure) row() row {
 	if f.withBare && len(f.bareP50) > 0 {
 		l.bareP50, l.bareP99 = time.Duration(median(f.bareP50)), time.Duration(median(f.bareP99))
 	}
-	return row{name: f.name, latency: l}
+	// Each round's ratio of the p50s where there is a bare counterpart,
+	// else its p50; with the goal on p99, its p99.
+	rounds := &spread{values: f.p50, format: formatMillis}
+	switch {
+	case f.maxP99 > 0:
+		rounds.values = f.p99
+	case f.withBare:
+		rounds = &spread{values: ratios(f.bareP50, f.p50), format: formatRatio}
+	}
+	return row{name: f.name, latency: l, rounds: rounds}
 }
 
 // loadAverage is the machine's one-minute load average, or "unknown" where

@@ -10,9 +10,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
-
-	"github.com/taskrunner/taskrunner/jobs"
 )
 
 // maxPickupRate bounds -pickup-rate: the tasks are enqueued one at a time,
@@ -23,26 +20,11 @@ const maxPickupRate = 1000
 // idle working client: the no-op worker at the end-to-end figure's
 // settings, jobs inserted one at a time with client.Insert on that client.
 func (e *env) pickupBare(ctx context.Context, opts *options) ([]time.Duration, error) {
-	workers := river.NewWorkers()
-	river.AddWorker(workers, &noopWorker{})
-	client, err := river.NewClient(riverpgxv5.New(e.pool), &river.Config{
-		Logger:            e.logger,
-		Workers:           workers,
-		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: opts.workers}},
-		FetchCooldown:     opts.fetchCool,
-		FetchPollInterval: opts.fetchPoll,
-	})
+	client, label, err := e.bareWorkingClient(opts, 0)
 	if err != nil {
-		return nil, fmt.Errorf("bare River client: %w", err)
+		return nil, err
 	}
-	label := fmt.Sprintf("bare River client.Insert, no-op worker (%d workers, FetchCooldown %s, FetchPollInterval %s)", opts.workers, opts.fetchCool, opts.fetchPoll)
-	return e.pickup(ctx, opts, label, client, false, func(ctx context.Context) (int64, error) {
-		res, err := client.Insert(ctx, noopArgs{Msg: "hello"}, nil)
-		if err != nil {
-			return 0, fmt.Errorf("bare River insert: %w", err)
-		}
-		return res.Job.ID, nil
-	})
+	return e.pickup(ctx, opts, label, client, false, bareInsert(client))
 }
 
 // pickupTaskrunner measures how soon taskrunner starts an echo task
@@ -51,30 +33,12 @@ func (e *env) pickupBare(ctx context.Context, opts *options) ([]time.Duration, e
 // WORKER_FETCH_COOLDOWN, WORKER_FETCH_POLL_INTERVAL) with its run
 // recorder, and the API on that same client, as serve shares one.
 func (e *env) pickupTaskrunner(ctx context.Context, opts *options) ([]time.Duration, error) {
-	cfg := e.clientConfig()
-	cfg.Work = true
-	client, err := e.taskrunnerClient(cfg)
-	if err != nil {
-		return nil, err
-	}
-	svc, err := e.taskService(client, jobs.Env{}, nil)
-	if err != nil {
-		return nil, err
-	}
-	addr, stop, err := e.serveAPI(svc)
+	client, label, submit, stop, err := e.taskrunnerPickupSide(e.clientConfig())
 	if err != nil {
 		return nil, err
 	}
 	defer stop()
-	httpClient, closeIdle := loopbackClient(1)
-	defer closeIdle()
-	target := "http://" + addr + "/tasks"
-	body := []byte(echoBody)
-	label := fmt.Sprintf("taskrunner POST /tasks, echo worker + run records (%d workers, FetchCooldown %s, FetchPollInterval %s)",
-		cfg.Concurrency, cfg.FetchCooldown, cfg.FetchPoll)
-	return e.pickup(ctx, opts, label, client, true, func(ctx context.Context) (int64, error) {
-		return postTask(ctx, httpClient, target, body)
-	})
+	return e.pickup(ctx, opts, label, client, true, submit)
 }
 
 // postTask submits body with POST /tasks to target and returns the new

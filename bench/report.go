@@ -21,8 +21,42 @@ type row struct {
 	taskrunner float64 // per second, as bare
 	unit       rateUnit
 	goal       float64 // minimum ratio; 0 for none
-	latency    *latencyRow
-	memory     *memoryRow
+	// With vsEmpty, ofEmpty is the same figure's taskrunner rate on an
+	// empty queue (NaN when not measured): the goal is then on
+	// taskrunner / ofEmpty, not on the ratio to bare River.
+	vsEmpty bool
+	ofEmpty float64
+	latency *latencyRow
+	memory  *memoryRow
+	bytes   *bytesRow
+	// rounds is the figure's value in each round, as the rounds table
+	// shows it (see spread).
+	rounds *spread
+}
+
+// bytesRow is a size figure beside bare River's: bytes on disk per
+// finished task, negative when not measured, with a ceiling on the ratio
+// taskrunner / bare River (here lower is better).
+type bytesRow struct {
+	bare, taskrunner float64
+	maxRatio         float64 // 0 for no goal
+}
+
+// ratio is taskrunner / bare River, or NaN when either side measured
+// nothing.
+func (b *bytesRow) ratio() float64 {
+	if b.bare <= 0 || b.taskrunner < 0 {
+		return math.NaN()
+	}
+	return b.taskrunner / b.bare
+}
+
+// spread is a figure's value in each round, in the order measured: the
+// ratio to bare River where there is one (as the table's ratio column
+// counts it), otherwise taskrunner's own value, formatted by format.
+type spread struct {
+	values []float64
+	format func(float64) string
 }
 
 // rateUnit is what a rate row counts per second.
@@ -95,6 +129,17 @@ func (r row) cells() []string {
 		}
 		return []string{r.name, formatPercentiles(l.bareP50, l.bareP99), measured, formatRatio(l.ratio()), goal, met}
 	}
+	if b := r.bytes; b != nil {
+		goal, met := "-", "-"
+		if b.maxRatio > 0 {
+			goal = "<= " + strconv.FormatFloat(b.maxRatio, 'f', -1, 64)
+			met = "no"
+			if b.ratio() <= b.maxRatio {
+				met = "yes"
+			}
+		}
+		return []string{r.name, formatBytes(b.bare), formatBytes(b.taskrunner), formatRatioUp(b.ratio()), goal, met}
+	}
 	if m := r.memory; m != nil {
 		goal, met := "-", "-"
 		if m.limit > 0 {
@@ -111,7 +156,18 @@ func (r row) cells() []string {
 		format = formatMBps
 	}
 	goal, met := "-", "-"
-	if r.goal > 0 {
+	switch {
+	case r.goal > 0 && r.vsEmpty:
+		of := math.NaN()
+		if r.ofEmpty > 0 {
+			of = r.taskrunner / r.ofEmpty
+		}
+		goal = formatRatio(of) + " of empty, >= " + strconv.FormatFloat(r.goal, 'f', -1, 64)
+		met = "no"
+		if of >= r.goal {
+			met = "yes"
+		}
+	case r.goal > 0:
 		goal = ">= " + strconv.FormatFloat(r.goal, 'f', -1, 64)
 		met = "no"
 		if r.ratio() >= r.goal {
@@ -133,6 +189,72 @@ func writeTable(w io.Writer, rows []row) error {
 		return fmt.Errorf("write table: %w", err)
 	}
 	return nil
+}
+
+// writeRounds writes, for every row measured in more than one round, its
+// value in each round (the ratio to bare River where there is one) and
+// their spread: min, median and max.
+func writeRounds(w io.Writer, rows []row) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, "figure\teach round\tmin\tmedian\tmax")
+	for _, r := range rows {
+		if r.rounds == nil || len(r.rounds.values) == 0 {
+			continue
+		}
+		f, vs := r.rounds.format, r.rounds.values
+		each := make([]string, len(vs))
+		for i, v := range vs {
+			each[i] = f(v)
+		}
+		lo, mid, hi := math.NaN(), math.NaN(), math.NaN()
+		if measured := slices.DeleteFunc(slices.Clone(vs), math.IsNaN); len(measured) > 0 {
+			lo, mid, hi = slices.Min(measured), median(measured), slices.Max(measured)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.name, strings.Join(each, " "), f(lo), f(mid), f(hi))
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write rounds: %w", err)
+	}
+	return nil
+}
+
+// ratios is a/b for each round both measured; a round either side
+// missed, or where b is not above 0, is NaN.
+func ratios(a, b []float64) []float64 {
+	out := make([]float64, max(len(a), len(b)))
+	for i := range out {
+		out[i] = math.NaN()
+		if i < len(a) && i < len(b) && b[i] > 0 {
+			out[i] = a[i] / b[i]
+		}
+	}
+	return out
+}
+
+// formatMillis formats nanoseconds as the table shows a latency.
+func formatMillis(ns float64) string {
+	if math.IsNaN(ns) {
+		return "n/a"
+	}
+	return formatTableLatency(time.Duration(ns))
+}
+
+// formatBytes formats a size in bytes, whole: "412 B"; "n/a" when
+// negative or not a number (not measured).
+func formatBytes(b float64) string {
+	if math.IsNaN(b) || b < 0 {
+		return "n/a"
+	}
+	return strconv.FormatFloat(math.Round(b), 'f', 0, 64) + " B"
+}
+
+// formatRatioUp formats a ratio where lower is better with two decimals,
+// rounded up, so that a ratio shown as within a ceiling is within it.
+func formatRatioUp(r float64) string {
+	if math.IsNaN(r) || math.IsInf(r, 0) {
+		return "n/a"
+	}
+	return strconv.FormatFloat(math.Ceil(r*100)/100, 'f', 2, 64)
 }
 
 // formatRate formats a rate per second to the unit: "8123/s".
@@ -200,8 +322,12 @@ func formatPerSecond(perSecond float64) string {
 	return strconv.FormatFloat(perSecond, 'f', -1, 64)
 }
 
-// countLabel is a job count as the table names it: 20000 is "20k".
+// countLabel is a job count as the table names it: 20000 is "20k",
+// 1000000 is "1M".
 func countLabel(n int) string {
+	if n >= 1_000_000 && n%1_000_000 == 0 {
+		return strconv.Itoa(n/1_000_000) + "M"
+	}
 	if n >= 1000 && n%1000 == 0 {
 		return strconv.Itoa(n/1000) + "k"
 	}

@@ -190,7 +190,7 @@ func TestFormatTableLatency(t *testing.T) {
 }
 
 func TestCountLabel(t *testing.T) {
-	for n, want := range map[int]string{20000: "20k", 1000: "1k", 1500: "1500", 500: "500"} {
+	for n, want := range map[int]string{20000: "20k", 1000: "1k", 1500: "1500", 500: "500", 1_000_000: "1M", 1_500_000: "1500k"} {
 		if got := countLabel(n); got != want {
 			t.Errorf("countLabel(%d) = %q, want %q", n, got, want)
 		}
@@ -571,6 +571,129 @@ func TestCallbackRow(t *testing.T) {
 	for _, args := range [][]string{{"-callback-tasks", "-1"}, {"-callback-rate", "0"}, {"-callback-rate", "5000"}, {"-callback-warmup", "-1s"}, {"-callback-goal", "-1ms"}} {
 		if _, err := parseOptions(args, io.Discard); err == nil {
 			t.Errorf("%q accepted", args)
+		}
+	}
+}
+
+// The rounds table shows each round's ratio to bare River (or value) in
+// the order measured, and its min, median and max; a round one side
+// missed is n/a and left out of the spread.
+func TestWriteRounds(t *testing.T) {
+	rate := &figure{name: "single enqueue", goal: 0.8, bare: []float64{100, 100, 200, 100, 100}, taskrunner: []float64{90, 70, 160, 85, 100}}
+	pickup := &latencyFigure{name: "pickup", maxP50: 20 * time.Millisecond, withBare: true}
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	pickup.add([]time.Duration{ms(4)})
+	pickup.add([]time.Duration{ms(5)})
+	pickup.addBare([]time.Duration{ms(2)})
+	info := &latencyFigure{name: "info"}
+	info.add([]time.Duration{ms(3)})
+	info.add([]time.Duration{ms(1)})
+	info.add([]time.Duration{ms(2)})
+	missing := &figure{name: "missed", bare: []float64{100}, taskrunner: []float64{50, 60}}
+	peak := &peakFigure{name: "rss"}
+	peak.add(61_234_567)
+	none := &figure{name: "none"}
+	var b strings.Builder
+	if err := writeRounds(&b, []row{rate.row(), pickup.row(), info.row(), missing.row(), peak.row(), none.row()}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"figure each round min median max",
+		"single enqueue 0.90 0.70 0.80 0.85 1.00 0.70 0.85 1.00",
+		"pickup 0.50 n/a 0.50 0.50 0.50",
+		"info 3.00 ms 1.00 ms 2.00 ms 1.00 ms 2.00 ms 3.00 ms",
+		"missed 0.50 n/a 0.50 0.50 0.50",
+		"rss 61.3 MB 61.3 MB 61.3 MB 61.3 MB",
+	}
+	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("rounds table:\n%s\nwant %d lines", b.String(), len(want))
+	}
+	for i, line := range lines {
+		if got := strings.Join(strings.Fields(line), " "); got != want[i] {
+			t.Errorf("line %d = %q, want %q", i, got, want[i])
+		}
+	}
+}
+
+// With -scale, the scale rows follow the others: the throughput figures
+// with the fill, held to a share of taskrunner's own rate on an empty
+// queue (not to the ratio to bare River), pickup with the fill, bytes per
+// task (a ceiling on taskrunner / bare River) and pickup during retention
+// (a ceiling on p99). Without -scale there are none.
+func TestScaleRows(t *testing.T) {
+	args := []string{"-search-tasks", "0", "-artifact-mb", "0", "-fair-tasks", "0", "-callback-tasks", "0", "-breakdown"}
+	o, err := parseOptions(args, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if figs := newFigures(o); figs.atScale != nil || slices.ContainsFunc(rowNames(figs), func(n string) bool { return strings.Contains(n, "queued") }) {
+		t.Errorf("without -scale: rows %q", rowNames(figs))
+	}
+	o, err = parseOptions(append(args, "-scale", "1000000"), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.rounds != 5 || o.scaleGoal != 0.8 || o.bytesGoal != 1.5 || o.retentionGoal != 100*time.Millisecond || o.retRounds != 1 {
+		t.Errorf("defaults: %d rounds, scale goal %v, bytes goal %v, retention goal %s, %d retention rounds", o.rounds, o.scaleGoal, o.bytesGoal, o.retentionGoal, o.retRounds)
+	}
+	figs := newFigures(o)
+	want := "single enqueue (16 clients)|  breakdown: Service.Submit, no HTTP|batch enqueue of 50 (16 clients)|end-to-end echo (20k)|  breakdown: echo, no RunRecorder|" +
+		"pickup latency enqueue -> running (50/s)|" +
+		"single enqueue (16 clients), 1M queued|batch enqueue of 50 (16 clients), 1M queued|end-to-end echo (20k), 1M queued|" +
+		"pickup latency enqueue -> running (50/s), 1M queued|bytes on disk per finished task|pickup during retention of 1M finished (50/s)"
+	if got := strings.Join(rowNames(figs), "|"); got != want {
+		t.Errorf("rows = %q, want %q", got, want)
+	}
+	if figs.atScale.opts.breakdown || figs.atScale.opts.scaled() {
+		t.Error("the figures with the fill would measure the breakdown or the scale figures again")
+	}
+
+	// Empty queue: taskrunner 1000/s in the median round; with the fill
+	// 790/s (0.79 of empty: not met, though 0.99 of bare River) and 800/s.
+	for _, r := range []float64{900, 1000, 1100} {
+		figs.enqueue.addBare(1000)
+		figs.enqueue.addTaskrunner(r)
+		figs.endToEnd.addBare(1000)
+		figs.endToEnd.addTaskrunner(r)
+	}
+	figs.atScale.enqueue.addBare(800)
+	figs.atScale.enqueue.addTaskrunner(790)
+	figs.atScale.endToEnd.addBare(2000)
+	figs.atScale.endToEnd.addTaskrunner(800)
+	figs.bytes.addBare(400)
+	figs.bytes.addTaskrunner(601)
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	figs.retention.addBare([]time.Duration{ms(2), ms(30)})
+	figs.retention.add([]time.Duration{ms(3), ms(101)})
+	cells := map[string][]string{}
+	for _, r := range figs.rows() {
+		cells[r.name] = r.cells()
+	}
+	checks := map[string][]string{
+		"single enqueue (16 clients), 1M queued":        {"800/s", "790/s", "0.98", "0.79 of empty, >= 0.8", "no"},
+		"end-to-end echo (20k), 1M queued":              {"2000/s", "800/s", "0.40", "0.80 of empty, >= 0.8", "yes"},
+		"bytes on disk per finished task":               {"400 B", "601 B", "1.51", "<= 1.5", "no"},
+		"pickup during retention of 1M finished (50/s)": {"p50 2.00 ms, p99 30.00 ms", "p50 3.00 ms, p99 101.00 ms", "0.66", "p99 <= 100 ms", "no"},
+		"batch enqueue of 50 (16 clients), 1M queued":   {"n/a", "n/a", "n/a", "n/a of empty, >= 0.8", "no"},
+	}
+	for name, want := range checks {
+		if got := cells[name]; len(got) != 6 || !slices.Equal(got[1:], want) {
+			t.Errorf("%s: cells %q, want %q", name, got, want)
+		}
+	}
+	figs.bytes = &bytesFigure{name: "b", maxRatio: 1.5}
+	figs.bytes.addBare(400)
+	figs.bytes.addTaskrunner(600)
+	if c := figs.bytes.row().cells(); c[3] != "1.50" || c[5] != "yes" {
+		t.Errorf("600 B / 400 B: cells %q, want 1.50 and met", c)
+	}
+	if c := (&bytesFigure{name: "b", maxRatio: 1.5}).row().cells(); !slices.Equal(c[1:], []string{"n/a", "n/a", "n/a", "<= 1.5", "no"}) {
+		t.Errorf("unmeasured: cells %q", c)
+	}
+	for _, bad := range [][]string{{"-scale", "-1"}, {"-retention-rounds", "0"}, {"-retention-timeout", "0s"}, {"-bytes-goal", "-1"}} {
+		if _, err := parseOptions(bad, io.Discard); err == nil {
+			t.Errorf("%q accepted", bad)
 		}
 	}
 }
