@@ -37,8 +37,13 @@ type Schedule struct {
 	// ActiveSince is when the schedule was created or last resumed: no
 	// earlier tick is fired.
 	ActiveSince time.Time
-	// LastTickAt is the latest tick that enqueued a task; nil before the
-	// first.
+	// LastTickAt is the latest tick claimed: it enqueued a task, or was
+	// skipped; nil before the first.
 	LastTickAt *time.Time
 	CreatedAt  time.Time
+	// SkippedTicks counts the ticks that enqueued no task because the
+	// owner's enqueue limit (its tasks per minute) was used up;
+	// LastSkippedAt is the latest of them, nil before the first.
+	SkippedTicks  int64
+	LastSkippedAt *time.Time
 }

@@ -1,11 +1,16 @@
 package cache
 
 import (
+	"cmp"
 	"context"
+	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/taskrunner/taskrunner/metrics"
 )
 
 // Limiter is a per-minute limit kept in Redis so every API process shares
@@ -16,6 +21,11 @@ type Limiter struct {
 	limiter *redis_rate.Limiter
 	prefix  string
 }
+
+// TenantKey is the key a tenant's enqueue allowance is counted under: by
+// the API for the requests of its keys, and by the schedules for their
+// ticks, so both draw on one allowance.
+func TenantKey(tenant string) string { return "tenant:" + tenant }
 
 // NewLimiter returns a limiter keeping its keys under prefix.
 func NewLimiter(rdb *redis.Client, prefix string) *Limiter {
@@ -55,4 +65,34 @@ func (l *Limiter) Allow(ctx context.Context, key string, perMinute, n int) (Deci
 		d.RetryAfter = -1
 	}
 	return d, nil
+}
+
+// LimiterWarnEvery spaces the warnings that the limiter is unavailable.
+const LimiterWarnEvery = 10 * time.Second
+
+// FailOpen is what a Limiter's callers do while its Redis is unavailable:
+// let through what was asked (an enqueue, an upload, a schedule's tick),
+// count each in the metric, and log rate_limiter_unavailable at most every
+// LimiterWarnEvery, not once for each.
+type FailOpen struct {
+	logger  *slog.Logger
+	metrics *metrics.Metrics
+	message string
+	warned  atomic.Int64 // when it was last said, in Unix nanoseconds
+}
+
+// NewFailOpen returns a FailOpen whose warning is message (what is let
+// through); logger and m may be nil.
+func NewFailOpen(logger *slog.Logger, m *metrics.Metrics, message string) *FailOpen {
+	return &FailOpen{logger: cmp.Or(logger, slog.New(slog.DiscardHandler)), metrics: m, message: message}
+}
+
+// LetThrough counts one thing let through because the limiter failed
+// with err, and says so unless it was said less than LimiterWarnEvery ago.
+func (f *FailOpen) LetThrough(ctx context.Context, err error) {
+	now := time.Now().UnixNano()
+	if last := f.warned.Load(); now-last >= int64(LimiterWarnEvery) && f.warned.CompareAndSwap(last, now) {
+		f.logger.WarnContext(ctx, f.message, slog.String("event", "rate_limiter_unavailable"), slog.String("error", err.Error()))
+	}
+	f.metrics.LimiterUnavailable()
 }

@@ -12,18 +12,22 @@ import (
 // Schedule is a schedule as the API shows it; LastTaskIDs only from
 // Schedule and CreateSchedule.
 type Schedule struct {
-	Name        string          `json:"name"`
-	Owner       string          `json:"owner"`
-	Cron        *string         `json:"cron"`
-	Every       *string         `json:"every"`
-	TimeZone    *string         `json:"time_zone"`
-	Missed      string          `json:"missed"`
-	Paused      bool            `json:"paused"`
-	Task        json.RawMessage `json:"task"`
-	NextRuns    []time.Time     `json:"next_runs"`
-	LastTickAt  *time.Time      `json:"last_tick_at"`
-	CreatedAt   time.Time       `json:"created_at"`
-	LastTaskIDs []int64         `json:"last_task_ids,omitempty"`
+	Name       string          `json:"name"`
+	Owner      string          `json:"owner"`
+	Cron       *string         `json:"cron"`
+	Every      *string         `json:"every"`
+	TimeZone   *string         `json:"time_zone"`
+	Missed     string          `json:"missed"`
+	Paused     bool            `json:"paused"`
+	Task       json.RawMessage `json:"task"`
+	NextRuns   []time.Time     `json:"next_runs"`
+	LastTickAt *time.Time      `json:"last_tick_at"`
+	// SkippedTicks counts the ticks skipped because the owner's enqueue
+	// limit was used up; LastSkippedAt is the latest of them.
+	SkippedTicks  int64      `json:"skipped_ticks"`
+	LastSkippedAt *time.Time `json:"last_skipped_at"`
+	CreatedAt     time.Time  `json:"created_at"`
+	LastTaskIDs   []int64    `json:"last_task_ids,omitempty"`
 	// Raw is the answer as received.
 	Raw json.RawMessage `json:"-"`
 }

@@ -22,6 +22,7 @@ func scheduleFromRow(r dbsqlc.Schedule) taskrunner.Schedule {
 	s := taskrunner.Schedule{
 		Owner: r.Owner, Name: r.Name, TimeZone: r.TimeZone, Task: r.Task, Missed: r.Missed, Paused: r.Paused,
 		ActiveSince: r.ActiveSince, LastTickAt: r.LastTickAt, CreatedAt: r.CreatedAt,
+		SkippedTicks: r.SkippedTicks, LastSkippedAt: r.LastSkippedAt,
 	}
 	if r.Cron != nil {
 		s.Cron = *r.Cron
@@ -146,8 +147,20 @@ func ClaimScheduleTick(ctx context.Context, ex Executor, owner, name string, tic
 		return nil, nil, fmt.Errorf("claim tick %s of schedule %s/%s: %w", tick.Format(time.RFC3339Nano), owner, name, interpret(err))
 	}
 	s := scheduleFromRow(dbsqlc.Schedule{Owner: r.Owner, Name: r.Name, Cron: r.Cron, EverySeconds: r.EverySeconds, TimeZone: r.TimeZone,
-		Task: r.Task, Missed: r.Missed, Paused: r.Paused, ActiveSince: r.ActiveSince, LastTickAt: r.LastTickAt, CreatedAt: r.CreatedAt})
+		Task: r.Task, Missed: r.Missed, Paused: r.Paused, ActiveSince: r.ActiveSince, LastTickAt: r.LastTickAt, CreatedAt: r.CreatedAt,
+		SkippedTicks: r.SkippedTicks, LastSkippedAt: r.LastSkippedAt})
 	return &s, r.PreviousTickAt, nil
+}
+
+// SkipScheduleTicks counts n ticks of owner's schedule name, the latest
+// last, as skipped: claimed, but refused by the owner's enqueue limit.
+// Call it in the transaction that claimed them.
+func SkipScheduleTicks(ctx context.Context, ex Executor, owner, name string, n int, last time.Time) error {
+	err := queries.ScheduleSkipTicks(ctx, ex, dbsqlc.ScheduleSkipTicksParams{Owner: owner, Name: name, Skipped: int64(n), LastSkipped: last})
+	if err != nil {
+		return fmt.Errorf("count skipped ticks of schedule %s/%s: %w", owner, name, err)
+	}
+	return nil
 }
 
 // ScheduleTaskIDs returns the ids of the newest tasks (at most limit) of

@@ -71,3 +71,37 @@ func TestScheduleClaimTick(t *testing.T) {
 	_, _, err = db.ClaimScheduleTick(ctx, tdb.Pool, "alice", "tick", time.Now().Add(time.Hour))
 	require.ErrorIs(t, err, db.ErrNotFound, "a deleted schedule")
 }
+
+// Skipped ticks add up, last_skipped_at keeps the latest, and counting
+// them wakes no process that syncs the schedules.
+func TestScheduleSkipTicks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tdb := testenv.NewDB(t)
+	sch, err := db.InsertSchedule(ctx, tdb.Pool, &taskrunner.Schedule{Owner: "alice", Name: "tick", Every: time.Second, Task: []byte(`{"type":"echo"}`)})
+	require.NoError(t, err)
+	require.Zero(t, sch.SkippedTicks)
+	require.Nil(t, sch.LastSkippedAt)
+
+	conn, err := tdb.Pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	_, err = conn.Exec(ctx, "LISTEN taskrunner_schedules")
+	require.NoError(t, err)
+
+	tick := sch.ActiveSince.Truncate(time.Second).Add(5 * time.Second)
+	require.NoError(t, db.SkipScheduleTicks(ctx, tdb.Pool, "alice", "tick", 2, tick))
+	require.NoError(t, db.SkipScheduleTicks(ctx, tdb.Pool, "alice", "tick", 1, tick.Add(-time.Second)))
+	got, err := db.GetSchedule(ctx, tdb.Pool, "alice", "tick")
+	require.NoError(t, err)
+	require.EqualValues(t, 3, got.SkippedTicks)
+	require.True(t, tick.Equal(*got.LastSkippedAt), "the latest skipped tick: %s", got.LastSkippedAt)
+	claimed, _, err := db.ClaimScheduleTick(ctx, tdb.Pool, "alice", "tick", tick.Add(time.Second))
+	require.NoError(t, err)
+	require.EqualValues(t, 3, claimed.SkippedTicks)
+
+	waitCtx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	_, err = conn.Conn().WaitForNotification(waitCtx)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "a skip notified the schedules' listeners")
+}

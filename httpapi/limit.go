@@ -15,9 +15,6 @@ import (
 	"github.com/taskrunner/taskrunner/cache"
 )
 
-// limiterWarnEvery spaces the warnings that the limiter is unavailable.
-const limiterWarnEvery = 10 * time.Second
-
 // Limiter is the per-minute limit kept in Redis for every API process
 // (cache.Limiter in production): the enqueue limit and the artifact byte
 // rate, each key at its own rate.
@@ -45,19 +42,7 @@ func limitKey(ctx context.Context) string {
 	if addr := clientAddr(ctx); addr != "" {
 		return "addr:" + addr
 	}
-	return "tenant:" + tenantOf(ctx)
-}
-
-// limiterDown lets a request through without the limiter, and says so at
-// most every limiterWarnEvery (not for every request while Redis is
-// down); the metric counts them all.
-func (s *Server) limiterDown(ctx context.Context, err error) {
-	now := time.Now().UnixNano()
-	if last := s.limiterWarned.Load(); now-last >= int64(limiterWarnEvery) && s.limiterWarned.CompareAndSwap(last, now) {
-		s.deps.Logger.WarnContext(ctx, "rate limiter unavailable; letting requests through",
-			slog.String("event", "rate_limiter_unavailable"), slog.String("error", err.Error()))
-	}
-	s.deps.Metrics.LimiterUnavailable()
+	return cache.TenantKey(tenantOf(ctx))
 }
 
 // admit takes n enqueues from the tenant's allowance (its own
@@ -72,7 +57,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, n int) error {
 	tenant := tenantOf(r.Context())
 	d, err := s.deps.Limiter.Allow(r.Context(), limitKey(r.Context()), s.deps.Limits.TasksPerMinuteFor(tenant), n)
 	if err != nil {
-		s.limiterDown(r.Context(), err)
+		s.limiterDown.LetThrough(r.Context(), err)
 		return nil
 	}
 	h := w.Header()
@@ -158,7 +143,7 @@ func (m *uploadMeter) count(n int64) bool {
 	perMinute := m.s.deps.Limits.ArtifactMBPerMinute * 1024
 	d, err := m.s.deps.Limiter.Allow(m.ctx, "bytes:"+limitKey(m.ctx), perMinute, int((n+kib-1)/kib))
 	if err != nil {
-		m.s.limiterDown(m.ctx, err)
+		m.s.limiterDown.LetThrough(m.ctx, err)
 		m.open = true
 		return true
 	}

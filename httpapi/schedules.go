@@ -26,7 +26,11 @@ type scheduleView struct {
 	// NextRuns are the next ticks; none while paused.
 	NextRuns   []time.Time `json:"next_runs"`
 	LastTickAt *time.Time  `json:"last_tick_at"`
-	CreatedAt  time.Time   `json:"created_at"`
+	// SkippedTicks are the ticks that enqueued no task because the
+	// owner's enqueue limit was used up; LastSkippedAt the latest.
+	SkippedTicks  int64      `json:"skipped_ticks"`
+	LastSkippedAt *time.Time `json:"last_skipped_at"`
+	CreatedAt     time.Time  `json:"created_at"`
 }
 
 // scheduleDetailView is one schedule with the ids of its newest tasks,
@@ -46,7 +50,7 @@ func scheduleDetailViewOf(d *schedule.Detail) scheduleDetailView {
 
 func scheduleViewOf(d *schedule.Detail) scheduleView {
 	v := scheduleView{Name: d.Name, Owner: d.Owner, Missed: d.Missed, Paused: d.Paused, Task: d.Task,
-		NextRuns: d.NextRuns, LastTickAt: d.LastTickAt, CreatedAt: d.CreatedAt}
+		NextRuns: d.NextRuns, LastTickAt: d.LastTickAt, SkippedTicks: d.SkippedTicks, LastSkippedAt: d.LastSkippedAt, CreatedAt: d.CreatedAt}
 	if d.Cron != "" {
 		v.Cron, v.TimeZone = &d.Cron, &d.TimeZone
 	} else {

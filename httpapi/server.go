@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/artifact"
+	"github.com/taskrunner/taskrunner/cache"
 	"github.com/taskrunner/taskrunner/config"
 	"github.com/taskrunner/taskrunner/metrics"
 	"github.com/taskrunner/taskrunner/schedule"
@@ -135,9 +135,9 @@ type Server struct {
 	deps   Config   // with its defaults filled
 	keys   *keyring // nil: no authentication
 	router chi.Router
-	// limiterWarned is when the limiter was last said to be unavailable
-	// (Unix nanoseconds).
-	limiterWarned atomic.Int64
+	// limiterDown lets requests through while the limiter's Redis is down,
+	// and says so.
+	limiterDown *cache.FailOpen
 	// uploads holds one token per artifact upload being received.
 	uploads chan struct{}
 	// waiters counts the long polls and event streams each tenant holds
@@ -153,7 +153,8 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{deps: cfg, uploads: make(chan struct{}, cfg.Limits.MaxConcurrentUploads), waiters: map[string]int{}}
+	s := &Server{deps: cfg, uploads: make(chan struct{}, cfg.Limits.MaxConcurrentUploads), waiters: map[string]int{},
+		limiterDown: cache.NewFailOpen(cfg.Logger, cfg.Metrics, "rate limiter unavailable; letting requests through")}
 	if len(cfg.APIKeys) > 0 {
 		s.keys = newKeyring(cfg.APIKeys)
 	}

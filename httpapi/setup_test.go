@@ -128,9 +128,20 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 		Pool: tracedPool(t, tdb, opts.tracer), Logger: logger, Artifacts: artifacts,
 		Limits: task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: env, Callback: opts.callback},
 	}
+	readTimeout := opts.readTimeout
+	if readTimeout == 0 {
+		readTimeout = config.DefaultHTTPReadTimeout
+	}
+	limits := config.Limits{TaskMaxRuntime: testMaxRuntime, MaxBatchSize: 50, MaxRequestBodyBytes: config.DefaultMaxRequestBodyBytes,
+		HTTPReadTimeout: readTimeout, MaxConcurrentUploads: cmp.Or(opts.maxUploads, config.DefaultMaxConcurrentUploads),
+		TasksPerMinute: opts.perMinute, ArtifactMBPerMinute: opts.artifactMBPerMinute, TenantMaxWaiters: opts.tenantMaxWaiters,
+		Tenants: opts.tenantLimits}
+	// The API and the schedules' ticks share the limiter, as in a process.
+	limiter := newLimiter(t, opts)
 	var runs *jobs.RunRecorder
 	if opts.work {
-		opts.deps.Schedules = schedule.NewFirer(tdb.Pool, taskCfg, logger)
+		opts.deps.Schedules = schedule.NewFirer(schedule.FirerConfig{Pool: tdb.Pool, Tasks: taskCfg, Logger: logger,
+			Limiter: limiter, Limits: limits, Metrics: opts.metrics})
 		var err error
 		runs, err = jobs.NewRunRecorder(jobs.RunRecorderConfig{Pool: tdb.Pool, Logger: logger, WorkerName: "test", Metrics: opts.metrics})
 		require.NoError(t, err)
@@ -163,14 +174,6 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	watchDone := make(chan struct{})
 	go func() { defer close(watchDone); watcher.Run(watchCtx) }()
 	t.Cleanup(func() { stopWatching(); <-watchDone })
-	readTimeout := opts.readTimeout
-	if readTimeout == 0 {
-		readTimeout = config.DefaultHTTPReadTimeout
-	}
-	limits := config.Limits{TaskMaxRuntime: testMaxRuntime, MaxBatchSize: 50, MaxRequestBodyBytes: config.DefaultMaxRequestBodyBytes,
-		HTTPReadTimeout: readTimeout, MaxConcurrentUploads: cmp.Or(opts.maxUploads, config.DefaultMaxConcurrentUploads),
-		TasksPerMinute: opts.perMinute, ArtifactMBPerMinute: opts.artifactMBPerMinute, TenantMaxWaiters: opts.tenantMaxWaiters,
-		Tenants: opts.tenantLimits}
 	taskCfg.Client = client
 	tasks, err := task.NewService(taskCfg)
 	require.NoError(t, err)
@@ -190,7 +193,7 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 		Schedules:      schedules,
 		Artifacts:      artifacts,
 		Watcher:        watcher,
-		Limiter:        newLimiter(t, opts),
+		Limiter:        apiLimiter(limiter),
 		Metrics:        opts.metrics,
 		APIKeys:        opts.apiKeys,
 		Checks:         opts.checks,
@@ -401,8 +404,16 @@ func errorCode(t *testing.T, r response) string {
 
 func testenvPassword(t *testing.T) string { return testenv.MinIOServer(t).Password }
 
+// apiLimiter is l as the API takes it: no limiter when nil.
+func apiLimiter(l *cache.Limiter) httpapi.Limiter {
+	if l == nil {
+		return nil
+	}
+	return l
+}
+
 // newLimiter is the enqueue limit of opts, or nil.
-func newLimiter(t *testing.T, opts setupOpts) httpapi.Limiter {
+func newLimiter(t *testing.T, opts setupOpts) *cache.Limiter {
 	t.Helper()
 	if opts.perMinute == 0 {
 		return nil

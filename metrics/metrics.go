@@ -104,10 +104,10 @@ func New() *Metrics {
 		Buckets: prometheus.ExponentialBuckets(0.0005, 3, 12),
 	}, []string{"route", "method"})
 	m.rateLimited = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "taskrunner_rate_limited_total", Help: "Enqueue requests refused by the per-minute limit.",
+		Name: "taskrunner_rate_limited_total", Help: "Enqueues refused by the per-minute limit: requests answered 429, and schedule ticks skipped.",
 	})
 	m.limiterUnavailable = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "taskrunner_rate_limiter_unavailable_total", Help: "Enqueue requests let through because the limiter's Redis was unavailable.",
+		Name: "taskrunner_rate_limiter_unavailable_total", Help: "Enqueue requests, uploads and schedule ticks let through because the limiter's Redis was unavailable.",
 	})
 	m.searchCache = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "taskrunner_search_cache_total", Help: "Search cache lookups, by source and result (hit, miss, error).",
@@ -182,14 +182,16 @@ func MethodLabel(method string) string {
 	return "OTHER"
 }
 
-// RateLimited counts an enqueue refused by the limit.
+// RateLimited counts an enqueue refused by the limit: a request answered
+// 429, or a schedule tick skipped.
 func (m *Metrics) RateLimited() {
 	if m != nil {
 		m.rateLimited.Inc()
 	}
 }
 
-// LimiterUnavailable counts a request let through without the limiter.
+// LimiterUnavailable counts a request or a schedule's tick let through
+// without the limiter.
 func (m *Metrics) LimiterUnavailable() {
 	if m != nil {
 		m.limiterUnavailable.Inc()

@@ -55,6 +55,15 @@ WHERE s.owner = p.owner AND s.name = p.name
   AND (s.last_tick_at IS NULL OR s.last_tick_at < @tick::timestamptz)
 RETURNING s.*, p.previous_tick_at;
 
+-- name: ScheduleSkipTicks :exec
+-- Counts ticks claimed that enqueued no task because the owner's enqueue
+-- limit was used up; last_skipped_at is the latest of them. Call it in
+-- the transaction that claimed them.
+UPDATE schedules
+SET skipped_ticks = skipped_ticks + @skipped::bigint,
+    last_skipped_at = greatest(last_skipped_at, @last_skipped::timestamptz)
+WHERE owner = @owner AND name = @name;
+
 -- name: ScheduleTaskIDs :many
 -- A schedule's newest tasks (those retention has not removed).
 SELECT id FROM river_job

@@ -11,7 +11,9 @@
 // moves forward, inserts the task and completes the tick job, all in one
 // transaction. So a tick enqueues one task at most, whichever leader fires
 // it and however often, and a unique index on the tasks' schedule and
-// tick makes the database refuse a second one too.
+// tick makes the database refuse a second one too. A tick's task takes one
+// of its owner's enqueue allowance, the one POST /tasks takes from; a tick
+// claimed once that is used up is skipped and counted, not retried.
 package schedule
 
 import (

@@ -45,6 +45,16 @@ func relation(t *testing.T, tdb *testenv.DB, name string) bool {
 	return exists
 }
 
+// column reports whether table has column in the public schema.
+func column(t *testing.T, tdb *testenv.DB, table, name string) bool {
+	t.Helper()
+	var exists bool
+	require.NoError(t, tdb.Pool.QueryRow(context.Background(), `SELECT EXISTS (
+		SELECT 1 FROM information_schema.columns WHERE table_schema = 'public' AND table_name = $1 AND column_name = $2)`,
+		table, name).Scan(&exists))
+	return exists
+}
+
 // statusLines returns the migration lines of `migrate status` (without
 // its header), each split into fields.
 func statusLines(t *testing.T, out string) [][]string {
@@ -86,6 +96,9 @@ func TestMigrateRoundTrip(t *testing.T) {
 	for _, rel := range []string{"tasks", "runs", "run_metrics", "run_notes", "callback_attempts", "schedules", "river_job", "river_leader"} {
 		require.True(t, relation(t, tdb, rel), "%s missing after migrate up", rel)
 	}
+	for _, col := range []string{"skipped_ticks", "last_skipped_at"} {
+		require.True(t, column(t, tdb, "schedules", col), "schedules.%s missing after migrate up", col)
+	}
 
 	out = runCmd(t, env, "migrate", "status")
 	require.NoError(t, out.err)
@@ -116,6 +129,12 @@ func TestMigrateRoundTrip(t *testing.T) {
 		out = runCmd(t, env, "migrate", "down")
 		require.NoError(t, out.err, "stderr: %s", out.stderr)
 		require.Contains(t, out.stdout, "down  app", "step %d", step+1)
+		if step == 0 {
+			// 00009 undone: the schedules stay, without their skipped ticks.
+			require.True(t, relation(t, tdb, "schedules"), "schedules gone with the newest migration")
+			require.False(t, column(t, tdb, "schedules", "skipped_ticks"), "skipped_ticks left after its migration was undone")
+			require.False(t, column(t, tdb, "schedules", "last_skipped_at"), "last_skipped_at left after its migration was undone")
+		}
 	}
 	for _, rel := range []string{"tasks", "runs", "run_metrics", "run_notes", "artifacts", "callback_attempts", "schedules"} {
 		require.False(t, relation(t, tdb, rel), "%s left after migrate down", rel)
@@ -158,6 +177,7 @@ func TestMigrateRoundTrip(t *testing.T) {
 	for _, rel := range []string{"tasks", "runs", "river_job"} {
 		require.True(t, relation(t, tdb, rel), "%s missing after migrate up", rel)
 	}
+	require.True(t, column(t, tdb, "schedules", "skipped_ticks"), "schedules.skipped_ticks missing after migrate up again")
 	out = runCmd(t, env, "migrate", "status")
 	require.NoError(t, out.err)
 	for _, row := range statusLines(t, out.stdout) {

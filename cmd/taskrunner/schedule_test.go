@@ -211,8 +211,8 @@ func TestScheduleCommands(t *testing.T) {
 	require.NoError(t, out.err, out.all())
 	lines := strings.Split(strings.TrimSpace(out.stdout), "\n")
 	require.Len(t, lines, 3, out.stdout)
-	require.Regexp(t, `^NAME\s+OWNER\s+WHEN`, lines[0])
-	require.Regexp(t, `^nightly\s+local\s+cron 30 2 \* \* \* \(Europe/Paris\)\s+skip\s+active\s+\d{4}-`, lines[1])
+	require.Regexp(t, `^NAME\s+OWNER\s+WHEN.*\s+SKIPPED$`, lines[0])
+	require.Regexp(t, `^nightly\s+local\s+cron 30 2 \* \* \* \(Europe/Paris\)\s+skip\s+active\s+\d{4}-.*\s+0$`, lines[1])
 	require.Regexp(t, `^tick\s+local\s+every 1s\s+run_once\s+active\s+\d{4}-`, lines[2])
 
 	require.Eventually(t, func() bool { return len(scheduleTicks(t, tdb, "tick")) >= 2 }, 20*time.Second, 100*time.Millisecond)

@@ -105,7 +105,7 @@ func schedulesList(ctx context.Context, e *cliEnv, args []string) error {
 		return cmdUsage("schedules", "ls takes no arguments")
 	}
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tOWNER\tWHEN\tMISSED\tSTATE\tNEXT RUN\tLAST TICK")
+	fmt.Fprintln(w, "NAME\tOWNER\tWHEN\tMISSED\tSTATE\tNEXT RUN\tLAST TICK\tSKIPPED")
 	cursor := ""
 	for {
 		page, err := e.c.Schedules(ctx, cursor)
@@ -113,8 +113,8 @@ func schedulesList(ctx context.Context, e *cliEnv, args []string) error {
 			return err
 		}
 		for _, s := range page.Schedules {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Owner, scheduleWhen(&s), s.Missed, scheduleState(&s),
-				timeOrDash(first(s.NextRuns)), timeOrDash(s.LastTickAt))
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", s.Name, s.Owner, scheduleWhen(&s), s.Missed, scheduleState(&s),
+				timeOrDash(first(s.NextRuns)), timeOrDash(s.LastTickAt), s.SkippedTicks)
 		}
 		if page.NextCursor == nil {
 			return w.Flush()

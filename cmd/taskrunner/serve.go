@@ -178,7 +178,10 @@ func (s *server) buildClient(artifacts *artifact.Service, m *metrics.Metrics) (*
 		if err != nil {
 			return nil, err
 		}
-		deps.Schedules = schedule.NewFirer(s.pool, taskCfg, s.logger)
+		// Ticks draw on the enqueue allowance the API's requests draw on:
+		// the same limiter keys, at the same per-tenant rates.
+		deps.Schedules = schedule.NewFirer(schedule.FirerConfig{Pool: s.pool, Tasks: taskCfg, Logger: s.logger,
+			Limiter: cache.NewLimiter(s.rdb, cfg.RedisKeyPrefix), Limits: cfg.Limits, Metrics: m})
 		deps.Fetcher = fetch.New(fetchCfg)
 		agg, err := wiring.SearchAggregator(cfg, s.rdb, s.logger, m)
 		if err != nil {

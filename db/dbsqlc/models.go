@@ -170,17 +170,19 @@ type RunNote struct {
 }
 
 type Schedule struct {
-	Owner        string
-	Name         string
-	Cron         *string
-	EverySeconds *int64
-	TimeZone     string
-	Task         []byte
-	Missed       string
-	Paused       bool
-	ActiveSince  time.Time
-	LastTickAt   *time.Time
-	CreatedAt    time.Time
+	Owner         string
+	Name          string
+	Cron          *string
+	EverySeconds  *int64
+	TimeZone      string
+	Task          []byte
+	Missed        string
+	Paused        bool
+	ActiveSince   time.Time
+	LastTickAt    *time.Time
+	CreatedAt     time.Time
+	SkippedTicks  int64
+	LastSkippedAt *time.Time
 }
 
 type Task struct {

@@ -11,7 +11,7 @@ import (
 )
 
 const scheduleActive = `-- name: ScheduleActive :many
-SELECT owner, name, cron, every_seconds, time_zone, task, missed, paused, active_since, last_tick_at, created_at FROM schedules WHERE NOT paused ORDER BY owner, name
+SELECT owner, name, cron, every_seconds, time_zone, task, missed, paused, active_since, last_tick_at, created_at, skipped_ticks, last_skipped_at FROM schedules WHERE NOT paused ORDER BY owner, name
 `
 
 // Every schedule that ticks: what each working process's River client
@@ -37,6 +37,8 @@ func (q *Queries) ScheduleActive(ctx context.Context, db DBTX) ([]Schedule, erro
 			&i.ActiveSince,
 			&i.LastTickAt,
 			&i.CreatedAt,
+			&i.SkippedTicks,
+			&i.LastSkippedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -60,7 +62,7 @@ WHERE s.owner = p.owner AND s.name = p.name
   AND NOT s.paused
   AND $1::timestamptz >= s.active_since
   AND (s.last_tick_at IS NULL OR s.last_tick_at < $1::timestamptz)
-RETURNING s.owner, s.name, s.cron, s.every_seconds, s.time_zone, s.task, s.missed, s.paused, s.active_since, s.last_tick_at, s.created_at, p.previous_tick_at
+RETURNING s.owner, s.name, s.cron, s.every_seconds, s.time_zone, s.task, s.missed, s.paused, s.active_since, s.last_tick_at, s.created_at, s.skipped_ticks, s.last_skipped_at, p.previous_tick_at
 `
 
 type ScheduleClaimTickParams struct {
@@ -81,6 +83,8 @@ type ScheduleClaimTickRow struct {
 	ActiveSince    time.Time
 	LastTickAt     *time.Time
 	CreatedAt      time.Time
+	SkippedTicks   int64
+	LastSkippedAt  *time.Time
 	PreviousTickAt *time.Time
 }
 
@@ -104,6 +108,8 @@ func (q *Queries) ScheduleClaimTick(ctx context.Context, db DBTX, arg ScheduleCl
 		&i.ActiveSince,
 		&i.LastTickAt,
 		&i.CreatedAt,
+		&i.SkippedTicks,
+		&i.LastSkippedAt,
 		&i.PreviousTickAt,
 	)
 	return i, err
@@ -138,7 +144,7 @@ func (q *Queries) ScheduleDelete(ctx context.Context, db DBTX, arg ScheduleDelet
 }
 
 const scheduleGet = `-- name: ScheduleGet :one
-SELECT owner, name, cron, every_seconds, time_zone, task, missed, paused, active_since, last_tick_at, created_at FROM schedules WHERE owner = $1 AND name = $2
+SELECT owner, name, cron, every_seconds, time_zone, task, missed, paused, active_since, last_tick_at, created_at, skipped_ticks, last_skipped_at FROM schedules WHERE owner = $1 AND name = $2
 `
 
 type ScheduleGetParams struct {
@@ -161,6 +167,8 @@ func (q *Queries) ScheduleGet(ctx context.Context, db DBTX, arg ScheduleGetParam
 		&i.ActiveSince,
 		&i.LastTickAt,
 		&i.CreatedAt,
+		&i.SkippedTicks,
+		&i.LastSkippedAt,
 	)
 	return i, err
 }
@@ -169,7 +177,7 @@ const scheduleInsert = `-- name: ScheduleInsert :one
 INSERT INTO schedules (owner, name, cron, every_seconds, time_zone, task, missed)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (owner, name) DO NOTHING
-RETURNING owner, name, cron, every_seconds, time_zone, task, missed, paused, active_since, last_tick_at, created_at
+RETURNING owner, name, cron, every_seconds, time_zone, task, missed, paused, active_since, last_tick_at, created_at, skipped_ticks, last_skipped_at
 `
 
 type ScheduleInsertParams struct {
@@ -206,12 +214,14 @@ func (q *Queries) ScheduleInsert(ctx context.Context, db DBTX, arg ScheduleInser
 		&i.ActiveSince,
 		&i.LastTickAt,
 		&i.CreatedAt,
+		&i.SkippedTicks,
+		&i.LastSkippedAt,
 	)
 	return i, err
 }
 
 const scheduleList = `-- name: ScheduleList :many
-SELECT owner, name, cron, every_seconds, time_zone, task, missed, paused, active_since, last_tick_at, created_at FROM schedules
+SELECT owner, name, cron, every_seconds, time_zone, task, missed, paused, active_since, last_tick_at, created_at, skipped_ticks, last_skipped_at FROM schedules
 WHERE ($1::text = '' OR owner = $1::text)
   AND (owner, name) > ($2::text, $3::text)
 ORDER BY owner, name
@@ -253,6 +263,8 @@ func (q *Queries) ScheduleList(ctx context.Context, db DBTX, arg ScheduleListPar
 			&i.ActiveSince,
 			&i.LastTickAt,
 			&i.CreatedAt,
+			&i.SkippedTicks,
+			&i.LastSkippedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -269,7 +281,7 @@ UPDATE schedules
 SET paused = $1::boolean,
     active_since = CASE WHEN paused AND NOT $1::boolean THEN now() ELSE active_since END
 WHERE owner = $2 AND name = $3
-RETURNING owner, name, cron, every_seconds, time_zone, task, missed, paused, active_since, last_tick_at, created_at
+RETURNING owner, name, cron, every_seconds, time_zone, task, missed, paused, active_since, last_tick_at, created_at, skipped_ticks, last_skipped_at
 `
 
 type ScheduleSetPausedParams struct {
@@ -294,8 +306,37 @@ func (q *Queries) ScheduleSetPaused(ctx context.Context, db DBTX, arg ScheduleSe
 		&i.ActiveSince,
 		&i.LastTickAt,
 		&i.CreatedAt,
+		&i.SkippedTicks,
+		&i.LastSkippedAt,
 	)
 	return i, err
+}
+
+const scheduleSkipTicks = `-- name: ScheduleSkipTicks :exec
+UPDATE schedules
+SET skipped_ticks = skipped_ticks + $1::bigint,
+    last_skipped_at = greatest(last_skipped_at, $2::timestamptz)
+WHERE owner = $3 AND name = $4
+`
+
+type ScheduleSkipTicksParams struct {
+	Skipped     int64
+	LastSkipped time.Time
+	Owner       string
+	Name        string
+}
+
+// Counts ticks claimed that enqueued no task because the owner's enqueue
+// limit was used up; last_skipped_at is the latest of them. Call it in
+// the transaction that claimed them.
+func (q *Queries) ScheduleSkipTicks(ctx context.Context, db DBTX, arg ScheduleSkipTicksParams) error {
+	_, err := db.Exec(ctx, scheduleSkipTicks,
+		arg.Skipped,
+		arg.LastSkipped,
+		arg.Owner,
+		arg.Name,
+	)
+	return err
 }
 
 const scheduleTaskIDs = `-- name: ScheduleTaskIDs :many
