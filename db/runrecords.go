@@ -11,8 +11,8 @@ import (
 	"github.com/taskrunner/taskrunner/db/dbsqlc"
 )
 
-// RunRecord is the state of one attempt to record: its start (Status
-// running) or how it ended.
+// RunRecord is one attempt to record, when it has ended: one row, written
+// once.
 type RunRecord struct {
 	TaskID     int64
 	Attempt    int
@@ -23,18 +23,29 @@ type RunRecord struct {
 	ErrorCode  string // empty for none
 	Error      string // empty for none
 	StartedAt  time.Time
-	FinishedAt time.Time // ignored while running
+	FinishedAt time.Time
 	Duration   time.Duration
-	// Starting marks the first record of an attempt: earlier attempts of
-	// the task still running, or missing, are closed as abandoned.
-	Starting bool
+	// CloseEarlier (any attempt after the first): earlier attempts of the
+	// task with no row, whose worker died before it could write one, are
+	// recorded as abandoned (as are rows still marked running, which
+	// versions before migration 00010 wrote when an attempt started).
+	CloseEarlier bool
 	Metrics  map[string]float64
 	Notes    []string
 }
 
 // RecordRuns writes many attempts' records in one transaction: earlier
-// attempts abandoned by a dead worker closed, then every record upserted
+// attempts abandoned by a dead worker filled in, then every record upserted
 // (one row per task and attempt), then metrics and notes.
+//
+// The transaction commits without waiting for its WAL to reach disk
+// (synchronous_commit off). That loses nothing a caller relies on: a run is
+// written before its worker returns, so River's completion of the task
+// commits after it, and PostgreSQL flushes WAL in order: the synchronous
+// commit of the completion makes the run durable too. If PostgreSQL
+// crashes first, both are lost: the task is still running in river_job,
+// River's rescuer gives it another attempt, and that attempt's record fills
+// in the lost one as abandoned.
 func RecordRuns(ctx context.Context, pool *pgxpool.Pool, recs []RunRecord) error {
 	if len(recs) == 0 {
 		return nil
@@ -53,13 +64,9 @@ func RecordRuns(ctx context.Context, pool *pgxpool.Pool, recs []RunRecord) error
 		up.Errors = append(up.Errors, r.Error)
 		up.Workers = append(up.Workers, r.Worker)
 		up.StartedAts = append(up.StartedAts, r.StartedAt)
-		finished := r.FinishedAt
-		if finished.IsZero() {
-			finished = r.StartedAt
-		}
-		up.FinishedAts = append(up.FinishedAts, finished)
+		up.FinishedAts = append(up.FinishedAts, r.FinishedAt)
 		up.DurationsMs = append(up.DurationsMs, float64(r.Duration)/float64(time.Millisecond))
-		if r.Starting && r.Attempt > 1 {
+		if r.CloseEarlier && r.Attempt > 1 {
 			ab.TaskIds = append(ab.TaskIds, r.TaskID)
 			ab.Attempts = append(ab.Attempts, int32(r.Attempt))
 			ab.Keys = append(ab.Keys, r.Key)
@@ -77,14 +84,10 @@ func RecordRuns(ctx context.Context, pool *pgxpool.Pool, recs []RunRecord) error
 			nt.Notes = append(nt.Notes, n)
 		}
 	}
-	if len(ab.TaskIds) == 0 && len(mt.TaskIds) == 0 && len(nt.TaskIds) == 0 {
-		// One statement is a transaction of its own: one round trip.
-		if err := queries.RunsUpsert(ctx, pool, up); err != nil {
-			return fmt.Errorf("record %d runs: %w", len(recs), err)
-		}
-		return nil
-	}
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit TO off"); err != nil {
+			return err
+		}
 		if len(ab.TaskIds) > 0 {
 			if err := queries.RunsAbandonEarlier(ctx, tx, ab); err != nil {
 				return err

@@ -102,16 +102,20 @@ var _ rivertype.WorkerMiddleware = (*RunRecorder)(nil)
 
 // Work records the run around the inner work.
 func (m *RunRecorder) Work(ctx context.Context, job *rivertype.JobRow, doInner func(context.Context) error) error {
-	key := RunKey(job.Kind, job.EncodedArgs)
-	if t, ok := Types[job.Kind]; ok && t.RunKey != nil {
-		key = job.Kind + ":" + t.RunKey(job.EncodedArgs)
-	}
+	key := KeyOf(job.Kind, job.EncodedArgs)
 	started := time.Now()
+	// The attempt's start is River's attempted_at, set when the job was
+	// fetched: no row is written when an attempt starts. A running attempt
+	// is river_job's (state running, attempt, attempted_at), and the API
+	// shows it as a running run.
+	startedAt := started
+	if job.AttemptedAt != nil {
+		startedAt = *job.AttemptedAt
+	}
 	rec := db.RunRecord{
 		TaskID: job.ID, Attempt: job.Attempt, Key: key, TaskType: job.Kind, Worker: m.worker,
-		Status: db.RunRunning, StartedAt: started, Starting: true,
+		StartedAt: startedAt, CloseEarlier: job.Attempt > 1,
 	}
-	m.writer.record(rec, false) // written with the next batch; the end is waited for
 	owner := OwnerOf(job)
 	m.metrics.RunStarted(owner)
 	attrs := func() []slog.Attr {
@@ -150,9 +154,8 @@ func (m *RunRecorder) Work(ctx context.Context, job *rivertype.JobRow, doInner f
 	rec.Status, rec.ErrorCode, rec.Error = out.status, out.code, out.public
 	rec.FinishedAt, rec.Duration = started.Add(took), took
 	rec.Metrics, rec.Notes = collected.snapshot()
-	rec.Starting = false // merged with the start if that is still pending
 	select {
-	case err := <-m.writer.record(storableRecord(rec), true):
+	case err := <-m.writer.record(storableRecord(rec)):
 		if err != nil && !errors.Is(err, errRunDropped) {
 			m.logger.LogAttrs(ctx, slog.LevelError, "run record not written yet; the writer retries",
 				append(attrs(), slog.String("event", "run_record_failed"), slog.String("error", err.Error()))...)

@@ -489,10 +489,36 @@ func (s *Service) Get(ctx context.Context, id int64) (*taskrunner.Task, error) {
 	if t.Runs, err = db.RunsForTask(ctx, s.pool, id); err != nil {
 		return nil, db.AsUnavailable(err)
 	}
+	t.Runs = withRunningAttempt(t, t.Runs)
 	if t.ArtifactIDs, err = db.ArtifactIDsForTask(ctx, s.pool, id); err != nil {
 		return nil, db.AsUnavailable(err)
 	}
 	return t, nil
+}
+
+// withRunningAttempt is runs with the attempt t is running now, if any. An
+// attempt's row is written when it ends; while it runs, it is the task's
+// (River's attempt and attempted_at). An attempt a shutdown interrupted
+// and that runs again shows as running, its interruption counted. Its
+// worker is named when the attempt ends.
+func withRunningAttempt(t *taskrunner.Task, runs []taskrunner.Run) []taskrunner.Run {
+	if t.Status != taskrunner.StatusRunning || t.Attempt < 1 || t.StartedAt == nil {
+		return runs
+	}
+	if n := len(runs); n > 0 && runs[n-1].Attempt == t.Attempt {
+		last := &runs[n-1]
+		if last.Status != db.RunInterrupted {
+			return runs // ended; River has yet to mark the task
+		}
+		last.Status, last.ErrorCode, last.Error = db.RunRunning, nil, nil
+		last.Interruptions++
+		last.StartedAt, last.FinishedAt, last.DurationMS = *t.StartedAt, nil, nil
+		return runs
+	}
+	return append(runs, taskrunner.Run{
+		TaskID: t.ID, Attempt: t.Attempt, Key: jobs.KeyOf(t.Type, t.Params), TaskType: t.Type,
+		Status: db.RunRunning, StartedAt: *t.StartedAt,
+	})
 }
 
 // Page limits for List.
