@@ -30,8 +30,8 @@ type RunRecord struct {
 	// recorded as abandoned (as are rows still marked running, which
 	// versions before migration 00010 wrote when an attempt started).
 	CloseEarlier bool
-	Metrics  map[string]float64
-	Notes    []string
+	Metrics      map[string]float64
+	Notes        []string
 }
 
 // RecordRuns writes many attempts' records in one transaction: earlier

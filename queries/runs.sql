@@ -72,12 +72,27 @@ WITH started AS (
     FROM started s
     WHERE r.task_id = s.task_id AND r.attempt < s.attempt AND r.status IN ('running', 'interrupted')
 )
+-- The attempt just before this one ran last in the client River recorded
+-- next to last in attempted_by (River's client id is the run recorder's
+-- worker name), so its row names that worker; older ones are unknown.
 INSERT INTO runs (task_id, attempt, key, task_type, status, error_code, error, worker, started_at, finished_at)
 SELECT s.task_id, g.attempt, s.key, s.task_type, 'abandoned', 'worker_lost',
-       'no record of this attempt survived its worker', 'unknown', now(), now()
-FROM started s, generate_series(1, s.attempt - 1) AS g (attempt)
+       'no record of this attempt survived its worker',
+       coalesce(CASE WHEN g.attempt = s.attempt - 1 THEN j.attempted_by[array_upper(j.attempted_by, 1) - 1] END, 'unknown'),
+       now(), now()
+FROM started s
+CROSS JOIN generate_series(1, s.attempt - 1) AS g (attempt)
+LEFT JOIN river_job j ON j.id = s.task_id
 WHERE s.attempt > 1
 ON CONFLICT (task_id, attempt) DO NOTHING;
+
+-- name: RunningAttempt :many
+-- The attempt a task is running now, if any: its row is written when it
+-- ends. River's client id (the worker name) is last in attempted_by.
+SELECT j.attempt::int AS attempt, j.attempted_at::timestamptz AS started_at,
+       coalesce(j.attempted_by[array_upper(j.attempted_by, 1)], '')::text AS worker
+FROM river_job j
+WHERE j.id = @task_id AND j.state = 'running' AND j.attempted_at IS NOT NULL;
 
 -- name: RunMetricsUpsertMany :exec
 INSERT INTO run_metrics (run_id, name, value)

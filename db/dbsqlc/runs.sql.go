@@ -202,6 +202,41 @@ func (q *Queries) RunNotesInsertMany(ctx context.Context, db DBTX, arg RunNotesI
 	return err
 }
 
+const runningAttempt = `-- name: RunningAttempt :many
+SELECT j.attempt::int AS attempt, j.attempted_at::timestamptz AS started_at,
+       coalesce(j.attempted_by[array_upper(j.attempted_by, 1)], '')::text AS worker
+FROM river_job j
+WHERE j.id = $1 AND j.state = 'running' AND j.attempted_at IS NOT NULL
+`
+
+type RunningAttemptRow struct {
+	Attempt   int32
+	StartedAt time.Time
+	Worker    string
+}
+
+// The attempt a task is running now, if any: its row is written when it
+// ends. River's client id (the worker name) is last in attempted_by.
+func (q *Queries) RunningAttempt(ctx context.Context, db DBTX, taskID int64) ([]RunningAttemptRow, error) {
+	rows, err := db.Query(ctx, runningAttempt, taskID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []RunningAttemptRow
+	for rows.Next() {
+		var i RunningAttemptRow
+		if err := rows.Scan(&i.Attempt, &i.StartedAt, &i.Worker); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const runsAbandonEarlier = `-- name: RunsAbandonEarlier :exec
 WITH started AS (
     SELECT unnest($1::bigint[]) AS task_id, unnest($2::int[]) AS attempt,
@@ -219,8 +254,12 @@ WITH started AS (
 )
 INSERT INTO runs (task_id, attempt, key, task_type, status, error_code, error, worker, started_at, finished_at)
 SELECT s.task_id, g.attempt, s.key, s.task_type, 'abandoned', 'worker_lost',
-       'no record of this attempt survived its worker', 'unknown', now(), now()
-FROM started s, generate_series(1, s.attempt - 1) AS g (attempt)
+       'no record of this attempt survived its worker',
+       coalesce(CASE WHEN g.attempt = s.attempt - 1 THEN j.attempted_by[array_upper(j.attempted_by, 1) - 1] END, 'unknown'),
+       now(), now()
+FROM started s
+CROSS JOIN generate_series(1, s.attempt - 1) AS g (attempt)
+LEFT JOIN river_job j ON j.id = s.task_id
 WHERE s.attempt > 1
 ON CONFLICT (task_id, attempt) DO NOTHING
 `
@@ -239,6 +278,9 @@ type RunsAbandonEarlierParams struct {
 // record is missing. Rows still marked running (written when attempts
 // started, before migration 00010) belonged to such a worker too. All are
 // recorded as abandoned, so every attempt has exactly one row.
+// The attempt just before this one ran last in the client River recorded
+// next to last in attempted_by (River's client id is the run recorder's
+// worker name), so its row names that worker; older ones are unknown.
 func (q *Queries) RunsAbandonEarlier(ctx context.Context, db DBTX, arg RunsAbandonEarlierParams) error {
 	_, err := db.Exec(ctx, runsAbandonEarlier,
 		arg.TaskIds,
