@@ -177,7 +177,7 @@ func TestChaos(t *testing.T) {
 			}
 		}
 		time.Sleep(200 * time.Millisecond)
-		n, _ := queryInt(pool, "SELECT count(*) FROM river_job WHERE state = 'running' AND attempted_by[array_upper(attempted_by, 1)] = $1 AND id = ANY($2)", clientID(t, victim), long)
+		n, _ := queryInt(pool, "SELECT count(*) FROM river_job WHERE "+inProgress+" AND id = ANY($2)", clientID(t, victim), long)
 		return n > 0
 	}) {
 		t.Fatalf("%s never ran one of the long tasks %v", victim.Name(), long)
@@ -430,7 +430,7 @@ func waitRunningRuns(pool *pgxpool.Pool, p *proc, n int64, timeout time.Duration
 	var got int64
 	id := p.clientID()
 	waitFor(timeout, 20*time.Millisecond, func() bool {
-		got, _ = queryInt(pool, "SELECT count(*) FROM river_job WHERE state = 'running' AND attempted_by[array_upper(attempted_by, 1)] = $1"+notCallbacks, id)
+		got, _ = queryInt(pool, "SELECT count(*) FROM river_job WHERE "+inProgress+notCallbacks, id)
 		return got >= n
 	})
 	return got
@@ -443,6 +443,15 @@ type attempt struct {
 }
 
 func (a attempt) String() string { return fmt.Sprintf("%d#%d", a.TaskID, a.Attempt) }
+
+// inProgress selects, in river_job, the attempts the process whose client
+// id is $1 has in progress: River's running jobs it fetched last whose
+// attempt has no run row yet (a row is written when an attempt ends; an
+// attempt that ended just before its worker was killed may still be
+// running in river_job until River's completer marks it, and is then run
+// again).
+const inProgress = "state = 'running' AND attempted_by[array_upper(attempted_by, 1)] = $1" +
+	" AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.task_id = river_job.id AND r.attempt = river_job.attempt)"
 
 // notCallbacks leaves out of a query on river_job the attempts of callback
 // deliveries, which are River jobs with runs of their own, but not tasks:
@@ -469,14 +478,13 @@ func (p *proc) clientID() string {
 	return ""
 }
 
-// runningRunsOf returns the attempts p has in progress (River's running
-// jobs p fetched last; their run rows are written when they end), with
-// tasksOnly those of tasks, not of callback deliveries.
+// runningRunsOf returns the attempts p has in progress (see inProgress),
+// with tasksOnly those of tasks, not of callback deliveries.
 func runningRunsOf(t *testing.T, pool *pgxpool.Pool, p *proc, tasksOnly bool) []attempt {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	q := "SELECT id, attempt FROM river_job WHERE state = 'running' AND attempted_by[array_upper(attempted_by, 1)] = $1"
+	q := "SELECT id, attempt FROM river_job WHERE " + inProgress
 	if tasksOnly {
 		q += notCallbacks
 	}
