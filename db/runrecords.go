@@ -11,6 +11,29 @@ import (
 	"github.com/taskrunner/taskrunner/db/dbsqlc"
 )
 
+// NewRunPool returns a pool of at most two connections to pool's database
+// for RecordRuns, whose transactions commit without waiting for their WAL
+// to reach disk (synchronous_commit off). That loses nothing a caller
+// relies on: a run is written before its worker returns, so River's
+// completion of the task commits after it, and PostgreSQL flushes WAL in
+// order: the synchronous commit of the completion makes the run durable
+// too. If PostgreSQL crashes first, both are lost: the task is still
+// running in river_job, River's rescuer gives it another attempt, and that
+// attempt's record fills in the lost one as abandoned. Close it when done.
+func NewRunPool(pool *pgxpool.Pool) (*pgxpool.Pool, error) {
+	cfg := pool.Config()
+	cfg.MaxConns, cfg.MinConns = 2, 0
+	if cfg.ConnConfig.RuntimeParams == nil {
+		cfg.ConnConfig.RuntimeParams = map[string]string{}
+	}
+	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	runs, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pool for run records: %w", err)
+	}
+	return runs, nil
+}
+
 // RunRecord is one attempt to record, when it has ended: one row, written
 // once.
 type RunRecord struct {
@@ -34,18 +57,11 @@ type RunRecord struct {
 	Notes        []string
 }
 
-// RecordRuns writes many attempts' records in one transaction: earlier
-// attempts abandoned by a dead worker filled in, then every record upserted
-// (one row per task and attempt), then metrics and notes.
-//
-// The transaction commits without waiting for its WAL to reach disk
-// (synchronous_commit off). That loses nothing a caller relies on: a run is
-// written before its worker returns, so River's completion of the task
-// commits after it, and PostgreSQL flushes WAL in order: the synchronous
-// commit of the completion makes the run durable too. If PostgreSQL
-// crashes first, both are lost: the task is still running in river_job,
-// River's rescuer gives it another attempt, and that attempt's record fills
-// in the lost one as abandoned.
+// RecordRuns writes many attempts' records in one transaction, on a pool
+// from NewRunPool: earlier attempts abandoned by a dead worker filled in,
+// then every record upserted (one row per task and attempt), then metrics
+// and notes. Records without any of those are one statement: one round
+// trip.
 func RecordRuns(ctx context.Context, pool *pgxpool.Pool, recs []RunRecord) error {
 	if len(recs) == 0 {
 		return nil
@@ -84,10 +100,13 @@ func RecordRuns(ctx context.Context, pool *pgxpool.Pool, recs []RunRecord) error
 			nt.Notes = append(nt.Notes, n)
 		}
 	}
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit TO off"); err != nil {
-			return err
+	if len(ab.TaskIds) == 0 && len(mt.TaskIds) == 0 && len(nt.TaskIds) == 0 {
+		if err := queries.RunsUpsert(ctx, pool, up); err != nil {
+			return fmt.Errorf("record %d runs: %w", len(recs), err)
 		}
+		return nil
+	}
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if len(ab.TaskIds) > 0 {
 			if err := queries.RunsAbandonEarlier(ctx, tx, ab); err != nil {
 				return err

@@ -160,3 +160,23 @@ func TestIsUnavailable(t *testing.T) {
 	require.Error(t, err)
 	require.False(t, db.IsUnavailable(err), "a bad query is not unavailability")
 }
+
+// The run writer's pool commits without waiting for the WAL flush; the
+// pool it is made from is left as it was.
+func TestRunPoolCommitsAsynchronously(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tdb := testenv.NewDB(t)
+	runs, err := db.NewRunPool(tdb.Pool)
+	require.NoError(t, err)
+	defer runs.Close()
+	var setting string
+	require.NoError(t, runs.QueryRow(ctx, "SHOW synchronous_commit").Scan(&setting))
+	require.Equal(t, "off", setting)
+	require.NoError(t, tdb.Pool.QueryRow(ctx, "SHOW synchronous_commit").Scan(&setting))
+	require.Equal(t, "on", setting)
+	require.NoError(t, db.RecordRuns(ctx, runs, []db.RunRecord{ended(5, 1, "echo:x", "w", db.RunCompleted, "", "", time.Millisecond)}))
+	got, err := db.RunsForTask(ctx, tdb.Pool, 5)
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+}

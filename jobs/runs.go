@@ -25,8 +25,8 @@ import (
 const runWriteTimeout = 10 * time.Second
 
 // RunRecorder is River worker middleware that records each attempt of a task
-// as a row in runs, logs its start and end, and turns a timeout into
-// task_runtime_exceeded. Workers never write runs themselves; they attach
+// as a row in runs, written once when the attempt ends, logs its start and
+// end, and turns a timeout into task_runtime_exceeded. Workers never write runs themselves; they attach
 // metrics and notes with RecordMetric and AddNote.
 type RunRecorder struct {
 	river.MiddlewareDefaults
@@ -84,11 +84,22 @@ func NewRunRecorder(cfg RunRecorderConfig) (*RunRecorder, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &RunRecorder{writer: newRunWriter(cfg.Pool, cfg.Logger, cfg.Metrics), pool: cfg.Pool, logger: cfg.Logger, worker: cfg.WorkerName, metrics: cfg.Metrics}, nil
+	runs, err := db.NewRunPool(cfg.Pool)
+	if err != nil {
+		return nil, err
+	}
+	return &RunRecorder{writer: newRunWriter(runs, cfg.Logger, cfg.Metrics), pool: cfg.Pool, logger: cfg.Logger, worker: cfg.WorkerName, metrics: cfg.Metrics}, nil
 }
 
-// Close writes the records still pending and stops the writer.
-func (m *RunRecorder) Close(ctx context.Context) error { return m.writer.close(ctx) }
+// Close writes the records still pending, stops the writer and closes its
+// connections.
+func (m *RunRecorder) Close(ctx context.Context) error {
+	err := m.writer.close(ctx)
+	if err == nil {
+		m.writer.pool.Close()
+	}
+	return err
+}
 
 // Outcomes of a record that is not written.
 var (
