@@ -49,9 +49,10 @@ type RunRecord struct {
 	FinishedAt time.Time
 	Duration   time.Duration
 	// CloseEarlier (any attempt after the first): earlier attempts of the
-	// task with no row, whose worker died before it could write one, are
-	// recorded as abandoned (as are rows still marked running, which
-	// versions before migration 00010 wrote when an attempt started).
+	// task whose worker died before it could write their row are recorded
+	// as abandoned: those with no row, those still marked interrupted (they
+	// ran again), and rows still marked running, which earlier versions of
+	// taskrunner wrote when an attempt started.
 	CloseEarlier bool
 	Metrics      map[string]float64
 	Notes        []string

@@ -125,7 +125,7 @@ func TestRunRecordsKeepOneRowPerAttempt(t *testing.T) {
 		require.Equal(t, want, runs[i].Status)
 	}
 
-	// A row marked running (as versions before migration 00010 wrote when
+	// A row marked running (as earlier versions of taskrunner wrote when
 	// an attempt started) is closed as abandoned the same way.
 	_, err = tdb.Pool.Exec(ctx, `INSERT INTO runs (task_id, attempt, key, task_type, status, worker) VALUES (11, 1, 'sleep:z', 'sleep', 'running', 'old')`)
 	require.NoError(t, err)

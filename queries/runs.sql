@@ -56,7 +56,7 @@ SET status = EXCLUDED.status,
 -- rescued the task). So did an earlier attempt still marked interrupted:
 -- River gave it back without using it up, so it ran again, and that run's
 -- record is missing. Rows still marked running (written when attempts
--- started, before migration 00010) belonged to such a worker too. All are
+-- started, in earlier versions) belonged to such a worker too. All are
 -- recorded as abandoned, so every attempt has exactly one row.
 WITH started AS (
     SELECT unnest(@task_ids::bigint[]) AS task_id, unnest(@attempts::int[]) AS attempt,

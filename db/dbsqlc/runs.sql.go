@@ -276,7 +276,7 @@ type RunsAbandonEarlierParams struct {
 // rescued the task). So did an earlier attempt still marked interrupted:
 // River gave it back without using it up, so it ran again, and that run's
 // record is missing. Rows still marked running (written when attempts
-// started, before migration 00010) belonged to such a worker too. All are
+// started, in earlier versions) belonged to such a worker too. All are
 // recorded as abandoned, so every attempt has exactly one row.
 // The attempt just before this one ran last in the client River recorded
 // next to last in attempted_by (River's client id is the run recorder's
