@@ -177,7 +177,7 @@ func TestChaos(t *testing.T) {
 			}
 		}
 		time.Sleep(200 * time.Millisecond)
-		n, _ := queryInt(pool, "SELECT count(*) FROM runs WHERE worker = $1 AND status = 'running' AND task_id = ANY($2)", victim.WorkerName(), long)
+		n, _ := queryInt(pool, "SELECT count(*) FROM river_job WHERE "+inProgress+" AND id = ANY($2)", clientID(t, victim), long)
 		return n > 0
 	}) {
 		t.Fatalf("%s never ran one of the long tasks %v", victim.Name(), long)
@@ -192,7 +192,7 @@ func TestChaos(t *testing.T) {
 		t.Fatalf("%s did not shut down cleanly; its log:\n%s", victim.Name(), victim.Digest(20, 30))
 	}
 	if left := runningRunsOf(t, pool, victim, false); len(left) > 0 {
-		t.Fatalf("%s exited after SIGTERM with runs still marked running: %v", victim.Name(), left)
+		t.Fatalf("%s exited after SIGTERM with attempts still running: %v", victim.Name(), left)
 	}
 	interrupted := len(victim.Events("task_interrupted", nil))
 	if interrupted == 0 {
@@ -424,12 +424,13 @@ func waitReady(t *testing.T, api *apiClient, timeout time.Duration) time.Time {
 	return time.Now()
 }
 
-// waitRunningRuns waits until p has at least n task runs in progress (its
-// attempts' starts are recorded within milliseconds) and returns how many.
+// waitRunningRuns waits until p has at least n task attempts in progress
+// and returns how many.
 func waitRunningRuns(pool *pgxpool.Pool, p *proc, n int64, timeout time.Duration) int64 {
 	var got int64
+	id := p.clientID()
 	waitFor(timeout, 20*time.Millisecond, func() bool {
-		got, _ = queryInt(pool, "SELECT count(*) FROM runs WHERE worker = $1 AND status = 'running'"+notCallbacks, p.WorkerName())
+		got, _ = queryInt(pool, "SELECT count(*) FROM river_job WHERE "+inProgress+notCallbacks, id)
 		return got >= n
 	})
 	return got
@@ -443,22 +444,51 @@ type attempt struct {
 
 func (a attempt) String() string { return fmt.Sprintf("%d#%d", a.TaskID, a.Attempt) }
 
-// notCallbacks leaves out of a query on runs the attempts of callback
+// inProgress selects, in river_job, the attempts the process whose client
+// id is $1 has in progress: River's running jobs it fetched last whose
+// attempt has no run row yet (a row is written when an attempt ends; an
+// attempt that ended just before its worker was killed may still be
+// running in river_job until River's completer marks it, and is then run
+// again).
+const inProgress = "state = 'running' AND attempted_by[array_upper(attempted_by, 1)] = $1" +
+	" AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.task_id = river_job.id AND r.attempt = river_job.attempt)"
+
+// notCallbacks leaves out of a query on river_job the attempts of callback
 // deliveries, which are River jobs with runs of their own, but not tasks:
 // checkCallbacks checks that they reach the receiver.
-const notCallbacks = " AND task_type <> 'taskrunner_callback'"
+const notCallbacks = " AND kind <> 'taskrunner_callback'"
 
-// runningRunsOf returns the attempts p has in progress, with tasksOnly
-// those of tasks, not of callback deliveries.
+// clientID is the River client id p logged when its workers started: the
+// id River records in attempted_by for each attempt p runs.
+func clientID(t *testing.T, p *proc) string {
+	t.Helper()
+	id := p.clientID()
+	if id == "" {
+		t.Fatalf("%s logged no client_id in workers_started", p.Name())
+	}
+	return id
+}
+
+func (p *proc) clientID() string {
+	for _, e := range p.Events("workers_started", nil) {
+		if id, ok := e["client_id"].(string); ok {
+			return id
+		}
+	}
+	return ""
+}
+
+// runningRunsOf returns the attempts p has in progress (see inProgress),
+// with tasksOnly those of tasks, not of callback deliveries.
 func runningRunsOf(t *testing.T, pool *pgxpool.Pool, p *proc, tasksOnly bool) []attempt {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	q := "SELECT task_id, attempt FROM runs WHERE worker = $1 AND status = 'running'"
+	q := "SELECT id, attempt FROM river_job WHERE " + inProgress
 	if tasksOnly {
 		q += notCallbacks
 	}
-	rows, err := pool.Query(ctx, q+" ORDER BY task_id", p.WorkerName())
+	rows, err := pool.Query(ctx, q+" ORDER BY id", clientID(t, p))
 	if err != nil {
 		t.Fatalf("runs of %s: %v", p.Name(), err)
 	}

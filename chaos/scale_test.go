@@ -11,7 +11,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -263,28 +262,16 @@ func currentLeader(pool *pgxpool.Pool) (string, error) {
 	return id, err
 }
 
-// procOfClientID finds the process whose River client has id: River's
-// default client id is the host name and the time the client was made,
-// which falls between the process's exec and its ready line.
+// procOfClientID finds the process whose River client has id: a worker's
+// client id is its worker name (host/pid), the name its runs carry.
 func procOfClientID(t *testing.T, id string, procs []*proc) *proc {
 	t.Helper()
-	const layout = "2006_01_02T15_04_05_000000"
-	host, _ := os.Hostname()
-	host = strings.ReplaceAll(host, ".", "_")
-	if len(id) < len(layout)+1 || !strings.HasPrefix(id, host+"_") {
-		t.Fatalf("client id %q is not River's default for host %s", id, host)
-	}
-	ts := id[len(id)-len(layout):]
-	made, err := time.Parse("2006_01_02T15_04_05.000000", ts[:19]+"."+ts[20:])
-	if err != nil {
-		t.Fatalf("client id %q: %v", id, err)
-	}
 	for _, p := range procs {
-		if !made.Before(p.Started()) && !made.After(p.ready) {
+		if p.WorkerName() == id {
 			return p
 		}
 	}
-	t.Fatalf("client id %q (made %s) belongs to none of the processes", id, made.Format(time.RFC3339Nano))
+	t.Fatalf("client id %q belongs to none of the processes", id)
 	return nil
 }
 

@@ -11,8 +11,31 @@ import (
 	"github.com/taskrunner/taskrunner/db/dbsqlc"
 )
 
-// RunRecord is the state of one attempt to record: its start (Status
-// running) or how it ended.
+// NewRunPool returns a pool of at most two connections to pool's database
+// for RecordRuns, whose transactions commit without waiting for their WAL
+// to reach disk (synchronous_commit off). That loses nothing a caller
+// relies on: a run is written before its worker returns, so River's
+// completion of the task commits after it, and PostgreSQL flushes WAL in
+// order: the synchronous commit of the completion makes the run durable
+// too. If PostgreSQL crashes first, both are lost: the task is still
+// running in river_job, River's rescuer gives it another attempt, and that
+// attempt's record fills in the lost one as abandoned. Close it when done.
+func NewRunPool(pool *pgxpool.Pool) (*pgxpool.Pool, error) {
+	cfg := pool.Config()
+	cfg.MaxConns, cfg.MinConns = 2, 0
+	if cfg.ConnConfig.RuntimeParams == nil {
+		cfg.ConnConfig.RuntimeParams = map[string]string{}
+	}
+	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	runs, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pool for run records: %w", err)
+	}
+	return runs, nil
+}
+
+// RunRecord is one attempt to record, when it has ended: one row, written
+// once.
 type RunRecord struct {
 	TaskID     int64
 	Attempt    int
@@ -23,18 +46,23 @@ type RunRecord struct {
 	ErrorCode  string // empty for none
 	Error      string // empty for none
 	StartedAt  time.Time
-	FinishedAt time.Time // ignored while running
+	FinishedAt time.Time
 	Duration   time.Duration
-	// Starting marks the first record of an attempt: earlier attempts of
-	// the task still running, or missing, are closed as abandoned.
-	Starting bool
-	Metrics  map[string]float64
-	Notes    []string
+	// CloseEarlier (any attempt after the first): earlier attempts of the
+	// task whose worker died before it could write their row are recorded
+	// as abandoned: those with no row, those still marked interrupted (they
+	// ran again), and rows still marked running, which earlier versions of
+	// taskrunner wrote when an attempt started.
+	CloseEarlier bool
+	Metrics      map[string]float64
+	Notes        []string
 }
 
-// RecordRuns writes many attempts' records in one transaction: earlier
-// attempts abandoned by a dead worker closed, then every record upserted
-// (one row per task and attempt), then metrics and notes.
+// RecordRuns writes many attempts' records in one transaction, on a pool
+// from NewRunPool: earlier attempts abandoned by a dead worker filled in,
+// then every record upserted (one row per task and attempt), then metrics
+// and notes. Records without any of those are one statement: one round
+// trip.
 func RecordRuns(ctx context.Context, pool *pgxpool.Pool, recs []RunRecord) error {
 	if len(recs) == 0 {
 		return nil
@@ -53,13 +81,9 @@ func RecordRuns(ctx context.Context, pool *pgxpool.Pool, recs []RunRecord) error
 		up.Errors = append(up.Errors, r.Error)
 		up.Workers = append(up.Workers, r.Worker)
 		up.StartedAts = append(up.StartedAts, r.StartedAt)
-		finished := r.FinishedAt
-		if finished.IsZero() {
-			finished = r.StartedAt
-		}
-		up.FinishedAts = append(up.FinishedAts, finished)
+		up.FinishedAts = append(up.FinishedAts, r.FinishedAt)
 		up.DurationsMs = append(up.DurationsMs, float64(r.Duration)/float64(time.Millisecond))
-		if r.Starting && r.Attempt > 1 {
+		if r.CloseEarlier && r.Attempt > 1 {
 			ab.TaskIds = append(ab.TaskIds, r.TaskID)
 			ab.Attempts = append(ab.Attempts, int32(r.Attempt))
 			ab.Keys = append(ab.Keys, r.Key)
@@ -78,7 +102,6 @@ func RecordRuns(ctx context.Context, pool *pgxpool.Pool, recs []RunRecord) error
 		}
 	}
 	if len(ab.TaskIds) == 0 && len(mt.TaskIds) == 0 && len(nt.TaskIds) == 0 {
-		// One statement is a transaction of its own: one round trip.
 		if err := queries.RunsUpsert(ctx, pool, up); err != nil {
 			return fmt.Errorf("record %d runs: %w", len(recs), err)
 		}

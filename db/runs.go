@@ -71,6 +71,20 @@ func RunsForTask(ctx context.Context, ex Executor, taskID int64) ([]taskrunner.R
 	return out, nil
 }
 
+// RunningAttempt returns the attempt a task is running now, from river_job
+// (its row in runs is written when it ends): its number, when it started
+// and the worker running it; ok is false when the task is not running.
+func RunningAttempt(ctx context.Context, ex Executor, taskID int64) (attempt int, startedAt time.Time, worker string, ok bool, err error) {
+	rows, err := queries.RunningAttempt(ctx, ex, taskID)
+	if err != nil {
+		return 0, time.Time{}, "", false, fmt.Errorf("running attempt of task %d: %w", taskID, err)
+	}
+	if len(rows) == 0 {
+		return 0, time.Time{}, "", false, nil
+	}
+	return int(rows[0].Attempt), rows[0].StartedAt, rows[0].Worker, true, nil
+}
+
 // RunMetrics returns the metrics recorded against a run, by name.
 func RunMetrics(ctx context.Context, ex Executor, runID int64) (map[string]float64, error) {
 	rows, err := queries.RunMetricsForRun(ctx, ex, runID)

@@ -115,7 +115,20 @@ func TestCancelRunningTaskInProcess(t *testing.T) {
 
 	id := b.submit(t, map[string]any{"type": "sleep", "params": map[string]any{"seconds": 30}})
 	path := "/tasks/" + strconv.FormatInt(id, 10)
-	b.waitStatus(t, id, "running")
+	running := b.waitStatus(t, id, "running").task(t)
+	// The attempt has no row yet (it is written when the attempt ends): the
+	// task shows it from River's job.
+	require.Len(t, running.Runs, 1)
+	require.Equal(t, 1, running.Runs[0].Attempt)
+	require.Equal(t, db.RunRunning, running.Runs[0].Status)
+	require.Equal(t, "test", running.Runs[0].Worker)
+	require.True(t, strings.HasPrefix(running.Runs[0].Key, "sleep:"), "key %q", running.Runs[0].Key)
+	require.NotNil(t, running.StartedAt)
+	require.True(t, running.StartedAt.Equal(running.Runs[0].StartedAt), "the run starts when the task does")
+	require.Nil(t, running.Runs[0].FinishedAt)
+	var rows int
+	require.NoError(t, b.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM runs WHERE task_id = $1", id).Scan(&rows))
+	require.Zero(t, rows)
 
 	resp := b.do(t, http.MethodPost, path+"/cancel", nil)
 	require.Contains(t, []int{http.StatusOK, http.StatusAccepted}, resp.status, "body: %s", resp.raw)

@@ -139,6 +139,9 @@ type Deps struct {
 	Schedules ScheduleFirer
 }
 
+// maxClientID is the longest client id River accepts.
+const maxClientID = 100
+
 // NewClient returns the River client built from cfg, with every task
 // type's worker and, when cfg.Work is set, the run recorder; or an error
 // naming the field of cfg that is missing or wrong. It starts nothing.
@@ -158,6 +161,13 @@ func NewClient(cfg ClientConfig) (*river.Client[pgx.Tx], error) {
 		Workers: Workers(cfg.Pool, cfg.Deps),
 	}
 	if cfg.Work {
+		// River records its client id in attempted_by for each attempt:
+		// naming the client as runs name the process lets the attempt a task
+		// is running now, and one whose worker died, be told by the same
+		// name as the runs it recorded.
+		if name := cfg.Runs.worker; len(name) <= maxClientID {
+			rc.ID = name
+		}
 		rc.FetchCooldown = cfg.FetchCooldown
 		rc.FetchPollInterval = cfg.FetchPoll
 		rc.Queues = make(map[string]river.QueueConfig)

@@ -25,8 +25,8 @@ import (
 const runWriteTimeout = 10 * time.Second
 
 // RunRecorder is River worker middleware that records each attempt of a task
-// as a row in runs, logs its start and end, and turns a timeout into
-// task_runtime_exceeded. Workers never write runs themselves; they attach
+// as a row in runs, written once when the attempt ends, logs its start and
+// end, and turns a timeout into task_runtime_exceeded. Workers never write runs themselves; they attach
 // metrics and notes with RecordMetric and AddNote.
 type RunRecorder struct {
 	river.MiddlewareDefaults
@@ -84,11 +84,22 @@ func NewRunRecorder(cfg RunRecorderConfig) (*RunRecorder, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &RunRecorder{writer: newRunWriter(cfg.Pool, cfg.Logger, cfg.Metrics), pool: cfg.Pool, logger: cfg.Logger, worker: cfg.WorkerName, metrics: cfg.Metrics}, nil
+	runs, err := db.NewRunPool(cfg.Pool)
+	if err != nil {
+		return nil, err
+	}
+	return &RunRecorder{writer: newRunWriter(runs, cfg.Logger, cfg.Metrics), pool: cfg.Pool, logger: cfg.Logger, worker: cfg.WorkerName, metrics: cfg.Metrics}, nil
 }
 
-// Close writes the records still pending and stops the writer.
-func (m *RunRecorder) Close(ctx context.Context) error { return m.writer.close(ctx) }
+// Close writes the records still pending, stops the writer and closes its
+// connections.
+func (m *RunRecorder) Close(ctx context.Context) error {
+	err := m.writer.close(ctx)
+	if err == nil {
+		m.writer.pool.Close()
+	}
+	return err
+}
 
 // Outcomes of a record that is not written.
 var (
@@ -102,16 +113,20 @@ var _ rivertype.WorkerMiddleware = (*RunRecorder)(nil)
 
 // Work records the run around the inner work.
 func (m *RunRecorder) Work(ctx context.Context, job *rivertype.JobRow, doInner func(context.Context) error) error {
-	key := RunKey(job.Kind, job.EncodedArgs)
-	if t, ok := Types[job.Kind]; ok && t.RunKey != nil {
-		key = job.Kind + ":" + t.RunKey(job.EncodedArgs)
-	}
+	key := KeyOf(job.Kind, job.EncodedArgs)
 	started := time.Now()
+	// The attempt's start is River's attempted_at, set when the job was
+	// fetched: no row is written when an attempt starts. A running attempt
+	// is river_job's (state running, attempt, attempted_at), and the API
+	// shows it as a running run.
+	startedAt := started
+	if job.AttemptedAt != nil {
+		startedAt = *job.AttemptedAt
+	}
 	rec := db.RunRecord{
 		TaskID: job.ID, Attempt: job.Attempt, Key: key, TaskType: job.Kind, Worker: m.worker,
-		Status: db.RunRunning, StartedAt: started, Starting: true,
+		StartedAt: startedAt, CloseEarlier: job.Attempt > 1,
 	}
-	m.writer.record(rec, false) // written with the next batch; the end is waited for
 	owner := OwnerOf(job)
 	m.metrics.RunStarted(owner)
 	attrs := func() []slog.Attr {
@@ -150,9 +165,8 @@ func (m *RunRecorder) Work(ctx context.Context, job *rivertype.JobRow, doInner f
 	rec.Status, rec.ErrorCode, rec.Error = out.status, out.code, out.public
 	rec.FinishedAt, rec.Duration = started.Add(took), took
 	rec.Metrics, rec.Notes = collected.snapshot()
-	rec.Starting = false // merged with the start if that is still pending
 	select {
-	case err := <-m.writer.record(storableRecord(rec), true):
+	case err := <-m.writer.record(storableRecord(rec)):
 		if err != nil && !errors.Is(err, errRunDropped) {
 			m.logger.LogAttrs(ctx, slog.LevelError, "run record not written yet; the writer retries",
 				append(attrs(), slog.String("event", "run_record_failed"), slog.String("error", err.Error()))...)

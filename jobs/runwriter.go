@@ -26,11 +26,12 @@ const (
 )
 
 // runWriter writes run records in batches (group commit): many workers'
-// records go to PostgreSQL in one transaction, instead of one or two
-// round trips and commits per task. A start is written without waiting; an
-// end is waited for, so a task's run record is durable before River marks
-// the task finished. Records of one attempt waiting in the same batch are
-// merged.
+// records go to PostgreSQL in one transaction, instead of a round trip and
+// a commit per task. An attempt is written once, when it ends, and its
+// worker waits for the write, so the record is committed before River
+// marks the task finished (see db.RecordRuns). Of two records of one
+// attempt waiting in the same batch (an attempt interrupted by a shutdown
+// and started again), the newer is written.
 type runWriter struct {
 	pool    *pgxpool.Pool
 	logger  *slog.Logger
@@ -62,37 +63,25 @@ func newRunWriter(pool *pgxpool.Pool, logger *slog.Logger, m *metrics.Metrics) *
 	return w
 }
 
-// record queues rec; with wait, the returned channel receives the outcome
-// of the write that includes it.
-func (w *runWriter) record(rec db.RunRecord, wait bool) <-chan error {
-	var errc chan error
-	if wait {
-		errc = make(chan error, 1)
-	}
+// record queues rec; the returned channel receives the outcome of the
+// write that includes it.
+func (w *runWriter) record(rec db.RunRecord) <-chan error {
+	errc := make(chan error, 1)
 	w.mu.Lock()
 	key := attemptKey{rec.TaskID, rec.Attempt}
 	if p, ok := w.pending[key]; ok {
-		rec.Starting = rec.Starting || p.rec.Starting
 		p.rec = rec
-		if errc != nil {
-			p.waiters = append(p.waiters, errc)
-		}
+		p.waiters = append(p.waiters, errc)
 	} else {
 		if len(w.pending) >= runMaxPending {
 			w.mu.Unlock()
 			w.metrics.RunRecordDropped()
 			w.logger.Error("run records are not being written; dropping one", slog.String("event", "run_record_dropped"),
 				slog.Int64("task_id", rec.TaskID), slog.Int("attempt", rec.Attempt), slog.String("reason", "backlog"))
-			if errc != nil {
-				errc <- errRunBacklog
-			}
+			errc <- errRunBacklog
 			return errc
 		}
-		p := &pendingRun{rec: rec}
-		if errc != nil {
-			p.waiters = []chan error{errc}
-		}
-		w.pending[key] = p
+		w.pending[key] = &pendingRun{rec: rec, waiters: []chan error{errc}}
 	}
 	w.mu.Unlock()
 	select {
@@ -124,8 +113,7 @@ func (w *runWriter) putBack(batch []*pendingRun) {
 	defer w.mu.Unlock()
 	for _, p := range batch {
 		key := attemptKey{p.rec.TaskID, p.rec.Attempt}
-		if newer, ok := w.pending[key]; ok {
-			newer.rec.Starting = newer.rec.Starting || p.rec.Starting
+		if _, ok := w.pending[key]; ok {
 			continue
 		}
 		w.pending[key] = &pendingRun{rec: p.rec}

@@ -93,8 +93,8 @@ func TestRunWriterDropsWhatTheDatabaseRefusesAndGoesOn(t *testing.T) {
 	require.Equal(t, "3", sample(t, m, "taskrunner_run_records_dropped_total"))
 
 	// The writer itself: a refused record, then a good one.
-	require.ErrorIs(t, <-w.record(testRecord(6, "x\x00"), true), errRunDropped)
-	require.NoError(t, <-w.record(testRecord(7, "seven"), true))
+	require.ErrorIs(t, <-w.record(testRecord(6, "x\x00")), errRunDropped)
+	require.NoError(t, <-w.record(testRecord(7, "seven")))
 	runs := storedRuns(t, tdb)
 	require.Contains(t, runs, int64(7))
 	require.NotContains(t, runs, int64(6))

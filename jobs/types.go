@@ -247,6 +247,15 @@ func RunKey(kind string, encodedArgs []byte) string {
 	return kind + ":" + hex.EncodeToString(sum[:16])
 }
 
+// KeyOf is the key the runs of a task with this type and args are recorded
+// under: its type's own RunKey, or the default.
+func KeyOf(kind string, encodedArgs []byte) string {
+	if t, ok := Types[kind]; ok && t.RunKey != nil {
+		return kind + ":" + t.RunKey(encodedArgs)
+	}
+	return RunKey(kind, encodedArgs)
+}
+
 // recordOutput records v as the task's result (River's RecordOutput) made
 // storable: a result carries text from outside (a provider's titles, a
 // page's headers), and River keeps it in jsonb, which refuses a \u0000 or

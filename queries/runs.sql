@@ -26,13 +26,13 @@ WHERE key = @scope::text || ':' || @key::text AND status = 'completed';
 SELECT * FROM runs WHERE key = @key ORDER BY started_at DESC, id DESC LIMIT 1;
 
 -- name: RunsUpsert :exec
--- Records many attempts at once (the run writer's batch): new attempts are
--- inserted, known ones take their latest state. An attempt started again
--- after a shutdown interrupted it counts an interruption.
+-- Records many ended attempts at once (the run writer's batch): one insert
+-- per attempt. An attempt that ends again (a shutdown interrupted it, and
+-- River ran the same attempt again) takes its latest state and counts an
+-- interruption.
 INSERT INTO runs (task_id, attempt, key, task_type, status, error_code, error, worker, started_at, finished_at, duration_ms)
 SELECT i.task_id, i.attempt, i.key, i.task_type, i.status, nullif(i.error_code, ''), nullif(i.error, ''), i.worker, i.started_at,
-       CASE WHEN i.status = 'running' THEN NULL ELSE i.finished_at END,
-       CASE WHEN i.status = 'running' THEN NULL ELSE i.duration_ms END
+       i.finished_at, i.duration_ms
 FROM (
     SELECT unnest(@task_ids::bigint[]) AS task_id, unnest(@attempts::int[]) AS attempt, unnest(@keys::text[]) AS key,
            unnest(@task_types::text[]) AS task_type, unnest(@statuses::text[]) AS status,
@@ -51,9 +51,12 @@ SET status = EXCLUDED.status,
     interruptions = runs.interruptions + CASE WHEN runs.status = 'interrupted' THEN 1 ELSE 0 END;
 
 -- name: RunsAbandonEarlier :exec
--- For attempts starting now: earlier attempts of their tasks still marked
--- running belonged to a worker that died (River rescued the task), and
--- earlier attempts with no row at all lost their record with it. Both are
+-- For attempts after the first, as they are recorded: earlier attempts of
+-- their tasks with no row lost their record with a worker that died (River
+-- rescued the task). So did an earlier attempt still marked interrupted:
+-- River gave it back without using it up, so it ran again, and that run's
+-- record is missing. Rows still marked running (written when attempts
+-- started, in earlier versions) belonged to such a worker too. All are
 -- recorded as abandoned, so every attempt has exactly one row.
 WITH started AS (
     SELECT unnest(@task_ids::bigint[]) AS task_id, unnest(@attempts::int[]) AS attempt,
@@ -64,16 +67,32 @@ WITH started AS (
         error_code = 'worker_lost',
         error = 'the worker running this attempt stopped without finishing it',
         finished_at = now(),
-        duration_ms = EXTRACT(EPOCH FROM now() - r.started_at) * 1000
+        duration_ms = EXTRACT(EPOCH FROM now() - r.started_at) * 1000,
+        interruptions = r.interruptions + CASE WHEN r.status = 'interrupted' THEN 1 ELSE 0 END
     FROM started s
-    WHERE r.task_id = s.task_id AND r.attempt < s.attempt AND r.status = 'running'
+    WHERE r.task_id = s.task_id AND r.attempt < s.attempt AND r.status IN ('running', 'interrupted')
 )
+-- The attempt just before this one ran last in the client River recorded
+-- next to last in attempted_by (River's client id is the run recorder's
+-- worker name), so its row names that worker; older ones are unknown.
 INSERT INTO runs (task_id, attempt, key, task_type, status, error_code, error, worker, started_at, finished_at)
 SELECT s.task_id, g.attempt, s.key, s.task_type, 'abandoned', 'worker_lost',
-       'no record of this attempt survived its worker', 'unknown', now(), now()
-FROM started s, generate_series(1, s.attempt - 1) AS g (attempt)
+       'no record of this attempt survived its worker',
+       coalesce(CASE WHEN g.attempt = s.attempt - 1 THEN j.attempted_by[array_upper(j.attempted_by, 1) - 1] END, 'unknown'),
+       now(), now()
+FROM started s
+CROSS JOIN generate_series(1, s.attempt - 1) AS g (attempt)
+LEFT JOIN river_job j ON j.id = s.task_id
 WHERE s.attempt > 1
 ON CONFLICT (task_id, attempt) DO NOTHING;
+
+-- name: RunningAttempt :many
+-- The attempt a task is running now, if any: its row is written when it
+-- ends. River's client id (the worker name) is last in attempted_by.
+SELECT j.attempt::int AS attempt, j.attempted_at::timestamptz AS started_at,
+       coalesce(j.attempted_by[array_upper(j.attempted_by, 1)], '')::text AS worker
+FROM river_job j
+WHERE j.id = @task_id AND j.state = 'running' AND j.attempted_at IS NOT NULL;
 
 -- name: RunMetricsUpsertMany :exec
 INSERT INTO run_metrics (run_id, name, value)

@@ -509,10 +509,40 @@ func (s *Service) Get(ctx context.Context, id int64) (*taskrunner.Task, error) {
 	if t.Runs, err = db.RunsForTask(ctx, s.pool, id); err != nil {
 		return nil, db.AsUnavailable(err)
 	}
+	if t.Status == taskrunner.StatusRunning {
+		attempt, startedAt, worker, ok, err := db.RunningAttempt(ctx, s.pool, id)
+		if err != nil {
+			return nil, db.AsUnavailable(err)
+		}
+		if ok {
+			t.Runs = withRunningAttempt(t.Runs, taskrunner.Run{
+				TaskID: id, Attempt: attempt, Key: jobs.KeyOf(t.Type, t.Params), TaskType: t.Type,
+				Status: db.RunRunning, Worker: worker, StartedAt: startedAt,
+			})
+		}
+	}
 	if t.ArtifactIDs, err = db.ArtifactIDsForTask(ctx, s.pool, id); err != nil {
 		return nil, db.AsUnavailable(err)
 	}
 	return t, nil
+}
+
+// withRunningAttempt is runs with running, the attempt the task is
+// running now. An attempt's row is written when it ends; while it runs, it
+// is River's (attempt, attempted_at, attempted_by). An attempt a shutdown
+// interrupted that runs again shows as running, its interruption counted.
+func withRunningAttempt(runs []taskrunner.Run, running taskrunner.Run) []taskrunner.Run {
+	n := len(runs)
+	if n == 0 || runs[n-1].Attempt < running.Attempt {
+		return append(runs, running)
+	}
+	last := &runs[n-1]
+	if last.Attempt == running.Attempt && last.Status == db.RunInterrupted {
+		running.ID, running.Interruptions = last.ID, last.Interruptions+1
+		*last = running
+	}
+	// Otherwise the attempt has ended and River has yet to mark the task.
+	return runs
 }
 
 // Page limits for List.

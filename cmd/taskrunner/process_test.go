@@ -100,10 +100,12 @@ func TestSIGKILLedWorkersTaskIsRescued(t *testing.T) {
 
 	id := api.submit(map[string]any{"type": "sleep", "params": map[string]any{"seconds": 2}, "max_retries": 2})
 	a.WaitEvent("task_started", 20*time.Second, forTask(id))
-	// Mid-task: the attempt's start is on record (it is written within
-	// milliseconds; an attempt whose record died with its worker is filled
-	// in as abandoned, which the db tests cover).
-	require.Eventually(t, func() bool { return len(runsOf(t, api.get(id))) == 1 }, 5*time.Second, 10*time.Millisecond)
+	// Mid-task: the task shows its running attempt (from river_job; the
+	// attempt's row is written when it ends), run by worker A.
+	require.Eventually(t, func() bool {
+		runs := runsOf(t, api.get(id))
+		return len(runs) == 1 && runs[0]["status"] == db.RunRunning && runs[0]["worker"] == a.WorkerName()
+	}, 5*time.Second, 10*time.Millisecond)
 	a.Signal(syscall.SIGKILL)
 	require.Equal(t, -1, a.WaitExit(exitTimeout), "worker A was not ended by SIGKILL")
 	killed := time.Now()

@@ -325,7 +325,7 @@ func (s *server) run(ctx context.Context) error {
 			return fmt.Errorf("start workers: %w", err)
 		}
 		s.logger.Info("workers started", slog.String("event", "workers_started"),
-			slog.Any("queues", s.cfg.Queues), slog.Int("concurrency", s.cfg.WorkerConcurrency),
+			slog.String("client_id", s.client.ID()), slog.Any("queues", s.cfg.Queues), slog.Int("concurrency", s.cfg.WorkerConcurrency),
 			slog.Any("tenants", s.cfg.Tenants()), slog.Bool("fair_share", s.cfg.TenantFairShare))
 		go s.schedules.Run(ctx)
 	}
