@@ -45,6 +45,7 @@ const (
 	DefaultTaskRetention        = 7 * 24 * time.Hour
 	DefaultArtifactRetention    = 30 * 24 * time.Hour
 	DefaultRetentionInterval    = time.Hour
+	DefaultRunSweepInterval     = time.Minute
 	DefaultWorkerConcurrency    = 100
 	DefaultWorkerFetchCooldown  = 5 * time.Millisecond
 	DefaultWorkerFetchPoll      = time.Second
@@ -115,6 +116,10 @@ type Config struct {
 	// how often they are swept (RETENTION_INTERVAL).
 	ArtifactRetention time.Duration
 	RetentionInterval time.Duration
+	// RunSweepInterval is how often the attempts of finalized tasks that no
+	// worker recorded (its worker died, and River's rescuer discarded the
+	// task) are recorded as abandoned (RUN_SWEEP_INTERVAL).
+	RunSweepInterval time.Duration
 
 	WorkerConcurrency   int           // WORKER_CONCURRENCY: tasks worked at once per process
 	WorkerFetchCooldown time.Duration // WORKER_FETCH_COOLDOWN: River's minimum time between fetches
@@ -365,6 +370,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		TaskRetention:       r.days("TASK_RETENTION", DefaultTaskRetention),
 		ArtifactRetention:   r.days("ARTIFACT_RETENTION", DefaultArtifactRetention),
 		RetentionInterval:   r.duration("RETENTION_INTERVAL", DefaultRetentionInterval),
+		RunSweepInterval:    r.duration("RUN_SWEEP_INTERVAL", DefaultRunSweepInterval),
 		WorkerConcurrency:   r.positiveInt("WORKER_CONCURRENCY", DefaultWorkerConcurrency),
 		WorkerFetchCooldown: r.duration("WORKER_FETCH_COOLDOWN", DefaultWorkerFetchCooldown),
 		WorkerFetchPoll:     r.duration("WORKER_FETCH_POLL_INTERVAL", DefaultWorkerFetchPoll),

@@ -68,7 +68,7 @@ func RecordRuns(ctx context.Context, pool *pgxpool.Pool, recs []RunRecord) error
 		return nil
 	}
 	var up dbsqlc.RunsUpsertParams
-	var ab dbsqlc.RunsAbandonEarlierParams
+	var ab abandoned
 	var mt dbsqlc.RunMetricsUpsertManyParams
 	var nt dbsqlc.RunNotesInsertManyParams
 	for _, r := range recs {
@@ -84,10 +84,7 @@ func RecordRuns(ctx context.Context, pool *pgxpool.Pool, recs []RunRecord) error
 		up.FinishedAts = append(up.FinishedAts, r.FinishedAt)
 		up.DurationsMs = append(up.DurationsMs, float64(r.Duration)/float64(time.Millisecond))
 		if r.CloseEarlier && r.Attempt > 1 {
-			ab.TaskIds = append(ab.TaskIds, r.TaskID)
-			ab.Attempts = append(ab.Attempts, int32(r.Attempt))
-			ab.Keys = append(ab.Keys, r.Key)
-			ab.TaskTypes = append(ab.TaskTypes, r.TaskType)
+			ab.add(r.TaskID, r.Attempt-1, r.Key, r.TaskType)
 		}
 		for name, v := range r.Metrics {
 			mt.TaskIds = append(mt.TaskIds, r.TaskID)
@@ -109,7 +106,7 @@ func RecordRuns(ctx context.Context, pool *pgxpool.Pool, recs []RunRecord) error
 	}
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if len(ab.TaskIds) > 0 {
-			if err := queries.RunsAbandonEarlier(ctx, tx, ab); err != nil {
+			if err := queries.RunsAbandonEarlier(ctx, tx, dbsqlc.RunsAbandonEarlierParams(ab)); err != nil {
 				return err
 			}
 		}
@@ -128,6 +125,77 @@ func RecordRuns(ctx context.Context, pool *pgxpool.Pool, recs []RunRecord) error
 	})
 	if err != nil {
 		return fmt.Errorf("record %d runs: %w", len(recs), err)
+	}
+	return nil
+}
+
+// abandoned collects the attempts RunsAbandonEarlier fills in: each task's
+// attempts up to and including through.
+type abandoned dbsqlc.RunsAbandonEarlierParams
+
+func (a *abandoned) add(taskID int64, through int, key, taskType string) {
+	a.TaskIds = append(a.TaskIds, taskID)
+	a.Throughs = append(a.Throughs, int32(through))
+	a.Keys = append(a.Keys, key)
+	a.TaskTypes = append(a.TaskTypes, taskType)
+}
+
+// UnrecordedTask is a finalized task whose last attempt has no ended row in
+// runs (UnrecordedFinalized).
+type UnrecordedTask struct {
+	TaskID      int64
+	Attempt     int // its last attempt
+	Kind        string
+	Args        []byte
+	FinalizedAt time.Time
+}
+
+// UnrecordedFinalized returns up to max tasks finalized (completed,
+// discarded, cancelled) after since whose last attempt has no row, or only
+// one still marked running or interrupted: its worker died before writing
+// it and River's rescuer then discarded the task, or the task was
+// finalized without it. Oldest finalized first, after the keyset (afterAt,
+// afterID): pass the last task returned to read on. A task still running
+// is never among them.
+func UnrecordedFinalized(ctx context.Context, ex Executor, since, afterAt time.Time, afterID int64, max int) ([]UnrecordedTask, error) {
+	rows, err := queries.RunsUnrecordedFinalized(ctx, ex, dbsqlc.RunsUnrecordedFinalizedParams{
+		Since: since, AfterAt: afterAt, AfterID: afterID, MaxRows: int32(max),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("finalized tasks without their last run: %w", err)
+	}
+	out := make([]UnrecordedTask, len(rows))
+	for i, r := range rows {
+		out[i] = UnrecordedTask{TaskID: r.ID, Attempt: int(r.Attempt), Kind: r.Kind, Args: r.Args, FinalizedAt: r.FinalizedAt}
+	}
+	return out, nil
+}
+
+// Abandoned is a finalized task whose attempts up to and including Through
+// are recorded as abandoned where they have no ended row; Key and TaskType
+// as the run recorder computes them.
+type Abandoned struct {
+	TaskID   int64
+	Through  int
+	Key      string
+	TaskType string
+}
+
+// RecordAbandoned fills in, for each task, its attempts up to and
+// including Through that have no row, or one still marked running or
+// interrupted, as abandoned (error code worker_lost), as RecordRuns does
+// for the attempts before the one it records. A row written later by the
+// attempt's own worker replaces the abandoned one.
+func RecordAbandoned(ctx context.Context, ex Executor, tasks []Abandoned) error {
+	if len(tasks) == 0 {
+		return nil
+	}
+	var ab abandoned
+	for _, t := range tasks {
+		ab.add(t.TaskID, t.Through, t.Key, t.TaskType)
+	}
+	if err := queries.RunsAbandonEarlier(ctx, ex, dbsqlc.RunsAbandonEarlierParams(ab)); err != nil {
+		return fmt.Errorf("record %d tasks' lost attempts as abandoned: %w", len(tasks), err)
 	}
 	return nil
 }

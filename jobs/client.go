@@ -82,6 +82,10 @@ type ClientConfig struct {
 	// a periodic job.
 	ArtifactRetention time.Duration
 	RetentionInterval time.Duration
+	// RunSweepInterval is how often finalized tasks' attempts that no
+	// worker recorded are recorded as abandoned (RunSweepArgs);
+	// DefaultRunSweepInterval when 0.
+	RunSweepInterval time.Duration
 	// Deps are the workers' dependencies; a task whose dependency is
 	// missing fails, not retried.
 	Deps Deps
@@ -101,6 +105,7 @@ func (cfg ClientConfig) withDefaults() ClientConfig {
 	cfg.RescueAfter = cmp.Or(cfg.RescueAfter, cfg.MaxRuntime+DefaultRescueMargin)
 	cfg.Retention = cmp.Or(cfg.Retention, DefaultRetention)
 	cfg.RetentionInterval = cmp.Or(cfg.RetentionInterval, DefaultRetentionInterval)
+	cfg.RunSweepInterval = cmp.Or(cfg.RunSweepInterval, DefaultRunSweepInterval)
 	return cfg
 }
 
@@ -117,6 +122,8 @@ func (cfg ClientConfig) validate() error {
 		return fmt.Errorf("river client: MaxRuntime must be positive, got %s", cfg.MaxRuntime)
 	case cfg.RescueAfter <= cfg.MaxRuntime:
 		return fmt.Errorf("river client: RescueAfter (%s) must be longer than MaxRuntime (%s), or running tasks are rescued", cfg.RescueAfter, cfg.MaxRuntime)
+	case cfg.RunSweepInterval < 0:
+		return fmt.Errorf("river client: RunSweepInterval must not be negative, got %s", cfg.RunSweepInterval)
 	case cfg.ArtifactRetention < 0:
 		return fmt.Errorf("river client: ArtifactRetention must not be negative, got %s", cfg.ArtifactRetention)
 	}
@@ -175,8 +182,9 @@ func NewClient(cfg ClientConfig) (*river.Client[pgx.Tx], error) {
 			rc.Queues[q] = river.QueueConfig{MaxWorkers: n}
 		}
 		rc.Middleware = []rivertype.Middleware{&callbackCompleter{pool: cfg.Pool, logger: cfg.Logger}, cfg.Runs}
+		rc.PeriodicJobs = []*river.PeriodicJob{runSweepPeriodicJob(cfg.RunSweepInterval)}
 		if cfg.ArtifactRetention > 0 {
-			rc.PeriodicJobs = []*river.PeriodicJob{retentionPeriodicJob(cfg.ArtifactRetention, cfg.RetentionInterval)}
+			rc.PeriodicJobs = append(rc.PeriodicJobs, retentionPeriodicJob(cfg.ArtifactRetention, cfg.RetentionInterval))
 		}
 	}
 	client, err := river.NewClient(riverpgxv5.New(cfg.Pool), rc)
@@ -191,6 +199,7 @@ func NewClient(cfg ClientConfig) (*river.Client[pgx.Tx], error) {
 func Workers(pool *pgxpool.Pool, d Deps) *river.Workers {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &RetentionWorker{pool: pool, artifacts: d.Artifacts})
+	river.AddWorker(workers, &RunSweepWorker{pool: pool})
 	river.AddWorker(workers, newCallbackWorker(pool, d.Callback))
 	river.AddWorker(workers, &scheduleTickWorker{firer: d.Schedules})
 	for _, t := range Types {

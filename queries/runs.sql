@@ -51,15 +51,20 @@ SET status = EXCLUDED.status,
     interruptions = runs.interruptions + CASE WHEN runs.status = 'interrupted' THEN 1 ELSE 0 END;
 
 -- name: RunsAbandonEarlier :exec
--- For attempts after the first, as they are recorded: earlier attempts of
--- their tasks with no row lost their record with a worker that died (River
--- rescued the task). So did an earlier attempt still marked interrupted:
--- River gave it back without using it up, so it ran again, and that run's
--- record is missing. Rows still marked running (written when attempts
--- started, in earlier versions) belonged to such a worker too. All are
--- recorded as abandoned, so every attempt has exactly one row.
+-- Records as abandoned, for each task, its attempts up to and including
+-- @throughs whose worker died before it could write their row. The run
+-- writer passes the attempts before the one it records; the sweep of
+-- finalized tasks (RunsUnrecordedFinalized) passes a task's last attempt.
+-- Attempts with no row lost their record with a worker that died (River
+-- rescued the task). So did an attempt still marked interrupted: River gave
+-- it back without using it up, so it ran again (or it was the task's last,
+-- and the task was finalized without it ever ending), and that run's record
+-- is missing. Rows still marked running (written when attempts started, in
+-- earlier versions) belonged to such a worker too. All are recorded as
+-- abandoned, so every attempt has exactly one row. A record written later
+-- by the attempt's own worker replaces the abandoned row (RunsUpsert).
 WITH started AS (
-    SELECT unnest(@task_ids::bigint[]) AS task_id, unnest(@attempts::int[]) AS attempt,
+    SELECT unnest(@task_ids::bigint[]) AS task_id, unnest(@throughs::int[]) AS through,
            unnest(@keys::text[]) AS key, unnest(@task_types::text[]) AS task_type
 ), closed AS (
     UPDATE runs r
@@ -70,21 +75,47 @@ WITH started AS (
         duration_ms = EXTRACT(EPOCH FROM now() - r.started_at) * 1000,
         interruptions = r.interruptions + CASE WHEN r.status = 'interrupted' THEN 1 ELSE 0 END
     FROM started s
-    WHERE r.task_id = s.task_id AND r.attempt < s.attempt AND r.status IN ('running', 'interrupted')
+    WHERE r.task_id = s.task_id AND r.attempt <= s.through AND r.status IN ('running', 'interrupted')
 )
--- The attempt just before this one ran last in the client River recorded
--- next to last in attempted_by (River's client id is the run recorder's
--- worker name), so its row names that worker; older ones are unknown.
+-- River appends its client id (the run recorder's worker name) to
+-- attempted_by at each attempt: the task's current attempt ran last in the
+-- client named last, the one before it in the client named next to last;
+-- older ones are unknown. The task's current attempt, when it is filled in
+-- (its task was finalized without a record), started at attempted_at and
+-- ended at finalized_at.
 INSERT INTO runs (task_id, attempt, key, task_type, status, error_code, error, worker, started_at, finished_at)
 SELECT s.task_id, g.attempt, s.key, s.task_type, 'abandoned', 'worker_lost',
        'no record of this attempt survived its worker',
-       coalesce(CASE WHEN g.attempt = s.attempt - 1 THEN j.attempted_by[array_upper(j.attempted_by, 1) - 1] END, 'unknown'),
-       now(), now()
+       coalesce(CASE WHEN j.attempt - g.attempt IN (0, 1)
+                     THEN j.attempted_by[array_upper(j.attempted_by, 1) - (j.attempt - g.attempt)] END, 'unknown'),
+       coalesce(CASE WHEN g.attempt = j.attempt THEN j.attempted_at END, now()),
+       coalesce(CASE WHEN g.attempt = j.attempt THEN j.finalized_at END, now())
 FROM started s
-CROSS JOIN generate_series(1, s.attempt - 1) AS g (attempt)
+CROSS JOIN generate_series(1, s.through) AS g (attempt)
 LEFT JOIN river_job j ON j.id = s.task_id
-WHERE s.attempt > 1
+WHERE s.through > 0
 ON CONFLICT (task_id, attempt) DO NOTHING;
+
+-- name: RunsUnrecordedFinalized :many
+-- Finalized tasks (completed, discarded, cancelled) since @since whose last
+-- attempt has no ended row in runs: its worker died (River's rescuer then
+-- discarded the task) or the task was finalized without it (an operator's
+-- SQL), or it was left interrupted. Oldest finalized first, after the
+-- keyset (@after_at, @after_id), at most @max_rows. Reads River's
+-- (state, finalized_at) index and runs' unique (task_id, attempt) index.
+SELECT j.id, j.attempt::int AS attempt, j.kind, j.args, j.finalized_at::timestamptz AS finalized_at
+FROM river_job j
+WHERE j.state IN ('completed', 'discarded', 'cancelled')
+  AND j.finalized_at IS NOT NULL
+  AND j.finalized_at > @since::timestamptz
+  AND j.attempt > 0
+  AND (j.finalized_at, j.id) > (@after_at::timestamptz, @after_id::bigint)
+  AND NOT EXISTS (
+      SELECT 1 FROM runs r
+      WHERE r.task_id = j.id AND r.attempt = j.attempt AND r.status NOT IN ('running', 'interrupted')
+  )
+ORDER BY j.finalized_at, j.id
+LIMIT @max_rows::int;
 
 -- name: RunningAttempt :many
 -- The attempt a task is running now, if any: its row is written when it

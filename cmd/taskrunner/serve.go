@@ -216,6 +216,7 @@ func (s *server) buildClient(artifacts *artifact.Service, m *metrics.Metrics) (*
 		Retention:         cfg.TaskRetention,
 		ArtifactRetention: cfg.ArtifactRetention,
 		RetentionInterval: cfg.RetentionInterval,
+		RunSweepInterval:  cfg.RunSweepInterval,
 		Deps:              deps,
 		Runs:              s.runs,
 	})

@@ -239,7 +239,7 @@ func (q *Queries) RunningAttempt(ctx context.Context, db DBTX, taskID int64) ([]
 
 const runsAbandonEarlier = `-- name: RunsAbandonEarlier :exec
 WITH started AS (
-    SELECT unnest($1::bigint[]) AS task_id, unnest($2::int[]) AS attempt,
+    SELECT unnest($1::bigint[]) AS task_id, unnest($2::int[]) AS through,
            unnest($3::text[]) AS key, unnest($4::text[]) AS task_type
 ), closed AS (
     UPDATE runs r
@@ -250,41 +250,51 @@ WITH started AS (
         duration_ms = EXTRACT(EPOCH FROM now() - r.started_at) * 1000,
         interruptions = r.interruptions + CASE WHEN r.status = 'interrupted' THEN 1 ELSE 0 END
     FROM started s
-    WHERE r.task_id = s.task_id AND r.attempt < s.attempt AND r.status IN ('running', 'interrupted')
+    WHERE r.task_id = s.task_id AND r.attempt <= s.through AND r.status IN ('running', 'interrupted')
 )
 INSERT INTO runs (task_id, attempt, key, task_type, status, error_code, error, worker, started_at, finished_at)
 SELECT s.task_id, g.attempt, s.key, s.task_type, 'abandoned', 'worker_lost',
        'no record of this attempt survived its worker',
-       coalesce(CASE WHEN g.attempt = s.attempt - 1 THEN j.attempted_by[array_upper(j.attempted_by, 1) - 1] END, 'unknown'),
-       now(), now()
+       coalesce(CASE WHEN j.attempt - g.attempt IN (0, 1)
+                     THEN j.attempted_by[array_upper(j.attempted_by, 1) - (j.attempt - g.attempt)] END, 'unknown'),
+       coalesce(CASE WHEN g.attempt = j.attempt THEN j.attempted_at END, now()),
+       coalesce(CASE WHEN g.attempt = j.attempt THEN j.finalized_at END, now())
 FROM started s
-CROSS JOIN generate_series(1, s.attempt - 1) AS g (attempt)
+CROSS JOIN generate_series(1, s.through) AS g (attempt)
 LEFT JOIN river_job j ON j.id = s.task_id
-WHERE s.attempt > 1
+WHERE s.through > 0
 ON CONFLICT (task_id, attempt) DO NOTHING
 `
 
 type RunsAbandonEarlierParams struct {
 	TaskIds   []int64
-	Attempts  []int32
+	Throughs  []int32
 	Keys      []string
 	TaskTypes []string
 }
 
-// For attempts after the first, as they are recorded: earlier attempts of
-// their tasks with no row lost their record with a worker that died (River
-// rescued the task). So did an earlier attempt still marked interrupted:
-// River gave it back without using it up, so it ran again, and that run's
-// record is missing. Rows still marked running (written when attempts
-// started, in earlier versions) belonged to such a worker too. All are
-// recorded as abandoned, so every attempt has exactly one row.
-// The attempt just before this one ran last in the client River recorded
-// next to last in attempted_by (River's client id is the run recorder's
-// worker name), so its row names that worker; older ones are unknown.
+// Records as abandoned, for each task, its attempts up to and including
+// @throughs whose worker died before it could write their row. The run
+// writer passes the attempts before the one it records; the sweep of
+// finalized tasks (RunsUnrecordedFinalized) passes a task's last attempt.
+// Attempts with no row lost their record with a worker that died (River
+// rescued the task). So did an attempt still marked interrupted: River gave
+// it back without using it up, so it ran again (or it was the task's last,
+// and the task was finalized without it ever ending), and that run's record
+// is missing. Rows still marked running (written when attempts started, in
+// earlier versions) belonged to such a worker too. All are recorded as
+// abandoned, so every attempt has exactly one row. A record written later
+// by the attempt's own worker replaces the abandoned row (RunsUpsert).
+// River appends its client id (the run recorder's worker name) to
+// attempted_by at each attempt: the task's current attempt ran last in the
+// client named last, the one before it in the client named next to last;
+// older ones are unknown. The task's current attempt, when it is filled in
+// (its task was finalized without a record), started at attempted_at and
+// ended at finalized_at.
 func (q *Queries) RunsAbandonEarlier(ctx context.Context, db DBTX, arg RunsAbandonEarlierParams) error {
 	_, err := db.Exec(ctx, runsAbandonEarlier,
 		arg.TaskIds,
-		arg.Attempts,
+		arg.Throughs,
 		arg.Keys,
 		arg.TaskTypes,
 	)
@@ -340,6 +350,74 @@ func (q *Queries) RunsForTask(ctx context.Context, db DBTX, taskID int64) ([]Run
 			&i.StartedAt,
 			&i.FinishedAt,
 			&i.DurationMs,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const runsUnrecordedFinalized = `-- name: RunsUnrecordedFinalized :many
+SELECT j.id, j.attempt::int AS attempt, j.kind, j.args, j.finalized_at::timestamptz AS finalized_at
+FROM river_job j
+WHERE j.state IN ('completed', 'discarded', 'cancelled')
+  AND j.finalized_at IS NOT NULL
+  AND j.finalized_at > $1::timestamptz
+  AND j.attempt > 0
+  AND (j.finalized_at, j.id) > ($2::timestamptz, $3::bigint)
+  AND NOT EXISTS (
+      SELECT 1 FROM runs r
+      WHERE r.task_id = j.id AND r.attempt = j.attempt AND r.status NOT IN ('running', 'interrupted')
+  )
+ORDER BY j.finalized_at, j.id
+LIMIT $4::int
+`
+
+type RunsUnrecordedFinalizedParams struct {
+	Since   time.Time
+	AfterAt time.Time
+	AfterID int64
+	MaxRows int32
+}
+
+type RunsUnrecordedFinalizedRow struct {
+	ID          int64
+	Attempt     int32
+	Kind        string
+	Args        []byte
+	FinalizedAt time.Time
+}
+
+// Finalized tasks (completed, discarded, cancelled) since @since whose last
+// attempt has no ended row in runs: its worker died (River's rescuer then
+// discarded the task) or the task was finalized without it (an operator's
+// SQL), or it was left interrupted. Oldest finalized first, after the
+// keyset (@after_at, @after_id), at most @max_rows. Reads River's
+// (state, finalized_at) index and runs' unique (task_id, attempt) index.
+func (q *Queries) RunsUnrecordedFinalized(ctx context.Context, db DBTX, arg RunsUnrecordedFinalizedParams) ([]RunsUnrecordedFinalizedRow, error) {
+	rows, err := db.Query(ctx, runsUnrecordedFinalized,
+		arg.Since,
+		arg.AfterAt,
+		arg.AfterID,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []RunsUnrecordedFinalizedRow
+	for rows.Next() {
+		var i RunsUnrecordedFinalizedRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Attempt,
+			&i.Kind,
+			&i.Args,
+			&i.FinalizedAt,
 		); err != nil {
 			return nil, err
 		}

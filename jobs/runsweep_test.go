@@ -1,0 +1,186 @@
+package jobs_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskrunner/taskrunner/db"
+	"github.com/taskrunner/taskrunner/internal/testenv"
+	"github.com/taskrunner/taskrunner/jobs"
+)
+
+// sweepTask inserts an echo task and sets its River row with set (an
+// UPDATE's SET list, $2 and on from args); it returns its id and the key
+// the run recorder gives its runs.
+func sweepTask(t *testing.T, tdb *testenv.DB, msg, set string, args ...any) (int64, string) {
+	t.Helper()
+	ctx := context.Background()
+	var id int64
+	var kind string
+	var encoded []byte
+	require.NoError(t, tdb.Pool.QueryRow(ctx,
+		`INSERT INTO river_job (kind, args, queue, priority, max_attempts, state) VALUES ('echo', $1, 'default', 1, 3, 'available')
+		 RETURNING id, kind, args`, fmt.Sprintf(`{"msg": %q}`, msg)).Scan(&id, &kind, &encoded))
+	_, err := tdb.Pool.Exec(ctx, "UPDATE river_job SET "+set+" WHERE id = $1", append([]any{id}, args...)...)
+	require.NoError(t, err)
+	return id, jobs.KeyOf(kind, encoded)
+}
+
+// The run sweep records as abandoned the last attempt of a finalized task
+// that no worker recorded, with the key and task type the run recorder
+// gives it, and the attempts before it; it leaves a running task alone, and
+// tasks whose last attempt has its record. The attempt's own record, when
+// it arrives later, replaces the abandoned row.
+func TestRunSweepFillsInFinalizedTasksLastAttempts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tdb := testenv.NewDB(t)
+	now := time.Now()
+	since := now.Add(-time.Hour)
+
+	// Discarded by River's rescuer: its only attempt's worker died.
+	lost, lostKey := sweepTask(t, tdb, "lost", `state = 'discarded', attempt = 1, attempted_at = now() - interval '2 minutes',
+		attempted_by = '{w-a}', finalized_at = now()`)
+	// Running: its attempt is in progress.
+	running, _ := sweepTask(t, tdb, "running", `state = 'running', attempt = 1, attempted_at = now(), attempted_by = '{w-b}'`)
+	// Discarded after its last attempt was interrupted by a shutdown.
+	interrupted, interruptedKey := sweepTask(t, tdb, "interrupted", `state = 'discarded', attempt = 2, attempted_at = now(),
+		attempted_by = '{w-a,w-b}', finalized_at = now()`)
+	// Cancelled by an operator's SQL after three attempts, none recorded.
+	cancelled, _ := sweepTask(t, tdb, "cancelled", `state = 'cancelled', attempt = 3, attempted_at = now(),
+		attempted_by = '{w-a,w-b,w-c}', finalized_at = now()`)
+	// Completed and recorded.
+	done, doneKey := sweepTask(t, tdb, "done", `state = 'completed', attempt = 1, attempted_at = now(), attempted_by = '{w-a}', finalized_at = now()`)
+	// Finalized before the sweep's window.
+	old, _ := sweepTask(t, tdb, "old", `state = 'discarded', attempt = 1, attempted_at = now() - interval '2 hours',
+		attempted_by = '{w-a}', finalized_at = now() - interval '2 hours'`)
+
+	require.NoError(t, db.RecordRuns(ctx, tdb.Pool, []db.RunRecord{
+		{TaskID: interrupted, Attempt: 1, Key: interruptedKey, TaskType: "echo", Worker: "w-a", Status: db.RunFailed, ErrorCode: "task_failed", StartedAt: now, FinishedAt: now},
+		{TaskID: interrupted, Attempt: 2, Key: interruptedKey, TaskType: "echo", Worker: "w-b", Status: db.RunInterrupted, ErrorCode: "task_interrupted", StartedAt: now, FinishedAt: now},
+		{TaskID: done, Attempt: 1, Key: doneKey, TaskType: "echo", Worker: "w-a", Status: db.RunCompleted, StartedAt: now, FinishedAt: now},
+	}))
+
+	n, err := jobs.SweepUnrecordedRuns(ctx, tdb.Pool, since, 100, 10)
+	require.NoError(t, err)
+	require.Equal(t, 3, n, "tasks swept")
+
+	runs := runsByTask(t, tdb)
+	require.Len(t, runs[lost], 1)
+	r := runs[lost][0]
+	require.Equal(t, db.RunAbandoned, r.Status, "%+v", r)
+	require.Equal(t, "worker_lost", deref(r.ErrorCode))
+	require.Equal(t, lostKey, r.Key)
+	require.Equal(t, "echo", r.TaskType)
+	require.Equal(t, "w-a", r.Worker, "the last attempt's worker is River's last attempted_by")
+	require.NotNil(t, r.FinishedAt)
+	require.True(t, r.StartedAt.Before(*r.FinishedAt), "started %s, finished %s: not River's attempted_at and finalized_at", r.StartedAt, *r.FinishedAt)
+
+	require.Empty(t, runs[running], "a running attempt got a row")
+	require.Empty(t, runs[old], "a task finalized before the window was swept")
+
+	require.Len(t, runs[interrupted], 2)
+	require.Equal(t, db.RunFailed, runs[interrupted][0].Status, "a recorded attempt was changed")
+	require.Equal(t, db.RunAbandoned, runs[interrupted][1].Status)
+	require.Equal(t, 1, runs[interrupted][1].Interruptions)
+	require.Equal(t, "w-b", runs[interrupted][1].Worker)
+
+	require.Len(t, runs[cancelled], 3)
+	for i, want := range []string{"unknown", "w-b", "w-c"} {
+		require.Equal(t, i+1, runs[cancelled][i].Attempt)
+		require.Equal(t, db.RunAbandoned, runs[cancelled][i].Status)
+		require.Equal(t, want, runs[cancelled][i].Worker, "attempt %d", i+1)
+	}
+
+	require.Len(t, runs[done], 1)
+	require.Equal(t, db.RunCompleted, runs[done][0].Status)
+
+	// Nothing is left to sweep.
+	n, err = jobs.SweepUnrecordedRuns(ctx, tdb.Pool, since, 100, 10)
+	require.NoError(t, err)
+	require.Zero(t, n)
+
+	// The lost attempt's own record arrives late (its writer was retrying):
+	// it replaces the abandoned row.
+	require.NoError(t, db.RecordRuns(ctx, tdb.Pool, []db.RunRecord{
+		{TaskID: lost, Attempt: 1, Key: lostKey, TaskType: "echo", Worker: "w-real", Status: db.RunFailed, ErrorCode: "task_failed", Error: "boom", StartedAt: now, FinishedAt: now},
+	}))
+	runs = runsByTask(t, tdb)
+	require.Len(t, runs[lost], 1)
+	require.Equal(t, db.RunFailed, runs[lost][0].Status)
+	require.Equal(t, "task_failed", deref(runs[lost][0].ErrorCode))
+	require.Equal(t, "w-real", runs[lost][0].Worker)
+	require.Equal(t, 0, runs[lost][0].Interruptions)
+}
+
+// A sweep fills in at most batch*maxBatches tasks, oldest finalized first;
+// the next sweep goes on where it stopped.
+func TestRunSweepIsBoundedAndResumes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tdb := testenv.NewDB(t)
+	ids := make([]int64, 7)
+	for i := range ids {
+		// Finalized in the reverse order of their ids, to tell the order
+		// of the keyset from the ids'.
+		ids[i], _ = sweepTask(t, tdb, fmt.Sprint(i), `state = 'discarded', attempt = 1, attempted_at = now() - interval '1 hour',
+			attempted_by = '{w}', finalized_at = now() - make_interval(secs => 54 + $2)`, i)
+	}
+	since := time.Now().Add(-time.Hour)
+	for pass, want := range [][]int64{{ids[6], ids[5], ids[4], ids[3]}, {ids[6], ids[5], ids[4], ids[3], ids[2], ids[1], ids[0]}} {
+		n, err := jobs.SweepUnrecordedRuns(ctx, tdb.Pool, since, 2, 2)
+		require.NoError(t, err)
+		require.Equal(t, []int{4, 3}[pass], n, "pass %d: tasks swept", pass)
+		runs := runsByTask(t, tdb)
+		require.Len(t, runs, len(want), "pass %d", pass)
+		for _, id := range want {
+			require.Len(t, runs[id], 1, "task %d", id)
+			require.Equal(t, db.RunAbandoned, runs[id][0].Status)
+		}
+	}
+	n, err := jobs.SweepUnrecordedRuns(ctx, tdb.Pool, since, 2, 2)
+	require.NoError(t, err)
+	require.Zero(t, n)
+}
+
+// sweptRun is a row of runs.
+type sweptRun struct {
+	Attempt       int
+	Key, TaskType string
+	Status        string
+	ErrorCode     *string
+	Worker        string
+	Interruptions int
+	StartedAt     time.Time
+	FinishedAt    *time.Time
+}
+
+// runsByTask returns every task's runs, first attempt first.
+func runsByTask(t *testing.T, tdb *testenv.DB) map[int64][]sweptRun {
+	t.Helper()
+	rows, err := tdb.Pool.Query(context.Background(),
+		`SELECT task_id, attempt, key, task_type, status, error_code, worker, interruptions, started_at, finished_at
+		 FROM runs ORDER BY task_id, attempt`)
+	require.NoError(t, err)
+	defer rows.Close()
+	out := map[int64][]sweptRun{}
+	for rows.Next() {
+		var id int64
+		var r sweptRun
+		require.NoError(t, rows.Scan(&id, &r.Attempt, &r.Key, &r.TaskType, &r.Status, &r.ErrorCode, &r.Worker, &r.Interruptions, &r.StartedAt, &r.FinishedAt))
+		out[id] = append(out[id], r)
+	}
+	require.NoError(t, rows.Err())
+	return out
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
