@@ -199,3 +199,27 @@ func RecordAbandoned(ctx context.Context, ex Executor, tasks []Abandoned) error 
 	}
 	return nil
 }
+
+// RunSweepMark returns how far the newest completed run sweep, a River
+// job of kind, swept (the swept_through of its output); ok is false when
+// none has.
+func RunSweepMark(ctx context.Context, ex Executor, kind string) (through time.Time, ok bool, err error) {
+	rows, err := queries.RunSweepLastThrough(ctx, ex, kind)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("last run sweep: %w", err)
+	}
+	if len(rows) == 0 {
+		return time.Time{}, false, nil
+	}
+	return rows[0], true, nil
+}
+
+// Now returns the database's clock, which River's finalized_at is taken
+// from.
+func Now(ctx context.Context, ex Executor) (time.Time, error) {
+	now, err := queries.DatabaseNow(ctx, ex)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("database clock: %w", err)
+	}
+	return now, nil
+}

@@ -15,9 +15,13 @@ const (
 	// DefaultRunSweepInterval is how often finalized tasks are checked for
 	// attempts without a row (RUN_SWEEP_INTERVAL).
 	DefaultRunSweepInterval = time.Minute
-	// runSweepWindow is how far back a sweep looks: tasks finalized
-	// earlier were swept long ago.
+	// runSweepWindow is how far back a sweep looks at most: tasks
+	// finalized earlier were swept long ago. A sweep goes on from where the
+	// last one stopped (its output's swept_through), less runSweepLag: a
+	// task's finalized_at is taken before its transaction commits, so a
+	// task finalized just before a sweep began may become visible after it.
 	runSweepWindow = 24 * time.Hour
+	runSweepLag    = 5 * time.Minute
 	// runSweepBatch is how many tasks a sweep fills in per statement, and
 	// runSweepMaxBatches how many statements a pass runs at most; the next
 	// pass goes on where it stopped (what it filled in no longer matches).
@@ -42,46 +46,72 @@ type RunSweepWorker struct {
 	pool *pgxpool.Pool
 }
 
-// Work fills in a bounded number of tasks' missing attempts.
+// Work fills in a bounded number of tasks' missing attempts, going on
+// from where the last sweep stopped.
 func (w *RunSweepWorker) Work(ctx context.Context, _ *river.Job[RunSweepArgs]) error {
-	n, err := SweepUnrecordedRuns(ctx, w.pool, time.Now().Add(-runSweepWindow), runSweepBatch, runSweepMaxBatches)
-	RecordMetric(ctx, "tasks_swept", float64(n))
+	now, err := db.Now(ctx, w.pool)
 	if err != nil {
 		return err
 	}
-	return river.RecordOutput(ctx, map[string]any{"tasks_swept": n})
+	since := now.Add(-runSweepWindow)
+	if mark, ok, err := db.RunSweepMark(ctx, w.pool, RunSweepArgs{}.Kind()); err != nil {
+		return err
+	} else if ok && mark.Add(-runSweepLag).After(since) {
+		since = mark.Add(-runSweepLag)
+	}
+	sw, err := SweepUnrecordedRuns(ctx, w.pool, since, runSweepBatch, runSweepMaxBatches)
+	RecordMetric(ctx, "tasks_swept", float64(sw.Tasks))
+	if err != nil {
+		return err
+	}
+	through := now
+	if sw.More {
+		through = sw.Through
+	}
+	return river.RecordOutput(ctx, map[string]any{"tasks_swept": sw.Tasks, "since": since, "swept_through": through})
+}
+
+// RunSweep is what SweepUnrecordedRuns did.
+type RunSweep struct {
+	// Tasks is how many tasks it filled in.
+	Tasks int
+	// More is set when it stopped at its bound: tasks finalized after
+	// Through may be left.
+	More    bool
+	Through time.Time
 }
 
 // SweepUnrecordedRuns records as abandoned the attempts without a row of
 // up to batch*maxBatches tasks finalized after since, batch by batch in
 // the order they were finalized, with each run's key and task type as the
-// run recorder computes them. It returns how many tasks it filled in.
-func SweepUnrecordedRuns(ctx context.Context, pool *pgxpool.Pool, since time.Time, batch, maxBatches int) (int, error) {
-	var total int
+// run recorder computes them.
+func SweepUnrecordedRuns(ctx context.Context, pool *pgxpool.Pool, since time.Time, batch, maxBatches int) (RunSweep, error) {
+	var sw RunSweep
 	afterAt, afterID := since, int64(0)
 	for range maxBatches {
 		tasks, err := db.UnrecordedFinalized(ctx, pool, since, afterAt, afterID, batch)
 		if err != nil {
-			return total, err
+			return sw, err
 		}
 		if len(tasks) == 0 {
-			return total, nil
+			return RunSweep{Tasks: sw.Tasks}, nil
 		}
 		fill := make([]db.Abandoned, len(tasks))
 		for i, t := range tasks {
 			fill[i] = db.Abandoned{TaskID: t.TaskID, Through: t.Attempt, Key: KeyOf(t.Kind, t.Args), TaskType: t.Kind}
 		}
 		if err := db.RecordAbandoned(ctx, pool, fill); err != nil {
-			return total, err
+			return sw, err
 		}
-		total += len(tasks)
+		sw.Tasks += len(tasks)
 		last := tasks[len(tasks)-1]
 		afterAt, afterID = last.FinalizedAt, last.TaskID
-		if len(tasks) < batch {
-			return total, nil
+		sw.More, sw.Through = len(tasks) == batch, last.FinalizedAt
+		if !sw.More {
+			return RunSweep{Tasks: sw.Tasks}, nil
 		}
 	}
-	return total, nil
+	return sw, nil
 }
 
 // runSweepPeriodicJob enqueues a run sweep every interval, and once when

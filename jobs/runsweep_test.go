@@ -65,9 +65,9 @@ func TestRunSweepFillsInFinalizedTasksLastAttempts(t *testing.T) {
 		{TaskID: done, Attempt: 1, Key: doneKey, TaskType: "echo", Worker: "w-a", Status: db.RunCompleted, StartedAt: now, FinishedAt: now},
 	}))
 
-	n, err := jobs.SweepUnrecordedRuns(ctx, tdb.Pool, since, 100, 10)
+	sw, err := jobs.SweepUnrecordedRuns(ctx, tdb.Pool, since, 100, 10)
 	require.NoError(t, err)
-	require.Equal(t, 3, n, "tasks swept")
+	require.Equal(t, jobs.RunSweep{Tasks: 3}, sw)
 
 	runs := runsByTask(t, tdb)
 	require.Len(t, runs[lost], 1)
@@ -100,9 +100,9 @@ func TestRunSweepFillsInFinalizedTasksLastAttempts(t *testing.T) {
 	require.Equal(t, db.RunCompleted, runs[done][0].Status)
 
 	// Nothing is left to sweep.
-	n, err = jobs.SweepUnrecordedRuns(ctx, tdb.Pool, since, 100, 10)
+	sw, err = jobs.SweepUnrecordedRuns(ctx, tdb.Pool, since, 100, 10)
 	require.NoError(t, err)
-	require.Zero(t, n)
+	require.Zero(t, sw.Tasks)
 
 	// The lost attempt's own record arrives late (its writer was retrying):
 	// it replaces the abandoned row.
@@ -132,9 +132,16 @@ func TestRunSweepIsBoundedAndResumes(t *testing.T) {
 	}
 	since := time.Now().Add(-time.Hour)
 	for pass, want := range [][]int64{{ids[6], ids[5], ids[4], ids[3]}, {ids[6], ids[5], ids[4], ids[3], ids[2], ids[1], ids[0]}} {
-		n, err := jobs.SweepUnrecordedRuns(ctx, tdb.Pool, since, 2, 2)
+		sw, err := jobs.SweepUnrecordedRuns(ctx, tdb.Pool, since, 2, 2)
 		require.NoError(t, err)
-		require.Equal(t, []int{4, 3}[pass], n, "pass %d: tasks swept", pass)
+		require.Equal(t, []int{4, 3}[pass], sw.Tasks, "pass %d: tasks swept", pass)
+		require.Equal(t, pass == 0, sw.More, "pass %d: stopped at its bound", pass)
+		if sw.More {
+			// It stopped at the fourth task finalized.
+			var at time.Time
+			require.NoError(t, tdb.Pool.QueryRow(ctx, "SELECT finalized_at FROM river_job WHERE id = $1", ids[3]).Scan(&at))
+			require.True(t, at.Equal(sw.Through), "through %s, want %s", sw.Through, at)
+		}
 		runs := runsByTask(t, tdb)
 		require.Len(t, runs, len(want), "pass %d", pass)
 		for _, id := range want {
@@ -142,9 +149,9 @@ func TestRunSweepIsBoundedAndResumes(t *testing.T) {
 			require.Equal(t, db.RunAbandoned, runs[id][0].Status)
 		}
 	}
-	n, err := jobs.SweepUnrecordedRuns(ctx, tdb.Pool, since, 2, 2)
+	sw, err := jobs.SweepUnrecordedRuns(ctx, tdb.Pool, since, 2, 2)
 	require.NoError(t, err)
-	require.Zero(t, n)
+	require.Equal(t, jobs.RunSweep{}, sw)
 }
 
 // sweptRun is a row of runs.
@@ -183,4 +190,46 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+// The leader runs the sweep every RunSweepInterval; each sweep goes on
+// from where the last one stopped, and fills in tasks finalized since.
+func TestRunSweepJobRunsPeriodically(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tdb := testenv.NewDB(t)
+	logger, _ := testenv.Logger(t)
+	runs, err := jobs.NewRunRecorder(jobs.RunRecorderConfig{Pool: tdb.Pool, Logger: logger, WorkerName: "test"})
+	require.NoError(t, err)
+	client, err := jobs.NewClient(jobs.ClientConfig{
+		Pool: tdb.Pool, Logger: logger,
+		Work: true, Queues: []string{"default"}, Concurrency: 2, MaxRuntime: time.Minute, RescueAfter: 2 * time.Minute,
+		FetchCooldown: 5 * time.Millisecond, FetchPoll: 100 * time.Millisecond, Runs: runs, RunSweepInterval: 200 * time.Millisecond,
+	})
+	require.NoError(t, err)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	require.NoError(t, client.Start(runCtx))
+	t.Cleanup(func() {
+		stopCtx, stop := context.WithTimeout(ctx, 10*time.Second)
+		defer stop()
+		require.NoError(t, client.Stop(stopCtx))
+		require.NoError(t, runs.Close(stopCtx))
+	})
+
+	for _, msg := range []string{"first", "second"} {
+		id, key := sweepTask(t, tdb, msg, `state = 'discarded', attempt = 1, attempted_at = now(), attempted_by = '{w-dead}', finalized_at = now()`)
+		require.Eventually(t, func() bool {
+			return len(runsByTask(t, tdb)[id]) == 1
+		}, 30*time.Second, 50*time.Millisecond, "task %q was not swept", msg)
+		r := runsByTask(t, tdb)[id][0]
+		require.Equal(t, db.RunAbandoned, r.Status)
+		require.Equal(t, key, r.Key)
+		require.Equal(t, "w-dead", r.Worker)
+	}
+
+	var marked int
+	require.NoError(t, tdb.Pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'taskrunner_run_sweep' AND state = 'completed'
+		AND (metadata -> 'output' ->> 'swept_through')::timestamptz > now() - interval '1 minute'`).Scan(&marked))
+	require.Positive(t, marked, "no sweep recorded how far it swept")
 }

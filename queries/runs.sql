@@ -155,3 +155,15 @@ DELETE FROM runs
 WHERE id IN (
     SELECT r.id FROM runs r WHERE r.started_at < @cutoff::timestamptz AND r.status <> 'running' ORDER BY r.started_at LIMIT @max_rows
 );
+
+-- name: RunSweepLastThrough :many
+-- How far the newest completed run sweep (a River job of @kind) swept:
+-- the swept_through of its output, where the next one goes on.
+SELECT (j.metadata -> 'output' ->> 'swept_through')::timestamptz AS swept_through
+FROM river_job j
+WHERE j.kind = @kind AND j.state = 'completed' AND j.metadata -> 'output' ? 'swept_through'
+ORDER BY j.id DESC
+LIMIT 1;
+
+-- name: DatabaseNow :one
+SELECT now()::timestamptz AS now;

@@ -10,6 +10,17 @@ import (
 	"time"
 )
 
+const databaseNow = `-- name: DatabaseNow :one
+SELECT now()::timestamptz AS now
+`
+
+func (q *Queries) DatabaseNow(ctx context.Context, db DBTX) (time.Time, error) {
+	row := db.QueryRow(ctx, databaseNow)
+	var now time.Time
+	err := row.Scan(&now)
+	return now, err
+}
+
 const hasBeenProcessed = `-- name: HasBeenProcessed :one
 SELECT (count(*) > 0)::boolean AS processed, max(finished_at) AS last_at
 FROM runs
@@ -200,6 +211,36 @@ type RunNotesInsertManyParams struct {
 func (q *Queries) RunNotesInsertMany(ctx context.Context, db DBTX, arg RunNotesInsertManyParams) error {
 	_, err := db.Exec(ctx, runNotesInsertMany, arg.TaskIds, arg.Attempts, arg.Notes)
 	return err
+}
+
+const runSweepLastThrough = `-- name: RunSweepLastThrough :many
+SELECT (j.metadata -> 'output' ->> 'swept_through')::timestamptz AS swept_through
+FROM river_job j
+WHERE j.kind = $1 AND j.state = 'completed' AND j.metadata -> 'output' ? 'swept_through'
+ORDER BY j.id DESC
+LIMIT 1
+`
+
+// How far the newest completed run sweep (a River job of @kind) swept:
+// the swept_through of its output, where the next one goes on.
+func (q *Queries) RunSweepLastThrough(ctx context.Context, db DBTX, kind string) ([]time.Time, error) {
+	rows, err := db.Query(ctx, runSweepLastThrough, kind)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []time.Time
+	for rows.Next() {
+		var swept_through time.Time
+		if err := rows.Scan(&swept_through); err != nil {
+			return nil, err
+		}
+		items = append(items, swept_through)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const runningAttempt = `-- name: RunningAttempt :many
