@@ -152,6 +152,53 @@ func TestSIGKILLedWorkersTaskIsRescued(t *testing.T) {
 	require.Zero(t, dup, "attempts with more than one run row")
 }
 
+// A worker killed with SIGKILL during its task's only attempt: River's
+// rescuer, with no attempt left, discards the task, and the leader's run
+// sweep records the attempt as abandoned, named after worker A: every
+// attempt has its row though no worker wrote it.
+func TestSIGKILLedWorkersLastAttemptIsRecordedAbandoned(t *testing.T) {
+	t.Parallel()
+	tdb := testenv.NewDB(t)
+	env := with(baseEnv(tdb.URL), "TASK_MAX_RUNTIME_SECONDS", "5", "TASK_RESCUE_AFTER_SECONDS", "6", "RUN_SWEEP_INTERVAL", "1s")
+	a := startWorker(t, "worker-a", env)
+	_, api := startAPIProc(t, "api", env, "api")
+
+	id := api.submit(map[string]any{"type": "sleep", "params": map[string]any{"seconds": 30}, "max_retries": 0})
+	a.WaitEvent("task_started", 20*time.Second, forTask(id))
+	a.Signal(syscall.SIGKILL)
+	require.Equal(t, -1, a.WaitExit(exitTimeout), "worker A was not ended by SIGKILL")
+	require.Empty(t, dbRuns(t, tdb, id), "a row was written for an attempt that had not ended")
+
+	b := startWorker(t, "worker-b", env)
+	// Worker B becomes leader once worker A's lease lapses; its rescuer
+	// discards the task, and its sweep fills in the attempt.
+	got := api.waitStatus(id, 90*time.Second, "discarded")
+	require.EqualValues(t, 1, got["attempt"], "%v", got)
+	var runs []taskrunner.Run
+	require.Eventually(t, func() bool {
+		runs = dbRuns(t, tdb, id)
+		return len(runs) > 0
+	}, 30*time.Second, 100*time.Millisecond, "the discarded task's attempt got no row")
+	require.Len(t, runs, 1, "%+v", runs)
+	r := runs[0]
+	require.Equal(t, 1, r.Attempt)
+	require.Equal(t, db.RunAbandoned, r.Status, "%+v", r)
+	require.Equal(t, "worker_lost", deref(r.ErrorCode), "%+v", r)
+	require.Equal(t, a.WorkerName(), r.Worker, "%+v", r)
+	require.Equal(t, "sleep", r.TaskType)
+	var kind string
+	var args []byte
+	require.NoError(t, tdb.Pool.QueryRow(context.Background(), "SELECT kind, args FROM river_job WHERE id = $1", id).Scan(&kind, &args))
+	require.Equal(t, jobs.KeyOf(kind, args), r.Key, "not the key the run recorder gives the task's runs")
+	require.NotNil(t, r.FinishedAt)
+	require.Empty(t, b.Events("task_started", forTask(id)), "worker B ran the task")
+
+	// The API shows it too.
+	apiRuns := runsOf(t, api.get(id))
+	require.Len(t, apiRuns, 1, "%v", apiRuns)
+	require.Equal(t, db.RunAbandoned, apiRuns[0]["status"])
+}
+
 // Acceptance: SIGTERM during work lets the grace period pass, then cancels
 // the running tasks so River returns them to the queue: nothing is left
 // running, and a new worker works them again.
