@@ -19,7 +19,9 @@ import (
 // order: the synchronous commit of the completion makes the run durable
 // too. If PostgreSQL crashes first, both are lost: the task is still
 // running in river_job, River's rescuer gives it another attempt, and that
-// attempt's record fills in the lost one as abandoned. Close it when done.
+// attempt's record fills in the lost one as abandoned (or, when it has no
+// attempt left and the rescuer discards it, the run sweep does:
+// RecordAbandoned). Close it when done.
 func NewRunPool(pool *pgxpool.Pool) (*pgxpool.Pool, error) {
 	cfg := pool.Config()
 	cfg.MaxConns, cfg.MinConns = 2, 0

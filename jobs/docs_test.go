@@ -143,6 +143,7 @@ func argsFields(args river.JobArgs) []string {
 // submit them, and no document lists them.
 func TestInternalJobsAreNotTaskTypes(t *testing.T) {
 	require.NotContains(t, Types, RetentionArgs{}.Kind())
+	require.NotContains(t, Types, RunSweepArgs{}.Kind())
 }
 
 // missingFields names what a TaskType lacks for its docs and tests.

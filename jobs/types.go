@@ -91,7 +91,7 @@ type Env struct {
 }
 
 // Types lists every task type clients may submit, by name. Jobs taskrunner
-// enqueues itself (taskrunner_retention) are not among them.
+// enqueues itself (taskrunner_retention, taskrunner_run_sweep) are not among them.
 var Types = map[string]TaskType{}
 
 // register adds t to Types; each task type's file calls it from init.

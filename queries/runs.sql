@@ -29,7 +29,9 @@ SELECT * FROM runs WHERE key = @key ORDER BY started_at DESC, id DESC LIMIT 1;
 -- Records many ended attempts at once (the run writer's batch): one insert
 -- per attempt. An attempt that ends again (a shutdown interrupted it, and
 -- River ran the same attempt again) takes its latest state and counts an
--- interruption.
+-- interruption. A record replaces an abandoned row written for its attempt
+-- before it arrived (by the run sweep, or a later attempt's record): the
+-- attempt's own worker knows how it ended.
 INSERT INTO runs (task_id, attempt, key, task_type, status, error_code, error, worker, started_at, finished_at, duration_ms)
 SELECT i.task_id, i.attempt, i.key, i.task_type, i.status, nullif(i.error_code, ''), nullif(i.error, ''), i.worker, i.started_at,
        i.finished_at, i.duration_ms

@@ -509,7 +509,9 @@ type RunsUpsertParams struct {
 // Records many ended attempts at once (the run writer's batch): one insert
 // per attempt. An attempt that ends again (a shutdown interrupted it, and
 // River ran the same attempt again) takes its latest state and counts an
-// interruption.
+// interruption. A record replaces an abandoned row written for its attempt
+// before it arrived (by the run sweep, or a later attempt's record): the
+// attempt's own worker knows how it ended.
 func (q *Queries) RunsUpsert(ctx context.Context, db DBTX, arg RunsUpsertParams) error {
 	_, err := db.Exec(ctx, runsUpsert,
 		arg.TaskIds,
