@@ -55,6 +55,7 @@ func TestClientConfig(t *testing.T) {
 		{"working without a run recorder", ClientConfig{Pool: pool, Work: true}, "Runs"},
 		{"rescue before the runtime cap", ClientConfig{Pool: pool, MaxRuntime: time.Minute, RescueAfter: time.Minute}, "RescueAfter"},
 		{"negative concurrency", ClientConfig{Pool: pool, Concurrency: -1}, "Concurrency"},
+		{"negative run sweep interval", ClientConfig{Pool: pool, RunSweepInterval: -time.Second}, "RunSweepInterval"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			client, err := NewClient(tc.cfg)
@@ -71,6 +72,7 @@ func TestClientConfig(t *testing.T) {
 		require.Equal(t, DefaultMaxRuntime+DefaultRescueMargin, cfg.RescueAfter)
 		require.Equal(t, DefaultRetention, cfg.Retention)
 		require.Equal(t, DefaultRetentionInterval, cfg.RetentionInterval)
+		require.Equal(t, DefaultRunSweepInterval, cfg.RunSweepInterval)
 		require.NotNil(t, cfg.Logger)
 
 		client, err := NewClient(ClientConfig{Pool: pool})

@@ -75,24 +75,9 @@ func TestRetention(t *testing.T) {
 	// A worker with a week's artifact retention and an hour's task
 	// retention: its leader cleans River's jobs and runs the retention job
 	// when it starts.
-	runs, err := jobs.NewRunRecorder(jobs.RunRecorderConfig{Pool: tdb.Pool, Logger: logger, WorkerName: "test"})
-	require.NoError(t, err)
-	client, err := jobs.NewClient(jobs.ClientConfig{
-		Pool: tdb.Pool, Logger: logger,
-		Work: true, Queues: []string{"default"}, Concurrency: 2, MaxRuntime: time.Minute, RescueAfter: 2 * time.Minute,
-		FetchCooldown: 5 * time.Millisecond, FetchPoll: 100 * time.Millisecond, Runs: runs,
+	startWorking(t, tdb, jobs.ClientConfig{
 		Retention: time.Hour, ArtifactRetention: 7 * 24 * time.Hour, RetentionInterval: time.Hour,
 		Deps: jobs.Deps{Artifacts: arts},
-	})
-	require.NoError(t, err)
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	require.NoError(t, client.Start(runCtx))
-	t.Cleanup(func() {
-		stopCtx, stop := context.WithTimeout(ctx, 10*time.Second)
-		defer stop()
-		require.NoError(t, client.Stop(stopCtx))
-		require.NoError(t, runs.Close(stopCtx))
 	})
 
 	exists := func(q string, args ...any) bool {

@@ -198,24 +198,7 @@ func TestRunSweepJobRunsPeriodically(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	tdb := testenv.NewDB(t)
-	logger, _ := testenv.Logger(t)
-	runs, err := jobs.NewRunRecorder(jobs.RunRecorderConfig{Pool: tdb.Pool, Logger: logger, WorkerName: "test"})
-	require.NoError(t, err)
-	client, err := jobs.NewClient(jobs.ClientConfig{
-		Pool: tdb.Pool, Logger: logger,
-		Work: true, Queues: []string{"default"}, Concurrency: 2, MaxRuntime: time.Minute, RescueAfter: 2 * time.Minute,
-		FetchCooldown: 5 * time.Millisecond, FetchPoll: 100 * time.Millisecond, Runs: runs, RunSweepInterval: 200 * time.Millisecond,
-	})
-	require.NoError(t, err)
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	require.NoError(t, client.Start(runCtx))
-	t.Cleanup(func() {
-		stopCtx, stop := context.WithTimeout(ctx, 10*time.Second)
-		defer stop()
-		require.NoError(t, client.Stop(stopCtx))
-		require.NoError(t, runs.Close(stopCtx))
-	})
+	startWorking(t, tdb, jobs.ClientConfig{RunSweepInterval: 200 * time.Millisecond})
 
 	for _, msg := range []string{"first", "second"} {
 		id, key := sweepTask(t, tdb, msg, `state = 'discarded', attempt = 1, attempted_at = now(), attempted_by = '{w-dead}', finalized_at = now()`)
@@ -232,4 +215,29 @@ func TestRunSweepJobRunsPeriodically(t *testing.T) {
 	require.NoError(t, tdb.Pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'taskrunner_run_sweep' AND state = 'completed'
 		AND (metadata -> 'output' ->> 'swept_through')::timestamptz > now() - interval '1 minute'`).Scan(&marked))
 	require.Positive(t, marked, "no sweep recorded how far it swept")
+}
+
+// startWorking starts a River client that works the default queue on tdb,
+// with cfg's other settings, and stops it when the test ends.
+func startWorking(t *testing.T, tdb *testenv.DB, cfg jobs.ClientConfig) {
+	t.Helper()
+	ctx := context.Background()
+	logger, _ := testenv.Logger(t)
+	runs, err := jobs.NewRunRecorder(jobs.RunRecorderConfig{Pool: tdb.Pool, Logger: logger, WorkerName: "test"})
+	require.NoError(t, err)
+	cfg.Pool, cfg.Logger, cfg.Runs = tdb.Pool, logger, runs
+	cfg.Work, cfg.Queues, cfg.Concurrency = true, []string{"default"}, 2
+	cfg.MaxRuntime, cfg.RescueAfter = time.Minute, 2*time.Minute
+	cfg.FetchCooldown, cfg.FetchPoll = 5*time.Millisecond, 100*time.Millisecond
+	client, err := jobs.NewClient(cfg)
+	require.NoError(t, err)
+	runCtx, cancel := context.WithCancel(ctx)
+	require.NoError(t, client.Start(runCtx))
+	t.Cleanup(func() {
+		defer cancel()
+		stopCtx, stop := context.WithTimeout(ctx, 10*time.Second)
+		defer stop()
+		require.NoError(t, client.Stop(stopCtx))
+		require.NoError(t, runs.Close(stopCtx))
+	})
 }
