@@ -263,7 +263,7 @@ func currentLeader(pool *pgxpool.Pool) (string, error) {
 }
 
 // procOfClientID finds the process whose River client has id: a worker's
-// client id is its worker name (host/pid), the name its runs carry.
+// client id is its worker name (host/pid-<random>), the name its runs carry.
 func procOfClientID(t *testing.T, id string, procs []*proc) *proc {
 	t.Helper()
 	for _, p := range procs {

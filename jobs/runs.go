@@ -3,6 +3,8 @@ package jobs
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,7 +45,7 @@ type RunRecorderConfig struct {
 	// Pool is the database the runs are written to. Required.
 	Pool *pgxpool.Pool
 	// WorkerName names this process in every run it records; the
-	// process's host/pid when empty.
+	// process's host/pid-<random> when empty.
 	WorkerName string
 	// Logger gets task_started, task_completed and the other run events;
 	// nil logs nothing.
@@ -52,11 +54,17 @@ type RunRecorderConfig struct {
 	Metrics *metrics.Metrics
 }
 
-// processName is the default RunRecorderConfig.WorkerName: host/pid.
-func processName() string {
+// processName is the default RunRecorderConfig.WorkerName, and so the
+// River client id of a working process: host/pid-<8 random hex digits>.
+// The random part tells apart processes that share a host name and a pid:
+// containers on one host network, each its own pid 1, or one container
+// restarted, whose earlier incarnation may still lead or hold attempts.
+var processName = sync.OnceValue(func() string {
 	host, _ := os.Hostname()
-	return fmt.Sprintf("%s/%d", host, os.Getpid())
-}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s/%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+})
 
 // withDefaults is cfg with every unset optional field at its default.
 func (cfg RunRecorderConfig) withDefaults() RunRecorderConfig {

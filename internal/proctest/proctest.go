@@ -191,10 +191,16 @@ func (p *Proc) Pid() int { return p.cmd.Process.Pid }
 // Started is when the process was started (just before exec).
 func (p *Proc) Started() time.Time { return p.started }
 
-// WorkerName is how the process names itself in runs.
+// WorkerName is how the process names itself in runs and as River client
+// id: the client_id of its workers_started line (waited for).
 func (p *Proc) WorkerName() string {
-	host, _ := os.Hostname()
-	return fmt.Sprintf("%s/%d", host, p.Pid())
+	p.t.Helper()
+	e := p.WaitEvent("workers_started", 2*time.Minute, nil)
+	id, ok := e["client_id"].(string)
+	if !ok || id == "" {
+		p.t.Fatalf("%s logged workers_started without a client_id: %v", p.name, e)
+	}
+	return id
 }
 
 // Running reports whether the process has not exited yet.
