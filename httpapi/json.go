@@ -8,7 +8,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/taskrunner/taskrunner"
@@ -27,19 +29,40 @@ func encodeJSON(v any) ([]byte, error) {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
-// writeJSON writes v as the response body with status.
+// writeJSON writes v as the response body with status, encoded in a
+// pooled buffer.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	body, err := encodeJSON(v)
-	if err != nil {
+	buf := encodeBuffers.Get().(*bytes.Buffer)
+	defer putEncodeBuffer(buf)
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		// Cannot happen for the API's own types; answer in the error shape anyway.
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusInternalServerError)
 		_, _ = w.Write([]byte(`{"error":{"code":"internal_error","message":"the response could not be encoded","request_id":""}}` + "\n"))
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.WriteHeader(status)
-	_, _ = w.Write(append(body, '\n'))
+	_, _ = w.Write(buf.Bytes()) // Encode ends it with a newline
+}
+
+// encodeBuffers hold the responses writeJSON encodes.
+var encodeBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBuffer is the largest buffer put back in encodeBuffers: a page
+// of large tasks is let go rather than kept.
+const maxPooledBuffer = 256 << 10
+
+func putEncodeBuffer(buf *bytes.Buffer) {
+	if buf.Cap() > maxPooledBuffer {
+		return
+	}
+	buf.Reset()
+	encodeBuffers.Put(buf)
 }
 
 // requireJSON refuses a request body whose Content-Type is not JSON (none

@@ -398,14 +398,7 @@ func own(ctx context.Context, p *river.InsertManyParams) error {
 	if !ok {
 		return nil
 	}
-	var m jobs.Metadata
-	if len(p.InsertOpts.Metadata) > 0 {
-		if err := json.Unmarshal(p.InsertOpts.Metadata, &m); err != nil {
-			return fmt.Errorf("task metadata: %w", err)
-		}
-	}
-	m.Owner = tenant.Name
-	meta, err := json.Marshal(m)
+	meta, err := withOwner(p.InsertOpts.Metadata, tenant.Name)
 	if err != nil {
 		return err
 	}
@@ -413,6 +406,36 @@ func own(ctx context.Context, p *river.InsertManyParams) error {
 	opts.Metadata = meta
 	p.InsertOpts = &opts
 	return nil
+}
+
+// withOwner is metadata (a JSON object, or empty) with its owner set to
+// owner. Validate's metadata has no owner yet: the owner is added after
+// the object's last member without decoding it; metadata that already
+// names an owner is decoded and encoded again.
+func withOwner(metadata []byte, owner string) ([]byte, error) {
+	trimmed := bytes.TrimSpace(metadata)
+	if len(trimmed) >= 2 && trimmed[0] == '{' && trimmed[len(trimmed)-1] == '}' && !bytes.Contains(trimmed, []byte(`"owner"`)) {
+		name, err := json.Marshal(owner)
+		if err != nil {
+			return nil, err
+		}
+		body := bytes.TrimSpace(trimmed[1 : len(trimmed)-1])
+		out := make([]byte, 0, len(body)+len(name)+12)
+		out = append(out, '{')
+		if len(body) > 0 {
+			out = append(append(out, body...), ',')
+		}
+		out = append(append(append(out, `"owner":`...), name...), '}')
+		return out, nil
+	}
+	var m jobs.Metadata
+	if len(trimmed) > 0 {
+		if err := json.Unmarshal(trimmed, &m); err != nil {
+			return nil, fmt.Errorf("task metadata: %w", err)
+		}
+	}
+	m.Owner = owner
+	return json.Marshal(m)
 }
 
 // getOwned reads task id for the tenant ctx acts for: another tenant's
@@ -671,12 +694,21 @@ func FromJobRow(j *rivertype.JobRow) taskrunner.Task {
 		CreatedAt: j.CreatedAt, ScheduledAt: j.ScheduledAt, StartedAt: j.AttemptedAt, FinishedAt: j.FinalizedAt,
 		Metadata: j.Metadata,
 	}
-	if out := j.Output(); len(out) > 0 {
-		t.Result = out
+	// One decoding of the metadata, for the timeout, the owner and the
+	// output (River's, under "output"; a task just inserted has none).
+	var m struct {
+		jobs.Metadata
+		Output json.RawMessage `json:"output"`
 	}
-	var m jobs.Metadata
-	if json.Unmarshal(j.Metadata, &m) == nil && m.TimeoutSeconds > 0 {
-		t.TimeoutSeconds = &m.TimeoutSeconds
+	if json.Unmarshal(j.Metadata, &m) == nil {
+		if m.TimeoutSeconds > 0 {
+			t.TimeoutSeconds = &m.TimeoutSeconds
+		}
+		if len(m.Output) > 0 {
+			t.Result = m.Output
+		}
+	} else if out := j.Output(); len(out) > 0 {
+		t.Result = out
 	}
 	t.Owner = cmp.Or(m.Owner, taskrunner.LocalTenant) // as the tasks view shows it
 	return t
