@@ -23,7 +23,10 @@ func sweepTask(t *testing.T, tdb *testenv.DB, msg, set string, args ...any) (int
 	var kind string
 	var encoded []byte
 	require.NoError(t, tdb.Pool.QueryRow(ctx,
-		`INSERT INTO river_job (kind, args, queue, priority, max_attempts, state) VALUES ('echo', $1, 'default', 1, 3, 'available')
+		// Scheduled an hour ahead, so a working client never takes it
+		// before set puts it where the test wants it.
+		`INSERT INTO river_job (kind, args, queue, priority, max_attempts, state, scheduled_at)
+		 VALUES ('echo', $1, 'default', 1, 3, 'scheduled', now() + interval '1 hour')
 		 RETURNING id, kind, args`, fmt.Sprintf(`{"msg": %q}`, msg)).Scan(&id, &kind, &encoded))
 	_, err := tdb.Pool.Exec(ctx, "UPDATE river_job SET "+set+" WHERE id = $1", append([]any{id}, args...)...)
 	require.NoError(t, err)
@@ -211,10 +214,14 @@ func TestRunSweepJobRunsPeriodically(t *testing.T) {
 		require.Equal(t, "w-dead", r.Worker)
 	}
 
-	var marked int
-	require.NoError(t, tdb.Pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'taskrunner_run_sweep' AND state = 'completed'
-		AND (metadata -> 'output' ->> 'swept_through')::timestamptz > now() - interval '1 minute'`).Scan(&marked))
-	require.Positive(t, marked, "no sweep recorded how far it swept")
+	// River completes the sweep's job (with its output) after the rows it
+	// wrote are visible, in its own batched write.
+	require.Eventually(t, func() bool {
+		var marked int
+		require.NoError(t, tdb.Pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'taskrunner_run_sweep' AND state = 'completed'
+			AND (metadata -> 'output' ->> 'swept_through')::timestamptz > now() - interval '1 minute'`).Scan(&marked))
+		return marked > 0
+	}, 30*time.Second, 50*time.Millisecond, "no sweep recorded how far it swept")
 }
 
 // startWorking starts a River client that works the default queue on tdb,
