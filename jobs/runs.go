@@ -149,7 +149,7 @@ func (m *RunRecorder) Work(ctx context.Context, job *rivertype.JobRow, doInner f
 		m.logger.LogAttrs(ctx, slog.LevelDebug, "task started", append(attrs(), slog.String("event", "task_started"))...)
 	}
 
-	collected := &recorder{progress: progressState{pool: m.pool, logger: m.logger, taskID: job.ID, attempt: job.Attempt}}
+	collected := &recorder{progress: progressState{pool: m.pool, logger: m.logger, taskID: job.ID, attempt: job.Attempt, last: started}}
 	workErr := doInner(withRecorder(ctx, collected))
 	took := time.Since(started)
 
