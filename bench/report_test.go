@@ -274,8 +274,8 @@ func TestParseOptionsBatchAndPickup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.batchSize != 50 || o.batchGoal != 0.8 || !o.batch() {
-		t.Errorf("defaults: -batch-size %d, -batch-goal %v; want 50 and 0.8", o.batchSize, o.batchGoal)
+	if o.batchSize != 50 || o.batchGoal != 0.9 || !o.batch() {
+		t.Errorf("defaults: -batch-size %d, -batch-goal %v; want 50 and 0.9 (DESIGN.md)", o.batchSize, o.batchGoal)
 	}
 	if o.pickupTasks < 1 || o.pickupRate != 50 || o.pickupWarm <= 0 || o.pickupGoal != 20*time.Millisecond || !o.pickup() {
 		t.Errorf("defaults: -pickup-tasks %d, -pickup-rate %v, -pickup-warmup %s, -pickup-goal %s; want some, 50, some, 20ms",
