@@ -262,7 +262,8 @@ func (e *env) waitSearches(ctx context.Context, opts *options, label string, n i
 	for {
 		var done, failed int
 		err := e.conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 'completed'),
-			count(*) FILTER (WHERE state IN ('retryable', 'discarded', 'cancelled')) FROM river_job`).Scan(&done, &failed)
+			count(*) FILTER (WHERE state IN ('retryable', 'discarded', 'cancelled')) FROM river_job WHERE `+
+			fmt.Sprintf(ownJobs, "kind")).Scan(&done, &failed)
 		if err != nil {
 			return fmt.Errorf("cached search: count jobs: %w", err)
 		}
