@@ -250,7 +250,7 @@ func (anyArgs) Kind() string { return "" }
 // Work completes the job at once when its work succeeded and it has a
 // callback_url.
 func (m *callbackCompleter) Work(ctx context.Context, job *rivertype.JobRow, doInner func(context.Context) error) error {
-	if err := doInner(ctx); err != nil || !hasCallback(job) {
+	if err := doInner(ctx); err != nil || CallbackURL(job.Metadata) == "" {
 		return err
 	}
 	err := pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
@@ -264,11 +264,15 @@ func (m *callbackCompleter) Work(ctx context.Context, job *rivertype.JobRow, doI
 	return nil
 }
 
-// hasCallback reports whether job asked for a callback.
-func hasCallback(job *rivertype.JobRow) bool {
-	if !bytes.Contains(job.Metadata, []byte(`"callback_url"`)) {
-		return false // most tasks: no decoding
+// CallbackURL is the callback_url a task's metadata asked for, "" for
+// none.
+func CallbackURL(metadata []byte) string {
+	if !bytes.Contains(metadata, []byte(`"callback_url"`)) {
+		return "" // most tasks: no decoding
 	}
 	var m Metadata
-	return json.Unmarshal(job.Metadata, &m) == nil && m.CallbackURL != ""
+	if json.Unmarshal(metadata, &m) != nil {
+		return ""
+	}
+	return m.CallbackURL
 }

@@ -500,16 +500,7 @@ func CallbackTasks(ex db.Executor, body func(*taskrunner.Task) ([]byte, error)) 
 }
 
 // CallbackURLOf is the callback_url t asked for, "" for none.
-func CallbackURLOf(t *taskrunner.Task) string {
-	if !bytes.Contains(t.Metadata, []byte(`"callback_url"`)) {
-		return ""
-	}
-	var m jobs.Metadata
-	if json.Unmarshal(t.Metadata, &m) != nil {
-		return ""
-	}
-	return m.CallbackURL
-}
+func CallbackURLOf(t *taskrunner.Task) string { return jobs.CallbackURL(t.Metadata) }
 
 // ParseID parses a task id from a path; anything but a positive integer
 // names no task.
