@@ -58,12 +58,14 @@ type Task struct {
 	// ErrorCode and Error are the stable code and the public message of
 	// why the task failed or was cancelled (its latest failed run's, or
 	// task_cancelled); nil while it has not failed and once it completed.
-	ErrorCode      *string
-	Error          *string
-	Attempt        int
-	MaxAttempts    int
-	Priority       int
-	Queue          string
+	ErrorCode   *string
+	Error       *string
+	Attempt     int
+	MaxAttempts int
+	Priority    int
+	Queue       string
+	// TimeoutSeconds is the task's own timeout; nil when it set none and
+	// TASK_MAX_RUNTIME_SECONDS applies (the API's views show that cap).
 	TimeoutSeconds *float64
 	CreatedAt      time.Time
 	ScheduledAt    time.Time

@@ -161,7 +161,7 @@ func (e *env) callbackLatency(ctx context.Context, opts *options) (callbackResul
 	ccfg := e.clientConfig()
 	ccfg.Work = true
 	ccfg.Deps.Callback = &jobs.CallbackDeps{
-		Secret: secret, Poster: fetch.New(urls), Task: task.CallbackTasks(e.pool, httpapi.CallbackBody),
+		Secret: secret, Poster: fetch.New(urls), Task: task.CallbackTasks(e.pool, httpapi.CallbackBody(jobs.DefaultMaxRuntime)),
 		Timeout: cfg.Callback.Timeout, MaxAttempts: cfg.Callback.MaxAttempts, Logger: e.logger,
 	}
 	client, err := e.taskrunnerClient(ccfg)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -117,9 +118,12 @@ func (s *Server) taskCallbacks(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// CallbackBody is what a task's callback delivers: the task's view, the
-// JSON of GET /tasks/{id} without its runs, artifact ids and callback
-// (task.CallbackTasks reads the task for it).
-func CallbackBody(t *taskrunner.Task) ([]byte, error) {
-	return json.Marshal(fieldsOf(t))
+// CallbackBody returns what a task's callback delivers: the task's view,
+// the JSON of GET /tasks/{id} without its runs, artifact ids and callback
+// (task.CallbackTasks reads the task for it); maxRuntime is
+// TASK_MAX_RUNTIME_SECONDS, the timeout shown for a task that set none.
+func CallbackBody(maxRuntime time.Duration) func(t *taskrunner.Task) ([]byte, error) {
+	return func(t *taskrunner.Task) ([]byte, error) {
+		return json.Marshal(fieldsOf(t, maxRuntime))
+	}
 }

@@ -21,11 +21,11 @@ func TestWithCallbackEncodesTheTaskView(t *testing.T) {
 		nil,
 		{URL: "https://a.example.com/cb?x=1&y=<2>", State: taskrunner.CallbackFailed, Attempts: 12},
 	} {
-		fields, err := encodeJSON(fieldsOf(task))
+		fields, err := encodeJSON(fieldsOf(task, time.Minute))
 		require.NoError(t, err)
 		got, err := withCallback(fields, cb)
 		require.NoError(t, err)
-		want, err := encodeJSON(taskView{taskFields: fieldsOf(task), Callback: cb})
+		want, err := encodeJSON(taskView{taskFields: fieldsOf(task, time.Minute), Callback: cb})
 		require.NoError(t, err)
 		require.Equal(t, string(want), string(got))
 	}

@@ -79,8 +79,10 @@ func FuzzTaskRequest(f *testing.F) {
 		if err := json.Unmarshal(params.InsertOpts.Metadata, &meta); err != nil {
 			t.Fatalf("metadata is not JSON: %v", err)
 		}
-		if meta.TimeoutSeconds <= 0 || meta.TimeoutSeconds > maxRuntime.Seconds() {
-			t.Fatalf("accepted timeout %v outside (0, %v]", meta.TimeoutSeconds, maxRuntime.Seconds())
+		// No timeout stored: the request set none, and the cap applies.
+		if (req.TimeoutSeconds == nil) != (meta.TimeoutSeconds == 0) ||
+			meta.TimeoutSeconds < 0 || meta.TimeoutSeconds > maxRuntime.Seconds() {
+			t.Fatalf("accepted timeout %v (asked %v) outside (0, %v]", meta.TimeoutSeconds, req.TimeoutSeconds, maxRuntime.Seconds())
 		}
 		args, err := json.Marshal(params.Args)
 		if err != nil {

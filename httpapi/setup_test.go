@@ -115,7 +115,7 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	if opts.callbackDeps != nil {
 		d := *opts.callbackDeps
 		if d.Task == nil {
-			d.Task = task.CallbackTasks(tdb.Pool, httpapi.CallbackBody)
+			d.Task = task.CallbackTasks(tdb.Pool, httpapi.CallbackBody(jobs.DefaultMaxRuntime))
 		}
 		d.Logger = logger
 		opts.deps.Callback = &d

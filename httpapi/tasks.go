@@ -66,12 +66,18 @@ type taskError struct {
 	Message string `json:"message"`
 }
 
-func fieldsOf(t *taskrunner.Task) taskFields {
+// fieldsOf is t's fields as the API shows them; maxRuntime is the timeout
+// shown for a task that set none (TASK_MAX_RUNTIME_SECONDS).
+func fieldsOf(t *taskrunner.Task, maxRuntime time.Duration) taskFields {
 	v := taskFields{
 		ID: t.ID, TaskID: t.ID, Type: t.Type, Status: t.Status, Params: publicParams(t.Params), Result: t.Result,
 		Attempt: t.Attempt, MaxAttempts: t.MaxAttempts, MaxRetries: t.MaxAttempts - 1, Priority: t.Priority,
 		Queue: t.Queue, Owner: t.Owner, TimeoutSeconds: t.TimeoutSeconds, CreatedAt: t.CreatedAt, ScheduledAt: t.ScheduledAt,
 		StartedAt: t.StartedAt, FinishedAt: t.FinishedAt, Progress: taskrunner.ProgressOf(t),
+	}
+	if v.TimeoutSeconds == nil {
+		seconds := maxRuntime.Seconds()
+		v.TimeoutSeconds = &seconds
 	}
 	// River marks a cancel request in the metadata; most tasks have none,
 	// and a batch answer shows fifty tasks, so look before decoding.
@@ -163,7 +169,7 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request, req *task.Reque
 	if err != nil {
 		return err
 	}
-	status, v := http.StatusAccepted, newTaskView(t)
+	status, v := http.StatusAccepted, s.newTaskView(t)
 	if existing {
 		// The first task's callback may have been tried since.
 		status = http.StatusOK
@@ -226,17 +232,22 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := batchBody{Tasks: make([]taskView, len(tasks))}
 	for i := range tasks {
-		out.Tasks[i] = newTaskView(&tasks[i])
+		out.Tasks[i] = s.newTaskView(&tasks[i])
 		s.deps.Metrics.TaskEnqueued(tasks[i].Type, tenantOf(r.Context()))
 	}
 	writeJSON(w, http.StatusAccepted, out)
 	return nil
 }
 
+// fieldsOf is t's fields with this server's TASK_MAX_RUNTIME_SECONDS.
+func (s *Server) fieldsOf(t *taskrunner.Task) taskFields {
+	return fieldsOf(t, s.deps.Tasks.MaxRuntime())
+}
+
 // newTaskView is a task just submitted: its callback, if it asked for
 // one, is pending with no attempt yet.
-func newTaskView(t *taskrunner.Task) taskView {
-	return taskView{taskFields: fieldsOf(t), Callback: newCallbackSummary(task.CallbackURLOf(t), taskrunner.CallbackTally{})}
+func (s *Server) newTaskView(t *taskrunner.Task) taskView {
+	return taskView{taskFields: s.fieldsOf(t), Callback: newCallbackSummary(task.CallbackURLOf(t), taskrunner.CallbackTally{})}
 }
 
 // taskView is t's view, its callback's state read from the database.
@@ -245,7 +256,7 @@ func (s *Server) taskView(ctx context.Context, t *taskrunner.Task) (taskView, er
 	if err != nil {
 		return taskView{}, err
 	}
-	return taskView{taskFields: fieldsOf(t), Callback: cb}, nil
+	return taskView{taskFields: s.fieldsOf(t), Callback: cb}, nil
 }
 
 // detailView is d's view with its runs and artifact ids, its callback's
@@ -297,7 +308,7 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) error {
 	var withURL []listedCallback
 	size := 0
 	next, err := s.deps.Tasks.List(r.Context(), lq, func(t *taskrunner.Task) (bool, error) {
-		enc, err := encodeJSON(fieldsOf(t))
+		enc, err := encodeJSON(s.fieldsOf(t))
 		if err != nil {
 			return false, err
 		}

@@ -16,6 +16,22 @@ import (
 	"github.com/taskrunner/taskrunner/db"
 )
 
+// A task that sets no timeout stores none (TASK_MAX_RUNTIME_SECONDS
+// applies when it runs), and its views show that cap.
+func TestTaskWithoutTimeoutShowsTheCap(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	resp := b.do(t, "POST", "/tasks", map[string]any{"type": "echo", "params": map[string]any{"msg": "hi"}})
+	require.Equal(t, 202, resp.status, string(resp.raw))
+	for _, view := range []taskView{resp.task(t), b.do(t, "GET", fmt.Sprintf("/tasks/%d", resp.task(t).TaskID), nil).task(t)} {
+		require.NotNil(t, view.TimeoutSeconds)
+		require.Equal(t, testMaxRuntime.Seconds(), *view.TimeoutSeconds)
+	}
+	var timeout *float64
+	require.NoError(t, b.db.Pool.QueryRow(context.Background(), "SELECT timeout_seconds FROM tasks WHERE id = $1", resp.task(t).TaskID).Scan(&timeout))
+	require.Nil(t, timeout, "the tasks view shows no timeout of the task's own")
+}
+
 func TestSubmitEchoCompletesWithResult(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOpts{work: true})

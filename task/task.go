@@ -156,8 +156,12 @@ func (s *Service) Validate(req *Request) (river.InsertManyParams, error) {
 		return river.InsertManyParams{}, err
 	}
 
+	// A task without timeout_seconds stores none: TASK_MAX_RUNTIME_SECONDS
+	// (River's JobTimeout) applies when it runs, and its view shows that
+	// cap. Metadata holds only what a task sets: River indexes it (GIN),
+	// and every entry costs each insert and each state change.
 	capSeconds := s.limits.MaxRuntime.Seconds()
-	timeout := capSeconds
+	var timeout float64
 	if req.TimeoutSeconds != nil {
 		timeout = *req.TimeoutSeconds
 		switch {
@@ -201,6 +205,10 @@ func (s *Service) Validate(req *Request) (river.InsertManyParams, error) {
 	opts.Metadata = meta
 	return river.InsertManyParams{Args: args, InsertOpts: opts}, nil
 }
+
+// MaxRuntime is TASK_MAX_RUNTIME_SECONDS: the timeout of a task that
+// sets none.
+func (s *Service) MaxRuntime() time.Duration { return s.limits.MaxRuntime }
 
 // checkCallbackURL checks a request's callback_url by the fetch
 // package's rules under the CALLBACK_* settings and returns it in the

@@ -156,7 +156,10 @@ func TestService(t *testing.T) {
 		require.Equal(t, taskrunner.StatusAvailable, first.Status)
 		require.Equal(t, "echo", first.Type)
 		require.JSONEq(t, `{"msg":"a"}`, string(first.Params))
-		require.Equal(t, 60.0, *first.TimeoutSeconds, "the cap when the request gives none")
+		require.Nil(t, first.TimeoutSeconds, "no timeout of its own when the request gives none: the cap applies")
+		var stored bool
+		require.NoError(t, b.pool.QueryRow(ctx, "SELECT metadata ? 'timeout_seconds' FROM river_job WHERE id = $1", first.ID).Scan(&stored))
+		require.False(t, stored, "metadata holds only what the task set")
 		require.Equal(t, 2, b.count(t))
 
 		_, _, err := b.svc.Submit(ctx, &task.Request{Type: "echo"}, "")

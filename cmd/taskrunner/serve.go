@@ -194,7 +194,7 @@ func (s *server) buildClient(artifacts *artifact.Service, m *metrics.Metrics) (*
 				return nil, fmt.Errorf("CALLBACK_DOMAIN_ALLOWLIST or CALLBACK_ALLOWED_PORTS: %w", err)
 			}
 			deps.Callback = &jobs.CallbackDeps{
-				Secret: []byte(cfg.Callback.Secret), Poster: fetch.New(cb), Task: task.CallbackTasks(s.pool, httpapi.CallbackBody),
+				Secret: []byte(cfg.Callback.Secret), Poster: fetch.New(cb), Task: task.CallbackTasks(s.pool, httpapi.CallbackBody(cfg.Limits.TaskMaxRuntime)),
 				Timeout: cfg.Callback.Timeout, MaxAttempts: cfg.Callback.MaxAttempts, Logger: s.logger,
 			}
 		}
