@@ -155,11 +155,15 @@ func (e *env) endToEnd(ctx context.Context, opts *options, label string, client 
 	if _, err := e.conn.Exec(ctx, "ANALYZE river_job"); err != nil {
 		return r, fmt.Errorf("analyze river_job: %w", err)
 	}
+	if err := e.checkpoint(ctx); err != nil {
+		return r, err
+	}
 	e.p.linef("end-to-end: %s: inserted %d jobs in %s (%s, not in the table); starting %d workers ...",
 		label, r.jobs, r.insertTook.Round(time.Millisecond), formatRate(float64(r.jobs)/r.insertTook.Seconds()), opts.workers)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	cpu := readCPU()
 	start = time.Now()
 	if err := client.Start(runCtx); err != nil {
 		return r, fmt.Errorf("end-to-end %s: start client: %w", label, err)
@@ -170,7 +174,8 @@ func (e *env) endToEnd(ctx context.Context, opts *options, label string, client 
 		return r, err
 	}
 	r.workTook = took
-	e.p.linef("end-to-end: %s: %d jobs completed in %s = %s", label, r.jobs, r.workTook.Round(time.Millisecond), formatRate(r.rate()))
+	e.p.linef("end-to-end: %s: %d jobs completed in %s = %s%s", label, r.jobs, r.workTook.Round(time.Millisecond), formatRate(r.rate()),
+		cpuSpent(cpu, r.jobs))
 	return r, nil
 }
 
@@ -215,4 +220,17 @@ func stopClient(client *river.Client[pgx.Tx]) {
 		defer cancel()
 		_ = client.StopAndCancel(cancelCtx)
 	}
+}
+
+// cpuSpent says what CPU this process and PostgreSQL used since before,
+// in all and per job: where a figure's time went, on a machine both share.
+func cpuSpent(before cpuUse, jobs int) string {
+	now := readCPU()
+	if !now.ok || jobs < 1 {
+		return ""
+	}
+	b, pg := now.bench-before.bench, now.postgres-before.postgres
+	per := func(d time.Duration) string { return fmt.Sprintf("%.0fµs/job", float64(d.Microseconds())/float64(jobs)) }
+	return fmt.Sprintf("; CPU: this process %s (%s), PostgreSQL %s (%s)",
+		b.Round(10*time.Millisecond), per(b), pg.Round(10*time.Millisecond), per(pg))
 }

@@ -175,6 +175,10 @@ func (e *env) enqueue(ctx context.Context, opts *options, label string, per int,
 	if err := e.reset(ctx); err != nil {
 		return loadResult{}, err
 	}
+	if err := e.checkpoint(ctx); err != nil {
+		return loadResult{}, err
+	}
+	cpu := readCPU()
 	each := ""
 	if per > 1 {
 		each = fmt.Sprintf(" of %d jobs each", per)
@@ -199,11 +203,13 @@ func (e *env) enqueue(ctx context.Context, opts *options, label string, per int,
 		return r, fmt.Errorf("enqueue with %s: %d calls of %d jobs succeeded, but river_job holds %d jobs", label, done.Load(), per, rows)
 	}
 	p50, p99 := formatLatency(percentile(r.latencies, 0.50)), formatLatency(percentile(r.latencies, 0.99))
+	// The CPU counts the warm-up too: per job of all rows inserted.
+	spent := cpuSpent(cpu, int(rows))
 	if per == 1 {
-		e.p.linef("enqueue: %s: %d inserts in %s = %s; latency p50 %s, p99 %s", label, r.ops, r.elapsed, formatRate(r.rate()), p50, p99)
+		e.p.linef("enqueue: %s: %d inserts in %s = %s; latency p50 %s, p99 %s%s", label, r.ops, r.elapsed, formatRate(r.rate()), p50, p99, spent)
 	} else {
-		e.p.linef("enqueue: %s: %d calls of %d jobs in %s = %s calls, %s jobs; latency per call p50 %s, p99 %s",
-			label, r.ops, per, r.elapsed, formatRate(r.rate()), formatRate(r.rate()*float64(per)), p50, p99)
+		e.p.linef("enqueue: %s: %d calls of %d jobs in %s = %s calls, %s jobs; latency per call p50 %s, p99 %s%s",
+			label, r.ops, per, r.elapsed, formatRate(r.rate()), formatRate(r.rate()*float64(per)), p50, p99, spent)
 	}
 	return r, nil
 }
