@@ -230,7 +230,9 @@ func cpuSpent(before cpuUse, jobs int) string {
 		return ""
 	}
 	b, pg := now.bench-before.bench, now.postgres-before.postgres
-	per := func(d time.Duration) string { return fmt.Sprintf("%.0fµs/job", float64(d.Microseconds())/float64(jobs)) }
+	per := func(d time.Duration) string {
+		return fmt.Sprintf("%.0fµs/job", float64(d.Microseconds())/float64(jobs))
+	}
 	return fmt.Sprintf("; CPU: this process %s (%s), PostgreSQL %s (%s)",
 		b.Round(10*time.Millisecond), per(b), pg.Round(10*time.Millisecond), per(pg))
 }
