@@ -304,8 +304,8 @@ func (e *env) searchRuns(ctx context.Context, warmID int64, n int) (searchResult
 		       coalesce(h.value, -1), coalesce(m.value, -1)
 		FROM runs r
 		JOIN tasks t ON t.id = r.task_id
-		LEFT JOIN run_metrics h ON h.run_id = r.id AND h.name = 'cache_hits'
-		LEFT JOIN run_metrics m ON m.run_id = r.id AND m.name = 'cache_misses'
+		LEFT JOIN run_metrics h ON h.task_id = r.task_id AND h.attempt = r.attempt AND h.name = 'cache_hits'
+		LEFT JOIN run_metrics m ON m.task_id = r.task_id AND m.attempt = r.attempt AND m.name = 'cache_misses'
 		WHERE r.task_id <> $1 AND r.status = 'completed' AND t.type = 'search'
 		ORDER BY r.id`, warmID)
 	if err != nil {

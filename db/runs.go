@@ -29,9 +29,9 @@ func runFromRow(r dbsqlc.Run) taskrunner.Run {
 	}
 }
 
-// AddRunMetrics records numbers against a run; a name already recorded
-// takes the new value.
-func AddRunMetrics(ctx context.Context, ex Executor, runID int64, metrics map[string]float64) error {
+// AddRunMetrics records numbers against a run, named by its task and
+// attempt; a name already recorded takes the new value.
+func AddRunMetrics(ctx context.Context, ex Executor, taskID int64, attempt int, metrics map[string]float64) error {
 	if len(metrics) == 0 {
 		return nil
 	}
@@ -41,19 +41,19 @@ func AddRunMetrics(ctx context.Context, ex Executor, runID int64, metrics map[st
 		names = append(names, name)
 		values = append(values, v)
 	}
-	if err := queries.RunMetricsUpsert(ctx, ex, dbsqlc.RunMetricsUpsertParams{RunID: runID, Names: names, MetricValues: values}); err != nil {
-		return fmt.Errorf("add metrics to run %d: %w", runID, err)
+	if err := queries.RunMetricsUpsert(ctx, ex, dbsqlc.RunMetricsUpsertParams{TaskID: taskID, Attempt: int32(attempt), Names: names, MetricValues: values}); err != nil {
+		return fmt.Errorf("add metrics to run %d/%d: %w", taskID, attempt, err)
 	}
 	return nil
 }
 
-// AddRunNotes attaches free text to a run.
-func AddRunNotes(ctx context.Context, ex Executor, runID int64, notes ...string) error {
+// AddRunNotes attaches free text to a run, named by its task and attempt.
+func AddRunNotes(ctx context.Context, ex Executor, taskID int64, attempt int, notes ...string) error {
 	if len(notes) == 0 {
 		return nil
 	}
-	if err := queries.RunNotesInsert(ctx, ex, dbsqlc.RunNotesInsertParams{RunID: runID, Notes: notes}); err != nil {
-		return fmt.Errorf("add notes to run %d: %w", runID, err)
+	if err := queries.RunNotesInsert(ctx, ex, dbsqlc.RunNotesInsertParams{TaskID: taskID, Attempt: int32(attempt), Notes: notes}); err != nil {
+		return fmt.Errorf("add notes to run %d/%d: %w", taskID, attempt, err)
 	}
 	return nil
 }
@@ -85,11 +85,12 @@ func RunningAttempt(ctx context.Context, ex Executor, taskID int64) (attempt int
 	return int(rows[0].Attempt), rows[0].StartedAt, rows[0].Worker, true, nil
 }
 
-// RunMetrics returns the metrics recorded against a run, by name.
-func RunMetrics(ctx context.Context, ex Executor, runID int64) (map[string]float64, error) {
-	rows, err := queries.RunMetricsForRun(ctx, ex, runID)
+// RunMetrics returns the metrics recorded against a run (a task's
+// attempt), by name.
+func RunMetrics(ctx context.Context, ex Executor, taskID int64, attempt int) (map[string]float64, error) {
+	rows, err := queries.RunMetricsForRun(ctx, ex, dbsqlc.RunMetricsForRunParams{TaskID: taskID, Attempt: int32(attempt)})
 	if err != nil {
-		return nil, fmt.Errorf("metrics of run %d: %w", runID, err)
+		return nil, fmt.Errorf("metrics of run %d/%d: %w", taskID, attempt, err)
 	}
 	out := make(map[string]float64, len(rows))
 	for _, r := range rows {
@@ -98,11 +99,12 @@ func RunMetrics(ctx context.Context, ex Executor, runID int64) (map[string]float
 	return out, nil
 }
 
-// RunNotes returns the notes attached to a run, oldest first.
-func RunNotes(ctx context.Context, ex Executor, runID int64) ([]string, error) {
-	rows, err := queries.RunNotesForRun(ctx, ex, runID)
+// RunNotes returns the notes attached to a run (a task's attempt), oldest
+// first.
+func RunNotes(ctx context.Context, ex Executor, taskID int64, attempt int) ([]string, error) {
+	rows, err := queries.RunNotesForRun(ctx, ex, dbsqlc.RunNotesForRunParams{TaskID: taskID, Attempt: int32(attempt)})
 	if err != nil {
-		return nil, fmt.Errorf("notes of run %d: %w", runID, err)
+		return nil, fmt.Errorf("notes of run %d/%d: %w", taskID, attempt, err)
 	}
 	out := make([]string, len(rows))
 	for i, r := range rows {

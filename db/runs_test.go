@@ -72,17 +72,17 @@ func TestRunLifecycleAndHelpers(t *testing.T) {
 	require.Equal(t, db.RunCompleted, runs[1].Status)
 	require.Nil(t, runs[1].ErrorCode)
 
-	metrics, err := db.RunMetrics(ctx, tdb.Pool, runs[0].ID)
+	metrics, err := db.RunMetrics(ctx, tdb.Pool, runs[0].TaskID, runs[0].Attempt)
 	require.NoError(t, err)
 	require.Equal(t, map[string]float64{"latency_ms": 12.5, "results": 0}, metrics)
-	notes, err := db.RunNotes(ctx, tdb.Pool, runs[0].ID)
+	notes, err := db.RunNotes(ctx, tdb.Pool, runs[0].TaskID, runs[0].Attempt)
 	require.NoError(t, err)
 	require.Equal(t, []string{"brave: 503", "retrying"}, notes)
 
 	// The helpers for attaching more later.
-	require.NoError(t, db.AddRunMetrics(ctx, tdb.Pool, runs[1].ID, map[string]float64{"cache_hits": 1}))
-	require.NoError(t, db.AddRunNotes(ctx, tdb.Pool, runs[1].ID, "from the cache"))
-	metrics, err = db.RunMetrics(ctx, tdb.Pool, runs[1].ID)
+	require.NoError(t, db.AddRunMetrics(ctx, tdb.Pool, runs[1].TaskID, runs[1].Attempt, map[string]float64{"cache_hits": 1}))
+	require.NoError(t, db.AddRunNotes(ctx, tdb.Pool, runs[1].TaskID, runs[1].Attempt, "from the cache"))
+	metrics, err = db.RunMetrics(ctx, tdb.Pool, runs[1].TaskID, runs[1].Attempt)
 	require.NoError(t, err)
 	require.Equal(t, map[string]float64{"cache_hits": 1}, metrics)
 }

@@ -113,7 +113,7 @@ func TestSearchEndToEndWithCache(t *testing.T) {
 	require.True(t, processed)
 	latest, err := db.LatestRunForKey(context.Background(), s.db.Pool, key)
 	require.NoError(t, err)
-	metrics, err := db.RunMetrics(context.Background(), s.db.Pool, latest.ID)
+	metrics, err := db.RunMetrics(context.Background(), s.db.Pool, latest.TaskID, latest.Attempt)
 	require.NoError(t, err)
 	require.EqualValues(t, 3, metrics["results"])
 	require.EqualValues(t, 0, metrics["cache_hits"])
@@ -136,7 +136,7 @@ func TestSearchEndToEndWithCache(t *testing.T) {
 	require.Nil(t, second.Progress, "a cached search stored progress")
 	latest, err = db.LatestRunForKey(context.Background(), s.db.Pool, key)
 	require.NoError(t, err)
-	metrics, err = db.RunMetrics(context.Background(), s.db.Pool, latest.ID)
+	metrics, err = db.RunMetrics(context.Background(), s.db.Pool, latest.TaskID, latest.Attempt)
 	require.NoError(t, err)
 	require.EqualValues(t, 2, metrics["cache_hits"])
 

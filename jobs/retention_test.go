@@ -92,7 +92,7 @@ func TestRetention(t *testing.T) {
 
 	require.True(t, exists("SELECT 1 FROM river_job WHERE id = $1", fresh), "a fresh task was deleted")
 	require.False(t, exists("SELECT 1 FROM runs WHERE task_id = $1 AND attempt = 1", old), "an expired run was kept")
-	require.False(t, exists("SELECT 1 FROM run_metrics m LEFT JOIN runs r ON r.id = m.run_id WHERE r.id IS NULL"))
+	require.False(t, exists("SELECT 1 FROM run_metrics m LEFT JOIN runs r ON r.task_id = m.task_id AND r.attempt = m.attempt WHERE r.task_id IS NULL"))
 	require.False(t, exists("SELECT 1 FROM run_notes WHERE note = 'old'"), "an expired run's notes were kept")
 	require.True(t, exists("SELECT 1 FROM runs WHERE task_id = $1 AND attempt = 2", old), "a run still running was deleted")
 	require.True(t, exists("SELECT 1 FROM runs WHERE task_id = $1", fresh), "a fresh run was deleted")

@@ -29,7 +29,7 @@ func storedRuns(t *testing.T, tdb *testenv.DB) map[int64][]string {
 	t.Helper()
 	rows, err := tdb.Pool.Query(context.Background(),
 		`SELECT r.task_id, coalesce(array_agg(n.note ORDER BY n.id) FILTER (WHERE n.note IS NOT NULL), '{}')
-		 FROM runs r LEFT JOIN run_notes n ON n.run_id = r.id GROUP BY r.task_id`)
+		 FROM runs r LEFT JOIN run_notes n ON n.task_id = r.task_id AND n.attempt = r.attempt GROUP BY r.task_id`)
 	require.NoError(t, err)
 	defer rows.Close()
 	out := map[int64][]string{}
@@ -137,10 +137,10 @@ func TestRunRecorderStoresSafeTextAndEndsNotRetriedTasks(t *testing.T) {
 	require.Equal(t, db.RunFailed, runs[0].Status)
 	require.Equal(t, "widget_failed", *runs[0].ErrorCode)
 	require.Equal(t, publicMessages[taskrunner.CodeTaskFailed], *runs[0].Error, "a code without a message of its own gets the fixed one")
-	notes, err := db.RunNotes(context.Background(), tdb.Pool, runs[0].ID)
+	notes, err := db.RunNotes(context.Background(), tdb.Pool, runs[0].TaskID, runs[0].Attempt)
 	require.NoError(t, err)
 	require.Equal(t, []string{"provider said a\uFFFDb"}, notes)
-	metricsOf, err := db.RunMetrics(context.Background(), tdb.Pool, runs[0].ID)
+	metricsOf, err := db.RunMetrics(context.Background(), tdb.Pool, runs[0].TaskID, runs[0].Attempt)
 	require.NoError(t, err)
 	require.Equal(t, map[string]float64{"bad\uFFFDname": 2}, metricsOf)
 	failed := logs.Events("task_failed")

@@ -1,20 +1,20 @@
 -- name: RunMetricsUpsert :exec
-INSERT INTO run_metrics (run_id, name, value)
-SELECT @run_id::bigint, unnest(@names::text[]), unnest(@metric_values::double precision[])
-ON CONFLICT (run_id, name) DO UPDATE SET value = EXCLUDED.value;
+INSERT INTO run_metrics (task_id, attempt, name, value)
+SELECT @task_id::bigint, @attempt::int, unnest(@names::text[]), unnest(@metric_values::double precision[])
+ON CONFLICT (task_id, attempt, name) DO UPDATE SET value = EXCLUDED.value;
 
 -- name: RunNotesInsert :exec
-INSERT INTO run_notes (run_id, note)
-SELECT @run_id::bigint, unnest(@notes::text[]);
+INSERT INTO run_notes (task_id, attempt, note)
+SELECT @task_id::bigint, @attempt::int, unnest(@notes::text[]);
 
 -- name: RunsForTask :many
 SELECT * FROM runs WHERE task_id = @task_id ORDER BY attempt;
 
 -- name: RunMetricsForRun :many
-SELECT * FROM run_metrics WHERE run_id = @run_id ORDER BY name;
+SELECT * FROM run_metrics WHERE task_id = @task_id AND attempt = @attempt ORDER BY name;
 
 -- name: RunNotesForRun :many
-SELECT * FROM run_notes WHERE run_id = @run_id ORDER BY id;
+SELECT * FROM run_notes WHERE task_id = @task_id AND attempt = @attempt ORDER BY id;
 
 -- name: HasBeenProcessed :one
 -- Whether a run with this scope-prefixed key completed, and when it last did.
@@ -128,34 +128,21 @@ FROM river_job j
 WHERE j.id = @task_id AND j.state = 'running' AND j.attempted_at IS NOT NULL;
 
 -- name: RunMetricsUpsertMany :exec
-INSERT INTO run_metrics (run_id, name, value)
-SELECT r.id, m.name, m.value
-FROM (
-    SELECT unnest(@task_ids::bigint[]) AS task_id, unnest(@attempts::int[]) AS attempt,
-           unnest(@names::text[]) AS name, unnest(@metric_values::double precision[]) AS value
-) m
-JOIN runs r ON r.task_id = m.task_id AND r.attempt = m.attempt
-ON CONFLICT (run_id, name) DO UPDATE SET value = EXCLUDED.value;
+INSERT INTO run_metrics (task_id, attempt, name, value)
+SELECT unnest(@task_ids::bigint[]), unnest(@attempts::int[]), unnest(@names::text[]), unnest(@metric_values::double precision[])
+ON CONFLICT (task_id, attempt, name) DO UPDATE SET value = EXCLUDED.value;
 
 -- name: RunNotesInsertMany :exec
 -- Notes keep their order (ids are assigned in it).
-INSERT INTO run_notes (run_id, note)
-SELECT r.id, n.note
-FROM (
-    SELECT u.*, row_number() OVER () AS position
-    FROM (
-        SELECT unnest(@task_ids::bigint[]) AS task_id, unnest(@attempts::int[]) AS attempt, unnest(@notes::text[]) AS note
-    ) u
-) n
-JOIN runs r ON r.task_id = n.task_id AND r.attempt = n.attempt
-ORDER BY n.position;
+INSERT INTO run_notes (task_id, attempt, note)
+SELECT unnest(@task_ids::bigint[]), unnest(@attempts::int[]), unnest(@notes::text[]);
 
 -- name: RunsDeleteExpired :execrows
 -- Deletes a batch of finished runs older than the cutoff (their metrics
 -- and notes go with them).
 DELETE FROM runs
-WHERE id IN (
-    SELECT r.id FROM runs r WHERE r.started_at < @cutoff::timestamptz AND r.status <> 'running' ORDER BY r.started_at LIMIT @max_rows
+WHERE (task_id, attempt) IN (
+    SELECT r.task_id, r.attempt FROM runs r WHERE r.started_at < @cutoff::timestamptz AND r.status <> 'running' ORDER BY r.started_at LIMIT @max_rows
 );
 
 -- name: RunSweepLastThrough :many

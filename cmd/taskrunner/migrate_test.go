@@ -99,6 +99,7 @@ func TestMigrateRoundTrip(t *testing.T) {
 	for _, col := range []string{"skipped_ticks", "last_skipped_at"} {
 		require.True(t, column(t, tdb, "schedules", col), "schedules.%s missing after migrate up", col)
 	}
+	require.True(t, column(t, tdb, "run_metrics", "task_id"), "run_metrics.task_id missing after migrate up")
 
 	out = runCmd(t, env, "migrate", "status")
 	require.NoError(t, out.err)
@@ -130,6 +131,11 @@ func TestMigrateRoundTrip(t *testing.T) {
 		require.NoError(t, out.err, "stderr: %s", out.stderr)
 		require.Contains(t, out.stdout, "down  app", "step %d", step+1)
 		if step == 0 {
+			// 00010 undone: metrics name their run by id again.
+			require.True(t, column(t, tdb, "run_metrics", "run_id"), "run_metrics.run_id missing after 00010 was undone")
+			require.False(t, column(t, tdb, "run_metrics", "task_id"), "run_metrics.task_id left after 00010 was undone")
+		}
+		if step == 1 {
 			// 00009 undone: the schedules stay, without their skipped ticks.
 			require.True(t, relation(t, tdb, "schedules"), "schedules gone with the newest migration")
 			require.False(t, column(t, tdb, "schedules", "skipped_ticks"), "skipped_ticks left after its migration was undone")

@@ -156,17 +156,19 @@ type Run struct {
 }
 
 type RunMetric struct {
-	RunID     int64
 	Name      string
 	Value     float64
 	CreatedAt time.Time
+	TaskID    int64
+	Attempt   int32
 }
 
 type RunNote struct {
 	ID        int64
-	RunID     int64
 	Note      string
 	CreatedAt time.Time
+	TaskID    int64
+	Attempt   int32
 }
 
 type Schedule struct {

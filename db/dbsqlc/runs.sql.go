@@ -71,11 +71,16 @@ func (q *Queries) LatestRunForKey(ctx context.Context, db DBTX, key string) (Run
 }
 
 const runMetricsForRun = `-- name: RunMetricsForRun :many
-SELECT run_id, name, value, created_at FROM run_metrics WHERE run_id = $1 ORDER BY name
+SELECT name, value, created_at, task_id, attempt FROM run_metrics WHERE task_id = $1 AND attempt = $2 ORDER BY name
 `
 
-func (q *Queries) RunMetricsForRun(ctx context.Context, db DBTX, runID int64) ([]RunMetric, error) {
-	rows, err := db.Query(ctx, runMetricsForRun, runID)
+type RunMetricsForRunParams struct {
+	TaskID  int64
+	Attempt int32
+}
+
+func (q *Queries) RunMetricsForRun(ctx context.Context, db DBTX, arg RunMetricsForRunParams) ([]RunMetric, error) {
+	rows, err := db.Query(ctx, runMetricsForRun, arg.TaskID, arg.Attempt)
 	if err != nil {
 		return nil, err
 	}
@@ -84,10 +89,11 @@ func (q *Queries) RunMetricsForRun(ctx context.Context, db DBTX, runID int64) ([
 	for rows.Next() {
 		var i RunMetric
 		if err := rows.Scan(
-			&i.RunID,
 			&i.Name,
 			&i.Value,
 			&i.CreatedAt,
+			&i.TaskID,
+			&i.Attempt,
 		); err != nil {
 			return nil, err
 		}
@@ -100,31 +106,32 @@ func (q *Queries) RunMetricsForRun(ctx context.Context, db DBTX, runID int64) ([
 }
 
 const runMetricsUpsert = `-- name: RunMetricsUpsert :exec
-INSERT INTO run_metrics (run_id, name, value)
-SELECT $1::bigint, unnest($2::text[]), unnest($3::double precision[])
-ON CONFLICT (run_id, name) DO UPDATE SET value = EXCLUDED.value
+INSERT INTO run_metrics (task_id, attempt, name, value)
+SELECT $1::bigint, $2::int, unnest($3::text[]), unnest($4::double precision[])
+ON CONFLICT (task_id, attempt, name) DO UPDATE SET value = EXCLUDED.value
 `
 
 type RunMetricsUpsertParams struct {
-	RunID        int64
+	TaskID       int64
+	Attempt      int32
 	Names        []string
 	MetricValues []float64
 }
 
 func (q *Queries) RunMetricsUpsert(ctx context.Context, db DBTX, arg RunMetricsUpsertParams) error {
-	_, err := db.Exec(ctx, runMetricsUpsert, arg.RunID, arg.Names, arg.MetricValues)
+	_, err := db.Exec(ctx, runMetricsUpsert,
+		arg.TaskID,
+		arg.Attempt,
+		arg.Names,
+		arg.MetricValues,
+	)
 	return err
 }
 
 const runMetricsUpsertMany = `-- name: RunMetricsUpsertMany :exec
-INSERT INTO run_metrics (run_id, name, value)
-SELECT r.id, m.name, m.value
-FROM (
-    SELECT unnest($1::bigint[]) AS task_id, unnest($2::int[]) AS attempt,
-           unnest($3::text[]) AS name, unnest($4::double precision[]) AS value
-) m
-JOIN runs r ON r.task_id = m.task_id AND r.attempt = m.attempt
-ON CONFLICT (run_id, name) DO UPDATE SET value = EXCLUDED.value
+INSERT INTO run_metrics (task_id, attempt, name, value)
+SELECT unnest($1::bigint[]), unnest($2::int[]), unnest($3::text[]), unnest($4::double precision[])
+ON CONFLICT (task_id, attempt, name) DO UPDATE SET value = EXCLUDED.value
 `
 
 type RunMetricsUpsertManyParams struct {
@@ -145,11 +152,16 @@ func (q *Queries) RunMetricsUpsertMany(ctx context.Context, db DBTX, arg RunMetr
 }
 
 const runNotesForRun = `-- name: RunNotesForRun :many
-SELECT id, run_id, note, created_at FROM run_notes WHERE run_id = $1 ORDER BY id
+SELECT id, note, created_at, task_id, attempt FROM run_notes WHERE task_id = $1 AND attempt = $2 ORDER BY id
 `
 
-func (q *Queries) RunNotesForRun(ctx context.Context, db DBTX, runID int64) ([]RunNote, error) {
-	rows, err := db.Query(ctx, runNotesForRun, runID)
+type RunNotesForRunParams struct {
+	TaskID  int64
+	Attempt int32
+}
+
+func (q *Queries) RunNotesForRun(ctx context.Context, db DBTX, arg RunNotesForRunParams) ([]RunNote, error) {
+	rows, err := db.Query(ctx, runNotesForRun, arg.TaskID, arg.Attempt)
 	if err != nil {
 		return nil, err
 	}
@@ -159,9 +171,10 @@ func (q *Queries) RunNotesForRun(ctx context.Context, db DBTX, runID int64) ([]R
 		var i RunNote
 		if err := rows.Scan(
 			&i.ID,
-			&i.RunID,
 			&i.Note,
 			&i.CreatedAt,
+			&i.TaskID,
+			&i.Attempt,
 		); err != nil {
 			return nil, err
 		}
@@ -174,31 +187,24 @@ func (q *Queries) RunNotesForRun(ctx context.Context, db DBTX, runID int64) ([]R
 }
 
 const runNotesInsert = `-- name: RunNotesInsert :exec
-INSERT INTO run_notes (run_id, note)
-SELECT $1::bigint, unnest($2::text[])
+INSERT INTO run_notes (task_id, attempt, note)
+SELECT $1::bigint, $2::int, unnest($3::text[])
 `
 
 type RunNotesInsertParams struct {
-	RunID int64
-	Notes []string
+	TaskID  int64
+	Attempt int32
+	Notes   []string
 }
 
 func (q *Queries) RunNotesInsert(ctx context.Context, db DBTX, arg RunNotesInsertParams) error {
-	_, err := db.Exec(ctx, runNotesInsert, arg.RunID, arg.Notes)
+	_, err := db.Exec(ctx, runNotesInsert, arg.TaskID, arg.Attempt, arg.Notes)
 	return err
 }
 
 const runNotesInsertMany = `-- name: RunNotesInsertMany :exec
-INSERT INTO run_notes (run_id, note)
-SELECT r.id, n.note
-FROM (
-    SELECT u.task_id, u.attempt, u.note, row_number() OVER () AS position
-    FROM (
-        SELECT unnest($1::bigint[]) AS task_id, unnest($2::int[]) AS attempt, unnest($3::text[]) AS note
-    ) u
-) n
-JOIN runs r ON r.task_id = n.task_id AND r.attempt = n.attempt
-ORDER BY n.position
+INSERT INTO run_notes (task_id, attempt, note)
+SELECT unnest($1::bigint[]), unnest($2::int[]), unnest($3::text[])
 `
 
 type RunNotesInsertManyParams struct {
@@ -344,8 +350,8 @@ func (q *Queries) RunsAbandonEarlier(ctx context.Context, db DBTX, arg RunsAband
 
 const runsDeleteExpired = `-- name: RunsDeleteExpired :execrows
 DELETE FROM runs
-WHERE id IN (
-    SELECT r.id FROM runs r WHERE r.started_at < $1::timestamptz AND r.status <> 'running' ORDER BY r.started_at LIMIT $2
+WHERE (task_id, attempt) IN (
+    SELECT r.task_id, r.attempt FROM runs r WHERE r.started_at < $1::timestamptz AND r.status <> 'running' ORDER BY r.started_at LIMIT $2
 )
 `
 

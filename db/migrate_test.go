@@ -1,0 +1,95 @@
+package db_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskrunner/taskrunner/db"
+	"github.com/taskrunner/taskrunner/internal/testenv"
+)
+
+// Migration 00010 names a run by (task_id, attempt): runs keep their rows
+// and ids, and metrics and notes stay attached to the same runs, up and
+// down again.
+func TestMigrationRunsKeyedByAttempt(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tdb := testenv.NewEmptyDB(t)
+	m, err := db.NewMigrator(tdb.Pool, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = m.Close() })
+	_, err = m.Up(ctx)
+	require.NoError(t, err)
+	down, err := m.Down(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(10), down.Version, "00010 is the newest migration this test undoes")
+
+	// Three runs of two tasks, with metrics and notes, in the old shape:
+	// ids out of step with task order, so a join by the wrong column
+	// would show.
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		_, err := tdb.Pool.Exec(ctx, sql, args...)
+		require.NoError(t, err, sql)
+	}
+	exec(`INSERT INTO runs (id, task_id, attempt, key, task_type, status, worker) VALUES
+		(7, 2, 1, 'echo:b', 'echo', 'failed', 'w'), (5, 1, 1, 'echo:a', 'echo', 'completed', 'w'),
+		(9, 2, 2, 'echo:b', 'echo', 'completed', 'w')`)
+	exec(`INSERT INTO run_metrics (run_id, name, value) VALUES (7, 'n', 1), (9, 'n', 2), (5, 'm', 3)`)
+	exec(`INSERT INTO run_notes (run_id, note) VALUES (9, 'second'), (7, 'first'), (9, 'third')`)
+
+	_, err = m.Up(ctx)
+	require.NoError(t, err)
+	metrics, err := db.RunMetrics(ctx, tdb.Pool, 2, 1)
+	require.NoError(t, err)
+	require.Equal(t, map[string]float64{"n": 1}, metrics)
+	metrics, err = db.RunMetrics(ctx, tdb.Pool, 2, 2)
+	require.NoError(t, err)
+	require.Equal(t, map[string]float64{"n": 2}, metrics)
+	metrics, err = db.RunMetrics(ctx, tdb.Pool, 1, 1)
+	require.NoError(t, err)
+	require.Equal(t, map[string]float64{"m": 3}, metrics)
+	notes, err := db.RunNotes(ctx, tdb.Pool, 2, 2)
+	require.NoError(t, err)
+	require.Equal(t, []string{"second", "third"}, notes)
+	runs, err := db.RunsForTask(ctx, tdb.Pool, 2)
+	require.NoError(t, err)
+	require.Len(t, runs, 2)
+	require.Equal(t, []int64{7, 9}, []int64{runs[0].ID, runs[1].ID}, "runs keep their ids")
+
+	strs := func(sql string) []string {
+		t.Helper()
+		rows, err := tdb.Pool.Query(ctx, sql)
+		require.NoError(t, err)
+		out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err, sql)
+		return out
+	}
+	indexes := strs("SELECT indexname::text FROM pg_indexes WHERE tablename = 'runs' ORDER BY 1")
+	require.Equal(t, []string{"runs_key_started_at_idx", "runs_pkey", "runs_started_at_idx"}, indexes, "one index fewer: none on id")
+
+	// One row per attempt still; a deleted run takes its metrics and notes.
+	_, err = tdb.Pool.Exec(ctx, `INSERT INTO runs (task_id, attempt, key, task_type, status, worker) VALUES (2, 2, 'echo:b', 'echo', 'failed', 'w')`)
+	require.ErrorContains(t, err, "runs_pkey")
+	exec(`DELETE FROM runs WHERE task_id = 2 AND attempt = 1`)
+	var left int
+	require.NoError(t, tdb.Pool.QueryRow(ctx, "SELECT (SELECT count(*) FROM run_metrics) + (SELECT count(*) FROM run_notes)").Scan(&left))
+	require.Equal(t, 4, left, "the deleted run's metric and note went with it")
+
+	// Down again: metrics and notes name their run by id.
+	_, err = m.Down(ctx)
+	require.NoError(t, err)
+	pairs := strs(`
+		SELECT r.task_id || '/' || r.attempt || ':' || m.name || '=' || m.value FROM run_metrics m JOIN runs r ON r.id = m.run_id
+		UNION ALL
+		SELECT r.task_id || '/' || r.attempt || ':' || n.note FROM run_notes n JOIN runs r ON r.id = n.run_id
+		ORDER BY 1`)
+	require.Equal(t, []string{"1/1:m=3", "2/2:n=2", "2/2:second", "2/2:third"}, pairs)
+	_, err = tdb.Pool.Exec(ctx, `INSERT INTO runs (id, task_id, attempt, key, task_type, status, worker) VALUES (9, 3, 1, 'echo:c', 'echo', 'failed', 'w')`)
+	require.ErrorContains(t, err, "runs_pkey", "id is the primary key again")
+}
