@@ -253,6 +253,16 @@ func (m *callbackCompleter) Work(ctx context.Context, job *rivertype.JobRow, doI
 	if err := doInner(ctx); err != nil || CallbackURL(job.Metadata) == "" {
 		return err
 	}
+	m.complete(ctx, job)
+	return nil
+}
+
+// complete marks job completed in a transaction of its own, or logs why
+// not (River's completer then does). Apart from Work, so the frame Work
+// holds while the job runs stays small (see RunRecorder.Work).
+//
+//go:noinline
+func (m *callbackCompleter) complete(ctx context.Context, job *rivertype.JobRow) {
 	err := pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
 		_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, &river.Job[anyArgs]{JobRow: job})
 		return err
@@ -261,7 +271,6 @@ func (m *callbackCompleter) Work(ctx context.Context, job *rivertype.JobRow, doI
 		m.logger.LogAttrs(ctx, slog.LevelWarn, "task not completed at once; River completes it",
 			slog.String("event", "task_complete_deferred"), slog.Int64("task_id", job.ID), slog.String("error", err.Error()))
 	}
-	return nil
 }
 
 // CallbackURL is the callback_url a task's metadata asked for, "" for

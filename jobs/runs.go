@@ -119,48 +119,58 @@ var (
 
 var _ rivertype.WorkerMiddleware = (*RunRecorder)(nil)
 
-// Work records the run around the inner work.
+// Work records the run around the inner work. Its own frame stays small:
+// River runs each job on a goroutine of its own, which starts with a small
+// stack, and every byte this frame holds while the job runs is stack the
+// job's decoding and work may have to grow (copying it) to get. What
+// happens before and after lives in begin and end.
 func (m *RunRecorder) Work(ctx context.Context, job *rivertype.JobRow, doInner func(context.Context) error) error {
-	key := KeyOf(job.Kind, job.EncodedArgs)
+	a := m.begin(ctx, job)
+	workErr := doInner(withRecorder(ctx, a))
+	return m.end(ctx, job, a, workErr)
+}
+
+// begin notes an attempt's start: what the recorder collects while it
+// runs, and what end needs.
+//
+//go:noinline
+func (m *RunRecorder) begin(ctx context.Context, job *rivertype.JobRow) *recorder {
 	started := time.Now()
-	// The attempt's start is River's attempted_at, set when the job was
-	// fetched: no row is written when an attempt starts. A running attempt
-	// is river_job's (state running, attempt, attempted_at), and the API
-	// shows it as a running run.
-	startedAt := started
-	if job.AttemptedAt != nil {
-		startedAt = *job.AttemptedAt
+	a := &recorder{
+		started: started, owner: OwnerOf(job),
+		progress: progressState{pool: m.pool, logger: m.logger, taskID: job.ID, attempt: job.Attempt, last: started},
 	}
-	rec := db.RunRecord{
-		TaskID: job.ID, Attempt: job.Attempt, Key: key, TaskType: job.Kind, Worker: m.worker,
-		StartedAt: startedAt, CloseEarlier: job.Attempt > 1,
-	}
-	owner := OwnerOf(job)
-	m.metrics.RunStarted(owner)
-	attrs := func() []slog.Attr {
-		return []slog.Attr{
-			slog.Int64("task_id", job.ID), slog.String("type", job.Kind), slog.String("tenant", tenantAttr(owner)),
-			slog.Int("attempt", job.Attempt), slog.Int("max_attempts", job.MaxAttempts),
-		}
-	}
+	m.metrics.RunStarted(a.owner)
 	// Attributes are built only for lines that are logged: this runs for
 	// every task.
 	if m.logger.Enabled(ctx, slog.LevelDebug) {
-		m.logger.LogAttrs(ctx, slog.LevelDebug, "task started", append(attrs(), slog.String("event", "task_started"))...)
+		m.logger.LogAttrs(ctx, slog.LevelDebug, "task started", append(runAttrs(job, a.owner), slog.String("event", "task_started"))...)
 	}
+	return a
+}
 
-	collected := &recorder{progress: progressState{pool: m.pool, logger: m.logger, taskID: job.ID, attempt: job.Attempt, last: started}}
-	workErr := doInner(withRecorder(ctx, collected))
-	took := time.Since(started)
+// runAttrs are the attributes of a task's log lines.
+func runAttrs(job *rivertype.JobRow, owner string) []slog.Attr {
+	return []slog.Attr{
+		slog.Int64("task_id", job.ID), slog.String("type", job.Kind), slog.String("tenant", tenantAttr(owner)),
+		slog.Int("attempt", job.Attempt), slog.Int("max_attempts", job.MaxAttempts),
+	}
+}
 
+// end classifies how the attempt ended, logs it and writes its record,
+// waiting for the write, and returns what River is told.
+//
+//go:noinline
+func (m *RunRecorder) end(ctx context.Context, job *rivertype.JobRow, a *recorder, workErr error) error {
+	took := time.Since(a.started)
 	out := classify(ctx, job, workErr, took)
-	m.metrics.RunFinished(job.Kind, owner, out.status, took)
+	m.metrics.RunFinished(job.Kind, a.owner, out.status, took)
 	if m.logger.Enabled(ctx, out.level) {
-		a := append(attrs(), slog.Float64("took_ms", ms(took)), slog.String("event", out.event))
+		attrs := append(runAttrs(job, a.owner), slog.Float64("took_ms", ms(took)), slog.String("event", out.event))
 		if out.code != "" {
-			a = append(a, slog.String("error_code", out.code), slog.String("error", out.err.Error()))
+			attrs = append(attrs, slog.String("error_code", out.code), slog.String("error", out.err.Error()))
 		}
-		m.logger.LogAttrs(ctx, out.level, out.message, a...)
+		m.logger.LogAttrs(ctx, out.level, out.message, attrs...)
 	}
 	if out.final && job.Attempt < job.MaxAttempts {
 		// River decides between a retry and a discard on this very row once
@@ -170,18 +180,32 @@ func (m *RunRecorder) Work(ctx context.Context, job *rivertype.JobRow, doInner f
 		job.MaxAttempts = job.Attempt
 	}
 
-	rec.Status, rec.ErrorCode, rec.Error = out.status, out.code, out.public
-	rec.FinishedAt, rec.Duration = started.Add(took), took
-	rec.Metrics, rec.Notes = collected.snapshot()
+	// The attempt's start is River's attempted_at, set when the job was
+	// fetched: no row is written when an attempt starts. A running attempt
+	// is river_job's (state running, attempt, attempted_at), and the API
+	// shows it as a running run.
+	startedAt := a.started
+	if job.AttemptedAt != nil {
+		startedAt = *job.AttemptedAt
+	}
+	rec := db.RunRecord{
+		TaskID: job.ID, Attempt: job.Attempt, Key: KeyOf(job.Kind, job.EncodedArgs), TaskType: job.Kind, Worker: m.worker,
+		StartedAt: startedAt, CloseEarlier: job.Attempt > 1,
+		Status: out.status, ErrorCode: out.code, Error: out.public,
+		FinishedAt: a.started.Add(took), Duration: took,
+	}
+	rec.Metrics, rec.Notes = a.snapshot()
+	wait := time.NewTimer(runWriteTimeout)
+	defer wait.Stop()
 	select {
 	case err := <-m.writer.record(storableRecord(rec)):
 		if err != nil && !errors.Is(err, errRunDropped) {
 			m.logger.LogAttrs(ctx, slog.LevelError, "run record not written yet; the writer retries",
-				append(attrs(), slog.String("event", "run_record_failed"), slog.String("error", err.Error()))...)
+				append(runAttrs(job, a.owner), slog.String("event", "run_record_failed"), slog.String("error", err.Error()))...)
 		}
-	case <-time.After(runWriteTimeout):
+	case <-wait.C:
 		m.logger.LogAttrs(ctx, slog.LevelError, "run record not written in time; the writer retries",
-			append(attrs(), slog.String("event", "run_record_failed"))...)
+			append(runAttrs(job, a.owner), slog.String("event", "run_record_failed"))...)
 	}
 	if out.err == nil {
 		return nil
@@ -317,6 +341,8 @@ func codeOf(err error) string {
 
 // recorder collects what a worker attaches to its run.
 type recorder struct {
+	started  time.Time // when the middleware began the attempt
+	owner    string    // the task's owner, "" for taskrunner's own jobs
 	mu       sync.Mutex
 	metrics  map[string]float64
 	notes    []string
