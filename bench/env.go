@@ -37,8 +37,9 @@ type env struct {
 	// keep, when above 0, is the last id of the queued fill of the scale
 	// figures: reset keeps the jobs up to it.
 	keep int64
-	// emptyBytes is what sizedTables take empty (the scale figures).
-	emptyBytes int64
+	// emptyParts is what each of sizedTables and each of their indexes
+	// take empty, by name (the scale figures).
+	emptyParts map[string]int64
 	// noCheckpoint: this role may not CHECKPOINT (checkpoint).
 	noCheckpoint bool
 }

@@ -702,11 +702,11 @@ func measureEndToEnd(ctx context.Context, env *env, opts *options, figs *figures
 		})
 	}
 	// With the scale figures, each side's finished jobs are then sized.
-	sized := func(r e2eResult, err error, add func(float64)) error {
+	sized := func(r e2eResult, err error, bare bool, add func(float64)) error {
 		if err != nil || figs.bytes == nil {
 			return err
 		}
-		b, err := env.bytesPerTask(ctx, r.jobs)
+		b, err := env.bytesPerTask(ctx, r.jobs, bare)
 		add(b)
 		return err
 	}
@@ -714,12 +714,12 @@ func measureEndToEnd(ctx context.Context, env *env, opts *options, figs *figures
 		func() error {
 			r, err := env.endToEndBare(ctx, opts)
 			figs.endToEnd.addBare(r.rate())
-			return sized(r, err, func(b float64) { figs.bytes.addBare(b) })
+			return sized(r, err, true, func(b float64) { figs.bytes.addBare(b) })
 		},
 		func() error {
 			r, err := env.endToEndTaskrunner(ctx, opts)
 			figs.endToEnd.addTaskrunner(r.rate())
-			return sized(r, err, func(b float64) { figs.bytes.addTaskrunner(b) })
+			return sized(r, err, false, func(b float64) { figs.bytes.addTaskrunner(b) })
 		},
 		breakdown...)
 	figs.endToEndNoRecorder.bare = figs.endToEnd.bare

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -121,41 +124,53 @@ func (e *env) dropQueued(ctx context.Context) error {
 	return e.reset(ctx)
 }
 
-// tableBytes is the room sizedTables take on disk, indexes and TOAST
-// included.
-func (e *env) tableBytes(ctx context.Context) (int64, error) {
-	var n int64
-	err := e.conn.QueryRow(ctx, `
-		SELECT sum(pg_total_relation_size(t::regclass))::bigint
-		FROM unnest(string_to_array($1, ', ')) AS t`, sizedTables).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("size of %s: %w", sizedTables, err)
-	}
-	return n, nil
-}
-
-// bytesPerTask is the room on disk each of n finished tasks takes, after
+// bytesPerTask is the room on disk each of n finished jobs takes, after
 // VACUUM FULL (the rows at rest, without the dead versions a burst leaves
 // before vacuum reuses their room), less what the empty tables take
-// (e.emptyBytes).
-func (e *env) bytesPerTask(ctx context.Context, n int) (float64, error) {
+// (e.emptyParts). Bare River's jobs (bare) are sized without taskrunner's
+// own indexes on river_job (named taskrunner_...), which both sides' rows
+// pay for in the bench's one database but River alone would not have.
+func (e *env) bytesPerTask(ctx context.Context, n int, bare bool) (float64, error) {
 	if err := e.waitNoSnapshots(ctx); err != nil {
 		return 0, err
 	}
 	if _, err := e.conn.Exec(ctx, "VACUUM FULL "+sizedTables); err != nil {
 		return 0, fmt.Errorf("vacuum full: %w", err)
 	}
-	size, err := e.tableBytes(ctx)
+	sizes, err := e.relationSizes(ctx)
 	if err != nil {
 		return 0, err
 	}
-	per := float64(size-e.emptyBytes) / float64(n)
+	type part struct {
+		name  string
+		bytes int64
+	}
+	var parts []part
+	var total int64
+	for name, size := range sizes {
+		d := size - e.emptyParts[name]
+		if d <= 0 || (bare && strings.HasPrefix(name, "taskrunner_")) {
+			continue
+		}
+		parts = append(parts, part{name, d})
+		total += d
+	}
+	slices.SortFunc(parts, func(a, b part) int { return cmp.Or(cmp.Compare(b.bytes, a.bytes), strings.Compare(a.name, b.name)) })
+	each := make([]string, len(parts))
+	for i, p := range parts {
+		each[i] = fmt.Sprintf("%s %s", p.name, formatBytes(float64(p.bytes)/float64(n)))
+	}
 	var jobRows, runRows int64
 	if err := e.conn.QueryRow(ctx, "SELECT (SELECT count(*) FROM river_job), (SELECT count(*) FROM runs)").Scan(&jobRows, &runRows); err != nil {
 		return 0, fmt.Errorf("count the sized rows: %w", err)
 	}
-	e.p.linef("size: %d finished jobs (river_job holds %d rows, runs %d) take %d bytes in %s = %s each",
-		n, jobRows, runRows, size-e.emptyBytes, sizedTables, formatBytes(per))
+	left := ""
+	if bare {
+		left = " (taskrunner's own indexes left out)"
+	}
+	per := float64(total) / float64(n)
+	e.p.linef("size: %d finished jobs (river_job holds %d rows, runs %d) take %d bytes in %s and their indexes%s = %s each: %s",
+		n, jobRows, runRows, total, sizedTables, left, formatBytes(per), strings.Join(each, ", "))
 	return per, nil
 }
 
@@ -193,8 +208,8 @@ func (e *env) measureEmptyBytes(ctx context.Context) error {
 	if _, err := e.conn.Exec(ctx, "VACUUM FULL "+sizedTables); err != nil {
 		return fmt.Errorf("vacuum full: %w", err)
 	}
-	n, err := e.tableBytes(ctx)
-	e.emptyBytes = n
+	var err error
+	e.emptyParts, err = e.relationSizes(ctx)
 	return err
 }
 
@@ -432,4 +447,29 @@ func (e *env) pickupDuringRetention(ctx context.Context, opts *options, label st
 	e.p.linef("retention: %s: created_at -> attempted_at p50 %s, p99 %s, max %s", label,
 		formatTableLatency(percentile(latencies, 0.50)), formatTableLatency(percentile(latencies, 0.99)), formatTableLatency(percentile(latencies, 1)))
 	return latencies, nil
+}
+
+// relationSizes is the size of each of sizedTables (its heap and TOAST)
+// and of each of their indexes, by name.
+func (e *env) relationSizes(ctx context.Context) (map[string]int64, error) {
+	rows, err := e.conn.Query(ctx, `
+		SELECT c.relname::text, pg_table_size(c.oid)
+		FROM unnest(string_to_array($1, ', ')) AS t (name) JOIN pg_class c ON c.oid = t.name::regclass
+		UNION ALL
+		SELECT i.relname::text, pg_relation_size(i.oid)
+		FROM unnest(string_to_array($1, ', ')) AS t (name)
+		JOIN pg_index x ON x.indrelid = t.name::regclass JOIN pg_class i ON i.oid = x.indexrelid`, sizedTables)
+	if err != nil {
+		return nil, fmt.Errorf("sizes of %s and their indexes: %w", sizedTables, err)
+	}
+	sizes := map[string]int64{}
+	for rows.Next() {
+		var name string
+		var size int64
+		if err := rows.Scan(&name, &size); err != nil {
+			return nil, err
+		}
+		sizes[name] = size
+	}
+	return sizes, rows.Err()
 }
