@@ -42,6 +42,10 @@ type env struct {
 	emptyParts map[string]int64
 	// noCheckpoint: this role may not CHECKPOINT (checkpoint).
 	noCheckpoint bool
+	// riverOnlyNow: river_job is as River alone has it, without
+	// taskrunner's triggers and ownIndexes (riverOnly).
+	riverOnlyNow bool
+	ownIndexes   map[string]string // taskrunner's indexes on river_job: name -> definition
 }
 
 // openEnv drops and recreates the bench database, migrates it and opens
@@ -123,6 +127,11 @@ func (e *env) close(keep bool) {
 	defer cancel()
 	for _, r := range e.recorders {
 		_ = r.Close(ctx)
+	}
+	if keep && e.conn != nil {
+		if err := e.riverOnly(ctx, false); err != nil {
+			e.p.linef("database: %v", err)
+		}
 	}
 	if e.conn != nil {
 		_ = e.conn.Close(ctx)
@@ -242,4 +251,72 @@ func newProgress(w io.Writer) *progress { return &progress{w: w, start: time.Now
 func (p *progress) linef(format string, args ...any) {
 	msg := strings.TrimRight(fmt.Sprintf(format, args...), "\n")
 	fmt.Fprintf(p.w, "[%6.1fs] %s\n", time.Since(p.start).Seconds(), msg)
+}
+
+// riverOnly makes river_job what River alone has (on: taskrunner's
+// triggers on it disabled and its indexes on it dropped, their definitions
+// kept) or what taskrunner has (off: the triggers enabled and the indexes
+// built again), so bare River's figures do not pay for taskrunner's schema
+// in the bench's one database. It does nothing when river_job already is
+// so.
+func (e *env) riverOnly(ctx context.Context, on bool) error {
+	if e.riverOnlyNow == on {
+		return nil
+	}
+	if on {
+		rows, err := e.conn.Query(ctx, `
+			SELECT indexname::text, indexdef FROM pg_indexes
+			WHERE schemaname = current_schema() AND tablename = 'river_job' AND indexname LIKE 'taskrunner\_%'`)
+		if err != nil {
+			return fmt.Errorf("taskrunner's indexes on river_job: %w", err)
+		}
+		e.ownIndexes = map[string]string{}
+		for rows.Next() {
+			var name, def string
+			if err := rows.Scan(&name, &def); err != nil {
+				return err
+			}
+			e.ownIndexes[name] = def
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	trigger, start := "ENABLE", time.Now()
+	if on {
+		trigger = "DISABLE"
+	}
+	err := pgx.BeginFunc(ctx, e.conn, func(tx pgx.Tx) error {
+		var triggers []string
+		rows, err := tx.Query(ctx, `SELECT tgname::text FROM pg_trigger WHERE tgrelid = 'river_job'::regclass AND NOT tgisinternal AND tgname LIKE 'taskrunner\_%'`)
+		if err == nil {
+			triggers, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		}
+		if err != nil {
+			return fmt.Errorf("taskrunner's triggers on river_job: %w", err)
+		}
+		for _, t := range triggers {
+			if _, err := tx.Exec(ctx, "ALTER TABLE river_job "+trigger+" TRIGGER "+pgx.Identifier{t}.Sanitize()); err != nil {
+				return err
+			}
+		}
+		for name, def := range e.ownIndexes {
+			sql := def
+			if on {
+				sql = "DROP INDEX " + pgx.Identifier{name}.Sanitize()
+			}
+			if _, err := tx.Exec(ctx, sql); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("river_job as %s: %w", map[bool]string{true: "River alone has it", false: "taskrunner has it"}[on], err)
+	}
+	e.riverOnlyNow = on
+	if !on && time.Since(start) > time.Second {
+		e.p.linef("schema: taskrunner's indexes on river_job built again in %s", time.Since(start).Round(time.Millisecond))
+	}
+	return nil
 }

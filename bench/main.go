@@ -600,7 +600,7 @@ func measureQueued(ctx context.Context, env *env, n int, atScale *figures, bareF
 func measureRetention(ctx context.Context, env *env, opts *options, figs *figures) error {
 	for round := range opts.retRounds {
 		env.p.linef("retention round %d of %d: %s finished", round+1, opts.retRounds, countLabel(opts.scale))
-		if err := latencySides(ctx, opts, figs.retention, round%2 == 0, env.retentionBare, env.retentionTaskrunner); err != nil {
+		if err := latencySides(ctx, env, opts, figs.retention, round%2 == 0, env.retentionBare, env.retentionTaskrunner); err != nil {
 			return err
 		}
 	}
@@ -608,7 +608,31 @@ func measureRetention(ctx context.Context, env *env, opts *options, figs *figure
 }
 
 // runSides runs a figure's bare River and taskrunner sides, bare first or
-// not, then any breakdown sides.
+// not, then any breakdown sides; bare River's on river_job as River alone
+// has it (riverOnly), taskrunner's on its own schema.
+func (e *env) runSides(ctx context.Context, bareFirst bool, bare, taskrunner func() error, breakdown ...func() error) error {
+	asBare := func() error {
+		if err := e.riverOnly(ctx, true); err != nil {
+			return err
+		}
+		return bare()
+	}
+	asTaskrunner := func(side func() error) func() error {
+		return func() error {
+			if err := e.riverOnly(ctx, false); err != nil {
+				return err
+			}
+			return side()
+		}
+	}
+	for i, side := range breakdown {
+		breakdown[i] = asTaskrunner(side)
+	}
+	return runSides(bareFirst, asBare, asTaskrunner(taskrunner), breakdown...)
+}
+
+// runSides runs two sides of a figure, the first one first or not, then
+// any breakdown sides.
 func runSides(bareFirst bool, bare, taskrunner func() error, breakdown ...func() error) error {
 	sides := []func() error{bare, taskrunner}
 	if !bareFirst {
@@ -633,7 +657,7 @@ func measureEnqueue(ctx context.Context, env *env, opts *options, figs *figures,
 			return err
 		})
 	}
-	err := runSides(bareFirst,
+	err := env.runSides(ctx, bareFirst,
 		func() error {
 			r, err := env.enqueueBare(ctx, opts)
 			figs.enqueue.addBare(r.rate())
@@ -652,7 +676,7 @@ func measureEnqueue(ctx context.Context, env *env, opts *options, figs *figures,
 // measureBatch measures the batch-enqueue figure once.
 func measureBatch(ctx context.Context, env *env, opts *options, figs *figures, bareFirst bool) error {
 	perRequest := float64(opts.batchSize)
-	return runSides(bareFirst,
+	return env.runSides(ctx, bareFirst,
 		func() error {
 			r, err := env.enqueueBatchBare(ctx, opts)
 			figs.batch.addBare(r.rate() * perRequest)
@@ -667,13 +691,13 @@ func measureBatch(ctx context.Context, env *env, opts *options, figs *figures, b
 
 // measurePickup measures the pickup-latency figure once.
 func measurePickup(ctx context.Context, env *env, opts *options, figs *figures, bareFirst bool) error {
-	return latencySides(ctx, opts, figs.pickup, bareFirst, env.pickupBare, env.pickupTaskrunner)
+	return latencySides(ctx, env, opts, figs.pickup, bareFirst, env.pickupBare, env.pickupTaskrunner)
 }
 
 // latencySides measures a latency figure's two sides once, bare first or
 // not, and adds what each measured to fig.
-func latencySides(ctx context.Context, opts *options, fig *latencyFigure, bareFirst bool, bare, taskrunner func(context.Context, *options) ([]time.Duration, error)) error {
-	return runSides(bareFirst,
+func latencySides(ctx context.Context, env *env, opts *options, fig *latencyFigure, bareFirst bool, bare, taskrunner func(context.Context, *options) ([]time.Duration, error)) error {
+	return env.runSides(ctx, bareFirst,
 		func() error {
 			ds, err := bare(ctx, opts)
 			if err == nil {
@@ -710,7 +734,7 @@ func measureEndToEnd(ctx context.Context, env *env, opts *options, figs *figures
 		add(b)
 		return err
 	}
-	err := runSides(bareFirst,
+	err := env.runSides(ctx, bareFirst,
 		func() error {
 			r, err := env.endToEndBare(ctx, opts)
 			figs.endToEnd.addBare(r.rate())
