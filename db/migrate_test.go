@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -25,9 +26,16 @@ func TestMigrationRunsKeyedByAttempt(t *testing.T) {
 	t.Cleanup(func() { _ = m.Close() })
 	_, err = m.Up(ctx)
 	require.NoError(t, err)
-	down, err := m.Down(ctx)
-	require.NoError(t, err)
-	require.Equal(t, int64(10), down.Version, "00010 is the newest migration this test undoes")
+	// Undo the migrations down to and including 00010.
+	for {
+		down, err := m.Down(ctx)
+		require.NoError(t, err)
+		require.NotNil(t, down)
+		require.GreaterOrEqual(t, down.Version, int64(10))
+		if down.Version == 10 {
+			break
+		}
+	}
 
 	// Three runs of two tasks, with metrics and notes, in the old shape:
 	// ids out of step with task order, so a join by the wrong column
@@ -82,8 +90,13 @@ func TestMigrationRunsKeyedByAttempt(t *testing.T) {
 	require.Equal(t, 4, left, "the deleted run's metric and note went with it")
 
 	// Down again: metrics and notes name their run by id.
-	_, err = m.Down(ctx)
-	require.NoError(t, err)
+	for {
+		down, err := m.Down(ctx)
+		require.NoError(t, err)
+		if down.Version == 10 {
+			break
+		}
+	}
 	pairs := strs(`
 		SELECT r.task_id || '/' || r.attempt || ':' || m.name || '=' || m.value FROM run_metrics m JOIN runs r ON r.id = m.run_id
 		UNION ALL
@@ -92,4 +105,38 @@ func TestMigrationRunsKeyedByAttempt(t *testing.T) {
 	require.Equal(t, []string{"1/1:m=3", "2/2:n=2", "2/2:second", "2/2:third"}, pairs)
 	_, err = tdb.Pool.Exec(ctx, `INSERT INTO runs (id, task_id, attempt, key, task_type, status, worker) VALUES (9, 3, 1, 'echo:c', 'echo', 'failed', 'w')`)
 	require.ErrorContains(t, err, "runs_pkey", "id is the primary key again")
+}
+
+// Migration 00011: the owner index holds the tasks of named tenants only,
+// and a tenant's list of its own tasks still reads it.
+func TestOwnerIndexTenantsOnly(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tdb := testenv.NewDB(t)
+	_, err := tdb.Pool.Exec(ctx, `
+		INSERT INTO river_job (args, kind, max_attempts, metadata, priority, queue, state, scheduled_at)
+		SELECT '{"msg":"a"}', 'echo', 1, CASE WHEN g % 10 = 0 THEN '{"owner":"alice"}' ELSE '{}' END::jsonb,
+		       1, 'default', 'available', now()
+		FROM generate_series(1, 5000) g`)
+	require.NoError(t, err)
+	_, err = tdb.Pool.Exec(ctx, "ANALYZE river_job")
+	require.NoError(t, err)
+
+	var entries int64
+	require.NoError(t, tdb.Pool.QueryRow(ctx, `
+		SELECT count(*) FROM river_job WHERE coalesce(metadata ->> 'owner', 'local') <> 'local'`).Scan(&entries))
+	require.EqualValues(t, 500, entries)
+	var def string
+	require.NoError(t, tdb.Pool.QueryRow(ctx, "SELECT indexdef FROM pg_indexes WHERE indexname = 'taskrunner_river_job_owner_idx'").Scan(&def))
+	require.Contains(t, def, "WHERE (COALESCE((metadata ->> 'owner'::text), 'local'::text) <> 'local'::text)", "local tasks are left out")
+
+	// The list of a tenant's tasks, as TaskList filters it.
+	rows, err := tdb.Pool.Query(ctx, `EXPLAIN (COSTS OFF)
+		SELECT j.id FROM river_job j
+		WHERE ('alice' = '' OR coalesce(j.metadata ->> 'owner', 'local') = 'alice')
+		ORDER BY j.id DESC LIMIT 50`)
+	require.NoError(t, err)
+	plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Contains(t, strings.Join(plan, "\n"), "Index Scan using taskrunner_river_job_owner_idx")
 }
