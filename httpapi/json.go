@@ -43,11 +43,49 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		_, _ = w.Write([]byte(`{"error":{"code":"internal_error","message":"the response could not be encoded","request_id":""}}` + "\n"))
 		return
 	}
+	writeEncoded(w, status, buf.Bytes()) // Encode ends it with a newline
+}
+
+// writeEncoded writes body, JSON ending with a newline, as the response
+// body with status.
+func writeEncoded(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(buf.Len()))
+	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes()) // Encode ends it with a newline
+	_, _ = w.Write(body)
+}
+
+// writeTaskViews writes views as writeJSON writes them, encoded by
+// appendTaskView: one, or under "tasks" when batch. A view it leaves to
+// encoding/json sends them all to writeJSON.
+func writeTaskViews(w http.ResponseWriter, status int, batch bool, views ...taskView) {
+	buf := encodeBuffers.Get().(*bytes.Buffer)
+	defer putEncodeBuffer(buf)
+	b := buf.AvailableBuffer()
+	if batch {
+		b = append(b, `{"tasks":[`...)
+	}
+	for i := range views {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		var ok bool
+		if b, ok = appendTaskView(b, &views[i]); !ok {
+			if batch {
+				writeJSON(w, status, batchBody{Tasks: views})
+			} else {
+				writeJSON(w, status, views[0])
+			}
+			return
+		}
+	}
+	if batch {
+		b = append(b, "]}"...)
+	}
+	b = append(b, '\n')
+	buf.Write(b) // keeps what it grew to for the next answer
+	writeEncoded(w, status, buf.Bytes())
 }
 
 // encodeBuffers hold the responses writeJSON encodes.

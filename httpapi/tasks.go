@@ -180,7 +180,7 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request, req *task.Reque
 		s.deps.Metrics.TaskEnqueued(t.Type, tenantOf(r.Context()))
 	}
 	w.Header().Set("Location", "/tasks/"+strconv.FormatInt(t.ID, 10))
-	writeJSON(w, status, v)
+	writeTaskViews(w, status, false, v)
 	return nil
 }
 
@@ -230,12 +230,12 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := batchBody{Tasks: make([]taskView, len(tasks))}
+	views := make([]taskView, len(tasks))
 	for i := range tasks {
-		out.Tasks[i] = s.newTaskView(&tasks[i])
+		views[i] = s.newTaskView(&tasks[i])
 		s.deps.Metrics.TaskEnqueued(tasks[i].Type, tenantOf(r.Context()))
 	}
-	writeJSON(w, http.StatusAccepted, out)
+	writeTaskViews(w, http.StatusAccepted, true, views...)
 	return nil
 }
 
