@@ -40,3 +40,15 @@ func TestWithOwner(t *testing.T) {
 	_, err := withOwner([]byte(`{"owner":`), "x")
 	require.Error(t, err)
 }
+
+// appendJSONString writes a name as json.Marshal does, quoting a plain one
+// without encoding it.
+func TestAppendJSONString(t *testing.T) {
+	for _, s := range []string{"", "team-a", "acme.io_1", `team "a" \ b`, "<b>&", "é\u2028\x00\x7f"} {
+		want, err := json.Marshal(s)
+		require.NoError(t, err)
+		got, err := appendJSONString([]byte("x"), s)
+		require.NoError(t, err)
+		require.Equal(t, "x"+string(want), string(got), "%q", s)
+	}
+}

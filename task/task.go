@@ -198,11 +198,15 @@ func (s *Service) Validate(req *Request) (river.InsertManyParams, error) {
 	if err != nil {
 		return river.InsertManyParams{}, err
 	}
-	meta, err := json.Marshal(jobs.Metadata{TimeoutSeconds: timeout, CallbackURL: callbackURL})
-	if err != nil {
-		return river.InsertManyParams{}, err
+	if timeout == 0 && callbackURL == "" {
+		opts.Metadata = []byte("{}") // most tasks: no encoding
+	} else {
+		meta, err := json.Marshal(jobs.Metadata{TimeoutSeconds: timeout, CallbackURL: callbackURL})
+		if err != nil {
+			return river.InsertManyParams{}, err
+		}
+		opts.Metadata = meta
 	}
-	opts.Metadata = meta
 	return river.InsertManyParams{Args: args, InsertOpts: opts}, nil
 }
 
@@ -329,6 +333,9 @@ func (s *Service) tenantQueue(ctx context.Context, opts *river.InsertOpts) *rive
 }
 
 func (s *Service) logEnqueued(ctx context.Context, t *taskrunner.Task) {
+	if !s.logger.Enabled(ctx, slog.LevelInfo) {
+		return // a batch has fifty: no attributes for a line not logged
+	}
 	s.logger.LogAttrs(ctx, slog.LevelInfo, "task enqueued", slog.String("event", "task_enqueued"),
 		slog.Int64("task_id", t.ID), slog.String("type", t.Type), slog.String("queue", t.Queue), slog.String("tenant", tenantName(ctx)))
 }
@@ -375,9 +382,13 @@ func (s *Service) ValidateBatch(reqs []Request, maxSize int) ([]river.InsertMany
 // owned by the tenant ctx acts for.
 func (s *Service) SubmitBatch(ctx context.Context, params []river.InsertManyParams) ([]taskrunner.Task, error) {
 	params = slices.Clone(params)
+	tenant, owned := taskrunner.TenantFrom(ctx)
+	opts := make([]river.InsertOpts, len(params)) // the owned copies, in one allocation
 	for i := range params {
-		if err := own(ctx, &params[i]); err != nil {
-			return nil, err
+		if owned {
+			if err := ownAs(tenant.Name, &params[i], &opts[i]); err != nil {
+				return nil, err
+			}
 		}
 		params[i].InsertOpts = s.tenantQueue(ctx, params[i].InsertOpts)
 	}
@@ -406,13 +417,19 @@ func own(ctx context.Context, p *river.InsertManyParams) error {
 	if !ok {
 		return nil
 	}
-	meta, err := withOwner(p.InsertOpts.Metadata, tenant.Name)
+	return ownAs(tenant.Name, p, new(river.InsertOpts))
+}
+
+// ownAs records owner in p's metadata: p's options are copied to opts,
+// with the owner added, and p takes them.
+func ownAs(owner string, p *river.InsertManyParams, opts *river.InsertOpts) error {
+	meta, err := withOwner(p.InsertOpts.Metadata, owner)
 	if err != nil {
 		return err
 	}
-	opts := *p.InsertOpts
+	*opts = *p.InsertOpts
 	opts.Metadata = meta
-	p.InsertOpts = &opts
+	p.InsertOpts = opts
 	return nil
 }
 
@@ -423,18 +440,17 @@ func own(ctx context.Context, p *river.InsertManyParams) error {
 func withOwner(metadata []byte, owner string) ([]byte, error) {
 	trimmed := bytes.TrimSpace(metadata)
 	if len(trimmed) >= 2 && trimmed[0] == '{' && trimmed[len(trimmed)-1] == '}' && !bytes.Contains(trimmed, []byte(`"owner"`)) {
-		name, err := json.Marshal(owner)
-		if err != nil {
-			return nil, err
-		}
 		body := bytes.TrimSpace(trimmed[1 : len(trimmed)-1])
-		out := make([]byte, 0, len(body)+len(name)+12)
+		out := make([]byte, 0, len(body)+len(owner)+14)
 		out = append(out, '{')
 		if len(body) > 0 {
 			out = append(append(out, body...), ',')
 		}
-		out = append(append(append(out, `"owner":`...), name...), '}')
-		return out, nil
+		out, err := appendJSONString(append(out, `"owner":`...), owner)
+		if err != nil {
+			return nil, err
+		}
+		return append(out, '}'), nil
 	}
 	var m jobs.Metadata
 	if len(trimmed) > 0 {
@@ -444,6 +460,18 @@ func withOwner(metadata []byte, owner string) ([]byte, error) {
 	}
 	m.Owner = owner
 	return json.Marshal(m)
+}
+
+// appendJSONString appends s as json.Marshal writes it: quoted as it is
+// when it needs no escape (a tenant's name), without encoding it.
+func appendJSONString(b []byte, s string) ([]byte, error) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			enc, err := json.Marshal(s)
+			return append(b, enc...), err
+		}
+	}
+	return append(append(append(b, '"'), s...), '"'), nil
 }
 
 // getOwned reads task id for the tenant ctx acts for: another tenant's
