@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -721,6 +722,14 @@ func FromJobRow(j *rivertype.JobRow) taskrunner.Task {
 		CreatedAt: j.CreatedAt, ScheduledAt: j.ScheduledAt, StartedAt: j.AttemptedAt, FinishedAt: j.FinalizedAt,
 		Metadata: j.Metadata,
 	}
+	// Metadata as an insert stores it is read without decoding.
+	if timeout, owner, ok := quickMetadata(j.Metadata); ok {
+		if timeout > 0 {
+			t.TimeoutSeconds = &timeout
+		}
+		t.Owner = cmp.Or(owner, taskrunner.LocalTenant)
+		return t
+	}
 	// One decoding of the metadata, for the timeout, the owner and the
 	// output (River's, under "output"; a task just inserted has none).
 	var m struct {
@@ -739,4 +748,126 @@ func FromJobRow(j *rivertype.JobRow) taskrunner.Task {
 	}
 	t.Owner = cmp.Or(m.Owner, taskrunner.LocalTenant) // as the tasks view shows it
 	return t
+}
+
+// quickMetadata reads the timeout and the owner of metadata as an insert
+// stores it: an object whose members are among owner, callback_url and
+// schedule holding strings without escapes and timeout_seconds holding a
+// number. ok is false for any other metadata (an output, a schedule tick,
+// an escape, another member), which is left to encoding/json.
+func quickMetadata(meta []byte) (timeout float64, owner string, ok bool) {
+	b := skipJSONSpace(meta)
+	if len(b) == 0 || b[0] != '{' {
+		return 0, "", false
+	}
+	b = skipJSONSpace(b[1:])
+	if len(b) > 0 && b[0] == '}' {
+		return 0, "", len(skipJSONSpace(b[1:])) == 0
+	}
+	for {
+		var key, value []byte
+		if key, b, ok = plainJSONString(b); !ok {
+			return 0, "", false
+		}
+		if b = skipJSONSpace(b); len(b) == 0 || b[0] != ':' {
+			return 0, "", false
+		}
+		b = skipJSONSpace(b[1:])
+		switch string(key) {
+		case "owner", "callback_url", "schedule":
+			if value, b, ok = plainJSONString(b); !ok {
+				return 0, "", false
+			}
+			if string(key) == "owner" {
+				owner = string(value)
+			}
+		case "timeout_seconds":
+			n := jsonNumberLength(b)
+			if n == 0 {
+				return 0, "", false
+			}
+			f, err := strconv.ParseFloat(string(b[:n]), 64)
+			if err != nil {
+				return 0, "", false
+			}
+			timeout, b = f, b[n:]
+		default:
+			return 0, "", false
+		}
+		b = skipJSONSpace(b)
+		switch {
+		case len(b) > 0 && b[0] == ',':
+			b = skipJSONSpace(b[1:])
+		case len(b) > 0 && b[0] == '}':
+			return timeout, owner, len(skipJSONSpace(b[1:])) == 0
+		default:
+			return 0, "", false
+		}
+	}
+}
+
+// plainJSONString is the content of the JSON string b starts with and
+// what follows it, when it holds no escape and is UTF-8.
+func plainJSONString(b []byte) (content, rest []byte, ok bool) {
+	if len(b) == 0 || b[0] != '"' {
+		return nil, nil, false
+	}
+	for i := 1; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			if !utf8.Valid(b[1:i]) {
+				return nil, nil, false
+			}
+			return b[1:i], b[i+1:], true
+		case c < 0x20 || c == '\\':
+			return nil, nil, false
+		}
+	}
+	return nil, nil, false
+}
+
+// jsonNumberLength is the length of the JSON number b starts with; 0 when
+// it starts with none.
+func jsonNumberLength(b []byte) int {
+	i := 0
+	digits := func() int {
+		start := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		return i - start
+	}
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case digits() == 0:
+		return 0
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if digits() == 0 {
+			return 0
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return 0
+		}
+	}
+	return i
+}
+
+// skipJSONSpace is b after its leading JSON whitespace.
+func skipJSONSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\n' || b[0] == '\r') {
+		b = b[1:]
+	}
+	return b
 }
