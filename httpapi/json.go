@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/storable"
@@ -140,6 +141,14 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 // wrong type or unknown, or holding what cannot be stored (checkStorable),
 // is task_rejected_invalid_params naming the field.
 func decodeStrict(body []byte, v any) error {
+	return decodeStrictQuick(body, v, nil)
+}
+
+// decodeStrictQuick is decodeStrict, trying quick first on a body that is
+// storable: quick decodes the body into v without reflection and reports
+// true, or reports false, leaving v as it was, for a body it does not
+// take, which encoding/json decodes (or refuses).
+func decodeStrictQuick(body []byte, v any, quick func(trimmed []byte) bool) error {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
 		return &taskrunner.Error{Code: taskrunner.CodeInvalidJSON, Message: "request body is empty; send a JSON object"}
@@ -150,6 +159,9 @@ func decodeStrict(body []byte, v any) error {
 	// Before decoding, so an unknown field is never named with a NUL in it.
 	if err := checkStorable(trimmed); err != nil {
 		return err
+	}
+	if quick != nil && quick(trimmed) {
+		return nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.DisallowUnknownFields()
@@ -224,8 +236,179 @@ func jsonSyntaxMessage(err error) string {
 // decodeTaskRequest decodes a POST /tasks body.
 func decodeTaskRequest(body []byte) (*task.Request, error) {
 	var req task.Request
-	if err := decodeStrict(body, &req); err != nil {
+	if err := decodeStrictQuick(body, &req, func(b []byte) bool {
+		rest, ok := quickTaskRequest(b, &req)
+		return ok && len(skipJSONSpace(rest)) == 0
+	}); err != nil {
 		return nil, err
 	}
 	return &req, nil
+}
+
+// decodeBatchRequest decodes a POST /tasks/batch body.
+func decodeBatchRequest(body []byte) (*batchRequest, error) {
+	var req batchRequest
+	if err := decodeStrictQuick(body, &req, func(b []byte) bool { return quickBatchRequest(b, &req) }); err != nil {
+		return nil, err
+	}
+	return &req, nil
+}
+
+// quickBatchRequest decodes {"tasks": [task, ...]} into req, each task
+// as quickTaskRequest takes it; false, with req as it was, for any other
+// body.
+func quickBatchRequest(b []byte, req *batchRequest) bool {
+	b, ok := quickKey(b, "tasks")
+	if !ok || len(b) == 0 || b[0] != '[' {
+		return false
+	}
+	// Fifty tasks of "type" and "params": one allocation for them all.
+	tasks := make([]task.Request, 0, min(bytes.Count(b, []byte(`"type"`)), 256))
+	b = skipJSONSpace(b[1:])
+	for len(b) > 0 && b[0] != ']' {
+		if len(tasks) > 0 {
+			if b[0] != ',' {
+				return false
+			}
+			b = skipJSONSpace(b[1:])
+		}
+		var t task.Request
+		if b, ok = quickTaskRequest(b, &t); !ok {
+			return false
+		}
+		tasks = append(tasks, t)
+		b = skipJSONSpace(b)
+	}
+	if len(b) == 0 || len(tasks) == 0 {
+		return false // an empty batch is refused by the slow path's rules
+	}
+	b = skipJSONSpace(b[1:])
+	if len(b) == 0 || b[0] != '}' || len(skipJSONSpace(b[1:])) != 0 {
+		return false
+	}
+	req.Tasks = tasks
+	return true
+}
+
+// quickKey is b after `{ "key" :` and the space after it, when b starts so.
+func quickKey(b []byte, key string) ([]byte, bool) {
+	if len(b) == 0 || b[0] != '{' {
+		return nil, false
+	}
+	b = skipJSONSpace(b[1:])
+	k, b, ok := plainJSONString(b)
+	if !ok || string(k) != key {
+		return nil, false
+	}
+	if b = skipJSONSpace(b); len(b) == 0 || b[0] != ':' {
+		return nil, false
+	}
+	return skipJSONSpace(b[1:]), true
+}
+
+// quickTaskRequest decodes the task request b starts with into req when
+// it is an object of "type", a string without escapes, and "params", an
+// object, and returns what follows it; false for any other request
+// (another member, a key in another case, an escape), which
+// encoding/json decodes. The params are checked as JSON and not copied.
+func quickTaskRequest(b []byte, req *task.Request) (rest []byte, ok bool) {
+	if len(b) == 0 || b[0] != '{' {
+		return nil, false
+	}
+	var r task.Request
+	b = skipJSONSpace(b[1:])
+	for first := true; ; first = false {
+		if len(b) > 0 && b[0] == '}' && first {
+			break
+		}
+		var key, value []byte
+		if key, b, ok = plainJSONString(b); !ok {
+			return nil, false
+		}
+		if b = skipJSONSpace(b); len(b) == 0 || b[0] != ':' {
+			return nil, false
+		}
+		b = skipJSONSpace(b[1:])
+		switch string(key) {
+		case "type":
+			if value, b, ok = plainJSONString(b); !ok {
+				return nil, false
+			}
+			r.Type = string(value)
+		case "params":
+			n := jsonObjectLength(b)
+			if n == 0 || !json.Valid(b[:n]) {
+				return nil, false
+			}
+			r.Params, b = json.RawMessage(b[:n:n]), b[n:]
+		default:
+			return nil, false
+		}
+		b = skipJSONSpace(b)
+		if len(b) > 0 && b[0] == ',' {
+			b = skipJSONSpace(b[1:])
+			continue
+		}
+		if len(b) == 0 || b[0] != '}' {
+			return nil, false
+		}
+		break
+	}
+	*req = r
+	return b[1:], true
+}
+
+// plainJSONString is the content of the JSON string b starts with and
+// what follows it, when it holds no escape and is UTF-8.
+func plainJSONString(b []byte) (content, rest []byte, ok bool) {
+	if len(b) == 0 || b[0] != '"' {
+		return nil, nil, false
+	}
+	for i := 1; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			if !utf8.Valid(b[1:i]) {
+				return nil, nil, false
+			}
+			return b[1:i], b[i+1:], true
+		case c < 0x20 || c == '\\':
+			return nil, nil, false
+		}
+	}
+	return nil, nil, false
+}
+
+// jsonObjectLength is the length of the object b starts with, found by
+// its braces outside strings, not checked; 0 when b starts with none or
+// it does not end.
+func jsonObjectLength(b []byte) int {
+	if len(b) == 0 || b[0] != '{' {
+		return 0
+	}
+	depth, inString := 0, false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case inString && c == '\\':
+			i++
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			if depth--; depth == 0 {
+				return i + 1
+			}
+		}
+	}
+	return 0
+}
+
+// skipJSONSpace is b after its leading JSON whitespace.
+func skipJSONSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\n' || b[0] == '\r') {
+		b = b[1:]
+	}
+	return b
 }

@@ -215,8 +215,8 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req batchRequest
-	if err := decodeStrict(body, &req); err != nil {
+	req, err := decodeBatchRequest(body)
+	if err != nil {
 		return err
 	}
 	params, err := s.deps.Tasks.ValidateBatch(req.Tasks, s.deps.Limits.MaxBatchSize)
