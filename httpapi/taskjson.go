@@ -194,15 +194,20 @@ func appendPlainFloat(b []byte, f float64) ([]byte, bool) {
 }
 
 // appendTime appends t as time.Time.MarshalJSON writes it, when that
-// accepts it: a four-digit year and a zone offset under a day.
+// accepts it: a four-digit year and a zone offset under a day, checked on
+// what it wrote as MarshalJSON checks it.
 func appendTime(b []byte, t time.Time) ([]byte, bool) {
-	if y := t.Year(); y < 0 || y > 9999 {
-		return b, false
-	}
-	if _, off := t.Zone(); off <= -24*60*60 || off >= 24*60*60 {
-		return b, false
-	}
 	b = append(b, '"')
+	n0 := len(b)
 	b = t.AppendFormat(b, time.RFC3339Nano)
+	if len(b) < n0+len("9999-01-01T00:00:00Z") || b[n0+len("9999")] != '-' {
+		return b, false
+	}
+	if b[len(b)-1] != 'Z' {
+		zone := b[len(b)-len("Z07:00"):]
+		if c := zone[0]; '0' <= c && c <= '9' || 10*(zone[1]-'0')+zone[2]-'0' >= 24 {
+			return b, false
+		}
+	}
 	return append(b, '"'), true
 }

@@ -88,3 +88,12 @@ func TestWriteTaskViews(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkAppendTaskView(b *testing.B) {
+	v := viewFrom("echo", []byte(`{"msg": "hello"}`), 30, 1, 5, 0, 2026, 2)
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf, _ = appendTaskView(buf[:0], &v)
+	}
+}
