@@ -231,9 +231,15 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	views := make([]taskView, len(tasks))
+	tenant, counted := tenantOf(r.Context()), 0
 	for i := range tasks {
 		views[i] = s.newTaskView(&tasks[i])
-		s.deps.Metrics.TaskEnqueued(tasks[i].Type, tenantOf(r.Context()))
+		// Counted by runs of one type: one look-up of the labels for most
+		// batches.
+		if i == len(tasks)-1 || tasks[i+1].Type != tasks[i].Type {
+			s.deps.Metrics.TasksEnqueued(tasks[i].Type, tenant, i+1-counted)
+			counted = i + 1
+		}
 	}
 	writeTaskViews(w, http.StatusAccepted, true, views...)
 	return nil
