@@ -140,6 +140,11 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 // Validate checks a request and returns River's insert parameters for it.
 // It touches nothing. Refusals are *taskrunner.Error naming the field.
 func (s *Service) Validate(req *Request) (river.InsertManyParams, error) {
+	return s.validate(req, new(river.InsertOpts))
+}
+
+// validate is Validate, filling opts for the parameters it returns.
+func (s *Service) validate(req *Request, opts *river.InsertOpts) (river.InsertManyParams, error) {
 	tt, ok := jobs.Types[req.Type]
 	if !ok {
 		if req.Type == "" {
@@ -179,7 +184,7 @@ func (s *Service) Validate(req *Request) (river.InsertManyParams, error) {
 			return river.InsertManyParams{}, taskrunner.Invalid("max_retries", "must be between 0 and %d", maxRetriesCap)
 		}
 	}
-	opts := &river.InsertOpts{MaxAttempts: retries + 1}
+	*opts = river.InsertOpts{MaxAttempts: retries + 1}
 	if req.Priority != nil {
 		if *req.Priority < 1 || *req.Priority > 4 {
 			return river.InsertManyParams{}, taskrunner.Invalid("priority", "must be between 1 (first) and 4")
@@ -321,8 +326,11 @@ func (s *Service) InsertTx(ctx context.Context, tx pgx.Tx, p river.InsertManyPar
 // tenantQueue is opts sending the task to the River queue of the tenant
 // ctx acts for, when fair share is on; opts itself otherwise.
 func (s *Service) tenantQueue(ctx context.Context, opts *river.InsertOpts) *river.InsertOpts {
+	if !s.fairShare {
+		return opts
+	}
 	t, ok := taskrunner.TenantFrom(ctx)
-	if !s.fairShare || !ok || t.Name == "" {
+	if !ok || t.Name == "" {
 		return opts
 	}
 	o := river.InsertOpts{}
@@ -361,8 +369,9 @@ func (s *Service) ValidateBatch(reqs []Request, maxSize int) ([]river.InsertMany
 			Message: fmt.Sprintf("a batch holds at most %d tasks (MAX_BATCH_SIZE); this one has %d", maxSize, len(reqs))}
 	}
 	params := make([]river.InsertManyParams, len(reqs))
+	opts := make([]river.InsertOpts, len(reqs)) // the batch's options, in one allocation
 	for i := range reqs {
-		p, err := s.Validate(&reqs[i])
+		p, err := s.validate(&reqs[i], &opts[i])
 		var taskErr *taskrunner.Error
 		if errors.As(err, &taskErr) {
 			field := fmt.Sprintf("tasks[%d]", i)
