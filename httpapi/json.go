@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/storable"
@@ -43,11 +44,49 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		_, _ = w.Write([]byte(`{"error":{"code":"internal_error","message":"the response could not be encoded","request_id":""}}` + "\n"))
 		return
 	}
+	writeEncoded(w, status, buf.Bytes()) // Encode ends it with a newline
+}
+
+// writeEncoded writes body, JSON ending with a newline, as the response
+// body with status.
+func writeEncoded(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(buf.Len()))
+	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes()) // Encode ends it with a newline
+	_, _ = w.Write(body)
+}
+
+// writeTaskViews writes views as writeJSON writes them, encoded by
+// appendTaskView: one, or under "tasks" when batch. A view it leaves to
+// encoding/json sends them all to writeJSON.
+func writeTaskViews(w http.ResponseWriter, status int, batch bool, views ...taskView) {
+	buf := encodeBuffers.Get().(*bytes.Buffer)
+	defer putEncodeBuffer(buf)
+	b := buf.AvailableBuffer()
+	if batch {
+		b = append(b, `{"tasks":[`...)
+	}
+	for i := range views {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		var ok bool
+		if b, ok = appendTaskView(b, &views[i]); !ok {
+			if batch {
+				writeJSON(w, status, batchBody{Tasks: views})
+			} else {
+				writeJSON(w, status, views[0])
+			}
+			return
+		}
+	}
+	if batch {
+		b = append(b, "]}"...)
+	}
+	b = append(b, '\n')
+	buf.Write(b) // keeps what it grew to for the next answer
+	writeEncoded(w, status, buf.Bytes())
 }
 
 // encodeBuffers hold the responses writeJSON encodes.
@@ -68,7 +107,8 @@ func putEncodeBuffer(buf *bytes.Buffer) {
 // requireJSON refuses a request body whose Content-Type is not JSON (none
 // is taken as JSON).
 func requireJSON(r *http.Request) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
+	// The usual type is taken without parsing it.
+	if ct := r.Header.Get("Content-Type"); ct != "" && ct != "application/json" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 			return &taskrunner.Error{Code: taskrunner.CodeUnsupportedMediaType,
@@ -102,6 +142,14 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 // wrong type or unknown, or holding what cannot be stored (checkStorable),
 // is task_rejected_invalid_params naming the field.
 func decodeStrict(body []byte, v any) error {
+	return decodeStrictQuick(body, v, nil)
+}
+
+// decodeStrictQuick is decodeStrict, trying quick first on a body that is
+// storable: quick decodes the body into v without reflection and reports
+// true, or reports false, leaving v as it was, for a body it does not
+// take, which encoding/json decodes (or refuses).
+func decodeStrictQuick(body []byte, v any, quick func(trimmed []byte) bool) error {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
 		return &taskrunner.Error{Code: taskrunner.CodeInvalidJSON, Message: "request body is empty; send a JSON object"}
@@ -112,6 +160,9 @@ func decodeStrict(body []byte, v any) error {
 	// Before decoding, so an unknown field is never named with a NUL in it.
 	if err := checkStorable(trimmed); err != nil {
 		return err
+	}
+	if quick != nil && quick(trimmed) {
+		return nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.DisallowUnknownFields()
@@ -186,8 +237,179 @@ func jsonSyntaxMessage(err error) string {
 // decodeTaskRequest decodes a POST /tasks body.
 func decodeTaskRequest(body []byte) (*task.Request, error) {
 	var req task.Request
-	if err := decodeStrict(body, &req); err != nil {
+	if err := decodeStrictQuick(body, &req, func(b []byte) bool {
+		rest, ok := quickTaskRequest(b, &req)
+		return ok && len(skipJSONSpace(rest)) == 0
+	}); err != nil {
 		return nil, err
 	}
 	return &req, nil
+}
+
+// decodeBatchRequest decodes a POST /tasks/batch body.
+func decodeBatchRequest(body []byte) (*batchRequest, error) {
+	var req batchRequest
+	if err := decodeStrictQuick(body, &req, func(b []byte) bool { return quickBatchRequest(b, &req) }); err != nil {
+		return nil, err
+	}
+	return &req, nil
+}
+
+// quickBatchRequest decodes {"tasks": [task, ...]} into req, each task
+// as quickTaskRequest takes it; false, with req as it was, for any other
+// body.
+func quickBatchRequest(b []byte, req *batchRequest) bool {
+	b, ok := quickKey(b, "tasks")
+	if !ok || len(b) == 0 || b[0] != '[' {
+		return false
+	}
+	// Fifty tasks of "type" and "params": one allocation for them all.
+	tasks := make([]task.Request, 0, min(bytes.Count(b, []byte(`"type"`)), 256))
+	b = skipJSONSpace(b[1:])
+	for len(b) > 0 && b[0] != ']' {
+		if len(tasks) > 0 {
+			if b[0] != ',' {
+				return false
+			}
+			b = skipJSONSpace(b[1:])
+		}
+		var t task.Request
+		if b, ok = quickTaskRequest(b, &t); !ok {
+			return false
+		}
+		tasks = append(tasks, t)
+		b = skipJSONSpace(b)
+	}
+	if len(b) == 0 || len(tasks) == 0 {
+		return false // an empty batch is refused by the slow path's rules
+	}
+	b = skipJSONSpace(b[1:])
+	if len(b) == 0 || b[0] != '}' || len(skipJSONSpace(b[1:])) != 0 {
+		return false
+	}
+	req.Tasks = tasks
+	return true
+}
+
+// quickKey is b after `{ "key" :` and the space after it, when b starts so.
+func quickKey(b []byte, key string) ([]byte, bool) {
+	if len(b) == 0 || b[0] != '{' {
+		return nil, false
+	}
+	b = skipJSONSpace(b[1:])
+	k, b, ok := plainJSONString(b)
+	if !ok || string(k) != key {
+		return nil, false
+	}
+	if b = skipJSONSpace(b); len(b) == 0 || b[0] != ':' {
+		return nil, false
+	}
+	return skipJSONSpace(b[1:]), true
+}
+
+// quickTaskRequest decodes the task request b starts with into req when
+// it is an object of "type", a string without escapes, and "params", an
+// object, and returns what follows it; false for any other request
+// (another member, a key in another case, an escape), which
+// encoding/json decodes. The params are checked as JSON and not copied.
+func quickTaskRequest(b []byte, req *task.Request) (rest []byte, ok bool) {
+	if len(b) == 0 || b[0] != '{' {
+		return nil, false
+	}
+	var r task.Request
+	b = skipJSONSpace(b[1:])
+	for first := true; ; first = false {
+		if len(b) > 0 && b[0] == '}' && first {
+			break
+		}
+		var key, value []byte
+		if key, b, ok = plainJSONString(b); !ok {
+			return nil, false
+		}
+		if b = skipJSONSpace(b); len(b) == 0 || b[0] != ':' {
+			return nil, false
+		}
+		b = skipJSONSpace(b[1:])
+		switch string(key) {
+		case "type":
+			if value, b, ok = plainJSONString(b); !ok {
+				return nil, false
+			}
+			r.Type = string(value)
+		case "params":
+			n := jsonObjectLength(b)
+			if n == 0 || !json.Valid(b[:n]) {
+				return nil, false
+			}
+			r.Params, b = json.RawMessage(b[:n:n]), b[n:]
+		default:
+			return nil, false
+		}
+		b = skipJSONSpace(b)
+		if len(b) > 0 && b[0] == ',' {
+			b = skipJSONSpace(b[1:])
+			continue
+		}
+		if len(b) == 0 || b[0] != '}' {
+			return nil, false
+		}
+		break
+	}
+	*req = r
+	return b[1:], true
+}
+
+// plainJSONString is the content of the JSON string b starts with and
+// what follows it, when it holds no escape and is UTF-8.
+func plainJSONString(b []byte) (content, rest []byte, ok bool) {
+	if len(b) == 0 || b[0] != '"' {
+		return nil, nil, false
+	}
+	for i := 1; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			if !utf8.Valid(b[1:i]) {
+				return nil, nil, false
+			}
+			return b[1:i], b[i+1:], true
+		case c < 0x20 || c == '\\':
+			return nil, nil, false
+		}
+	}
+	return nil, nil, false
+}
+
+// jsonObjectLength is the length of the object b starts with, found by
+// its braces outside strings, not checked; 0 when b starts with none or
+// it does not end.
+func jsonObjectLength(b []byte) int {
+	if len(b) == 0 || b[0] != '{' {
+		return 0
+	}
+	depth, inString := 0, false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case inString && c == '\\':
+			i++
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			if depth--; depth == 0 {
+				return i + 1
+			}
+		}
+	}
+	return 0
+}
+
+// skipJSONSpace is b after its leading JSON whitespace.
+func skipJSONSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\n' || b[0] == '\r') {
+		b = b[1:]
+	}
+	return b
 }

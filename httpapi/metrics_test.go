@@ -54,3 +54,23 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 	post.Body.Close()
 	require.Equal(t, http.StatusMethodNotAllowed, post.StatusCode)
 }
+
+// A batch counts each of its tasks under its type, however the types
+// follow one another.
+func TestMetricsCountABatchByType(t *testing.T) {
+	t.Parallel()
+	m := metrics.New()
+	b := setup(t, setupOpts{metrics: m})
+	echo := map[string]any{"type": "echo", "params": map[string]any{"msg": "x"}}
+	sleep := map[string]any{"type": "sleep", "params": map[string]any{"seconds": 1}}
+	resp := b.do(t, http.MethodPost, "/tasks/batch", map[string]any{"tasks": []any{echo, echo, sleep, echo, sleep}})
+	require.Equal(t, http.StatusAccepted, resp.status)
+
+	got, err := http.Get(b.server.URL + "/metrics")
+	require.NoError(t, err)
+	text, err := io.ReadAll(got.Body)
+	got.Body.Close()
+	require.NoError(t, err)
+	require.Contains(t, string(text), `taskrunner_tasks_enqueued_total{tenant="local",type="echo"} 3`)
+	require.Contains(t, string(text), `taskrunner_tasks_enqueued_total{tenant="local",type="sleep"} 2`)
+}

@@ -180,7 +180,7 @@ func (s *Server) enqueue(w http.ResponseWriter, r *http.Request, req *task.Reque
 		s.deps.Metrics.TaskEnqueued(t.Type, tenantOf(r.Context()))
 	}
 	w.Header().Set("Location", "/tasks/"+strconv.FormatInt(t.ID, 10))
-	writeJSON(w, status, v)
+	writeTaskViews(w, status, false, v)
 	return nil
 }
 
@@ -215,8 +215,8 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req batchRequest
-	if err := decodeStrict(body, &req); err != nil {
+	req, err := decodeBatchRequest(body)
+	if err != nil {
 		return err
 	}
 	params, err := s.deps.Tasks.ValidateBatch(req.Tasks, s.deps.Limits.MaxBatchSize)
@@ -230,12 +230,18 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := batchBody{Tasks: make([]taskView, len(tasks))}
+	views := make([]taskView, len(tasks))
+	tenant, counted := tenantOf(r.Context()), 0
 	for i := range tasks {
-		out.Tasks[i] = s.newTaskView(&tasks[i])
-		s.deps.Metrics.TaskEnqueued(tasks[i].Type, tenantOf(r.Context()))
+		views[i] = s.newTaskView(&tasks[i])
+		// Counted by runs of one type: one look-up of the labels for most
+		// batches.
+		if i == len(tasks)-1 || tasks[i+1].Type != tasks[i].Type {
+			s.deps.Metrics.TasksEnqueued(tasks[i].Type, tenant, i+1-counted)
+			counted = i + 1
+		}
 	}
-	writeJSON(w, http.StatusAccepted, out)
+	writeTaskViews(w, http.StatusAccepted, true, views...)
 	return nil
 }
 

@@ -43,6 +43,9 @@ func init() {
 		Example:   `{"msg":"hello"}`,
 		addWorker: func(workers *river.Workers, _ Deps) { river.AddWorker(workers, &EchoWorker{}) },
 		Decode: func(params json.RawMessage, _ Env) (river.JobArgs, error) {
+			if msg, ok := plainStringParam(params, "msg"); ok {
+				return EchoArgs{Msg: msg}, nil // {"msg": "hello"}, without a decoder
+			}
 			var p struct {
 				Msg *string `json:"msg"`
 			}

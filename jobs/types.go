@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
@@ -160,6 +161,52 @@ func decodeParams(params json.RawMessage, v any) error {
 		return paramError("", "unexpected data after the object")
 	}
 	return nil
+}
+
+// plainStringParam is the value of params when they are an object of
+// this one member, name, holding a string without escapes: what
+// decodeParams would decode into a struct of that one field. ok is false
+// for any other params, which decodeParams decodes (or refuses).
+func plainStringParam(params json.RawMessage, name string) (value string, ok bool) {
+	b := skipJSONSpace(params)
+	if len(b) == 0 || b[0] != '{' {
+		return "", false
+	}
+	b = skipJSONSpace(b[1:])
+	if len(b) < len(name)+2 || b[0] != '"' || string(b[1:1+len(name)]) != name || b[1+len(name)] != '"' {
+		return "", false
+	}
+	b = skipJSONSpace(b[len(name)+2:])
+	if len(b) == 0 || b[0] != ':' {
+		return "", false
+	}
+	b = skipJSONSpace(b[1:])
+	if len(b) == 0 || b[0] != '"' {
+		return "", false
+	}
+	end := 1
+	for ; end < len(b) && b[end] != '"'; end++ {
+		if b[end] < 0x20 || b[end] == '\\' {
+			return "", false
+		}
+	}
+	if end == len(b) || !utf8.Valid(b[1:end]) {
+		return "", false
+	}
+	value = string(b[1:end])
+	b = skipJSONSpace(b[end+1:])
+	if len(b) == 0 || b[0] != '}' || len(skipJSONSpace(b[1:])) != 0 {
+		return "", false
+	}
+	return value, true
+}
+
+// skipJSONSpace is b after its leading JSON whitespace.
+func skipJSONSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\n' || b[0] == '\r') {
+		b = b[1:]
+	}
+	return b
 }
 
 func paramsErrorFrom(err error) error {

@@ -55,3 +55,24 @@ func FuzzDecodeFetch(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPlainStringParam: what the echo task's quick reading of its params
+// takes, decodeParams decodes to the same message.
+func FuzzPlainStringParam(f *testing.F) {
+	for _, s := range []string{`{"msg":"hello"}`, ` { "msg" : "hé\u007f" } `, `{"msg":"a\"b"}`, `{"msg":"a","msg":"b"}`,
+		`{"MSG":"x"}`, `{"msg":"x"}x`, "\t{\"msg\":\"\xff\"}\n", `{"msg":null}`, `{"msg":"x",}`, `{"msg":"x"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, params []byte) {
+		got, ok := plainStringParam(params, "msg")
+		if !ok {
+			return
+		}
+		var p struct {
+			Msg *string `json:"msg"`
+		}
+		require.NoError(t, decodeParams(params, &p), "%q", params)
+		require.NotNil(t, p.Msg, "%q", params)
+		require.Equal(t, *p.Msg, got, "%q", params)
+	})
+}

@@ -135,9 +135,13 @@ func (m *Metrics) Handler() http.Handler {
 }
 
 // TaskEnqueued counts a task enqueued for tenant (its owner).
-func (m *Metrics) TaskEnqueued(taskType, tenant string) {
-	if m != nil {
-		m.tasksEnqueued.WithLabelValues(taskType, m.TenantLabel(tenant)).Inc()
+func (m *Metrics) TaskEnqueued(taskType, tenant string) { m.TasksEnqueued(taskType, tenant, 1) }
+
+// TasksEnqueued counts n tasks of one type enqueued for tenant (their
+// owner): a batch's with one look-up of the labels.
+func (m *Metrics) TasksEnqueued(taskType, tenant string, n int) {
+	if m != nil && n > 0 {
+		m.tasksEnqueued.WithLabelValues(taskType, m.TenantLabel(tenant)).Add(float64(n))
 	}
 }
 

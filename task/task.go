@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -139,6 +140,11 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 // Validate checks a request and returns River's insert parameters for it.
 // It touches nothing. Refusals are *taskrunner.Error naming the field.
 func (s *Service) Validate(req *Request) (river.InsertManyParams, error) {
+	return s.validate(req, new(river.InsertOpts))
+}
+
+// validate is Validate, filling opts for the parameters it returns.
+func (s *Service) validate(req *Request, opts *river.InsertOpts) (river.InsertManyParams, error) {
 	tt, ok := jobs.Types[req.Type]
 	if !ok {
 		if req.Type == "" {
@@ -178,7 +184,7 @@ func (s *Service) Validate(req *Request) (river.InsertManyParams, error) {
 			return river.InsertManyParams{}, taskrunner.Invalid("max_retries", "must be between 0 and %d", maxRetriesCap)
 		}
 	}
-	opts := &river.InsertOpts{MaxAttempts: retries + 1}
+	*opts = river.InsertOpts{MaxAttempts: retries + 1}
 	if req.Priority != nil {
 		if *req.Priority < 1 || *req.Priority > 4 {
 			return river.InsertManyParams{}, taskrunner.Invalid("priority", "must be between 1 (first) and 4")
@@ -198,11 +204,15 @@ func (s *Service) Validate(req *Request) (river.InsertManyParams, error) {
 	if err != nil {
 		return river.InsertManyParams{}, err
 	}
-	meta, err := json.Marshal(jobs.Metadata{TimeoutSeconds: timeout, CallbackURL: callbackURL})
-	if err != nil {
-		return river.InsertManyParams{}, err
+	if timeout == 0 && callbackURL == "" {
+		opts.Metadata = []byte("{}") // most tasks: no encoding
+	} else {
+		meta, err := json.Marshal(jobs.Metadata{TimeoutSeconds: timeout, CallbackURL: callbackURL})
+		if err != nil {
+			return river.InsertManyParams{}, err
+		}
+		opts.Metadata = meta
 	}
-	opts.Metadata = meta
 	return river.InsertManyParams{Args: args, InsertOpts: opts}, nil
 }
 
@@ -316,8 +326,11 @@ func (s *Service) InsertTx(ctx context.Context, tx pgx.Tx, p river.InsertManyPar
 // tenantQueue is opts sending the task to the River queue of the tenant
 // ctx acts for, when fair share is on; opts itself otherwise.
 func (s *Service) tenantQueue(ctx context.Context, opts *river.InsertOpts) *river.InsertOpts {
+	if !s.fairShare {
+		return opts
+	}
 	t, ok := taskrunner.TenantFrom(ctx)
-	if !s.fairShare || !ok || t.Name == "" {
+	if !ok || t.Name == "" {
 		return opts
 	}
 	o := river.InsertOpts{}
@@ -329,6 +342,9 @@ func (s *Service) tenantQueue(ctx context.Context, opts *river.InsertOpts) *rive
 }
 
 func (s *Service) logEnqueued(ctx context.Context, t *taskrunner.Task) {
+	if !s.logger.Enabled(ctx, slog.LevelInfo) {
+		return // a batch has fifty: no attributes for a line not logged
+	}
 	s.logger.LogAttrs(ctx, slog.LevelInfo, "task enqueued", slog.String("event", "task_enqueued"),
 		slog.Int64("task_id", t.ID), slog.String("type", t.Type), slog.String("queue", t.Queue), slog.String("tenant", tenantName(ctx)))
 }
@@ -353,8 +369,9 @@ func (s *Service) ValidateBatch(reqs []Request, maxSize int) ([]river.InsertMany
 			Message: fmt.Sprintf("a batch holds at most %d tasks (MAX_BATCH_SIZE); this one has %d", maxSize, len(reqs))}
 	}
 	params := make([]river.InsertManyParams, len(reqs))
+	opts := make([]river.InsertOpts, len(reqs)) // the batch's options, in one allocation
 	for i := range reqs {
-		p, err := s.Validate(&reqs[i])
+		p, err := s.validate(&reqs[i], &opts[i])
 		var taskErr *taskrunner.Error
 		if errors.As(err, &taskErr) {
 			field := fmt.Sprintf("tasks[%d]", i)
@@ -375,9 +392,13 @@ func (s *Service) ValidateBatch(reqs []Request, maxSize int) ([]river.InsertMany
 // owned by the tenant ctx acts for.
 func (s *Service) SubmitBatch(ctx context.Context, params []river.InsertManyParams) ([]taskrunner.Task, error) {
 	params = slices.Clone(params)
+	tenant, owned := taskrunner.TenantFrom(ctx)
+	opts := make([]river.InsertOpts, len(params)) // the owned copies, in one allocation
 	for i := range params {
-		if err := own(ctx, &params[i]); err != nil {
-			return nil, err
+		if owned {
+			if err := ownAs(tenant.Name, &params[i], &opts[i]); err != nil {
+				return nil, err
+			}
 		}
 		params[i].InsertOpts = s.tenantQueue(ctx, params[i].InsertOpts)
 	}
@@ -406,13 +427,19 @@ func own(ctx context.Context, p *river.InsertManyParams) error {
 	if !ok {
 		return nil
 	}
-	meta, err := withOwner(p.InsertOpts.Metadata, tenant.Name)
+	return ownAs(tenant.Name, p, new(river.InsertOpts))
+}
+
+// ownAs records owner in p's metadata: p's options are copied to opts,
+// with the owner added, and p takes them.
+func ownAs(owner string, p *river.InsertManyParams, opts *river.InsertOpts) error {
+	meta, err := withOwner(p.InsertOpts.Metadata, owner)
 	if err != nil {
 		return err
 	}
-	opts := *p.InsertOpts
+	*opts = *p.InsertOpts
 	opts.Metadata = meta
-	p.InsertOpts = &opts
+	p.InsertOpts = opts
 	return nil
 }
 
@@ -423,18 +450,17 @@ func own(ctx context.Context, p *river.InsertManyParams) error {
 func withOwner(metadata []byte, owner string) ([]byte, error) {
 	trimmed := bytes.TrimSpace(metadata)
 	if len(trimmed) >= 2 && trimmed[0] == '{' && trimmed[len(trimmed)-1] == '}' && !bytes.Contains(trimmed, []byte(`"owner"`)) {
-		name, err := json.Marshal(owner)
-		if err != nil {
-			return nil, err
-		}
 		body := bytes.TrimSpace(trimmed[1 : len(trimmed)-1])
-		out := make([]byte, 0, len(body)+len(name)+12)
+		out := make([]byte, 0, len(body)+len(owner)+14)
 		out = append(out, '{')
 		if len(body) > 0 {
 			out = append(append(out, body...), ',')
 		}
-		out = append(append(append(out, `"owner":`...), name...), '}')
-		return out, nil
+		out, err := appendJSONString(append(out, `"owner":`...), owner)
+		if err != nil {
+			return nil, err
+		}
+		return append(out, '}'), nil
 	}
 	var m jobs.Metadata
 	if len(trimmed) > 0 {
@@ -444,6 +470,18 @@ func withOwner(metadata []byte, owner string) ([]byte, error) {
 	}
 	m.Owner = owner
 	return json.Marshal(m)
+}
+
+// appendJSONString appends s as json.Marshal writes it: quoted as it is
+// when it needs no escape (a tenant's name), without encoding it.
+func appendJSONString(b []byte, s string) ([]byte, error) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			enc, err := json.Marshal(s)
+			return append(b, enc...), err
+		}
+	}
+	return append(append(append(b, '"'), s...), '"'), nil
 }
 
 // getOwned reads task id for the tenant ctx acts for: another tenant's
@@ -693,6 +731,14 @@ func FromJobRow(j *rivertype.JobRow) taskrunner.Task {
 		CreatedAt: j.CreatedAt, ScheduledAt: j.ScheduledAt, StartedAt: j.AttemptedAt, FinishedAt: j.FinalizedAt,
 		Metadata: j.Metadata,
 	}
+	// Metadata as an insert stores it is read without decoding.
+	if timeout, owner, ok := quickMetadata(j.Metadata); ok {
+		if timeout > 0 {
+			t.TimeoutSeconds = &timeout
+		}
+		t.Owner = cmp.Or(owner, taskrunner.LocalTenant)
+		return t
+	}
 	// One decoding of the metadata, for the timeout, the owner and the
 	// output (River's, under "output"; a task just inserted has none).
 	var m struct {
@@ -711,4 +757,126 @@ func FromJobRow(j *rivertype.JobRow) taskrunner.Task {
 	}
 	t.Owner = cmp.Or(m.Owner, taskrunner.LocalTenant) // as the tasks view shows it
 	return t
+}
+
+// quickMetadata reads the timeout and the owner of metadata as an insert
+// stores it: an object whose members are among owner, callback_url and
+// schedule holding strings without escapes and timeout_seconds holding a
+// number. ok is false for any other metadata (an output, a schedule tick,
+// an escape, another member), which is left to encoding/json.
+func quickMetadata(meta []byte) (timeout float64, owner string, ok bool) {
+	b := skipJSONSpace(meta)
+	if len(b) == 0 || b[0] != '{' {
+		return 0, "", false
+	}
+	b = skipJSONSpace(b[1:])
+	if len(b) > 0 && b[0] == '}' {
+		return 0, "", len(skipJSONSpace(b[1:])) == 0
+	}
+	for {
+		var key, value []byte
+		if key, b, ok = plainJSONString(b); !ok {
+			return 0, "", false
+		}
+		if b = skipJSONSpace(b); len(b) == 0 || b[0] != ':' {
+			return 0, "", false
+		}
+		b = skipJSONSpace(b[1:])
+		switch string(key) {
+		case "owner", "callback_url", "schedule":
+			if value, b, ok = plainJSONString(b); !ok {
+				return 0, "", false
+			}
+			if string(key) == "owner" {
+				owner = string(value)
+			}
+		case "timeout_seconds":
+			n := jsonNumberLength(b)
+			if n == 0 {
+				return 0, "", false
+			}
+			f, err := strconv.ParseFloat(string(b[:n]), 64)
+			if err != nil {
+				return 0, "", false
+			}
+			timeout, b = f, b[n:]
+		default:
+			return 0, "", false
+		}
+		b = skipJSONSpace(b)
+		switch {
+		case len(b) > 0 && b[0] == ',':
+			b = skipJSONSpace(b[1:])
+		case len(b) > 0 && b[0] == '}':
+			return timeout, owner, len(skipJSONSpace(b[1:])) == 0
+		default:
+			return 0, "", false
+		}
+	}
+}
+
+// plainJSONString is the content of the JSON string b starts with and
+// what follows it, when it holds no escape and is UTF-8.
+func plainJSONString(b []byte) (content, rest []byte, ok bool) {
+	if len(b) == 0 || b[0] != '"' {
+		return nil, nil, false
+	}
+	for i := 1; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			if !utf8.Valid(b[1:i]) {
+				return nil, nil, false
+			}
+			return b[1:i], b[i+1:], true
+		case c < 0x20 || c == '\\':
+			return nil, nil, false
+		}
+	}
+	return nil, nil, false
+}
+
+// jsonNumberLength is the length of the JSON number b starts with; 0 when
+// it starts with none.
+func jsonNumberLength(b []byte) int {
+	i := 0
+	digits := func() int {
+		start := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		return i - start
+	}
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case digits() == 0:
+		return 0
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if digits() == 0 {
+			return 0
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return 0
+		}
+	}
+	return i
+}
+
+// skipJSONSpace is b after its leading JSON whitespace.
+func skipJSONSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\n' || b[0] == '\r') {
+		b = b[1:]
+	}
+	return b
 }
