@@ -628,7 +628,12 @@ func (e *env) runSides(ctx context.Context, bareFirst bool, bare, taskrunner fun
 	for i, side := range breakdown {
 		breakdown[i] = asTaskrunner(side)
 	}
-	return runSides(bareFirst, asBare, asTaskrunner(taskrunner), breakdown...)
+	if err := runSides(bareFirst, asBare, asTaskrunner(taskrunner), breakdown...); err != nil {
+		return err
+	}
+	// Every figure that is not run this way (callbacks, search, fair
+	// share) is taskrunner's alone, on its schema.
+	return e.riverOnly(ctx, false)
 }
 
 // runSides runs two sides of a figure, the first one first or not, then
