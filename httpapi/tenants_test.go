@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
@@ -333,4 +334,34 @@ func TestWithoutKeysEverythingIsLocal(t *testing.T) {
 		resp, _ := b.raw(t, "GET", path, "", nil, 0)
 		require.Equal(t, http.StatusOK, resp.StatusCode, path)
 	}
+}
+
+// Without API keys every task is the local tenant's and stores no owner
+// (River's metadata index holds no entry for it), yet shows owner local
+// in the API and SQL, and a local schedule's task carries its owner, so
+// the database still refuses a second task for one tick.
+func TestLocalTasksStoreNoOwner(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, setupOpts{work: true})
+	resp := b.do(t, http.MethodPost, "/tasks", echoTask)
+	require.Equal(t, http.StatusAccepted, resp.status, "body: %s", resp.raw)
+	id := resp.task(t).TaskID
+	require.Equal(t, "local", resp.task(t).Owner)
+	var stored bool
+	var owner string
+	require.NoError(t, b.db.Pool.QueryRow(ctx, "SELECT j.metadata ? 'owner', t.owner FROM river_job j JOIN tasks t USING (id) WHERE j.id = $1", id).Scan(&stored, &owner))
+	require.False(t, stored, "a local task stores no owner")
+	require.Equal(t, "local", owner, "the tasks view shows it as local's")
+
+	r := b.do(t, http.MethodPost, "/schedules", yearly("nightly"))
+	require.Equal(t, http.StatusCreated, r.status, "body: %s", r.raw)
+	tick := time.Now().Add(time.Hour).Truncate(time.Second).UTC()
+	b.fireTick(t, "local", "nightly", tick)
+	require.Equal(t, 1, scheduleTasks(t, b, "local", "nightly"), "the tick's task names its owner")
+	_, err := b.db.Pool.Exec(ctx, `
+		INSERT INTO river_job (args, kind, max_attempts, metadata, priority, queue, state, scheduled_at)
+		SELECT args, kind, max_attempts, metadata, priority, queue, state, scheduled_at FROM river_job
+		WHERE metadata ->> 'schedule' = 'nightly'`)
+	require.ErrorContains(t, err, "taskrunner_river_job_schedule_tick_idx", "a second task for the tick is refused")
 }

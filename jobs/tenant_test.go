@@ -45,9 +45,12 @@ func TestRunRecorderCountsAndLogsByTenant(t *testing.T) {
 		defer cancel()
 		require.NoError(t, rr.Close(ctx))
 	})
-	work := func(id int64, metadata string, inner func(context.Context) error) error {
-		job := &rivertype.JobRow{ID: id, Attempt: 1, MaxAttempts: 1, Kind: "echo", EncodedArgs: []byte(`{"msg":"x"}`), Metadata: []byte(metadata)}
+	workKind := func(id int64, kind, metadata string, inner func(context.Context) error) error {
+		job := &rivertype.JobRow{ID: id, Attempt: 1, MaxAttempts: 1, Kind: kind, EncodedArgs: []byte(`{"msg":"x"}`), Metadata: []byte(metadata)}
 		return rr.Work(context.Background(), job, inner)
+	}
+	work := func(id int64, metadata string, inner func(context.Context) error) error {
+		return workKind(id, "echo", metadata, inner)
 	}
 
 	require.NoError(t, work(1, `{"timeout_seconds":5,"owner":"alice"}`, func(context.Context) error {
@@ -57,11 +60,13 @@ func TestRunRecorderCountsAndLogsByTenant(t *testing.T) {
 	require.Error(t, work(2, `{"owner":"bob"}`, func(context.Context) error { return errors.New("no") }))
 	require.NoError(t, work(3, `{}`, func(context.Context) error { return nil }))
 	require.NoError(t, work(4, `{"owner":"mallory"}`, func(context.Context) error { return nil }))
+	require.NoError(t, workKind(5, "taskrunner_retention", `{}`, func(context.Context) error { return nil }))
 
 	require.Equal(t, "0", sample(t, m, `taskrunner_tasks_running{tenant="alice"}`), "nothing runs any more")
 	require.Equal(t, "1", sample(t, m, `taskrunner_runs_finished_total{status="completed",tenant="alice",type="echo"}`))
 	require.Equal(t, "1", sample(t, m, `taskrunner_runs_finished_total{status="failed",tenant="bob",type="echo"}`))
-	require.Equal(t, "1", sample(t, m, `taskrunner_runs_finished_total{status="completed",tenant="system",type="echo"}`))
+	require.Equal(t, "1", sample(t, m, `taskrunner_runs_finished_total{status="completed",tenant="local",type="echo"}`), "a task without an owner is local's")
+	require.Equal(t, "1", sample(t, m, `taskrunner_runs_finished_total{status="completed",tenant="system",type="taskrunner_retention"}`), "taskrunner's own job")
 	require.Equal(t, "1", sample(t, m, `taskrunner_runs_finished_total{status="completed",tenant="other",type="echo"}`))
 
 	tenants := func(event string) []any {
@@ -71,8 +76,8 @@ func TestRunRecorderCountsAndLogsByTenant(t *testing.T) {
 		}
 		return out
 	}
-	require.Equal(t, []any{"alice", "bob", "system", "mallory"}, tenants("task_started"))
-	require.Equal(t, []any{"alice", "system", "mallory"}, tenants("task_completed"))
+	require.Equal(t, []any{"alice", "bob", "local", "mallory", "system"}, tenants("task_started"))
+	require.Equal(t, []any{"alice", "local", "mallory", "system"}, tenants("task_completed"))
 	require.Equal(t, []any{"bob"}, tenants("task_failed"))
 }
 
@@ -85,6 +90,10 @@ func TestOwnerOf(t *testing.T) {
 		`{"owner":`:                             "",
 		`{"owner":7}`:                           "",
 	} {
-		require.Equal(t, want, OwnerOf(&rivertype.JobRow{Metadata: []byte(metadata)}), metadata)
+		require.Equal(t, want, OwnerOf(&rivertype.JobRow{Kind: "taskrunner_retention", Metadata: []byte(metadata)}), metadata)
 	}
+	// A task without an owner is the local tenant's: a server without
+	// keys stores none.
+	require.Equal(t, "local", OwnerOf(&rivertype.JobRow{Kind: "echo", Metadata: []byte(`{}`)}))
+	require.Equal(t, "alice", OwnerOf(&rivertype.JobRow{Kind: "echo", Metadata: []byte(`{"owner":"alice"}`)}))
 }

@@ -253,11 +253,15 @@ type Metadata struct {
 	ScheduleTick *time.Time `json:"schedule_tick,omitempty"`
 }
 
-// OwnerOf is the tenant that owns job: its metadata's owner, or "" for
-// taskrunner's own jobs.
+// OwnerOf is the tenant that owns job: its metadata's owner; for a task
+// without one, taskrunner.LocalTenant (a server without keys stores none);
+// "" for taskrunner's own jobs.
 func OwnerOf(job *rivertype.JobRow) string {
 	if !bytes.Contains(job.Metadata, []byte(`"owner"`)) {
-		return "" // most of taskrunner's own jobs: no decoding
+		if _, ok := Types[job.Kind]; ok {
+			return taskrunner.LocalTenant
+		}
+		return "" // taskrunner's own jobs: no decoding
 	}
 	var m struct {
 		Owner string `json:"owner"`

@@ -166,7 +166,10 @@ func (f *Firer) enqueue(ctx context.Context, tx pgx.Tx, tasks *task.Service, sch
 	if err := json.Unmarshal(p.InsertOpts.Metadata, &meta); err != nil {
 		return nil, false, err
 	}
-	meta.Schedule, meta.ScheduleTick = sch.Name, &tick
+	// The owner is written even for the local tenant, whose tasks
+	// otherwise carry none: the unique index on (owner, schedule, tick)
+	// refuses a second task for a tick only where all three are set.
+	meta.Owner, meta.Schedule, meta.ScheduleTick = sch.Owner, sch.Name, &tick
 	opts := *p.InsertOpts
 	if opts.Metadata, err = json.Marshal(meta); err != nil {
 		return nil, false, err

@@ -424,7 +424,11 @@ func (s *Service) SubmitBatch(ctx context.Context, params []river.InsertManyPara
 // an owner, which belongs to taskrunner.LocalTenant.
 func own(ctx context.Context, p *river.InsertManyParams) error {
 	tenant, ok := taskrunner.TenantFrom(ctx)
-	if !ok {
+	if !ok || tenant.Name == taskrunner.LocalTenant {
+		// A task without an owner is the local tenant's (the tasks view,
+		// the filters and jobs.OwnerOf read it so): a server without keys
+		// stores none, and its tasks' metadata holds no entry River's index
+		// on it must keep.
 		return nil
 	}
 	return ownAs(tenant.Name, p, new(river.InsertOpts))
