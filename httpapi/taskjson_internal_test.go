@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"testing"
 	"time"
 
@@ -96,4 +97,24 @@ func BenchmarkAppendTaskView(b *testing.B) {
 	for b.Loop() {
 		buf, _ = appendTaskView(buf[:0], &v)
 	}
+}
+
+// TestViewFromSetsEveryField keeps FuzzAppendTaskView whole: a field added
+// to the task view and left out of appendTaskFields shows there only if
+// viewFrom sets it.
+func TestViewFromSetsEveryField(t *testing.T) {
+	t.Parallel()
+	v := viewFrom("echo", []byte(`{}`), 30, 1, 5, 0, 2026, 31)
+	var check func(rv reflect.Value, path string)
+	check = func(rv reflect.Value, path string) {
+		for i := range rv.NumField() {
+			f, name := rv.Field(i), path+rv.Type().Field(i).Name
+			if rv.Type().Field(i).Anonymous {
+				check(f, name+".")
+				continue
+			}
+			require.False(t, f.IsZero(), "viewFrom leaves %s unset: set it, and write it in appendTaskFields", name)
+		}
+	}
+	check(reflect.ValueOf(v), "")
 }
