@@ -2,10 +2,12 @@ package db
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/taskrunner/taskrunner/db/dbsqlc"
@@ -101,7 +103,13 @@ func RecordRuns(ctx context.Context, pool *pgxpool.Pool, recs []RunRecord) error
 		}
 	}
 	if len(ab.TaskIds) == 0 && len(mt.TaskIds) == 0 && len(nt.TaskIds) == 0 {
-		if err := queries.RunsUpsert(ctx, pool, up); err != nil {
+		// Most batches are first records of their attempts: a plain
+		// insert, and the upsert only when one of them had a row.
+		err := queries.RunsInsert(ctx, pool, dbsqlc.RunsInsertParams(up))
+		if isUniqueViolation(err) {
+			err = queries.RunsUpsert(ctx, pool, up)
+		}
+		if err != nil {
 			return fmt.Errorf("record %d runs: %w", len(recs), err)
 		}
 		return nil
@@ -224,4 +232,10 @@ func Now(ctx context.Context, ex Executor) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("database clock: %w", err)
 	}
 	return now, nil
+}
+
+// isUniqueViolation reports whether err is PostgreSQL's unique_violation.
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
 }

@@ -25,6 +25,18 @@ WHERE key = @scope::text || ':' || @key::text AND status = 'completed';
 -- name: LatestRunForKey :one
 SELECT * FROM runs WHERE key = @key ORDER BY started_at DESC, id DESC LIMIT 1;
 
+-- name: RunsInsert :exec
+-- Records many ended attempts at once, as RunsUpsert does, when none of
+-- them has a row yet: the common case, cheaper than an upsert. A unique
+-- violation means one had (an interrupted attempt that ran again, or one
+-- the sweep recorded as abandoned), and the writer sends the batch again
+-- with RunsUpsert.
+INSERT INTO runs (task_id, attempt, key, task_type, status, error_code, error, worker, started_at, finished_at, duration_ms)
+SELECT unnest(@task_ids::bigint[]), unnest(@attempts::int[]), unnest(@keys::text[]), unnest(@task_types::text[]),
+       unnest(@statuses::text[]), nullif(unnest(@error_codes::text[]), ''), nullif(unnest(@errors::text[]), ''),
+       unnest(@workers::text[]), unnest(@started_ats::timestamptz[]), unnest(@finished_ats::timestamptz[]),
+       unnest(@durations_ms::double precision[]);
+
 -- name: RunsUpsert :exec
 -- Records many ended attempts at once (the run writer's batch): one insert
 -- per attempt. An attempt that ends again (a shutdown interrupted it, and

@@ -408,6 +408,50 @@ func (q *Queries) RunsForTask(ctx context.Context, db DBTX, taskID int64) ([]Run
 	return items, nil
 }
 
+const runsInsert = `-- name: RunsInsert :exec
+INSERT INTO runs (task_id, attempt, key, task_type, status, error_code, error, worker, started_at, finished_at, duration_ms)
+SELECT unnest($1::bigint[]), unnest($2::int[]), unnest($3::text[]), unnest($4::text[]),
+       unnest($5::text[]), nullif(unnest($6::text[]), ''), nullif(unnest($7::text[]), ''),
+       unnest($8::text[]), unnest($9::timestamptz[]), unnest($10::timestamptz[]),
+       unnest($11::double precision[])
+`
+
+type RunsInsertParams struct {
+	TaskIds     []int64
+	Attempts    []int32
+	Keys        []string
+	TaskTypes   []string
+	Statuses    []string
+	ErrorCodes  []string
+	Errors      []string
+	Workers     []string
+	StartedAts  []time.Time
+	FinishedAts []time.Time
+	DurationsMs []float64
+}
+
+// Records many ended attempts at once, as RunsUpsert does, when none of
+// them has a row yet: the common case, cheaper than an upsert. A unique
+// violation means one had (an interrupted attempt that ran again, or one
+// the sweep recorded as abandoned), and the writer sends the batch again
+// with RunsUpsert.
+func (q *Queries) RunsInsert(ctx context.Context, db DBTX, arg RunsInsertParams) error {
+	_, err := db.Exec(ctx, runsInsert,
+		arg.TaskIds,
+		arg.Attempts,
+		arg.Keys,
+		arg.TaskTypes,
+		arg.Statuses,
+		arg.ErrorCodes,
+		arg.Errors,
+		arg.Workers,
+		arg.StartedAts,
+		arg.FinishedAts,
+		arg.DurationsMs,
+	)
+	return err
+}
+
 const runsUnrecordedFinalized = `-- name: RunsUnrecordedFinalized :many
 SELECT j.id, j.attempt::int AS attempt, j.kind, j.args, j.finalized_at::timestamptz AS finalized_at
 FROM river_job j
