@@ -12,9 +12,9 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/taskrunner/taskrunner"
+	"github.com/taskrunner/taskrunner/internal/quickjson"
 	"github.com/taskrunner/taskrunner/storable"
 	"github.com/taskrunner/taskrunner/task"
 )
@@ -239,7 +239,7 @@ func decodeTaskRequest(body []byte) (*task.Request, error) {
 	var req task.Request
 	if err := decodeStrictQuick(body, &req, func(b []byte) bool {
 		rest, ok := quickTaskRequest(b, &req)
-		return ok && len(skipJSONSpace(rest)) == 0
+		return ok && len(quickjson.SkipSpace(rest)) == 0
 	}); err != nil {
 		return nil, err
 	}
@@ -265,26 +265,26 @@ func quickBatchRequest(b []byte, req *batchRequest) bool {
 	}
 	// Fifty tasks of "type" and "params": one allocation for them all.
 	tasks := make([]task.Request, 0, min(bytes.Count(b, []byte(`"type"`)), 256))
-	b = skipJSONSpace(b[1:])
+	b = quickjson.SkipSpace(b[1:])
 	for len(b) > 0 && b[0] != ']' {
 		if len(tasks) > 0 {
 			if b[0] != ',' {
 				return false
 			}
-			b = skipJSONSpace(b[1:])
+			b = quickjson.SkipSpace(b[1:])
 		}
 		var t task.Request
 		if b, ok = quickTaskRequest(b, &t); !ok {
 			return false
 		}
 		tasks = append(tasks, t)
-		b = skipJSONSpace(b)
+		b = quickjson.SkipSpace(b)
 	}
 	if len(b) == 0 || len(tasks) == 0 {
 		return false // an empty batch is refused by the slow path's rules
 	}
-	b = skipJSONSpace(b[1:])
-	if len(b) == 0 || b[0] != '}' || len(skipJSONSpace(b[1:])) != 0 {
+	b = quickjson.SkipSpace(b[1:])
+	if len(b) == 0 || b[0] != '}' || len(quickjson.SkipSpace(b[1:])) != 0 {
 		return false
 	}
 	req.Tasks = tasks
@@ -296,15 +296,15 @@ func quickKey(b []byte, key string) ([]byte, bool) {
 	if len(b) == 0 || b[0] != '{' {
 		return nil, false
 	}
-	b = skipJSONSpace(b[1:])
-	k, b, ok := plainJSONString(b)
+	b = quickjson.SkipSpace(b[1:])
+	k, b, ok := quickjson.PlainString(b)
 	if !ok || string(k) != key {
 		return nil, false
 	}
-	if b = skipJSONSpace(b); len(b) == 0 || b[0] != ':' {
+	if b = quickjson.SkipSpace(b); len(b) == 0 || b[0] != ':' {
 		return nil, false
 	}
-	return skipJSONSpace(b[1:]), true
+	return quickjson.SkipSpace(b[1:]), true
 }
 
 // quickTaskRequest decodes the task request b starts with into req when
@@ -317,27 +317,27 @@ func quickTaskRequest(b []byte, req *task.Request) (rest []byte, ok bool) {
 		return nil, false
 	}
 	var r task.Request
-	b = skipJSONSpace(b[1:])
+	b = quickjson.SkipSpace(b[1:])
 	for first := true; ; first = false {
 		if len(b) > 0 && b[0] == '}' && first {
 			break
 		}
 		var key, value []byte
-		if key, b, ok = plainJSONString(b); !ok {
+		if key, b, ok = quickjson.PlainString(b); !ok {
 			return nil, false
 		}
-		if b = skipJSONSpace(b); len(b) == 0 || b[0] != ':' {
+		if b = quickjson.SkipSpace(b); len(b) == 0 || b[0] != ':' {
 			return nil, false
 		}
-		b = skipJSONSpace(b[1:])
+		b = quickjson.SkipSpace(b[1:])
 		switch string(key) {
 		case "type":
-			if value, b, ok = plainJSONString(b); !ok {
+			if value, b, ok = quickjson.PlainString(b); !ok {
 				return nil, false
 			}
 			r.Type = string(value)
 		case "params":
-			n := jsonObjectLength(b)
+			n := quickjson.ObjectLength(b)
 			if n == 0 || !json.Valid(b[:n]) {
 				return nil, false
 			}
@@ -345,9 +345,9 @@ func quickTaskRequest(b []byte, req *task.Request) (rest []byte, ok bool) {
 		default:
 			return nil, false
 		}
-		b = skipJSONSpace(b)
+		b = quickjson.SkipSpace(b)
 		if len(b) > 0 && b[0] == ',' {
-			b = skipJSONSpace(b[1:])
+			b = quickjson.SkipSpace(b[1:])
 			continue
 		}
 		if len(b) == 0 || b[0] != '}' {
@@ -357,59 +357,4 @@ func quickTaskRequest(b []byte, req *task.Request) (rest []byte, ok bool) {
 	}
 	*req = r
 	return b[1:], true
-}
-
-// plainJSONString is the content of the JSON string b starts with and
-// what follows it, when it holds no escape and is UTF-8.
-func plainJSONString(b []byte) (content, rest []byte, ok bool) {
-	if len(b) == 0 || b[0] != '"' {
-		return nil, nil, false
-	}
-	for i := 1; i < len(b); i++ {
-		switch c := b[i]; {
-		case c == '"':
-			if !utf8.Valid(b[1:i]) {
-				return nil, nil, false
-			}
-			return b[1:i], b[i+1:], true
-		case c < 0x20 || c == '\\':
-			return nil, nil, false
-		}
-	}
-	return nil, nil, false
-}
-
-// jsonObjectLength is the length of the object b starts with, found by
-// its braces outside strings, not checked; 0 when b starts with none or
-// it does not end.
-func jsonObjectLength(b []byte) int {
-	if len(b) == 0 || b[0] != '{' {
-		return 0
-	}
-	depth, inString := 0, false
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		switch {
-		case inString && c == '\\':
-			i++
-		case c == '"':
-			inString = !inString
-		case inString:
-		case c == '{' || c == '[':
-			depth++
-		case c == '}' || c == ']':
-			if depth--; depth == 0 {
-				return i + 1
-			}
-		}
-	}
-	return 0
-}
-
-// skipJSONSpace is b after its leading JSON whitespace.
-func skipJSONSpace(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\n' || b[0] == '\r') {
-		b = b[1:]
-	}
-	return b
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/fetch"
+	"github.com/taskrunner/taskrunner/internal/quickjson"
 	"github.com/taskrunner/taskrunner/storable"
 )
 
@@ -168,19 +169,19 @@ func decodeParams(params json.RawMessage, v any) error {
 // decodeParams would decode into a struct of that one field. ok is false
 // for any other params, which decodeParams decodes (or refuses).
 func plainStringParam(params json.RawMessage, name string) (value string, ok bool) {
-	b := skipJSONSpace(params)
+	b := quickjson.SkipSpace(params)
 	if len(b) == 0 || b[0] != '{' {
 		return "", false
 	}
-	b = skipJSONSpace(b[1:])
+	b = quickjson.SkipSpace(b[1:])
 	if len(b) < len(name)+2 || b[0] != '"' || string(b[1:1+len(name)]) != name || b[1+len(name)] != '"' {
 		return "", false
 	}
-	b = skipJSONSpace(b[len(name)+2:])
+	b = quickjson.SkipSpace(b[len(name)+2:])
 	if len(b) == 0 || b[0] != ':' {
 		return "", false
 	}
-	b = skipJSONSpace(b[1:])
+	b = quickjson.SkipSpace(b[1:])
 	if len(b) == 0 || b[0] != '"' {
 		return "", false
 	}
@@ -194,19 +195,11 @@ func plainStringParam(params json.RawMessage, name string) (value string, ok boo
 		return "", false
 	}
 	value = string(b[1:end])
-	b = skipJSONSpace(b[end+1:])
-	if len(b) == 0 || b[0] != '}' || len(skipJSONSpace(b[1:])) != 0 {
+	b = quickjson.SkipSpace(b[end+1:])
+	if len(b) == 0 || b[0] != '}' || len(quickjson.SkipSpace(b[1:])) != 0 {
 		return "", false
 	}
 	return value, true
-}
-
-// skipJSONSpace is b after its leading JSON whitespace.
-func skipJSONSpace(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\n' || b[0] == '\r') {
-		b = b[1:]
-	}
-	return b
 }
 
 func paramsErrorFrom(err error) error {

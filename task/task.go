@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -26,6 +25,7 @@ import (
 	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/fetch"
+	"github.com/taskrunner/taskrunner/internal/quickjson"
 	"github.com/taskrunner/taskrunner/jobs"
 )
 
@@ -769,33 +769,33 @@ func FromJobRow(j *rivertype.JobRow) taskrunner.Task {
 // number. ok is false for any other metadata (an output, a schedule tick,
 // an escape, another member), which is left to encoding/json.
 func quickMetadata(meta []byte) (timeout float64, owner string, ok bool) {
-	b := skipJSONSpace(meta)
+	b := quickjson.SkipSpace(meta)
 	if len(b) == 0 || b[0] != '{' {
 		return 0, "", false
 	}
-	b = skipJSONSpace(b[1:])
+	b = quickjson.SkipSpace(b[1:])
 	if len(b) > 0 && b[0] == '}' {
-		return 0, "", len(skipJSONSpace(b[1:])) == 0
+		return 0, "", len(quickjson.SkipSpace(b[1:])) == 0
 	}
 	for {
 		var key, value []byte
-		if key, b, ok = plainJSONString(b); !ok {
+		if key, b, ok = quickjson.PlainString(b); !ok {
 			return 0, "", false
 		}
-		if b = skipJSONSpace(b); len(b) == 0 || b[0] != ':' {
+		if b = quickjson.SkipSpace(b); len(b) == 0 || b[0] != ':' {
 			return 0, "", false
 		}
-		b = skipJSONSpace(b[1:])
+		b = quickjson.SkipSpace(b[1:])
 		switch string(key) {
 		case "owner", "callback_url", "schedule":
-			if value, b, ok = plainJSONString(b); !ok {
+			if value, b, ok = quickjson.PlainString(b); !ok {
 				return 0, "", false
 			}
 			if string(key) == "owner" {
 				owner = string(value)
 			}
 		case "timeout_seconds":
-			n := jsonNumberLength(b)
+			n := quickjson.NumberLength(b)
 			if n == 0 {
 				return 0, "", false
 			}
@@ -807,80 +807,14 @@ func quickMetadata(meta []byte) (timeout float64, owner string, ok bool) {
 		default:
 			return 0, "", false
 		}
-		b = skipJSONSpace(b)
+		b = quickjson.SkipSpace(b)
 		switch {
 		case len(b) > 0 && b[0] == ',':
-			b = skipJSONSpace(b[1:])
+			b = quickjson.SkipSpace(b[1:])
 		case len(b) > 0 && b[0] == '}':
-			return timeout, owner, len(skipJSONSpace(b[1:])) == 0
+			return timeout, owner, len(quickjson.SkipSpace(b[1:])) == 0
 		default:
 			return 0, "", false
 		}
 	}
-}
-
-// plainJSONString is the content of the JSON string b starts with and
-// what follows it, when it holds no escape and is UTF-8.
-func plainJSONString(b []byte) (content, rest []byte, ok bool) {
-	if len(b) == 0 || b[0] != '"' {
-		return nil, nil, false
-	}
-	for i := 1; i < len(b); i++ {
-		switch c := b[i]; {
-		case c == '"':
-			if !utf8.Valid(b[1:i]) {
-				return nil, nil, false
-			}
-			return b[1:i], b[i+1:], true
-		case c < 0x20 || c == '\\':
-			return nil, nil, false
-		}
-	}
-	return nil, nil, false
-}
-
-// jsonNumberLength is the length of the JSON number b starts with; 0 when
-// it starts with none.
-func jsonNumberLength(b []byte) int {
-	i := 0
-	digits := func() int {
-		start := i
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-		return i - start
-	}
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(b) && b[i] == '0':
-		i++
-	case digits() == 0:
-		return 0
-	}
-	if i < len(b) && b[i] == '.' {
-		i++
-		if digits() == 0 {
-			return 0
-		}
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		if digits() == 0 {
-			return 0
-		}
-	}
-	return i
-}
-
-// skipJSONSpace is b after its leading JSON whitespace.
-func skipJSONSpace(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\n' || b[0] == '\r') {
-		b = b[1:]
-	}
-	return b
 }
