@@ -259,7 +259,7 @@ func decodeBatchRequest(body []byte) (*batchRequest, error) {
 // as quickTaskRequest takes it; false, with req as it was, for any other
 // body.
 func quickBatchRequest(b []byte, req *batchRequest) bool {
-	b, ok := quickKey(b, "tasks")
+	b, ok := quickjson.ObjectKey(b, "tasks")
 	if !ok || len(b) == 0 || b[0] != '[' {
 		return false
 	}
@@ -289,22 +289,6 @@ func quickBatchRequest(b []byte, req *batchRequest) bool {
 	}
 	req.Tasks = tasks
 	return true
-}
-
-// quickKey is b after `{ "key" :` and the space after it, when b starts so.
-func quickKey(b []byte, key string) ([]byte, bool) {
-	if len(b) == 0 || b[0] != '{' {
-		return nil, false
-	}
-	b = quickjson.SkipSpace(b[1:])
-	k, b, ok := quickjson.PlainString(b)
-	if !ok || string(k) != key {
-		return nil, false
-	}
-	if b = quickjson.SkipSpace(b); len(b) == 0 || b[0] != ':' {
-		return nil, false
-	}
-	return quickjson.SkipSpace(b[1:]), true
 }
 
 // quickTaskRequest decodes the task request b starts with into req when

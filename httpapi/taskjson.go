@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/taskrunner/taskrunner"
+	"github.com/taskrunner/taskrunner/internal/quickjson"
 )
 
 // appendTaskView appends v encoded as encoding/json encodes it with HTML
@@ -25,11 +26,11 @@ func appendTaskView(b []byte, v *taskView) (_ []byte, ok bool) {
 		b = append(b, "null"...)
 	} else {
 		b = append(b, `{"url":`...)
-		if b, ok = appendPlainString(b, c.URL); !ok {
+		if b, ok = quickjson.AppendPlainString(b, c.URL); !ok {
 			return b, false
 		}
 		b = append(b, `,"state":`...)
-		if b, ok = appendPlainString(b, c.State); !ok {
+		if b, ok = quickjson.AppendPlainString(b, c.State); !ok {
 			return b, false
 		}
 		b = append(b, `,"attempts":`...)
@@ -47,11 +48,11 @@ func appendTaskFields(b []byte, f *taskFields, open bool) (_ []byte, ok bool) {
 	b = append(b, `,"task_id":`...)
 	b = strconv.AppendInt(b, f.TaskID, 10)
 	b = append(b, `,"type":`...)
-	if b, ok = appendPlainString(b, f.Type); !ok {
+	if b, ok = quickjson.AppendPlainString(b, f.Type); !ok {
 		return b, false
 	}
 	b = append(b, `,"status":`...)
-	if b, ok = appendPlainString(b, f.Status); !ok {
+	if b, ok = quickjson.AppendPlainString(b, f.Status); !ok {
 		return b, false
 	}
 	b = append(b, `,"params":`...)
@@ -67,11 +68,11 @@ func appendTaskFields(b []byte, f *taskFields, open bool) (_ []byte, ok bool) {
 		b = append(b, "null"...)
 	} else {
 		b = append(b, `{"code":`...)
-		if b, ok = appendPlainString(b, e.Code); !ok {
+		if b, ok = quickjson.AppendPlainString(b, e.Code); !ok {
 			return b, false
 		}
 		b = append(b, `,"message":`...)
-		if b, ok = appendPlainString(b, e.Message); !ok {
+		if b, ok = quickjson.AppendPlainString(b, e.Message); !ok {
 			return b, false
 		}
 		b = append(b, '}')
@@ -85,11 +86,11 @@ func appendTaskFields(b []byte, f *taskFields, open bool) (_ []byte, ok bool) {
 	b = append(b, `,"priority":`...)
 	b = strconv.AppendInt(b, int64(f.Priority), 10)
 	b = append(b, `,"queue":`...)
-	if b, ok = appendPlainString(b, f.Queue); !ok {
+	if b, ok = quickjson.AppendPlainString(b, f.Queue); !ok {
 		return b, false
 	}
 	b = append(b, `,"owner":`...)
-	if b, ok = appendPlainString(b, f.Owner); !ok {
+	if b, ok = quickjson.AppendPlainString(b, f.Owner); !ok {
 		return b, false
 	}
 	b = append(b, `,"timeout_seconds":`...)
@@ -103,7 +104,7 @@ func appendTaskFields(b []byte, f *taskFields, open bool) (_ []byte, ok bool) {
 	b = append(b, `,"schedule":`...)
 	if f.Schedule == nil {
 		b = append(b, "null"...)
-	} else if b, ok = appendPlainString(b, *f.Schedule); !ok {
+	} else if b, ok = quickjson.AppendPlainString(b, *f.Schedule); !ok {
 		return b, false
 	}
 	b = append(b, `,"created_at":`...)
@@ -144,7 +145,7 @@ func appendProgress(b []byte, p *taskrunner.Progress) (_ []byte, ok bool) {
 	b = append(b, `,"total":`...)
 	b = strconv.AppendInt(b, p.Total, 10)
 	b = append(b, `,"message":`...)
-	if b, ok = appendPlainString(b, p.Message); !ok {
+	if b, ok = quickjson.AppendPlainString(b, p.Message); !ok {
 		return b, false
 	}
 	b = append(b, `,"attempt":`...)
@@ -156,19 +157,6 @@ func appendProgress(b []byte, p *taskrunner.Progress) (_ []byte, ok bool) {
 		return b, false
 	}
 	return append(b, '}'), true
-}
-
-// appendPlainString appends s quoted when no byte of it needs an escape:
-// printable ASCII but for the quote and the backslash.
-func appendPlainString(b []byte, s string) ([]byte, bool) {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
-			return b, false
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"'), true
 }
 
 // appendRaw appends raw JSON compacted, as encoding/json writes a

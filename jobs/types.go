@@ -13,7 +13,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
@@ -169,37 +168,15 @@ func decodeParams(params json.RawMessage, v any) error {
 // decodeParams would decode into a struct of that one field. ok is false
 // for any other params, which decodeParams decodes (or refuses).
 func plainStringParam(params json.RawMessage, name string) (value string, ok bool) {
-	b := quickjson.SkipSpace(params)
-	if len(b) == 0 || b[0] != '{' {
+	b, ok := quickjson.ObjectKey(quickjson.SkipSpace(params), name)
+	if !ok {
 		return "", false
 	}
-	b = quickjson.SkipSpace(b[1:])
-	if len(b) < len(name)+2 || b[0] != '"' || string(b[1:1+len(name)]) != name || b[1+len(name)] != '"' {
+	v, b, ok := quickjson.PlainString(b)
+	if b = quickjson.SkipSpace(b); !ok || len(b) == 0 || b[0] != '}' || len(quickjson.SkipSpace(b[1:])) != 0 {
 		return "", false
 	}
-	b = quickjson.SkipSpace(b[len(name)+2:])
-	if len(b) == 0 || b[0] != ':' {
-		return "", false
-	}
-	b = quickjson.SkipSpace(b[1:])
-	if len(b) == 0 || b[0] != '"' {
-		return "", false
-	}
-	end := 1
-	for ; end < len(b) && b[end] != '"'; end++ {
-		if b[end] < 0x20 || b[end] == '\\' {
-			return "", false
-		}
-	}
-	if end == len(b) || !utf8.Valid(b[1:end]) {
-		return "", false
-	}
-	value = string(b[1:end])
-	b = quickjson.SkipSpace(b[end+1:])
-	if len(b) == 0 || b[0] != '}' || len(quickjson.SkipSpace(b[1:])) != 0 {
-		return "", false
-	}
-	return value, true
+	return string(v), true
 }
 
 func paramsErrorFrom(err error) error {

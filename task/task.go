@@ -479,13 +479,14 @@ func withOwner(metadata []byte, owner string) ([]byte, error) {
 // appendJSONString appends s as json.Marshal writes it: quoted as it is
 // when it needs no escape (a tenant's name), without encoding it.
 func appendJSONString(b []byte, s string) ([]byte, error) {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			enc, err := json.Marshal(s)
-			return append(b, enc...), err
+	// json.Marshal also escapes <, > and &, for HTML.
+	if !strings.ContainsAny(s, "<>&") {
+		if out, ok := quickjson.AppendPlainString(b, s); ok {
+			return out, nil
 		}
 	}
-	return append(append(append(b, '"'), s...), '"'), nil
+	enc, err := json.Marshal(s)
+	return append(b, enc...), err
 }
 
 // getOwned reads task id for the tenant ctx acts for: another tenant's

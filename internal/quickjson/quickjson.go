@@ -100,3 +100,35 @@ func NumberLength(b []byte) int {
 	}
 	return i
 }
+
+// ObjectKey is b after `{ "key" :` and the whitespace around it, when b
+// starts with an object whose first member is key (written without
+// escapes); ok is false otherwise.
+func ObjectKey(b []byte, key string) (rest []byte, ok bool) {
+	if len(b) == 0 || b[0] != '{' {
+		return nil, false
+	}
+	k, b, ok := PlainString(SkipSpace(b[1:]))
+	if !ok || string(k) != key {
+		return nil, false
+	}
+	if b = SkipSpace(b); len(b) == 0 || b[0] != ':' {
+		return nil, false
+	}
+	return SkipSpace(b[1:]), true
+}
+
+// AppendPlainString appends s quoted, as encoding/json writes it with
+// HTML escaping off, when no byte of it needs an escape: printable ASCII
+// but for the quote and the backslash. ok is false, and b as it was,
+// otherwise.
+func AppendPlainString(b []byte, s string) (_ []byte, ok bool) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return b, false
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"'), true
+}
