@@ -282,9 +282,9 @@ func (e *env) riverOnly(ctx context.Context, on bool) error {
 			return err
 		}
 	}
-	trigger, start := "ENABLE", time.Now()
+	trigger, as, start := "ENABLE", "taskrunner has it", time.Now()
 	if on {
-		trigger = "DISABLE"
+		trigger, as = "DISABLE", "River alone has it"
 	}
 	err := pgx.BeginFunc(ctx, e.conn, func(tx pgx.Tx) error {
 		var triggers []string
@@ -312,7 +312,7 @@ func (e *env) riverOnly(ctx context.Context, on bool) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("river_job as %s: %w", map[bool]string{true: "River alone has it", false: "taskrunner has it"}[on], err)
+		return fmt.Errorf("river_job as %s: %w", as, err)
 	}
 	e.riverOnlyNow = on
 	if !on && time.Since(start) > time.Second {

@@ -99,6 +99,12 @@ func IsUnavailable(err error) bool {
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, puddle.ErrClosedPool)
 }
 
+// isUniqueViolation reports whether err is PostgreSQL's unique_violation.
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}
+
 // AsUnavailable returns err as a dependency_unavailable *taskrunner.Error
 // when IsUnavailable(err) and err carries no code yet, and err as it is
 // otherwise.
