@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskrunner/taskrunner/db"
@@ -144,4 +145,60 @@ func TestOwnerIndexTenantsOnly(t *testing.T) {
 	plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	require.NoError(t, err)
 	require.Contains(t, strings.Join(plan, "\n"), "Index Scan using taskrunner_river_job_owner_idx")
+}
+
+// Migration 00012: the state trigger's join of a statement's old and new
+// rows is never a nested loop, even when the connection's kept plan was
+// made for a one-row change. Before it, a completion of thousands of jobs
+// after a one-row fetch compared every pair. auto_explain shows the plan
+// the trigger ran; with 00012 undone the same steps show the nested loop.
+func TestStateNotifyJoinIsNoNestedLoop(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tdb := testenv.NewDB(t)
+	_, err := tdb.Pool.Exec(ctx, `
+		INSERT INTO river_job (args, kind, max_attempts, priority, queue, state, scheduled_at)
+		SELECT '{"msg":"a"}', 'echo', 1, 1, 'default', 'available', now() FROM generate_series(1, 2000)`)
+	require.NoError(t, err)
+
+	// joinPlan changes one job's state, then every other job's, on a new
+	// connection, and returns the plan of the trigger's join in the second.
+	joinPlan := func(from, to string) string {
+		t.Helper()
+		cfg, err := pgx.ParseConfig(tdb.URL)
+		require.NoError(t, err)
+		var plans []string
+		cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+			if strings.Contains(n.Message, "JOIN old_rows") {
+				plans = append(plans, n.Message)
+			}
+		}
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		require.NoError(t, err)
+		defer conn.Close(ctx)
+		for _, sql := range []string{"LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0",
+			"SET auto_explain.log_nested_statements = on", "SET auto_explain.log_level = notice", "SET client_min_messages = notice"} {
+			_, err := conn.Exec(ctx, sql)
+			require.NoError(t, err, sql)
+		}
+		_, err = conn.Exec(ctx, "UPDATE river_job SET state = $2 WHERE id = (SELECT min(id) FROM river_job WHERE state = $1)", from, to)
+		require.NoError(t, err)
+		tag, err := conn.Exec(ctx, "UPDATE river_job SET state = $2 WHERE state = $1", from, to)
+		require.NoError(t, err)
+		require.EqualValues(t, 1999, tag.RowsAffected())
+		require.Len(t, plans, 2, "one plan of the trigger's join per UPDATE")
+		return plans[1]
+	}
+
+	plan := joinPlan("available", "running")
+	require.NotContains(t, plan, "Nested Loop", plan)
+	require.Regexp(t, "Hash Join|Merge Join", plan)
+
+	m, err := db.NewMigrator(tdb.Pool, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = m.Close() })
+	down, err := m.Down(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 12, down.Version)
+	require.Contains(t, joinPlan("running", "available"), "Nested Loop", "without 00012 the kept one-row plan is a nested loop")
 }

@@ -100,6 +100,10 @@ func TestMigrateRoundTrip(t *testing.T) {
 		require.True(t, column(t, tdb, "schedules", col), "schedules.%s missing after migrate up", col)
 	}
 	require.True(t, column(t, tdb, "run_metrics", "task_id"), "run_metrics.task_id missing after migrate up")
+	var nestloop []string
+	require.NoError(t, tdb.Pool.QueryRow(context.Background(),
+		"SELECT proconfig FROM pg_proc WHERE proname = 'taskrunner_notify_task_state'").Scan(&nestloop))
+	require.Equal(t, []string{"enable_nestloop=off"}, nestloop, "the state trigger's join may be a nested loop")
 
 	out = runCmd(t, env, "migrate", "status")
 	require.NoError(t, out.err)
@@ -131,18 +135,25 @@ func TestMigrateRoundTrip(t *testing.T) {
 		require.NoError(t, out.err, "stderr: %s", out.stderr)
 		require.Contains(t, out.stdout, "down  app", "step %d", step+1)
 		if step == 0 {
+			// 00012 undone: the state trigger's function keeps no setting.
+			var config []string
+			require.NoError(t, tdb.Pool.QueryRow(context.Background(),
+				"SELECT coalesce(proconfig, '{}') FROM pg_proc WHERE proname = 'taskrunner_notify_task_state'").Scan(&config))
+			require.Empty(t, config, "enable_nestloop still set after 00012 was undone")
+		}
+		if step == 1 {
 			// 00011 undone: the owner index holds every task again.
 			var def string
 			require.NoError(t, tdb.Pool.QueryRow(context.Background(),
 				"SELECT indexdef FROM pg_indexes WHERE indexname = 'taskrunner_river_job_owner_idx'").Scan(&def))
 			require.NotContains(t, def, "WHERE", "the owner index is partial after 00011 was undone")
 		}
-		if step == 1 {
+		if step == 2 {
 			// 00010 undone: metrics name their run by id again.
 			require.True(t, column(t, tdb, "run_metrics", "run_id"), "run_metrics.run_id missing after 00010 was undone")
 			require.False(t, column(t, tdb, "run_metrics", "task_id"), "run_metrics.task_id left after 00010 was undone")
 		}
-		if step == 2 {
+		if step == 3 {
 			// 00009 undone: the schedules stay, without their skipped ticks.
 			require.True(t, relation(t, tdb, "schedules"), "schedules gone with the newest migration")
 			require.False(t, column(t, tdb, "schedules", "skipped_ticks"), "skipped_ticks left after its migration was undone")
