@@ -53,7 +53,7 @@ func (e *env) enqueueHTTP(ctx context.Context, opts *options) (loadResult, error
 
 // enqueueThroughAPI measures POSTs of body to path on the real API on a
 // loopback port, each enqueueing perCall tasks, from opts.clients HTTP
-// clients.
+// clients (a poster's keep-alive connections).
 func (e *env) enqueueThroughAPI(ctx context.Context, opts *options, path string, body []byte, perCall int) (loadResult, error) {
 	svc, err := e.insertOnlyService()
 	if err != nil {
@@ -64,13 +64,9 @@ func (e *env) enqueueThroughAPI(ctx context.Context, opts *options, path string,
 		return loadResult{}, err
 	}
 	defer stop()
-	httpClient, closeIdle := loopbackClient(opts.clients)
-	defer closeIdle()
-	what := "POST " + path
-	return e.enqueue(ctx, opts, "taskrunner "+what, perCall, func(ctx context.Context) error {
-		_, err := postJSON(ctx, httpClient, what, "http://"+addr+path, body, http.StatusAccepted)
-		return err
-	})
+	p := newPoster(addr, path, body, http.StatusAccepted, opts.clients)
+	defer p.close()
+	return e.enqueue(ctx, opts, "taskrunner "+p.what, perCall, p.post)
 }
 
 // enqueueBatchBare measures River's client.InsertMany of opts.batchSize
