@@ -48,14 +48,22 @@ func (e *env) enqueueBare(ctx context.Context, opts *options) (loadResult, error
 // enqueueHTTP measures POST /tasks of an echo task against the real API on
 // a loopback port, from opts.clients HTTP clients.
 func (e *env) enqueueHTTP(ctx context.Context, opts *options) (loadResult, error) {
-	return e.enqueueThroughAPI(ctx, opts, "/tasks", []byte(echoBody), 1)
+	return e.enqueueThroughAPI(ctx, opts, "/tasks", []byte(echoBody), 1, 0)
+}
+
+// enqueueHTTPAlone measures POST /tasks as enqueueHTTP does, with every
+// request's task inserted on its own (CoalesceInserts -1; breakdown
+// only).
+func (e *env) enqueueHTTPAlone(ctx context.Context, opts *options) (loadResult, error) {
+	return e.enqueueThroughAPI(ctx, opts, "/tasks", []byte(echoBody), 1, -1)
 }
 
 // enqueueThroughAPI measures POSTs of body to path on the real API on a
 // loopback port, each enqueueing perCall tasks, from opts.clients HTTP
-// clients (a poster's keep-alive connections).
-func (e *env) enqueueThroughAPI(ctx context.Context, opts *options, path string, body []byte, perCall int) (loadResult, error) {
-	svc, err := e.insertOnlyService()
+// clients (a poster's keep-alive connections); coalesce is the task
+// service's CoalesceInserts.
+func (e *env) enqueueThroughAPI(ctx context.Context, opts *options, path string, body []byte, perCall, coalesce int) (loadResult, error) {
+	svc, err := e.insertOnlyService(coalesce)
 	if err != nil {
 		return loadResult{}, err
 	}
@@ -98,7 +106,7 @@ func (e *env) enqueueBatchHTTP(ctx context.Context, opts *options) (loadResult, 
 	if err != nil {
 		return loadResult{}, err
 	}
-	return e.enqueueThroughAPI(ctx, opts, "/tasks/batch", body, opts.batchSize)
+	return e.enqueueThroughAPI(ctx, opts, "/tasks/batch", body, opts.batchSize, 0)
 }
 
 // batchBody is the POST /tasks/batch body of n echo tasks.
@@ -150,7 +158,7 @@ func postJSON(ctx context.Context, client *http.Client, what, url string, body [
 // HTTP: the part of POST /tasks that is not the HTTP server, JSON and
 // routing (breakdown only).
 func (e *env) enqueueService(ctx context.Context, opts *options) (loadResult, error) {
-	svc, err := e.insertOnlyService()
+	svc, err := e.insertOnlyService(0)
 	if err != nil {
 		return loadResult{}, err
 	}
@@ -211,13 +219,14 @@ func (e *env) enqueue(ctx context.Context, opts *options, label string, per int,
 }
 
 // insertOnlyService returns a task.Service on an insert-only taskrunner
-// client, as `taskrunner api` builds it.
-func (e *env) insertOnlyService() (*task.Service, error) {
+// client, as `taskrunner api` builds it, with coalesce as its
+// CoalesceInserts (0: the default).
+func (e *env) insertOnlyService(coalesce int) (*task.Service, error) {
 	client, err := e.taskrunnerClient(e.clientConfig())
 	if err != nil {
 		return nil, err
 	}
-	return e.taskService(client, jobs.Env{}, nil)
+	return e.newTaskService(task.ServiceConfig{Client: client, CoalesceInserts: coalesce})
 }
 
 // taskService is the task service on client, as buildAPI in
@@ -225,10 +234,15 @@ func (e *env) insertOnlyService() (*task.Service, error) {
 // types that need one and callbackURLs for what a callback_url may reach
 // (nil: callbacks off, as without CALLBACK_SECRET).
 func (e *env) taskService(client *river.Client[pgx.Tx], env jobs.Env, callbackURLs *fetch.Config) (*task.Service, error) {
-	svc, err := task.NewService(task.ServiceConfig{
-		Pool: e.pool, Client: client, Logger: e.logger,
-		Limits: task.Limits{MaxRuntime: e.cfg.Limits.TaskMaxRuntime, Queues: e.cfg.Queues, Env: env, Callback: callbackURLs},
-	})
+	return e.newTaskService(task.ServiceConfig{Client: client, Limits: task.Limits{Env: env, Callback: callbackURLs}})
+}
+
+// newTaskService is the task service of cfg, with the pool, logger,
+// maximum runtime and queues of e.cfg.
+func (e *env) newTaskService(cfg task.ServiceConfig) (*task.Service, error) {
+	cfg.Pool, cfg.Logger = e.pool, e.logger
+	cfg.Limits.MaxRuntime, cfg.Limits.Queues = e.cfg.Limits.TaskMaxRuntime, e.cfg.Queues
+	svc, err := task.NewService(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("task service: %w", err)
 	}

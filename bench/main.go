@@ -660,6 +660,10 @@ func measureEnqueue(ctx context.Context, env *env, opts *options, figs *figures,
 			r, err := env.enqueueService(ctx, opts)
 			figs.enqueueService.addTaskrunner(r.rate())
 			return err
+		}, func() error {
+			r, err := env.enqueueHTTPAlone(ctx, opts)
+			figs.enqueueAlone.addTaskrunner(r.rate())
+			return err
 		})
 	}
 	err := env.runSides(ctx, bareFirst,
@@ -675,6 +679,7 @@ func measureEnqueue(ctx context.Context, env *env, opts *options, figs *figures,
 		},
 		breakdown...)
 	figs.enqueueService.bare = figs.enqueue.bare
+	figs.enqueueAlone.bare = figs.enqueue.bare
 	return err
 }
 
@@ -762,6 +767,7 @@ type figures struct {
 	batch              *figure // rates in jobs per second
 	endToEnd           *figure
 	enqueueService     *figure // breakdown only
+	enqueueAlone       *figure // breakdown only
 	endToEndNoRecorder *figure // breakdown only
 	pickup             *latencyFigure
 	fair               *latencyFigure // bare column: one shared queue
@@ -789,6 +795,7 @@ func newFigures(opts *options) *figures {
 		batch:              &figure{name: fmt.Sprintf("batch enqueue of %d (%d clients)", opts.batchSize, opts.clients), goal: opts.batchGoal},
 		endToEnd:           &figure{name: fmt.Sprintf("end-to-end echo (%s)", countLabel(opts.e2eJobs)), goal: opts.endToEndGoal},
 		enqueueService:     &figure{name: "  breakdown: Service.Submit, no HTTP"},
+		enqueueAlone:       &figure{name: "  breakdown: POST /tasks, each its own insert"},
 		endToEndNoRecorder: &figure{name: "  breakdown: echo, no RunRecorder"},
 		pickup:             &latencyFigure{name: fmt.Sprintf("pickup latency enqueue -> running (%s/s)", formatPerSecond(opts.pickupRate)), maxP50: opts.pickupGoal, withBare: true},
 		fair: &latencyFigure{name: fmt.Sprintf("quiet tenant's pickup under a %s backlog (%s/s)", opts.fairBacklog, formatPerSecond(opts.fairRate)),
@@ -835,7 +842,7 @@ func (f *figures) scaleFigures() {
 func (f *figures) rows() []row {
 	rows := []row{f.enqueue.row()}
 	if f.opts.breakdown {
-		rows = append(rows, f.enqueueService.row())
+		rows = append(rows, f.enqueueService.row(), f.enqueueAlone.row())
 	}
 	if f.opts.batch() {
 		rows = append(rows, f.batch.row())

@@ -403,7 +403,7 @@ func TestArtifactRows(t *testing.T) {
 		t.Errorf("-batch-size 0 -pickup-tasks 0 -artifact-mb 0: rows = %q, want %q", got, want)
 	}
 	got = strings.Join(names("-breakdown", "-search-tasks", "0", "-artifact-mb", "0", "-clients", "8", "-batch-size", "100", "-pickup-rate", "12.5"), "|")
-	want = "single enqueue (8 clients)|  breakdown: Service.Submit, no HTTP|batch enqueue of 100 (8 clients)|end-to-end echo (20k)|  breakdown: echo, no RunRecorder|pickup latency enqueue -> running (12.5/s)"
+	want = "single enqueue (8 clients)|  breakdown: Service.Submit, no HTTP|  breakdown: POST /tasks, each its own insert|batch enqueue of 100 (8 clients)|end-to-end echo (20k)|  breakdown: echo, no RunRecorder|pickup latency enqueue -> running (12.5/s)"
 	if got != want {
 		t.Errorf("-breakdown: rows = %q, want %q", got, want)
 	}
@@ -638,7 +638,7 @@ func TestScaleRows(t *testing.T) {
 		t.Errorf("defaults: %d rounds, scale goal %v, bytes goal %v, retention goal %s, %d retention rounds", o.rounds, o.scaleGoal, o.bytesGoal, o.retentionGoal, o.retRounds)
 	}
 	figs := newFigures(o)
-	want := "single enqueue (16 clients)|  breakdown: Service.Submit, no HTTP|batch enqueue of 50 (16 clients)|end-to-end echo (20k)|  breakdown: echo, no RunRecorder|" +
+	want := "single enqueue (16 clients)|  breakdown: Service.Submit, no HTTP|  breakdown: POST /tasks, each its own insert|batch enqueue of 50 (16 clients)|end-to-end echo (20k)|  breakdown: echo, no RunRecorder|" +
 		"pickup latency enqueue -> running (50/s)|" +
 		"single enqueue (16 clients), 1M queued|batch enqueue of 50 (16 clients), 1M queued|end-to-end echo (20k), 1M queued|" +
 		"pickup latency enqueue -> running (50/s), 1M queued|bytes on disk per finished task|pickup during retention of 1M finished (50/s)"

@@ -2,6 +2,7 @@ package task_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -77,4 +78,41 @@ func TestFairShareSendsTasksToTenantQueues(t *testing.T) {
 			require.Equal(t, tc.queue, params[0].InsertOpts.Queue, "the caller's params are left as they were")
 		})
 	}
+}
+
+// Concurrent submissions of several tenants, inserted together, each land
+// with their own tenant: owner and fair-share queue, and their own params.
+func TestConcurrentSubmissionsKeepTheirTenants(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(cfg *task.ServiceConfig) { cfg.FairShare = true })
+	tenants := []string{"alice", "bob", "carol", "dave"}
+	type got struct {
+		tenant, msg string
+		task        *taskrunner.Task
+		err         error
+	}
+	out := make(chan got, 80)
+	for i := range 80 {
+		tenant := tenants[i%len(tenants)]
+		msg := tenant + "-" + strconv.Itoa(i)
+		go func() {
+			ctx := taskrunner.WithTenant(context.Background(), taskrunner.Tenant{Name: tenant})
+			tk, _, err := b.svc.Submit(ctx, echo(msg), "")
+			out <- got{tenant, msg, tk, err}
+		}()
+	}
+	for range 80 {
+		g := <-out
+		require.NoError(t, g.err)
+		var owner, queue, msg string
+		require.NoError(t, b.pool.QueryRow(context.Background(),
+			"SELECT metadata->>'owner', queue, args->>'msg' FROM river_job WHERE id = $1", g.task.ID).Scan(&owner, &queue, &msg))
+		require.Equal(t, g.tenant, owner)
+		require.Equal(t, "default-tenant-"+g.tenant, queue)
+		require.Equal(t, g.msg, msg)
+		require.Equal(t, g.tenant, g.task.Owner)
+	}
+	var n int
+	require.NoError(t, b.pool.QueryRow(context.Background(), "SELECT count(*) FROM river_job").Scan(&n))
+	require.Equal(t, 80, n)
 }

@@ -80,6 +80,9 @@ type Service struct {
 	fairShare bool
 	// artifacts go with the tasks a bulk delete deletes.
 	artifacts ArtifactRemover
+	// coalesce inserts concurrent submissions together; nil: each its
+	// own insert.
+	coalesce *coalescer
 }
 
 // ServiceConfig is what a Service is built from.
@@ -102,6 +105,12 @@ type ServiceConfig struct {
 	// Artifacts removes the artifacts of the tasks a bulk delete deletes;
 	// nil refuses bulk deletes.
 	Artifacts ArtifactRemover
+	// CoalesceInserts is how many inserts of single submissions (Insert
+	// without an idempotency key) may be in flight at once; a submission
+	// that arrives while they all are waits for the next, which takes
+	// every submission waiting then, in one transaction. 0 is
+	// DefaultCoalesceInserts; -1 gives every submission its own insert.
+	CoalesceInserts int
 }
 
 // withDefaults is cfg with every unset optional field at its default.
@@ -111,6 +120,7 @@ func (cfg ServiceConfig) withDefaults() ServiceConfig {
 		cfg.Limits.Queues = []string{river.QueueDefault}
 	}
 	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
+	cfg.CoalesceInserts = cmp.Or(cfg.CoalesceInserts, DefaultCoalesceInserts)
 	return cfg
 }
 
@@ -123,6 +133,8 @@ func (cfg ServiceConfig) validate() error {
 		return errors.New("task service: Client is required")
 	case cfg.Limits.MaxRuntime < 0:
 		return fmt.Errorf("task service: Limits.MaxRuntime must be positive, got %s", cfg.Limits.MaxRuntime)
+	case cfg.CoalesceInserts < -1:
+		return fmt.Errorf("task service: CoalesceInserts must be -1 (off), 0 (default) or positive, got %d", cfg.CoalesceInserts)
 	}
 	return nil
 }
@@ -134,7 +146,11 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Service{pool: cfg.Pool, client: cfg.Client, limits: cfg.Limits, logger: cfg.Logger, fairShare: cfg.FairShare, artifacts: cfg.Artifacts}, nil
+	s := &Service{pool: cfg.Pool, client: cfg.Client, limits: cfg.Limits, logger: cfg.Logger, fairShare: cfg.FairShare, artifacts: cfg.Artifacts}
+	if cfg.CoalesceInserts > 0 {
+		s.coalesce = newCoalescer(cfg.Client, cfg.Pool, cfg.CoalesceInserts)
+	}
+	return s, nil
 }
 
 // Validate checks a request and returns River's insert parameters for it.
@@ -294,7 +310,13 @@ func (s *Service) Insert(ctx context.Context, p river.InsertManyParams, idempote
 		p.Args = args
 		p.InsertOpts.UniqueOpts = river.UniqueOpts{ByArgs: true, ByState: allStates}
 	}
-	res, err := s.client.Insert(ctx, p.Args, s.tenantQueue(ctx, p.InsertOpts))
+	p.InsertOpts = s.tenantQueue(ctx, p.InsertOpts)
+	var res *rivertype.JobInsertResult
+	if s.coalesce != nil && idempotencyKey == "" {
+		res, err = s.coalesce.insert(ctx, p)
+	} else {
+		res, err = s.client.Insert(ctx, p.Args, p.InsertOpts)
+	}
 	if err != nil {
 		return nil, false, db.AsUnavailable(fmt.Errorf("enqueue %s task: %w", kind, err))
 	}
