@@ -3,6 +3,7 @@ package task
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,14 +27,16 @@ const (
 	coalesceTimeout = 30 * time.Second
 )
 
-// coalescer inserts the tasks of concurrent single submissions together:
-// a request that arrives while inserts are in flight waits for the next
-// one, which takes every task waiting then (group commit). Each insert is
-// one transaction, so every task in it is committed before any of its
-// requests is answered, as with an insert of its own. An idle server
-// inserts a lone task at once: nothing waits for company. When an insert
-// of several fails for what one task holds, each is inserted again alone,
-// so a request gets its own task's error and no other's.
+// coalescer inserts the tasks of concurrent submissions together: a
+// submission (one task, or a batch) that arrives while inserts are in
+// flight waits for the next one, which takes every submission waiting then
+// (group commit). Each insert is one transaction, so every task in it is
+// committed before any of its submissions is answered, as with an insert
+// of its own. An idle server inserts a lone submission at once: nothing
+// waits for company. When an insert of several submissions fails for what
+// one task holds, each submission is inserted again on its own, so a
+// submission gets its own error and no other's, and a batch is still
+// inserted whole or not at all.
 type coalescer struct {
 	insertMany func(ctx context.Context, params []river.InsertManyParams) ([]*rivertype.JobInsertResult, error)
 	insertOne  func(ctx context.Context, p river.InsertManyParams) (*rivertype.JobInsertResult, error)
@@ -44,12 +47,12 @@ type coalescer struct {
 	active  int // inserts in flight
 }
 
-// coalesced is one request's task, waiting to be inserted.
+// coalesced is one submission's tasks, waiting to be inserted.
 type coalesced struct {
-	params river.InsertManyParams
+	params []river.InsertManyParams
 	taken  bool // by an insert (under coalescer.mu)
 	done   chan struct{}
-	res    *rivertype.JobInsertResult
+	res    []*rivertype.JobInsertResult
 	err    error
 }
 
@@ -64,6 +67,9 @@ func newCoalescer(client *river.Client[pgx.Tx], pool *pgxpool.Pool, maxActive in
 				results, err = client.InsertManyTx(ctx, tx, params)
 				return err
 			})
+			if err == nil && len(results) != len(params) {
+				err = fmt.Errorf("insert of %d tasks returned %d results", len(params), len(results))
+			}
 			return results, err
 		},
 		insertOne: func(ctx context.Context, p river.InsertManyParams) (*rivertype.JobInsertResult, error) {
@@ -73,11 +79,12 @@ func newCoalescer(client *river.Client[pgx.Tx], pool *pgxpool.Pool, maxActive in
 	}
 }
 
-// insert inserts p, alone or with other requests' tasks, and returns its
-// result. A request whose ctx ends while its task waits leaves without it;
-// once an insert has taken the task, it waits for that insert's outcome.
-func (c *coalescer) insert(ctx context.Context, p river.InsertManyParams) (*rivertype.JobInsertResult, error) {
-	w := &coalesced{params: p, done: make(chan struct{})}
+// insert inserts params, alone or with other submissions' tasks, in one
+// transaction, and returns their results in order. A submission whose ctx
+// ends while it waits leaves without its tasks; once an insert has taken
+// them, it waits for that insert's outcome.
+func (c *coalescer) insert(ctx context.Context, params []river.InsertManyParams) ([]*rivertype.JobInsertResult, error) {
+	w := &coalesced{params: params, done: make(chan struct{})}
 	c.mu.Lock()
 	c.pending = append(c.pending, w)
 	if c.active < c.maxActive {
@@ -109,14 +116,16 @@ func (c *coalescer) insert(ctx context.Context, p river.InsertManyParams) (*rive
 	return w.res, w.err
 }
 
-// takeLocked removes up to coalesceMaxBatch waiting tasks, oldest first.
+// takeLocked removes the oldest waiting submissions, at least one, while
+// their tasks stay within coalesceMaxBatch.
 func (c *coalescer) takeLocked() []*coalesced {
-	n := min(len(c.pending), coalesceMaxBatch)
-	batch := make([]*coalesced, n)
-	copy(batch, c.pending)
-	for _, w := range batch {
-		w.taken = true
+	n, tasks := 0, 0
+	for n < len(c.pending) && (n == 0 || tasks+len(c.pending[n].params) <= coalesceMaxBatch) {
+		tasks += len(c.pending[n].params)
+		c.pending[n].taken = true
+		n++
 	}
+	batch := slices.Clone(c.pending[:n])
 	rest := copy(c.pending, c.pending[n:])
 	clear(c.pending[rest:])
 	c.pending = c.pending[:rest]
@@ -138,35 +147,45 @@ func (c *coalescer) run(batch []*coalesced) {
 	}
 }
 
-// insertBatch inserts batch's tasks in one transaction and tells each
-// waiter; on a failure that is not the database being unavailable, it
-// inserts each task alone.
+// insertBatch inserts batch's submissions in one transaction and tells
+// each; on a failure that is not the database being unavailable, it
+// inserts each submission on its own.
 func (c *coalescer) insertBatch(batch []*coalesced) {
 	ctx, cancel := context.WithTimeout(context.Background(), coalesceTimeout)
 	defer cancel()
 	if len(batch) == 1 {
-		w := batch[0]
-		w.res, w.err = c.insertOne(ctx, w.params)
-		close(w.done)
+		c.insertAlone(ctx, batch[0])
 		return
 	}
-	params := make([]river.InsertManyParams, len(batch))
-	for i, w := range batch {
-		params[i] = w.params
+	var params []river.InsertManyParams
+	for _, w := range batch {
+		params = append(params, w.params...)
 	}
 	results, err := c.insertMany(ctx, params)
-	if err == nil && len(results) != len(batch) {
-		err = fmt.Errorf("insert of %d tasks returned %d results", len(batch), len(results))
-	}
-	for i, w := range batch {
+	for _, w := range batch {
 		switch {
 		case err == nil:
-			w.res = results[i]
+			w.res, results = results[:len(w.params):len(w.params)], results[len(w.params):]
+			close(w.done)
 		case db.IsUnavailable(err):
 			w.err = err
+			close(w.done)
 		default:
-			w.res, w.err = c.insertOne(ctx, w.params)
+			c.insertAlone(ctx, w)
 		}
-		close(w.done)
 	}
+}
+
+// insertAlone inserts one submission's tasks in a transaction of their
+// own and tells it.
+func (c *coalescer) insertAlone(ctx context.Context, w *coalesced) {
+	if len(w.params) == 1 {
+		var res *rivertype.JobInsertResult
+		if res, w.err = c.insertOne(ctx, w.params[0]); w.err == nil {
+			w.res = []*rivertype.JobInsertResult{res}
+		}
+	} else {
+		w.res, w.err = c.insertMany(ctx, w.params)
+	}
+	close(w.done)
 }

@@ -3,6 +3,7 @@ package task
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"sync"
 	"testing"
@@ -99,8 +100,14 @@ func (b *coalesceBundle) submitAll(t *testing.T, ctxs []context.Context, ps []ri
 	out := make(chan insertOutcome, len(ps))
 	for i := range ps {
 		go func() {
-			res, err := b.c.insert(ctxs[i], ps[i])
-			out <- insertOutcome{msgs[i], res, err}
+			res, err := b.c.insert(ctxs[i], []river.InsertManyParams{ps[i]})
+			var one *rivertype.JobInsertResult
+			if err == nil && len(res) != 1 {
+				err = fmt.Errorf("%d results for one task", len(res))
+			} else if err == nil {
+				one = res[0]
+			}
+			out <- insertOutcome{msgs[i], one, err}
 		}()
 		if i == 0 {
 			require.Eventually(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return b.ones == 1 }, 10*time.Second, time.Millisecond)
@@ -202,12 +209,73 @@ func TestCoalescerUnavailable(t *testing.T) {
 	b := newCoalesceBundle(t, pool)
 	p := b.params(t, "x")
 	pool.Close()
-	batch := []*coalesced{{params: p, done: make(chan struct{})}, {params: p, done: make(chan struct{})}}
+	batch := []*coalesced{{params: []river.InsertManyParams{p}, done: make(chan struct{})}, {params: []river.InsertManyParams{p, p}, done: make(chan struct{})}}
 	b.c.insertBatch(batch)
 	for _, w := range batch {
 		<-w.done
 		require.True(t, db.IsUnavailable(w.err), "%v", w.err)
 	}
-	require.Equal(t, []int{2}, b.many)
+	require.Equal(t, []int{3}, b.many)
 	require.Zero(t, b.ones)
+}
+
+// Batches wait and go in with single tasks like any submission; a batch
+// with a task the database refuses fails whole, alone, and the others of
+// its insert are inserted.
+func TestCoalescerKeepsBatchesWhole(t *testing.T) {
+	t.Parallel()
+	b := newCoalesceBundle(t, testenv.NewDB(t).Pool)
+	batch := func(prefix string, n int) []river.InsertManyParams {
+		var ps []river.InsertManyParams
+		for i := range n {
+			ps = append(ps, b.params(t, prefix+strconv.Itoa(i)))
+		}
+		return ps
+	}
+	refused := batch("refused", 3)
+	bad := *refused[1].InsertOpts
+	bad.Queue = "no such queue!"
+	refused[1].InsertOpts = &bad
+	subs := [][]river.InsertManyParams{batch("first", 1), batch("good", 4), refused, batch("single", 1)}
+	type outcome struct {
+		i   int
+		res []*rivertype.JobInsertResult
+		err error
+	}
+	out := make(chan outcome, len(subs))
+	for i, ps := range subs {
+		go func() {
+			res, err := b.c.insert(context.Background(), ps)
+			out <- outcome{i, res, err}
+		}()
+		if i == 0 {
+			require.Eventually(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return b.ones == 1 }, 10*time.Second, time.Millisecond)
+		}
+	}
+	b.waiting(t, 3)
+	close(b.release)
+	for range subs {
+		o := <-out
+		if o.i == 2 {
+			require.ErrorContains(t, o.err, "queue")
+			continue
+		}
+		require.NoError(t, o.err)
+		require.Len(t, o.res, len(subs[o.i]))
+		for j, r := range o.res {
+			want, err := json.Marshal(subs[o.i][j].Args)
+			require.NoError(t, err)
+			require.Equal(t, msgOf(t, want), msgOf(t, r.Job.EncodedArgs), "a task of another submission, or out of order")
+		}
+	}
+	require.Equal(t, []int{8, 4, 3}, b.many, "all three together, then the two batches alone")
+	require.Equal(t, 2, b.ones, "the held one, then the single alone")
+	require.Equal(t, 1+4+1, b.jobs(t), "none of the refused batch")
+}
+
+func msgOf(t *testing.T, args []byte) string {
+	t.Helper()
+	var v struct{ Msg string }
+	require.NoError(t, json.Unmarshal(args, &v))
+	return v.Msg
 }

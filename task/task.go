@@ -105,10 +105,10 @@ type ServiceConfig struct {
 	// Artifacts removes the artifacts of the tasks a bulk delete deletes;
 	// nil refuses bulk deletes.
 	Artifacts ArtifactRemover
-	// CoalesceInserts is how many inserts of single submissions (Insert
-	// without an idempotency key) may be in flight at once; a submission
-	// that arrives while they all are waits for the next, which takes
-	// every submission waiting then, in one transaction. 0 is
+	// CoalesceInserts is how many inserts of submissions (Insert without
+	// an idempotency key, SubmitBatch) may be in flight at once; a
+	// submission that arrives while they all are waits for the next, which
+	// takes every submission waiting then, in one transaction. 0 is
 	// DefaultCoalesceInserts; -1 gives every submission its own insert.
 	CoalesceInserts int
 }
@@ -313,7 +313,10 @@ func (s *Service) Insert(ctx context.Context, p river.InsertManyParams, idempote
 	p.InsertOpts = s.tenantQueue(ctx, p.InsertOpts)
 	var res *rivertype.JobInsertResult
 	if s.coalesce != nil && idempotencyKey == "" {
-		res, err = s.coalesce.insert(ctx, p)
+		var results []*rivertype.JobInsertResult
+		if results, err = s.coalesce.insert(ctx, []river.InsertManyParams{p}); err == nil {
+			res = results[0]
+		}
 	} else {
 		res, err = s.client.Insert(ctx, p.Args, p.InsertOpts)
 	}
@@ -425,11 +428,16 @@ func (s *Service) SubmitBatch(ctx context.Context, params []river.InsertManyPara
 		params[i].InsertOpts = s.tenantQueue(ctx, params[i].InsertOpts)
 	}
 	var results []*rivertype.JobInsertResult
-	err := db.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
-		var err error
-		results, err = s.client.InsertManyTx(ctx, tx, params)
-		return err
-	})
+	var err error
+	if s.coalesce != nil {
+		results, err = s.coalesce.insert(ctx, params)
+	} else {
+		err = db.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
+			var err error
+			results, err = s.client.InsertManyTx(ctx, tx, params)
+			return err
+		})
+	}
 	if err != nil {
 		return nil, db.AsUnavailable(fmt.Errorf("enqueue batch of %d: %w", len(params), err))
 	}
