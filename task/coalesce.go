@@ -54,6 +54,13 @@ type coalesced struct {
 	done   chan struct{}
 	res    []*rivertype.JobInsertResult
 	err    error
+	told   bool // done is closed (by the goroutine running its insert)
+}
+
+// tell gives the submission its outcome.
+func (w *coalesced) tell() {
+	w.told = true
+	close(w.done)
 }
 
 // newCoalescer returns a coalescer inserting with client on pool, with up
@@ -153,6 +160,18 @@ func (c *coalescer) run(batch []*coalesced) {
 func (c *coalescer) insertBatch(batch []*coalesced) {
 	ctx, cancel := context.WithTimeout(context.Background(), coalesceTimeout)
 	defer cancel()
+	defer func() {
+		// A panic in an insert fails the submissions not yet told, as a
+		// handler's panic fails its request, instead of the process.
+		if v := recover(); v != nil {
+			for _, w := range batch {
+				if !w.told {
+					w.res, w.err = nil, fmt.Errorf("insert of %d submissions panicked: %v", len(batch), v)
+					w.tell()
+				}
+			}
+		}
+	}()
 	if len(batch) == 1 {
 		c.insertAlone(ctx, batch[0])
 		return
@@ -166,10 +185,10 @@ func (c *coalescer) insertBatch(batch []*coalesced) {
 		switch {
 		case err == nil:
 			w.res, results = results[:len(w.params):len(w.params)], results[len(w.params):]
-			close(w.done)
+			w.tell()
 		case db.IsUnavailable(err):
 			w.err = err
-			close(w.done)
+			w.tell()
 		default:
 			c.insertAlone(ctx, w)
 		}
@@ -187,5 +206,5 @@ func (c *coalescer) insertAlone(ctx context.Context, w *coalesced) {
 	} else {
 		w.res, w.err = c.insertMany(ctx, w.params)
 	}
-	close(w.done)
+	w.tell()
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -278,4 +279,26 @@ func msgOf(t *testing.T, args []byte) string {
 	var v struct{ Msg string }
 	require.NoError(t, json.Unmarshal(args, &v))
 	return v.Msg
+}
+
+// A panic in an insert fails the submissions of that insert, and the
+// coalescer goes on inserting.
+func TestCoalescerSurvivesAPanic(t *testing.T) {
+	t.Parallel()
+	b := newCoalesceBundle(t, testenv.NewDB(t).Pool)
+	close(b.release)
+	insertOne := b.c.insertOne
+	var panicked atomic.Bool
+	b.c.insertOne = func(ctx context.Context, p river.InsertManyParams) (*rivertype.JobInsertResult, error) {
+		if panicked.CompareAndSwap(false, true) {
+			panic("boom")
+		}
+		return insertOne(ctx, p)
+	}
+	_, err := b.c.insert(context.Background(), []river.InsertManyParams{b.params(t, "a")})
+	require.ErrorContains(t, err, "panicked: boom")
+	res, err := b.c.insert(context.Background(), []river.InsertManyParams{b.params(t, "b")})
+	require.NoError(t, err)
+	require.Len(t, res, 1)
+	require.Equal(t, 1, b.jobs(t))
 }
