@@ -68,16 +68,7 @@ func (w *coalesced) tell() {
 func newCoalescer(client *river.Client[pgx.Tx], pool *pgxpool.Pool, maxActive int) *coalescer {
 	return &coalescer{
 		insertMany: func(ctx context.Context, params []river.InsertManyParams) ([]*rivertype.JobInsertResult, error) {
-			var results []*rivertype.JobInsertResult
-			err := db.WithTx(ctx, pool, func(tx pgx.Tx) error {
-				var err error
-				results, err = client.InsertManyTx(ctx, tx, params)
-				return err
-			})
-			if err == nil && len(results) != len(params) {
-				err = fmt.Errorf("insert of %d tasks returned %d results", len(params), len(results))
-			}
-			return results, err
+			return insertManyInTx(ctx, client, pool, params)
 		},
 		insertOne: func(ctx context.Context, p river.InsertManyParams) (*rivertype.JobInsertResult, error) {
 			return client.Insert(ctx, p.Args, p.InsertOpts)
@@ -207,4 +198,19 @@ func (c *coalescer) insertAlone(ctx context.Context, w *coalesced) {
 		w.res, w.err = c.insertMany(ctx, w.params)
 	}
 	w.tell()
+}
+
+// insertManyInTx inserts params with client in one transaction on pool,
+// and returns a result per task, in order.
+func insertManyInTx(ctx context.Context, client *river.Client[pgx.Tx], pool *pgxpool.Pool, params []river.InsertManyParams) ([]*rivertype.JobInsertResult, error) {
+	var results []*rivertype.JobInsertResult
+	err := db.WithTx(ctx, pool, func(tx pgx.Tx) error {
+		var err error
+		results, err = client.InsertManyTx(ctx, tx, params)
+		return err
+	})
+	if err == nil && len(results) != len(params) {
+		err = fmt.Errorf("insert of %d tasks returned %d results", len(params), len(results))
+	}
+	return results, err
 }

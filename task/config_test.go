@@ -31,6 +31,7 @@ func TestServiceConfig(t *testing.T) {
 		{"no pool", ServiceConfig{Client: client}, "Pool"},
 		{"no client", ServiceConfig{Pool: pool}, "Client"},
 		{"negative max runtime", ServiceConfig{Pool: pool, Client: client, Limits: Limits{MaxRuntime: -time.Second}}, "MaxRuntime"},
+		{"coalesce below -1", ServiceConfig{Pool: pool, Client: client, CoalesceInserts: -2}, "CoalesceInserts"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			svc, err := NewService(tc.cfg)

@@ -432,11 +432,7 @@ func (s *Service) SubmitBatch(ctx context.Context, params []river.InsertManyPara
 	if s.coalesce != nil {
 		results, err = s.coalesce.insert(ctx, params)
 	} else {
-		err = db.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
-			var err error
-			results, err = s.client.InsertManyTx(ctx, tx, params)
-			return err
-		})
+		results, err = insertManyInTx(ctx, s.client, s.pool, params)
 	}
 	if err != nil {
 		return nil, db.AsUnavailable(fmt.Errorf("enqueue batch of %d: %w", len(params), err))

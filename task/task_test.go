@@ -188,36 +188,38 @@ func TestService(t *testing.T) {
 		require.Equal(t, 2, b.count(t))
 	})
 
-	t.Run("SubmitBatch", func(t *testing.T) {
-		t.Parallel()
-		b := setup(t)
-		_, err := b.svc.ValidateBatch(nil, 3)
-		requireRefusal(t, err, taskrunner.CodeInvalidParams, "tasks")
-		_, err = b.svc.ValidateBatch(make([]task.Request, 4), 3)
-		requireRefusal(t, err, taskrunner.CodeBatchTooLarge, "tasks")
-		_, err = b.svc.ValidateBatch([]task.Request{*echo("a"), {Type: "echo", Params: json.RawMessage(`{}`)}, *echo("c")}, 3)
-		e := requireRefusal(t, err, taskrunner.CodeInvalidParams, "tasks[1].params.msg")
-		require.Equal(t, "tasks[1]: params.msg: is required", e.Message)
-		_, err = b.svc.ValidateBatch([]task.Request{*echo("a"), {Type: "nope"}}, 3)
-		requireRefusal(t, err, taskrunner.CodeUnknownTaskType, "tasks[1].type")
-		require.Zero(t, b.count(t))
+	for _, coalesce := range []int{0, -1} { // shared inserts, and each its own
+		t.Run("SubmitBatch coalesce "+strconv.Itoa(coalesce), func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, func(cfg *task.ServiceConfig) { cfg.CoalesceInserts = coalesce })
+			_, err := b.svc.ValidateBatch(nil, 3)
+			requireRefusal(t, err, taskrunner.CodeInvalidParams, "tasks")
+			_, err = b.svc.ValidateBatch(make([]task.Request, 4), 3)
+			requireRefusal(t, err, taskrunner.CodeBatchTooLarge, "tasks")
+			_, err = b.svc.ValidateBatch([]task.Request{*echo("a"), {Type: "echo", Params: json.RawMessage(`{}`)}, *echo("c")}, 3)
+			e := requireRefusal(t, err, taskrunner.CodeInvalidParams, "tasks[1].params.msg")
+			require.Equal(t, "tasks[1]: params.msg: is required", e.Message)
+			_, err = b.svc.ValidateBatch([]task.Request{*echo("a"), {Type: "nope"}}, 3)
+			requireRefusal(t, err, taskrunner.CodeUnknownTaskType, "tasks[1].type")
+			require.Zero(t, b.count(t))
 
-		params, err := b.svc.ValidateBatch([]task.Request{*echo("a"), *echo("b"), *echo("c")}, 3)
-		require.NoError(t, err)
-		tasks, err := b.svc.SubmitBatch(ctx, params)
-		require.NoError(t, err)
-		require.Len(t, tasks, 3)
-		for i, msg := range []string{"a", "b", "c"} {
-			require.JSONEq(t, `{"msg":"`+msg+`"}`, string(tasks[i].Params), "in the order given")
-		}
-		require.Equal(t, 3, b.count(t))
+			params, err := b.svc.ValidateBatch([]task.Request{*echo("a"), *echo("b"), *echo("c")}, 3)
+			require.NoError(t, err)
+			tasks, err := b.svc.SubmitBatch(ctx, params)
+			require.NoError(t, err)
+			require.Len(t, tasks, 3)
+			for i, msg := range []string{"a", "b", "c"} {
+				require.JSONEq(t, `{"msg":"`+msg+`"}`, string(tasks[i].Params), "in the order given")
+			}
+			require.Equal(t, 3, b.count(t))
 
-		// One insert River refuses refuses the whole batch.
-		bad := append(params[:1:1], river.InsertManyParams{Args: jobs.EchoArgs{Msg: "x"}, InsertOpts: &river.InsertOpts{Priority: 9}})
-		_, err = b.svc.SubmitBatch(ctx, bad)
-		require.Error(t, err)
-		require.Equal(t, 3, b.count(t), "all or none")
-	})
+			// One insert River refuses refuses the whole batch.
+			bad := append(params[:1:1], river.InsertManyParams{Args: jobs.EchoArgs{Msg: "x"}, InsertOpts: &river.InsertOpts{Priority: 9}})
+			_, err = b.svc.SubmitBatch(ctx, bad)
+			require.Error(t, err)
+			require.Equal(t, 3, b.count(t), "all or none")
+		})
+	}
 
 	t.Run("Get", func(t *testing.T) {
 		t.Parallel()
