@@ -312,6 +312,8 @@ func (s *Service) Insert(ctx context.Context, p river.InsertManyParams, idempote
 	}
 	p.InsertOpts = s.tenantQueue(ctx, p.InsertOpts)
 	var res *rivertype.JobInsertResult
+	// A task with an idempotency key is a unique insert: River's upsert
+	// of it may not share a statement with another of the same key.
 	if s.coalesce != nil && idempotencyKey == "" {
 		var results []*rivertype.JobInsertResult
 		if results, err = s.coalesce.insert(ctx, []river.InsertManyParams{p}); err == nil {
