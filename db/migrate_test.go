@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -15,18 +16,26 @@ import (
 	"github.com/taskrunner/taskrunner/internal/testenv"
 )
 
+// migratedDB is a database of its own, migrated up, and the migrator
+// that did it.
+func migratedDB(t *testing.T) (*testenv.DB, *db.Migrator) {
+	t.Helper()
+	tdb := testenv.NewEmptyDB(t)
+	m, err := db.NewMigrator(tdb.Pool, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = m.Close() })
+	_, err = m.Up(context.Background())
+	require.NoError(t, err)
+	return tdb, m
+}
+
 // Migration 00010 names a run by (task_id, attempt): runs keep their rows
 // and ids, and metrics and notes stay attached to the same runs, up and
 // down again.
 func TestMigrationRunsKeyedByAttempt(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	tdb := testenv.NewEmptyDB(t)
-	m, err := db.NewMigrator(tdb.Pool, slog.New(slog.NewJSONHandler(io.Discard, nil)))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = m.Close() })
-	_, err = m.Up(ctx)
-	require.NoError(t, err)
+	tdb, m := migratedDB(t)
 	// Undo the migrations down to and including 00010.
 	for {
 		down, err := m.Down(ctx)
@@ -52,7 +61,7 @@ func TestMigrationRunsKeyedByAttempt(t *testing.T) {
 	exec(`INSERT INTO run_metrics (run_id, name, value) VALUES (7, 'n', 1), (9, 'n', 2), (5, 'm', 3)`)
 	exec(`INSERT INTO run_notes (run_id, note) VALUES (9, 'second'), (7, 'first'), (9, 'third')`)
 
-	_, err = m.Up(ctx)
+	_, err := m.Up(ctx)
 	require.NoError(t, err)
 	metrics, err := db.RunMetrics(ctx, tdb.Pool, 2, 1)
 	require.NoError(t, err)
@@ -197,8 +206,87 @@ func TestStateNotifyJoinIsNoNestedLoop(t *testing.T) {
 	m, err := db.NewMigrator(tdb.Pool, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })
+	for {
+		down, err := m.Down(ctx)
+		require.NoError(t, err)
+		require.GreaterOrEqual(t, down.Version, int64(12))
+		if down.Version == 12 {
+			break
+		}
+	}
+	require.Contains(t, joinPlan("running", "available"), "Nested Loop", "without 00012 the kept one-row plan is a nested loop")
+}
+
+// Migration 00013: the key index keeps each key's runs oldest first, so a
+// key's new runs go in at the end of its entries. Newest first (00013
+// undone), 4,000 runs of one key, recorded in the order they start, left
+// its leaf pages split in half and the index about twice as large.
+// latest_run_for_key still reads the index (backward) to its one row.
+func TestRunsKeyIndexOldestFirst(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tdb, m := migratedDB(t)
+
+	const n = 4000
+	// Runs of one key, recorded in batches as the run writer does, each
+	// starting after the one before.
+	record := func() {
+		t.Helper()
+		_, err := tdb.Pool.Exec(ctx, "TRUNCATE runs CASCADE")
+		require.NoError(t, err)
+		base := time.Now().Add(-time.Hour)
+		for b := 0; b < n; b += 50 {
+			recs := make([]db.RunRecord, 50)
+			for i := range recs {
+				started := base.Add(time.Duration(b+i) * time.Millisecond)
+				recs[i] = db.RunRecord{TaskID: int64(b + i + 1), Attempt: 1, Key: "echo:same", TaskType: "echo", Worker: "w",
+					Status: db.RunCompleted, StartedAt: started, FinishedAt: started.Add(time.Millisecond), Duration: time.Millisecond}
+			}
+			require.NoError(t, db.RecordRuns(ctx, tdb.Pool, recs))
+		}
+	}
+	indexBytes := func() int64 {
+		t.Helper()
+		var size int64
+		require.NoError(t, tdb.Pool.QueryRow(ctx, "SELECT pg_relation_size('runs_key_started_at_idx')").Scan(&size))
+		return size
+	}
+	indexDef := func() string {
+		t.Helper()
+		var def string
+		require.NoError(t, tdb.Pool.QueryRow(ctx, "SELECT indexdef FROM pg_indexes WHERE indexname = 'runs_key_started_at_idx'").Scan(&def))
+		return def
+	}
+
+	require.Contains(t, indexDef(), "(key, started_at)")
+	record()
+	oldestFirst := indexBytes()
+	latest, err := db.LatestRunForKey(ctx, tdb.Pool, "echo:same")
+	require.NoError(t, err)
+	require.EqualValues(t, n, latest.TaskID, "the run that started last")
+	// Among many keys, the query reads the index backward.
+	_, err = tdb.Pool.Exec(ctx, `
+		INSERT INTO runs (task_id, attempt, key, task_type, status, worker, started_at)
+		SELECT 100000 + g, 1, 'echo:k' || (g % 2000), 'echo', 'completed', 'w', now() - g * interval '1 s'
+		FROM generate_series(1, 20000) g;
+		ANALYZE runs`)
+	require.NoError(t, err)
+	rows, err := tdb.Pool.Query(ctx, "EXPLAIN (COSTS OFF) SELECT * FROM runs WHERE key = 'echo:k7' ORDER BY started_at DESC, id DESC LIMIT 1")
+	require.NoError(t, err)
+	plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Contains(t, strings.Join(plan, "\n"), "Index Scan Backward using runs_key_started_at_idx")
+	latest, err = db.LatestRunForKey(ctx, tdb.Pool, "echo:k7")
+	require.NoError(t, err)
+	require.EqualValues(t, 100000+7, latest.TaskID, "the run of echo:k7 that started last")
+
 	down, err := m.Down(ctx)
 	require.NoError(t, err)
-	require.EqualValues(t, 12, down.Version)
-	require.Contains(t, joinPlan("running", "available"), "Nested Loop", "without 00012 the kept one-row plan is a nested loop")
+	require.EqualValues(t, 13, down.Version)
+	require.Contains(t, indexDef(), "(key, started_at DESC)")
+	record()
+	newestFirst := indexBytes()
+	t.Logf("key index for %d runs of one key: oldest first %d bytes, newest first %d bytes", n, oldestFirst, newestFirst)
+	require.Greater(t, float64(newestFirst), 1.5*float64(oldestFirst),
+		"newest first: %d bytes, oldest first: %d bytes, for %d runs", newestFirst, oldestFirst, n)
 }

@@ -135,25 +135,33 @@ func TestMigrateRoundTrip(t *testing.T) {
 		require.NoError(t, out.err, "stderr: %s", out.stderr)
 		require.Contains(t, out.stdout, "down  app", "step %d", step+1)
 		if step == 0 {
+			// 00013 undone: the key index keeps each key's runs newest
+			// first again.
+			var def string
+			require.NoError(t, tdb.Pool.QueryRow(context.Background(),
+				"SELECT indexdef FROM pg_indexes WHERE indexname = 'runs_key_started_at_idx'").Scan(&def))
+			require.Contains(t, def, "(key, started_at DESC)", "the key index after 00013 was undone")
+		}
+		if step == 1 {
 			// 00012 undone: the state trigger's function keeps no setting.
 			var config []string
 			require.NoError(t, tdb.Pool.QueryRow(context.Background(),
 				"SELECT coalesce(proconfig, '{}') FROM pg_proc WHERE proname = 'taskrunner_notify_task_state'").Scan(&config))
 			require.Empty(t, config, "enable_nestloop still set after 00012 was undone")
 		}
-		if step == 1 {
+		if step == 2 {
 			// 00011 undone: the owner index holds every task again.
 			var def string
 			require.NoError(t, tdb.Pool.QueryRow(context.Background(),
 				"SELECT indexdef FROM pg_indexes WHERE indexname = 'taskrunner_river_job_owner_idx'").Scan(&def))
 			require.NotContains(t, def, "WHERE", "the owner index is partial after 00011 was undone")
 		}
-		if step == 2 {
+		if step == 3 {
 			// 00010 undone: metrics name their run by id again.
 			require.True(t, column(t, tdb, "run_metrics", "run_id"), "run_metrics.run_id missing after 00010 was undone")
 			require.False(t, column(t, tdb, "run_metrics", "task_id"), "run_metrics.task_id left after 00010 was undone")
 		}
-		if step == 3 {
+		if step == 4 {
 			// 00009 undone: the schedules stay, without their skipped ticks.
 			require.True(t, relation(t, tdb, "schedules"), "schedules gone with the newest migration")
 			require.False(t, column(t, tdb, "schedules", "skipped_ticks"), "skipped_ticks left after its migration was undone")
