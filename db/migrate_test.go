@@ -29,6 +29,20 @@ func migratedDB(t *testing.T) (*testenv.DB, *db.Migrator) {
 	return tdb, m
 }
 
+// downTo undoes migrations, newest first, down to and including version.
+func downTo(t *testing.T, m *db.Migrator, version int64) {
+	t.Helper()
+	for {
+		down, err := m.Down(context.Background())
+		require.NoError(t, err)
+		require.NotNil(t, down)
+		require.GreaterOrEqual(t, down.Version, version)
+		if down.Version == version {
+			return
+		}
+	}
+}
+
 // Migration 00010 names a run by (task_id, attempt): runs keep their rows
 // and ids, and metrics and notes stay attached to the same runs, up and
 // down again.
@@ -37,15 +51,7 @@ func TestMigrationRunsKeyedByAttempt(t *testing.T) {
 	ctx := context.Background()
 	tdb, m := migratedDB(t)
 	// Undo the migrations down to and including 00010.
-	for {
-		down, err := m.Down(ctx)
-		require.NoError(t, err)
-		require.NotNil(t, down)
-		require.GreaterOrEqual(t, down.Version, int64(10))
-		if down.Version == 10 {
-			break
-		}
-	}
+	downTo(t, m, 10)
 
 	// Three runs of two tasks, with metrics and notes, in the old shape:
 	// ids out of step with task order, so a join by the wrong column
@@ -100,13 +106,7 @@ func TestMigrationRunsKeyedByAttempt(t *testing.T) {
 	require.Equal(t, 4, left, "the deleted run's metric and note went with it")
 
 	// Down again: metrics and notes name their run by id.
-	for {
-		down, err := m.Down(ctx)
-		require.NoError(t, err)
-		if down.Version == 10 {
-			break
-		}
-	}
+	downTo(t, m, 10)
 	pairs := strs(`
 		SELECT r.task_id || '/' || r.attempt || ':' || m.name || '=' || m.value FROM run_metrics m JOIN runs r ON r.id = m.run_id
 		UNION ALL
@@ -206,14 +206,7 @@ func TestStateNotifyJoinIsNoNestedLoop(t *testing.T) {
 	m, err := db.NewMigrator(tdb.Pool, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })
-	for {
-		down, err := m.Down(ctx)
-		require.NoError(t, err)
-		require.GreaterOrEqual(t, down.Version, int64(12))
-		if down.Version == 12 {
-			break
-		}
-	}
+	downTo(t, m, 12)
 	require.Contains(t, joinPlan("running", "available"), "Nested Loop", "without 00012 the kept one-row plan is a nested loop")
 }
 

@@ -54,13 +54,20 @@ type coalesced struct {
 	done   chan struct{}
 	res    []*rivertype.JobInsertResult
 	err    error
-	told   bool // done is closed (by the goroutine running its insert)
 }
 
 // tell gives the submission its outcome.
-func (w *coalesced) tell() {
-	w.told = true
-	close(w.done)
+func (w *coalesced) tell() { close(w.done) }
+
+// told reports whether the submission has its outcome. Only the goroutine
+// running its insert tells it, so that goroutine may ask.
+func (w *coalesced) told() bool {
+	select {
+	case <-w.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // newCoalescer returns a coalescer inserting with client on pool, with up
@@ -156,7 +163,7 @@ func (c *coalescer) insertBatch(batch []*coalesced) {
 		// handler's panic fails its request, instead of the process.
 		if v := recover(); v != nil {
 			for _, w := range batch {
-				if !w.told {
+				if !w.told() {
 					w.res, w.err = nil, fmt.Errorf("insert of %d submissions panicked: %v", len(batch), v)
 					w.tell()
 				}

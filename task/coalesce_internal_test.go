@@ -3,6 +3,7 @@ package task
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -302,5 +303,42 @@ func TestCoalescerSurvivesAPanic(t *testing.T) {
 	res, err := b.c.insert(context.Background(), []river.InsertManyParams{b.params(t, "b")})
 	require.NoError(t, err)
 	require.Len(t, res, 1)
+	require.Equal(t, 1, b.jobs(t))
+}
+
+// A panic partway through an insert's submissions fails only those not yet
+// told: one already inserted keeps its task.
+func TestCoalescerPanicSparesTheToldSubmissions(t *testing.T) {
+	t.Parallel()
+	b := newCoalesceBundle(t, testenv.NewDB(t).Pool)
+	close(b.release)
+	// The shared insert is refused, so each submission goes in alone; the
+	// second of those panics.
+	b.c.insertMany = func(context.Context, []river.InsertManyParams) ([]*rivertype.JobInsertResult, error) {
+		return nil, errors.New("refused")
+	}
+	insertOne := b.c.insertOne
+	var calls atomic.Int32
+	b.c.insertOne = func(ctx context.Context, p river.InsertManyParams) (*rivertype.JobInsertResult, error) {
+		if calls.Add(1) == 2 {
+			panic("boom")
+		}
+		return insertOne(ctx, p)
+	}
+	batch := []*coalesced{
+		{params: []river.InsertManyParams{b.params(t, "a")}, done: make(chan struct{})},
+		{params: []river.InsertManyParams{b.params(t, "b")}, done: make(chan struct{})},
+		{params: []river.InsertManyParams{b.params(t, "c")}, done: make(chan struct{})},
+	}
+	b.c.insertBatch(batch)
+	for _, w := range batch {
+		<-w.done
+	}
+	require.NoError(t, batch[0].err)
+	require.Len(t, batch[0].res, 1)
+	require.JSONEq(t, `{"msg":"a"}`, string(batch[0].res[0].Job.EncodedArgs))
+	for _, w := range batch[1:] {
+		require.ErrorContains(t, w.err, "panicked: boom")
+	}
 	require.Equal(t, 1, b.jobs(t))
 }

@@ -55,6 +55,15 @@ func column(t *testing.T, tdb *testenv.DB, table, name string) bool {
 	return exists
 }
 
+// indexDef returns the definition of the index name in the public schema.
+func indexDef(t *testing.T, tdb *testenv.DB, name string) string {
+	t.Helper()
+	var def string
+	require.NoError(t, tdb.Pool.QueryRow(context.Background(),
+		"SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' AND indexname = $1", name).Scan(&def))
+	return def
+}
+
 // statusLines returns the migration lines of `migrate status` (without
 // its header), each split into fields.
 func statusLines(t *testing.T, out string) [][]string {
@@ -137,10 +146,7 @@ func TestMigrateRoundTrip(t *testing.T) {
 		if step == 0 {
 			// 00013 undone: the key index keeps each key's runs newest
 			// first again.
-			var def string
-			require.NoError(t, tdb.Pool.QueryRow(context.Background(),
-				"SELECT indexdef FROM pg_indexes WHERE indexname = 'runs_key_started_at_idx'").Scan(&def))
-			require.Contains(t, def, "(key, started_at DESC)", "the key index after 00013 was undone")
+			require.Contains(t, indexDef(t, tdb, "runs_key_started_at_idx"), "(key, started_at DESC)", "the key index after 00013 was undone")
 		}
 		if step == 1 {
 			// 00012 undone: the state trigger's function keeps no setting.
@@ -151,10 +157,7 @@ func TestMigrateRoundTrip(t *testing.T) {
 		}
 		if step == 2 {
 			// 00011 undone: the owner index holds every task again.
-			var def string
-			require.NoError(t, tdb.Pool.QueryRow(context.Background(),
-				"SELECT indexdef FROM pg_indexes WHERE indexname = 'taskrunner_river_job_owner_idx'").Scan(&def))
-			require.NotContains(t, def, "WHERE", "the owner index is partial after 00011 was undone")
+			require.NotContains(t, indexDef(t, tdb, "taskrunner_river_job_owner_idx"), "WHERE", "the owner index is partial after 00011 was undone")
 		}
 		if step == 3 {
 			// 00010 undone: metrics name their run by id again.
