@@ -35,6 +35,9 @@ const (
 	// CodeTooManyUploads: the process receives as many artifact uploads as
 	// it may at once (MAX_CONCURRENT_UPLOADS).
 	CodeTooManyUploads = "too_many_uploads"
+	// CodeUploadStalled: an upload's body sent nothing for
+	// UPLOAD_IDLE_TIMEOUT_SECONDS, and was cut.
+	CodeUploadStalled = "upload_stalled"
 	// CodeScheduleExists: the tenant already has a schedule of that name.
 	CodeScheduleExists = "schedule_exists"
 	// CodeTooManySchedules: the tenant has its maximum of schedules.
@@ -46,6 +49,9 @@ const (
 	// CodeArtifactSizeExceeded: an artifact, or a fetched body, over
 	// TASK_MAX_ARTIFACT_MB.
 	CodeArtifactSizeExceeded = "artifact_size_exceeded"
+	// CodeTooManyArtifacts: a new artifact for a task that has
+	// TASK_MAX_ARTIFACTS already.
+	CodeTooManyArtifacts = "too_many_artifacts"
 
 	// A URL a fetch task may not fetch: refused when the task is submitted
 	// (domain_not_allowed) or when the fetch meets it (a redirect, a name

@@ -76,10 +76,13 @@ type Task struct {
 	// taskrunner enqueued itself or one submitted before owners existed.
 	Owner string
 
-	// Runs and ArtifactIDs are filled in when one task is read with its
-	// details (task.Service.Get), oldest first; nil otherwise.
-	Runs        []Run
-	ArtifactIDs []uuid.UUID
+	// Runs, ArtifactIDs and ArtifactCount are filled in when one task is
+	// read with its details (task.Service.Get), oldest first; nil
+	// otherwise. ArtifactIDs are the first of the task's ArtifactCount
+	// artifacts (task.MaxArtifactIDs at most).
+	Runs          []Run
+	ArtifactIDs   []uuid.UUID
+	ArtifactCount int
 }
 
 // Run is one attempt of a task.

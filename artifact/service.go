@@ -66,6 +66,7 @@ type Service struct {
 	store      *Store
 	pool       *pgxpool.Pool
 	maxBytes   int64
+	maxPerTask int
 	logger     *slog.Logger
 	metrics    *metrics.Metrics
 	orphanAge  time.Duration
@@ -79,6 +80,10 @@ type Service struct {
 // TASK_MAX_ARTIFACT_MB's default, 25 MB.
 const DefaultMaxBytes = 25 << 20
 
+// DefaultMaxPerTask is the cap on a task's artifacts when
+// ServiceConfig.MaxPerTask is 0: TASK_MAX_ARTIFACTS's default.
+const DefaultMaxPerTask = 1000
+
 // ServiceConfig is what a Service is built from.
 type ServiceConfig struct {
 	// Store is the MinIO bucket the objects go to. Required.
@@ -88,6 +93,9 @@ type ServiceConfig struct {
 	// MaxBytes is the largest artifact accepted (TASK_MAX_ARTIFACT_MB);
 	// DefaultMaxBytes when 0.
 	MaxBytes int64
+	// MaxPerTask is how many artifacts one task may have
+	// (TASK_MAX_ARTIFACTS); DefaultMaxPerTask when 0.
+	MaxPerTask int
 	// Logger gets artifact_stored, artifact_rejected and the sweeps' lines;
 	// nil logs nothing.
 	Logger *slog.Logger
@@ -104,6 +112,7 @@ type ServiceConfig struct {
 // withDefaults is cfg with every unset optional field at its default.
 func (cfg ServiceConfig) withDefaults() ServiceConfig {
 	cfg.MaxBytes = cmp.Or(cfg.MaxBytes, DefaultMaxBytes)
+	cfg.MaxPerTask = cmp.Or(cfg.MaxPerTask, DefaultMaxPerTask)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
 	cfg.OrphanAge = cmp.Or(cfg.OrphanAge, DefaultOrphanAge)
 	cfg.OrphanScan = cmp.Or(cfg.OrphanScan, DefaultOrphanScan)
@@ -119,6 +128,8 @@ func (cfg ServiceConfig) validate() error {
 		return errors.New("artifact service: Pool is required")
 	case cfg.MaxBytes < 0:
 		return fmt.Errorf("artifact service: MaxBytes must not be negative, got %d", cfg.MaxBytes)
+	case cfg.MaxPerTask < 0:
+		return fmt.Errorf("artifact service: MaxPerTask must not be negative, got %d", cfg.MaxPerTask)
 	case cfg.OrphanAge < 0:
 		return fmt.Errorf("artifact service: OrphanAge must not be negative, got %s", cfg.OrphanAge)
 	case cfg.OrphanScan < 0:
@@ -135,13 +146,16 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 		return nil, err
 	}
 	return &Service{
-		store: cfg.Store, pool: cfg.Pool, maxBytes: cfg.MaxBytes, logger: cfg.Logger,
+		store: cfg.Store, pool: cfg.Pool, maxBytes: cfg.MaxBytes, maxPerTask: cfg.MaxPerTask, logger: cfg.Logger,
 		metrics: cfg.Metrics, orphanAge: cfg.OrphanAge, orphanScan: cfg.OrphanScan,
 	}, nil
 }
 
 // MaxBytes is the largest artifact accepted (TASK_MAX_ARTIFACT_MB).
 func (s *Service) MaxBytes() int64 { return s.maxBytes }
+
+// MaxPerTask is how many artifacts one task may have (TASK_MAX_ARTIFACTS).
+func (s *Service) MaxPerTask() int { return s.maxPerTask }
 
 // New describes an artifact to store.
 type New struct {
@@ -152,6 +166,10 @@ type New struct {
 	// Size is the declared length, or -1 when unknown (a chunked upload).
 	Size int64
 	Body io.Reader
+	// NameLater: Name may still change (a JSON body's name may come after
+	// its data), so Check leaves the cap on the task's artifacts, which a
+	// new artifact of an existing name does not count against, to Commit.
+	NameLater bool
 
 	// owner is the task's owner, which the artifact gets; Check fills it in.
 	owner string
@@ -193,9 +211,17 @@ func (s *Service) Put(ctx context.Context, n New) (*taskrunner.Artifact, error) 
 	return st.commit(ctx, n)
 }
 
+// TooMany is the refusal of a new artifact for a task that has
+// TASK_MAX_ARTIFACTS already.
+func (s *Service) TooMany(taskID int64) *taskrunner.Error {
+	return &taskrunner.Error{Code: taskrunner.CodeTooManyArtifacts, Field: "name", Message: fmt.Sprintf(
+		"task %d has its maximum of %d artifacts (TASK_MAX_ARTIFACTS); an artifact of a name it has replaces that one", taskID, s.maxPerTask)}
+}
+
 // Check fills in n's defaults and refuses what Put would refuse before
 // reading the body: a bad name, type or content type, a declared size over
-// the limit, a task that does not exist.
+// the limit, a task that does not exist, a new name for a task that has
+// its maximum of artifacts.
 func (s *Service) Check(ctx context.Context, n *New) error {
 	if err := CheckName(n.Name); err != nil {
 		return err
@@ -224,6 +250,18 @@ func (s *Service) Check(ctx context.Context, n *New) error {
 		return unavailable(err)
 	}
 	n.owner = t.Owner
+	if n.NameLater {
+		return nil
+	}
+	// Before any byte is read; Commit checks again, under the task's lock.
+	count, hasName, err := db.ArtifactRoom(ctx, s.pool, n.TaskID, n.Name)
+	if err != nil {
+		return unavailable(err)
+	}
+	if count >= s.maxPerTask && !hasName {
+		s.tooMany(ctx, n.TaskID)
+		return s.TooMany(n.TaskID)
+	}
 	return nil
 }
 
@@ -258,6 +296,7 @@ func (s *Service) Stage(ctx context.Context, taskID int64, body io.Reader) (*Sta
 // same name, and removes the object on any failure.
 func (st *Staged) Commit(ctx context.Context, n New) (*taskrunner.Artifact, error) {
 	n.Size = -1
+	n.NameLater = false
 	if err := st.s.Check(ctx, &n); err != nil {
 		st.Discard(ctx)
 		return nil, err
@@ -313,9 +352,13 @@ func (st *Staged) commit(ctx context.Context, n New) (*taskrunner.Artifact, erro
 	a, replaced, err := db.StoreArtifact(ctx, s.pool, taskrunner.Artifact{
 		ID: st.id, TaskID: n.TaskID, Type: n.Type, Name: n.Name, ContentType: n.ContentType, Size: st.size,
 		SHA256: st.sha256, Bucket: s.store.bucket, ObjectKey: st.key, Owner: n.owner,
-	})
+	}, s.maxPerTask)
 	if err != nil {
 		st.Discard(ctx) // no object without its row
+		if errors.Is(err, db.ErrTooManyArtifacts) {
+			s.tooMany(ctx, n.TaskID)
+			return nil, s.TooMany(n.TaskID)
+		}
 		return nil, unavailable(err)
 	}
 	if replaced != nil {
@@ -330,6 +373,11 @@ func (st *Staged) commit(ctx context.Context, n New) (*taskrunner.Artifact, erro
 	}
 	s.logger.LogAttrs(ctx, slog.LevelInfo, "artifact stored", attrs...)
 	return a, nil
+}
+
+func (s *Service) tooMany(ctx context.Context, taskID int64) {
+	s.logger.LogAttrs(ctx, slog.LevelInfo, "artifact rejected", slog.String("event", "artifact_rejected"),
+		slog.String("code", taskrunner.CodeTooManyArtifacts), slog.Int64("task_id", taskID), slog.Int("limit", s.maxPerTask))
 }
 
 func (s *Service) rejected(ctx context.Context, taskID, size int64, why string) {
@@ -363,28 +411,62 @@ func (s *Service) Get(ctx context.Context, id uuid.UUID) (*taskrunner.Artifact, 
 	return a, nil
 }
 
-// ForTask returns a task's artifacts; 404 for a task that does not exist
-// and has none, or that the tenant ctx acts for does not own. (Artifacts
-// outlive their task: once retention removed it, theirs is the owner.)
-func (s *Service) ForTask(ctx context.Context, taskID int64) ([]taskrunner.Artifact, error) {
-	list, err := db.ArtifactsForTask(ctx, s.pool, taskID)
+// Page sizes of ForTask.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+// PageQuery selects a page of a task's artifacts.
+type PageQuery struct {
+	Cursor string // the previous page's next cursor; "" for the first
+	Limit  int    // DefaultPageSize when 0
+}
+
+// ForTask returns a page of a task's artifacts, oldest first, and the
+// cursor of the next page ("" on the last); 404 for a task that does not
+// exist and has none, or that the tenant ctx acts for does not own.
+// (Artifacts outlive their task: once retention removed it, theirs is the
+// owner.)
+func (s *Service) ForTask(ctx context.Context, taskID int64, q PageQuery) (list []taskrunner.Artifact, next string, err error) {
+	limit := q.Limit
+	switch {
+	case limit == 0:
+		limit = DefaultPageSize
+	case limit < 0 || limit > MaxPageSize:
+		return nil, "", taskrunner.Invalid("limit", "must be between 1 and %d", MaxPageSize)
+	}
+	dq := db.ArtifactPageQuery{TaskID: taskID, Limit: limit + 1} // one more tells whether a page follows
+	if q.Cursor != "" {
+		c, err := ParseCursor(q.Cursor)
+		if err != nil {
+			return nil, "", err
+		}
+		dq.Paged, dq.AfterCreatedAt, dq.AfterID = true, c.CreatedAt, c.ID
+	}
+	list, err = db.ArtifactsForTaskPage(ctx, s.pool, dq)
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, "", unavailable(err)
 	}
 	if len(list) > 0 {
 		if !taskrunner.Visible(ctx, list[0].Owner) {
-			return nil, noTask(taskID)
+			return nil, "", noTask(taskID)
 		}
-		return list, nil
+		if len(list) > limit {
+			list = list[:limit]
+			last := list[limit-1]
+			next = Cursor{CreatedAt: last.CreatedAt, ID: last.ID}.String()
+		}
+		return list, next, nil
 	}
 	t, err := db.GetTask(ctx, s.pool, taskID)
 	if errors.Is(err, db.ErrNotFound) || (err == nil && !taskrunner.Visible(ctx, t.Owner)) {
-		return nil, noTask(taskID)
+		return nil, "", noTask(taskID)
 	}
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, "", unavailable(err)
 	}
-	return []taskrunner.Artifact{}, nil
+	return []taskrunner.Artifact{}, "", nil
 }
 
 // Open returns the artifact's bytes as a ReadSeeker that fetches ranges

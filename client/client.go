@@ -130,7 +130,10 @@ type Task struct {
 	Progress    *Progress  `json:"progress"` // the current attempt's latest; nil when none
 	Callback    *Callback  `json:"callback"` // nil when it asked for none
 	Runs        []Run      `json:"runs"`
-	ArtifactIDs []string   `json:"artifact_ids"`
+	// ArtifactIDs are the ids of the task's first (oldest) artifacts, at
+	// most 100 of its ArtifactCount; TaskArtifacts pages through all.
+	ArtifactIDs   []string `json:"artifact_ids"`
+	ArtifactCount int      `json:"artifact_count"`
 
 	Raw json.RawMessage `json:"-"`
 }
@@ -403,6 +406,57 @@ func (c *Client) Limits(ctx context.Context) (json.RawMessage, error) {
 		return nil, err
 	}
 	return raw, nil
+}
+
+// Page sizes of GET /tasks/{id}/artifacts: the server's default and its
+// largest.
+const (
+	DefaultArtifactPage = 100
+	MaxArtifactPage     = 1000
+)
+
+// ArtifactPage is a page of a task's artifacts, oldest first.
+type ArtifactPage struct {
+	Artifacts []Artifact
+	// NextCursor continues the list; "" on the last page.
+	NextCursor string
+}
+
+// TaskArtifacts returns a page of at most limit (the server's default
+// when 0) of task taskID's artifacts, oldest first, after cursor ("" for
+// the first page).
+func (c *Client) TaskArtifacts(ctx context.Context, taskID int64, cursor string, limit int) (*ArtifactPage, error) {
+	q := url.Values{}
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	path := taskPath(taskID) + "/artifacts"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	ctx, cancel := c.plainTimeout(ctx)
+	defer cancel()
+	var body struct {
+		Artifacts  []json.RawMessage `json:"artifacts"`
+		NextCursor *string           `json:"next_cursor"`
+	}
+	if err := c.doJSON(ctx, http.MethodGet, path, nil, nil, &body, nil); err != nil {
+		return nil, err
+	}
+	page := &ArtifactPage{Artifacts: make([]Artifact, len(body.Artifacts))}
+	for i, raw := range body.Artifacts {
+		if err := json.Unmarshal(raw, &page.Artifacts[i]); err != nil {
+			return nil, fmt.Errorf("GET %s: artifact %d of the page: %w", path, i, err)
+		}
+		page.Artifacts[i].Raw = raw
+	}
+	if body.NextCursor != nil {
+		page.NextCursor = *body.NextCursor
+	}
+	return page, nil
 }
 
 // ArtifactMeta returns an artifact's metadata.

@@ -32,8 +32,11 @@ const (
 	DefaultMinIOPassword = "minioadmin"
 	DefaultMinIOBucket   = "artifacts"
 
-	DefaultTaskMaxRuntime       = 600 * time.Second
-	DefaultTaskMaxArtifactMB    = 25
+	DefaultTaskMaxRuntime    = 600 * time.Second
+	DefaultTaskMaxArtifactMB = 25
+	// DefaultTaskMaxArtifacts is how many artifacts one task may have
+	// (TASK_MAX_ARTIFACTS).
+	DefaultTaskMaxArtifacts     = 1000
 	DefaultTasksPerMinute       = 30
 	DefaultSearchSourceAllow    = "brave"
 	DefaultFetchDomainAllow     = "*"
@@ -58,7 +61,18 @@ const (
 	DefaultQueue                = "default"
 	DefaultMaxWaiters           = 1000
 	DefaultMaxConcurrentUploads = 16
-	DefaultArtifactMBPerMinute  = 1024
+	// DefaultTenantUploadsShare is the default TENANT_MAX_UPLOADS as a
+	// share of MAX_CONCURRENT_UPLOADS: one tenant may send a quarter of a
+	// process's uploads at once.
+	DefaultTenantUploadsShare = 4
+	// DefaultUploadIdleTimeout is how long an upload's body may send
+	// nothing before it is cut (UPLOAD_IDLE_TIMEOUT_SECONDS).
+	DefaultUploadIdleTimeout   = 10 * time.Second
+	DefaultArtifactMBPerMinute = 1024
+	// ArtifactUploadMinCostKiB is the least an upload costs against
+	// ARTIFACT_MB_PER_MINUTE, whatever its size, so that empty uploads are
+	// not free.
+	ArtifactUploadMinCostKiB = 64
 	// DefaultTenantMaxRunning is no cap on one tenant's running tasks
 	// beyond the worker pool.
 	DefaultTenantMaxRunning = 0
@@ -288,6 +302,16 @@ type Limits struct {
 	// MaxConcurrentUploads bounds the artifact uploads one API process
 	// receives at once (MAX_CONCURRENT_UPLOADS); more are refused with 503.
 	MaxConcurrentUploads int
+	// TenantMaxUploads bounds the uploads one tenant sends one API process
+	// at once (TENANT_MAX_UPLOADS; default a quarter of
+	// MAX_CONCURRENT_UPLOADS), so no tenant holds every slot.
+	TenantMaxUploads int
+	// UploadIdleTimeout cuts an upload whose body sends nothing for this
+	// long (UPLOAD_IDLE_TIMEOUT_SECONDS), within HTTP_READ_TIMEOUT_SECONDS.
+	UploadIdleTimeout time.Duration
+	// TaskMaxArtifacts is how many artifacts one task may have
+	// (TASK_MAX_ARTIFACTS); replacing one of the same name adds none.
+	TaskMaxArtifacts int
 
 	// TenantMaxRunning caps one tenant's running tasks per worker process
 	// (TENANT_MAX_RUNNING; 0, the default: no cap beyond the worker pool).
@@ -301,7 +325,7 @@ type Limits struct {
 	TenantMaxWaiters int
 	// Tenants are the per-tenant overrides (TENANT_LIMITS), by tenant
 	// name. Not shown by GET /limits: a tenant sees only its own, through
-	// TasksPerMinuteFor and MaxRunningFor.
+	// TasksPerMinuteFor, MaxRunningFor and MaxUploadsFor.
 	Tenants map[string]TenantLimits
 }
 
@@ -310,6 +334,7 @@ type Limits struct {
 type TenantLimits struct {
 	TasksPerMinute int // tasks_per_minute: overrides TASKS_PER_MINUTE
 	MaxRunning     int // max_running: overrides TENANT_MAX_RUNNING
+	MaxUploads     int // max_uploads: overrides TENANT_MAX_UPLOADS
 }
 
 // TasksPerMinuteFor is tenant's enqueue limit: its override, or
@@ -328,6 +353,17 @@ func (l Limits) MaxRunningFor(tenant string) int {
 		return n
 	}
 	return l.TenantMaxRunning
+}
+
+// MaxUploadsFor is how many uploads tenant may send one API process at
+// once: its override, or TENANT_MAX_UPLOADS; never more than
+// MAX_CONCURRENT_UPLOADS.
+func (l Limits) MaxUploadsFor(tenant string) int {
+	n := l.TenantMaxUploads
+	if o := l.Tenants[tenant].MaxUploads; o > 0 {
+		n = o
+	}
+	return min(n, l.MaxConcurrentUploads)
 }
 
 // Load reads the configuration through getenv (os.Getenv in production). The
@@ -357,6 +393,8 @@ func Load(getenv func(string) string) (*Config, error) {
 			FetchAllowPrivateNetworks: r.boolean("FETCH_ALLOW_PRIVATE_NETWORKS", false),
 			HTTPReadTimeout:           r.seconds("HTTP_READ_TIMEOUT_SECONDS", DefaultHTTPReadTimeout),
 			MaxConcurrentUploads:      r.positiveInt("MAX_CONCURRENT_UPLOADS", DefaultMaxConcurrentUploads),
+			UploadIdleTimeout:         r.seconds("UPLOAD_IDLE_TIMEOUT_SECONDS", DefaultUploadIdleTimeout),
+			TaskMaxArtifacts:          r.positiveInt("TASK_MAX_ARTIFACTS", DefaultTaskMaxArtifacts),
 			TenantMaxRunning:          r.nonNegativeInt("TENANT_MAX_RUNNING", DefaultTenantMaxRunning),
 			ArtifactMBPerMinute:       r.positiveInt("ARTIFACT_MB_PER_MINUTE", DefaultArtifactMBPerMinute),
 		},
@@ -393,6 +431,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	c.APIKeys, r.err = parseAPIKeys(getenv("API_KEYS"), r.err)
 	c.RescueAfter = r.seconds("TASK_RESCUE_AFTER_SECONDS", c.Limits.TaskMaxRuntime+DefaultRescueMarginOverCap)
 	c.Limits.TenantMaxWaiters = r.positiveInt("TENANT_MAX_WAITERS", max(1, c.MaxWaiters/DefaultTenantWaitersShare))
+	c.Limits.TenantMaxUploads = r.positiveInt("TENANT_MAX_UPLOADS", max(1, c.Limits.MaxConcurrentUploads/DefaultTenantUploadsShare))
 	if r.err == nil {
 		c.Limits.Tenants, r.err = parseTenantLimits(getenv("TENANT_LIMITS"), c.APIKeys)
 	}
@@ -433,6 +472,9 @@ func (c *Config) validate() error {
 	if c.Limits.ArtifactMBPerMinute < c.Limits.TaskMaxArtifactMB {
 		return fmt.Errorf("ARTIFACT_MB_PER_MINUTE: %d is under TASK_MAX_ARTIFACT_MB (%d), so the largest artifact could never be uploaded",
 			c.Limits.ArtifactMBPerMinute, c.Limits.TaskMaxArtifactMB)
+	}
+	if c.Limits.TenantMaxUploads > c.Limits.MaxConcurrentUploads {
+		return fmt.Errorf("TENANT_MAX_UPLOADS: %d is over MAX_CONCURRENT_UPLOADS (%d)", c.Limits.TenantMaxUploads, c.Limits.MaxConcurrentUploads)
 	}
 	if !c.TenantFairShare && c.Limits.TenantMaxRunning > 0 {
 		return errors.New("TENANT_MAX_RUNNING: a cap on a tenant's running tasks needs TENANT_FAIR_SHARE=true (each tenant's tasks in queues of its own)")
@@ -542,7 +584,7 @@ func parseTenantLimits(v string, keys []APIKey) (map[string]TenantLimits, error)
 		case out[name] != (TenantLimits{}):
 			return nil, bad("%q appears twice", name)
 		case len(parts) == 1:
-			return nil, bad("no limits: write name:tasks_per_minute=N:max_running=N")
+			return nil, bad("no limits: write name:tasks_per_minute=N:max_running=N:max_uploads=N")
 		}
 		var tl TenantLimits
 		for _, kv := range parts[1:] {
@@ -557,8 +599,10 @@ func parseTenantLimits(v string, keys []APIKey) (map[string]TenantLimits, error)
 				tl.TasksPerMinute = n
 			case "max_running":
 				tl.MaxRunning = n
+			case "max_uploads":
+				tl.MaxUploads = n
 			default:
-				return nil, bad("unknown setting %q: tasks_per_minute or max_running", k)
+				return nil, bad("unknown setting %q: tasks_per_minute, max_running or max_uploads", k)
 			}
 		}
 		if out == nil {
@@ -711,6 +755,7 @@ func (l Limits) MarshalJSON() ([]byte, error) {
 	return json.Marshal(struct {
 		TaskMaxRuntimeSeconds float64  `json:"task_max_runtime_seconds"`
 		TaskMaxArtifactMB     int      `json:"task_max_artifact_mb"`
+		TaskMaxArtifacts      int      `json:"task_max_artifacts"`
 		TasksPerMinute        int      `json:"tasks_per_minute"`
 		SearchSourceAllowlist []string `json:"search_source_allowlist"`
 		FetchDomainAllowlist  []string `json:"fetch_domain_allowlist"`
@@ -719,13 +764,16 @@ func (l Limits) MarshalJSON() ([]byte, error) {
 		FetchAllowedPorts     []int    `json:"fetch_allowed_ports"`
 		HTTPReadTimeout       float64  `json:"http_read_timeout_seconds"`
 		MaxConcurrentUploads  int      `json:"max_concurrent_uploads"`
+		TenantMaxUploads      int      `json:"tenant_max_uploads"`
+		UploadIdleTimeout     float64  `json:"upload_idle_timeout_seconds"`
 		TenantMaxRunning      int      `json:"tenant_max_running"`
 		ArtifactMBPerMinute   int      `json:"artifact_mb_per_minute"`
+		ArtifactUploadMinKiB  int      `json:"artifact_upload_min_cost_kib"`
 		TenantMaxWaiters      int      `json:"tenant_max_waiters"`
 	}{
-		l.TaskMaxRuntime.Seconds(), l.TaskMaxArtifactMB, l.TasksPerMinute, l.SearchSourceAllowlist,
+		l.TaskMaxRuntime.Seconds(), l.TaskMaxArtifactMB, l.TaskMaxArtifacts, l.TasksPerMinute, l.SearchSourceAllowlist,
 		l.FetchDomainAllowlist, l.MaxBatchSize, l.MaxRequestBodyBytes, append([]int{80, 443}, l.FetchAllowedPorts...),
-		l.HTTPReadTimeout.Seconds(), l.MaxConcurrentUploads,
-		l.TenantMaxRunning, l.ArtifactMBPerMinute, l.TenantMaxWaiters,
+		l.HTTPReadTimeout.Seconds(), l.MaxConcurrentUploads, l.TenantMaxUploads, l.UploadIdleTimeout.Seconds(),
+		l.TenantMaxRunning, l.ArtifactMBPerMinute, ArtifactUploadMinCostKiB, l.TenantMaxWaiters,
 	})
 }

@@ -35,6 +35,9 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, 0, c.Limits.TenantMaxRunning, "no cap beyond the worker pool")
 	require.Equal(t, 1024, c.Limits.ArtifactMBPerMinute)
 	require.Equal(t, 250, c.Limits.TenantMaxWaiters, "a quarter of MAX_WAITERS")
+	require.Equal(t, 4, c.Limits.TenantMaxUploads, "a quarter of MAX_CONCURRENT_UPLOADS")
+	require.Equal(t, 10*time.Second, c.Limits.UploadIdleTimeout)
+	require.Equal(t, 1000, c.Limits.TaskMaxArtifacts)
 	require.Empty(t, c.Limits.Tenants)
 }
 
@@ -42,7 +45,8 @@ func TestTenantLimits(t *testing.T) {
 	t.Parallel()
 	c, err := config.Load(env(map[string]string{
 		"API_KEYS":               "alice:alice-key-0123456789,bob:bob-key-0123456789,carol:carol-key-0123456789",
-		"TENANT_LIMITS":          " alice:tasks_per_minute=600:max_running=50 , bob:max_running=5,",
+		"TENANT_LIMITS":          " alice:tasks_per_minute=600:max_running=50:max_uploads=6 , bob:max_running=5,",
+		"MAX_CONCURRENT_UPLOADS": "8",
 		"TENANT_MAX_RUNNING":     "20",
 		"TASKS_PER_MINUTE":       "40",
 		"ARTIFACT_MB_PER_MINUTE": "100",
@@ -50,7 +54,7 @@ func TestTenantLimits(t *testing.T) {
 	}))
 	require.NoError(t, err)
 	require.Equal(t, map[string]config.TenantLimits{
-		"alice": {TasksPerMinute: 600, MaxRunning: 50},
+		"alice": {TasksPerMinute: 600, MaxRunning: 50, MaxUploads: 6},
 		"bob":   {MaxRunning: 5},
 	}, c.Limits.Tenants)
 	require.Equal(t, 600, c.Limits.TasksPerMinuteFor("alice"))
@@ -61,6 +65,8 @@ func TestTenantLimits(t *testing.T) {
 	require.Equal(t, 20, c.Limits.MaxRunningFor("carol"), "no override: TENANT_MAX_RUNNING")
 	require.Equal(t, 100, c.Limits.ArtifactMBPerMinute)
 	require.Equal(t, 2, c.Limits.TenantMaxWaiters, "a quarter of MAX_WAITERS by default")
+	require.Equal(t, 6, c.Limits.MaxUploadsFor("alice"))
+	require.Equal(t, 2, c.Limits.MaxUploadsFor("bob"), "a quarter of MAX_CONCURRENT_UPLOADS by default")
 
 	c, err = config.Load(env(map[string]string{"TENANT_LIMITS": "local:tasks_per_minute=5", "TENANT_MAX_WAITERS": "7"}))
 	require.NoError(t, err)
@@ -122,22 +128,25 @@ func TestOverrides(t *testing.T) {
 func TestBadValuesNameTheVariable(t *testing.T) {
 	t.Parallel()
 	cases := map[string]string{
-		"TASK_MAX_RUNTIME_SECONDS":  "-1",
-		"TASKS_PER_MINUTE":          "many",
-		"MAX_BATCH_SIZE":            "0",
-		"MINIO_SECURE":              "perhaps",
-		"TASK_RETENTION":            "xd",
-		"WORKER_FETCH_COOLDOWN":     "fast",
-		"LOG_LEVEL":                 "loud",
-		"LOG_FORMAT":                "xml",
-		"TASK_RESCUE_AFTER_SECONDS": "10", // not over the 600 s cap
-		"QUEUES":                    "slow",
-		"HTTP_READ_TIMEOUT_SECONDS": "0",
-		"MAX_CONCURRENT_UPLOADS":    "0",
-		"TENANT_MAX_RUNNING":        "-1",
-		"ARTIFACT_MB_PER_MINUTE":    "10", // under the 25 MB artifact cap
-		"TENANT_MAX_WAITERS":        "0",
-		"TENANT_LIMITS":             "nobody:max_running=1",
+		"TASK_MAX_RUNTIME_SECONDS":    "-1",
+		"TASKS_PER_MINUTE":            "many",
+		"MAX_BATCH_SIZE":              "0",
+		"MINIO_SECURE":                "perhaps",
+		"TASK_RETENTION":              "xd",
+		"WORKER_FETCH_COOLDOWN":       "fast",
+		"LOG_LEVEL":                   "loud",
+		"LOG_FORMAT":                  "xml",
+		"TASK_RESCUE_AFTER_SECONDS":   "10", // not over the 600 s cap
+		"QUEUES":                      "slow",
+		"HTTP_READ_TIMEOUT_SECONDS":   "0",
+		"MAX_CONCURRENT_UPLOADS":      "0",
+		"TENANT_MAX_RUNNING":          "-1",
+		"ARTIFACT_MB_PER_MINUTE":      "10", // under the 25 MB artifact cap
+		"TENANT_MAX_WAITERS":          "0",
+		"TENANT_MAX_UPLOADS":          "17", // over the 16 uploads of the process
+		"UPLOAD_IDLE_TIMEOUT_SECONDS": "0",
+		"TASK_MAX_ARTIFACTS":          "0",
+		"TENANT_LIMITS":               "nobody:max_running=1",
 	}
 	for name, val := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -166,10 +175,11 @@ func TestLimitsJSON(t *testing.T) {
 	require.NoError(t, err)
 	b, err := c.Limits.MarshalJSON()
 	require.NoError(t, err)
-	require.JSONEq(t, `{"task_max_runtime_seconds":600,"task_max_artifact_mb":25,"tasks_per_minute":30,
+	require.JSONEq(t, `{"task_max_runtime_seconds":600,"task_max_artifact_mb":25,"task_max_artifacts":1000,"tasks_per_minute":30,
 		"search_source_allowlist":["brave"],"fetch_domain_allowlist":["*"],"max_batch_size":50,
 		"max_request_body_bytes":1048576,"fetch_allowed_ports":[80,443],"http_read_timeout_seconds":30,
-		"max_concurrent_uploads":16,"tenant_max_running":0,"artifact_mb_per_minute":1024,"tenant_max_waiters":250}`, string(b))
+		"max_concurrent_uploads":16,"tenant_max_uploads":4,"upload_idle_timeout_seconds":10,"tenant_max_running":0,
+		"artifact_mb_per_minute":1024,"artifact_upload_min_cost_kib":64,"tenant_max_waiters":250}`, string(b))
 }
 
 // FuzzLoad feeds arbitrary values to every kind of variable: Load never

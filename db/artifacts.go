@@ -21,20 +21,38 @@ func artifactFromRow(r dbsqlc.Artifact) taskrunner.Artifact {
 	}
 }
 
+// ErrTooManyArtifacts is StoreArtifact's refusal of a new artifact for a
+// task that has its maximum already.
+var ErrTooManyArtifacts = errors.New("the task has its maximum of artifacts")
+
 // StoreArtifact records an artifact whose object is already stored. The
 // task's artifact of the same name, if there is one, is replaced: its row
 // takes the new id and object, and its old object is returned for the
 // caller to remove once this has committed (nil when nothing was replaced).
-func StoreArtifact(ctx context.Context, pool *pgxpool.Pool, a taskrunner.Artifact) (*taskrunner.Artifact, *ObjectRef, error) {
+// A new name is refused with ErrTooManyArtifacts when the task has
+// maxPerTask artifacts already (0: no cap); the transactions adding
+// artifacts to one task take turns, so concurrent ones cannot overshoot.
+func StoreArtifact(ctx context.Context, pool *pgxpool.Pool, a taskrunner.Artifact, maxPerTask int) (*taskrunner.Artifact, *ObjectRef, error) {
 	var out taskrunner.Artifact
 	var replaced *ObjectRef
 	err := WithTx(ctx, pool, func(tx pgx.Tx) error {
+		if err := queries.ArtifactTaskLock(ctx, tx, a.TaskID); err != nil {
+			return err
+		}
 		old, err := queries.ArtifactLockByName(ctx, tx, dbsqlc.ArtifactLockByNameParams{TaskID: a.TaskID, Name: a.Name})
 		switch {
 		case err == nil:
 			replaced = &ObjectRef{Bucket: old.Bucket, ObjectKey: old.ObjectKey}
 		case !errors.Is(err, pgx.ErrNoRows):
 			return err
+		case maxPerTask > 0:
+			n, _, err := ArtifactRoom(ctx, tx, a.TaskID, a.Name)
+			if err != nil {
+				return err
+			}
+			if n >= maxPerTask {
+				return ErrTooManyArtifacts
+			}
 		}
 		row, err := queries.ArtifactUpsert(ctx, tx, dbsqlc.ArtifactUpsertParams{
 			ID: a.ID, TaskID: a.TaskID, Type: a.Type, Name: a.Name, ContentType: a.ContentType,
@@ -47,6 +65,16 @@ func StoreArtifact(ctx context.Context, pool *pgxpool.Pool, a taskrunner.Artifac
 		return nil, nil, fmt.Errorf("store artifact %s: %w", a.ID, err)
 	}
 	return &out, replaced, nil
+}
+
+// ArtifactRoom returns how many artifacts a task has, and whether one of
+// them is named name (a new one of that name replaces it).
+func ArtifactRoom(ctx context.Context, ex Executor, taskID int64, name string) (count int, hasName bool, err error) {
+	row, err := queries.ArtifactRoom(ctx, ex, dbsqlc.ArtifactRoomParams{TaskID: taskID, Name: name})
+	if err != nil {
+		return 0, false, fmt.Errorf("artifacts of task %d: %w", taskID, err)
+	}
+	return int(row.Artifacts), row.HasName, nil
 }
 
 // GetArtifact returns the artifact with id, or ErrNotFound.
@@ -72,13 +100,48 @@ func ArtifactsForTask(ctx context.Context, ex Executor, taskID int64) ([]taskrun
 	return out, nil
 }
 
-// ArtifactIDsForTask returns the ids of a task's artifacts, oldest first.
-func ArtifactIDsForTask(ctx context.Context, ex Executor, taskID int64) ([]uuid.UUID, error) {
-	ids, err := queries.ArtifactIDsForTask(ctx, ex, taskID)
+// ArtifactPageQuery selects a page of a task's artifacts, oldest first.
+type ArtifactPageQuery struct {
+	TaskID int64
+	// Paged: the page starts after the artifact created at AfterCreatedAt
+	// with id AfterID; otherwise at the first.
+	Paged          bool
+	AfterCreatedAt time.Time
+	AfterID        uuid.UUID
+	Limit          int
+}
+
+// ArtifactsForTaskPage returns up to q.Limit of a task's artifacts, oldest
+// first, after q's cursor.
+func ArtifactsForTaskPage(ctx context.Context, ex Executor, q ArtifactPageQuery) ([]taskrunner.Artifact, error) {
+	rows, err := queries.ArtifactsForTaskPage(ctx, ex, dbsqlc.ArtifactsForTaskPageParams{
+		TaskID: q.TaskID, Paged: q.Paged, AfterCreatedAt: q.AfterCreatedAt, AfterID: q.AfterID, MaxRows: int32(q.Limit),
+	})
 	if err != nil {
-		return nil, fmt.Errorf("artifact ids of task %d: %w", taskID, err)
+		return nil, fmt.Errorf("artifacts of task %d: %w", q.TaskID, err)
 	}
-	return ids, nil
+	out := make([]taskrunner.Artifact, len(rows))
+	for i, r := range rows {
+		out[i] = artifactFromRow(r)
+	}
+	return out, nil
+}
+
+// ArtifactIDsForTask returns the ids of a task's first max artifacts,
+// oldest first, and how many artifacts it has in all.
+func ArtifactIDsForTask(ctx context.Context, ex Executor, taskID int64, max int) (ids []uuid.UUID, total int, err error) {
+	rows, err := queries.ArtifactIDsForTask(ctx, ex, dbsqlc.ArtifactIDsForTaskParams{TaskID: taskID, MaxIds: int32(max)})
+	if err != nil {
+		return nil, 0, fmt.Errorf("artifact ids of task %d: %w", taskID, err)
+	}
+	ids = make([]uuid.UUID, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+	}
+	if len(rows) > 0 {
+		total = int(rows[0].Total)
+	}
+	return ids, total, nil
 }
 
 // ObjectRef names an artifact's object: one taken out by retention, or

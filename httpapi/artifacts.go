@@ -3,7 +3,6 @@ package httpapi
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"mime"
@@ -60,7 +59,7 @@ func base64BodyLimit(maxBytes int64) int64 {
 // task_id comes before data_base64 (as clients send it), the task and the
 // fields seen so far are checked before any byte is stored.
 func (s *Server) createArtifact(w http.ResponseWriter, r *http.Request) error {
-	release, err := s.takeUploadSlot(w)
+	release, err := s.takeUploadSlot(w, r)
 	if err != nil {
 		return err
 	}
@@ -73,26 +72,31 @@ func (s *Server) createArtifact(w http.ResponseWriter, r *http.Request) error {
 	if r.ContentLength > limit {
 		return svc.TooLarge()
 	}
+	// The decoded bytes are counted against the tenant's byte rate, and
+	// at least minUploadCost even when there are none.
+	meter := s.meterUpload(w, r, nil, -1)
+	if err := meter.begin(); err != nil {
+		return err
+	}
 	ctx := r.Context()
+	body := s.idleCut(w, r)
 	var staged *artifact.Staged
-	var meter *uploadMeter // the decoded bytes, counted against the tenant's byte rate
-	fields, err := decodeArtifactStream(http.MaxBytesReader(nil, r.Body, limit), func(f *artifactFields, decoded io.Reader) error {
+	fields, err := decodeArtifactStream(http.MaxBytesReader(nil, io.NopCloser(body), limit), func(f *artifactFields, decoded io.Reader) error {
 		var taskID int64
 		if f.TaskID != nil {
 			n := f.New()
+			n.NameLater = f.Name == "" // the name may come after the data
 			if err := svc.Check(ctx, &n); err != nil {
 				return err
 			}
 			taskID = n.TaskID
 		}
 		var err error
-		meter = s.meterUpload(w, r, decoded, -1)
+		meter.body = decoded
 		staged, err = svc.Stage(ctx, taskID, meter)
 		return err
 	})
-	if meter != nil {
-		err = meter.result(err)
-	}
+	err = body.result(meter.result(err))
 	if err == nil && fields.TaskID == nil {
 		err = &taskrunner.Error{Code: taskrunner.CodeArtifactInvalid, Field: "task_id", Message: "task_id is required"}
 	}
@@ -137,7 +141,7 @@ func artifactJSONError(err error, svc *artifact.Service) error {
 // uploadArtifact streams a raw body into MinIO: nothing is held whole in
 // memory, and the sha256 is computed on the way.
 func (s *Server) uploadArtifact(w http.ResponseWriter, r *http.Request) error {
-	release, err := s.takeUploadSlot(w)
+	release, err := s.takeUploadSlot(w, r)
 	if err != nil {
 		return err
 	}
@@ -152,13 +156,17 @@ func (s *Server) uploadArtifact(w http.ResponseWriter, r *http.Request) error {
 			return &taskrunner.Error{Code: taskrunner.CodeArtifactInvalid, Field: "content_type", Message: "Content-Type is not a media type"}
 		}
 	}
-	meter := s.meterUpload(w, r, r.Body, r.ContentLength)
+	body := s.idleCut(w, r)
+	meter := s.meterUpload(w, r, body, r.ContentLength)
+	if err := meter.begin(); err != nil {
+		return err
+	}
 	a, err := s.deps.Artifacts.Put(r.Context(), artifact.New{
 		TaskID: taskID, Type: r.URL.Query().Get("type"), Name: pathParam(r, "name"), ContentType: contentType,
 		Size: r.ContentLength, Body: meter,
 	})
 	if err != nil {
-		return meter.result(err)
+		return body.result(meter.result(err))
 	}
 	w.Header().Set("Location", "/artifacts/"+a.ID.String())
 	writeJSON(w, http.StatusCreated, artifactViewOf(a))
@@ -221,40 +229,37 @@ func tooManyRanges(h string) bool {
 	return strings.Count(h, ",") >= maxRanges
 }
 
-// uploadRetryAfter is the Retry-After of a refused upload, in seconds.
-const uploadRetryAfter = 1
-
-// takeUploadSlot takes one of the MAX_CONCURRENT_UPLOADS slots of uploads
-// received at once, or refuses with 503 and Retry-After when none is free:
-// each upload holds buffers of its own, so their number bounds memory.
-// The slot is given back by calling release.
-func (s *Server) takeUploadSlot(w http.ResponseWriter) (release func(), err error) {
-	select {
-	case s.uploads <- struct{}{}:
-		return func() { <-s.uploads }, nil
-	default:
-		w.Header().Set("Retry-After", strconv.Itoa(uploadRetryAfter))
-		return nil, &taskrunner.Error{Code: taskrunner.CodeTooManyUploads,
-			Message: fmt.Sprintf("this server receives at most %d uploads at once (MAX_CONCURRENT_UPLOADS); retry shortly", cap(s.uploads))}
-	}
-}
-
 type artifactList struct {
-	Artifacts []artifactView `json:"artifacts"`
+	Artifacts  []artifactView `json:"artifacts"`
+	NextCursor *string        `json:"next_cursor"`
 }
 
+// taskArtifacts lists a page of a task's artifacts, oldest first, with the
+// cursor of the next page.
 func (s *Server) taskArtifacts(w http.ResponseWriter, r *http.Request) error {
 	taskID, err := task.ParseID(chi.URLParam(r, "id"))
 	if err != nil {
 		return err
 	}
-	list, err := s.deps.Artifacts.ForTask(r.Context(), taskID)
+	q := r.URL.Query()
+	pq := artifact.PageQuery{Cursor: q.Get("cursor")}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n <= 0 {
+			return taskrunner.Invalid("limit", "must be a positive whole number")
+		}
+		pq.Limit = n
+	}
+	list, next, err := s.deps.Artifacts.ForTask(r.Context(), taskID, pq)
 	if err != nil {
 		return err
 	}
 	out := artifactList{Artifacts: make([]artifactView, len(list))}
 	for i := range list {
 		out.Artifacts[i] = artifactViewOf(&list[i])
+	}
+	if next != "" {
+		out.NextCursor = &next
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

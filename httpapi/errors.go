@@ -33,11 +33,13 @@ var codeStatus = map[string]int{
 	taskrunner.CodeRateLimitExceeded:    http.StatusTooManyRequests,
 	taskrunner.CodeTooManyWaiters:       http.StatusServiceUnavailable,
 	taskrunner.CodeTooManyUploads:       http.StatusServiceUnavailable,
+	taskrunner.CodeUploadStalled:        http.StatusRequestTimeout,
 	taskrunner.CodeScheduleExists:       http.StatusConflict,
 	taskrunner.CodeTooManySchedules:     http.StatusConflict,
 
 	taskrunner.CodeArtifactInvalid:      http.StatusBadRequest,
 	taskrunner.CodeArtifactSizeExceeded: http.StatusRequestEntityTooLarge,
+	taskrunner.CodeTooManyArtifacts:     http.StatusConflict,
 
 	taskrunner.CodeInvalidURL:        http.StatusBadRequest,
 	taskrunner.CodeDomainNotAllowed:  http.StatusBadRequest,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/cache"
+	"github.com/taskrunner/taskrunner/config"
 )
 
 // Limiter is the per-minute limit kept in Redis for every API process
@@ -86,48 +87,59 @@ const (
 	// meterStep is how many bytes of an upload of unknown size are read
 	// before they are counted: one limiter call per step, not per read.
 	meterStep = 256 * kib
+	// minUploadCost is the least an upload costs, whatever its size: an
+	// empty one still takes a slot, a row and a request to MinIO.
+	minUploadCost = config.ArtifactUploadMinCostKiB * kib
 )
 
 // uploadMeter counts an upload's bytes against its tenant's
-// ARTIFACT_MB_PER_MINUTE. A declared size is counted at the first read, in
-// full, before any byte is stored; an unknown size as it is read, in steps
-// of meterStep. Over the allowance the read fails and refused holds the
-// 429 to answer with (the upload is then removed by the artifact
-// service). When the limiter is unavailable the upload goes through.
+// ARTIFACT_MB_PER_MINUTE. begin counts, before the body is read, its
+// declared size or, when it is unknown or smaller, minUploadCost; the
+// bytes of an unknown size past that are counted as they are read, in
+// steps of meterStep. Over the allowance begin or the read fails and
+// refused holds the 429 to answer with (the upload is then removed by the
+// artifact service). When the limiter is unavailable the upload goes
+// through.
 type uploadMeter struct {
-	s         *Server
-	w         http.ResponseWriter
-	ctx       context.Context
-	tenant    string
-	body      io.Reader
-	declared  int64 // -1: unknown
-	started   bool
-	uncounted int64 // bytes read and not yet counted
-	open      bool  // stop counting: the limiter is unavailable
-	refused   *taskrunner.Error
+	s        *Server
+	w        http.ResponseWriter
+	ctx      context.Context
+	tenant   string
+	body     io.Reader
+	declared int64 // -1: unknown
+	read     int64 // bytes read
+	charged  int64 // bytes counted
+	open     bool  // stop counting: the limiter is unavailable
+	refused  *taskrunner.Error
 }
 
-// meterUpload wraps body (of declared length size, -1 if unknown) in the
-// request's tenant's byte allowance; without a limiter it is body.
+// meterUpload wraps body (of declared length size, -1 if unknown; nil
+// until the body is known) in the request's tenant's byte allowance.
+// Call begin before reading.
 func (s *Server) meterUpload(w http.ResponseWriter, r *http.Request, body io.Reader, size int64) *uploadMeter {
 	return &uploadMeter{s: s, w: w, ctx: r.Context(), tenant: tenantOf(r.Context()), body: body, declared: size,
 		open: s.deps.Limiter == nil}
+}
+
+// begin counts the upload's declared size, and at least minUploadCost,
+// before any byte is read; it returns the refusal when the allowance has
+// too little left.
+func (m *uploadMeter) begin() error {
+	if !m.count(max(m.declared, minUploadCost)) {
+		return m.refused
+	}
+	return nil
 }
 
 func (m *uploadMeter) Read(p []byte) (int, error) {
 	if m.refused != nil {
 		return 0, m.refused
 	}
-	if !m.started {
-		m.started = true
-		if m.declared > 0 && !m.count(m.declared) {
-			return 0, m.refused
-		}
-	}
 	n, err := m.body.Read(p)
+	m.read += int64(n)
 	if m.declared < 0 && !m.open {
-		m.uncounted += int64(n)
-		if (m.uncounted >= meterStep || (errors.Is(err, io.EOF) && m.uncounted > 0)) && !m.count(m.uncounted) {
+		uncounted := m.read - m.charged
+		if (uncounted >= meterStep || (errors.Is(err, io.EOF) && uncounted > 0)) && !m.count(uncounted) {
 			return 0, m.refused
 		}
 	}
@@ -147,8 +159,8 @@ func (m *uploadMeter) count(n int64) bool {
 		m.open = true
 		return true
 	}
-	m.uncounted = 0
 	if d.Allowed {
+		m.charged += n
 		return true
 	}
 	retry := max(ceilSeconds(d.RetryAfter), 1)

@@ -65,20 +65,21 @@ func TestOpenAPIDocumentIsValid(t *testing.T) {
 		taskrunner.CodeCrossOriginRequest,
 		taskrunner.CodeInvalidParams, taskrunner.CodeUnknownTaskType, taskrunner.CodeNotFound, taskrunner.CodeTaskAlreadyFinished, taskrunner.CodeBatchTooLarge,
 		taskrunner.CodeArtifactSizeExceeded, taskrunner.CodeArtifactInvalid, taskrunner.CodeNotFound, taskrunner.CodeDomainNotAllowed,
+		taskrunner.CodeTooManyUploads, taskrunner.CodeUploadStalled, taskrunner.CodeTooManyArtifacts,
 	} {
 		require.Contains(t, codes, code, "error code %s is not in the ErrorCode schema", code)
 	}
 
 	// A task's detail is the task plus its runs and artifact ids.
 	taskSchema, detail := c.doc.Components.Schemas["Task"].Value, c.doc.Components.Schemas["TaskDetail"].Value
-	require.ElementsMatch(t, append(slices.Clone(taskSchema.Required), "runs", "artifact_ids"), detail.Required)
+	require.ElementsMatch(t, append(slices.Clone(taskSchema.Required), "runs", "artifact_ids", "artifact_count"), detail.Required)
 	for name, prop := range taskSchema.Properties {
 		require.Contains(t, detail.Properties, name)
 		require.Equal(t, prop.Ref, detail.Properties[name].Ref, name)
 		require.Equal(t, prop.Value.Type, detail.Properties[name].Value.Type, name)
 		require.Equal(t, prop.Value.Nullable, detail.Properties[name].Value.Nullable, name)
 	}
-	require.Len(t, detail.Properties, len(taskSchema.Properties)+2)
+	require.Len(t, detail.Properties, len(taskSchema.Properties)+3)
 }
 
 // allMethods are the methods a handler mounted with chi's Handle serves.

@@ -70,10 +70,12 @@ type Config struct {
 	RiverUI http.Handler
 	// Limits are the limits the API enforces, shown as they are by
 	// GET /limits. Of them the API uses MaxBatchSize,
-	// MaxRequestBodyBytes, MaxConcurrentUploads, HTTPReadTimeout (the
-	// server's read deadline, see NewHTTPServer: reading what a handler
-	// left of a body stops at it too), TasksPerMinute, ArtifactMBPerMinute,
-	// TenantMaxWaiters and Tenants; each is config's default when 0.
+	// MaxRequestBodyBytes, MaxConcurrentUploads, TenantMaxUploads,
+	// UploadIdleTimeout, HTTPReadTimeout (the server's read deadline, see
+	// NewHTTPServer: reading what a handler left of a body stops at it
+	// too), TasksPerMinute, ArtifactMBPerMinute, TenantMaxWaiters and
+	// Tenants; each is config's default when 0. TaskMaxArtifacts is
+	// shown as Artifacts enforces it.
 	Limits config.Limits
 	// Callback are the callback settings GET /limits shows; its Timeout
 	// and MaxAttempts are config's defaults when 0.
@@ -91,6 +93,8 @@ func (cfg Config) withDefaults() Config {
 	cfg.Limits.MaxBatchSize = cmp.Or(cfg.Limits.MaxBatchSize, config.DefaultMaxBatchSize)
 	cfg.Limits.MaxRequestBodyBytes = cmp.Or(cfg.Limits.MaxRequestBodyBytes, config.DefaultMaxRequestBodyBytes)
 	cfg.Limits.MaxConcurrentUploads = cmp.Or(cfg.Limits.MaxConcurrentUploads, config.DefaultMaxConcurrentUploads)
+	cfg.Limits.TenantMaxUploads = cmp.Or(cfg.Limits.TenantMaxUploads, max(1, cfg.Limits.MaxConcurrentUploads/config.DefaultTenantUploadsShare))
+	cfg.Limits.UploadIdleTimeout = cmp.Or(cfg.Limits.UploadIdleTimeout, config.DefaultUploadIdleTimeout)
 	cfg.Limits.HTTPReadTimeout = cmp.Or(cfg.Limits.HTTPReadTimeout, config.DefaultHTTPReadTimeout)
 	cfg.Limits.TasksPerMinute = cmp.Or(cfg.Limits.TasksPerMinute, config.DefaultTasksPerMinute)
 	cfg.Limits.ArtifactMBPerMinute = cmp.Or(cfg.Limits.ArtifactMBPerMinute, config.DefaultArtifactMBPerMinute)
@@ -115,6 +119,8 @@ func (cfg Config) validate() error {
 		return fmt.Errorf("http api: Limits.MaxRequestBodyBytes must be positive, got %d", cfg.Limits.MaxRequestBodyBytes)
 	case cfg.Limits.MaxConcurrentUploads < 0:
 		return fmt.Errorf("http api: Limits.MaxConcurrentUploads must be positive, got %d", cfg.Limits.MaxConcurrentUploads)
+	case cfg.Limits.TenantMaxUploads < 0 || cfg.Limits.UploadIdleTimeout < 0:
+		return errors.New("http api: Limits.TenantMaxUploads and UploadIdleTimeout must be positive")
 	case cfg.Limits.TasksPerMinute < 0 || cfg.Limits.ArtifactMBPerMinute < 0 || cfg.Limits.TenantMaxWaiters < 0:
 		return errors.New("http api: Limits.TasksPerMinute, ArtifactMBPerMinute and TenantMaxWaiters must be positive")
 	case cfg.Limits.HTTPReadTimeout < 0:
@@ -140,6 +146,9 @@ type Server struct {
 	limiterDown *cache.FailOpen
 	// uploads holds one token per artifact upload being received.
 	uploads chan struct{}
+	// tenantUploads counts the uploads each tenant sends (by limitKey).
+	tenantUploadsMu sync.Mutex
+	tenantUploads   map[string]int
 	// waiters counts the long polls and event streams each tenant holds
 	// (by limitKey).
 	waitersMu sync.Mutex
@@ -153,7 +162,8 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{deps: cfg, uploads: make(chan struct{}, cfg.Limits.MaxConcurrentUploads), waiters: map[string]int{},
+	s := &Server{deps: cfg, uploads: make(chan struct{}, cfg.Limits.MaxConcurrentUploads), tenantUploads: map[string]int{},
+		waiters:     map[string]int{},
 		limiterDown: cache.NewFailOpen(cfg.Logger, cfg.Metrics, "rate limiter unavailable; letting requests through")}
 	if len(cfg.APIKeys) > 0 {
 		s.keys = newKeyring(cfg.APIKeys)
@@ -351,6 +361,7 @@ type tenantLimitsView struct {
 	MaxRunning          int    `json:"max_running"`
 	ArtifactMBPerMinute int    `json:"artifact_mb_per_minute"`
 	MaxWaiters          int    `json:"max_waiters"`
+	MaxUploads          int    `json:"max_uploads"`
 }
 
 // limits shows the global limits and, under "tenant", the caller's own:
@@ -358,6 +369,7 @@ type tenantLimitsView struct {
 // not shown.
 func (s *Server) limits(w http.ResponseWriter, r *http.Request) error {
 	l := s.deps.Limits
+	l.TaskMaxArtifacts = s.deps.Artifacts.MaxPerTask()
 	body := map[string]json.RawMessage{}
 	// The global limits and the callback settings, side by side.
 	for _, part := range []any{l, s.deps.Callback} {
@@ -372,7 +384,7 @@ func (s *Server) limits(w http.ResponseWriter, r *http.Request) error {
 	name := tenantOf(r.Context())
 	own, err := json.Marshal(tenantLimitsView{
 		Name: name, TasksPerMinute: l.TasksPerMinuteFor(name), MaxRunning: l.MaxRunningFor(name),
-		ArtifactMBPerMinute: l.ArtifactMBPerMinute, MaxWaiters: l.TenantMaxWaiters,
+		ArtifactMBPerMinute: l.ArtifactMBPerMinute, MaxWaiters: l.TenantMaxWaiters, MaxUploads: l.MaxUploadsFor(name),
 	})
 	if err != nil {
 		return err

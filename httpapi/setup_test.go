@@ -84,6 +84,13 @@ type setupOpts struct {
 	riverUI bool
 	// maxUploads bounds the uploads received at once; the default when 0.
 	maxUploads int
+	// tenantMaxUploads bounds one tenant's uploads at once; the default
+	// (a quarter of maxUploads) when 0.
+	tenantMaxUploads int
+	// uploadIdleTimeout is UPLOAD_IDLE_TIMEOUT_SECONDS; the default when 0.
+	uploadIdleTimeout time.Duration
+	// maxArtifactsPerTask is TASK_MAX_ARTIFACTS; the default when 0.
+	maxArtifactsPerTask int
 	// callback is what a callback_url may reach; nil: callbacks off.
 	callback *fetch.Config
 	// callbackDeps deliver callbacks in this process's workers; their Task
@@ -135,7 +142,7 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	limits := config.Limits{TaskMaxRuntime: testMaxRuntime, MaxBatchSize: 50, MaxRequestBodyBytes: config.DefaultMaxRequestBodyBytes,
 		HTTPReadTimeout: readTimeout, MaxConcurrentUploads: cmp.Or(opts.maxUploads, config.DefaultMaxConcurrentUploads),
 		TasksPerMinute: opts.perMinute, ArtifactMBPerMinute: opts.artifactMBPerMinute, TenantMaxWaiters: opts.tenantMaxWaiters,
-		Tenants: opts.tenantLimits}
+		TenantMaxUploads: opts.tenantMaxUploads, UploadIdleTimeout: opts.uploadIdleTimeout, Tenants: opts.tenantLimits}
 	// The API and the schedules' ticks share the limiter, as in a process.
 	limiter := newLimiter(t, opts)
 	var runs *jobs.RunRecorder
@@ -261,7 +268,8 @@ func newArtifacts(t *testing.T, tdb *testenv.DB, logger *slog.Logger, opts setup
 	if limit == 0 {
 		limit = testMaxArtifactBytes
 	}
-	svc, err := artifact.NewService(artifact.ServiceConfig{Store: store, Pool: tdb.Pool, MaxBytes: limit, Logger: logger, Metrics: opts.metrics})
+	svc, err := artifact.NewService(artifact.ServiceConfig{Store: store, Pool: tdb.Pool, MaxBytes: limit, MaxPerTask: opts.maxArtifactsPerTask,
+		Logger: logger, Metrics: opts.metrics})
 	require.NoError(t, err)
 	return store, svc
 }

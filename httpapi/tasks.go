@@ -57,8 +57,11 @@ type taskView struct {
 // taskDetailView is one task with its runs and artifacts (GET /tasks/{id}).
 type taskDetailView struct {
 	taskView
-	Runs        []taskrunner.Run `json:"runs"`
-	ArtifactIDs []string         `json:"artifact_ids"`
+	Runs []taskrunner.Run `json:"runs"`
+	// ArtifactIDs are the first of the task's ArtifactCount artifacts,
+	// oldest first: task.MaxArtifactIDs at most.
+	ArtifactIDs   []string `json:"artifact_ids"`
+	ArtifactCount int      `json:"artifact_count"`
 }
 
 type taskError struct {
@@ -276,6 +279,7 @@ func (s *Server) detailView(ctx context.Context, d *taskrunner.Task) (taskDetail
 	if v.Runs == nil {
 		v.Runs = []taskrunner.Run{}
 	}
+	v.ArtifactCount = d.ArtifactCount
 	v.ArtifactIDs = make([]string, len(d.ArtifactIDs))
 	for i, id := range d.ArtifactIDs {
 		v.ArtifactIDs[i] = id.String()

@@ -37,7 +37,8 @@ type artifactView struct {
 
 // artifactListBody is GET /tasks/{id}/artifacts.
 type artifactListBody struct {
-	Artifacts []artifactView `json:"artifacts"`
+	Artifacts  []artifactView `json:"artifacts"`
+	NextCursor *string        `json:"next_cursor"`
 }
 
 // failure is the task's error, which it must have.

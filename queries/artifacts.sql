@@ -16,11 +16,35 @@ RETURNING *;
 -- name: ArtifactGet :one
 SELECT * FROM artifacts WHERE id = @id;
 
+-- name: ArtifactTaskLock :exec
+-- Serialises the transactions that add artifacts to one task until they
+-- commit, so that the cap on a task's artifacts holds under concurrent
+-- uploads. (A row lock would need a row: the task's first artifact has
+-- none to lock, and River's job row is River's.)
+SELECT pg_advisory_xact_lock(hashtextextended('taskrunner.artifacts.' || @task_id::bigint, 0));
+
+-- name: ArtifactRoom :one
+-- How many artifacts a task has, and whether one of them has the name.
+SELECT count(*)::int AS artifacts, coalesce(bool_or(name = @name), false)::boolean AS has_name
+FROM artifacts WHERE task_id = @task_id;
+
 -- name: ArtifactsForTask :many
 SELECT * FROM artifacts WHERE task_id = @task_id ORDER BY created_at, id;
 
+-- name: ArtifactsForTaskPage :many
+-- A page of a task's artifacts, oldest first, after the cursor's
+-- (created_at, id) when paged.
+SELECT * FROM artifacts
+WHERE task_id = @task_id
+  AND (NOT @paged::boolean OR (created_at, id) > (@after_created_at::timestamptz, @after_id::uuid))
+ORDER BY created_at, id
+LIMIT @max_rows;
+
 -- name: ArtifactIDsForTask :many
-SELECT id FROM artifacts WHERE task_id = @task_id ORDER BY created_at, id;
+-- The ids of a task's first artifacts, oldest first, and how many it has
+-- in all.
+SELECT id, count(*) OVER ()::int AS total
+FROM artifacts WHERE task_id = @task_id ORDER BY created_at, id LIMIT @max_ids;
 
 -- name: ArtifactsDeleteExpired :many
 -- Takes a batch of artifacts older than the cutoff out of the table and

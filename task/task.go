@@ -591,8 +591,13 @@ func ParseID(s string) (int64, error) {
 	return id, nil
 }
 
-// Get returns the task with its runs and the ids of its artifacts. A
-// client tenant gets only its own tasks: another tenant's id is not found.
+// MaxArtifactIDs is how many of a task's artifact ids its view holds, the
+// first (oldest) of them; GET /tasks/{id}/artifacts pages through all.
+const MaxArtifactIDs = 100
+
+// Get returns the task with its runs, how many artifacts it has and the
+// ids of the first MaxArtifactIDs. A client tenant gets only its own
+// tasks: another tenant's id is not found.
 func (s *Service) Get(ctx context.Context, id int64) (*taskrunner.Task, error) {
 	t, err := s.getOwned(ctx, id)
 	if err != nil {
@@ -614,7 +619,7 @@ func (s *Service) Get(ctx context.Context, id int64) (*taskrunner.Task, error) {
 			})
 		}
 	}
-	if t.ArtifactIDs, err = db.ArtifactIDsForTask(ctx, s.pool, id); err != nil {
+	if t.ArtifactIDs, t.ArtifactCount, err = db.ArtifactIDsForTask(ctx, s.pool, id, MaxArtifactIDs); err != nil {
 		return nil, db.AsUnavailable(err)
 	}
 	return t, nil

@@ -64,7 +64,7 @@ func init() {
 		"search":    {"search QUERY... [--source S ...] [--recency-days N] [--max-results N] [--idempotency-key K] [--callback-url URL] [--wait] [-q]", cmdSearch},
 		"schedules": {"schedules add NAME (--every DURATION | --cron EXPR [--tz ZONE]) [--missed run_once|skip] TYPE [--param k=v ...] [--params JSON] [--timeout SECONDS] [--retries N] [--priority N] [--queue Q] [--callback-url URL] | ls | get NAME | pause NAME | resume NAME | rm NAME", cmdSchedules},
 		"tasks":     {tasksSynopsis, cmdTasks},
-		"artifact":  {"artifact put TASK_ID FILE [--name N] [--type T] [--content-type CT] | get ARTIFACT_ID [-o FILE] | meta ARTIFACT_ID", cmdArtifact},
+		"artifact":  {"artifact put TASK_ID FILE [--name N] [--type T] [--content-type CT] | get ARTIFACT_ID [-o FILE] | meta ARTIFACT_ID | ls TASK_ID [--limit N]", cmdArtifact},
 	}
 }
 
@@ -500,11 +500,13 @@ func cmdSearch(ctx context.Context, e *cliEnv, args []string) error {
 
 func cmdArtifact(ctx context.Context, e *cliEnv, args []string) error {
 	if len(args) == 0 {
-		return cmdUsage("artifact", "want put, get or meta")
+		return cmdUsage("artifact", "want put, get, meta or ls")
 	}
 	switch args[0] {
 	case "put":
 		return artifactPut(ctx, e, args[1:])
+	case "ls":
+		return artifactList(ctx, e, args[1:])
 	case "get":
 		return artifactGet(ctx, e, args[1:])
 	case "meta":
@@ -524,8 +526,45 @@ func cmdArtifact(ctx context.Context, e *cliEnv, args []string) error {
 		fmt.Fprintf(e.stdout, "Usage: taskrunner %s\n", clientCommands["artifact"].synopsis)
 		return nil
 	default:
-		return cmdUsage("artifact", "unknown artifact command %q; want put, get or meta", args[0])
+		return cmdUsage("artifact", "unknown artifact command %q; want put, get, meta or ls", args[0])
 	}
+}
+
+// artifactList prints up to --limit of a task's artifacts, oldest first,
+// one line each, following the pages.
+func artifactList(ctx context.Context, e *cliEnv, args []string) error {
+	fs := newFlags("artifact")
+	limit := fs.Int("limit", client.MaxArtifactPage, "list at most `N` artifacts, oldest first")
+	pos, err := e.parseArgs(fs, "artifact", args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return cmdUsage("artifact", "ls wants one TASK_ID, got %d arguments", len(pos))
+	}
+	if *limit <= 0 {
+		return cmdUsage("artifact", "--limit must be positive")
+	}
+	taskID, err := parseTaskID("artifact", pos[0])
+	if err != nil {
+		return err
+	}
+	for cursor, left := "", *limit; left > 0; {
+		page, err := e.c.TaskArtifacts(ctx, taskID, cursor, min(left, client.MaxArtifactPage))
+		if err != nil {
+			return err
+		}
+		for _, a := range page.Artifacts {
+			fmt.Fprintf(e.stdout, "%s\t%s\t%s\t%d\t%s\t%s\n", a.ID, a.Name, a.Type, a.Size, a.ContentType,
+				a.CreatedAt.UTC().Format(time.RFC3339))
+		}
+		left -= len(page.Artifacts)
+		if page.NextCursor == "" {
+			return nil
+		}
+		cursor = page.NextCursor
+	}
+	return nil
 }
 
 func artifactPut(ctx context.Context, e *cliEnv, args []string) error {

@@ -250,7 +250,7 @@ func TestClientCommands(t *testing.T) {
 		limits := taskOf(t, out)
 		require.EqualValues(t, 100000, limits["tasks_per_minute"])
 		require.Equal(t, map[string]any{"name": "local", "tasks_per_minute": float64(99999), "max_running": float64(3),
-			"artifact_mb_per_minute": float64(1024), "max_waiters": float64(250)}, limits["tenant"], "the caller's own limits")
+			"artifact_mb_per_minute": float64(1024), "max_waiters": float64(250), "max_uploads": float64(4)}, limits["tenant"], "the caller's own limits")
 		require.Contains(t, out.stdout, "\n  \"tenant\": {\n", "printed indented")
 
 		out = cli(t, "limits", "extra")
@@ -350,6 +350,17 @@ func TestClientCommands(t *testing.T) {
 		require.Equal(t, "notes.txt", art["name"])
 		require.Equal(t, "text/plain", art["content_type"])
 		require.EqualValues(t, 0, art["size"])
+
+		// The task's artifacts, oldest first, one line each, through pages.
+		out = cli(t, "artifact", "ls", ids)
+		require.NoError(t, out.err, out.all())
+		lines := strings.Split(strings.TrimSpace(out.stdout), "\n")
+		require.Len(t, lines, 2, out.stdout)
+		require.True(t, strings.HasPrefix(lines[0], aid+"\t"), out.stdout)
+		require.Contains(t, lines[1], "\tnotes.txt\tfile\t0\ttext/plain\t")
+		out = cli(t, "artifact", "ls", ids, "--limit", "1")
+		require.NoError(t, out.err, out.all())
+		require.Equal(t, lines[0]+"\n", out.stdout)
 
 		// A failed download leaves the file as it was.
 		require.NoError(t, os.WriteFile(dst, []byte("before"), 0o600))
@@ -465,8 +476,10 @@ func TestClientUsageErrors(t *testing.T) {
 		{[]string{"tasks", "ls", "--filter", "novalue"}, `"novalue" is not k=v`},
 		{[]string{"tasks", "ls", "--limit", "0"}, "--limit must be positive"},
 		{[]string{"tasks", "ls", "extra"}, `ls takes no arguments but flags, got "extra"`},
-		{[]string{"artifact"}, "want put, get or meta"},
+		{[]string{"artifact"}, "want put, get, meta or ls"},
 		{[]string{"artifact", "list"}, `unknown artifact command "list"`},
+		{[]string{"artifact", "ls"}, "ls wants one TASK_ID"},
+		{[]string{"artifact", "ls", "1", "--limit", "0"}, "--limit must be positive"},
 		{[]string{"artifact", "put", "1"}, "put wants TASK_ID FILE, got 1 arguments"},
 		{[]string{"artifact", "put", "x", "f"}, `"x" is not a task id`},
 		{[]string{"artifact", "get"}, "get wants one ARTIFACT_ID"},

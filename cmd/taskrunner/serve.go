@@ -130,7 +130,8 @@ func build(ctx context.Context, cfg *config.Config, logger *slog.Logger, r role)
 	m.SetTenants(tenantNames(cfg))
 	m.WatchQueueDepth(func(ctx context.Context) (map[string]int64, error) { return db.CountTasksByState(ctx, s.pool) }, queueDepthInterval)
 	artifacts, err := artifact.NewService(artifact.ServiceConfig{
-		Store: store, Pool: s.pool, MaxBytes: int64(cfg.Limits.TaskMaxArtifactMB) << 20, Logger: logger, Metrics: m,
+		Store: store, Pool: s.pool, MaxBytes: int64(cfg.Limits.TaskMaxArtifactMB) << 20, MaxPerTask: cfg.Limits.TaskMaxArtifacts,
+		Logger: logger, Metrics: m,
 	})
 	if err != nil {
 		return nil, err

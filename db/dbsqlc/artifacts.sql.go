@@ -36,22 +36,35 @@ func (q *Queries) ArtifactGet(ctx context.Context, db DBTX, id uuid.UUID) (Artif
 }
 
 const artifactIDsForTask = `-- name: ArtifactIDsForTask :many
-SELECT id FROM artifacts WHERE task_id = $1 ORDER BY created_at, id
+SELECT id, count(*) OVER ()::int AS total
+FROM artifacts WHERE task_id = $1 ORDER BY created_at, id LIMIT $2
 `
 
-func (q *Queries) ArtifactIDsForTask(ctx context.Context, db DBTX, taskID int64) ([]uuid.UUID, error) {
-	rows, err := db.Query(ctx, artifactIDsForTask, taskID)
+type ArtifactIDsForTaskParams struct {
+	TaskID int64
+	MaxIds int32
+}
+
+type ArtifactIDsForTaskRow struct {
+	ID    uuid.UUID
+	Total int32
+}
+
+// The ids of a task's first artifacts, oldest first, and how many it has
+// in all.
+func (q *Queries) ArtifactIDsForTask(ctx context.Context, db DBTX, arg ArtifactIDsForTaskParams) ([]ArtifactIDsForTaskRow, error) {
+	rows, err := db.Query(ctx, artifactIDsForTask, arg.TaskID, arg.MaxIds)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var items []uuid.UUID
+	var items []ArtifactIDsForTaskRow
 	for rows.Next() {
-		var id uuid.UUID
-		if err := rows.Scan(&id); err != nil {
+		var i ArtifactIDsForTaskRow
+		if err := rows.Scan(&i.ID, &i.Total); err != nil {
 			return nil, err
 		}
-		items = append(items, id)
+		items = append(items, i)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -110,6 +123,42 @@ func (q *Queries) ArtifactLockByName(ctx context.Context, db DBTX, arg ArtifactL
 	var i ArtifactLockByNameRow
 	err := row.Scan(&i.Bucket, &i.ObjectKey)
 	return i, err
+}
+
+const artifactRoom = `-- name: ArtifactRoom :one
+SELECT count(*)::int AS artifacts, coalesce(bool_or(name = $1), false)::boolean AS has_name
+FROM artifacts WHERE task_id = $2
+`
+
+type ArtifactRoomParams struct {
+	Name   string
+	TaskID int64
+}
+
+type ArtifactRoomRow struct {
+	Artifacts int32
+	HasName   bool
+}
+
+// How many artifacts a task has, and whether one of them has the name.
+func (q *Queries) ArtifactRoom(ctx context.Context, db DBTX, arg ArtifactRoomParams) (ArtifactRoomRow, error) {
+	row := db.QueryRow(ctx, artifactRoom, arg.Name, arg.TaskID)
+	var i ArtifactRoomRow
+	err := row.Scan(&i.Artifacts, &i.HasName)
+	return i, err
+}
+
+const artifactTaskLock = `-- name: ArtifactTaskLock :exec
+SELECT pg_advisory_xact_lock(hashtextextended('taskrunner.artifacts.' || $1::bigint, 0))
+`
+
+// Serialises the transactions that add artifacts to one task until they
+// commit, so that the cap on a task's artifacts holds under concurrent
+// uploads. (A row lock would need a row: the task's first artifact has
+// none to lock, and River's job row is River's.)
+func (q *Queries) ArtifactTaskLock(ctx context.Context, db DBTX, taskID int64) error {
+	_, err := db.Exec(ctx, artifactTaskLock, taskID)
+	return err
 }
 
 const artifactUpsert = `-- name: ArtifactUpsert :one
@@ -244,6 +293,62 @@ SELECT id, task_id, type, name, content_type, size_bytes, sha256, bucket, object
 
 func (q *Queries) ArtifactsForTask(ctx context.Context, db DBTX, taskID int64) ([]Artifact, error) {
 	rows, err := db.Query(ctx, artifactsForTask, taskID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []Artifact
+	for rows.Next() {
+		var i Artifact
+		if err := rows.Scan(
+			&i.ID,
+			&i.TaskID,
+			&i.Type,
+			&i.Name,
+			&i.ContentType,
+			&i.SizeBytes,
+			&i.Sha256,
+			&i.Bucket,
+			&i.ObjectKey,
+			&i.CreatedAt,
+			&i.Owner,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const artifactsForTaskPage = `-- name: ArtifactsForTaskPage :many
+SELECT id, task_id, type, name, content_type, size_bytes, sha256, bucket, object_key, created_at, owner FROM artifacts
+WHERE task_id = $1
+  AND (NOT $2::boolean OR (created_at, id) > ($3::timestamptz, $4::uuid))
+ORDER BY created_at, id
+LIMIT $5
+`
+
+type ArtifactsForTaskPageParams struct {
+	TaskID         int64
+	Paged          bool
+	AfterCreatedAt time.Time
+	AfterID        uuid.UUID
+	MaxRows        int32
+}
+
+// A page of a task's artifacts, oldest first, after the cursor's
+// (created_at, id) when paged.
+func (q *Queries) ArtifactsForTaskPage(ctx context.Context, db DBTX, arg ArtifactsForTaskPageParams) ([]Artifact, error) {
+	rows, err := db.Query(ctx, artifactsForTaskPage,
+		arg.TaskID,
+		arg.Paged,
+		arg.AfterCreatedAt,
+		arg.AfterID,
+		arg.MaxRows,
+	)
 	if err != nil {
 		return nil, err
 	}
