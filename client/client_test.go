@@ -336,3 +336,33 @@ func TestArtifacts(t *testing.T) {
 	require.True(t, IsCode(err, "not_found"), "%v", err)
 	require.False(t, errors.Is(err, ErrChecksumMismatch))
 }
+
+func TestTaskArtifactsPages(t *testing.T) {
+	t.Parallel()
+	c := fakeAPI(t, func(w http.ResponseWriter, r *http.Request) {
+		assert.Equal(t, "/tasks/5/artifacts", r.URL.Path)
+		switch r.URL.Query().Get("cursor") {
+		case "":
+			assert.Equal(t, "2", r.URL.Query().Get("limit"))
+			fmt.Fprint(w, `{"artifacts":[{"id":"a1","task_id":5},{"id":"a2","task_id":5}],"next_cursor":"1.x"}`)
+		case "1.x":
+			assert.Empty(t, r.URL.Query().Get("limit"), "the server's default")
+			fmt.Fprint(w, `{"artifacts":[{"id":"a3","task_id":5}],"next_cursor":null}`)
+		default:
+			apiError(w, http.StatusBadRequest, "task_rejected_invalid_params", "cursor is not a cursor this API returned")
+		}
+	})
+	ctx := context.Background()
+	page, err := c.TaskArtifacts(ctx, 5, "", 2)
+	require.NoError(t, err)
+	require.Len(t, page.Artifacts, 2)
+	require.Equal(t, "a2", page.Artifacts[1].ID)
+	require.JSONEq(t, `{"id":"a2","task_id":5}`, string(page.Artifacts[1].Raw))
+	require.Equal(t, "1.x", page.NextCursor)
+	page, err = c.TaskArtifacts(ctx, 5, page.NextCursor, 0)
+	require.NoError(t, err)
+	require.Len(t, page.Artifacts, 1)
+	require.Empty(t, page.NextCursor)
+	_, err = c.TaskArtifacts(ctx, 5, "bad", 0)
+	require.True(t, IsCode(err, "task_rejected_invalid_params"), "%v", err)
+}

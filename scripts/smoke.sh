@@ -138,11 +138,21 @@ expect 206 "GET /artifacts/$raw_artifact with Range"
 call GET "/tasks/$echo_id/artifacts"
 expect 200 "GET /tasks/$echo_id/artifacts"
 [[ $(field '.artifacts | length') == 2 ]] || fail "task $echo_id: want 2 artifacts"
-ok "artifact $raw_artifact streamed up (300 kB), downloaded whole and by range; task $echo_id lists both"
+call GET "/tasks/$echo_id/artifacts?limit=1"
+expect 200 "GET /tasks/$echo_id/artifacts?limit=1"
+cursor=$(field .next_cursor)
+[[ $(field '.artifacts | length') == 1 && $cursor != null ]] || fail "task $echo_id: want a page of 1 with a next_cursor"
+call GET "/tasks/$echo_id/artifacts?limit=1&cursor=$cursor"
+expect 200 "GET /tasks/$echo_id/artifacts, second page"
+[[ $(field '.artifacts | length') == 1 && $(field .next_cursor) == null ]] || fail "task $echo_id: want a last page of 1"
+call GET "/tasks/$echo_id"
+[[ $(field .artifact_count) == 2 ]] || fail "task $echo_id: want artifact_count 2"
+ok "artifact $raw_artifact streamed up (300 kB), downloaded whole and by range; task $echo_id lists both, and pages through them"
 
 call GET /limits
 expect 200 "GET /limits"
-for k in task_max_runtime_seconds task_max_artifact_mb tasks_per_minute search_source_allowlist fetch_domain_allowlist max_batch_size; do
+for k in task_max_runtime_seconds task_max_artifact_mb task_max_artifacts tasks_per_minute search_source_allowlist fetch_domain_allowlist \
+  max_batch_size max_concurrent_uploads tenant_max_uploads upload_idle_timeout_seconds artifact_upload_min_cost_kib; do
   [[ $(field "has(\"$k\")") == true ]] || fail "/limits lacks $k"
 done
 ok "limits: $(jq -c . <"$body")"
