@@ -93,13 +93,15 @@ const (
 )
 
 // uploadMeter counts an upload's bytes against its tenant's
-// ARTIFACT_MB_PER_MINUTE. begin counts, before the body is read, its
-// declared size or, when it is unknown or smaller, minUploadCost; the
-// bytes of an unknown size past that are counted as they are read, in
-// steps of meterStep. Over the allowance begin or the read fails and
-// refused holds the 429 to answer with (the upload is then removed by the
-// artifact service). When the limiter is unavailable the upload goes
-// through.
+// ARTIFACT_MB_PER_MINUTE. begin counts minUploadCost, which every upload
+// costs, refused or not, before anything else is done. A declared size
+// is counted at the first read, in full, before any byte is stored; an
+// unknown size as it is read, in steps of meterStep. (An upload refused
+// before its body is read, such as one for a task at TASK_MAX_ARTIFACTS,
+// thus costs only the minimum, whatever it declared.) Over the allowance
+// begin or the read fails and refused holds the 429 to answer with (the
+// upload is then removed by the artifact service). When the limiter is
+// unavailable the upload goes through.
 type uploadMeter struct {
 	s        *Server
 	w        http.ResponseWriter
@@ -107,6 +109,7 @@ type uploadMeter struct {
 	tenant   string
 	body     io.Reader
 	declared int64 // -1: unknown
+	started  bool
 	read     int64 // bytes read
 	charged  int64 // bytes counted
 	open     bool  // stop counting: the limiter is unavailable
@@ -121,11 +124,10 @@ func (s *Server) meterUpload(w http.ResponseWriter, r *http.Request, body io.Rea
 		open: s.deps.Limiter == nil}
 }
 
-// begin counts the upload's declared size, and at least minUploadCost,
-// before any byte is read; it returns the refusal when the allowance has
-// too little left.
+// begin counts minUploadCost, the least an upload costs; it returns the
+// refusal when the allowance has less left.
 func (m *uploadMeter) begin() error {
-	if !m.count(max(m.declared, minUploadCost)) {
+	if !m.count(minUploadCost) {
 		return m.refused
 	}
 	return nil
@@ -134,6 +136,12 @@ func (m *uploadMeter) begin() error {
 func (m *uploadMeter) Read(p []byte) (int, error) {
 	if m.refused != nil {
 		return 0, m.refused
+	}
+	if !m.started {
+		m.started = true
+		if m.declared > m.charged && !m.count(m.declared-m.charged) {
+			return 0, m.refused
+		}
 	}
 	n, err := m.body.Read(p)
 	m.read += int64(n)

@@ -182,3 +182,25 @@ func TestEmptyUploadsRunOutTheByteAllowance(t *testing.T) {
 	require.Equal(t, http.StatusCreated, resp.StatusCode, "bob has his own allowance: %s", out)
 	require.True(t, strings.Contains(string(out), `"size":0`), "%s", out)
 }
+
+// An upload refused before its body is read costs only the minimum, not
+// what it declared: a MiB refused for a task at TASK_MAX_ARTIFACTS leaves
+// the tenant most of its minute's MiB.
+func TestRefusedUploadCostsOnlyTheMinimum(t *testing.T) {
+	t.Parallel()
+	const mib = 1 << 20
+	b := setup(t, setupOpts{perMinute: 100, artifactMBPerMinute: 1, maxArtifactBytes: mib, maxArtifactsPerTask: 1,
+		apiKeys: limitsTenantKeys})
+	id := b.submitAs(t, limitsAliceKey, echoTask)
+	put := func(name string, body []byte) (*http.Response, []byte) {
+		return b.raw(t, http.MethodPut, fmt.Sprintf("/tasks/%d/artifacts/%s", id, name), "application/octet-stream", body,
+			int64(len(body)), "Authorization", "Bearer "+limitsAliceKey)
+	}
+	resp, out := put("first", []byte("x"))
+	require.Equal(t, http.StatusCreated, resp.StatusCode, "%s", out)
+	resp, out = put("second", randomBytes(t, mib))
+	require.Equal(t, http.StatusConflict, resp.StatusCode, "%s", out)
+	require.Contains(t, string(out), `"too_many_artifacts"`)
+	resp, out = put("first", randomBytes(t, mib/2))
+	require.Equal(t, http.StatusCreated, resp.StatusCode, "the refused MiB was not counted: %s", out)
+}
