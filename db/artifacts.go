@@ -87,19 +87,6 @@ func GetArtifact(ctx context.Context, ex Executor, id uuid.UUID) (*taskrunner.Ar
 	return &a, nil
 }
 
-// ArtifactsForTask returns a task's artifacts, oldest first.
-func ArtifactsForTask(ctx context.Context, ex Executor, taskID int64) ([]taskrunner.Artifact, error) {
-	rows, err := queries.ArtifactsForTask(ctx, ex, taskID)
-	if err != nil {
-		return nil, fmt.Errorf("artifacts of task %d: %w", taskID, err)
-	}
-	out := make([]taskrunner.Artifact, len(rows))
-	for i, r := range rows {
-		out[i] = artifactFromRow(r)
-	}
-	return out, nil
-}
-
 // ArtifactPageQuery selects a page of a task's artifacts, oldest first.
 type ArtifactPageQuery struct {
 	TaskID int64

@@ -77,7 +77,7 @@ func TestFetchWorkedAgainReplacesItsArtifact(t *testing.T) {
 		}, 20*time.Second, 20*time.Millisecond, "attempt %d did not complete", attempt)
 	}
 	waitCompleted(1)
-	first, err := db.ArtifactsForTask(ctx, tdb.Pool, id)
+	first, err := db.ArtifactsForTaskPage(ctx, tdb.Pool, db.ArtifactPageQuery{TaskID: id, Limit: 10})
 	require.NoError(t, err)
 	require.Len(t, first, 1)
 
@@ -85,7 +85,7 @@ func TestFetchWorkedAgainReplacesItsArtifact(t *testing.T) {
 	require.NoError(t, err)
 	waitCompleted(2)
 
-	list, err := db.ArtifactsForTask(ctx, tdb.Pool, id)
+	list, err := db.ArtifactsForTaskPage(ctx, tdb.Pool, db.ArtifactPageQuery{TaskID: id, Limit: 10})
 	require.NoError(t, err)
 	require.Len(t, list, 1, "one artifact per task and name")
 	require.Equal(t, "page.txt", list[0].Name)

@@ -28,9 +28,6 @@ SELECT pg_advisory_xact_lock(hashtextextended('taskrunner.artifacts.' || @task_i
 SELECT count(*)::int AS artifacts, coalesce(bool_or(name = @name), false)::boolean AS has_name
 FROM artifacts WHERE task_id = @task_id;
 
--- name: ArtifactsForTask :many
-SELECT * FROM artifacts WHERE task_id = @task_id ORDER BY created_at, id;
-
 -- name: ArtifactsForTaskPage :many
 -- A page of a task's artifacts, oldest first, after the cursor's
 -- (created_at, id) when paged.

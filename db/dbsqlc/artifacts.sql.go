@@ -287,42 +287,6 @@ func (q *Queries) ArtifactsDeleteForTasks(ctx context.Context, db DBTX, taskIds 
 	return items, nil
 }
 
-const artifactsForTask = `-- name: ArtifactsForTask :many
-SELECT id, task_id, type, name, content_type, size_bytes, sha256, bucket, object_key, created_at, owner FROM artifacts WHERE task_id = $1 ORDER BY created_at, id
-`
-
-func (q *Queries) ArtifactsForTask(ctx context.Context, db DBTX, taskID int64) ([]Artifact, error) {
-	rows, err := db.Query(ctx, artifactsForTask, taskID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []Artifact
-	for rows.Next() {
-		var i Artifact
-		if err := rows.Scan(
-			&i.ID,
-			&i.TaskID,
-			&i.Type,
-			&i.Name,
-			&i.ContentType,
-			&i.SizeBytes,
-			&i.Sha256,
-			&i.Bucket,
-			&i.ObjectKey,
-			&i.CreatedAt,
-			&i.Owner,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const artifactsForTaskPage = `-- name: ArtifactsForTaskPage :many
 SELECT id, task_id, type, name, content_type, size_bytes, sha256, bucket, object_key, created_at, owner FROM artifacts
 WHERE task_id = $1
