@@ -68,6 +68,13 @@ const (
 	// DefaultCallbackMaxAttempts is how many times a callback is tried
 	// before it is given up (CALLBACK_MAX_ATTEMPTS).
 	DefaultCallbackMaxAttempts = 12
+	// DefaultCallbackRotationGrace is how long a tenant's previous
+	// callback secret still signs after a rotation
+	// (CALLBACK_ROTATION_GRACE).
+	DefaultCallbackRotationGrace = 24 * time.Hour
+	// DefaultCallbackTenantConcurrency is how many of one tenant's callback
+	// deliveries a process makes at once (CALLBACK_TENANT_CONCURRENCY).
+	DefaultCallbackTenantConcurrency = 10
 	// DefaultCallbackDomainAllow allows callbacks to any public host
 	// (CALLBACK_DOMAIN_ALLOWLIST).
 	DefaultCallbackDomainAllow = "*"
@@ -182,12 +189,15 @@ type Callback struct {
 	// MaxAttempts is how many attempts a delivery gets
 	// (CALLBACK_MAX_ATTEMPTS).
 	MaxAttempts int
+	// RotationGrace is how long a tenant's previous secret still signs
+	// after it rotates its secret (CALLBACK_ROTATION_GRACE).
+	RotationGrace time.Duration
 }
 
 // Limits are the callback settings a client needs, as GET /limits shows
 // them: the secret only as whether callbacks are on.
 func (c Callback) Limits() CallbackLimits {
-	return CallbackLimits{Enabled: c.Secret != "", Timeout: c.Timeout, MaxAttempts: c.MaxAttempts,
+	return CallbackLimits{Enabled: c.Secret != "", Timeout: c.Timeout, MaxAttempts: c.MaxAttempts, RotationGrace: c.RotationGrace,
 		DomainAllowlist: c.DomainAllowlist, AllowedPorts: c.AllowedPorts, AllowPrivateNetworks: c.AllowPrivateNetworks}
 }
 
@@ -196,6 +206,7 @@ type CallbackLimits struct {
 	Enabled              bool // CALLBACK_SECRET is set
 	Timeout              time.Duration
 	MaxAttempts          int
+	RotationGrace        time.Duration
 	DomainAllowlist      []string
 	AllowedPorts         []int // besides 80 and 443
 	AllowPrivateNetworks bool
@@ -208,11 +219,12 @@ func (c CallbackLimits) MarshalJSON() ([]byte, error) {
 		Enabled              bool     `json:"callbacks_enabled"`
 		TimeoutSeconds       float64  `json:"callback_timeout_seconds"`
 		MaxAttempts          int      `json:"callback_max_attempts"`
+		RotationGrace        float64  `json:"callback_rotation_grace_seconds"`
 		DomainAllowlist      []string `json:"callback_domain_allowlist"`
 		AllowedPorts         []int    `json:"callback_allowed_ports"`
 		AllowPrivateNetworks bool     `json:"callback_allow_private_networks"`
 	}{
-		c.Enabled, c.Timeout.Seconds(), c.MaxAttempts, c.DomainAllowlist, append([]int{80, 443}, c.AllowedPorts...),
+		c.Enabled, c.Timeout.Seconds(), c.MaxAttempts, c.RotationGrace.Seconds(), c.DomainAllowlist, append([]int{80, 443}, c.AllowedPorts...),
 		c.AllowPrivateNetworks,
 	})
 }
@@ -292,6 +304,10 @@ type Limits struct {
 	// TenantMaxRunning caps one tenant's running tasks per worker process
 	// (TENANT_MAX_RUNNING; 0, the default: no cap beyond the worker pool).
 	TenantMaxRunning int
+	// CallbackTenantConcurrency caps one tenant's callback deliveries made
+	// at once per worker process (CALLBACK_TENANT_CONCURRENCY), each
+	// tenant's in a queue of its own.
+	CallbackTenantConcurrency int
 	// ArtifactMBPerMinute is the artifact bytes one tenant may upload a
 	// minute, in MiB, shared by every API process (ARTIFACT_MB_PER_MINUTE).
 	ArtifactMBPerMinute int
@@ -310,6 +326,8 @@ type Limits struct {
 type TenantLimits struct {
 	TasksPerMinute int // tasks_per_minute: overrides TASKS_PER_MINUTE
 	MaxRunning     int // max_running: overrides TENANT_MAX_RUNNING
+	// callback_concurrency: overrides CALLBACK_TENANT_CONCURRENCY
+	CallbackConcurrency int
 }
 
 // TasksPerMinuteFor is tenant's enqueue limit: its override, or
@@ -328,6 +346,15 @@ func (l Limits) MaxRunningFor(tenant string) int {
 		return n
 	}
 	return l.TenantMaxRunning
+}
+
+// CallbackConcurrencyFor is the cap on tenant's callback deliveries at
+// once: its override, or CALLBACK_TENANT_CONCURRENCY.
+func (l Limits) CallbackConcurrencyFor(tenant string) int {
+	if n := l.Tenants[tenant].CallbackConcurrency; n > 0 {
+		return n
+	}
+	return l.CallbackTenantConcurrency
 }
 
 // Load reads the configuration through getenv (os.Getenv in production). The
@@ -358,6 +385,7 @@ func Load(getenv func(string) string) (*Config, error) {
 			HTTPReadTimeout:           r.seconds("HTTP_READ_TIMEOUT_SECONDS", DefaultHTTPReadTimeout),
 			MaxConcurrentUploads:      r.positiveInt("MAX_CONCURRENT_UPLOADS", DefaultMaxConcurrentUploads),
 			TenantMaxRunning:          r.nonNegativeInt("TENANT_MAX_RUNNING", DefaultTenantMaxRunning),
+			CallbackTenantConcurrency: r.positiveInt("CALLBACK_TENANT_CONCURRENCY", DefaultCallbackTenantConcurrency),
 			ArtifactMBPerMinute:       r.positiveInt("ARTIFACT_MB_PER_MINUTE", DefaultArtifactMBPerMinute),
 		},
 		SearchCacheTTL:      r.seconds("SEARCH_CACHE_TTL_SECONDS", DefaultSearchCacheTTL),
@@ -388,6 +416,7 @@ func Load(getenv func(string) string) (*Config, error) {
 			AllowPrivateNetworks: r.boolean("CALLBACK_ALLOW_PRIVATE_NETWORKS", false),
 			Timeout:              r.seconds("CALLBACK_TIMEOUT_SECONDS", DefaultCallbackTimeout),
 			MaxAttempts:          r.positiveInt("CALLBACK_MAX_ATTEMPTS", DefaultCallbackMaxAttempts),
+			RotationGrace:        r.days("CALLBACK_ROTATION_GRACE", DefaultCallbackRotationGrace),
 		},
 	}
 	c.APIKeys, r.err = parseAPIKeys(getenv("API_KEYS"), r.err)
@@ -557,8 +586,10 @@ func parseTenantLimits(v string, keys []APIKey) (map[string]TenantLimits, error)
 				tl.TasksPerMinute = n
 			case "max_running":
 				tl.MaxRunning = n
+			case "callback_concurrency":
+				tl.CallbackConcurrency = n
 			default:
-				return nil, bad("unknown setting %q: tasks_per_minute or max_running", k)
+				return nil, bad("unknown setting %q: tasks_per_minute, max_running or callback_concurrency", k)
 			}
 		}
 		if out == nil {
@@ -720,12 +751,13 @@ func (l Limits) MarshalJSON() ([]byte, error) {
 		HTTPReadTimeout       float64  `json:"http_read_timeout_seconds"`
 		MaxConcurrentUploads  int      `json:"max_concurrent_uploads"`
 		TenantMaxRunning      int      `json:"tenant_max_running"`
+		CallbackTenantConc    int      `json:"callback_tenant_concurrency"`
 		ArtifactMBPerMinute   int      `json:"artifact_mb_per_minute"`
 		TenantMaxWaiters      int      `json:"tenant_max_waiters"`
 	}{
 		l.TaskMaxRuntime.Seconds(), l.TaskMaxArtifactMB, l.TasksPerMinute, l.SearchSourceAllowlist,
 		l.FetchDomainAllowlist, l.MaxBatchSize, l.MaxRequestBodyBytes, append([]int{80, 443}, l.FetchAllowedPorts...),
 		l.HTTPReadTimeout.Seconds(), l.MaxConcurrentUploads,
-		l.TenantMaxRunning, l.ArtifactMBPerMinute, l.TenantMaxWaiters,
+		l.TenantMaxRunning, l.CallbackTenantConcurrency, l.ArtifactMBPerMinute, l.TenantMaxWaiters,
 	})
 }

@@ -35,6 +35,7 @@ var codeStatus = map[string]int{
 	taskrunner.CodeTooManyUploads:       http.StatusServiceUnavailable,
 	taskrunner.CodeScheduleExists:       http.StatusConflict,
 	taskrunner.CodeTooManySchedules:     http.StatusConflict,
+	taskrunner.CodeCallbacksDisabled:    http.StatusNotFound,
 
 	taskrunner.CodeArtifactInvalid:      http.StatusBadRequest,
 	taskrunner.CodeArtifactSizeExceeded: http.StatusRequestEntityTooLarge,
