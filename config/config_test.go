@@ -35,24 +35,31 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, 0, c.Limits.TenantMaxRunning, "no cap beyond the worker pool")
 	require.Equal(t, 1024, c.Limits.ArtifactMBPerMinute)
 	require.Equal(t, 250, c.Limits.TenantMaxWaiters, "a quarter of MAX_WAITERS")
+	require.Equal(t, 10, c.Limits.CallbackTenantConcurrency)
+	require.Equal(t, 24*time.Hour, c.Callback.RotationGrace)
 	require.Empty(t, c.Limits.Tenants)
 }
 
 func TestTenantLimits(t *testing.T) {
 	t.Parallel()
 	c, err := config.Load(env(map[string]string{
-		"API_KEYS":               "alice:alice-key-0123456789,bob:bob-key-0123456789,carol:carol-key-0123456789",
-		"TENANT_LIMITS":          " alice:tasks_per_minute=600:max_running=50 , bob:max_running=5,",
-		"TENANT_MAX_RUNNING":     "20",
-		"TASKS_PER_MINUTE":       "40",
-		"ARTIFACT_MB_PER_MINUTE": "100",
-		"MAX_WAITERS":            "10",
+		"API_KEYS":                    "alice:alice-key-0123456789,bob:bob-key-0123456789,carol:carol-key-0123456789",
+		"TENANT_LIMITS":               " alice:tasks_per_minute=600:max_running=50 , bob:max_running=5:callback_concurrency=2,",
+		"CALLBACK_TENANT_CONCURRENCY": "4",
+		"CALLBACK_ROTATION_GRACE":     "2d",
+		"TENANT_MAX_RUNNING":          "20",
+		"TASKS_PER_MINUTE":            "40",
+		"ARTIFACT_MB_PER_MINUTE":      "100",
+		"MAX_WAITERS":                 "10",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, map[string]config.TenantLimits{
 		"alice": {TasksPerMinute: 600, MaxRunning: 50},
-		"bob":   {MaxRunning: 5},
+		"bob":   {MaxRunning: 5, CallbackConcurrency: 2},
 	}, c.Limits.Tenants)
+	require.Equal(t, 4, c.Limits.CallbackConcurrencyFor("alice"))
+	require.Equal(t, 2, c.Limits.CallbackConcurrencyFor("bob"))
+	require.Equal(t, 48*time.Hour, c.Callback.RotationGrace)
 	require.Equal(t, 600, c.Limits.TasksPerMinuteFor("alice"))
 	require.Equal(t, 40, c.Limits.TasksPerMinuteFor("bob"), "bob keeps the global rate")
 	require.Equal(t, 40, c.Limits.TasksPerMinuteFor("carol"))
@@ -77,6 +84,7 @@ func TestBadTenantLimitsNameTheEntry(t *testing.T) {
 		"twice":           {"bob:max_running=2,bob:tasks_per_minute=3", `entry 2 ("bob:tasks_per_minute=3"): "bob" appears twice`},
 		"no settings":     {"alice", `entry 1 ("alice"): no limits`},
 		"unknown setting": {"alice:max_waiters=3", `unknown setting "max_waiters"`},
+		"zero callbacks":  {"alice:callback_concurrency=0", `"callback_concurrency=0" is not setting=N`},
 		"not a number":    {"alice:max_running=lots", `"max_running=lots" is not setting=N`},
 		"zero":            {"alice:tasks_per_minute=0", `"tasks_per_minute=0" is not setting=N`},
 		"no equals":       {"alice:max_running", `"max_running" is not setting=N`},
@@ -169,7 +177,7 @@ func TestLimitsJSON(t *testing.T) {
 	require.JSONEq(t, `{"task_max_runtime_seconds":600,"task_max_artifact_mb":25,"tasks_per_minute":30,
 		"search_source_allowlist":["brave"],"fetch_domain_allowlist":["*"],"max_batch_size":50,
 		"max_request_body_bytes":1048576,"fetch_allowed_ports":[80,443],"http_read_timeout_seconds":30,
-		"max_concurrent_uploads":16,"tenant_max_running":0,"artifact_mb_per_minute":1024,"tenant_max_waiters":250}`, string(b))
+		"max_concurrent_uploads":16,"tenant_max_running":0,"callback_tenant_concurrency":10,"artifact_mb_per_minute":1024,"tenant_max_waiters":250}`, string(b))
 }
 
 // FuzzLoad feeds arbitrary values to every kind of variable: Load never
@@ -356,7 +364,7 @@ func TestCallbackSettings(t *testing.T) {
 	t.Parallel()
 	c, err := config.Load(env(nil))
 	require.NoError(t, err)
-	require.Equal(t, config.Callback{DomainAllowlist: []string{"*"}, Timeout: 10 * time.Second, MaxAttempts: 12}, c.Callback,
+	require.Equal(t, config.Callback{DomainAllowlist: []string{"*"}, Timeout: 10 * time.Second, MaxAttempts: 12, RotationGrace: 24 * time.Hour}, c.Callback,
 		"callbacks are off without a secret; any public host, ports 80 and 443")
 
 	c, err = config.Load(env(map[string]string{
@@ -371,6 +379,7 @@ func TestCallbackSettings(t *testing.T) {
 	require.Equal(t, config.Callback{
 		Secret: "0123456789abcdef-secret", DomainAllowlist: []string{"hooks.example.com", "*.example.org"},
 		AllowedPorts: []int{8443, 9000}, AllowPrivateNetworks: true, Timeout: 2 * time.Second, MaxAttempts: 3,
+		RotationGrace: config.DefaultCallbackRotationGrace,
 	}, c.Callback)
 }
 
@@ -382,6 +391,8 @@ func TestBadCallbackSettingsNameTheVariable(t *testing.T) {
 		"CALLBACK_MAX_ATTEMPTS":           {"CALLBACK_MAX_ATTEMPTS": "101"},
 		"CALLBACK_ALLOWED_PORTS":          {"CALLBACK_ALLOWED_PORTS": "70000"},
 		"CALLBACK_ALLOW_PRIVATE_NETWORKS": {"CALLBACK_ALLOW_PRIVATE_NETWORKS": "maybe"},
+		"CALLBACK_ROTATION_GRACE":         {"CALLBACK_ROTATION_GRACE": "0s"},
+		"CALLBACK_TENANT_CONCURRENCY":     {"CALLBACK_TENANT_CONCURRENCY": "0"},
 	} {
 		_, err := config.Load(env(vars))
 		require.ErrorContains(t, err, name)

@@ -69,12 +69,17 @@ func (b *hostBackoff) done(host string, unreachable bool, now time.Time) {
 		return
 	}
 	h, ok := b.hosts[host]
-	if !ok {
+	switch {
+	case !ok:
 		if len(b.hosts) >= maxBackoffHosts {
 			b.evict(now)
 		}
 		h = &hostState{}
 		b.hosts[host] = h
+	case now.Before(h.until) && !h.probing:
+		// One that was under way when another failed first: the wait
+		// already holds.
+		return
 	}
 	h.failures++
 	d := hostBackoffCap
