@@ -187,6 +187,7 @@ func FuzzLoad(f *testing.F) {
 	f.Add("-1", "0", "1h", "", "nope", "0s", "alice", "-1", "0", "0")
 	f.Add("1e400", "99999999999999999999", "9999999999d", ",,,", "1", "1ns", "alice:max_running=99999999999999999999999", "x", "1", "")
 	f.Add("600", "30", "7d", "brave", "true", "5ms", ":=:,alice:=,bob::", "", "", "")
+	f.Add("600", "30", "7d", "brave", "true", "5ms", "alice:callback_concurrency=3,bob:callback_concurrency=-2", "", "", "")
 	f.Fuzz(func(t *testing.T, runtime, perMinute, retention, allow, secure, cooldown, tenantLimits, maxRunning, artifactMB, tenantWaiters string) {
 		c, err := config.Load(env(map[string]string{
 			"TASK_MAX_RUNTIME_SECONDS": runtime, "TASKS_PER_MINUTE": perMinute, "TASK_RETENTION": retention,
@@ -207,10 +208,10 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("accepted invalid tenant limits: %+v", c.Limits)
 		}
 		for name, tl := range c.Limits.Tenants {
-			if (name != "alice" && name != "bob") || tl.TasksPerMinute < 0 || tl.MaxRunning < 0 || tl == (config.TenantLimits{}) {
+			if (name != "alice" && name != "bob") || tl.TasksPerMinute < 0 || tl.MaxRunning < 0 || tl.CallbackConcurrency < 0 || tl == (config.TenantLimits{}) {
 				t.Fatalf("accepted invalid TENANT_LIMITS entry %q: %+v", name, tl)
 			}
-			if c.Limits.TasksPerMinuteFor(name) <= 0 || c.Limits.MaxRunningFor(name) < 0 {
+			if c.Limits.TasksPerMinuteFor(name) <= 0 || c.Limits.MaxRunningFor(name) < 0 || c.Limits.CallbackConcurrencyFor(name) <= 0 {
 				t.Fatalf("effective limits of %q out of range", name)
 			}
 		}
