@@ -167,10 +167,14 @@ func (s *Server) callbackSecret(w http.ResponseWriter, r *http.Request) error {
 }
 
 // rotateCallbackSecret starts a rotation of the caller's callback signing
-// secret and answers the new one and the previous.
+// secret and answers the new one and the previous. A rotation is a write:
+// it counts as one task against the tenant's TASKS_PER_MINUTE.
 func (s *Server) rotateCallbackSecret(w http.ResponseWriter, r *http.Request) error {
 	if s.deps.CallbackSecrets == nil {
 		return callbacksDisabled
+	}
+	if err := s.admit(w, r, 1); err != nil {
+		return err
 	}
 	owner := secretOwner(r.Context())
 	v, err := s.deps.CallbackSecrets.Rotate(r.Context(), owner)

@@ -87,6 +87,7 @@ type callbackOpts struct {
 	secretCache   time.Duration
 	rotationGrace time.Duration
 	concurrency   int
+	perMinute     int
 }
 
 // setupCallbacks is a working server whose tasks may ask for callbacks to
@@ -104,7 +105,7 @@ func setupCallbacks(t *testing.T, rc *receiver, o callbackOpts) *bundle {
 	opts := setupOpts{work: true, callback: &submit, callbackDeps: &jobs.CallbackDeps{
 		Secret: testCallbackSecret, Poster: fetch.New(dial), MaxAttempts: o.maxAttempts, Timeout: o.timeout,
 		RetryBase: 10 * time.Millisecond, RetryCap: 50 * time.Millisecond,
-	}, fairShare: o.fairShare, callbackSecretCache: o.secretCache, callbackRotationGrace: o.rotationGrace, callbackConcurrency: o.concurrency}
+	}, fairShare: o.fairShare, callbackSecretCache: o.secretCache, callbackRotationGrace: o.rotationGrace, callbackConcurrency: o.concurrency, perMinute: o.perMinute}
 	if o.apiKeys {
 		opts.apiKeys = tenantKeys
 	}

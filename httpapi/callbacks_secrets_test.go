@@ -253,3 +253,19 @@ func TestCallbackSecretRoutesWithoutCallbacks(t *testing.T) {
 		require.Equal(t, http.StatusUnauthorized, resp.status, "%s %s without a key", r.method, r.path)
 	}
 }
+
+// A rotation is a write: it counts against the tenant's enqueue limit,
+// and is refused, changing nothing, beyond it.
+func TestCallbackSecretRotationIsRateLimited(t *testing.T) {
+	t.Parallel()
+	rc := newReceiver(t, nil)
+	b := setupCallbacks(t, rc, callbackOpts{apiKeys: true, perMinute: 2})
+	first := b.rotateCallbackSecretAs(t, aliceKey)
+	second := b.rotateCallbackSecretAs(t, aliceKey)
+	resp := b.doAs(t, aliceKey, http.MethodPost, "/callbacks/secret/rotate", nil)
+	require.Equal(t, http.StatusTooManyRequests, resp.status, "%s", resp.raw)
+	require.Equal(t, taskrunner.CodeRateLimitExceeded, resp.apiError(t).Code)
+	require.Equal(t, second, b.callbackSecretAs(t, aliceKey), "the refused rotation changed nothing")
+	require.Equal(t, first.Secret, *second.Previous)
+	b.rotateCallbackSecretAs(t, bobKey) // bob's allowance is his own
+}
