@@ -110,8 +110,8 @@ type CallbackWorker struct {
 	river.WorkerDefaults[CallbackArgs]
 	pool *pgxpool.Pool
 	deps *CallbackDeps
-	// hosts makes deliveries to a receiver host that timed out or could
-	// not be reached wait a while.
+	// hosts makes a tenant's deliveries to a receiver host that timed out
+	// or could not be reached wait a while.
 	hosts *hostBackoff
 }
 
@@ -159,7 +159,7 @@ func (w *CallbackWorker) NextRetry(job *river.Job[CallbackArgs]) time.Time {
 // Work makes one delivery attempt and records it. A failure is retried
 // until MaxAttempts; then the delivery gives up (the job ends discarded).
 func (w *CallbackWorker) Work(ctx context.Context, job *river.Job[CallbackArgs]) error {
-	if w.deps == nil {
+	if w.deps == nil || w.deps.Secrets == nil {
 		// Another process, configured with CALLBACK_SECRET, may deliver it.
 		return errors.New("callbacks are not configured in this worker (CALLBACK_SECRET)")
 	}
@@ -174,14 +174,17 @@ func (w *CallbackWorker) Work(ctx context.Context, job *river.Job[CallbackArgs])
 	if err != nil {
 		return fmt.Errorf("read task %d for its callback: %w", a.TaskID, err)
 	}
-	secrets, err := w.deps.Secrets.Signing(ctx, cmp.Or(t.Owner, taskrunner.LocalTenant))
+	owner := cmp.Or(t.Owner, taskrunner.LocalTenant)
+	secrets, err := w.deps.Secrets.Signing(ctx, owner)
 	if err != nil {
 		return fmt.Errorf("read the signing secret of task %d's callback: %w", a.TaskID, err)
 	}
-	host := receiverHost(t.URL)
+	// Per tenant: another tenant's deliveries that hang at a host, on
+	// some path of its choosing, must not hold this tenant's back.
+	host := owner + " " + receiverHost(t.URL)
 	if d := w.hosts.wait(host, time.Now()); d > 0 {
-		// Another delivery to this host timed out or found no one: wait
-		// without using an attempt or holding a worker.
+		// Another delivery of the tenant to this host timed out or found
+		// no one: wait without using an attempt or holding a worker.
 		return river.JobSnooze(d + time.Duration(rand.Int64N(int64(d)/10+1)))
 	}
 	started := time.Now()
@@ -255,7 +258,7 @@ func (w *CallbackWorker) deliver(ctx context.Context, t CallbackTask, a Callback
 }
 
 // receiverHost is the host (and port) a callback URL names, which
-// hostBackoff keys on.
+// hostBackoff keys on, with the tenant.
 func receiverHost(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {

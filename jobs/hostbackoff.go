@@ -20,7 +20,8 @@ const (
 )
 
 // hostBackoff remembers, in one process, the receiver hosts that timed
-// out or could not be reached, so that deliveries to a dead host wait (a
+// out or could not be reached (keyed by the caller: the worker keys them
+// by tenant and host), so that deliveries to a dead host wait (a
 // snooze, which uses no attempt) instead of each holding a worker slot of
 // its tenant until CALLBACK_TIMEOUT_SECONDS. After the wait one delivery
 // tries the host again while the others keep waiting; it succeeding

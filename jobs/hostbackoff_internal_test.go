@@ -73,7 +73,8 @@ func TestHostBackoffIsBounded(t *testing.T) {
 }
 
 // A delivery to a host that just timed out waits (a snooze, which uses
-// no attempt) without dialling it, while deliveries to other hosts go on.
+// no attempt) without dialling it, while deliveries to other hosts, and
+// other tenants' deliveries, go on.
 func TestCallbackToAHostThatTimedOutWaits(t *testing.T) {
 	t.Parallel()
 	tdb := testenv.NewDB(t)
@@ -99,11 +100,12 @@ func TestCallbackToAHostThatTimedOutWaits(t *testing.T) {
 	}
 	dial := fetch.Config{Allowlist: []string{"*"}, AllowlistSetting: "CALLBACK_DOMAIN_ALLOWLIST",
 		AllowedPorts: []int{port(hang), port(ok)}, AllowPrivateNetworks: true, MaxRedirects: -1}
-	urls := map[int64]string{1: hang.URL + "/hook", 2: hang.URL + "/hook", 3: ok.URL + "/hook"}
+	urls := map[int64]string{1: hang.URL + "/hook", 2: hang.URL + "/hook", 3: ok.URL + "/hook", 4: hang.URL + "/other"}
+	owners := map[int64]string{1: "alice", 2: "alice", 3: "alice", 4: "bob"}
 	w := newCallbackWorker(tdb.Pool, &CallbackDeps{
 		Secret: []byte("callback-test-secret-0123456789"), Poster: fetch.New(dial), Timeout: 200 * time.Millisecond,
 		Task: func(_ context.Context, id int64) (CallbackTask, error) {
-			return CallbackTask{Body: []byte(`{}`), URL: urls[id], Owner: "alice"}, nil
+			return CallbackTask{Body: []byte(`{}`), URL: urls[id], Owner: owners[id]}, nil
 		},
 	})
 	work := func(id int64) error {
@@ -133,4 +135,11 @@ func TestCallbackToAHostThatTimedOutWaits(t *testing.T) {
 
 	require.NoError(t, work(3), "another host is not held")
 	require.Equal(t, 2, attempts())
+
+	// Another tenant's deliveries to that host are not held by alice's
+	// wait: hers may hang on a path of her choosing.
+	err = work(4)
+	require.ErrorContains(t, err, "fetch_timeout", "bob's delivery is tried")
+	require.EqualValues(t, 2, hits.Load())
+	require.Equal(t, 3, attempts())
 }
