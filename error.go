@@ -42,6 +42,9 @@ const (
 	CodeScheduleExists = "schedule_exists"
 	// CodeTooManySchedules: the tenant has its maximum of schedules.
 	CodeTooManySchedules = "too_many_schedules"
+	// CodeCallbacksDisabled: callbacks are off on this server (no
+	// CALLBACK_SECRET), so there is no callback secret to read or rotate.
+	CodeCallbacksDisabled = "callbacks_disabled"
 
 	// Refusals of an artifact.
 

@@ -136,6 +136,16 @@ type CallbackAttempt struct {
 	At        time.Time `json:"at"`
 }
 
+// CallbackSecret is a tenant's callback signing secret, as the tenant
+// reads it (GET /callbacks/secret): the secret that signs its callbacks,
+// and during a rotation's grace the previous one, which signs them too
+// until PreviousExpiresAt.
+type CallbackSecret struct {
+	Secret            string     `json:"secret"`
+	Previous          *string    `json:"previous"`
+	PreviousExpiresAt *time.Time `json:"previous_expires_at"`
+}
+
 // Callback states, as a task's view shows them.
 const (
 	CallbackPending   = "pending"

@@ -64,3 +64,30 @@ func ExampleVerify() {
 	fmt.Println(err)
 	// Output: <nil>
 }
+
+func TestDeriveSecret(t *testing.T) {
+	t.Parallel()
+	master := []byte("callback-master-secret-0123")
+	alice0 := callback.DeriveSecret(master, "alice", 0)
+	require.Regexp(t, `^whsec_[A-Za-z0-9_-]{43}$`, string(alice0))
+	require.Equal(t, alice0, callback.DeriveSecret(master, "alice", 0), "the same in every process")
+	require.NotEqual(t, alice0, callback.DeriveSecret(master, "alice", 1), "each generation its own")
+	require.NotEqual(t, alice0, callback.DeriveSecret(master, "bob", 0), "each tenant its own")
+	require.NotEqual(t, alice0, callback.DeriveSecret([]byte("another-master-secret-456"), "alice", 0))
+	// The separators keep a tenant's name and a generation apart.
+	require.NotEqual(t, callback.DeriveSecret(master, "a1", 0), callback.DeriveSecret(master, "a", 10))
+	require.NotContains(t, string(alice0), string(master))
+}
+
+func TestSignWithSeveralSecrets(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_700_000_000, 0)
+	body := []byte(`{"id":1,"owner":"alice"}`)
+	cur, prev := []byte("whsec_current-current"), []byte("whsec_previous-previous")
+	h := callback.Sign(cur, now, body, prev)
+	require.Regexp(t, `^t=1700000000,v1=[0-9a-f]{64},v1=[0-9a-f]{64}$`, h)
+	require.Equal(t, callback.Sign(cur, now, body), h[:strings.LastIndex(h, ",")], "the current secret's first")
+	require.NoError(t, callback.Verify(cur, h, body, time.Minute, now))
+	require.NoError(t, callback.Verify(prev, h, body, time.Minute, now))
+	require.ErrorIs(t, callback.Verify([]byte("whsec_neither-neither"), h, body, time.Minute, now), callback.ErrMismatch)
+}

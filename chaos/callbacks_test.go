@@ -23,6 +23,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/callback"
 )
 
@@ -57,7 +58,9 @@ type received struct {
 }
 
 // callbackReceiver is a local receiver on 127.0.0.1: it verifies each
-// request's signature with the processes' secret, answers 204, and counts
+// request's signature with the secret of the tenant it names (derived
+// from the processes' CALLBACK_SECRET, as no tenant rotates here), checks
+// that the body names the same owner, answers 204, and counts
 // the verified deliveries by task id. A request it cannot verify, or
 // whose body is not a finished task's view matching its event, it answers
 // 400 and records as bad.
@@ -100,12 +103,18 @@ func (rc *callbackReceiver) url() string { return rc.srv.URL + "/callbacks" }
 
 func (rc *callbackReceiver) serve(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	tenant := r.Header.Get(callback.HeaderTenant)
+	secret := callback.DeriveSecret([]byte(rc.secret), tenant, 0)
+	if tenant == taskrunner.LocalTenant {
+		secret = []byte(rc.secret)
+	}
 	if err == nil {
-		err = callback.Verify([]byte(rc.secret), r.Header.Get(callback.HeaderSignature), body, 0, time.Now())
+		err = callback.Verify(secret, r.Header.Get(callback.HeaderSignature), body, 0, time.Now())
 	}
 	var view struct {
 		ID     int64  `json:"id"`
 		Status string `json:"status"`
+		Owner  string `json:"owner"`
 	}
 	if err == nil {
 		err = json.Unmarshal(body, &view)
@@ -117,6 +126,8 @@ func (rc *callbackReceiver) serve(w http.ResponseWriter, r *http.Request) {
 		err = fmt.Errorf("method %s", r.Method)
 	case view.ID <= 0:
 		err = fmt.Errorf("no task id in the body")
+	case view.Owner != tenant:
+		err = fmt.Errorf("task %d of %q delivered as %q's", view.ID, view.Owner, tenant)
 	case !slices.Contains(finalStates, view.Status):
 		err = fmt.Errorf("task %d delivered in state %q, not a final state", view.ID, view.Status)
 	case event != "task."+view.Status:

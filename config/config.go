@@ -82,6 +82,13 @@ const (
 	// DefaultCallbackMaxAttempts is how many times a callback is tried
 	// before it is given up (CALLBACK_MAX_ATTEMPTS).
 	DefaultCallbackMaxAttempts = 12
+	// DefaultCallbackRotationGrace is how long a tenant's previous
+	// callback secret still signs after a rotation
+	// (CALLBACK_ROTATION_GRACE).
+	DefaultCallbackRotationGrace = 24 * time.Hour
+	// DefaultCallbackTenantConcurrency is how many of one tenant's callback
+	// deliveries a process makes at once (CALLBACK_TENANT_CONCURRENCY).
+	DefaultCallbackTenantConcurrency = 10
 	// DefaultCallbackDomainAllow allows callbacks to any public host
 	// (CALLBACK_DOMAIN_ALLOWLIST).
 	DefaultCallbackDomainAllow = "*"
@@ -196,12 +203,15 @@ type Callback struct {
 	// MaxAttempts is how many attempts a delivery gets
 	// (CALLBACK_MAX_ATTEMPTS).
 	MaxAttempts int
+	// RotationGrace is how long a tenant's previous secret still signs
+	// after it rotates its secret (CALLBACK_ROTATION_GRACE).
+	RotationGrace time.Duration
 }
 
 // Limits are the callback settings a client needs, as GET /limits shows
 // them: the secret only as whether callbacks are on.
 func (c Callback) Limits() CallbackLimits {
-	return CallbackLimits{Enabled: c.Secret != "", Timeout: c.Timeout, MaxAttempts: c.MaxAttempts,
+	return CallbackLimits{Enabled: c.Secret != "", Timeout: c.Timeout, MaxAttempts: c.MaxAttempts, RotationGrace: c.RotationGrace,
 		DomainAllowlist: c.DomainAllowlist, AllowedPorts: c.AllowedPorts, AllowPrivateNetworks: c.AllowPrivateNetworks}
 }
 
@@ -210,6 +220,7 @@ type CallbackLimits struct {
 	Enabled              bool // CALLBACK_SECRET is set
 	Timeout              time.Duration
 	MaxAttempts          int
+	RotationGrace        time.Duration
 	DomainAllowlist      []string
 	AllowedPorts         []int // besides 80 and 443
 	AllowPrivateNetworks bool
@@ -222,11 +233,12 @@ func (c CallbackLimits) MarshalJSON() ([]byte, error) {
 		Enabled              bool     `json:"callbacks_enabled"`
 		TimeoutSeconds       float64  `json:"callback_timeout_seconds"`
 		MaxAttempts          int      `json:"callback_max_attempts"`
+		RotationGrace        float64  `json:"callback_rotation_grace_seconds"`
 		DomainAllowlist      []string `json:"callback_domain_allowlist"`
 		AllowedPorts         []int    `json:"callback_allowed_ports"`
 		AllowPrivateNetworks bool     `json:"callback_allow_private_networks"`
 	}{
-		c.Enabled, c.Timeout.Seconds(), c.MaxAttempts, c.DomainAllowlist, append([]int{80, 443}, c.AllowedPorts...),
+		c.Enabled, c.Timeout.Seconds(), c.MaxAttempts, c.RotationGrace.Seconds(), c.DomainAllowlist, append([]int{80, 443}, c.AllowedPorts...),
 		c.AllowPrivateNetworks,
 	})
 }
@@ -316,6 +328,10 @@ type Limits struct {
 	// TenantMaxRunning caps one tenant's running tasks per worker process
 	// (TENANT_MAX_RUNNING; 0, the default: no cap beyond the worker pool).
 	TenantMaxRunning int
+	// CallbackTenantConcurrency caps one tenant's callback deliveries made
+	// at once per worker process (CALLBACK_TENANT_CONCURRENCY), each
+	// tenant's in a queue of its own.
+	CallbackTenantConcurrency int
 	// ArtifactMBPerMinute is the artifact bytes one tenant may upload a
 	// minute, in MiB, shared by every API process (ARTIFACT_MB_PER_MINUTE).
 	ArtifactMBPerMinute int
@@ -335,6 +351,8 @@ type TenantLimits struct {
 	TasksPerMinute int // tasks_per_minute: overrides TASKS_PER_MINUTE
 	MaxRunning     int // max_running: overrides TENANT_MAX_RUNNING
 	MaxUploads     int // max_uploads: overrides TENANT_MAX_UPLOADS
+	// callback_concurrency: overrides CALLBACK_TENANT_CONCURRENCY
+	CallbackConcurrency int
 }
 
 // TasksPerMinuteFor is tenant's enqueue limit: its override, or
@@ -364,6 +382,15 @@ func (l Limits) MaxUploadsFor(tenant string) int {
 		n = o
 	}
 	return min(n, l.MaxConcurrentUploads)
+}
+
+// CallbackConcurrencyFor is the cap on tenant's callback deliveries at
+// once: its override, or CALLBACK_TENANT_CONCURRENCY.
+func (l Limits) CallbackConcurrencyFor(tenant string) int {
+	if n := l.Tenants[tenant].CallbackConcurrency; n > 0 {
+		return n
+	}
+	return l.CallbackTenantConcurrency
 }
 
 // Load reads the configuration through getenv (os.Getenv in production). The
@@ -396,6 +423,7 @@ func Load(getenv func(string) string) (*Config, error) {
 			UploadIdleTimeout:         r.seconds("UPLOAD_IDLE_TIMEOUT_SECONDS", DefaultUploadIdleTimeout),
 			TaskMaxArtifacts:          r.positiveInt("TASK_MAX_ARTIFACTS", DefaultTaskMaxArtifacts),
 			TenantMaxRunning:          r.nonNegativeInt("TENANT_MAX_RUNNING", DefaultTenantMaxRunning),
+			CallbackTenantConcurrency: r.positiveInt("CALLBACK_TENANT_CONCURRENCY", DefaultCallbackTenantConcurrency),
 			ArtifactMBPerMinute:       r.positiveInt("ARTIFACT_MB_PER_MINUTE", DefaultArtifactMBPerMinute),
 		},
 		SearchCacheTTL:      r.seconds("SEARCH_CACHE_TTL_SECONDS", DefaultSearchCacheTTL),
@@ -426,6 +454,7 @@ func Load(getenv func(string) string) (*Config, error) {
 			AllowPrivateNetworks: r.boolean("CALLBACK_ALLOW_PRIVATE_NETWORKS", false),
 			Timeout:              r.seconds("CALLBACK_TIMEOUT_SECONDS", DefaultCallbackTimeout),
 			MaxAttempts:          r.positiveInt("CALLBACK_MAX_ATTEMPTS", DefaultCallbackMaxAttempts),
+			RotationGrace:        r.days("CALLBACK_ROTATION_GRACE", DefaultCallbackRotationGrace),
 		},
 	}
 	c.APIKeys, r.err = parseAPIKeys(getenv("API_KEYS"), r.err)
@@ -601,8 +630,10 @@ func parseTenantLimits(v string, keys []APIKey) (map[string]TenantLimits, error)
 				tl.MaxRunning = n
 			case "max_uploads":
 				tl.MaxUploads = n
+			case "callback_concurrency":
+				tl.CallbackConcurrency = n
 			default:
-				return nil, bad("unknown setting %q: tasks_per_minute, max_running or max_uploads", k)
+				return nil, bad("unknown setting %q: tasks_per_minute, max_running, max_uploads or callback_concurrency", k)
 			}
 		}
 		if out == nil {
@@ -767,6 +798,7 @@ func (l Limits) MarshalJSON() ([]byte, error) {
 		TenantMaxUploads      int      `json:"tenant_max_uploads"`
 		UploadIdleTimeout     float64  `json:"upload_idle_timeout_seconds"`
 		TenantMaxRunning      int      `json:"tenant_max_running"`
+		CallbackTenantConc    int      `json:"callback_tenant_concurrency"`
 		ArtifactMBPerMinute   int      `json:"artifact_mb_per_minute"`
 		ArtifactUploadMinKiB  int      `json:"artifact_upload_min_cost_kib"`
 		TenantMaxWaiters      int      `json:"tenant_max_waiters"`
@@ -774,6 +806,6 @@ func (l Limits) MarshalJSON() ([]byte, error) {
 		l.TaskMaxRuntime.Seconds(), l.TaskMaxArtifactMB, l.TaskMaxArtifacts, l.TasksPerMinute, l.SearchSourceAllowlist,
 		l.FetchDomainAllowlist, l.MaxBatchSize, l.MaxRequestBodyBytes, append([]int{80, 443}, l.FetchAllowedPorts...),
 		l.HTTPReadTimeout.Seconds(), l.MaxConcurrentUploads, l.TenantMaxUploads, l.UploadIdleTimeout.Seconds(),
-		l.TenantMaxRunning, l.ArtifactMBPerMinute, ArtifactUploadMinCostKiB, l.TenantMaxWaiters,
+		l.TenantMaxRunning, l.CallbackTenantConcurrency, l.ArtifactMBPerMinute, ArtifactUploadMinCostKiB, l.TenantMaxWaiters,
 	})
 }

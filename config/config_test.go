@@ -38,25 +38,32 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, 4, c.Limits.TenantMaxUploads, "a quarter of MAX_CONCURRENT_UPLOADS")
 	require.Equal(t, 10*time.Second, c.Limits.UploadIdleTimeout)
 	require.Equal(t, 1000, c.Limits.TaskMaxArtifacts)
+	require.Equal(t, 10, c.Limits.CallbackTenantConcurrency)
+	require.Equal(t, 24*time.Hour, c.Callback.RotationGrace)
 	require.Empty(t, c.Limits.Tenants)
 }
 
 func TestTenantLimits(t *testing.T) {
 	t.Parallel()
 	c, err := config.Load(env(map[string]string{
-		"API_KEYS":               "alice:alice-key-0123456789,bob:bob-key-0123456789,carol:carol-key-0123456789",
-		"TENANT_LIMITS":          " alice:tasks_per_minute=600:max_running=50:max_uploads=6 , bob:max_running=5,",
-		"MAX_CONCURRENT_UPLOADS": "8",
-		"TENANT_MAX_RUNNING":     "20",
-		"TASKS_PER_MINUTE":       "40",
-		"ARTIFACT_MB_PER_MINUTE": "100",
-		"MAX_WAITERS":            "10",
+		"API_KEYS":                    "alice:alice-key-0123456789,bob:bob-key-0123456789,carol:carol-key-0123456789",
+		"TENANT_LIMITS":               " alice:tasks_per_minute=600:max_running=50:max_uploads=6 , bob:max_running=5:callback_concurrency=2,",
+		"MAX_CONCURRENT_UPLOADS":      "8",
+		"CALLBACK_TENANT_CONCURRENCY": "4",
+		"CALLBACK_ROTATION_GRACE":     "2d",
+		"TENANT_MAX_RUNNING":          "20",
+		"TASKS_PER_MINUTE":            "40",
+		"ARTIFACT_MB_PER_MINUTE":      "100",
+		"MAX_WAITERS":                 "10",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, map[string]config.TenantLimits{
 		"alice": {TasksPerMinute: 600, MaxRunning: 50, MaxUploads: 6},
-		"bob":   {MaxRunning: 5},
+		"bob":   {MaxRunning: 5, CallbackConcurrency: 2},
 	}, c.Limits.Tenants)
+	require.Equal(t, 4, c.Limits.CallbackConcurrencyFor("alice"))
+	require.Equal(t, 2, c.Limits.CallbackConcurrencyFor("bob"))
+	require.Equal(t, 48*time.Hour, c.Callback.RotationGrace)
 	require.Equal(t, 600, c.Limits.TasksPerMinuteFor("alice"))
 	require.Equal(t, 40, c.Limits.TasksPerMinuteFor("bob"), "bob keeps the global rate")
 	require.Equal(t, 40, c.Limits.TasksPerMinuteFor("carol"))
@@ -83,6 +90,7 @@ func TestBadTenantLimitsNameTheEntry(t *testing.T) {
 		"twice":           {"bob:max_running=2,bob:tasks_per_minute=3", `entry 2 ("bob:tasks_per_minute=3"): "bob" appears twice`},
 		"no settings":     {"alice", `entry 1 ("alice"): no limits`},
 		"unknown setting": {"alice:max_waiters=3", `unknown setting "max_waiters"`},
+		"zero callbacks":  {"alice:callback_concurrency=0", `"callback_concurrency=0" is not setting=N`},
 		"not a number":    {"alice:max_running=lots", `"max_running=lots" is not setting=N`},
 		"zero":            {"alice:tasks_per_minute=0", `"tasks_per_minute=0" is not setting=N`},
 		"no equals":       {"alice:max_running", `"max_running" is not setting=N`},
@@ -179,7 +187,7 @@ func TestLimitsJSON(t *testing.T) {
 		"search_source_allowlist":["brave"],"fetch_domain_allowlist":["*"],"max_batch_size":50,
 		"max_request_body_bytes":1048576,"fetch_allowed_ports":[80,443],"http_read_timeout_seconds":30,
 		"max_concurrent_uploads":16,"tenant_max_uploads":4,"upload_idle_timeout_seconds":10,"tenant_max_running":0,
-		"artifact_mb_per_minute":1024,"artifact_upload_min_cost_kib":64,"tenant_max_waiters":250}`, string(b))
+		"callback_tenant_concurrency":10,"artifact_mb_per_minute":1024,"artifact_upload_min_cost_kib":64,"tenant_max_waiters":250}`, string(b))
 }
 
 // FuzzLoad feeds arbitrary values to every kind of variable: Load never
@@ -190,6 +198,7 @@ func FuzzLoad(f *testing.F) {
 	f.Add("1e400", "99999999999999999999", "9999999999d", ",,,", "1", "1ns", "alice:max_running=99999999999999999999999", "x", "1", "")
 	f.Add("600", "30", "7d", "brave", "true", "5ms", ":=:,alice:=,bob::", "", "", "")
 	f.Add("600", "30", "7d", "brave", "true", "5ms", "alice:max_uploads=3,bob:max_uploads=99:max_running=1", "", "", "")
+	f.Add("600", "30", "7d", "brave", "true", "5ms", "alice:callback_concurrency=3,bob:callback_concurrency=-2", "", "", "")
 	f.Fuzz(func(t *testing.T, runtime, perMinute, retention, allow, secure, cooldown, tenantLimits, maxRunning, artifactMB, tenantWaiters string) {
 		c, err := config.Load(env(map[string]string{
 			"TASK_MAX_RUNTIME_SECONDS": runtime, "TASKS_PER_MINUTE": perMinute, "TASK_RETENTION": retention,
@@ -210,10 +219,11 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("accepted invalid tenant limits: %+v", c.Limits)
 		}
 		for name, tl := range c.Limits.Tenants {
-			if (name != "alice" && name != "bob") || tl.TasksPerMinute < 0 || tl.MaxRunning < 0 || tl.MaxUploads < 0 || tl == (config.TenantLimits{}) {
+			if (name != "alice" && name != "bob") || tl.TasksPerMinute < 0 || tl.MaxRunning < 0 || tl.MaxUploads < 0 ||
+				tl.CallbackConcurrency < 0 || tl == (config.TenantLimits{}) {
 				t.Fatalf("accepted invalid TENANT_LIMITS entry %q: %+v", name, tl)
 			}
-			if c.Limits.TasksPerMinuteFor(name) <= 0 || c.Limits.MaxRunningFor(name) < 0 ||
+			if c.Limits.TasksPerMinuteFor(name) <= 0 || c.Limits.MaxRunningFor(name) < 0 || c.Limits.CallbackConcurrencyFor(name) <= 0 ||
 				c.Limits.MaxUploadsFor(name) <= 0 || c.Limits.MaxUploadsFor(name) > c.Limits.MaxConcurrentUploads {
 				t.Fatalf("effective limits of %q out of range", name)
 			}
@@ -368,7 +378,7 @@ func TestCallbackSettings(t *testing.T) {
 	t.Parallel()
 	c, err := config.Load(env(nil))
 	require.NoError(t, err)
-	require.Equal(t, config.Callback{DomainAllowlist: []string{"*"}, Timeout: 10 * time.Second, MaxAttempts: 12}, c.Callback,
+	require.Equal(t, config.Callback{DomainAllowlist: []string{"*"}, Timeout: 10 * time.Second, MaxAttempts: 12, RotationGrace: 24 * time.Hour}, c.Callback,
 		"callbacks are off without a secret; any public host, ports 80 and 443")
 
 	c, err = config.Load(env(map[string]string{
@@ -383,6 +393,7 @@ func TestCallbackSettings(t *testing.T) {
 	require.Equal(t, config.Callback{
 		Secret: "0123456789abcdef-secret", DomainAllowlist: []string{"hooks.example.com", "*.example.org"},
 		AllowedPorts: []int{8443, 9000}, AllowPrivateNetworks: true, Timeout: 2 * time.Second, MaxAttempts: 3,
+		RotationGrace: config.DefaultCallbackRotationGrace,
 	}, c.Callback)
 }
 
@@ -394,6 +405,8 @@ func TestBadCallbackSettingsNameTheVariable(t *testing.T) {
 		"CALLBACK_MAX_ATTEMPTS":           {"CALLBACK_MAX_ATTEMPTS": "101"},
 		"CALLBACK_ALLOWED_PORTS":          {"CALLBACK_ALLOWED_PORTS": "70000"},
 		"CALLBACK_ALLOW_PRIVATE_NETWORKS": {"CALLBACK_ALLOW_PRIVATE_NETWORKS": "maybe"},
+		"CALLBACK_ROTATION_GRACE":         {"CALLBACK_ROTATION_GRACE": "0s"},
+		"CALLBACK_TENANT_CONCURRENCY":     {"CALLBACK_TENANT_CONCURRENCY": "0"},
 	} {
 		_, err := config.Load(env(vars))
 		require.ErrorContains(t, err, name)

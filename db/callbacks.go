@@ -2,8 +2,11 @@ package db
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/db/dbsqlc"
@@ -69,4 +72,36 @@ func CallbackTallies(ctx context.Context, ex Executor, ids []int64) (map[int64]t
 		out[r.TaskID] = taskrunner.CallbackTally{Attempts: int(r.Attempts), Delivered: r.Delivered, GaveUp: r.GaveUp}
 	}
 	return out, nil
+}
+
+// CallbackSecretGeneration is which of a tenant's callback signing secrets
+// sign: Generation, and Generation-1 too until PreviousUntil (nil: not).
+type CallbackSecretGeneration struct {
+	Generation    int64
+	PreviousUntil *time.Time
+}
+
+// CallbackSecretGenerationOf reads owner's generation: 0 for a tenant
+// that never rotated.
+func CallbackSecretGenerationOf(ctx context.Context, ex Executor, owner string) (CallbackSecretGeneration, error) {
+	r, err := queries.CallbackSecretGeneration(ctx, ex, owner)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return CallbackSecretGeneration{}, nil
+	}
+	if err != nil {
+		return CallbackSecretGeneration{}, fmt.Errorf("callback secret generation of %s: %w", owner, err)
+	}
+	return CallbackSecretGeneration{Generation: r.Generation, PreviousUntil: r.PreviousGenerationUntil}, nil
+}
+
+// RotateCallbackSecret steps owner's generation by one, the previous
+// generation signing too until previousUntil, and returns the new state.
+// Concurrent rotations of one tenant wait for each other's row lock: each
+// steps once.
+func RotateCallbackSecret(ctx context.Context, ex Executor, owner string, previousUntil time.Time) (CallbackSecretGeneration, error) {
+	r, err := queries.CallbackSecretRotate(ctx, ex, dbsqlc.CallbackSecretRotateParams{Owner: owner, PreviousUntil: &previousUntil})
+	if err != nil {
+		return CallbackSecretGeneration{}, fmt.Errorf("rotate callback secret of %s: %w", owner, err)
+	}
+	return CallbackSecretGeneration{Generation: r.Generation, PreviousUntil: r.PreviousGenerationUntil}, nil
 }

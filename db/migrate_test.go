@@ -273,13 +273,48 @@ func TestRunsKeyIndexOldestFirst(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 100000+7, latest.TaskID, "the run of echo:k7 that started last")
 
-	down, err := m.Down(ctx)
-	require.NoError(t, err)
-	require.EqualValues(t, 13, down.Version)
+	downTo(t, m, 13)
 	require.Contains(t, indexDef(), "(key, started_at DESC)")
 	record()
 	newestFirst := indexBytes()
 	t.Logf("key index for %d runs of one key: oldest first %d bytes, newest first %d bytes", n, oldestFirst, newestFirst)
 	require.Greater(t, float64(newestFirst), 1.5*float64(oldestFirst),
 		"newest first: %d bytes, oldest first: %d bytes, for %d runs", newestFirst, oldestFirst, n)
+}
+
+// Migration 00014: a task's callback delivery goes to the queue its
+// metadata names, 'default' for a task that names none (one enqueued
+// before it); undone, every delivery goes to 'default' again.
+func TestMigrationCallbackQueue(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tdb, m := migratedDB(t)
+	// finish inserts a running task with metadata, finishes it, and
+	// returns the queue of its delivery.
+	finish := func(metadata string) string {
+		t.Helper()
+		var id int64
+		require.NoError(t, tdb.Pool.QueryRow(ctx, `INSERT INTO river_job (args, kind, max_attempts, queue, state, metadata, attempt, attempted_at)
+			VALUES ('{}', 'echo', 1, 'default', 'running', $1, 1, now()) RETURNING id`, metadata).Scan(&id))
+		_, err := tdb.Pool.Exec(ctx, "UPDATE river_job SET state = 'completed', finalized_at = now() WHERE id = $1", id)
+		require.NoError(t, err)
+		var queue string
+		require.NoError(t, tdb.Pool.QueryRow(ctx,
+			"SELECT queue FROM river_job WHERE kind = 'taskrunner_callback' AND (args->>'task_id')::bigint = $1", id).Scan(&queue))
+		return queue
+	}
+	named := `{"callback_url": "https://hooks.example.com/x", "callback_queue": "callbacks-tenant-alice", "owner": "alice"}`
+	older := `{"callback_url": "https://hooks.example.com/x"}`
+	require.Equal(t, "callbacks-tenant-alice", finish(named))
+	require.Equal(t, "default", finish(older), "a task enqueued before 00014")
+
+	downTo(t, m, 14)
+	require.Equal(t, "default", finish(named))
+	var n int
+	require.NoError(t, tdb.Pool.QueryRow(ctx, "SELECT count(*) FROM pg_tables WHERE tablename = 'callback_secret_generations'").Scan(&n))
+	require.Zero(t, n)
+
+	_, err := m.Up(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "callbacks-tenant-alice", finish(named), "up again")
 }

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -126,4 +127,63 @@ func CallbackBody(maxRuntime time.Duration) func(t *taskrunner.Task) ([]byte, er
 	return func(t *taskrunner.Task) ([]byte, error) {
 		return json.Marshal(fieldsOf(t, maxRuntime))
 	}
+}
+
+// CallbackSecrets are the tenants' callback signing secrets
+// (jobs.CallbackSecrets).
+type CallbackSecrets interface {
+	// Current is owner's secret, and its previous one during a rotation.
+	Current(ctx context.Context, owner string) (taskrunner.CallbackSecret, error)
+	// Rotate starts a rotation of owner's secret and answers as Current.
+	Rotate(ctx context.Context, owner string) (taskrunner.CallbackSecret, error)
+}
+
+// callbacksDisabled refuses the callback secret routes of a server
+// without CALLBACK_SECRET.
+var callbacksDisabled = &taskrunner.Error{Code: taskrunner.CodeCallbacksDisabled,
+	Message: "callbacks are off on this server (CALLBACK_SECRET is not set)"}
+
+// secretOwner is the tenant whose callback secret a request reads: the
+// caller's own, admins included; never another's.
+func secretOwner(ctx context.Context) string {
+	if t, ok := taskrunner.TenantFrom(ctx); ok && t.Name != "" {
+		return t.Name
+	}
+	return taskrunner.LocalTenant
+}
+
+// callbackSecret answers the caller's callback signing secret.
+func (s *Server) callbackSecret(w http.ResponseWriter, r *http.Request) error {
+	if s.deps.CallbackSecrets == nil {
+		return callbacksDisabled
+	}
+	v, err := s.deps.CallbackSecrets.Current(r.Context(), secretOwner(r.Context()))
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+// rotateCallbackSecret starts a rotation of the caller's callback signing
+// secret and answers the new one and the previous. A rotation is a write:
+// it counts as one task against the tenant's TASKS_PER_MINUTE.
+func (s *Server) rotateCallbackSecret(w http.ResponseWriter, r *http.Request) error {
+	if s.deps.CallbackSecrets == nil {
+		return callbacksDisabled
+	}
+	if err := s.admit(w, r, 1); err != nil {
+		return err
+	}
+	owner := secretOwner(r.Context())
+	v, err := s.deps.CallbackSecrets.Rotate(r.Context(), owner)
+	if err != nil {
+		return err
+	}
+	s.deps.Logger.LogAttrs(r.Context(), slog.LevelInfo, "callback secret rotated", slog.String("event", "callback_secret_rotated"),
+		slog.String("tenant", owner))
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, v)
+	return nil
 }

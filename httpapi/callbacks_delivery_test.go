@@ -80,20 +80,32 @@ type callbackOpts struct {
 	// does for the receiver on 127.0.0.1).
 	refusePrivate bool
 	apiKeys       bool
+	// others are more receivers callbacks may reach.
+	others []*receiver
+	// fairShare, secretCache, rotationGrace and concurrency: as setupOpts'.
+	fairShare     bool
+	secretCache   time.Duration
+	rotationGrace time.Duration
+	concurrency   int
+	perMinute     int
 }
 
 // setupCallbacks is a working server whose tasks may ask for callbacks to
 // rc, delivered by this process's workers with a short backoff.
 func setupCallbacks(t *testing.T, rc *receiver, o callbackOpts) *bundle {
 	t.Helper()
-	submit := fetch.Config{Allowlist: []string{"*"}, AllowlistSetting: "CALLBACK_DOMAIN_ALLOWLIST", AllowedPorts: []int{rc.port}, AllowPrivateNetworks: true}
+	ports := []int{rc.port}
+	for _, other := range o.others {
+		ports = append(ports, other.port)
+	}
+	submit := fetch.Config{Allowlist: []string{"*"}, AllowlistSetting: "CALLBACK_DOMAIN_ALLOWLIST", AllowedPorts: ports, AllowPrivateNetworks: true}
 	dial := submit
 	dial.AllowPrivateNetworks = !o.refusePrivate
 	dial.MaxRedirects = -1
 	opts := setupOpts{work: true, callback: &submit, callbackDeps: &jobs.CallbackDeps{
 		Secret: testCallbackSecret, Poster: fetch.New(dial), MaxAttempts: o.maxAttempts, Timeout: o.timeout,
 		RetryBase: 10 * time.Millisecond, RetryCap: 50 * time.Millisecond,
-	}}
+	}, fairShare: o.fairShare, callbackSecretCache: o.secretCache, callbackRotationGrace: o.rotationGrace, callbackConcurrency: o.concurrency, perMinute: o.perMinute}
 	if o.apiKeys {
 		opts.apiKeys = tenantKeys
 	}
@@ -318,4 +330,83 @@ func TestTaskCallbacksAreTheOwnersOnly(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.status, "admins see every task's")
 	resp = b.doAs(t, aliceKey, http.MethodGet, "/tasks/999999/callbacks", nil)
 	require.Equal(t, http.StatusNotFound, resp.status)
+}
+
+// hang is a receiver's handler that accepts a callback and never
+// answers while the request lasts.
+func hang(_ int, _ http.ResponseWriter, r *http.Request) {
+	select {
+	case <-r.Context().Done():
+	case <-time.After(30 * time.Second):
+	}
+}
+
+// One tenant's receiver that accepts and never answers, with 200 of its
+// deliveries due, holds only that tenant's delivery workers: another
+// tenant's callback arrives within 2 s of its task finishing, well within
+// one attempt's timeout.
+func TestHangingReceiverOfOneTenantLeavesAnothersCallbacksOnTime(t *testing.T) {
+	t.Parallel()
+	stuck := newReceiver(t, hang)
+	rc := newReceiver(t, nil)
+	const timeout = 8 * time.Second
+	b := setupCallbacks(t, stuck, callbackOpts{apiKeys: true, fairShare: true, others: []*receiver{rc}, timeout: timeout, maxAttempts: 2})
+
+	const due = 200
+	batch := make([]map[string]any, 50)
+	for i := range batch {
+		batch[i] = map[string]any{"type": "echo", "params": map[string]any{"msg": "hi"}, "callback_url": stuck.url("/hook")}
+	}
+	for range due / len(batch) {
+		resp := b.doAs(t, aliceKey, http.MethodPost, "/tasks/batch", map[string]any{"tasks": batch})
+		require.Equal(t, http.StatusAccepted, resp.status, "%s", resp.raw)
+	}
+	require.Eventually(t, func() bool { return b.callbackJobs(t) >= due }, 20*time.Second, 20*time.Millisecond,
+		"every one of alice's deliveries due")
+	require.Eventually(t, func() bool { return len(stuck.deliveries()) >= 1 }, 10*time.Second, 10*time.Millisecond,
+		"alice's receiver holds deliveries")
+
+	id := b.submitCallbackAs(t, bobKey, rc.url("/bob"))
+	b.waitCallbackAs(t, bobKey, id, "delivered")
+	var finished time.Time
+	require.NoError(t, b.db.Pool.QueryRow(context.Background(), "SELECT finalized_at FROM river_job WHERE id = $1", id).Scan(&finished))
+	got := rc.deliveryOf(t, id)
+	late := got.at.Sub(finished)
+	t.Logf("bob's callback arrived %s after his task finished; alice's receiver got %d requests", late, len(stuck.deliveries()))
+	require.Less(t, late, 2*time.Second, "bob's callback waited behind alice's hanging receiver")
+}
+
+// Each tenant's deliveries go to its own delivery queue with fair share;
+// a task enqueued before deliveries had queues (its metadata names none)
+// still gets its callback, from 'default'.
+func TestCallbackDeliveryQueues(t *testing.T) {
+	t.Parallel()
+	rc := newReceiver(t, nil)
+	b := setupCallbacks(t, rc, callbackOpts{apiKeys: true, fairShare: true})
+	queueOf := func(id int64) string {
+		t.Helper()
+		var q string
+		require.NoError(t, b.db.Pool.QueryRow(context.Background(),
+			"SELECT queue FROM river_job WHERE kind = 'taskrunner_callback' AND (args->>'task_id')::bigint = $1", id).Scan(&q))
+		return q
+	}
+	alice := b.submitCallbackAs(t, aliceKey, rc.url("/a"))
+	bob := b.submitCallbackAs(t, bobKey, rc.url("/b"))
+	b.waitCallbackAs(t, aliceKey, alice, "delivered")
+	b.waitCallbackAs(t, bobKey, bob, "delivered")
+	require.Equal(t, jobs.CallbackQueueFor("alice"), queueOf(alice))
+	require.Equal(t, jobs.CallbackQueueFor("bob"), queueOf(bob))
+
+	// As enqueued before: no callback_queue in its metadata.
+	resp := b.doAs(t, aliceKey, http.MethodPost, "/tasks", map[string]any{"type": "echo", "params": map[string]any{"msg": "old"},
+		"callback_url": rc.url("/old"), "run_at": time.Now().Add(time.Hour)})
+	require.Equal(t, http.StatusAccepted, resp.status, "%s", resp.raw)
+	old := resp.task(t).ID
+	_, err := b.db.Pool.Exec(context.Background(), "UPDATE river_job SET metadata = metadata - 'callback_queue' WHERE id = $1", old)
+	require.NoError(t, err)
+	resp = b.doAs(t, aliceKey, http.MethodPost, fmt.Sprintf("/tasks/%d/cancel", old), nil)
+	require.Equal(t, http.StatusOK, resp.status, "%s", resp.raw)
+	b.waitCallbackAs(t, aliceKey, old, "delivered")
+	require.Equal(t, "default", queueOf(old))
+	require.Equal(t, "alice", rc.deliveryOf(t, old).header.Get(callback.HeaderTenant))
 }

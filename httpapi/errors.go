@@ -36,6 +36,7 @@ var codeStatus = map[string]int{
 	taskrunner.CodeUploadStalled:        http.StatusRequestTimeout,
 	taskrunner.CodeScheduleExists:       http.StatusConflict,
 	taskrunner.CodeTooManySchedules:     http.StatusConflict,
+	taskrunner.CodeCallbacksDisabled:    http.StatusNotFound,
 
 	taskrunner.CodeArtifactInvalid:      http.StatusBadRequest,
 	taskrunner.CodeArtifactSizeExceeded: http.StatusRequestEntityTooLarge,

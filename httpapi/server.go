@@ -80,6 +80,10 @@ type Config struct {
 	// Callback are the callback settings GET /limits shows; its Timeout
 	// and MaxAttempts are config's defaults when 0.
 	Callback config.CallbackLimits
+	// CallbackSecrets are the tenants' callback signing secrets, which
+	// GET /callbacks/secret reads and POST /callbacks/secret/rotate
+	// rotates; nil (no CALLBACK_SECRET): those answer callbacks_disabled.
+	CallbackSecrets CallbackSecrets
 	// RequestTimeout is every request's deadline (a long poll's is its
 	// wait plus this); config.DefaultRequestTimeout when 0.
 	RequestTimeout time.Duration
@@ -101,6 +105,8 @@ func (cfg Config) withDefaults() Config {
 	cfg.Limits.TenantMaxWaiters = cmp.Or(cfg.Limits.TenantMaxWaiters, config.DefaultMaxWaiters/config.DefaultTenantWaitersShare)
 	cfg.Callback.Timeout = cmp.Or(cfg.Callback.Timeout, config.DefaultCallbackTimeout)
 	cfg.Callback.MaxAttempts = cmp.Or(cfg.Callback.MaxAttempts, config.DefaultCallbackMaxAttempts)
+	cfg.Callback.RotationGrace = cmp.Or(cfg.Callback.RotationGrace, config.DefaultCallbackRotationGrace)
+	cfg.Limits.CallbackTenantConcurrency = cmp.Or(cfg.Limits.CallbackTenantConcurrency, config.DefaultCallbackTenantConcurrency)
 	cfg.RequestTimeout = cmp.Or(cfg.RequestTimeout, config.DefaultRequestTimeout)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
 	return cfg
@@ -257,6 +263,8 @@ func (s *Server) apiRoutes(r chi.Router) {
 	r.Put("/tasks/{id}/artifacts/{name}", s.handle(s.uploadArtifact))
 	r.Get("/tasks/{id}/artifacts", s.handle(s.taskArtifacts))
 	r.Get("/tasks/{id}/callbacks", s.handle(s.taskCallbacks))
+	r.Get("/callbacks/secret", s.handle(s.callbackSecret))
+	r.Post("/callbacks/secret/rotate", s.handle(s.rotateCallbackSecret))
 }
 
 func (s *Server) recoverer(next http.Handler) http.Handler {
@@ -359,6 +367,7 @@ type tenantLimitsView struct {
 	Name                string `json:"name"`
 	TasksPerMinute      int    `json:"tasks_per_minute"`
 	MaxRunning          int    `json:"max_running"`
+	CallbackConcurrency int    `json:"callback_concurrency"`
 	ArtifactMBPerMinute int    `json:"artifact_mb_per_minute"`
 	MaxWaiters          int    `json:"max_waiters"`
 	MaxUploads          int    `json:"max_uploads"`
@@ -384,6 +393,7 @@ func (s *Server) limits(w http.ResponseWriter, r *http.Request) error {
 	name := tenantOf(r.Context())
 	own, err := json.Marshal(tenantLimitsView{
 		Name: name, TasksPerMinute: l.TasksPerMinuteFor(name), MaxRunning: l.MaxRunningFor(name),
+		CallbackConcurrency: l.CallbackConcurrencyFor(name),
 		ArtifactMBPerMinute: l.ArtifactMBPerMinute, MaxWaiters: l.TenantMaxWaiters, MaxUploads: l.MaxUploadsFor(name),
 	})
 	if err != nil {

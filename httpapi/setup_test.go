@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"riverqueue.com/riverui"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/cache"
 	"github.com/taskrunner/taskrunner/config"
@@ -98,6 +99,17 @@ type setupOpts struct {
 	callbackDeps *jobs.CallbackDeps
 	// callbackLimits are the callback settings GET /limits shows.
 	callbackLimits config.CallbackLimits
+	// callbackSecretCache is how long the workers keep the tenants'
+	// secret generations; the default when 0. The API reads and rotates
+	// them through secrets of its own, as another process would.
+	callbackSecretCache time.Duration
+	// callbackRotationGrace is CALLBACK_ROTATION_GRACE; the default when 0.
+	callbackRotationGrace time.Duration
+	// fairShare sends each tenant's tasks, and its callbacks' deliveries,
+	// to queues of its own, worked at callbackConcurrency deliveries at
+	// once per tenant (the default when 0).
+	fairShare           bool
+	callbackConcurrency int
 	// tracer sees the queries of the API's task service, on a pool of its
 	// own.
 	tracer pgx.QueryTracer
@@ -119,20 +131,37 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	if opts.deps.Artifacts == nil {
 		opts.deps.Artifacts = artifacts
 	}
+	var apiSecrets httpapi.CallbackSecrets
 	if opts.callbackDeps != nil {
 		d := *opts.callbackDeps
 		if d.Task == nil {
 			d.Task = task.CallbackTasks(tdb.Pool, httpapi.CallbackBody(jobs.DefaultMaxRuntime))
 		}
 		d.Logger = logger
+		var err error
+		d.Secrets, err = jobs.NewCallbackSecrets(jobs.CallbackSecretsConfig{Master: d.Secret, DB: tdb.Pool,
+			Grace: opts.callbackRotationGrace, CacheTTL: opts.callbackSecretCache})
+		require.NoError(t, err)
+		secrets, err := jobs.NewCallbackSecrets(jobs.CallbackSecretsConfig{Master: d.Secret, DB: tdb.Pool, Grace: opts.callbackRotationGrace})
+		require.NoError(t, err)
+		apiSecrets = secrets
 		opts.deps.Callback = &d
+	}
+	tenantQueues := map[string]int{}
+	if opts.fairShare {
+		for _, k := range opts.apiKeys {
+			tenantQueues[k.Name] = 0
+		}
+		if len(opts.apiKeys) == 0 {
+			tenantQueues[taskrunner.LocalTenant] = 0
+		}
 	}
 	env := testEnv
 	if opts.env != nil {
 		env = *opts.env
 	}
 	taskCfg := task.ServiceConfig{
-		Pool: tracedPool(t, tdb, opts.tracer), Logger: logger, Artifacts: artifacts,
+		Pool: tracedPool(t, tdb, opts.tracer), Logger: logger, Artifacts: artifacts, FairShare: opts.fairShare,
 		Limits: task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: env, Callback: opts.callback},
 	}
 	readTimeout := opts.readTimeout
@@ -155,7 +184,7 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	}
 	client, err := jobs.NewClient(jobs.ClientConfig{
 		Pool: tdb.Pool, Logger: logger,
-		Work: opts.work, Queues: []string{"default"}, Concurrency: 10,
+		Work: opts.work, Queues: []string{"default"}, Concurrency: 10, Tenants: tenantQueues, CallbackConcurrency: opts.callbackConcurrency,
 		MaxRuntime: testMaxRuntime, RescueAfter: testMaxRuntime + time.Minute,
 		FetchCooldown: 5 * time.Millisecond, FetchPoll: 200 * time.Millisecond,
 		Retention: time.Hour, Deps: opts.deps, Runs: runs,
@@ -196,19 +225,20 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 		t.Cleanup(func() { stopSync(); <-syncDone })
 	}
 	api, err := httpapi.New(httpapi.Config{
-		Tasks:          tasks,
-		Schedules:      schedules,
-		Artifacts:      artifacts,
-		Watcher:        watcher,
-		Limiter:        apiLimiter(limiter),
-		Metrics:        opts.metrics,
-		APIKeys:        opts.apiKeys,
-		Checks:         opts.checks,
-		Limits:         limits,
-		Callback:       opts.callbackLimits,
-		Logger:         logger,
-		RequestTimeout: 30 * time.Second,
-		RiverUI:        newRiverUI(t, opts, client, logger),
+		Tasks:           tasks,
+		Schedules:       schedules,
+		Artifacts:       artifacts,
+		Watcher:         watcher,
+		Limiter:         apiLimiter(limiter),
+		Metrics:         opts.metrics,
+		APIKeys:         opts.apiKeys,
+		Checks:          opts.checks,
+		Limits:          limits,
+		Callback:        opts.callbackLimits,
+		CallbackSecrets: apiSecrets,
+		Logger:          logger,
+		RequestTimeout:  30 * time.Second,
+		RiverUI:         newRiverUI(t, opts, client, logger),
 	})
 	require.NoError(t, err)
 	// Every response, whichever helper asked, must be one the OpenAPI

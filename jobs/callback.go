@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/google/uuid"
@@ -43,9 +44,21 @@ const (
 	DefaultCallbackRetryCap  = 8 * time.Hour
 )
 
+// CallbackQueue is the River queue of callback deliveries, and with fair
+// share each tenant has its own of it (TenantQueue): one tenant's slow or
+// hanging receivers hold only its own delivery workers, never another
+// tenant's, nor the workers of tasks.
+const CallbackQueue = "callbacks"
+
+// CallbackQueueFor is the River queue of the deliveries of tenant's
+// callbacks: tenant's own with fair share (a tenant not empty),
+// CallbackQueue otherwise.
+func CallbackQueueFor(tenant string) string { return TenantQueue(CallbackQueue, tenant) }
+
 // CallbackArgs is one delivery of a task's callback. A database trigger
 // inserts it (migration 00007) in the transaction that gives the task its
-// final state; taskrunner never inserts it from Go.
+// final state, into the queue the task's metadata names (CallbackQueue);
+// taskrunner never inserts it from Go.
 type CallbackArgs struct {
 	TaskID     int64     `json:"task_id"`
 	Event      string    `json:"event"` // task.completed, task.discarded or task.cancelled
@@ -56,16 +69,24 @@ type CallbackArgs struct {
 func (CallbackArgs) Kind() string { return "taskrunner_callback" }
 
 // CallbackTask is what a callback delivers: the task's view as JSON, and
-// where to.
+// where to. Owner is the tenant that owns the task, whose secret signs the
+// delivery.
 type CallbackTask struct {
-	Body []byte
-	URL  string
+	Body  []byte
+	URL   string
+	Owner string
 }
 
 // CallbackDeps are what delivering callbacks needs.
 type CallbackDeps struct {
-	// Secret signs every request (CALLBACK_SECRET). Required.
+	// Secret is CALLBACK_SECRET, which every tenant's signing secret is
+	// derived from. Required.
 	Secret []byte
+	// Secrets sign each delivery with the secrets of the task's owner;
+	// when nil, the worker's own, from Secret and its database with their
+	// defaults. A process shares one with its API, so that a rotation
+	// there takes effect here at once.
+	Secrets *CallbackSecrets
 	// Poster sends the requests: a fetch.Fetcher under the CALLBACK_*
 	// settings, following no redirect. Required.
 	Poster *fetch.Fetcher
@@ -89,6 +110,9 @@ type CallbackWorker struct {
 	river.WorkerDefaults[CallbackArgs]
 	pool *pgxpool.Pool
 	deps *CallbackDeps
+	// hosts makes a tenant's deliveries to a receiver host that timed out
+	// or could not be reached wait a while.
+	hosts *hostBackoff
 }
 
 func newCallbackWorker(pool *pgxpool.Pool, d *CallbackDeps) *CallbackWorker {
@@ -101,7 +125,11 @@ func newCallbackWorker(pool *pgxpool.Pool, d *CallbackDeps) *CallbackWorker {
 	c.RetryBase = cmp.Or(c.RetryBase, DefaultCallbackRetryBase)
 	c.RetryCap = cmp.Or(c.RetryCap, DefaultCallbackRetryCap)
 	c.Logger = cmp.Or(c.Logger, slog.New(slog.DiscardHandler))
-	return &CallbackWorker{pool: pool, deps: &c}
+	if c.Secrets == nil && pool != nil && len(c.Secret) > 0 {
+		// Only a missing field fails, and neither is missing here.
+		c.Secrets, _ = NewCallbackSecrets(CallbackSecretsConfig{Master: c.Secret, DB: pool})
+	}
+	return &CallbackWorker{pool: pool, deps: &c, hosts: newHostBackoff()}
 }
 
 // Timeout is the attempt's bound plus a margin for reading the task and
@@ -131,7 +159,7 @@ func (w *CallbackWorker) NextRetry(job *river.Job[CallbackArgs]) time.Time {
 // Work makes one delivery attempt and records it. A failure is retried
 // until MaxAttempts; then the delivery gives up (the job ends discarded).
 func (w *CallbackWorker) Work(ctx context.Context, job *river.Job[CallbackArgs]) error {
-	if w.deps == nil {
+	if w.deps == nil || w.deps.Secrets == nil {
 		// Another process, configured with CALLBACK_SECRET, may deliver it.
 		return errors.New("callbacks are not configured in this worker (CALLBACK_SECRET)")
 	}
@@ -146,8 +174,22 @@ func (w *CallbackWorker) Work(ctx context.Context, job *river.Job[CallbackArgs])
 	if err != nil {
 		return fmt.Errorf("read task %d for its callback: %w", a.TaskID, err)
 	}
+	owner := cmp.Or(t.Owner, taskrunner.LocalTenant)
+	secrets, err := w.deps.Secrets.Signing(ctx, owner)
+	if err != nil {
+		return fmt.Errorf("read the signing secret of task %d's callback: %w", a.TaskID, err)
+	}
+	// Per tenant: another tenant's deliveries that hang at a host, on
+	// some path of its choosing, must not hold this tenant's back.
+	host := owner + " " + receiverHost(t.URL)
+	if d := w.hosts.wait(host, time.Now()); d > 0 {
+		// Another delivery of the tenant to this host timed out or found
+		// no one: wait without using an attempt or holding a worker.
+		return river.JobSnooze(d + time.Duration(rand.Int64N(int64(d)/10+1)))
+	}
 	started := time.Now()
-	status, deliverErr := w.deliver(ctx, t, a)
+	status, deliverErr := w.deliver(ctx, t, a, secrets)
+	w.hosts.done(host, ctx.Err() == nil && unreachable(deliverErr), time.Now())
 	rec.LatencyMS = ms(time.Since(started))
 	if status != 0 {
 		rec.StatusCode = &status
@@ -191,14 +233,15 @@ func (w *CallbackWorker) finish(ctx context.Context, rec db.CallbackAttempt, out
 
 // deliver POSTs the task's view, signed, and returns the status code (0
 // when no answer came) and an error for anything but a 2xx.
-func (w *CallbackWorker) deliver(ctx context.Context, t CallbackTask, a CallbackArgs) (int, error) {
+func (w *CallbackWorker) deliver(ctx context.Context, t CallbackTask, a CallbackArgs, secrets [][]byte) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, w.deps.Timeout)
 	defer cancel()
 	h := http.Header{}
 	h.Set("Content-Type", "application/json")
 	h.Set(callback.HeaderEvent, a.Event)
 	h.Set(callback.HeaderDelivery, a.DeliveryID.String())
-	h.Set(callback.HeaderSignature, callback.Sign(w.deps.Secret, time.Now(), t.Body))
+	h.Set(callback.HeaderTenant, cmp.Or(t.Owner, taskrunner.LocalTenant))
+	h.Set(callback.HeaderSignature, callback.Sign(secrets[0], time.Now(), t.Body, secrets[1:]...))
 	resp, err := w.deps.Poster.Post(ctx, t.URL, h, t.Body)
 	if err != nil {
 		return 0, err
@@ -212,6 +255,25 @@ func (w *CallbackWorker) deliver(ctx context.Context, t CallbackTask, a Callback
 		return resp.Status, fmt.Errorf("the receiver answered %d; redirects are not followed", resp.Status)
 	}
 	return resp.Status, fmt.Errorf("the receiver answered %d", resp.Status)
+}
+
+// receiverHost is the host (and port) a callback URL names, which
+// hostBackoff keys on, with the tenant.
+func receiverHost(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	return u.Host
+}
+
+// unreachable reports whether a delivery failed for want of an answer:
+// it timed out, or the host could not be reached.
+func unreachable(err error) bool {
+	if err == nil {
+		return false
+	}
+	return fetch.Retryable(taskrunner.ErrorCode(err))
 }
 
 // publicDeliveryError is what the task's owner is shown of a failed

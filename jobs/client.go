@@ -35,6 +35,9 @@ const (
 	// DefaultRetentionInterval is how often runs and artifacts past
 	// ArtifactRetention are removed (RETENTION_INTERVAL).
 	DefaultRetentionInterval = time.Hour
+	// DefaultCallbackConcurrency is how many of one tenant's callback
+	// deliveries one process makes at once (CALLBACK_TENANT_CONCURRENCY).
+	DefaultCallbackConcurrency = 10
 )
 
 // ClientConfig configures the River client of an api, worker or serve process.
@@ -60,6 +63,13 @@ type ClientConfig struct {
 	// the cap holds per process; the total of workers is the sum over the
 	// queues.
 	Tenants map[string]int
+	// CallbackConcurrency is how many callback deliveries of one tenant
+	// (in its own delivery queue, CallbackQueueFor), and of the callback
+	// queue without a tenant, one process makes at once;
+	// DefaultCallbackConcurrency when 0. CallbackTenants overrides it per
+	// tenant (TENANT_LIMITS callback_concurrency).
+	CallbackConcurrency int
+	CallbackTenants     map[string]int
 	// MaxRuntime is River's JobTimeout: the cap on every task's timeout;
 	// DefaultMaxRuntime when 0.
 	MaxRuntime time.Duration
@@ -101,6 +111,7 @@ func (cfg ClientConfig) withDefaults() ClientConfig {
 		cfg.Queues = []string{river.QueueDefault}
 	}
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, DefaultConcurrency)
+	cfg.CallbackConcurrency = cmp.Or(cfg.CallbackConcurrency, DefaultCallbackConcurrency)
 	cfg.MaxRuntime = cmp.Or(cfg.MaxRuntime, DefaultMaxRuntime)
 	cfg.RescueAfter = cmp.Or(cfg.RescueAfter, cfg.MaxRuntime+DefaultRescueMargin)
 	cfg.Retention = cmp.Or(cfg.Retention, DefaultRetention)
@@ -118,6 +129,8 @@ func (cfg ClientConfig) validate() error {
 		return errors.New("river client: Runs is required with Work")
 	case cfg.Concurrency < 0:
 		return fmt.Errorf("river client: Concurrency must be positive, got %d", cfg.Concurrency)
+	case cfg.CallbackConcurrency < 0:
+		return fmt.Errorf("river client: CallbackConcurrency must be positive, got %d", cfg.CallbackConcurrency)
 	case cfg.MaxRuntime < 0:
 		return fmt.Errorf("river client: MaxRuntime must be positive, got %s", cfg.MaxRuntime)
 	case cfg.RescueAfter <= cfg.MaxRuntime:

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"strings"
@@ -44,6 +45,9 @@ func validateTenantQueues(queues []string, tenants map[string]int) error {
 		if strings.Contains(q, tenantSeparator) {
 			return fmt.Errorf("river client: queue %q contains %q, which names tenants' queues (QUEUES)", q, tenantSeparator)
 		}
+		if q == CallbackQueue {
+			return fmt.Errorf("river client: queue %q is taskrunner's own, for callback deliveries (QUEUES)", q)
+		}
 	}
 	for name, maxRunning := range tenants {
 		if name == "" {
@@ -60,7 +64,9 @@ func validateTenantQueues(queues []string, tenants map[string]int) error {
 // MaxWorkers: every queue of cfg at cfg.Concurrency (tasks without a
 // tenant, and the retention job), and for every tenant its own queue per
 // queue at min(cfg.Concurrency, its max running), or cfg.Concurrency when
-// it has no cap.
+// it has no cap. With callbacks configured, the callback delivery queue
+// and every tenant's own are served too, each at the tenant's cap on
+// deliveries at once.
 func queueConfigs(cfg ClientConfig) map[string]int {
 	out := make(map[string]int, len(cfg.Queues)*(1+len(cfg.Tenants)))
 	for _, q := range cfg.Queues {
@@ -71,6 +77,12 @@ func queueConfigs(cfg ClientConfig) map[string]int {
 				n = min(n, maxRunning)
 			}
 			out[TenantQueue(q, tenant)] = n
+		}
+	}
+	if cfg.Deps.Callback != nil {
+		out[CallbackQueue] = cfg.CallbackConcurrency
+		for tenant := range cfg.Tenants {
+			out[CallbackQueueFor(tenant)] = cmp.Or(cfg.CallbackTenants[tenant], cfg.CallbackConcurrency)
 		}
 	}
 	return out

@@ -47,6 +47,22 @@ func TestQueueConfigs(t *testing.T) {
 	require.Equal(t, map[string]int{"default": 7}, queueConfigs(ClientConfig{Queues: []string{"default"}, Concurrency: 7}))
 }
 
+// With callbacks, every tenant's own delivery queue is served at its cap
+// on deliveries at once, and the delivery queue without a tenant at the
+// default cap.
+func TestCallbackQueueConfigs(t *testing.T) {
+	t.Parallel()
+	got := queueConfigs(ClientConfig{Queues: []string{"default"}, Concurrency: 20, CallbackConcurrency: 4,
+		CallbackTenants: map[string]int{"b": 2}, Tenants: map[string]int{"a": 0, "b": 5},
+		Deps: Deps{Callback: &CallbackDeps{}}})
+	require.Equal(t, map[string]int{
+		"default": 20, "default-tenant-a": 20, "default-tenant-b": 5,
+		"callbacks": 4, "callbacks-tenant-a": 4, "callbacks-tenant-b": 2,
+	}, got)
+	require.Equal(t, "callbacks-tenant-a", CallbackQueueFor("a"))
+	require.Equal(t, "callbacks", CallbackQueueFor(""))
+}
+
 // A queue named like a tenant's queue, a tenant that cannot name a queue
 // and a negative cap are refused.
 func TestTenantQueueRefusals(t *testing.T) {
@@ -56,6 +72,7 @@ func TestTenantQueueRefusals(t *testing.T) {
 		"queue holding the separator": {Pool: pool, Queues: []string{"default", "a-tenant-b"}},
 		"empty tenant":                {Pool: pool, Tenants: map[string]int{"": 0}},
 		"negative cap":                {Pool: pool, Tenants: map[string]int{"alice": -1}},
+		"the callback queue":          {Pool: pool, Queues: []string{"default", CallbackQueue}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			client, err := NewClient(cfg)

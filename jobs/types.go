@@ -215,6 +215,10 @@ type Metadata struct {
 	// final state, in the canonical form checked at submit; empty for
 	// none. A database trigger reads it (migration 00007).
 	CallbackURL string `json:"callback_url,omitempty"`
+	// CallbackQueue is the River queue the callback's deliveries go to
+	// (CallbackQueueFor); the database trigger reads it (migration 00014).
+	// Tasks enqueued before it have none: theirs go to 'default'.
+	CallbackQueue string `json:"callback_queue,omitempty"`
 	// Schedule is the name of the schedule (of the task's owner) that
 	// enqueued the task, and ScheduleTick the tick it was enqueued for;
 	// empty and nil for a task a client submitted. A unique index over

@@ -16,3 +16,17 @@ SELECT task_id, count(*)::int AS attempts, bool_or(delivered)::bool AS delivered
 FROM callback_attempts
 WHERE task_id = ANY(@task_ids::bigint[])
 GROUP BY task_id;
+
+-- name: CallbackSecretGeneration :one
+-- A tenant's signing secret generation; no row: generation 0.
+SELECT generation, previous_generation_until FROM callback_secret_generations WHERE owner = @owner;
+
+-- name: CallbackSecretRotate :one
+-- Starts a rotation: the next generation, the previous one signing too
+-- until @previous_until. The upsert locks the tenant's row, so concurrent
+-- rotations each step once, one after the other.
+INSERT INTO callback_secret_generations AS g (owner, generation, previous_generation_until, rotated_at)
+VALUES (@owner, 1, @previous_until, now())
+ON CONFLICT (owner) DO UPDATE
+SET generation = g.generation + 1, previous_generation_until = EXCLUDED.previous_generation_until, rotated_at = now()
+RETURNING generation, previous_generation_until;

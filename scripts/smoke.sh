@@ -156,6 +156,19 @@ for k in task_max_runtime_seconds task_max_artifact_mb task_max_artifacts tasks_
   [[ $(field "has(\"$k\")") == true ]] || fail "/limits lacks $k"
 done
 ok "limits: $(jq -c . <"$body")"
+callbacks=$(field .callbacks_enabled)
+
+# The caller's callback signing secret: read, never rotated here.
+call GET /callbacks/secret
+if [[ "$callbacks" == true ]]; then
+  expect 200 "GET /callbacks/secret"
+  [[ -n $(field '.secret // empty') ]] || fail "/callbacks/secret has no secret"
+  ok "callback secret read (previous: $(field '.previous != null'))"
+else
+  expect 404 "GET /callbacks/secret without CALLBACK_SECRET"
+  [[ $(field .error.code) == callbacks_disabled ]] || fail "want callbacks_disabled"
+  ok "callbacks off: GET /callbacks/secret is callbacks_disabled"
+fi
 
 call POST /tasks '{"type":"sleep","params":{"seconds":-1}}'
 expect 400 "negative seconds"

@@ -310,7 +310,9 @@ func (s *Service) Insert(ctx context.Context, p river.InsertManyParams, idempote
 		p.Args = args
 		p.InsertOpts.UniqueOpts = river.UniqueOpts{ByArgs: true, ByState: allStates}
 	}
-	p.InsertOpts = s.tenantQueue(ctx, p.InsertOpts)
+	if p.InsertOpts, err = s.tenantQueue(ctx, p.InsertOpts); err != nil {
+		return nil, false, err
+	}
 	var res *rivertype.JobInsertResult
 	// A task with an idempotency key is a unique insert: River's upsert
 	// of it may not share a statement with another of the same key.
@@ -341,7 +343,11 @@ func (s *Service) InsertTx(ctx context.Context, tx pgx.Tx, p river.InsertManyPar
 	if err := own(ctx, &p); err != nil {
 		return nil, err
 	}
-	res, err := s.client.InsertTx(ctx, tx, p.Args, s.tenantQueue(ctx, p.InsertOpts))
+	opts, err := s.tenantQueue(ctx, p.InsertOpts)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.client.InsertTx(ctx, tx, p.Args, opts)
 	if err != nil {
 		return nil, db.AsUnavailable(fmt.Errorf("enqueue %s task: %w", p.Args.Kind(), err))
 	}
@@ -351,21 +357,38 @@ func (s *Service) InsertTx(ctx context.Context, tx pgx.Tx, p river.InsertManyPar
 }
 
 // tenantQueue is opts sending the task to the River queue of the tenant
-// ctx acts for, when fair share is on; opts itself otherwise.
-func (s *Service) tenantQueue(ctx context.Context, opts *river.InsertOpts) *river.InsertOpts {
-	if !s.fairShare {
-		return opts
+// ctx acts for, when fair share is on, and naming in its metadata the
+// queue of its callback's deliveries (jobs.CallbackQueueFor) when it asked
+// for one; opts itself otherwise.
+func (s *Service) tenantQueue(ctx context.Context, opts *river.InsertOpts) (*river.InsertOpts, error) {
+	var tenant string
+	if t, ok := taskrunner.TenantFrom(ctx); ok && s.fairShare {
+		tenant = t.Name
 	}
-	t, ok := taskrunner.TenantFrom(ctx)
-	if !ok || t.Name == "" {
-		return opts
+	withCallback := opts != nil && bytes.Contains(opts.Metadata, []byte(`"callback_url"`))
+	if tenant == "" && !withCallback {
+		return opts, nil
 	}
 	o := river.InsertOpts{}
 	if opts != nil {
 		o = *opts
 	}
-	o.Queue = jobs.TenantQueue(cmp.Or(o.Queue, river.QueueDefault), t.Name)
-	return &o
+	if tenant != "" {
+		o.Queue = jobs.TenantQueue(cmp.Or(o.Queue, river.QueueDefault), tenant)
+	}
+	if withCallback {
+		var m jobs.Metadata
+		if err := json.Unmarshal(o.Metadata, &m); err != nil {
+			return nil, fmt.Errorf("task metadata: %w", err)
+		}
+		m.CallbackQueue = jobs.CallbackQueueFor(tenant)
+		meta, err := json.Marshal(m)
+		if err != nil {
+			return nil, err
+		}
+		o.Metadata = meta
+	}
+	return &o, nil
 }
 
 func (s *Service) logEnqueued(ctx context.Context, t *taskrunner.Task) {
@@ -427,7 +450,10 @@ func (s *Service) SubmitBatch(ctx context.Context, params []river.InsertManyPara
 				return nil, err
 			}
 		}
-		params[i].InsertOpts = s.tenantQueue(ctx, params[i].InsertOpts)
+		var err error
+		if params[i].InsertOpts, err = s.tenantQueue(ctx, params[i].InsertOpts); err != nil {
+			return nil, err
+		}
 	}
 	var results []*rivertype.JobInsertResult
 	var err error
@@ -574,7 +600,7 @@ func CallbackTasks(ex db.Executor, body func(*taskrunner.Task) ([]byte, error)) 
 		if err != nil {
 			return jobs.CallbackTask{}, err
 		}
-		return jobs.CallbackTask{Body: b, URL: CallbackURLOf(t)}, nil
+		return jobs.CallbackTask{Body: b, URL: CallbackURLOf(t), Owner: t.Owner}, nil
 	}
 }
 
@@ -821,7 +847,7 @@ func quickMetadata(meta []byte) (timeout float64, owner string, ok bool) {
 		}
 		b = quickjson.SkipSpace(b[1:])
 		switch string(key) {
-		case "owner", "callback_url", "schedule":
+		case "owner", "callback_url", "callback_queue", "schedule":
 			if value, b, ok = quickjson.PlainString(b); !ok {
 				return 0, "", false
 			}

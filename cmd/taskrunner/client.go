@@ -65,6 +65,7 @@ func init() {
 		"schedules": {"schedules add NAME (--every DURATION | --cron EXPR [--tz ZONE]) [--missed run_once|skip] TYPE [--param k=v ...] [--params JSON] [--timeout SECONDS] [--retries N] [--priority N] [--queue Q] [--callback-url URL] | ls | get NAME | pause NAME | resume NAME | rm NAME", cmdSchedules},
 		"tasks":     {tasksSynopsis, cmdTasks},
 		"artifact":  {"artifact put TASK_ID FILE [--name N] [--type T] [--content-type CT] | get ARTIFACT_ID [-o FILE] | meta ARTIFACT_ID | ls TASK_ID [--limit N]", cmdArtifact},
+		"callbacks": {"callbacks secret | rotate", cmdCallbacks},
 	}
 }
 

@@ -134,6 +134,31 @@ func TestClientCommands(t *testing.T) {
 		require.Contains(t, out.all(), "callback_url")
 	})
 
+	t.Run("callbacks secret, rotate", func(t *testing.T) {
+		t.Parallel()
+		// Without keys the one tenant, local, signs with CALLBACK_SECRET
+		// until it rotates; after, that one still signs during the grace,
+		// so the other subtests' callbacks keep verifying with it.
+		out := cli(t, "callbacks", "secret")
+		require.NoError(t, out.err, out.all())
+		var s client.CallbackSecret
+		require.NoError(t, json.Unmarshal([]byte(out.stdout), &s), out.stdout)
+		require.Equal(t, clientCallbackSecret, s.Secret)
+		require.Nil(t, s.Previous)
+
+		out = cli(t, "callbacks", "rotate")
+		require.NoError(t, out.err, out.all())
+		require.NoError(t, json.Unmarshal([]byte(out.stdout), &s), out.stdout)
+		require.Regexp(t, `^whsec_`, s.Secret)
+		require.NotNil(t, s.Previous)
+		require.Equal(t, clientCallbackSecret, *s.Previous)
+		require.NotContains(t, server.Text(), s.Secret, "no secret in the log")
+
+		out = cli(t, "callbacks", "shred")
+		require.Error(t, out.err)
+		require.Contains(t, out.all(), "want secret or rotate")
+	})
+
 	t.Run("tasks ls, cancel, retry, rm", func(t *testing.T) {
 		t.Parallel()
 		// Scheduled for later, so they stay queued; their own params keep
@@ -250,7 +275,10 @@ func TestClientCommands(t *testing.T) {
 		limits := taskOf(t, out)
 		require.EqualValues(t, 100000, limits["tasks_per_minute"])
 		require.Equal(t, map[string]any{"name": "local", "tasks_per_minute": float64(99999), "max_running": float64(3),
-			"artifact_mb_per_minute": float64(1024), "max_waiters": float64(250), "max_uploads": float64(4)}, limits["tenant"], "the caller's own limits")
+			"callback_concurrency": float64(10), "artifact_mb_per_minute": float64(1024), "max_waiters": float64(250), "max_uploads": float64(4)},
+			limits["tenant"], "the caller's own limits")
+		require.EqualValues(t, 10, limits["callback_tenant_concurrency"])
+		require.EqualValues(t, 86400, limits["callback_rotation_grace_seconds"])
 		require.Contains(t, out.stdout, "\n  \"tenant\": {\n", "printed indented")
 
 		out = cli(t, "limits", "extra")

@@ -102,7 +102,7 @@ func TestMigrateRoundTrip(t *testing.T) {
 	require.Contains(t, out.stdout, "up    app")
 	require.Contains(t, out.stdout, "up    river")
 	require.Contains(t, out.stderr, `"event":"migration_applied"`)
-	for _, rel := range []string{"tasks", "runs", "run_metrics", "run_notes", "callback_attempts", "schedules", "river_job", "river_leader"} {
+	for _, rel := range []string{"tasks", "runs", "run_metrics", "run_notes", "callback_attempts", "callback_secret_generations", "schedules", "river_job", "river_leader"} {
 		require.True(t, relation(t, tdb, rel), "%s missing after migrate up", rel)
 	}
 	for _, col := range []string{"skipped_ticks", "last_skipped_at"} {
@@ -144,27 +144,36 @@ func TestMigrateRoundTrip(t *testing.T) {
 		require.NoError(t, out.err, "stderr: %s", out.stderr)
 		require.Contains(t, out.stdout, "down  app", "step %d", step+1)
 		if step == 0 {
+			// 00014 undone: no secret generations, and deliveries go to
+			// 'default' again.
+			require.False(t, relation(t, tdb, "callback_secret_generations"), "callback_secret_generations left after 00014 was undone")
+			var src string
+			require.NoError(t, tdb.Pool.QueryRow(context.Background(),
+				"SELECT prosrc FROM pg_proc WHERE proname = 'taskrunner_enqueue_callback'").Scan(&src))
+			require.NotContains(t, src, "callback_queue", "the callback trigger after 00014 was undone")
+		}
+		if step == 1 {
 			// 00013 undone: the key index keeps each key's runs newest
 			// first again.
 			require.Contains(t, indexDef(t, tdb, "runs_key_started_at_idx"), "(key, started_at DESC)", "the key index after 00013 was undone")
 		}
-		if step == 1 {
+		if step == 2 {
 			// 00012 undone: the state trigger's function keeps no setting.
 			var config []string
 			require.NoError(t, tdb.Pool.QueryRow(context.Background(),
 				"SELECT coalesce(proconfig, '{}') FROM pg_proc WHERE proname = 'taskrunner_notify_task_state'").Scan(&config))
 			require.Empty(t, config, "enable_nestloop still set after 00012 was undone")
 		}
-		if step == 2 {
+		if step == 3 {
 			// 00011 undone: the owner index holds every task again.
 			require.NotContains(t, indexDef(t, tdb, "taskrunner_river_job_owner_idx"), "WHERE", "the owner index is partial after 00011 was undone")
 		}
-		if step == 3 {
+		if step == 4 {
 			// 00010 undone: metrics name their run by id again.
 			require.True(t, column(t, tdb, "run_metrics", "run_id"), "run_metrics.run_id missing after 00010 was undone")
 			require.False(t, column(t, tdb, "run_metrics", "task_id"), "run_metrics.task_id left after 00010 was undone")
 		}
-		if step == 4 {
+		if step == 5 {
 			// 00009 undone: the schedules stay, without their skipped ticks.
 			require.True(t, relation(t, tdb, "schedules"), "schedules gone with the newest migration")
 			require.False(t, column(t, tdb, "schedules", "skipped_ticks"), "skipped_ticks left after its migration was undone")

@@ -88,6 +88,9 @@ type server struct {
 	// schedules keeps the River client's periodic jobs in step with the
 	// schedules; nil unless the process works tasks.
 	schedules *schedule.Syncer
+	// callbackSecrets are the tenants' callback signing secrets, shared by
+	// the API and the workers; nil without CALLBACK_SECRET.
+	callbackSecrets *jobs.CallbackSecrets
 	// serveErr receives the error an HTTP server stops with.
 	serveErr chan error
 }
@@ -135,6 +138,14 @@ func build(ctx context.Context, cfg *config.Config, logger *slog.Logger, r role)
 	})
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Callback.Secret != "" {
+		s.callbackSecrets, err = jobs.NewCallbackSecrets(jobs.CallbackSecretsConfig{
+			Master: []byte(cfg.Callback.Secret), DB: s.pool, Grace: cfg.Callback.RotationGrace,
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	if s.client, err = s.buildClient(artifacts, m); err != nil {
 		return nil, err
@@ -195,7 +206,7 @@ func (s *server) buildClient(artifacts *artifact.Service, m *metrics.Metrics) (*
 				return nil, fmt.Errorf("CALLBACK_DOMAIN_ALLOWLIST or CALLBACK_ALLOWED_PORTS: %w", err)
 			}
 			deps.Callback = &jobs.CallbackDeps{
-				Secret: []byte(cfg.Callback.Secret), Poster: fetch.New(cb), Task: task.CallbackTasks(s.pool, httpapi.CallbackBody(cfg.Limits.TaskMaxRuntime)),
+				Secret: []byte(cfg.Callback.Secret), Secrets: s.callbackSecrets, Poster: fetch.New(cb), Task: task.CallbackTasks(s.pool, httpapi.CallbackBody(cfg.Limits.TaskMaxRuntime)),
 				Timeout: cfg.Callback.Timeout, MaxAttempts: cfg.Callback.MaxAttempts, Logger: s.logger,
 			}
 		}
@@ -204,22 +215,25 @@ func (s *server) buildClient(artifacts *artifact.Service, m *metrics.Metrics) (*
 		}
 	}
 	client, err := jobs.NewClient(jobs.ClientConfig{
-		Pool:              s.pool,
-		Logger:            s.logger,
-		Work:              s.role.works(),
-		Queues:            cfg.Queues,
-		Concurrency:       cfg.WorkerConcurrency,
-		Tenants:           tenantQueues(cfg),
-		MaxRuntime:        cfg.Limits.TaskMaxRuntime,
-		RescueAfter:       cfg.RescueAfter,
-		FetchCooldown:     cfg.WorkerFetchCooldown,
-		FetchPoll:         cfg.WorkerFetchPoll,
-		Retention:         cfg.TaskRetention,
-		ArtifactRetention: cfg.ArtifactRetention,
-		RetentionInterval: cfg.RetentionInterval,
-		RunSweepInterval:  cfg.RunSweepInterval,
-		Deps:              deps,
-		Runs:              s.runs,
+		Pool:        s.pool,
+		Logger:      s.logger,
+		Work:        s.role.works(),
+		Queues:      cfg.Queues,
+		Concurrency: cfg.WorkerConcurrency,
+		Tenants:     tenantQueues(cfg),
+		// Each tenant's callback deliveries in a queue of their own.
+		CallbackConcurrency: cfg.Limits.CallbackTenantConcurrency,
+		CallbackTenants:     callbackQueues(cfg),
+		MaxRuntime:          cfg.Limits.TaskMaxRuntime,
+		RescueAfter:         cfg.RescueAfter,
+		FetchCooldown:       cfg.WorkerFetchCooldown,
+		FetchPoll:           cfg.WorkerFetchPoll,
+		Retention:           cfg.TaskRetention,
+		ArtifactRetention:   cfg.ArtifactRetention,
+		RetentionInterval:   cfg.RetentionInterval,
+		RunSweepInterval:    cfg.RunSweepInterval,
+		Deps:                deps,
+		Runs:                s.runs,
 	})
 	if err != nil {
 		return nil, err
@@ -279,6 +293,10 @@ func (s *server) buildAPI(store *artifact.Store, artifacts *artifact.Service, m 
 	if err != nil {
 		return err
 	}
+	var secrets httpapi.CallbackSecrets
+	if s.callbackSecrets != nil {
+		secrets = s.callbackSecrets
+	}
 	api, err := httpapi.New(httpapi.Config{
 		Tasks:     tasks,
 		Schedules: schedules,
@@ -288,15 +306,16 @@ func (s *server) buildAPI(store *artifact.Store, artifacts *artifact.Service, m 
 			{Name: "redis", Check: func(ctx context.Context) error { return cache.Ping(ctx, s.rdb) }},
 			{Name: "minio", Check: store.Ping},
 		},
-		APIKeys:        cfg.APIKeys,
-		Limiter:        cache.NewLimiter(s.rdb, cfg.RedisKeyPrefix),
-		Metrics:        m,
-		RiverUI:        ui,
-		Watcher:        s.watcher,
-		Limits:         cfg.Limits,
-		Callback:       cfg.Callback.Limits(),
-		RequestTimeout: config.DefaultRequestTimeout,
-		Logger:         s.logger,
+		APIKeys:         cfg.APIKeys,
+		Limiter:         cache.NewLimiter(s.rdb, cfg.RedisKeyPrefix),
+		Metrics:         m,
+		RiverUI:         ui,
+		Watcher:         s.watcher,
+		Limits:          cfg.Limits,
+		Callback:        cfg.Callback.Limits(),
+		CallbackSecrets: secrets,
+		RequestTimeout:  config.DefaultRequestTimeout,
+		Logger:          s.logger,
 	})
 	if err != nil {
 		return err
@@ -460,6 +479,17 @@ func tenantQueues(cfg *config.Config) map[string]int {
 	out := make(map[string]int)
 	for _, t := range cfg.Tenants() {
 		out[t] = cfg.Limits.MaxRunningFor(t)
+	}
+	return out
+}
+
+// callbackQueues are each tenant's cap on callback deliveries at once
+// (CALLBACK_TENANT_CONCURRENCY and its overrides): a working client serves
+// every tenant's own delivery queue, fair share or not.
+func callbackQueues(cfg *config.Config) map[string]int {
+	out := make(map[string]int)
+	for _, t := range cfg.Tenants() {
+		out[t] = cfg.Limits.CallbackConcurrencyFor(t)
 	}
 	return out
 }

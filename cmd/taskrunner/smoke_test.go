@@ -47,6 +47,7 @@ func TestSmokeScript(t *testing.T) {
 	require.Contains(t, string(out), "downloaded whole and by range")
 	require.Contains(t, string(out), "then was deleted")
 	require.Contains(t, string(out), "batch of 3 enqueued")
+	require.Contains(t, string(out), "callbacks off: GET /callbacks/secret is callbacks_disabled")
 	require.Contains(t, string(out), "429 rate_limit_exceeded, Retry-After")
 	require.Equal(t, 1, brave.Calls(), "the second search made no provider call")
 	require.False(t, strings.Contains(string(out)+server.Text(), searchtest.BraveKey), "the key leaked")

@@ -133,3 +133,48 @@ func (q *Queries) CallbackAttemptsForTask(ctx context.Context, db DBTX, taskID i
 	}
 	return items, nil
 }
+
+const callbackSecretGeneration = `-- name: CallbackSecretGeneration :one
+SELECT generation, previous_generation_until FROM callback_secret_generations WHERE owner = $1
+`
+
+type CallbackSecretGenerationRow struct {
+	Generation              int64
+	PreviousGenerationUntil *time.Time
+}
+
+// A tenant's signing secret generation; no row: generation 0.
+func (q *Queries) CallbackSecretGeneration(ctx context.Context, db DBTX, owner string) (CallbackSecretGenerationRow, error) {
+	row := db.QueryRow(ctx, callbackSecretGeneration, owner)
+	var i CallbackSecretGenerationRow
+	err := row.Scan(&i.Generation, &i.PreviousGenerationUntil)
+	return i, err
+}
+
+const callbackSecretRotate = `-- name: CallbackSecretRotate :one
+INSERT INTO callback_secret_generations AS g (owner, generation, previous_generation_until, rotated_at)
+VALUES ($1, 1, $2, now())
+ON CONFLICT (owner) DO UPDATE
+SET generation = g.generation + 1, previous_generation_until = EXCLUDED.previous_generation_until, rotated_at = now()
+RETURNING generation, previous_generation_until
+`
+
+type CallbackSecretRotateParams struct {
+	Owner         string
+	PreviousUntil *time.Time
+}
+
+type CallbackSecretRotateRow struct {
+	Generation              int64
+	PreviousGenerationUntil *time.Time
+}
+
+// Starts a rotation: the next generation, the previous one signing too
+// until @previous_until. The upsert locks the tenant's row, so concurrent
+// rotations each step once, one after the other.
+func (q *Queries) CallbackSecretRotate(ctx context.Context, db DBTX, arg CallbackSecretRotateParams) (CallbackSecretRotateRow, error) {
+	row := db.QueryRow(ctx, callbackSecretRotate, arg.Owner, arg.PreviousUntil)
+	var i CallbackSecretRotateRow
+	err := row.Scan(&i.Generation, &i.PreviousGenerationUntil)
+	return i, err
+}

@@ -90,6 +90,13 @@ type CallbackAttempt struct {
 	At         time.Time
 }
 
+type CallbackSecretGeneration struct {
+	Owner                   string
+	Generation              int64
+	PreviousGenerationUntil *time.Time
+	RotatedAt               time.Time
+}
+
 type RiverJob struct {
 	ID           int64
 	State        RiverJobState
