@@ -39,6 +39,13 @@ const (
 	CodeScheduleExists = "schedule_exists"
 	// CodeTooManySchedules: the tenant has its maximum of schedules.
 	CodeTooManySchedules = "too_many_schedules"
+	// CodeScheduleRateExceeded: with the schedule created or resumed, the
+	// tenant's active schedules would tick more often a minute than its
+	// tasks_per_minute.
+	CodeScheduleRateExceeded = "schedule_rate_exceeded"
+	// CodeScheduleTaskTooLarge: a schedule's task is over
+	// SCHEDULE_MAX_TASK_BYTES as stored.
+	CodeScheduleTaskTooLarge = "schedule_task_too_large"
 
 	// Refusals of an artifact.
 

@@ -274,7 +274,7 @@ func (s *server) buildAPI(store *artifact.Store, artifacts *artifact.Service, m 
 	if err != nil {
 		return err
 	}
-	schedules, err := schedule.NewService(s.pool, tasks, s.logger)
+	schedules, err := schedule.NewService(s.pool, tasks, cfg.Limits, s.logger)
 	if err != nil {
 		return err
 	}
