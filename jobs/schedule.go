@@ -26,10 +26,11 @@ func (ScheduleTickArgs) Kind() string { return "taskrunner_schedule_tick" }
 // be enqueued within them is dropped.
 const ScheduleTickMaxAttempts = 5
 
-// InsertOpts makes ticks unique by their args, in the default queue, which
-// every process works.
+// InsertOpts makes ticks unique by their args, in the internal queue,
+// which every working process works. (Ticks queued in the default queue
+// by an earlier version are worked there.)
 func (ScheduleTickArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{MaxAttempts: ScheduleTickMaxAttempts, Queue: river.QueueDefault, UniqueOpts: river.UniqueOpts{ByArgs: true}}
+	return river.InsertOpts{MaxAttempts: ScheduleTickMaxAttempts, Queue: InternalQueue, UniqueOpts: river.UniqueOpts{ByArgs: true}}
 }
 
 // ScheduleFirer enqueues the task of a schedule's tick, and completes the

@@ -41,6 +41,9 @@ func BaseQueue(riverQueue string) string {
 // refuses a tenant's queue name it cannot take.
 func validateTenantQueues(queues []string, tenants map[string]int) error {
 	for _, q := range queues {
+		if q == InternalQueue {
+			return fmt.Errorf("river client: queue %q is taskrunner's own (QUEUES)", q)
+		}
 		if strings.Contains(q, tenantSeparator) {
 			return fmt.Errorf("river client: queue %q contains %q, which names tenants' queues (QUEUES)", q, tenantSeparator)
 		}
@@ -57,12 +60,13 @@ func validateTenantQueues(queues []string, tenants map[string]int) error {
 }
 
 // queueConfigs are the queues a working client serves, each with its
-// MaxWorkers: every queue of cfg at cfg.Concurrency (tasks without a
-// tenant, and the retention job), and for every tenant its own queue per
-// queue at min(cfg.Concurrency, its max running), or cfg.Concurrency when
-// it has no cap.
+// MaxWorkers: the internal queue (taskrunner's own jobs) and every queue
+// of cfg at cfg.Concurrency, and for every tenant its own queue per queue
+// at min(cfg.Concurrency, its max running), or cfg.Concurrency when it has
+// no cap.
 func queueConfigs(cfg ClientConfig) map[string]int {
-	out := make(map[string]int, len(cfg.Queues)*(1+len(cfg.Tenants)))
+	out := make(map[string]int, 1+len(cfg.Queues)*(1+len(cfg.Tenants)))
+	out[InternalQueue] = cfg.Concurrency
 	for _, q := range cfg.Queues {
 		out[q] = cfg.Concurrency
 		for tenant, maxRunning := range cfg.Tenants {

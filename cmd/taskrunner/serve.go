@@ -214,6 +214,7 @@ func (s *server) buildClient(artifacts *artifact.Service, m *metrics.Metrics) (*
 		FetchCooldown:     cfg.WorkerFetchCooldown,
 		FetchPoll:         cfg.WorkerFetchPoll,
 		Retention:         cfg.TaskRetention,
+		InternalRetention: cfg.Limits.InternalJobRetention,
 		ArtifactRetention: cfg.ArtifactRetention,
 		RetentionInterval: cfg.RetentionInterval,
 		RunSweepInterval:  cfg.RunSweepInterval,
