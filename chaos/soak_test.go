@@ -68,7 +68,7 @@ func TestScheduleSoak(t *testing.T) {
 	pool := s.pool()
 	heavyKey, quietKey := "k"+randomHex(12), "k"+randomHex(12)
 	env := s.env(map[string]string{
-		"API_KEYS":               "heavy:" + heavyKey + ",quiet:" + quietKey,
+		"API_KEYS": "heavy:" + heavyKey + ",quiet:" + quietKey,
 		// quiet submits soakEchoes over the soak, above the default 30 a
 		// minute.
 		"TENANT_LIMITS":          "heavy:tasks_per_minute=60000,quiet:tasks_per_minute=600",

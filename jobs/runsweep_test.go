@@ -310,3 +310,33 @@ func TestInternalRetentionJobRunsPeriodically(t *testing.T) {
 	require.Equal(t, 0, count("starts_with(kind, 'taskrunner_') AND queue = 'default' AND kind <> 'taskrunner_callback'"),
 		"taskrunner's own periodic jobs run in the internal queue")
 }
+
+// A backlog of ticks in the internal queue (the database fell behind a
+// tenant's schedules) does not hold up the internal retention job: ticks
+// come after taskrunner's maintenance jobs, so the finished jobs are
+// deleted while most of the backlog still waits.
+func TestInternalRetentionJumpsATickBacklog(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tdb := testenv.NewDB(t)
+	const backlog = 4000
+	opts := jobs.ScheduleTickArgs{}.InsertOpts()
+	_, err := tdb.Pool.Exec(ctx, `
+		INSERT INTO river_job (args, kind, max_attempts, queue, priority, state, scheduled_at)
+		SELECT jsonb_build_object('owner', 'nobody', 'name', 'gone', 'tick', now() - g * interval '1 s'), $1, 1, $2, $3, 'available',
+		       now() - interval '1 minute'
+		FROM generate_series(1, $4::int) g`, jobs.ScheduleTickArgs{}.Kind(), opts.Queue, opts.Priority, backlog)
+	require.NoError(t, err)
+	_, err = tdb.Pool.Exec(ctx, `INSERT INTO river_job (args, kind, max_attempts, queue, state, finalized_at)
+		SELECT '{}', $1, 1, $2, 'completed', now() - interval '1 hour' FROM generate_series(1, 10)`, jobs.ScheduleTickArgs{}.Kind(), opts.Queue)
+	require.NoError(t, err)
+	startWorking(t, tdb, jobs.ClientConfig{InternalRetention: time.Minute})
+	var untried int
+	require.Eventually(t, func() bool {
+		var finished int
+		require.NoError(t, tdb.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 'completed'), count(*) FILTER (WHERE attempt = 0)
+			FROM river_job WHERE kind = $1`, jobs.ScheduleTickArgs{}.Kind()).Scan(&finished, &untried))
+		return finished == 0
+	}, 60*time.Second, 20*time.Millisecond, "the finished ticks were not deleted")
+	require.Greater(t, untried, backlog/2, "the retention job waited behind the backlog of ticks")
+}
