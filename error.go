@@ -45,6 +45,13 @@ const (
 	// CodeCallbacksDisabled: callbacks are off on this server (no
 	// CALLBACK_SECRET), so there is no callback secret to read or rotate.
 	CodeCallbacksDisabled = "callbacks_disabled"
+	// CodeScheduleRateExceeded: with the schedule created or resumed, the
+	// tenant's active schedules would tick more often a minute than its
+	// tasks_per_minute.
+	CodeScheduleRateExceeded = "schedule_rate_exceeded"
+	// CodeScheduleTaskTooLarge: a schedule's task is over
+	// SCHEDULE_MAX_TASK_BYTES as stored.
+	CodeScheduleTaskTooLarge = "schedule_task_too_large"
 
 	// Refusals of an artifact.
 

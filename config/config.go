@@ -46,6 +46,7 @@ const (
 	DefaultSearchSourceTimeout  = 10 * time.Second
 	DefaultRedisKeyPrefix       = "taskrunner:"
 	DefaultTaskRetention        = 7 * 24 * time.Hour
+	DefaultInternalJobRetention = time.Hour // taskrunner's own finished jobs (INTERNAL_JOB_RETENTION)
 	DefaultArtifactRetention    = 30 * 24 * time.Hour
 	DefaultRetentionInterval    = time.Hour
 	DefaultRunSweepInterval     = time.Minute
@@ -55,6 +56,7 @@ const (
 	DefaultShutdownGrace        = 30 * time.Second
 	DefaultRescueMarginOverCap  = 60 * time.Second
 	DefaultMaxRequestBodyBytes  = 1 << 20
+	DefaultScheduleMaxTaskBytes = 64 << 10 // a schedule's stored task, read at every tick
 	DefaultDBMaxConns           = 40
 	DefaultRequestTimeout       = 60 * time.Second
 	DefaultHTTPReadTimeout      = 30 * time.Second
@@ -307,6 +309,13 @@ type Limits struct {
 	FetchAllowPrivateNetworks bool
 	MaxBatchSize              int   // MAX_BATCH_SIZE
 	MaxRequestBodyBytes       int64 // MAX_REQUEST_BODY_BYTES
+	// ScheduleMaxTaskBytes bounds a schedule's task as stored
+	// (SCHEDULE_MAX_TASK_BYTES).
+	ScheduleMaxTaskBytes int
+	// InternalJobRetention is how long taskrunner's own jobs (schedule
+	// ticks, callback deliveries, retention and sweeps) stay in river_job
+	// once finished (INTERNAL_JOB_RETENTION); tasks stay TASK_RETENTION.
+	InternalJobRetention time.Duration
 	// HTTPReadTimeout is how long a request's headers and body may take to
 	// arrive (HTTP_READ_TIMEOUT_SECONDS); a stalled body fails after it.
 	// Long polls and event streams, which send no body, are not bound by it.
@@ -416,6 +425,8 @@ func Load(getenv func(string) string) (*Config, error) {
 			FetchDomainAllowlist:      r.list("FETCH_DOMAIN_ALLOWLIST", DefaultFetchDomainAllow),
 			MaxBatchSize:              r.positiveInt("MAX_BATCH_SIZE", DefaultMaxBatchSize),
 			MaxRequestBodyBytes:       int64(r.positiveInt("MAX_REQUEST_BODY_BYTES", DefaultMaxRequestBodyBytes)),
+			ScheduleMaxTaskBytes:      r.positiveInt("SCHEDULE_MAX_TASK_BYTES", DefaultScheduleMaxTaskBytes),
+			InternalJobRetention:      r.duration("INTERNAL_JOB_RETENTION", DefaultInternalJobRetention),
 			FetchAllowedPorts:         r.ports("FETCH_ALLOWED_PORTS"),
 			FetchAllowPrivateNetworks: r.boolean("FETCH_ALLOW_PRIVATE_NETWORKS", false),
 			HTTPReadTimeout:           r.seconds("HTTP_READ_TIMEOUT_SECONDS", DefaultHTTPReadTimeout),
@@ -792,6 +803,8 @@ func (l Limits) MarshalJSON() ([]byte, error) {
 		FetchDomainAllowlist  []string `json:"fetch_domain_allowlist"`
 		MaxBatchSize          int      `json:"max_batch_size"`
 		MaxRequestBodyBytes   int64    `json:"max_request_body_bytes"`
+		ScheduleMaxTaskBytes  int      `json:"schedule_max_task_bytes"`
+		InternalJobRetention  float64  `json:"internal_job_retention_seconds"`
 		FetchAllowedPorts     []int    `json:"fetch_allowed_ports"`
 		HTTPReadTimeout       float64  `json:"http_read_timeout_seconds"`
 		MaxConcurrentUploads  int      `json:"max_concurrent_uploads"`
@@ -804,7 +817,8 @@ func (l Limits) MarshalJSON() ([]byte, error) {
 		TenantMaxWaiters      int      `json:"tenant_max_waiters"`
 	}{
 		l.TaskMaxRuntime.Seconds(), l.TaskMaxArtifactMB, l.TaskMaxArtifacts, l.TasksPerMinute, l.SearchSourceAllowlist,
-		l.FetchDomainAllowlist, l.MaxBatchSize, l.MaxRequestBodyBytes, append([]int{80, 443}, l.FetchAllowedPorts...),
+		l.FetchDomainAllowlist, l.MaxBatchSize, l.MaxRequestBodyBytes, l.ScheduleMaxTaskBytes, l.InternalJobRetention.Seconds(),
+		append([]int{80, 443}, l.FetchAllowedPorts...),
 		l.HTTPReadTimeout.Seconds(), l.MaxConcurrentUploads, l.TenantMaxUploads, l.UploadIdleTimeout.Seconds(),
 		l.TenantMaxRunning, l.CallbackTenantConcurrency, l.ArtifactMBPerMinute, ArtifactUploadMinCostKiB, l.TenantMaxWaiters,
 	})

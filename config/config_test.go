@@ -119,6 +119,8 @@ func TestOverrides(t *testing.T) {
 		"LOG_FORMAT":                "TEXT",
 		"HTTP_READ_TIMEOUT_SECONDS": "1.5",
 		"MAX_CONCURRENT_UPLOADS":    "3",
+		"SCHEDULE_MAX_TASK_BYTES":   "1024",
+		"INTERNAL_JOB_RETENTION":    "30s",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, "postgresql://api:api@postgres:5432/api", c.DatabaseURL, "the SQLAlchemy form of the URL is accepted")
@@ -131,6 +133,8 @@ func TestOverrides(t *testing.T) {
 	require.Equal(t, "text", c.LogFormat)
 	require.Equal(t, 1500*time.Millisecond, c.Limits.HTTPReadTimeout)
 	require.Equal(t, 3, c.Limits.MaxConcurrentUploads)
+	require.Equal(t, 1024, c.Limits.ScheduleMaxTaskBytes)
+	require.Equal(t, 30*time.Second, c.Limits.InternalJobRetention)
 }
 
 func TestBadValuesNameTheVariable(t *testing.T) {
@@ -148,6 +152,8 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		"QUEUES":                      "slow",
 		"HTTP_READ_TIMEOUT_SECONDS":   "0",
 		"MAX_CONCURRENT_UPLOADS":      "0",
+		"SCHEDULE_MAX_TASK_BYTES":     "0",
+		"INTERNAL_JOB_RETENTION":      "-1h",
 		"TENANT_MAX_RUNNING":          "-1",
 		"ARTIFACT_MB_PER_MINUTE":      "10", // under the 25 MB artifact cap
 		"TENANT_MAX_WAITERS":          "0",
@@ -185,7 +191,7 @@ func TestLimitsJSON(t *testing.T) {
 	require.NoError(t, err)
 	require.JSONEq(t, `{"task_max_runtime_seconds":600,"task_max_artifact_mb":25,"task_max_artifacts":1000,"tasks_per_minute":30,
 		"search_source_allowlist":["brave"],"fetch_domain_allowlist":["*"],"max_batch_size":50,
-		"max_request_body_bytes":1048576,"fetch_allowed_ports":[80,443],"http_read_timeout_seconds":30,
+		"max_request_body_bytes":1048576,"schedule_max_task_bytes":65536,"internal_job_retention_seconds":3600,"fetch_allowed_ports":[80,443],"http_read_timeout_seconds":30,
 		"max_concurrent_uploads":16,"tenant_max_uploads":4,"upload_idle_timeout_seconds":10,"tenant_max_running":0,
 		"callback_tenant_concurrency":10,"artifact_mb_per_minute":1024,"artifact_upload_min_cost_kib":64,"tenant_max_waiters":250}`, string(b))
 }

@@ -318,3 +318,63 @@ func TestMigrationCallbackQueue(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "callbacks-tenant-alice", finish(named), "up again")
 }
+
+// Migration 00015: the job that deletes taskrunner's own finished jobs
+// after INTERNAL_JOB_RETENTION reads a partial index of them alone, so it
+// never steps over the finished tasks River keeps for days; the delete
+// leaves tasks, unfinished internal jobs and recent ones alone. Undone,
+// the index is gone.
+func TestInternalJobsFinalizedIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tdb, m := migratedDB(t)
+	// 20,000 finished tasks, and 1,000 finished internal jobs, half of them
+	// two hours old; plus a running internal job finalized_at cannot
+	// describe and an old discarded tick.
+	_, err := tdb.Pool.Exec(ctx, `
+		INSERT INTO river_job (args, kind, max_attempts, queue, state, finalized_at)
+		SELECT '{}', 'echo', 1, 'default', 'completed', now() - g * interval '1 s' FROM generate_series(1, 20000) g;
+		INSERT INTO river_job (args, kind, max_attempts, queue, state, finalized_at)
+		SELECT '{}', 'taskrunner_schedule_tick', 1, 'taskrunner_internal', 'completed',
+		       now() - CASE WHEN g % 2 = 0 THEN interval '2 h' ELSE interval '1 s' END
+		FROM generate_series(1, 1000) g;
+		INSERT INTO river_job (args, kind, max_attempts, queue, state, attempted_at)
+		VALUES ('{}', 'taskrunner_callback', 1, 'taskrunner_internal', 'running', now() - interval '3 h');
+		INSERT INTO river_job (args, kind, max_attempts, queue, state, finalized_at)
+		VALUES ('{}', 'taskrunner_schedule_tick', 1, 'taskrunner_internal', 'discarded', now() - interval '3 h');
+		ANALYZE river_job`)
+	require.NoError(t, err)
+	rows, err := tdb.Pool.Query(ctx, `EXPLAIN (COSTS OFF) SELECT j.id FROM river_job j
+		WHERE starts_with(j.kind, 'taskrunner_') AND j.finalized_at IS NOT NULL
+		  AND j.finalized_at < now() - make_interval(secs => 3600) AND j.state IN ('completed', 'cancelled', 'discarded')
+		ORDER BY j.finalized_at LIMIT 100`)
+	require.NoError(t, err)
+	plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Contains(t, strings.Join(plan, "\n"), "taskrunner_river_job_internal_finalized_idx", "plan: %s", strings.Join(plan, "\n"))
+
+	count := func(where string) int {
+		t.Helper()
+		var n int
+		require.NoError(t, tdb.Pool.QueryRow(ctx, "SELECT count(*) FROM river_job WHERE "+where).Scan(&n))
+		return n
+	}
+	deleted := int64(0)
+	for {
+		n, err := db.DeleteFinishedInternalJobs(ctx, tdb.Pool, time.Hour, 200)
+		require.NoError(t, err)
+		deleted += n
+		if n < 200 {
+			break
+		}
+	}
+	require.EqualValues(t, 501, deleted, "the 500 old completed ticks and the old discarded one")
+	require.Equal(t, 20000, count("kind = 'echo'"), "tasks stay TASK_RETENTION")
+	require.Equal(t, 500, count("kind = 'taskrunner_schedule_tick'"), "recent ticks stay")
+	require.Equal(t, 1, count("kind = 'taskrunner_callback'"), "an unfinished internal job stays")
+
+	downTo(t, m, 15)
+	var n int
+	require.NoError(t, tdb.Pool.QueryRow(ctx, "SELECT count(*) FROM pg_indexes WHERE indexname = 'taskrunner_river_job_internal_finalized_idx'").Scan(&n))
+	require.Zero(t, n, "the index is gone with 00015 undone")
+}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/db/dbsqlc"
 )
@@ -64,13 +66,29 @@ func InsertSchedule(ctx context.Context, ex Executor, s *taskrunner.Schedule) (*
 	return &out, nil
 }
 
-// CountSchedules is how many schedules owner has.
-func CountSchedules(ctx context.Context, ex Executor, owner string) (int, error) {
-	n, err := queries.ScheduleCount(ctx, ex, owner)
-	if err != nil {
-		return 0, fmt.Errorf("count schedules of %s: %w", owner, err)
+// LockOwnerSchedules holds owner's schedules still until tx ends: every
+// create and resume takes it before it counts the owner's schedules and
+// sums their ticks, so that parallel ones are counted one after another.
+func LockOwnerSchedules(ctx context.Context, tx pgx.Tx, owner string) error {
+	if err := queries.ScheduleLockOwner(ctx, tx, owner); err != nil {
+		return fmt.Errorf("lock schedules of %s: %w", owner, err)
 	}
-	return int(n), nil
+	return nil
+}
+
+// OwnerScheduleTimings returns every schedule of owner, paused or not,
+// with its timing and whether it is paused, but without its task.
+func OwnerScheduleTimings(ctx context.Context, ex Executor, owner string) ([]taskrunner.Schedule, error) {
+	rows, err := queries.ScheduleOwnerTimings(ctx, ex, owner)
+	if err != nil {
+		return nil, fmt.Errorf("schedules of %s: %w", owner, err)
+	}
+	out := make([]taskrunner.Schedule, len(rows))
+	for i, r := range rows {
+		out[i] = scheduleFromRow(dbsqlc.Schedule{Owner: owner, Name: r.Name, Cron: r.Cron, EverySeconds: r.EverySeconds,
+			TimeZone: r.TimeZone, Paused: r.Paused})
+	}
+	return out, nil
 }
 
 // GetSchedule returns owner's schedule name, or ErrNotFound.
@@ -102,13 +120,20 @@ func ListSchedules(ctx context.Context, ex Executor, f ScheduleFilter) ([]taskru
 	return schedulesFromRows(rows), nil
 }
 
-// ActiveSchedules returns every schedule that is not paused.
-func ActiveSchedules(ctx context.Context, ex Executor) ([]taskrunner.Schedule, error) {
-	rows, err := queries.ScheduleActive(ctx, ex)
+// ActiveScheduleTimings returns every schedule that is not paused, with
+// what its ticks are made from (owner, name, cron or every, time zone,
+// missed policy, active since) and nothing else: no task.
+func ActiveScheduleTimings(ctx context.Context, ex Executor) ([]taskrunner.Schedule, error) {
+	rows, err := queries.ScheduleActiveTimings(ctx, ex)
 	if err != nil {
 		return nil, fmt.Errorf("active schedules: %w", err)
 	}
-	return schedulesFromRows(rows), nil
+	out := make([]taskrunner.Schedule, len(rows))
+	for i, r := range rows {
+		out[i] = scheduleFromRow(dbsqlc.Schedule{Owner: r.Owner, Name: r.Name, Cron: r.Cron, EverySeconds: r.EverySeconds,
+			TimeZone: r.TimeZone, Missed: r.Missed, ActiveSince: r.ActiveSince})
+	}
+	return out, nil
 }
 
 // SetSchedulePaused pauses or resumes owner's schedule name and returns

@@ -18,7 +18,8 @@ func taskFromRow(r dbsqlc.Task) taskrunner.Task {
 	}
 }
 
-// GetTask returns the task with id, or ErrNotFound.
+// GetTask returns the task with id, or ErrNotFound; one of taskrunner's own
+// jobs (schedule ticks, callback deliveries) is not a task, and not found.
 func GetTask(ctx context.Context, ex Executor, id int64) (*taskrunner.Task, error) {
 	row, err := queries.TaskGet(ctx, ex, id)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/artifact"
+	"github.com/taskrunner/taskrunner/config"
 	"github.com/taskrunner/taskrunner/jobs"
 	"github.com/taskrunner/taskrunner/schedule"
 	"github.com/taskrunner/taskrunner/storable"
@@ -141,7 +142,7 @@ func FuzzScheduleRequest(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	tasks, pool := offlineTaskService(f, 600*time.Second)
-	svc, err := schedule.NewService(pool, tasks, nil)
+	svc, err := schedule.NewService(pool, tasks, config.Limits{}, nil)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -154,6 +155,9 @@ func FuzzScheduleRequest(f *testing.F) {
 			if err == nil {
 				if !schedule.ValidName(req.Name) || timing.Next(time.Now()).IsZero() {
 					t.Fatalf("accepted %+v, which never ticks or has a bad name", req)
+				}
+				if r := timing.TicksPerMinute(); !(r > 0 && r <= 60) {
+					t.Fatalf("accepted %+v, ticking %v times a minute", req, r)
 				}
 				if p := storable.Check(body); p != nil {
 					t.Fatalf("accepted a body holding what cannot be stored: %+v", p)

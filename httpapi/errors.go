@@ -37,6 +37,8 @@ var codeStatus = map[string]int{
 	taskrunner.CodeScheduleExists:       http.StatusConflict,
 	taskrunner.CodeTooManySchedules:     http.StatusConflict,
 	taskrunner.CodeCallbacksDisabled:    http.StatusNotFound,
+	taskrunner.CodeScheduleRateExceeded: http.StatusConflict,
+	taskrunner.CodeScheduleTaskTooLarge: http.StatusRequestEntityTooLarge,
 
 	taskrunner.CodeArtifactInvalid:      http.StatusBadRequest,
 	taskrunner.CodeArtifactSizeExceeded: http.StatusRequestEntityTooLarge,

@@ -105,10 +105,13 @@ func (s *Server) createSchedule(w http.ResponseWriter, r *http.Request) error {
 }
 
 type scheduleListBody struct {
-	Schedules  []scheduleView `json:"schedules"`
-	NextCursor *string        `json:"next_cursor"`
+	Schedules  []json.RawMessage `json:"schedules"` // each an encoded scheduleView
+	NextCursor *string           `json:"next_cursor"`
 }
 
+// A page of GET /schedules is capped in bytes as a page of GET /tasks is
+// (maxListBytes): once its schedules' encoding passes the cap, the page
+// ends with a next_cursor, however many the limit allowed.
 func (s *Server) listSchedules(w http.ResponseWriter, r *http.Request) error {
 	svc, err := s.schedulesOrError()
 	if err != nil {
@@ -123,13 +126,19 @@ func (s *Server) listSchedules(w http.ResponseWriter, r *http.Request) error {
 		}
 		lq.Limit = n
 	}
-	page, next, err := svc.List(r.Context(), lq)
+	body := scheduleListBody{Schedules: []json.RawMessage{}}
+	size := 0
+	next, err := svc.List(r.Context(), lq, func(d *schedule.Detail) (bool, error) {
+		enc, err := json.Marshal(scheduleViewOf(d))
+		if err != nil {
+			return false, err
+		}
+		body.Schedules = append(body.Schedules, enc)
+		size += len(enc)
+		return size < maxListBytes, nil
+	})
 	if err != nil {
 		return err
-	}
-	body := scheduleListBody{Schedules: make([]scheduleView, len(page))}
-	for i := range page {
-		body.Schedules[i] = scheduleViewOf(&page[i])
 	}
 	if next != "" {
 		body.NextCursor = &next

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskrunner/taskrunner/config"
@@ -164,4 +165,22 @@ func TestScheduleTicksFireWhenTheLimiterIsDown(t *testing.T) {
 	text := metricsOf(t, m)
 	require.Contains(t, text, "taskrunner_rate_limiter_unavailable_total 3")
 	require.Contains(t, text, `taskrunner_tasks_enqueued_total{tenant="local",type="echo"} 3`)
+}
+
+// Ticks go to the internal queue; a tick queued in the default queue (by
+// an earlier version, at an upgrade) is still worked there.
+func TestScheduleTicksQueuedInDefaultAreWorked(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, jobs.InternalQueue, jobs.ScheduleTickArgs{}.InsertOpts().Queue)
+	b := setup(t, setupOpts{work: true})
+	r := b.do(t, http.MethodPost, "/schedules", yearly("report"))
+	require.Equal(t, http.StatusCreated, r.status, "body: %s", r.raw)
+	tick := time.Now().Add(time.Hour).Truncate(time.Second).UTC()
+	res, err := b.client.Insert(context.Background(), jobs.ScheduleTickArgs{Owner: "local", Name: "report", Tick: tick},
+		&river.InsertOpts{Queue: river.QueueDefault})
+	require.NoError(t, err)
+	require.Equal(t, river.QueueDefault, res.Job.Queue)
+	require.Eventually(t, func() bool {
+		return len(b.do(t, http.MethodGet, "/schedules/report", nil).schedule(t).LastTaskIDs) == 1
+	}, 20*time.Second, 20*time.Millisecond, "the tick in the default queue fired")
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/client"
+	"github.com/taskrunner/taskrunner/config"
 )
 
 func (r response) schedule(t *testing.T) client.Schedule {
@@ -218,7 +219,8 @@ func TestScheduleTenants(t *testing.T) {
 // enqueues nothing.
 func TestScheduleFires(t *testing.T) {
 	t.Parallel()
-	b := setup(t, setupOpts{work: true, apiKeys: tenantKeys})
+	// 60 tasks a minute allow an every-second schedule's ticks.
+	b := setup(t, setupOpts{work: true, apiKeys: tenantKeys, tenantLimits: map[string]config.TenantLimits{"alice": {TasksPerMinute: 60}}})
 	r := b.doAs(t, aliceKey, http.MethodPost, "/schedules", map[string]any{"name": "tick", "every": "1s", "task": echoTask})
 	require.Equal(t, http.StatusCreated, r.status, "body: %s", r.raw)
 

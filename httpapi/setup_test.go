@@ -171,7 +171,8 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	limits := config.Limits{TaskMaxRuntime: testMaxRuntime, MaxBatchSize: 50, MaxRequestBodyBytes: config.DefaultMaxRequestBodyBytes,
 		HTTPReadTimeout: readTimeout, MaxConcurrentUploads: cmp.Or(opts.maxUploads, config.DefaultMaxConcurrentUploads),
 		TasksPerMinute: opts.perMinute, ArtifactMBPerMinute: opts.artifactMBPerMinute, TenantMaxWaiters: opts.tenantMaxWaiters,
-		TenantMaxUploads: opts.tenantMaxUploads, UploadIdleTimeout: opts.uploadIdleTimeout, Tenants: opts.tenantLimits}
+		TenantMaxUploads: opts.tenantMaxUploads, UploadIdleTimeout: opts.uploadIdleTimeout, Tenants: opts.tenantLimits,
+		ScheduleMaxTaskBytes: config.DefaultScheduleMaxTaskBytes, InternalJobRetention: config.DefaultInternalJobRetention}
 	// The API and the schedules' ticks share the limiter, as in a process.
 	limiter := newLimiter(t, opts)
 	var runs *jobs.RunRecorder
@@ -213,7 +214,7 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	taskCfg.Client = client
 	tasks, err := task.NewService(taskCfg)
 	require.NoError(t, err)
-	schedules, err := schedule.NewService(tdb.Pool, tasks, logger)
+	schedules, err := schedule.NewService(tdb.Pool, tasks, limits, logger)
 	require.NoError(t, err)
 	if opts.work {
 		// As every working process does: the client's periodic jobs follow

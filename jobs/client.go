@@ -87,6 +87,9 @@ type ClientConfig struct {
 	// Retention is how long finished tasks stay in river_job;
 	// DefaultRetention when 0.
 	Retention time.Duration
+	// InternalRetention is how long taskrunner's own finished jobs
+	// (IsInternal) stay in river_job; DefaultInternalRetention when 0.
+	InternalRetention time.Duration
 	// ArtifactRetention is how long runs and artifacts stay; 0 keeps them.
 	// Checked every RetentionInterval (DefaultRetentionInterval when 0) by
 	// a periodic job.
@@ -115,6 +118,7 @@ func (cfg ClientConfig) withDefaults() ClientConfig {
 	cfg.MaxRuntime = cmp.Or(cfg.MaxRuntime, DefaultMaxRuntime)
 	cfg.RescueAfter = cmp.Or(cfg.RescueAfter, cfg.MaxRuntime+DefaultRescueMargin)
 	cfg.Retention = cmp.Or(cfg.Retention, DefaultRetention)
+	cfg.InternalRetention = cmp.Or(cfg.InternalRetention, DefaultInternalRetention)
 	cfg.RetentionInterval = cmp.Or(cfg.RetentionInterval, DefaultRetentionInterval)
 	cfg.RunSweepInterval = cmp.Or(cfg.RunSweepInterval, DefaultRunSweepInterval)
 	return cfg
@@ -137,6 +141,8 @@ func (cfg ClientConfig) validate() error {
 		return fmt.Errorf("river client: RescueAfter (%s) must be longer than MaxRuntime (%s), or running tasks are rescued", cfg.RescueAfter, cfg.MaxRuntime)
 	case cfg.RunSweepInterval < 0:
 		return fmt.Errorf("river client: RunSweepInterval must not be negative, got %s", cfg.RunSweepInterval)
+	case cfg.InternalRetention < 0:
+		return fmt.Errorf("river client: InternalRetention must not be negative, got %s", cfg.InternalRetention)
 	case cfg.ArtifactRetention < 0:
 		return fmt.Errorf("river client: ArtifactRetention must not be negative, got %s", cfg.ArtifactRetention)
 	}
@@ -195,7 +201,7 @@ func NewClient(cfg ClientConfig) (*river.Client[pgx.Tx], error) {
 			rc.Queues[q] = river.QueueConfig{MaxWorkers: n}
 		}
 		rc.Middleware = []rivertype.Middleware{&callbackCompleter{pool: cfg.Pool, logger: cfg.Logger}, cfg.Runs}
-		rc.PeriodicJobs = []*river.PeriodicJob{runSweepPeriodicJob(cfg.RunSweepInterval)}
+		rc.PeriodicJobs = []*river.PeriodicJob{runSweepPeriodicJob(cfg.RunSweepInterval), internalRetentionPeriodicJob(cfg.InternalRetention)}
 		if cfg.ArtifactRetention > 0 {
 			rc.PeriodicJobs = append(rc.PeriodicJobs, retentionPeriodicJob(cfg.ArtifactRetention, cfg.RetentionInterval))
 		}
@@ -213,6 +219,7 @@ func Workers(pool *pgxpool.Pool, d Deps) *river.Workers {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &RetentionWorker{pool: pool, artifacts: d.Artifacts})
 	river.AddWorker(workers, &RunSweepWorker{pool: pool})
+	river.AddWorker(workers, &InternalRetentionWorker{pool: pool})
 	river.AddWorker(workers, newCallbackWorker(pool, d.Callback))
 	river.AddWorker(workers, &scheduleTickWorker{firer: d.Schedules})
 	for _, t := range Types {

@@ -73,6 +73,6 @@ func (w *RetentionWorker) Work(ctx context.Context, job *river.Job[RetentionArgs
 // when the leader starts.
 func retentionPeriodicJob(retention, interval time.Duration) *river.PeriodicJob {
 	return river.NewPeriodicJob(river.PeriodicInterval(interval), func() (river.JobArgs, *river.InsertOpts) {
-		return RetentionArgs{RetentionSeconds: retention.Seconds()}, &river.InsertOpts{MaxAttempts: 3}
+		return RetentionArgs{RetentionSeconds: retention.Seconds()}, &river.InsertOpts{MaxAttempts: 3, Queue: InternalQueue}
 	}, &river.PeriodicJobOpts{RunOnStart: true, ID: "taskrunner_retention"})
 }

@@ -165,12 +165,23 @@ func (m *RunRecorder) end(ctx context.Context, job *rivertype.JobRow, a *recorde
 	took := time.Since(a.started)
 	out := classify(ctx, job, workErr, took)
 	m.metrics.RunFinished(job.Kind, a.owner, out.status, took)
+	// taskrunner's own jobs (a schedule's tick, a callback delivery) leave
+	// a record only when an attempt fails: one a second per schedule would
+	// otherwise fill runs, and their success is logged at debug only. The
+	// run sweep leaves their completed jobs alone too.
+	quiet := out.err == nil && IsInternal(job.Kind)
+	if quiet {
+		out.level = slog.LevelDebug
+	}
 	if m.logger.Enabled(ctx, out.level) {
 		attrs := append(runAttrs(job, a.owner), slog.Float64("took_ms", ms(took)), slog.String("event", out.event))
 		if out.code != "" {
 			attrs = append(attrs, slog.String("error_code", out.code), slog.String("error", out.err.Error()))
 		}
 		m.logger.LogAttrs(ctx, out.level, out.message, attrs...)
+	}
+	if quiet {
+		return nil
 	}
 	if out.final && job.Attempt < job.MaxAttempts {
 		// River decides between a retry and a discard on this very row once

@@ -118,6 +118,6 @@ func SweepUnrecordedRuns(ctx context.Context, pool *pgxpool.Pool, since time.Tim
 // the leader starts.
 func runSweepPeriodicJob(interval time.Duration) *river.PeriodicJob {
 	return river.NewPeriodicJob(river.PeriodicInterval(interval), func() (river.JobArgs, *river.InsertOpts) {
-		return RunSweepArgs{}, &river.InsertOpts{MaxAttempts: 3}
+		return RunSweepArgs{}, &river.InsertOpts{MaxAttempts: 3, Queue: InternalQueue}
 	}, &river.PeriodicJobOpts{RunOnStart: true, ID: "taskrunner_run_sweep"})
 }

@@ -248,3 +248,95 @@ func startWorking(t *testing.T, tdb *testenv.DB, cfg jobs.ClientConfig) {
 		require.NoError(t, runs.Close(stopCtx))
 	})
 }
+
+// The sweep leaves alone taskrunner's own jobs that completed, which have
+// no record by design, and still fills in one whose attempt no worker
+// recorded and that did not complete (its worker died, and River's
+// rescuer discarded it).
+func TestRunSweepLeavesCompletedInternalJobsAlone(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tdb := testenv.NewDB(t)
+	internal := func(kind, state string) int64 {
+		t.Helper()
+		var id int64
+		require.NoError(t, tdb.Pool.QueryRow(ctx, `INSERT INTO river_job (kind, args, queue, max_attempts, state, attempt, attempted_at, attempted_by, finalized_at)
+			VALUES ($1, '{}', 'taskrunner_internal', 5, $2, 1, now(), '{w-a}', now()) RETURNING id`, kind, state).Scan(&id))
+		return id
+	}
+	tick := internal(jobs.ScheduleTickArgs{}.Kind(), "completed")
+	delivered := internal(jobs.CallbackArgs{}.Kind(), "completed")
+	lost := internal(jobs.CallbackArgs{}.Kind(), "discarded")
+	task, _ := sweepTask(t, tdb, "done", `state = 'completed', attempt = 1, attempted_at = now(), attempted_by = '{w-a}', finalized_at = now()`)
+
+	sw, err := jobs.SweepUnrecordedRuns(ctx, tdb.Pool, time.Now().Add(-time.Hour), 100, 10)
+	require.NoError(t, err)
+	require.Equal(t, jobs.RunSweep{Tasks: 2}, sw)
+	runs := runsByTask(t, tdb)
+	require.NotContains(t, runs, tick, "a completed tick is not abandoned")
+	require.NotContains(t, runs, delivered, "a completed delivery is not abandoned")
+	require.Len(t, runs[lost], 1)
+	require.Equal(t, db.RunAbandoned, runs[lost][0].Status)
+	require.Len(t, runs[task], 1, "a task completed without its record is filled in")
+}
+
+// The leader deletes taskrunner's own jobs once they have been finished
+// longer than InternalRetention, and leaves tasks (River keeps them
+// TASK_RETENTION) and unfinished internal jobs alone.
+func TestInternalRetentionJobRunsPeriodically(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tdb := testenv.NewDB(t)
+	_, err := tdb.Pool.Exec(ctx, `
+		INSERT INTO river_job (args, kind, max_attempts, queue, state, finalized_at)
+		SELECT '{}', k, 1, q, 'completed', now() - interval '1 hour'
+		FROM (VALUES ('echo', 'default'), ('taskrunner_schedule_tick', 'taskrunner_internal'), ('taskrunner_callback', 'default')) v (k, q),
+		     generate_series(1, 10);
+		INSERT INTO river_job (args, kind, max_attempts, queue, state, scheduled_at)
+		VALUES ('{}', 'taskrunner_callback', 1, 'elsewhere', 'scheduled', now() + interval '1 hour')`)
+	require.NoError(t, err)
+	startWorking(t, tdb, jobs.ClientConfig{InternalRetention: time.Minute})
+	count := func(where string) int {
+		t.Helper()
+		var n int
+		require.NoError(t, tdb.Pool.QueryRow(ctx, "SELECT count(*) FROM river_job WHERE "+where).Scan(&n))
+		return n
+	}
+	require.Eventually(t, func() bool {
+		return count("kind IN ('taskrunner_schedule_tick', 'taskrunner_callback') AND state = 'completed'") == 0
+	}, 30*time.Second, 50*time.Millisecond, "finished internal jobs past the retention stay")
+	require.Equal(t, 10, count("kind = 'echo'"), "tasks stay TASK_RETENTION")
+	require.Equal(t, 1, count("kind = 'taskrunner_callback' AND state = 'scheduled'"), "an unfinished internal job stays")
+	require.Equal(t, 0, count("starts_with(kind, 'taskrunner_') AND queue = 'default' AND kind <> 'taskrunner_callback'"),
+		"taskrunner's own periodic jobs run in the internal queue")
+}
+
+// A backlog of ticks in the internal queue (the database fell behind a
+// tenant's schedules) does not hold up the internal retention job: ticks
+// come after taskrunner's maintenance jobs, so the finished jobs are
+// deleted while most of the backlog still waits.
+func TestInternalRetentionJumpsATickBacklog(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tdb := testenv.NewDB(t)
+	const backlog = 4000
+	opts := jobs.ScheduleTickArgs{}.InsertOpts()
+	_, err := tdb.Pool.Exec(ctx, `
+		INSERT INTO river_job (args, kind, max_attempts, queue, priority, state, scheduled_at)
+		SELECT jsonb_build_object('owner', 'nobody', 'name', 'gone', 'tick', now() - g * interval '1 s'), $1, 1, $2, $3, 'available',
+		       now() - interval '1 minute'
+		FROM generate_series(1, $4::int) g`, jobs.ScheduleTickArgs{}.Kind(), opts.Queue, opts.Priority, backlog)
+	require.NoError(t, err)
+	_, err = tdb.Pool.Exec(ctx, `INSERT INTO river_job (args, kind, max_attempts, queue, state, finalized_at)
+		SELECT '{}', $1, 1, $2, 'completed', now() - interval '1 hour' FROM generate_series(1, 10)`, jobs.ScheduleTickArgs{}.Kind(), opts.Queue)
+	require.NoError(t, err)
+	startWorking(t, tdb, jobs.ClientConfig{InternalRetention: time.Minute})
+	var untried int
+	require.Eventually(t, func() bool {
+		var finished int
+		require.NoError(t, tdb.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 'completed'), count(*) FILTER (WHERE attempt = 0)
+			FROM river_job WHERE kind = $1`, jobs.ScheduleTickArgs{}.Kind()).Scan(&finished, &untried))
+		return finished == 0
+	}, 60*time.Second, 20*time.Millisecond, "the finished ticks were not deleted")
+	require.Greater(t, untried, backlog/2, "the retention job waited behind the backlog of ticks")
+}

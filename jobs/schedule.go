@@ -26,10 +26,18 @@ func (ScheduleTickArgs) Kind() string { return "taskrunner_schedule_tick" }
 // be enqueued within them is dropped.
 const ScheduleTickMaxAttempts = 5
 
-// InsertOpts makes ticks unique by their args, in the default queue, which
-// every process works.
+// ScheduleTickPriority is a tick job's River priority: after the internal
+// queue's other jobs (retention, the run sweep, at River's first priority),
+// so that a backlog of ticks, when the database falls behind them, never
+// holds up the job that deletes the finished ones.
+const ScheduleTickPriority = 2
+
+// InsertOpts makes ticks unique by their args, in the internal queue,
+// which every working process works, behind its maintenance jobs. (Ticks
+// queued in the default queue by an earlier version are worked there.)
 func (ScheduleTickArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{MaxAttempts: ScheduleTickMaxAttempts, Queue: river.QueueDefault, UniqueOpts: river.UniqueOpts{ByArgs: true}}
+	return river.InsertOpts{MaxAttempts: ScheduleTickMaxAttempts, Queue: InternalQueue, Priority: ScheduleTickPriority,
+		UniqueOpts: river.UniqueOpts{ByArgs: true}}
 }
 
 // ScheduleFirer enqueues the task of a schedule's tick, and completes the

@@ -90,7 +90,10 @@ func TestOwnerOf(t *testing.T) {
 		`{"owner":`:                             "",
 		`{"owner":7}`:                           "",
 	} {
-		require.Equal(t, want, OwnerOf(&rivertype.JobRow{Kind: "taskrunner_retention", Metadata: []byte(metadata)}), metadata)
+		require.Equal(t, want, OwnerOf(&rivertype.JobRow{Kind: "unregistered", Metadata: []byte(metadata)}), metadata)
+		// taskrunner's own jobs are no tenant's, whatever their metadata
+		// says: they never count against one.
+		require.Empty(t, OwnerOf(&rivertype.JobRow{Kind: "taskrunner_callback", Metadata: []byte(metadata)}), metadata)
 	}
 	// A task without an owner is the local tenant's: a server without
 	// keys stores none.

@@ -42,6 +42,9 @@ func BaseQueue(riverQueue string) string {
 // refuses a tenant's queue name it cannot take.
 func validateTenantQueues(queues []string, tenants map[string]int) error {
 	for _, q := range queues {
+		if q == InternalQueue {
+			return fmt.Errorf("river client: queue %q is taskrunner's own (QUEUES)", q)
+		}
 		if strings.Contains(q, tenantSeparator) {
 			return fmt.Errorf("river client: queue %q contains %q, which names tenants' queues (QUEUES)", q, tenantSeparator)
 		}
@@ -61,14 +64,15 @@ func validateTenantQueues(queues []string, tenants map[string]int) error {
 }
 
 // queueConfigs are the queues a working client serves, each with its
-// MaxWorkers: every queue of cfg at cfg.Concurrency (tasks without a
-// tenant, and the retention job), and for every tenant its own queue per
-// queue at min(cfg.Concurrency, its max running), or cfg.Concurrency when
-// it has no cap. With callbacks configured, the callback delivery queue
-// and every tenant's own are served too, each at the tenant's cap on
-// deliveries at once.
+// MaxWorkers: the internal queue (taskrunner's own jobs) and every queue
+// of cfg at cfg.Concurrency, and for every tenant its own queue per queue
+// at min(cfg.Concurrency, its max running), or cfg.Concurrency when it has
+// no cap. With callbacks configured, the callback delivery queue and every
+// tenant's own are served too, each at the tenant's cap on deliveries at
+// once.
 func queueConfigs(cfg ClientConfig) map[string]int {
-	out := make(map[string]int, len(cfg.Queues)*(1+len(cfg.Tenants)))
+	out := make(map[string]int, 1+len(cfg.Queues)*(1+len(cfg.Tenants)))
+	out[InternalQueue] = cfg.Concurrency
 	for _, q := range cfg.Queues {
 		out[q] = cfg.Concurrency
 		for tenant, maxRunning := range cfg.Tenants {

@@ -43,8 +43,9 @@ func TestQueueConfigs(t *testing.T) {
 	require.Equal(t, map[string]int{
 		"default": 20, "default-tenant-a": 20, "default-tenant-b": 5, "default-tenant-c": 20,
 		"slow": 20, "slow-tenant-a": 20, "slow-tenant-b": 5, "slow-tenant-c": 20,
+		InternalQueue: 20,
 	}, got)
-	require.Equal(t, map[string]int{"default": 7}, queueConfigs(ClientConfig{Queues: []string{"default"}, Concurrency: 7}))
+	require.Equal(t, map[string]int{"default": 7, InternalQueue: 7}, queueConfigs(ClientConfig{Queues: []string{"default"}, Concurrency: 7}))
 }
 
 // With callbacks, every tenant's own delivery queue is served at its cap
@@ -70,6 +71,7 @@ func TestTenantQueueRefusals(t *testing.T) {
 	pool := unconnectedPool(t)
 	for name, cfg := range map[string]ClientConfig{
 		"queue holding the separator": {Pool: pool, Queues: []string{"default", "a-tenant-b"}},
+		"the internal queue":          {Pool: pool, Queues: []string{"default", InternalQueue}},
 		"empty tenant":                {Pool: pool, Tenants: map[string]int{"": 0}},
 		"negative cap":                {Pool: pool, Tenants: map[string]int{"alice": -1}},
 		"the callback queue":          {Pool: pool, Queues: []string{"default", CallbackQueue}},

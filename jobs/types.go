@@ -92,13 +92,14 @@ type Env struct {
 }
 
 // Types lists every task type clients may submit, by name. Jobs taskrunner
-// enqueues itself (taskrunner_retention, taskrunner_run_sweep) are not among them.
+// enqueues itself (IsInternal: taskrunner_retention, taskrunner_run_sweep,
+// ...) are not among them.
 var Types = map[string]TaskType{}
 
 // register adds t to Types; each task type's file calls it from init.
 func register(t TaskType) {
-	if _, dup := Types[t.Name]; dup || t.Name == "" || t.Decode == nil || t.addWorker == nil {
-		panic(fmt.Sprintf("jobs: task type %q is registered twice, or lacks a Name, Decode or addWorker", t.Name))
+	if _, dup := Types[t.Name]; dup || t.Name == "" || IsInternal(t.Name) || t.Decode == nil || t.addWorker == nil {
+		panic(fmt.Sprintf("jobs: task type %q is registered twice, is named as taskrunner's own jobs are, or lacks a Name, Decode or addWorker", t.Name))
 	}
 	Types[t.Name] = t
 }
@@ -229,8 +230,12 @@ type Metadata struct {
 
 // OwnerOf is the tenant that owns job: its metadata's owner; for a task
 // without one, taskrunner.LocalTenant (a server without keys stores none);
-// "" for taskrunner's own jobs.
+// "" for taskrunner's own jobs (IsInternal), whatever their metadata says:
+// they are never counted as a tenant's.
 func OwnerOf(job *rivertype.JobRow) string {
+	if IsInternal(job.Kind) {
+		return ""
+	}
 	if !bytes.Contains(job.Metadata, []byte(`"owner"`)) {
 		if _, ok := Types[job.Kind]; ok {
 			return taskrunner.LocalTenant

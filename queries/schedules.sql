@@ -5,8 +5,18 @@ VALUES (@owner, @name, @cron, @every_seconds, @time_zone, @task, @missed)
 ON CONFLICT (owner, name) DO NOTHING
 RETURNING *;
 
--- name: ScheduleCount :one
-SELECT count(*)::bigint FROM schedules WHERE owner = @owner;
+-- name: ScheduleLockOwner :exec
+-- Holds owner's schedules still until the transaction ends: a create or a
+-- resume counts the owner's schedules and sums their ticks, then writes,
+-- under it, so parallel ones cannot all pass the same count. Other
+-- owners' are not held (a hash collision only makes two owners wait on
+-- each other).
+SELECT pg_advisory_xact_lock(hashtextextended('taskrunner_schedules:' || @owner::text, 0));
+
+-- name: ScheduleOwnerTimings :many
+-- The timing of every schedule of owner, paused or not: what its count
+-- and its ticks a minute are computed from. Never the task.
+SELECT name, cron, every_seconds, time_zone, paused FROM schedules WHERE owner = @owner ORDER BY name;
 
 -- name: ScheduleGet :one
 SELECT * FROM schedules WHERE owner = @owner AND name = @name;
@@ -20,10 +30,11 @@ WHERE (@owner::text = '' OR owner = @owner::text)
 ORDER BY owner, name
 LIMIT @max_rows;
 
--- name: ScheduleActive :many
--- Every schedule that ticks: what each working process's River client
--- schedules.
-SELECT * FROM schedules WHERE NOT paused ORDER BY owner, name;
+-- name: ScheduleActiveTimings :many
+-- Every schedule that ticks, with what its ticks are made from: what each
+-- working process's River client schedules. Never the task, which the
+-- tick reads when it fires: every process reads this every 30 s.
+SELECT owner, name, cron, every_seconds, time_zone, missed, active_since FROM schedules WHERE NOT paused ORDER BY owner, name;
 
 -- name: ScheduleSetPaused :one
 -- Resuming moves active_since, so ticks passed while paused stay passed.

@@ -1,5 +1,8 @@
 -- name: TaskGet :one
-SELECT * FROM tasks WHERE id = @id;
+-- A task: never one of taskrunner's own jobs (kinds starting with
+-- taskrunner_: schedule ticks, callback deliveries, retention), which are
+-- no tenant's task to see or act on, whatever their metadata says.
+SELECT * FROM tasks WHERE id = @id AND NOT starts_with(type, 'taskrunner_');
 
 -- The three queries below select tasks by one filter (taskrunner.Filter)
 -- with the same WHERE clause over river_job: keep them in step. Each

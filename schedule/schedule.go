@@ -23,12 +23,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/taskrunner/taskrunner"
+	"github.com/taskrunner/taskrunner/config"
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/task"
 )
@@ -47,6 +52,9 @@ const (
 	// DefaultPageSize and MaxPageSize bound a page of List.
 	DefaultPageSize = 100
 	MaxPageSize     = 500
+	// listChunk is how many schedules List reads at a time, so that a
+	// page whose encoding its caller caps in bytes is never read whole.
+	listChunk = 50
 )
 
 // Request is a new schedule (POST /schedules): a name, exactly one of
@@ -70,16 +78,22 @@ type Request struct {
 type Service struct {
 	pool   *pgxpool.Pool
 	tasks  *task.Service
+	limits config.Limits
 	logger *slog.Logger
 }
 
 // NewService returns a Service storing schedules in pool; tasks validates
-// their task requests as POST /tasks does. logger may be nil.
-func NewService(pool *pgxpool.Pool, tasks *task.Service, logger *slog.Logger) (*Service, error) {
+// their task requests as POST /tasks does. limits bound a tenant's
+// schedules: their ticks a minute by its tasks per minute
+// (Limits.TasksPerMinuteFor), and their stored tasks by
+// ScheduleMaxTaskBytes (each config's default when 0). logger may be nil.
+func NewService(pool *pgxpool.Pool, tasks *task.Service, limits config.Limits, logger *slog.Logger) (*Service, error) {
 	if pool == nil || tasks == nil {
 		return nil, errors.New("schedule service: a pool and a task service are required")
 	}
-	return &Service{pool: pool, tasks: tasks, logger: cmp.Or(logger, slog.New(slog.DiscardHandler))}, nil
+	limits.TasksPerMinute = cmp.Or(limits.TasksPerMinute, config.DefaultTasksPerMinute)
+	limits.ScheduleMaxTaskBytes = cmp.Or(limits.ScheduleMaxTaskBytes, config.DefaultScheduleMaxTaskBytes)
+	return &Service{pool: pool, tasks: tasks, limits: limits, logger: cmp.Or(logger, slog.New(slog.DiscardHandler))}, nil
 }
 
 // notFound is the refusal of a name that names none of the tenant's
@@ -143,28 +157,43 @@ func taskField(err error) error {
 }
 
 // Create validates and stores a schedule owned by the tenant ctx acts for.
+// The owner's count of schedules and their ticks a minute are checked and
+// the schedule inserted under a lock of the owner's schedules
+// (db.LockOwnerSchedules), so parallel creates cannot pass one count.
 func (s *Service) Create(ctx context.Context, req *Request) (*taskrunner.Schedule, error) {
-	if _, err := s.Validate(req); err != nil {
+	timing, err := s.Validate(req)
+	if err != nil {
 		return nil, err
 	}
 	owner := ownerOf(ctx)
-	n, err := db.CountSchedules(ctx, s.pool, owner)
-	if err != nil {
-		return nil, db.AsUnavailable(err)
-	}
-	if n >= MaxPerOwner {
-		return nil, taskrunner.Errorf(taskrunner.CodeTooManySchedules, "a tenant has at most %d schedules; delete one first", MaxPerOwner)
-	}
 	taskJSON, err := storedTask(&req.Task)
 	if err != nil {
 		return nil, err
+	}
+	if n, limit := len(taskJSON), s.limits.ScheduleMaxTaskBytes; n > limit {
+		return nil, &taskrunner.Error{Code: taskrunner.CodeScheduleTaskTooLarge, Field: "task",
+			Message: fmt.Sprintf("task is %d bytes as stored; a schedule's task may be at most %d (SCHEDULE_MAX_TASK_BYTES)", n, limit)}
 	}
 	tz := req.TimeZone
 	if req.Cron == "" {
 		tz = ""
 	}
-	sch, err := db.InsertSchedule(ctx, s.pool, &taskrunner.Schedule{Owner: owner, Name: req.Name, Cron: req.Cron, Every: everyOf(req),
-		TimeZone: tz, Task: taskJSON, Missed: req.Missed})
+	var sch *taskrunner.Schedule
+	err = db.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
+		others, err := s.lockOwner(ctx, tx, owner)
+		if err != nil {
+			return err
+		}
+		if len(others) >= MaxPerOwner {
+			return taskrunner.Errorf(taskrunner.CodeTooManySchedules, "a tenant has at most %d schedules; delete one first", MaxPerOwner)
+		}
+		if err := s.checkTicks(owner, others, "", timing); err != nil {
+			return err
+		}
+		sch, err = db.InsertSchedule(ctx, tx, &taskrunner.Schedule{Owner: owner, Name: req.Name, Cron: req.Cron, Every: everyOf(req),
+			TimeZone: tz, Task: taskJSON, Missed: req.Missed})
+		return err
+	})
 	if errors.Is(err, db.ErrExists) {
 		return nil, &taskrunner.Error{Code: taskrunner.CodeScheduleExists, Field: "name",
 			Message: fmt.Sprintf("a schedule named %q exists; delete it first or choose another name", req.Name)}
@@ -175,6 +204,41 @@ func (s *Service) Create(ctx context.Context, req *Request) (*taskrunner.Schedul
 	s.logger.LogAttrs(ctx, slog.LevelInfo, "schedule created", slog.String("event", "schedule_created"),
 		slog.String("tenant", owner), slog.String("schedule", sch.Name))
 	return sch, nil
+}
+
+// lockOwner locks owner's schedules until tx ends and returns them all,
+// paused or not, with their timings only.
+func (s *Service) lockOwner(ctx context.Context, tx pgx.Tx, owner string) ([]taskrunner.Schedule, error) {
+	if err := db.LockOwnerSchedules(ctx, tx, owner); err != nil {
+		return nil, err
+	}
+	return db.OwnerScheduleTimings(ctx, tx, owner)
+}
+
+// checkTicks refuses timing, a schedule about to tick (created, or
+// resumed: named name), when with owner's other active schedules it would
+// make more ticks a minute (Timing.TicksPerMinute) than owner's tasks per
+// minute: every tick is a job and a transaction, whether or not its task
+// is admitted.
+func (s *Service) checkTicks(owner string, schedules []taskrunner.Schedule, name string, timing Timing) error {
+	sum := timing.TicksPerMinute()
+	for i := range schedules {
+		o := &schedules[i]
+		if o.Paused || o.Name == name {
+			continue
+		}
+		if t, err := TimingOf(o); err == nil {
+			sum += t.TicksPerMinute()
+		}
+	}
+	limit := s.limits.TasksPerMinuteFor(owner)
+	// A little slack for the sum of fractions such as 60/7.
+	if sum > float64(limit)+1e-6 {
+		return taskrunner.Errorf(taskrunner.CodeScheduleRateExceeded,
+			"with this schedule, %s's active schedules would tick %s times a minute, and may tick %d (its tasks_per_minute); pause or delete one, or tick less often",
+			owner, strconv.FormatFloat(math.Round(sum*100)/100, 'f', -1, 64), limit)
+	}
+	return nil
 }
 
 // storedTask is a schedule's task request as stored and shown: the
@@ -282,55 +346,85 @@ type ListQuery struct {
 	Limit  int
 }
 
-// List returns a page of schedules by owner and name, with their next
-// runs, and the cursor of the next page ("" on the last).
-func (s *Service) List(ctx context.Context, q ListQuery) ([]Detail, string, error) {
+// List hands a page of schedules, by owner and name, with their next
+// runs, to add as it reads them, and returns the cursor of the next page
+// ("" on the last). add returns false when the page is full before the
+// query's limit (a cap on its encoded size): the page ends with the
+// schedule it was given.
+func (s *Service) List(ctx context.Context, q ListQuery, add func(*Detail) (more bool, err error)) (string, error) {
 	limit := cmp.Or(q.Limit, DefaultPageSize)
 	if limit < 0 || limit > MaxPageSize {
-		return nil, "", taskrunner.Invalid("limit", "must be between 1 and %d", MaxPageSize)
+		return "", taskrunner.Invalid("limit", "must be between 1 and %d", MaxPageSize)
 	}
 	owner := q.Owner
 	if len(owner) > MaxNameLength {
-		return nil, "", taskrunner.Invalid("owner", "must be at most %d characters", MaxNameLength)
+		return "", taskrunner.Invalid("owner", "must be at most %d characters", MaxNameLength)
 	}
 	if t, ok := taskrunner.TenantFrom(ctx); ok && !t.Admin {
 		if owner != "" && owner != t.Name {
-			return []Detail{}, "", nil // another tenant's: none this client may see
+			return "", nil // another tenant's: none this client may see
 		}
 		owner = t.Name
 	}
-	f := db.ScheduleFilter{Owner: owner, Limit: limit + 1}
+	f := db.ScheduleFilter{Owner: owner}
 	if q.Cursor != "" {
 		var ok bool
 		f.AfterOwner, f.AfterName, ok = strings.Cut(q.Cursor, "/")
 		if !ok || !ValidName(f.AfterName) {
-			return nil, "", taskrunner.Invalid("cursor", "is not a cursor this API returned")
+			return "", taskrunner.Invalid("cursor", "is not a cursor this API returned")
 		}
 	}
-	rows, err := db.ListSchedules(ctx, s.pool, f)
-	if err != nil {
-		return nil, "", db.AsUnavailable(err)
+	cursor := func(sch *taskrunner.Schedule) string { return sch.Owner + "/" + sch.Name }
+	for remaining := limit; remaining > 0; {
+		n := min(remaining, listChunk)
+		// One more than needed tells whether another page follows.
+		f.Limit = n + 1
+		rows, err := db.ListSchedules(ctx, s.pool, f)
+		if err != nil {
+			return "", db.AsUnavailable(err)
+		}
+		for i := range rows[:min(len(rows), n)] {
+			d := detail(&rows[i])
+			more, err := add(&d)
+			if err != nil {
+				return "", err
+			}
+			remaining--
+			if !more {
+				if i+1 < len(rows) {
+					return cursor(&rows[i]), nil
+				}
+				return "", nil
+			}
+		}
+		if len(rows) <= n {
+			return "", nil
+		}
+		f.AfterOwner, f.AfterName = rows[n-1].Owner, rows[n-1].Name
 	}
-	next := ""
-	if len(rows) > limit {
-		rows = rows[:limit]
-		next = rows[limit-1].Owner + "/" + rows[limit-1].Name
-	}
-	out := make([]Detail, len(rows))
-	for i := range rows {
-		out[i] = detail(&rows[i])
-	}
-	return out, next, nil
+	return f.AfterOwner + "/" + f.AfterName, nil
 }
 
 // SetPaused pauses (no more ticks) or resumes (ticks from now on; those
-// passed while paused stay passed) a schedule, as Get names it.
+// passed while paused stay passed) a schedule, as Get names it. A resume
+// is checked against the owner's ticks a minute as a create is, under the
+// same lock.
 func (s *Service) SetPaused(ctx context.Context, owner, name string, paused bool) (*Detail, error) {
 	owner = target(ctx, owner)
 	if !ValidName(name) {
 		return nil, notFound(name)
 	}
-	sch, err := db.SetSchedulePaused(ctx, s.pool, owner, name, paused)
+	var sch *taskrunner.Schedule
+	err := db.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
+		if !paused {
+			if err := s.checkResume(ctx, tx, owner, name); err != nil {
+				return err
+			}
+		}
+		var err error
+		sch, err = db.SetSchedulePaused(ctx, tx, owner, name, paused)
+		return err
+	})
 	if errors.Is(err, db.ErrNotFound) {
 		return nil, notFound(name)
 	}
@@ -345,6 +439,29 @@ func (s *Service) SetPaused(ctx context.Context, owner, name string, paused bool
 		slog.String("tenant", owner), slog.String("schedule", name))
 	d := detail(sch)
 	return &d, nil
+}
+
+// checkResume refuses to resume owner's paused schedule name when its
+// ticks would take owner's active schedules over the bound checkTicks
+// sets. A schedule that is not paused passes: resuming it changes
+// nothing.
+func (s *Service) checkResume(ctx context.Context, tx pgx.Tx, owner, name string) error {
+	all, err := s.lockOwner(ctx, tx, owner)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(all, func(o taskrunner.Schedule) bool { return o.Name == name })
+	if i < 0 {
+		return db.ErrNotFound
+	}
+	if !all[i].Paused {
+		return nil
+	}
+	timing, err := TimingOf(&all[i])
+	if err != nil {
+		return nil // it cannot tick: it costs nothing
+	}
+	return s.checkTicks(owner, all, name, timing)
 }
 
 // Delete deletes a schedule, as Get names it, for good; the tasks it

@@ -88,7 +88,7 @@ func (s *Syncer) Run(ctx context.Context) {
 // Sync reads every active schedule and adds, replaces or removes the
 // client's periodic jobs to match.
 func (s *Syncer) Sync(ctx context.Context) error {
-	active, err := db.ActiveSchedules(ctx, s.pool)
+	active, err := db.ActiveScheduleTimings(ctx, s.pool)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package schedule
 
 import (
 	"fmt"
+	"math/bits"
 	"strings"
 	"time"
 	_ "time/tzdata" // time zones resolve in images without a zoneinfo database
@@ -131,6 +132,21 @@ func TimingOf(s *taskrunner.Schedule) (Timing, error) {
 	}
 	return parseEvery(s.Every.String())
 }
+
+// TicksPerMinute is how often the timing ticks at most, a minute, over
+// any hour: 60 / every for an interval; for a cron expression, the
+// minutes its minute field names (the most ticks it makes in any one
+// hour) over 60. So "* * * * *" ticks 1 a minute, "*/5 9-17 * * *" 0.2,
+// and "0 3 * * *" 1/60, however rarely its hour comes.
+func (t Timing) TicksPerMinute() float64 {
+	if t.cron == nil {
+		return float64(time.Minute) / float64(t.every)
+	}
+	return float64(bits.OnesCount64(t.cron.Minute&^cronStarBit)) / 60
+}
+
+// cronStarBit is the bit robfig/cron sets in a field written "*".
+const cronStarBit = 1 << 63
 
 // Next is the first tick strictly after t; zero when there is none in the
 // next five years (a cron expression such as "0 0 30 2 *").

@@ -152,7 +152,8 @@ ok "artifact $raw_artifact streamed up (300 kB), downloaded whole and by range; 
 call GET /limits
 expect 200 "GET /limits"
 for k in task_max_runtime_seconds task_max_artifact_mb task_max_artifacts tasks_per_minute search_source_allowlist fetch_domain_allowlist \
-  max_batch_size max_concurrent_uploads tenant_max_uploads upload_idle_timeout_seconds artifact_upload_min_cost_kib; do
+  max_batch_size max_concurrent_uploads tenant_max_uploads upload_idle_timeout_seconds artifact_upload_min_cost_kib \
+  schedule_max_task_bytes internal_job_retention_seconds; do
   [[ $(field "has(\"$k\")") == true ]] || fail "/limits lacks $k"
 done
 ok "limits: $(jq -c . <"$body")"
@@ -206,9 +207,19 @@ expect 200 "GET /tasks"
 [[ $(field '.tasks | length') -ge 1 ]] || fail "GET /tasks lists no echo task"
 ok "list: $(field '.tasks | length') echo task(s) on the first page"
 
-# A schedule: every second, an echo task; it fires, then is deleted.
+# A schedule: as often as the tenant's tasks_per_minute lets its ticks
+# come (every second from 60 a minute), an echo task; it fires, then is
+# deleted. Under 60 a minute, an every-second schedule is refused.
 sched="smoke-$(date +%s%N)"
-call POST /schedules "{\"name\":\"$sched\",\"every\":\"1s\",\"task\":{\"type\":\"echo\",\"params\":{\"msg\":\"tick\"},\"max_retries\":0}}"
+per_minute=$(curl -sS "${auth[@]}" "$url/limits" | jq .tenant.tasks_per_minute)
+every=$(( (60 + per_minute - 1) / per_minute ))
+if (( per_minute < 60 )); then
+  call POST /schedules "{\"name\":\"$sched\",\"every\":\"1s\",\"task\":{\"type\":\"echo\",\"params\":{\"msg\":\"tick\"}}}"
+  expect 409 "POST /schedules ticking 60 times a minute with tasks_per_minute $per_minute"
+  [[ $(field .error.code) == schedule_rate_exceeded ]] || fail "want schedule_rate_exceeded"
+  ok "an every-second schedule refused: schedule_rate_exceeded ($per_minute tasks a minute)"
+fi
+call POST /schedules "{\"name\":\"$sched\",\"every\":\"${every}s\",\"task\":{\"type\":\"echo\",\"params\":{\"msg\":\"tick\"},\"max_retries\":0}}"
 expect 201 "POST /schedules"
 [[ $(field '.next_runs | length') == 5 ]] || fail "schedule $sched: want 5 next runs"
 for _ in $(seq 1 100); do

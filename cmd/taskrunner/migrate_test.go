@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -64,6 +66,18 @@ func indexDef(t *testing.T, tdb *testenv.DB, name string) string {
 	return def
 }
 
+// undoneVersion is the version of the migration `migrate down` printed
+// as undone.
+func undoneVersion(t *testing.T, out string) int {
+	t.Helper()
+	f := strings.Fields(out)
+	i := slices.Index(f, "down")
+	require.True(t, i >= 0 && i+2 < len(f), "migrate down printed: %q", out)
+	v, err := strconv.Atoi(f[i+2])
+	require.NoError(t, err, "migrate down printed: %q", out)
+	return v
+}
+
 // statusLines returns the migration lines of `migrate status` (without
 // its header), each split into fields.
 func statusLines(t *testing.T, out string) [][]string {
@@ -113,6 +127,7 @@ func TestMigrateRoundTrip(t *testing.T) {
 	require.NoError(t, tdb.Pool.QueryRow(context.Background(),
 		"SELECT proconfig FROM pg_proc WHERE proname = 'taskrunner_notify_task_state'").Scan(&nestloop))
 	require.Equal(t, []string{"enable_nestloop=off"}, nestloop, "the state trigger's join may be a nested loop")
+	require.Contains(t, indexDef(t, tdb, "taskrunner_river_job_internal_finalized_idx"), "starts_with(kind, 'taskrunner_'::text)")
 
 	out = runCmd(t, env, "migrate", "status")
 	require.NoError(t, out.err)
@@ -143,7 +158,14 @@ func TestMigrateRoundTrip(t *testing.T) {
 		out = runCmd(t, env, "migrate", "down")
 		require.NoError(t, out.err, "stderr: %s", out.stderr)
 		require.Contains(t, out.stdout, "down  app", "step %d", step+1)
-		if step == 0 {
+		switch undoneVersion(t, out.stdout) {
+		case 15:
+			// 00015 undone: no index of finished internal jobs.
+			var n int
+			require.NoError(t, tdb.Pool.QueryRow(context.Background(),
+				"SELECT count(*) FROM pg_indexes WHERE indexname = 'taskrunner_river_job_internal_finalized_idx'").Scan(&n))
+			require.Zero(t, n, "the internal jobs' index after 00015 was undone")
+		case 14:
 			// 00014 undone: no secret generations, and deliveries go to
 			// 'default' again.
 			require.False(t, relation(t, tdb, "callback_secret_generations"), "callback_secret_generations left after 00014 was undone")
@@ -151,29 +173,24 @@ func TestMigrateRoundTrip(t *testing.T) {
 			require.NoError(t, tdb.Pool.QueryRow(context.Background(),
 				"SELECT prosrc FROM pg_proc WHERE proname = 'taskrunner_enqueue_callback'").Scan(&src))
 			require.NotContains(t, src, "callback_queue", "the callback trigger after 00014 was undone")
-		}
-		if step == 1 {
+		case 13:
 			// 00013 undone: the key index keeps each key's runs newest
 			// first again.
 			require.Contains(t, indexDef(t, tdb, "runs_key_started_at_idx"), "(key, started_at DESC)", "the key index after 00013 was undone")
-		}
-		if step == 2 {
+		case 12:
 			// 00012 undone: the state trigger's function keeps no setting.
 			var config []string
 			require.NoError(t, tdb.Pool.QueryRow(context.Background(),
 				"SELECT coalesce(proconfig, '{}') FROM pg_proc WHERE proname = 'taskrunner_notify_task_state'").Scan(&config))
 			require.Empty(t, config, "enable_nestloop still set after 00012 was undone")
-		}
-		if step == 3 {
+		case 11:
 			// 00011 undone: the owner index holds every task again.
 			require.NotContains(t, indexDef(t, tdb, "taskrunner_river_job_owner_idx"), "WHERE", "the owner index is partial after 00011 was undone")
-		}
-		if step == 4 {
+		case 10:
 			// 00010 undone: metrics name their run by id again.
 			require.True(t, column(t, tdb, "run_metrics", "run_id"), "run_metrics.run_id missing after 00010 was undone")
 			require.False(t, column(t, tdb, "run_metrics", "task_id"), "run_metrics.task_id left after 00010 was undone")
-		}
-		if step == 5 {
+		case 9:
 			// 00009 undone: the schedules stay, without their skipped ticks.
 			require.True(t, relation(t, tdb, "schedules"), "schedules gone with the newest migration")
 			require.False(t, column(t, tdb, "schedules", "skipped_ticks"), "skipped_ticks left after its migration was undone")

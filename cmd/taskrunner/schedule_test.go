@@ -236,6 +236,9 @@ func TestScheduleCommands(t *testing.T) {
 	// Refusals: the server's, and usage errors.
 	out = cli(t, "schedules", "add", "bad", "--every", "100ms", "echo")
 	require.ErrorContains(t, out.err, "task_rejected_invalid_params")
+	out = cli(t, "schedules", "add", "big", "--every", "1h", "echo", "--param", "msg="+strings.Repeat("x", 70<<10))
+	require.ErrorContains(t, out.err, "schedule_task_too_large")
+	require.Equal(t, 1, out.code)
 	for _, args := range [][]string{
 		{"schedules"}, {"schedules", "frob"}, {"schedules", "add", "onlyname"}, {"schedules", "rm"},
 		{"schedules", "ls", "extra"}, {"schedules", "add", "x", "echo", "--retries", "many"},

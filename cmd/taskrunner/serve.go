@@ -229,6 +229,7 @@ func (s *server) buildClient(artifacts *artifact.Service, m *metrics.Metrics) (*
 		FetchCooldown:       cfg.WorkerFetchCooldown,
 		FetchPoll:           cfg.WorkerFetchPoll,
 		Retention:           cfg.TaskRetention,
+		InternalRetention:   cfg.Limits.InternalJobRetention,
 		ArtifactRetention:   cfg.ArtifactRetention,
 		RetentionInterval:   cfg.RetentionInterval,
 		RunSweepInterval:    cfg.RunSweepInterval,
@@ -289,7 +290,7 @@ func (s *server) buildAPI(store *artifact.Store, artifacts *artifact.Service, m 
 	if err != nil {
 		return err
 	}
-	schedules, err := schedule.NewService(s.pool, tasks, s.logger)
+	schedules, err := schedule.NewService(s.pool, tasks, cfg.Limits, s.logger)
 	if err != nil {
 		return err
 	}

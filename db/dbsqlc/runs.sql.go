@@ -456,6 +456,7 @@ const runsUnrecordedFinalized = `-- name: RunsUnrecordedFinalized :many
 SELECT j.id, j.attempt::int AS attempt, j.kind, j.args, j.finalized_at::timestamptz AS finalized_at
 FROM river_job j
 WHERE j.state IN ('completed', 'discarded', 'cancelled')
+  AND NOT (j.state = 'completed' AND starts_with(j.kind, 'taskrunner_'))
   AND j.finalized_at IS NOT NULL
   AND j.finalized_at > $1::timestamptz
   AND j.attempt > 0
@@ -489,6 +490,9 @@ type RunsUnrecordedFinalizedRow struct {
 // SQL), or it was left interrupted. Oldest finalized first, after the
 // keyset (@after_at, @after_id), at most @max_rows. Reads River's
 // (state, finalized_at) index and runs' unique (task_id, attempt) index.
+// taskrunner's own jobs (kinds starting with taskrunner_) that completed
+// have no record by design (the run recorder writes one only when their
+// attempt fails), so they are not filled in.
 func (q *Queries) RunsUnrecordedFinalized(ctx context.Context, db DBTX, arg RunsUnrecordedFinalizedParams) ([]RunsUnrecordedFinalizedRow, error) {
 	rows, err := db.Query(ctx, runsUnrecordedFinalized,
 		arg.Since,

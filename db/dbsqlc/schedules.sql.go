@@ -10,35 +10,40 @@ import (
 	"time"
 )
 
-const scheduleActive = `-- name: ScheduleActive :many
-SELECT owner, name, cron, every_seconds, time_zone, task, missed, paused, active_since, last_tick_at, created_at, skipped_ticks, last_skipped_at FROM schedules WHERE NOT paused ORDER BY owner, name
+const scheduleActiveTimings = `-- name: ScheduleActiveTimings :many
+SELECT owner, name, cron, every_seconds, time_zone, missed, active_since FROM schedules WHERE NOT paused ORDER BY owner, name
 `
 
-// Every schedule that ticks: what each working process's River client
-// schedules.
-func (q *Queries) ScheduleActive(ctx context.Context, db DBTX) ([]Schedule, error) {
-	rows, err := db.Query(ctx, scheduleActive)
+type ScheduleActiveTimingsRow struct {
+	Owner        string
+	Name         string
+	Cron         *string
+	EverySeconds *int64
+	TimeZone     string
+	Missed       string
+	ActiveSince  time.Time
+}
+
+// Every schedule that ticks, with what its ticks are made from: what each
+// working process's River client schedules. Never the task, which the
+// tick reads when it fires: every process reads this every 30 s.
+func (q *Queries) ScheduleActiveTimings(ctx context.Context, db DBTX) ([]ScheduleActiveTimingsRow, error) {
+	rows, err := db.Query(ctx, scheduleActiveTimings)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var items []Schedule
+	var items []ScheduleActiveTimingsRow
 	for rows.Next() {
-		var i Schedule
+		var i ScheduleActiveTimingsRow
 		if err := rows.Scan(
 			&i.Owner,
 			&i.Name,
 			&i.Cron,
 			&i.EverySeconds,
 			&i.TimeZone,
-			&i.Task,
 			&i.Missed,
-			&i.Paused,
 			&i.ActiveSince,
-			&i.LastTickAt,
-			&i.CreatedAt,
-			&i.SkippedTicks,
-			&i.LastSkippedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -113,17 +118,6 @@ func (q *Queries) ScheduleClaimTick(ctx context.Context, db DBTX, arg ScheduleCl
 		&i.PreviousTickAt,
 	)
 	return i, err
-}
-
-const scheduleCount = `-- name: ScheduleCount :one
-SELECT count(*)::bigint FROM schedules WHERE owner = $1
-`
-
-func (q *Queries) ScheduleCount(ctx context.Context, db DBTX, owner string) (int64, error) {
-	row := db.QueryRow(ctx, scheduleCount, owner)
-	var column_1 int64
-	err := row.Scan(&column_1)
-	return column_1, err
 }
 
 const scheduleDelete = `-- name: ScheduleDelete :execrows
@@ -265,6 +259,60 @@ func (q *Queries) ScheduleList(ctx context.Context, db DBTX, arg ScheduleListPar
 			&i.CreatedAt,
 			&i.SkippedTicks,
 			&i.LastSkippedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const scheduleLockOwner = `-- name: ScheduleLockOwner :exec
+SELECT pg_advisory_xact_lock(hashtextextended('taskrunner_schedules:' || $1::text, 0))
+`
+
+// Holds owner's schedules still until the transaction ends: a create or a
+// resume counts the owner's schedules and sums their ticks, then writes,
+// under it, so parallel ones cannot all pass the same count. Other
+// owners' are not held (a hash collision only makes two owners wait on
+// each other).
+func (q *Queries) ScheduleLockOwner(ctx context.Context, db DBTX, owner string) error {
+	_, err := db.Exec(ctx, scheduleLockOwner, owner)
+	return err
+}
+
+const scheduleOwnerTimings = `-- name: ScheduleOwnerTimings :many
+SELECT name, cron, every_seconds, time_zone, paused FROM schedules WHERE owner = $1 ORDER BY name
+`
+
+type ScheduleOwnerTimingsRow struct {
+	Name         string
+	Cron         *string
+	EverySeconds *int64
+	TimeZone     string
+	Paused       bool
+}
+
+// The timing of every schedule of owner, paused or not: what its count
+// and its ticks a minute are computed from. Never the task.
+func (q *Queries) ScheduleOwnerTimings(ctx context.Context, db DBTX, owner string) ([]ScheduleOwnerTimingsRow, error) {
+	rows, err := db.Query(ctx, scheduleOwnerTimings, owner)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ScheduleOwnerTimingsRow
+	for rows.Next() {
+		var i ScheduleOwnerTimingsRow
+		if err := rows.Scan(
+			&i.Name,
+			&i.Cron,
+			&i.EverySeconds,
+			&i.TimeZone,
+			&i.Paused,
 		); err != nil {
 			return nil, err
 		}

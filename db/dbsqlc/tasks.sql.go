@@ -40,9 +40,12 @@ func (q *Queries) TaskCountByState(ctx context.Context, db DBTX) ([]TaskCountByS
 }
 
 const taskGet = `-- name: TaskGet :one
-SELECT id, type, status, params, result, error, attempt, max_attempts, priority, queue, timeout_seconds, created_at, scheduled_at, started_at, finished_at, metadata, error_code, owner FROM tasks WHERE id = $1
+SELECT id, type, status, params, result, error, attempt, max_attempts, priority, queue, timeout_seconds, created_at, scheduled_at, started_at, finished_at, metadata, error_code, owner FROM tasks WHERE id = $1 AND NOT starts_with(type, 'taskrunner_')
 `
 
+// A task: never one of taskrunner's own jobs (kinds starting with
+// taskrunner_: schedule ticks, callback deliveries, retention), which are
+// no tenant's task to see or act on, whatever their metadata says.
 func (q *Queries) TaskGet(ctx context.Context, db DBTX, id int64) (Task, error) {
 	row := db.QueryRow(ctx, taskGet, id)
 	var i Task
