@@ -96,15 +96,18 @@ func TestBadTenantLimitsNameTheEntry(t *testing.T) {
 func TestOverrides(t *testing.T) {
 	t.Parallel()
 	c, err := config.Load(env(map[string]string{
-		"DATABASE_URL":              "postgresql+psycopg2://api:api@postgres:5432/api",
-		"TASK_MAX_RUNTIME_SECONDS":  "5",
-		"SEARCH_SOURCE_ALLOWLIST":   " Brave , searxng ,",
-		"TASK_RETENTION":            "2d",
-		"MINIO_SECURE":              "true",
-		"QUEUES":                    "default,slow",
-		"LOG_FORMAT":                "TEXT",
-		"HTTP_READ_TIMEOUT_SECONDS": "1.5",
-		"MAX_CONCURRENT_UPLOADS":    "3",
+		"DATABASE_URL":               "postgresql+psycopg2://api:api@postgres:5432/api",
+		"TASK_MAX_RUNTIME_SECONDS":   "5",
+		"SEARCH_SOURCE_ALLOWLIST":    " Brave , searxng ,",
+		"TASK_RETENTION":             "2d",
+		"MINIO_SECURE":               "true",
+		"QUEUES":                     "default,slow",
+		"LOG_FORMAT":                 "TEXT",
+		"HTTP_READ_TIMEOUT_SECONDS":  "1.5",
+		"MAX_CONCURRENT_UPLOADS":     "3",
+		"SEARCH_CACHE_SHARED":        "true",
+		"BULK_MAX_CONCURRENT":        "4",
+		"BULK_COUNT_TIMEOUT_SECONDS": "0.25",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, "postgresql://api:api@postgres:5432/api", c.DatabaseURL, "the SQLAlchemy form of the URL is accepted")
@@ -117,27 +120,33 @@ func TestOverrides(t *testing.T) {
 	require.Equal(t, "text", c.LogFormat)
 	require.Equal(t, 1500*time.Millisecond, c.Limits.HTTPReadTimeout)
 	require.Equal(t, 3, c.Limits.MaxConcurrentUploads)
+	require.True(t, c.Limits.SearchCacheShared)
+	require.Equal(t, 4, c.Limits.BulkMaxConcurrent)
+	require.Equal(t, 250*time.Millisecond, c.Limits.BulkCountTimeout)
 }
 
 func TestBadValuesNameTheVariable(t *testing.T) {
 	t.Parallel()
 	cases := map[string]string{
-		"TASK_MAX_RUNTIME_SECONDS":  "-1",
-		"TASKS_PER_MINUTE":          "many",
-		"MAX_BATCH_SIZE":            "0",
-		"MINIO_SECURE":              "perhaps",
-		"TASK_RETENTION":            "xd",
-		"WORKER_FETCH_COOLDOWN":     "fast",
-		"LOG_LEVEL":                 "loud",
-		"LOG_FORMAT":                "xml",
-		"TASK_RESCUE_AFTER_SECONDS": "10", // not over the 600 s cap
-		"QUEUES":                    "slow",
-		"HTTP_READ_TIMEOUT_SECONDS": "0",
-		"MAX_CONCURRENT_UPLOADS":    "0",
-		"TENANT_MAX_RUNNING":        "-1",
-		"ARTIFACT_MB_PER_MINUTE":    "10", // under the 25 MB artifact cap
-		"TENANT_MAX_WAITERS":        "0",
-		"TENANT_LIMITS":             "nobody:max_running=1",
+		"TASK_MAX_RUNTIME_SECONDS":   "-1",
+		"TASKS_PER_MINUTE":           "many",
+		"MAX_BATCH_SIZE":             "0",
+		"MINIO_SECURE":               "perhaps",
+		"TASK_RETENTION":             "xd",
+		"WORKER_FETCH_COOLDOWN":      "fast",
+		"LOG_LEVEL":                  "loud",
+		"LOG_FORMAT":                 "xml",
+		"TASK_RESCUE_AFTER_SECONDS":  "10", // not over the 600 s cap
+		"QUEUES":                     "slow",
+		"HTTP_READ_TIMEOUT_SECONDS":  "0",
+		"MAX_CONCURRENT_UPLOADS":     "0",
+		"SEARCH_CACHE_SHARED":        "sometimes",
+		"BULK_MAX_CONCURRENT":        "0",
+		"BULK_COUNT_TIMEOUT_SECONDS": "-2",
+		"TENANT_MAX_RUNNING":         "-1",
+		"ARTIFACT_MB_PER_MINUTE":     "10", // under the 25 MB artifact cap
+		"TENANT_MAX_WAITERS":         "0",
+		"TENANT_LIMITS":              "nobody:max_running=1",
 	}
 	for name, val := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -167,8 +176,8 @@ func TestLimitsJSON(t *testing.T) {
 	b, err := c.Limits.MarshalJSON()
 	require.NoError(t, err)
 	require.JSONEq(t, `{"task_max_runtime_seconds":600,"task_max_artifact_mb":25,"tasks_per_minute":30,
-		"search_source_allowlist":["brave"],"fetch_domain_allowlist":["*"],"max_batch_size":50,
-		"max_request_body_bytes":1048576,"fetch_allowed_ports":[80,443],"http_read_timeout_seconds":30,
+		"search_source_allowlist":["brave"],"search_cache_shared":false,"fetch_domain_allowlist":["*"],"max_batch_size":50,
+		"max_request_body_bytes":1048576,"bulk_max_concurrent":2,"bulk_count_timeout_seconds":5,"fetch_allowed_ports":[80,443],"http_read_timeout_seconds":30,
 		"max_concurrent_uploads":16,"tenant_max_running":0,"artifact_mb_per_minute":1024,"tenant_max_waiters":250}`, string(b))
 }
 
