@@ -39,6 +39,12 @@ const (
 	CodeScheduleExists = "schedule_exists"
 	// CodeTooManySchedules: the tenant has its maximum of schedules.
 	CodeTooManySchedules = "too_many_schedules"
+	// CodeTooManyBulkActions: the tenant runs as many bulk actions at
+	// once as it may (BULK_MAX_CONCURRENT).
+	CodeTooManyBulkActions = "too_many_bulk_actions"
+	// CodeBulkCountTimeout: counting or finding the tasks of a bulk
+	// action's filter took longer than BULK_COUNT_TIMEOUT_SECONDS.
+	CodeBulkCountTimeout = "bulk_count_timeout"
 
 	// Refusals of an artifact.
 

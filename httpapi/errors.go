@@ -35,6 +35,8 @@ var codeStatus = map[string]int{
 	taskrunner.CodeTooManyUploads:       http.StatusServiceUnavailable,
 	taskrunner.CodeScheduleExists:       http.StatusConflict,
 	taskrunner.CodeTooManySchedules:     http.StatusConflict,
+	taskrunner.CodeTooManyBulkActions:   http.StatusTooManyRequests,
+	taskrunner.CodeBulkCountTimeout:     http.StatusUnprocessableEntity,
 
 	taskrunner.CodeArtifactInvalid:      http.StatusBadRequest,
 	taskrunner.CodeArtifactSizeExceeded: http.StatusRequestEntityTooLarge,

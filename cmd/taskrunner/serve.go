@@ -248,6 +248,9 @@ func (s *server) taskServiceConfig() (task.ServiceConfig, error) {
 			Queues:     cfg.Queues,
 			Env:        jobs.Env{SearchSources: cfg.Limits.SearchSourceAllowlist, SearchMaxResults: cfg.SearchMaxResults, Fetch: wiring.FetchConfig(cfg)},
 			Callback:   callbackURLs,
+
+			BulkMaxConcurrent: cfg.Limits.BulkMaxConcurrent,
+			BulkCountTimeout:  cfg.Limits.BulkCountTimeout,
 		},
 	}, nil
 }
