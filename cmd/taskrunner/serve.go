@@ -182,6 +182,7 @@ func (s *server) buildClient(artifacts *artifact.Service, m *metrics.Metrics) (*
 		// the same limiter keys, at the same per-tenant rates.
 		deps.Schedules = schedule.NewFirer(schedule.FirerConfig{Pool: s.pool, Tasks: taskCfg, Logger: s.logger,
 			Limiter: cache.NewLimiter(s.rdb, cfg.RedisKeyPrefix), Limits: cfg.Limits, Metrics: m})
+		fetchCfg.Logger = s.logger // fetch_host_refused
 		deps.Fetcher = fetch.New(fetchCfg)
 		agg, err := wiring.SearchAggregator(cfg, s.rdb, s.logger, m)
 		if err != nil {
@@ -193,6 +194,7 @@ func (s *server) buildClient(artifacts *artifact.Service, m *metrics.Metrics) (*
 			if err := cb.Validate(); err != nil {
 				return nil, fmt.Errorf("CALLBACK_DOMAIN_ALLOWLIST or CALLBACK_ALLOWED_PORTS: %w", err)
 			}
+			cb.Logger = s.logger // fetch_host_refused
 			deps.Callback = &jobs.CallbackDeps{
 				Secret: []byte(cfg.Callback.Secret), Poster: fetch.New(cb), Task: task.CallbackTasks(s.pool, httpapi.CallbackBody(cfg.Limits.TaskMaxRuntime)),
 				Timeout: cfg.Callback.Timeout, MaxAttempts: cfg.Callback.MaxAttempts, Logger: s.logger,
