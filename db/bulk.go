@@ -38,7 +38,8 @@ type BulkSlot struct {
 //
 // Slots are keyed by a 32-bit hash of the tenant's name: two tenants
 // whose names collide share their slots, which bounds them together and
-// is never unsafe.
+// is never unsafe. A session lock needs a session of its own: behind a
+// pooler in transaction mode, pool must connect directly.
 func AcquireBulkSlot(ctx context.Context, pool *pgxpool.Pool, tenant string, n int) (*BulkSlot, error) {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
