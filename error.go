@@ -52,6 +52,12 @@ const (
 	// CodeScheduleTaskTooLarge: a schedule's task is over
 	// SCHEDULE_MAX_TASK_BYTES as stored.
 	CodeScheduleTaskTooLarge = "schedule_task_too_large"
+	// CodeTooManyBulkActions: the tenant runs as many bulk actions at
+	// once as it may (BULK_MAX_CONCURRENT).
+	CodeTooManyBulkActions = "too_many_bulk_actions"
+	// CodeBulkCountTimeout: counting or finding the tasks of a bulk
+	// action's filter took longer than BULK_COUNT_TIMEOUT_SECONDS.
+	CodeBulkCountTimeout = "bulk_count_timeout"
 
 	// Refusals of an artifact.
 

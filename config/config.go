@@ -36,11 +36,18 @@ const (
 	DefaultTaskMaxArtifactMB = 25
 	// DefaultTaskMaxArtifacts is how many artifacts one task may have
 	// (TASK_MAX_ARTIFACTS).
-	DefaultTaskMaxArtifacts     = 1000
-	DefaultTasksPerMinute       = 30
-	DefaultSearchSourceAllow    = "brave"
-	DefaultFetchDomainAllow     = "*"
-	DefaultMaxBatchSize         = 50
+	DefaultTaskMaxArtifacts  = 1000
+	DefaultTasksPerMinute    = 30
+	DefaultSearchSourceAllow = "brave"
+	DefaultFetchDomainAllow  = "*"
+	DefaultMaxBatchSize      = 50
+	// DefaultBulkMaxConcurrent is how many bulk actions (dry runs
+	// included) one tenant may run at once, across every API process
+	// (BULK_MAX_CONCURRENT).
+	DefaultBulkMaxConcurrent = 2
+	// DefaultBulkCountTimeout bounds each statement that counts or finds
+	// the tasks of a bulk action's filter (BULK_COUNT_TIMEOUT_SECONDS).
+	DefaultBulkCountTimeout     = 5 * time.Second
 	DefaultSearchCacheTTL       = 3600 * time.Second
 	DefaultSearchMaxResults     = 10
 	DefaultSearchSourceTimeout  = 10 * time.Second
@@ -302,8 +309,14 @@ type Limits struct {
 	TaskMaxArtifactMB     int           // TASK_MAX_ARTIFACT_MB
 	TasksPerMinute        int           // TASKS_PER_MINUTE
 	SearchSourceAllowlist []string      // SEARCH_SOURCE_ALLOWLIST, comma-separated
-	FetchDomainAllowlist  []string      // FETCH_DOMAIN_ALLOWLIST, comma-separated, "*" for any
-	FetchAllowedPorts     []int         // FETCH_ALLOWED_PORTS: ports fetch may use besides 80 and 443
+	// SearchCacheShared keeps one search cache for every tenant
+	// (SEARCH_CACHE_SHARED; off: each tenant has its own). Shared, any
+	// tenant learns through an answer's cached flag and latency whether
+	// anyone searched the same query within SEARCH_CACHE_TTL_SECONDS: for
+	// deployments whose tenants are one organisation.
+	SearchCacheShared    bool
+	FetchDomainAllowlist []string // FETCH_DOMAIN_ALLOWLIST, comma-separated, "*" for any
+	FetchAllowedPorts    []int    // FETCH_ALLOWED_PORTS: ports fetch may use besides 80 and 443
 	// FetchAllowPrivateNetworks lets fetch reach loopback and private
 	// addresses (FETCH_ALLOW_PRIVATE_NETWORKS; off; for tests only).
 	FetchAllowPrivateNetworks bool
@@ -316,6 +329,13 @@ type Limits struct {
 	// ticks, callback deliveries, retention and sweeps) stay in river_job
 	// once finished (INTERNAL_JOB_RETENTION); tasks stay TASK_RETENTION.
 	InternalJobRetention time.Duration
+	// BulkMaxConcurrent bounds the bulk actions, dry runs included, one
+	// tenant runs at once, across every API process (BULK_MAX_CONCURRENT);
+	// more are refused with 429.
+	BulkMaxConcurrent int
+	// BulkCountTimeout bounds each statement that counts or finds the
+	// tasks a bulk action's filter matches (BULK_COUNT_TIMEOUT_SECONDS).
+	BulkCountTimeout time.Duration
 	// HTTPReadTimeout is how long a request's headers and body may take to
 	// arrive (HTTP_READ_TIMEOUT_SECONDS); a stalled body fails after it.
 	// Long polls and event streams, which send no body, are not bound by it.
@@ -422,11 +442,14 @@ func Load(getenv func(string) string) (*Config, error) {
 			TaskMaxArtifactMB:         r.positiveInt("TASK_MAX_ARTIFACT_MB", DefaultTaskMaxArtifactMB),
 			TasksPerMinute:            r.positiveInt("TASKS_PER_MINUTE", DefaultTasksPerMinute),
 			SearchSourceAllowlist:     r.list("SEARCH_SOURCE_ALLOWLIST", DefaultSearchSourceAllow),
+			SearchCacheShared:         r.boolean("SEARCH_CACHE_SHARED", false),
 			FetchDomainAllowlist:      r.list("FETCH_DOMAIN_ALLOWLIST", DefaultFetchDomainAllow),
 			MaxBatchSize:              r.positiveInt("MAX_BATCH_SIZE", DefaultMaxBatchSize),
 			MaxRequestBodyBytes:       int64(r.positiveInt("MAX_REQUEST_BODY_BYTES", DefaultMaxRequestBodyBytes)),
 			ScheduleMaxTaskBytes:      r.positiveInt("SCHEDULE_MAX_TASK_BYTES", DefaultScheduleMaxTaskBytes),
 			InternalJobRetention:      r.duration("INTERNAL_JOB_RETENTION", DefaultInternalJobRetention),
+			BulkMaxConcurrent:         r.positiveInt("BULK_MAX_CONCURRENT", DefaultBulkMaxConcurrent),
+			BulkCountTimeout:          r.seconds("BULK_COUNT_TIMEOUT_SECONDS", DefaultBulkCountTimeout),
 			FetchAllowedPorts:         r.ports("FETCH_ALLOWED_PORTS"),
 			FetchAllowPrivateNetworks: r.boolean("FETCH_ALLOW_PRIVATE_NETWORKS", false),
 			HTTPReadTimeout:           r.seconds("HTTP_READ_TIMEOUT_SECONDS", DefaultHTTPReadTimeout),
@@ -800,11 +823,14 @@ func (l Limits) MarshalJSON() ([]byte, error) {
 		TaskMaxArtifacts      int      `json:"task_max_artifacts"`
 		TasksPerMinute        int      `json:"tasks_per_minute"`
 		SearchSourceAllowlist []string `json:"search_source_allowlist"`
+		SearchCacheShared     bool     `json:"search_cache_shared"`
 		FetchDomainAllowlist  []string `json:"fetch_domain_allowlist"`
 		MaxBatchSize          int      `json:"max_batch_size"`
 		MaxRequestBodyBytes   int64    `json:"max_request_body_bytes"`
 		ScheduleMaxTaskBytes  int      `json:"schedule_max_task_bytes"`
 		InternalJobRetention  float64  `json:"internal_job_retention_seconds"`
+		BulkMaxConcurrent     int      `json:"bulk_max_concurrent"`
+		BulkCountTimeout      float64  `json:"bulk_count_timeout_seconds"`
 		FetchAllowedPorts     []int    `json:"fetch_allowed_ports"`
 		HTTPReadTimeout       float64  `json:"http_read_timeout_seconds"`
 		MaxConcurrentUploads  int      `json:"max_concurrent_uploads"`
@@ -816,9 +842,9 @@ func (l Limits) MarshalJSON() ([]byte, error) {
 		ArtifactUploadMinKiB  int      `json:"artifact_upload_min_cost_kib"`
 		TenantMaxWaiters      int      `json:"tenant_max_waiters"`
 	}{
-		l.TaskMaxRuntime.Seconds(), l.TaskMaxArtifactMB, l.TaskMaxArtifacts, l.TasksPerMinute, l.SearchSourceAllowlist,
+		l.TaskMaxRuntime.Seconds(), l.TaskMaxArtifactMB, l.TaskMaxArtifacts, l.TasksPerMinute, l.SearchSourceAllowlist, l.SearchCacheShared,
 		l.FetchDomainAllowlist, l.MaxBatchSize, l.MaxRequestBodyBytes, l.ScheduleMaxTaskBytes, l.InternalJobRetention.Seconds(),
-		append([]int{80, 443}, l.FetchAllowedPorts...),
+		l.BulkMaxConcurrent, l.BulkCountTimeout.Seconds(), append([]int{80, 443}, l.FetchAllowedPorts...),
 		l.HTTPReadTimeout.Seconds(), l.MaxConcurrentUploads, l.TenantMaxUploads, l.UploadIdleTimeout.Seconds(),
 		l.TenantMaxRunning, l.CallbackTenantConcurrency, l.ArtifactMBPerMinute, ArtifactUploadMinCostKiB, l.TenantMaxWaiters,
 	})

@@ -110,17 +110,20 @@ func TestBadTenantLimitsNameTheEntry(t *testing.T) {
 func TestOverrides(t *testing.T) {
 	t.Parallel()
 	c, err := config.Load(env(map[string]string{
-		"DATABASE_URL":              "postgresql+psycopg2://api:api@postgres:5432/api",
-		"TASK_MAX_RUNTIME_SECONDS":  "5",
-		"SEARCH_SOURCE_ALLOWLIST":   " Brave , searxng ,",
-		"TASK_RETENTION":            "2d",
-		"MINIO_SECURE":              "true",
-		"QUEUES":                    "default,slow",
-		"LOG_FORMAT":                "TEXT",
-		"HTTP_READ_TIMEOUT_SECONDS": "1.5",
-		"MAX_CONCURRENT_UPLOADS":    "3",
-		"SCHEDULE_MAX_TASK_BYTES":   "1024",
-		"INTERNAL_JOB_RETENTION":    "30s",
+		"DATABASE_URL":               "postgresql+psycopg2://api:api@postgres:5432/api",
+		"TASK_MAX_RUNTIME_SECONDS":   "5",
+		"SEARCH_SOURCE_ALLOWLIST":    " Brave , searxng ,",
+		"TASK_RETENTION":             "2d",
+		"MINIO_SECURE":               "true",
+		"QUEUES":                     "default,slow",
+		"LOG_FORMAT":                 "TEXT",
+		"HTTP_READ_TIMEOUT_SECONDS":  "1.5",
+		"MAX_CONCURRENT_UPLOADS":     "3",
+		"SCHEDULE_MAX_TASK_BYTES":    "1024",
+		"INTERNAL_JOB_RETENTION":     "30s",
+		"SEARCH_CACHE_SHARED":        "true",
+		"BULK_MAX_CONCURRENT":        "4",
+		"BULK_COUNT_TIMEOUT_SECONDS": "0.25",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, "postgresql://api:api@postgres:5432/api", c.DatabaseURL, "the SQLAlchemy form of the URL is accepted")
@@ -135,6 +138,9 @@ func TestOverrides(t *testing.T) {
 	require.Equal(t, 3, c.Limits.MaxConcurrentUploads)
 	require.Equal(t, 1024, c.Limits.ScheduleMaxTaskBytes)
 	require.Equal(t, 30*time.Second, c.Limits.InternalJobRetention)
+	require.True(t, c.Limits.SearchCacheShared)
+	require.Equal(t, 4, c.Limits.BulkMaxConcurrent)
+	require.Equal(t, 250*time.Millisecond, c.Limits.BulkCountTimeout)
 }
 
 func TestBadValuesNameTheVariable(t *testing.T) {
@@ -154,6 +160,9 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		"MAX_CONCURRENT_UPLOADS":      "0",
 		"SCHEDULE_MAX_TASK_BYTES":     "0",
 		"INTERNAL_JOB_RETENTION":      "-1h",
+		"SEARCH_CACHE_SHARED":         "sometimes",
+		"BULK_MAX_CONCURRENT":         "0",
+		"BULK_COUNT_TIMEOUT_SECONDS":  "-2",
 		"TENANT_MAX_RUNNING":          "-1",
 		"ARTIFACT_MB_PER_MINUTE":      "10", // under the 25 MB artifact cap
 		"TENANT_MAX_WAITERS":          "0",
@@ -190,8 +199,9 @@ func TestLimitsJSON(t *testing.T) {
 	b, err := c.Limits.MarshalJSON()
 	require.NoError(t, err)
 	require.JSONEq(t, `{"task_max_runtime_seconds":600,"task_max_artifact_mb":25,"task_max_artifacts":1000,"tasks_per_minute":30,
-		"search_source_allowlist":["brave"],"fetch_domain_allowlist":["*"],"max_batch_size":50,
-		"max_request_body_bytes":1048576,"schedule_max_task_bytes":65536,"internal_job_retention_seconds":3600,"fetch_allowed_ports":[80,443],"http_read_timeout_seconds":30,
+		"search_source_allowlist":["brave"],"search_cache_shared":false,"fetch_domain_allowlist":["*"],"max_batch_size":50,
+		"max_request_body_bytes":1048576,"schedule_max_task_bytes":65536,"internal_job_retention_seconds":3600,
+		"bulk_max_concurrent":2,"bulk_count_timeout_seconds":5,"fetch_allowed_ports":[80,443],"http_read_timeout_seconds":30,
 		"max_concurrent_uploads":16,"tenant_max_uploads":4,"upload_idle_timeout_seconds":10,"tenant_max_running":0,
 		"callback_tenant_concurrency":10,"artifact_mb_per_minute":1024,"artifact_upload_min_cost_kib":64,"tenant_max_waiters":250}`, string(b))
 }

@@ -45,6 +45,11 @@
 // check still applies.
 //
 // Errors are *taskrunner.Error values with stable snake_case codes (see
-// errors.go) and messages that are safe to show to the client: they name hosts and address classes, never
-// resolved addresses, paths, query strings or server internals.
+// errors.go) and messages that are safe to show to the client: they name
+// hosts and the classes of IP literals, never resolved addresses, paths,
+// query strings or server internals. A host name that does not resolve
+// and one that resolves to a non-public address get one and the same
+// answer (UnreachableMessage), so a client cannot map the names of the
+// worker's network; only the log (fetch_host_refused) tells them apart.
+// What a client can still observe is time: how long the resolver took.
 package fetch

@@ -16,20 +16,27 @@ import (
 //   - port_not_allowed: the port is neither 80, 443 nor one of
 //     Config.AllowedPorts. From CheckURL, redirects and dialing.
 //   - address_not_allowed: the host is, or resolves to, a non-public
-//     address (loopback, private, link-local, metadata, ...). From CheckURL
-//     for IP literals and "localhost", and from dialing for names.
+//     address (loopback, private, link-local, metadata, ...), or its name
+//     does not resolve. From CheckURL for IP literals and "localhost"
+//     (the message names the class), and from dialing for names: then the
+//     message is UnreachableMessage whether the name does not resolve or
+//     resolves to a non-public address, so that no client learns which
+//     names exist inside the network; the fetch_host_refused log line and
+//     the error's cause tell them apart.
 //   - too_many_redirects: more than Config.MaxRedirects redirects.
 //   - artifact_size_exceeded: the body is larger than Config.MaxBytes,
 //     declared or read. Such errors also wrap ErrTooLarge.
 //   - fetch_timeout: the context's deadline or a transport timeout passed.
 //     When the context expired the error wraps context.DeadlineExceeded.
-//   - fetch_failed: no usable answer: the name does not resolve, the
+//   - fetch_failed: no usable answer: the resolver could not answer (a
+//     timeout or a server failure, not a name that does not exist), the
 //     connection or TLS failed, the fetch was cancelled (then it wraps
 //     context.Canceled), the connection broke while reading.
 //
 // An error's Message is safe to show to the client that submitted the URL:
-// it may name the host and the class of an address, never a resolved
-// address, the path, the query or server internals. The underlying cause,
+// it may name the host the client wrote and the class of an IP address
+// the client wrote, never a resolved address or its class, whether a
+// name resolves, the path, the query or server internals. The underlying cause,
 // if any, is available to errors.Is and errors.As (and to logs) through
 // Unwrap.
 

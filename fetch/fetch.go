@@ -2,12 +2,14 @@ package fetch
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -28,6 +30,7 @@ type Fetcher struct {
 	maxBytes     int64
 	maxRedirects int
 	dialTimeout  time.Duration
+	logger       *slog.Logger
 	transport    *http.Transport
 	client       *http.Client
 
@@ -47,6 +50,7 @@ func New(cfg Config) *Fetcher {
 		maxBytes:     cfg.MaxBytes,
 		maxRedirects: cfg.MaxRedirects,
 		dialTimeout:  orDefault(cfg.DialTimeout, DefaultDialTimeout),
+		logger:       cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
 	}
 	if f.resolver == nil {
 		f.resolver = net.DefaultResolver
@@ -229,8 +233,14 @@ func (f *Fetcher) dialContext(ctx context.Context, network, address string) (net
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if err != nil || len(addrs) == 0 {
-			return nil, errorf(taskrunner.CodeFetchFailed, fmt.Sprintf("host %q could not be resolved", h.name), err)
+		var dnsErr *net.DNSError
+		if err != nil && (!errors.As(err, &dnsErr) || !dnsErr.IsNotFound) {
+			// The resolver could not answer (a timeout, a server failure):
+			// that says nothing of the name, and may pass.
+			return nil, errorf(taskrunner.CodeFetchFailed, "the host name could not be resolved now", err)
+		}
+		if len(addrs) == 0 {
+			return nil, f.refuseName(ctx, h, "does_not_resolve", "", netip.Addr{}, err)
 		}
 	}
 	targets := make([]netip.AddrPort, len(addrs))
@@ -238,7 +248,7 @@ func (f *Fetcher) dialContext(ctx context.Context, network, address string) (net
 		// One non-public address and the name is refused: a host that
 		// mixes them is either misconfigured or an attack.
 		targets[i] = netip.AddrPortFrom(a.Unmap(), uint16(port))
-		if err := f.checkAddr(h, targets[i]); err != nil {
+		if err := f.checkAddr(ctx, h, targets[i]); err != nil {
 			return nil, err
 		}
 	}
@@ -273,14 +283,14 @@ func (f *Fetcher) control(h host) func(network, address string, _ syscall.RawCon
 		if err := f.policy.checkPort(int(ap.Port())); err != nil {
 			return err
 		}
-		return f.checkAddr(h, ap)
+		return f.checkAddr(context.Background(), h, ap)
 	}
 }
 
 // checkAddr refuses a non-public address unless private networks are
-// allowed. The message names the host and the class, not the address: the
-// client need not learn what internal names resolve to.
-func (f *Fetcher) checkAddr(h host, ap netip.AddrPort) error {
+// allowed. An IP literal's refusal names it and its class: the client
+// wrote it. A name's is the one answer refuseName gives.
+func (f *Fetcher) checkAddr(ctx context.Context, h host, ap netip.AddrPort) error {
 	if f.policy.allowPrivate || (f.trusted.IsValid() && ap == f.trusted) {
 		return nil
 	}
@@ -291,7 +301,34 @@ func (f *Fetcher) checkAddr(h host, ap netip.AddrPort) error {
 	if h.ip.IsValid() {
 		return errorf(taskrunner.CodeAddressNotAllowed, fmt.Sprintf("%s is a non-public address (%s)", h, c), nil)
 	}
-	return errorf(taskrunner.CodeAddressNotAllowed, fmt.Sprintf("host %q resolves to a non-public address (%s)", h.name, c), nil)
+	return f.refuseName(ctx, h, "non_public_address", c, ap.Addr(), nil)
+}
+
+// UnreachableMessage is the one public answer, with address_not_allowed,
+// for a host name that does not resolve and one that resolves to an
+// address a fetch may not reach: a client must not learn from it which
+// names exist inside the network, or what they resolve to.
+const UnreachableMessage = "the host name does not resolve, or resolves to an address that may not be reached"
+
+// refuseName refuses host name h: it does not resolve (reason
+// does_not_resolve; cause is the resolver's answer), or resolves to addr,
+// of non-public class (reason non_public_address). The client gets
+// UnreachableMessage whichever it is; the log line fetch_host_refused,
+// and the error's cause, tell them apart.
+func (f *Fetcher) refuseName(ctx context.Context, h host, reason, class string, addr netip.Addr, cause error) error {
+	attrs := []slog.Attr{slog.String("event", "fetch_host_refused"), slog.String("host", h.name), slog.String("reason", reason)}
+	detail := fmt.Sprintf("host %q does not resolve", h.name)
+	if reason == "non_public_address" {
+		attrs = append(attrs, slog.String("address_class", class), slog.String("address", addr.String()))
+		detail = fmt.Sprintf("host %q resolves to a non-public address (%s)", h.name, class)
+	}
+	f.logger.LogAttrs(ctx, slog.LevelWarn, "host name refused", attrs...)
+	if cause != nil {
+		cause = fmt.Errorf("%s: %w", detail, cause)
+	} else {
+		cause = errors.New(detail)
+	}
+	return errorf(taskrunner.CodeAddressNotAllowed, UnreachableMessage, cause)
 }
 
 // transportError turns a failed request into an *taskrunner.Error whose message shows

@@ -5,10 +5,12 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -245,8 +247,15 @@ func TestFetchRefusesNonPublicAddresses(t *testing.T) {
 			resp, err := f.Fetch(context.Background(), fmt.Sprintf("http://%s:%d/", tc.host, srv.port))
 			require.Nil(t, resp)
 			fe := requireCode(t, err, taskrunner.CodeAddressNotAllowed)
-			require.Contains(t, fe.Message, tc.class)
 			require.False(t, fetch.Retryable(fe.Code))
+			if _, resolved := dns[tc.host]; resolved {
+				// A name: the one answer a name that does not resolve
+				// gets too; the cause, for the log, has the class.
+				require.Equal(t, fetch.UnreachableMessage, fe.Message)
+				require.Contains(t, err.Error(), tc.class)
+			} else {
+				require.Contains(t, fe.Message, tc.class, "what the client wrote is named")
+			}
 			if addrs, ok := dns[tc.host]; ok {
 				for _, a := range addrs {
 					require.NotContains(t, fe.Message, a, "the resolved address is not shown")
@@ -257,14 +266,79 @@ func TestFetchRefusesNonPublicAddresses(t *testing.T) {
 	t.Cleanup(func() { require.Zero(t, srv.hits.Load(), "the internal server was never reached") })
 }
 
-func TestFetchUnknownHost(t *testing.T) {
+// TestFetchUnknownHostIsAnsweredAsAPrivateOne: a name that does not
+// resolve and a name that resolves to a private address get the very
+// same error, so a client cannot tell which names exist inside the
+// network; the log line fetch_host_refused, and the error's cause, tell
+// them apart. A resolver that cannot answer now is another matter: worth
+// a retry.
+func TestFetchUnknownHostIsAnsweredAsAPrivateOne(t *testing.T) {
 	t.Parallel()
-	f := fetch.New(fetch.Config{Allowlist: []string{"*"}, Resolver: resolver{}})
-	_, err := f.Fetch(context.Background(), "https://nowhere.example/")
+	logs := &logLines{}
+	f := fetch.New(fetch.Config{Allowlist: []string{"*"}, Logger: logs.logger(),
+		Resolver: resolver{"internal.example": {"10.1.2.3"}}})
+	_, private := f.Fetch(context.Background(), "https://internal.example/")
+	_, unknown := f.Fetch(context.Background(), "https://nowhere.example/")
+	for _, err := range []error{private, unknown} {
+		fe := requireCode(t, err, taskrunner.CodeAddressNotAllowed)
+		require.Equal(t, fetch.UnreachableMessage, fe.Message)
+		require.False(t, fetch.Retryable(fe.Code))
+		require.True(t, fetch.Rejected(fe.Code))
+	}
+	require.Equal(t, taskrunner.ErrorMessage(private), taskrunner.ErrorMessage(unknown))
+	var dnsErr *net.DNSError
+	require.ErrorAs(t, unknown, &dnsErr, "the cause is kept for logs")
+	require.Contains(t, private.Error(), "non-public address (private)")
+	require.NotContains(t, taskrunner.ErrorMessage(private), "10.1.2.3")
+
+	lines := logs.events("fetch_host_refused")
+	require.Len(t, lines, 2)
+	require.Equal(t, "internal.example", lines[0]["host"])
+	require.Equal(t, "non_public_address", lines[0]["reason"])
+	require.Equal(t, "private", lines[0]["address_class"])
+	require.Equal(t, "10.1.2.3", lines[0]["address"])
+	require.Equal(t, "nowhere.example", lines[1]["host"])
+	require.Equal(t, "does_not_resolve", lines[1]["reason"])
+
+	down := fetch.New(fetch.Config{Allowlist: []string{"*"}, Resolver: failingResolver{}})
+	_, err := down.Fetch(context.Background(), "https://nowhere.example/")
 	fe := requireCode(t, err, taskrunner.CodeFetchFailed)
 	require.True(t, fetch.Retryable(fe.Code))
-	var dnsErr *net.DNSError
-	require.ErrorAs(t, err, &dnsErr, "the cause is kept for logs")
+}
+
+// failingResolver cannot answer: a DNS server that timed out.
+type failingResolver struct{}
+
+func (failingResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	return nil, &net.DNSError{Err: "i/o timeout", Name: host, IsTimeout: true, IsTemporary: true}
+}
+
+// logLines keeps the JSON lines a logger writes.
+type logLines struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logLines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logLines) logger() *slog.Logger { return slog.New(slog.NewJSONHandler(l, nil)) }
+
+// events are the lines whose event is name.
+func (l *logLines) events(name string) []map[string]any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	for _, line := range bytes.Split(l.buf.Bytes(), []byte("\n")) {
+		var m map[string]any
+		if json.Unmarshal(line, &m) == nil && m["event"] == name {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // TestRedirects serves a "public" host from loopback: the fetcher trusts
@@ -409,7 +483,8 @@ func TestDialTimeResolution(t *testing.T) {
 	f.CloseIdleConnections()
 	_, err = f.Fetch(context.Background(), raw)
 	fe := requireCode(t, err, taskrunner.CodeAddressNotAllowed)
-	require.Contains(t, fe.Message, "cloud metadata")
+	require.Equal(t, fetch.UnreachableMessage, fe.Message)
+	require.Contains(t, err.Error(), "cloud metadata")
 	require.EqualValues(t, 2, lookups.Load())
 	require.EqualValues(t, 1, srv.hits.Load())
 }

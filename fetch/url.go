@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"net/url"
 	"strconv"
@@ -74,6 +75,10 @@ type Config struct {
 	// Resolver resolves host names at dial time; nil means
 	// net.DefaultResolver.
 	Resolver Resolver
+	// Logger gets fetch_host_refused, which tells apart the host names
+	// that do not resolve and those refused for their address (the client
+	// is told the same of both); nil logs nothing.
+	Logger *slog.Logger
 	// DialTimeout, TLSHandshakeTimeout and ResponseHeaderTimeout bound the
 	// transport's steps, each within the context Fetch is given; 0 means
 	// the Default of each.

@@ -39,6 +39,8 @@ var codeStatus = map[string]int{
 	taskrunner.CodeCallbacksDisabled:    http.StatusNotFound,
 	taskrunner.CodeScheduleRateExceeded: http.StatusConflict,
 	taskrunner.CodeScheduleTaskTooLarge: http.StatusRequestEntityTooLarge,
+	taskrunner.CodeTooManyBulkActions:   http.StatusTooManyRequests,
+	taskrunner.CodeBulkCountTimeout:     http.StatusUnprocessableEntity,
 
 	taskrunner.CodeArtifactInvalid:      http.StatusBadRequest,
 	taskrunner.CodeArtifactSizeExceeded: http.StatusRequestEntityTooLarge,

@@ -113,6 +113,10 @@ type setupOpts struct {
 	// tracer sees the queries of the API's task service, on a pool of its
 	// own.
 	tracer pgx.QueryTracer
+	// bulkMaxConcurrent and bulkCountTimeout are BULK_MAX_CONCURRENT and
+	// BULK_COUNT_TIMEOUT_SECONDS; the defaults when 0.
+	bulkMaxConcurrent int
+	bulkCountTimeout  time.Duration
 }
 
 // testMaxArtifactBytes is the artifact limit in these tests.
@@ -162,7 +166,8 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	}
 	taskCfg := task.ServiceConfig{
 		Pool: tracedPool(t, tdb, opts.tracer), Logger: logger, Artifacts: artifacts, FairShare: opts.fairShare,
-		Limits: task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: env, Callback: opts.callback},
+		Limits: task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: env, Callback: opts.callback,
+			BulkMaxConcurrent: opts.bulkMaxConcurrent, BulkCountTimeout: opts.bulkCountTimeout},
 	}
 	readTimeout := opts.readTimeout
 	if readTimeout == 0 {
@@ -172,7 +177,8 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 		HTTPReadTimeout: readTimeout, MaxConcurrentUploads: cmp.Or(opts.maxUploads, config.DefaultMaxConcurrentUploads),
 		TasksPerMinute: opts.perMinute, ArtifactMBPerMinute: opts.artifactMBPerMinute, TenantMaxWaiters: opts.tenantMaxWaiters,
 		TenantMaxUploads: opts.tenantMaxUploads, UploadIdleTimeout: opts.uploadIdleTimeout, Tenants: opts.tenantLimits,
-		ScheduleMaxTaskBytes: config.DefaultScheduleMaxTaskBytes, InternalJobRetention: config.DefaultInternalJobRetention}
+		ScheduleMaxTaskBytes: config.DefaultScheduleMaxTaskBytes, InternalJobRetention: config.DefaultInternalJobRetention,
+		BulkMaxConcurrent: opts.bulkMaxConcurrent, BulkCountTimeout: opts.bulkCountTimeout}
 	// The API and the schedules' ticks share the limiter, as in a process.
 	limiter := newLimiter(t, opts)
 	var runs *jobs.RunRecorder

@@ -396,6 +396,11 @@ func decodeBulkRequest(body []byte) (f taskrunner.Filter, dryRun bool, err error
 // has done what it says in the log, and may be called again.
 const bulkActionTimeout = 10 * time.Minute
 
+// bulkRetryAfter is the Retry-After of a bulk action refused because the
+// tenant runs its maximum at once, in seconds: about what a dry run
+// takes at most (BULK_COUNT_TIMEOUT_SECONDS' default).
+const bulkRetryAfter = 5
+
 // bulk is the handler of a bulk action.
 func (s *Server) bulk(action task.Action) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
@@ -410,6 +415,9 @@ func (s *Server) bulk(action task.Action) handlerFunc {
 		ctx, cancel := context.WithTimeout(r.Context(), bulkActionTimeout)
 		defer cancel()
 		res, err := s.deps.Tasks.Bulk(ctx, action, &f, dryRun)
+		if taskrunner.ErrorCode(err) == taskrunner.CodeTooManyBulkActions {
+			w.Header().Set("Retry-After", strconv.Itoa(bulkRetryAfter))
+		}
 		var refusal *taskrunner.Error
 		if errors.As(err, &refusal) && refusal.Field != "" {
 			// The service names the filter's fields as GET /tasks does.

@@ -55,6 +55,7 @@ func (w *SearchWorker) Work(ctx context.Context, job *river.Job[SearchArgs]) err
 		return NotRetried(taskrunner.Errorf(taskrunner.CodeSearchProviderUnavailable, "search is not configured in this worker"))
 	}
 	req := job.Args.request()
+	req.Tenant = OwnerOf(job.JobRow) // the cache is the owner's own, unless shared
 	req.OnAnswer = func(answered, asked int) {
 		ReportProgress(ctx, int64(answered), int64(asked), "sources answered")
 	}

@@ -337,11 +337,11 @@ var publicMessages = map[string]string{
 	taskrunner.CodeInvalidURL:                "the URL cannot be fetched",
 	taskrunner.CodeDomainNotAllowed:          "the URL's domain is not allowed by FETCH_DOMAIN_ALLOWLIST",
 	taskrunner.CodePortNotAllowed:            "the URL's port is not allowed (FETCH_ALLOWED_PORTS)",
-	taskrunner.CodeAddressNotAllowed:         "the URL's host is, or resolves to, an address that may not be fetched",
+	taskrunner.CodeAddressNotAllowed:         "the URL's host does not resolve, or is or resolves to an address that may not be fetched",
 	taskrunner.CodeTooManyRedirects:          "the page redirected too many times",
 	taskrunner.CodeArtifactSizeExceeded:      "the body is larger than TASK_MAX_ARTIFACT_MB",
 	taskrunner.CodeFetchTimeout:              "the page did not answer in time",
-	taskrunner.CodeFetchFailed:               "the page could not be fetched: the name did not resolve, or the connection failed",
+	taskrunner.CodeFetchFailed:               "the page could not be fetched: the name could not be resolved now, or the connection failed",
 	taskrunner.CodeArtifactInvalid:           "the result could not be stored as an artifact",
 	taskrunner.CodeSearchProviderUnavailable: "search is not available",
 }

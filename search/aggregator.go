@@ -50,6 +50,11 @@ type AggregatorConfig struct {
 	Cache Cache
 	// CacheTTL is how long an answer stays in Cache; DefaultCacheTTL when 0.
 	CacheTTL time.Duration
+	// CacheShared keeps one cache for every tenant (SEARCH_CACHE_SHARED).
+	// Off, the default, each tenant (Request.Tenant) has a cache of its
+	// own: a shared one tells any tenant, through an answer's cached flag
+	// and latency, whether anyone searched the same query within CacheTTL.
+	CacheShared bool
 	// SourceTimeout is each provider's own timeout; DefaultSourceTimeout
 	// when 0.
 	SourceTimeout time.Duration
@@ -112,6 +117,9 @@ type Request struct {
 	Sources     []string `json:"sources"`
 	RecencyDays int      `json:"recency_days"`
 	MaxResults  int      `json:"max_results"`
+	// Tenant is who searches: unless the cache is shared, answers are
+	// cached per tenant, so no tenant learns what another searched.
+	Tenant string `json:"-"`
 	// OnAnswer, when set, is called (from the sources' goroutines) each
 	// time a source has answered or failed, with how many have out of
 	// how many were asked.
@@ -200,7 +208,7 @@ func (a *Aggregator) Search(ctx context.Context, req Request) (*Response, error)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results, report, err := a.ask(ctx, source, q)
+			results, report, err := a.ask(ctx, source, a.cacheScope(req.Tenant), q)
 			answers[i] = answer{source, results, report, err}
 			if n := answered.Add(1); req.OnAnswer != nil {
 				req.OnAnswer(int(n), len(req.Sources))
@@ -229,15 +237,25 @@ func (a *Aggregator) Search(ctx context.Context, req Request) (*Response, error)
 	return resp, nil
 }
 
-// ask gets one source's results, from the cache when it has them.
-func (a *Aggregator) ask(ctx context.Context, source string, q Query) ([]Result, SourceReport, *ProviderError) {
+// cacheScope is the part of the cache a tenant's searches use: its own,
+// or the one every tenant shares.
+func (a *Aggregator) cacheScope(tenant string) string {
+	if a.cfg.CacheShared {
+		return "shared"
+	}
+	return "tenant " + tenant
+}
+
+// ask gets one source's results, from the cache (scope's part of it) when
+// it has them.
+func (a *Aggregator) ask(ctx context.Context, source, scope string, q Query) ([]Result, SourceReport, *ProviderError) {
 	start := time.Now()
 	p, ok := a.providers[source]
 	if !ok {
 		pe := &ProviderError{Source: source, Code: taskrunner.CodeSearchProviderUnavailable, Message: "no such provider is configured"}
 		return nil, SourceReport{Status: "error", ErrorCode: pe.Code, Error: pe.Error()}, pe
 	}
-	key := CacheKey(source, q)
+	key := CacheKey(source, scope, q)
 	if results, hit := a.cacheGet(ctx, key, source); hit {
 		return results, SourceReport{Status: "ok", Count: len(results), Cached: true, LatencyMS: ms(time.Since(start))}, nil
 	}
@@ -303,10 +321,11 @@ func (a *Aggregator) cacheSet(ctx context.Context, key, source string, results [
 	}
 }
 
-// CacheKey is a source's cache key for a query: the source, then a hash of
-// the normalised text, recency and result count.
-func CacheKey(source string, q Query) string {
-	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%d", NormalizeQuery(q.Text), q.RecencyDays, q.MaxResults))
+// CacheKey is a source's cache key for a query in scope (a tenant's part
+// of the cache, or the part every tenant shares): the source, then a hash
+// of the scope, the normalised text, recency and result count.
+func CacheKey(source, scope string, q Query) string {
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%d\x00%d", scope, NormalizeQuery(q.Text), q.RecencyDays, q.MaxResults))
 	return "search:" + source + ":" + hex.EncodeToString(sum[:16])
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
@@ -71,6 +72,16 @@ var ActionStates = map[Action][]string{
 // however many match, no transaction is long.
 const BulkPageSize = 500
 
+// Defaults of the bulk action limits.
+const (
+	// DefaultBulkMaxConcurrent is how many bulk actions, dry runs
+	// included, one tenant may run at once (BULK_MAX_CONCURRENT).
+	DefaultBulkMaxConcurrent = 2
+	// DefaultBulkCountTimeout bounds each statement that counts or finds
+	// the tasks of a bulk action's filter (BULK_COUNT_TIMEOUT_SECONDS).
+	DefaultBulkCountTimeout = 5 * time.Second
+)
+
 // BulkResult is what a bulk action did. Matched counts the tasks the
 // filter matched in the statuses the action touches; Affected, of a real
 // run, those the action changed (a task that left those statuses in the
@@ -97,6 +108,17 @@ type ArtifactRemover interface {
 // page in a transaction of its own through River's own operations, and
 // stops at the newest task that existed when it began. Each call logs one
 // bulk_action line.
+//
+// A tenant runs at most Limits.BulkMaxConcurrent bulk actions at once,
+// in every process sharing the database: each holds one of its slots (see
+// db.AcquireBulkSlot) on the connection that runs its statements, and
+// one more is refused with too_many_bulk_actions. Each statement that
+// counts or finds the filter's tasks may take Limits.BulkCountTimeout; a
+// longer one ends the action with bulk_count_timeout. It is always the
+// first to run, before anything changes, so a filter too slow to match
+// changes nothing; should a later page's take too long (the database
+// slowed down meanwhile), the pages before it stay done and the error
+// says how many tasks they changed.
 func (s *Service) Bulk(ctx context.Context, action Action, f *taskrunner.Filter, dryRun bool) (res BulkResult, err error) {
 	states, ok := ActionStates[action]
 	if !ok {
@@ -118,24 +140,46 @@ func (s *Service) Bulk(ctx context.Context, action Action, f *taskrunner.Filter,
 			return BulkResult{}, nil // only statuses the action does not touch
 		}
 	}
-	if dryRun {
-		n, err := db.CountTasks(ctx, s.pool, tf)
-		if err != nil {
-			return BulkResult{}, db.AsUnavailable(err)
-		}
-		return BulkResult{Matched: n}, nil
-	}
-	if action == ActionDelete && s.artifacts == nil {
+	if action == ActionDelete && !dryRun && s.artifacts == nil {
 		return BulkResult{}, errors.New("bulk delete: the task service has no ArtifactRemover")
 	}
-	through, err := db.MaxTaskID(ctx, s.pool)
+	slot, err := db.AcquireBulkSlot(ctx, s.pool, tenantName(ctx), s.limits.BulkMaxConcurrent)
 	if err != nil {
 		return BulkResult{}, db.AsUnavailable(err)
 	}
-	for after := int64(0); ; {
-		ids, err := db.MatchingTaskIDs(ctx, s.pool, tf, after, through, BulkPageSize)
+	if slot == nil {
+		return BulkResult{}, &taskrunner.Error{Code: taskrunner.CodeTooManyBulkActions,
+			Message: fmt.Sprintf("%d bulk actions of yours are running (BULK_MAX_CONCURRENT); retry when one has finished", s.limits.BulkMaxConcurrent)}
+	}
+	defer slot.Release()
+	conn := slot.Conn()
+	if dryRun {
+		var n int64
+		err := db.WithStatementTimeout(ctx, conn, s.limits.BulkCountTimeout, func(tx pgx.Tx) (err error) {
+			n, err = db.CountTasks(ctx, tx, tf)
+			return err
+		})
 		if err != nil {
-			return res, db.AsUnavailable(err)
+			return BulkResult{}, s.countFailure(err, res)
+		}
+		return BulkResult{Matched: n}, nil
+	}
+	var through int64
+	err = db.WithStatementTimeout(ctx, conn, s.limits.BulkCountTimeout, func(tx pgx.Tx) (err error) {
+		through, err = db.MaxTaskID(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return BulkResult{}, s.countFailure(err, res)
+	}
+	for after := int64(0); ; {
+		var ids []int64
+		err := db.WithStatementTimeout(ctx, conn, s.limits.BulkCountTimeout, func(tx pgx.Tx) (err error) {
+			ids, err = db.MatchingTaskIDs(ctx, tx, tf, after, through, BulkPageSize)
+			return err
+		})
+		if err != nil {
+			return res, s.countFailure(err, res)
 		}
 		if len(ids) == 0 {
 			return res, nil
@@ -143,7 +187,7 @@ func (s *Service) Bulk(ctx context.Context, action Action, f *taskrunner.Filter,
 		res.Matched += int64(len(ids))
 		res.Pages++
 		var affected int
-		err = db.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
+		err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			locked, err := db.LockTasksInStates(ctx, tx, ids, tf.Statuses)
 			if err != nil || len(locked) == 0 {
 				return err
@@ -157,6 +201,20 @@ func (s *Service) Bulk(ctx context.Context, action Action, f *taskrunner.Filter,
 		res.Affected += int64(affected)
 		after = ids[len(ids)-1]
 	}
+}
+
+// countFailure is the error of a bulk action whose statement that counts
+// or finds its tasks failed (err), after res was done: bulk_count_timeout
+// when it ran out of time.
+func (s *Service) countFailure(err error, res BulkResult) error {
+	if !errors.Is(err, db.ErrStatementTimeout) {
+		return db.AsUnavailable(err)
+	}
+	msg := fmt.Sprintf("finding the tasks this filter matches took longer than %s (BULK_COUNT_TIMEOUT_SECONDS): narrow it by type, status or creation time, or retry later", s.limits.BulkCountTimeout)
+	if res.Pages > 0 {
+		msg += fmt.Sprintf("; %d tasks were changed before it stopped, and the action may be repeated", res.Affected)
+	}
+	return &taskrunner.Error{Code: taskrunner.CodeBulkCountTimeout, Message: msg, Err: err}
 }
 
 // apply applies action to ids, tasks locked in tx in statuses the action

@@ -65,6 +65,14 @@ type Limits struct {
 	// nil when callbacks are off (no CALLBACK_SECRET), and a request
 	// asking for one is refused.
 	Callback *fetch.Config
+	// BulkMaxConcurrent bounds the bulk actions, dry runs included, one
+	// tenant runs at once in every process sharing the database
+	// (BULK_MAX_CONCURRENT); DefaultBulkMaxConcurrent when 0.
+	BulkMaxConcurrent int
+	// BulkCountTimeout bounds each statement that counts or finds the
+	// tasks of a bulk action's filter (BULK_COUNT_TIMEOUT_SECONDS);
+	// DefaultBulkCountTimeout when 0.
+	BulkCountTimeout time.Duration
 }
 
 // maxRetriesCap bounds max_retries; River's own default is 24 retries.
@@ -116,6 +124,8 @@ type ServiceConfig struct {
 // withDefaults is cfg with every unset optional field at its default.
 func (cfg ServiceConfig) withDefaults() ServiceConfig {
 	cfg.Limits.MaxRuntime = cmp.Or(cfg.Limits.MaxRuntime, jobs.DefaultMaxRuntime)
+	cfg.Limits.BulkMaxConcurrent = cmp.Or(cfg.Limits.BulkMaxConcurrent, DefaultBulkMaxConcurrent)
+	cfg.Limits.BulkCountTimeout = cmp.Or(cfg.Limits.BulkCountTimeout, DefaultBulkCountTimeout)
 	if len(cfg.Limits.Queues) == 0 {
 		cfg.Limits.Queues = []string{river.QueueDefault}
 	}
@@ -133,6 +143,10 @@ func (cfg ServiceConfig) validate() error {
 		return errors.New("task service: Client is required")
 	case cfg.Limits.MaxRuntime < 0:
 		return fmt.Errorf("task service: Limits.MaxRuntime must be positive, got %s", cfg.Limits.MaxRuntime)
+	case cfg.Limits.BulkMaxConcurrent < 0:
+		return fmt.Errorf("task service: Limits.BulkMaxConcurrent must be positive, got %d", cfg.Limits.BulkMaxConcurrent)
+	case cfg.Limits.BulkCountTimeout < 0:
+		return fmt.Errorf("task service: Limits.BulkCountTimeout must be positive, got %s", cfg.Limits.BulkCountTimeout)
 	case cfg.CoalesceInserts < -1:
 		return fmt.Errorf("task service: CoalesceInserts must be -1 (off), 0 (default) or positive, got %d", cfg.CoalesceInserts)
 	}

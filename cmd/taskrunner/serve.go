@@ -194,6 +194,7 @@ func (s *server) buildClient(artifacts *artifact.Service, m *metrics.Metrics) (*
 		// the same limiter keys, at the same per-tenant rates.
 		deps.Schedules = schedule.NewFirer(schedule.FirerConfig{Pool: s.pool, Tasks: taskCfg, Logger: s.logger,
 			Limiter: cache.NewLimiter(s.rdb, cfg.RedisKeyPrefix), Limits: cfg.Limits, Metrics: m})
+		fetchCfg.Logger = s.logger // fetch_host_refused
 		deps.Fetcher = fetch.New(fetchCfg)
 		agg, err := wiring.SearchAggregator(cfg, s.rdb, s.logger, m)
 		if err != nil {
@@ -205,6 +206,7 @@ func (s *server) buildClient(artifacts *artifact.Service, m *metrics.Metrics) (*
 			if err := cb.Validate(); err != nil {
 				return nil, fmt.Errorf("CALLBACK_DOMAIN_ALLOWLIST or CALLBACK_ALLOWED_PORTS: %w", err)
 			}
+			cb.Logger = s.logger // fetch_host_refused
 			deps.Callback = &jobs.CallbackDeps{
 				Secret: []byte(cfg.Callback.Secret), Secrets: s.callbackSecrets, Poster: fetch.New(cb), Task: task.CallbackTasks(s.pool, httpapi.CallbackBody(cfg.Limits.TaskMaxRuntime)),
 				Timeout: cfg.Callback.Timeout, MaxAttempts: cfg.Callback.MaxAttempts, Logger: s.logger,
@@ -264,6 +266,9 @@ func (s *server) taskServiceConfig() (task.ServiceConfig, error) {
 			Queues:     cfg.Queues,
 			Env:        jobs.Env{SearchSources: cfg.Limits.SearchSourceAllowlist, SearchMaxResults: cfg.SearchMaxResults, Fetch: wiring.FetchConfig(cfg)},
 			Callback:   callbackURLs,
+
+			BulkMaxConcurrent: cfg.Limits.BulkMaxConcurrent,
+			BulkCountTimeout:  cfg.Limits.BulkCountTimeout,
 		},
 	}, nil
 }

@@ -18,7 +18,7 @@ import (
 )
 
 // SearchAggregator is the search providers of cfg, each behind the Redis
-// cache. m may be nil.
+// cache: each tenant's own, unless SEARCH_CACHE_SHARED. m may be nil.
 func SearchAggregator(cfg *config.Config, rdb *redis.Client, logger *slog.Logger, m *metrics.Metrics) (*search.Aggregator, error) {
 	// The providers wrap it so that no redirect to another host is followed.
 	httpClient := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
@@ -29,6 +29,7 @@ func SearchAggregator(cfg *config.Config, rdb *redis.Client, logger *slog.Logger
 		},
 		Cache:         cache.NewSearchCache(rdb, cfg.RedisKeyPrefix),
 		CacheTTL:      cfg.SearchCacheTTL,
+		CacheShared:   cfg.Limits.SearchCacheShared,
 		SourceTimeout: cfg.SearchSourceTimeout,
 		Logger:        logger,
 		Metrics:       m,
