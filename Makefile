@@ -93,6 +93,11 @@ chaos: build minio ## fault and scale suite: real processes under load while wor
 	CHAOS_TASKRUNNER_BIN=$(CURDIR)/bin/taskrunner CHAOS_MINIO_BIN=$(CURDIR)/bin/minio \
 	  go test -tags chaos -count=1 -timeout 10m -v ./chaos
 
+.PHONY: soak
+soak: build minio ## one tenant's 1000 every-second schedules of 64 KiB tasks for two minutes: rows kept, RSS, another tenant's pickup
+	CHAOS_TASKRUNNER_BIN=$(CURDIR)/bin/taskrunner CHAOS_MINIO_BIN=$(CURDIR)/bin/minio \
+	  go test -tags 'chaos soak' -count=1 -timeout 10m -v -run TestScheduleSoak ./chaos
+
 .PHONY: start
 start: ## Docker: build the images, start the stack of docker-compose.yml and wait until it is healthy
 	@test -f .env || { echo 'start: no .env: cp .env.example .env, then set its secrets' >&2; exit 1; }

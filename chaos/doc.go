@@ -11,6 +11,9 @@
 //
 //	go test -tags chaos -count=1 -timeout 10m -v ./chaos
 //
+// The schedule soak (`make soak`) carries the tag soak as well: it loads
+// the machine for minutes and is run on its own.
+//
 // CHAOS_TASKRUNNER_BIN and CHAOS_MINIO_BIN name the binaries to run (by
 // default taskrunner is built into a temporary folder, and MinIO is
 // ./bin/minio from `make minio`); CHAOS_PG_BIN the folder of initdb and
