@@ -227,7 +227,11 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 		// the schedules.
 		syncCtx, stopSync := context.WithCancel(context.Background())
 		syncDone := make(chan struct{})
-		syncer := schedule.NewSyncer(tdb.Pool, client, 0, logger)
+		var tenants []string
+		for name := range tenantQueues {
+			tenants = append(tenants, name)
+		}
+		syncer := schedule.NewSyncer(tdb.Pool, client, tenants, 0, logger)
 		go func() { defer close(syncDone); syncer.Run(syncCtx) }()
 		t.Cleanup(func() { stopSync(); <-syncDone })
 	}

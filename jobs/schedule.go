@@ -32,9 +32,26 @@ const ScheduleTickMaxAttempts = 5
 // holds up the job that deletes the finished ones.
 const ScheduleTickPriority = 2
 
-// InsertOpts makes ticks unique by their args, in the internal queue,
-// which every working process works, behind its maintenance jobs. (Ticks
-// queued in the default queue by an earlier version are worked there.)
+// TenantTickConcurrency is how many of one tenant's ticks a working
+// process fires at once, in the tenant's own tick queue
+// (ScheduleTickQueueFor): a tick is one short transaction, and a tenant
+// whose schedules tick faster than the database takes them builds a
+// backlog in its own queue, not in front of another tenant's ticks.
+const TenantTickConcurrency = 10
+
+// ScheduleTickQueueFor is the River queue of the ticks of tenant's
+// schedules: the tenant's own, beside the internal queue, so that one
+// tenant's backlog of ticks never delays another's ticks, nor retention
+// and the run sweep. Every working process serves the queues of the
+// tenants it knows (API_KEYS); the ticks of an owner it does not know go
+// to the internal queue (InsertOpts).
+func ScheduleTickQueueFor(tenant string) string { return TenantQueue(InternalQueue, tenant) }
+
+// InsertOpts makes ticks unique by their args (whichever queue they are
+// in), in the internal queue, which every working process works, behind
+// its maintenance jobs. The schedules' syncer puts the ticks of a tenant
+// it knows in the tenant's own tick queue. (Ticks queued in the default
+// queue by an earlier version are worked there.)
 func (ScheduleTickArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{MaxAttempts: ScheduleTickMaxAttempts, Queue: InternalQueue, Priority: ScheduleTickPriority,
 		UniqueOpts: river.UniqueOpts{ByArgs: true}}

@@ -65,14 +65,18 @@ func validateTenantQueues(queues []string, tenants map[string]int) error {
 
 // queueConfigs are the queues a working client serves, each with its
 // MaxWorkers: the internal queue (taskrunner's own jobs) and every queue
-// of cfg at cfg.Concurrency, and for every tenant its own queue per queue
-// at min(cfg.Concurrency, its max running), or cfg.Concurrency when it has
+// of cfg at cfg.Concurrency, every tenant's tick queue at
+// TenantTickConcurrency, and for every tenant its own queue per queue at
+// min(cfg.Concurrency, its max running), or cfg.Concurrency when it has
 // no cap. With callbacks configured, the callback delivery queue and every
 // tenant's own are served too, each at the tenant's cap on deliveries at
 // once.
 func queueConfigs(cfg ClientConfig) map[string]int {
 	out := make(map[string]int, 1+len(cfg.Queues)*(1+len(cfg.Tenants)))
 	out[InternalQueue] = cfg.Concurrency
+	for tenant := range cfg.Tenants {
+		out[ScheduleTickQueueFor(tenant)] = TenantTickConcurrency
+	}
 	for _, q := range cfg.Queues {
 		out[q] = cfg.Concurrency
 		for tenant, maxRunning := range cfg.Tenants {

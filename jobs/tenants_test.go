@@ -43,8 +43,10 @@ func TestQueueConfigs(t *testing.T) {
 	require.Equal(t, map[string]int{
 		"default": 20, "default-tenant-a": 20, "default-tenant-b": 5, "default-tenant-c": 20,
 		"slow": 20, "slow-tenant-a": 20, "slow-tenant-b": 5, "slow-tenant-c": 20,
-		InternalQueue: 20,
+		InternalQueue: 20, "taskrunner_internal-tenant-a": TenantTickConcurrency,
+		"taskrunner_internal-tenant-b": TenantTickConcurrency, "taskrunner_internal-tenant-c": TenantTickConcurrency,
 	}, got)
+	require.Equal(t, "taskrunner_internal-tenant-a", ScheduleTickQueueFor("a"))
 	require.Equal(t, map[string]int{"default": 7, InternalQueue: 7}, queueConfigs(ClientConfig{Queues: []string{"default"}, Concurrency: 7}))
 }
 
@@ -59,6 +61,7 @@ func TestCallbackQueueConfigs(t *testing.T) {
 	require.Equal(t, map[string]int{
 		"default": 20, "default-tenant-a": 20, "default-tenant-b": 5,
 		"callbacks": 4, "callbacks-tenant-a": 4, "callbacks-tenant-b": 2,
+		InternalQueue: 20, ScheduleTickQueueFor("a"): TenantTickConcurrency, ScheduleTickQueueFor("b"): TenantTickConcurrency,
 	}, got)
 	require.Equal(t, "callbacks-tenant-a", CallbackQueueFor("a"))
 	require.Equal(t, "callbacks", CallbackQueueFor(""))

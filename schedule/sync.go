@@ -44,15 +44,25 @@ type Syncer struct {
 	client *river.Client[pgx.Tx]
 	logger *slog.Logger
 	resync time.Duration
+	// tenants are those whose own tick queue the working clients serve.
+	tenants map[string]bool
 
 	mu   sync.Mutex
 	jobs map[string]string // periodic job ID -> what it was made from
 }
 
 // NewSyncer returns a Syncer for client's periodic jobs, reading pool
-// every resync (DefaultResync when 0) and when the schedules change.
-func NewSyncer(pool *pgxpool.Pool, client *river.Client[pgx.Tx], resync time.Duration, logger *slog.Logger) *Syncer {
-	return &Syncer{pool: pool, client: client, resync: cmp.Or(resync, DefaultResync),
+// every resync (DefaultResync when 0) and when the schedules change. The
+// ticks of tenants go to each one's own tick queue
+// (jobs.ScheduleTickQueueFor), which every working client serves for the
+// tenants it knows (the names of API_KEYS, as jobs.ClientConfig.Tenants);
+// the ticks of any other owner go to the internal queue.
+func NewSyncer(pool *pgxpool.Pool, client *river.Client[pgx.Tx], tenants []string, resync time.Duration, logger *slog.Logger) *Syncer {
+	known := make(map[string]bool, len(tenants))
+	for _, t := range tenants {
+		known[t] = true
+	}
+	return &Syncer{pool: pool, client: client, tenants: known, resync: cmp.Or(resync, DefaultResync),
 		logger: cmp.Or(logger, slog.New(slog.DiscardHandler)), jobs: map[string]string{}}
 }
 
@@ -116,7 +126,10 @@ func (s *Syncer) Sync(ctx context.Context) error {
 				slog.String("tenant", sch.Owner), slog.String("schedule", sch.Name), slog.String("error", err.Error()))
 			continue
 		}
-		p := &periodicSchedule{timing: timing, owner: sch.Owner, name: sch.Name, missed: sch.Missed}
+		p := &periodicSchedule{timing: timing, owner: sch.Owner, name: sch.Name, missed: sch.Missed, queue: jobs.InternalQueue}
+		if s.tenants[sch.Owner] {
+			p.queue = jobs.ScheduleTickQueueFor(sch.Owner)
+		}
 		if _, err := periodic.AddSafely(river.NewPeriodicJob(p, p.construct, &river.PeriodicJobOpts{ID: id, RunOnStart: true})); err != nil {
 			return fmt.Errorf("schedule %s/%s: %w", sch.Owner, sch.Name, err)
 		}
@@ -143,6 +156,7 @@ type periodicSchedule struct {
 	owner  string
 	name   string
 	missed string
+	queue  string // of its ticks
 
 	mu sync.Mutex
 	// due is the tick Next returned last: the one the enqueuer fires next.
@@ -185,7 +199,7 @@ func (p *periodicSchedule) construct() (river.JobArgs, *river.InsertOpts) {
 	if tick.IsZero() || (p.missed == taskrunner.MissedSkip && now.Sub(tick) > Grace) {
 		return nil, nil
 	}
-	return jobs.ScheduleTickArgs{Owner: p.owner, Name: p.name, Tick: tick.UTC()}, nil
+	return jobs.ScheduleTickArgs{Owner: p.owner, Name: p.name, Tick: tick.UTC()}, &river.InsertOpts{Queue: p.queue}
 }
 
 func maxTime(a, b time.Time) time.Time {

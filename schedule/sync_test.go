@@ -80,7 +80,7 @@ func TestSyncReadsNoTask(t *testing.T) {
 	client, err := jobs.NewClient(jobs.ClientConfig{Pool: tdb.Pool, Work: true, Runs: runs})
 	require.NoError(t, err)
 	logger, logs := testenv.Logger(t)
-	syncer := schedule.NewSyncer(restricted, client, 0, logger)
+	syncer := schedule.NewSyncer(restricted, client, nil, 0, logger)
 	require.NoError(t, syncer.Sync(ctx))
 	synced := logs.Events("schedules_synced")
 	require.Len(t, synced, 1)

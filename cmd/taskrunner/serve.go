@@ -242,7 +242,7 @@ func (s *server) buildClient(artifacts *artifact.Service, m *metrics.Metrics) (*
 		return nil, err
 	}
 	if s.role.works() {
-		s.schedules = schedule.NewSyncer(s.pool, client, 0, s.logger)
+		s.schedules = schedule.NewSyncer(s.pool, client, cfg.Tenants(), 0, s.logger)
 	}
 	return client, nil
 }
