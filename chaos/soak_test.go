@@ -71,13 +71,13 @@ func TestScheduleSoak(t *testing.T) {
 		"API_KEYS": "heavy:" + heavyKey + ",quiet:" + quietKey,
 		// quiet submits soakEchoes over the soak, above the default 30 a
 		// minute.
-		// heavy's own tasks run at most 10 at once per worker, as an
+		// heavy's own tasks run at most 5 at once per worker, as an
 		// operator who raised its rate would set: 1000 tasks a second of
 		// 64 KiB each are more than two cores can work, and unbounded they
 		// wait, 64 KiB of args and 64 KiB of output each, in River's
 		// completer (2.3 GiB per worker measured). Its ticks are not
 		// bounded by it.
-		"TENANT_LIMITS":          "heavy:tasks_per_minute=60000:max_running=10,quiet:tasks_per_minute=600",
+		"TENANT_LIMITS":          "heavy:tasks_per_minute=60000:max_running=5,quiet:tasks_per_minute=600",
 		"INTERNAL_JOB_RETENTION": soakRetention.String(),
 		"REDIS_KEY_PREFIX":       "soak:",
 	})

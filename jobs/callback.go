@@ -287,32 +287,44 @@ func publicDeliveryError(err error) string {
 	return err.Error()
 }
 
-// callbackCompleter completes a task that asked for a callback in a
+// inlineCompleter completes a task that asked for a callback in a
 // transaction of its own as soon as its work succeeds, rather than
 // leaving it to River's batch completer, which writes a quiet client's
 // completions every 250 ms: the final state's transaction is the one that
 // enqueues the delivery (migration 00007), so the wait would add to every
 // callback. It runs outside the run recorder, so the run record is
 // durable first, as River's own completion has it. A failed completion is
-// logged and left to River, which completes the task as usual; tasks
-// without a callback, and failures, take River's path.
-type callbackCompleter struct {
+// logged and left to River, which completes the task as usual. Tasks with
+// large args are completed the same way (InlineCompleteArgsBytes); other
+// tasks, and failures, take River's path.
+type inlineCompleter struct {
 	pool   *pgxpool.Pool
 	logger *slog.Logger
 	river.MiddlewareDefaults
 }
 
-var _ rivertype.WorkerMiddleware = (*callbackCompleter)(nil)
+var _ rivertype.WorkerMiddleware = (*inlineCompleter)(nil)
 
 // anyArgs stands for a task's args where their type does not matter.
 type anyArgs struct{}
 
 func (anyArgs) Kind() string { return "" }
 
+// InlineCompleteArgsBytes is the size of a task's args from which it is
+// completed in its worker's own transaction, as a task with a callback
+// is, rather than by River's batch completer. River keeps each completion
+// it has not yet written (the result among it) and reads each batch of
+// up to 5,000 jobs back whole once written, so a flood of tasks with
+// large args and results (an echo's result is its args) would hold them
+// by the thousand in the worker's memory while the database falls behind.
+// Completed in its own worker, such a task holds its memory only until
+// its own completion commits, and that worker waits until it has.
+const InlineCompleteArgsBytes = 16 << 10
+
 // Work completes the job at once when its work succeeded and it has a
-// callback_url.
-func (m *callbackCompleter) Work(ctx context.Context, job *rivertype.JobRow, doInner func(context.Context) error) error {
-	if err := doInner(ctx); err != nil || CallbackURL(job.Metadata) == "" {
+// callback_url or args of InlineCompleteArgsBytes or more.
+func (m *inlineCompleter) Work(ctx context.Context, job *rivertype.JobRow, doInner func(context.Context) error) error {
+	if err := doInner(ctx); err != nil || (CallbackURL(job.Metadata) == "" && len(job.EncodedArgs) < InlineCompleteArgsBytes) {
 		return err
 	}
 	m.complete(ctx, job)
@@ -324,7 +336,7 @@ func (m *callbackCompleter) Work(ctx context.Context, job *rivertype.JobRow, doI
 // holds while the job runs stays small (see RunRecorder.Work).
 //
 //go:noinline
-func (m *callbackCompleter) complete(ctx context.Context, job *rivertype.JobRow) {
+func (m *inlineCompleter) complete(ctx context.Context, job *rivertype.JobRow) {
 	err := pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
 		_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, &river.Job[anyArgs]{JobRow: job})
 		return err

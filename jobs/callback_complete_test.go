@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,7 +18,8 @@ import (
 
 // finishArgs is a test task: it records an output and fails when Fail.
 type finishArgs struct {
-	Fail bool `json:"fail"`
+	Fail bool   `json:"fail"`
+	Pad  string `json:"pad,omitempty"`
 }
 
 func (finishArgs) Kind() string { return "test_finish" }
@@ -66,19 +68,21 @@ func (p *stateProbe) Work(ctx context.Context, job *rivertype.JobRow, doInner fu
 // A task that asked for a callback is completed, output and all, in the
 // worker as soon as its work succeeds: its final state, and so its
 // callback's delivery job, are committed before River's batch completer
-// would get to it. A task without a callback, or whose work failed, is
-// left to River.
+// would get to it. So is a task whose args reach InlineCompleteArgsBytes,
+// so that River's completer never holds thousands of large ones. A task
+// without a callback and with small args, or whose work failed, is left
+// to River.
 func TestCallbackTaskCompletedAtOnce(t *testing.T) {
 	t.Parallel()
 	tdb := testenv.NewDB(t)
 	logger, logs := testenv.Logger(t)
-	probe := &stateProbe{pool: tdb.Pool, seen: make(chan seenState, 3)}
+	probe := &stateProbe{pool: tdb.Pool, seen: make(chan seenState, 5)}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &finishWorker{})
 	client, err := river.NewClient(riverpgxv5.New(tdb.Pool), &river.Config{
 		Workers:    workers,
 		Queues:     map[string]river.QueueConfig{"finish": {MaxWorkers: 3}},
-		Middleware: []rivertype.Middleware{probe, &callbackCompleter{pool: tdb.Pool, logger: logger}},
+		Middleware: []rivertype.Middleware{probe, &inlineCompleter{pool: tdb.Pool, logger: logger}},
 	})
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -92,6 +96,8 @@ func TestCallbackTaskCompletedAtOnce(t *testing.T) {
 	withCallback := insert(finishArgs{}, `{"callback_url":"https://example.com/hook"}`)
 	without := insert(finishArgs{}, `{"owner":"alice"}`)
 	failed := insert(finishArgs{Fail: true}, `{"callback_url":"https://example.com/hook"}`)
+	large := insert(finishArgs{Pad: strings.Repeat("x", InlineCompleteArgsBytes)}, `{"owner":"alice"}`)
+	half := insert(finishArgs{Pad: strings.Repeat("x", InlineCompleteArgsBytes/2)}, `{"owner":"alice"}`)
 
 	require.NoError(t, client.Start(ctx))
 	t.Cleanup(func() {
@@ -100,17 +106,19 @@ func TestCallbackTaskCompletedAtOnce(t *testing.T) {
 		require.NoError(t, client.Stop(stopCtx))
 	})
 	seen := map[int64]seenState{}
-	for range 3 {
+	for range 5 {
 		select {
 		case s := <-probe.seen:
 			seen[s.id] = s
 		case <-ctx.Done():
-			t.Fatalf("only %d of 3 tasks worked: %v", len(seen), seen)
+			t.Fatalf("only %d of 5 tasks worked: %v", len(seen), seen)
 		}
 	}
 	require.Equal(t, seenState{id: withCallback, state: "completed", output: `"done"`, callbacks: 1}, seen[withCallback],
 		"completed with its output and its callback enqueued before River's completion")
 	require.Equal(t, seenState{id: without, state: "running"}, seen[without], "no callback: left to River")
 	require.Equal(t, seenState{id: failed, state: "running"}, seen[failed], "failed work: left to River")
+	require.Equal(t, seenState{id: large, state: "completed", output: `"done"`}, seen[large], "large args: completed with its output at once")
+	require.Equal(t, seenState{id: half, state: "running"}, seen[half], "args of half the bound: left to River")
 	require.Empty(t, logs.Events("task_complete_deferred"))
 }

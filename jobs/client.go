@@ -200,7 +200,7 @@ func NewClient(cfg ClientConfig) (*river.Client[pgx.Tx], error) {
 		for q, n := range queueConfigs(cfg) {
 			rc.Queues[q] = river.QueueConfig{MaxWorkers: n}
 		}
-		rc.Middleware = []rivertype.Middleware{&callbackCompleter{pool: cfg.Pool, logger: cfg.Logger}, cfg.Runs}
+		rc.Middleware = []rivertype.Middleware{&inlineCompleter{pool: cfg.Pool, logger: cfg.Logger}, cfg.Runs}
 		rc.PeriodicJobs = []*river.PeriodicJob{runSweepPeriodicJob(cfg.RunSweepInterval), internalRetentionPeriodicJob(cfg.InternalRetention)}
 		if cfg.ArtifactRetention > 0 {
 			rc.PeriodicJobs = append(rc.PeriodicJobs, retentionPeriodicJob(cfg.ArtifactRetention, cfg.RetentionInterval))
