@@ -270,7 +270,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.clients, "clients", 16, "concurrent clients of the single-enqueue figure")
 	fs.DurationVar(&o.enqueueWarm, "enqueue-warmup", time.Second, "load before each single-enqueue measurement that is not counted")
 	fs.DurationVar(&o.enqueueDur, "enqueue-duration", 5*time.Second, "length of each single-enqueue measurement")
-	fs.IntVar(&o.e2eJobs, "e2e-jobs", 20000, "jobs of the end-to-end figure")
+	fs.IntVar(&o.e2eJobs, "e2e-jobs", 200000, "jobs of the end-to-end figure: enough for at least 10 s of work a side")
 	fs.IntVar(&o.workers, "workers", 1000, "River MaxWorkers (taskrunner: WORKER_CONCURRENCY) of the end-to-end figure")
 	fs.DurationVar(&o.fetchCool, "fetch-cooldown", 5*time.Millisecond, "River FetchCooldown of the end-to-end figure, both sides")
 	fs.DurationVar(&o.fetchPoll, "fetch-poll", 50*time.Millisecond, "River FetchPollInterval of the end-to-end figure, both sides")

@@ -96,10 +96,20 @@ func (l *latencyRow) ratio() float64 {
 	return float64(l.bareP50) / float64(l.p50)
 }
 
-// ratio is taskrunner / bare River, or NaN when bare River measured nothing.
+// ratio is the median of the rounds' ratios taskrunner / bare River (the
+// figure the rounds table shows), or without rounds the ratio of the two
+// sides' rates; NaN when bare River measured nothing. The median of the
+// ratios pairs each round's two sides, measured one after the other on
+// the same machine, where a ratio of the two medians could pair a fast
+// round of one side with a slow round of the other.
 func (r row) ratio() float64 {
 	if r.bare <= 0 {
 		return math.NaN()
+	}
+	if r.rounds != nil {
+		if measured := slices.DeleteFunc(slices.Clone(r.rounds.values), math.IsNaN); len(measured) > 0 {
+			return median(measured)
+		}
 	}
 	return r.taskrunner / r.bare
 }

@@ -61,7 +61,7 @@ func TestWriteTable(t *testing.T) {
 	var b strings.Builder
 	err := writeTable(&b, []row{
 		{name: "single enqueue (16 clients)", bare: 8123.4, taskrunner: 6500, goal: 0.8},
-		{name: "end-to-end echo (20k)", bare: 14000, taskrunner: 9000, goal: 0.7},
+		{name: "end-to-end echo (200k)", bare: 14000, taskrunner: 9000, goal: 0.7},
 		{name: "breakdown", bare: 0, taskrunner: 100},
 		{name: "just short", bare: 1000, taskrunner: 797, goal: 0.8},
 		{name: "cached search (2k): server time", latency: &latencyRow{p50: 620 * time.Microsecond, p99: 1800 * time.Microsecond, maxP50: 2 * time.Millisecond}},
@@ -88,7 +88,7 @@ func TestWriteTable(t *testing.T) {
 	want := [][]string{
 		{"figure", "bare", "River", "taskrunner", "ratio", "goal", "met"},
 		{"single", "enqueue", "(16", "clients)", "8123/s", "6500/s", "0.80", ">=", "0.8", "yes"},
-		{"end-to-end", "echo", "(20k)", "14000/s", "9000/s", "0.64", ">=", "0.7", "no"},
+		{"end-to-end", "echo", "(200k)", "14000/s", "9000/s", "0.64", ">=", "0.7", "no"},
 		{"breakdown", "0/s", "100/s", "n/a", "-", "-"},
 		{"just", "short", "1000/s", "797/s", "0.79", ">=", "0.8", "no"},
 		{"cached", "search", "(2k):", "server", "time", "-", "p50", "0.62", "ms,", "p99", "1.80", "ms", "-", "p50", "<=", "2", "ms", "yes"},
@@ -392,18 +392,18 @@ func TestArtifactRows(t *testing.T) {
 		return out
 	}
 	got := strings.Join(names("-search-tasks", "0"), "|")
-	want := "single enqueue (16 clients)|batch enqueue of 50 (16 clients)|end-to-end echo (20k)|pickup latency enqueue -> running (50/s)|" +
+	want := "single enqueue (16 clients)|batch enqueue of 50 (16 clients)|end-to-end echo (200k)|pickup latency enqueue -> running (50/s)|" +
 		"artifact upload (25 MiB)|artifact download (25 MiB)|  artifact upload, unknown length|  server peak RSS (VmHWM)|" +
 		"8 concurrent 25 MiB base64 uploads: server peak RSS"
 	if got != want {
 		t.Errorf("rows = %q, want %q", got, want)
 	}
 	got = strings.Join(names("-batch-size", "0", "-pickup-tasks", "0", "-artifact-mb", "0"), "|")
-	if want := "single enqueue (16 clients)|end-to-end echo (20k)|cached search (2k): server time|  cached search: enqueue -> finished"; got != want {
+	if want := "single enqueue (16 clients)|end-to-end echo (200k)|cached search (2k): server time|  cached search: enqueue -> finished"; got != want {
 		t.Errorf("-batch-size 0 -pickup-tasks 0 -artifact-mb 0: rows = %q, want %q", got, want)
 	}
 	got = strings.Join(names("-breakdown", "-search-tasks", "0", "-artifact-mb", "0", "-clients", "8", "-batch-size", "100", "-pickup-rate", "12.5"), "|")
-	want = "single enqueue (8 clients)|  breakdown: Service.Submit, no HTTP|  breakdown: POST /tasks, each its own insert|batch enqueue of 100 (8 clients)|end-to-end echo (20k)|  breakdown: echo, no RunRecorder|pickup latency enqueue -> running (12.5/s)"
+	want = "single enqueue (8 clients)|  breakdown: Service.Submit, no HTTP|  breakdown: POST /tasks, each its own insert|batch enqueue of 100 (8 clients)|end-to-end echo (200k)|  breakdown: echo, no RunRecorder|pickup latency enqueue -> running (12.5/s)"
 	if got != want {
 		t.Errorf("-breakdown: rows = %q, want %q", got, want)
 	}
@@ -509,7 +509,7 @@ func TestFairShareRows(t *testing.T) {
 	}
 	figs := newFigures(o)
 	names := rowNames(figs)
-	want := "single enqueue (16 clients)|batch enqueue of 50 (16 clients)|end-to-end echo (20k)|pickup latency enqueue -> running (50/s)|" +
+	want := "single enqueue (16 clients)|batch enqueue of 50 (16 clients)|end-to-end echo (200k)|pickup latency enqueue -> running (50/s)|" +
 		"quiet tenant's pickup under a 10s backlog (20/s)|  quiet tenant's pickup, no backlog|callback latency finished -> received (50/s)"
 	if got := strings.Join(names, "|"); got != want {
 		t.Errorf("rows = %q, want %q", got, want)
@@ -542,7 +542,7 @@ func TestCallbackRow(t *testing.T) {
 	}
 	figs := newFigures(o)
 	names := rowNames(figs)
-	want := "single enqueue (16 clients)|batch enqueue of 50 (16 clients)|end-to-end echo (20k)|pickup latency enqueue -> running (50/s)|" +
+	want := "single enqueue (16 clients)|batch enqueue of 50 (16 clients)|end-to-end echo (200k)|pickup latency enqueue -> running (50/s)|" +
 		"callback latency finished -> received (25/s)"
 	if got := strings.Join(names, "|"); got != want {
 		t.Errorf("rows = %q, want %q", got, want)
@@ -638,9 +638,9 @@ func TestScaleRows(t *testing.T) {
 		t.Errorf("defaults: %d rounds, scale goal %v, bytes goal %v, retention goal %s, %d retention rounds", o.rounds, o.scaleGoal, o.bytesGoal, o.retentionGoal, o.retRounds)
 	}
 	figs := newFigures(o)
-	want := "single enqueue (16 clients)|  breakdown: Service.Submit, no HTTP|  breakdown: POST /tasks, each its own insert|batch enqueue of 50 (16 clients)|end-to-end echo (20k)|  breakdown: echo, no RunRecorder|" +
+	want := "single enqueue (16 clients)|  breakdown: Service.Submit, no HTTP|  breakdown: POST /tasks, each its own insert|batch enqueue of 50 (16 clients)|end-to-end echo (200k)|  breakdown: echo, no RunRecorder|" +
 		"pickup latency enqueue -> running (50/s)|" +
-		"single enqueue (16 clients), 1M queued|batch enqueue of 50 (16 clients), 1M queued|end-to-end echo (20k), 1M queued|" +
+		"single enqueue (16 clients), 1M queued|batch enqueue of 50 (16 clients), 1M queued|end-to-end echo (200k), 1M queued|" +
 		"pickup latency enqueue -> running (50/s), 1M queued|bytes on disk per finished task|pickup during retention of 1M finished (50/s)"
 	if got := strings.Join(rowNames(figs), "|"); got != want {
 		t.Errorf("rows = %q, want %q", got, want)
@@ -672,7 +672,7 @@ func TestScaleRows(t *testing.T) {
 	}
 	checks := map[string][]string{
 		"single enqueue (16 clients), 1M queued":        {"800/s", "790/s", "0.98", "0.79 of empty, >= 0.8", "no"},
-		"end-to-end echo (20k), 1M queued":              {"2000/s", "800/s", "0.40", "0.80 of empty, >= 0.8", "yes"},
+		"end-to-end echo (200k), 1M queued":             {"2000/s", "800/s", "0.40", "0.80 of empty, >= 0.8", "yes"},
 		"bytes on disk per finished task":               {"400 B", "601 B", "1.51", "<= 1.5", "no"},
 		"pickup during retention of 1M finished (50/s)": {"p50 2.00 ms, p99 30.00 ms", "p50 3.00 ms, p99 101.00 ms", "0.66", "p99 <= 100 ms", "no"},
 		"batch enqueue of 50 (16 clients), 1M queued":   {"n/a", "n/a", "n/a", "n/a of empty, >= 0.8", "no"},
@@ -695,5 +695,30 @@ func TestScaleRows(t *testing.T) {
 		if _, err := parseOptions(bad, io.Discard); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// The table's ratio is the median of the rounds' ratios, each round's two
+// sides paired, not the ratio of each side's median: with bare River at
+// 10, 20, 30 and taskrunner at 9, 10, 29 a round, the ratios are 0.9,
+// 0.5 and 0.97, whose median is 0.9, where the medians' ratio is 10/20.
+func TestRateRatioIsTheMedianOfTheRoundsRatios(t *testing.T) {
+	f := figure{name: "end-to-end", goal: 0.8}
+	for i, bare := range []float64{10, 20, 30} {
+		f.addBare(bare)
+		f.addTaskrunner([]float64{9, 10, 29}[i])
+	}
+	r := f.row()
+	if got := r.ratio(); math.Abs(got-0.9) > 1e-9 {
+		t.Fatalf("ratio = %v, want 0.9, the median of the rounds' ratios", got)
+	}
+	if cells := r.cells(); cells[3] != "0.90" || cells[5] != "yes" {
+		t.Errorf("cells = %q, want ratio 0.90 and the goal met", cells)
+	}
+	// A round bare River missed is left out, not counted as 0.
+	f.addBare(0)
+	f.addTaskrunner(5)
+	if got := f.row().ratio(); math.Abs(got-0.9) > 1e-9 {
+		t.Errorf("ratio with a round bare River missed = %v, want 0.9", got)
 	}
 }
