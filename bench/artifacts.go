@@ -186,7 +186,7 @@ func (a *artifactBench) base64Settings() string {
 		return ""
 	}
 	return fmt.Sprintf("; concurrent base64 uploads: %d clients at once each POST /artifacts the same body as JSON with data_base64 (Content-Length set) "+
-		"to a serve process of its own per round (MAX_CONCURRENT_UPLOADS %d), whose VmHWM is read after them", a.opts.base64Uploads, a.opts.base64Uploads)
+		"to a serve process of its own per round (MAX_CONCURRENT_UPLOADS and TENANT_MAX_UPLOADS %d), whose VmHWM is read after them", a.opts.base64Uploads, a.opts.base64Uploads)
 }
 
 // measureBase64 starts a serve process of its own, has -base64-uploads
@@ -201,7 +201,8 @@ func (a *artifactBench) measureBase64(ctx context.Context, figs *figures) error 
 		return err
 	}
 	n := a.opts.base64Uploads
-	srv, err := startServer(ctx, a.bin, append(env, "MAX_CONCURRENT_UPLOADS="+strconv.Itoa(n)), a.env.p)
+	// One client sends them all: its share of the slots is the whole.
+	srv, err := startServer(ctx, a.bin, append(env, "MAX_CONCURRENT_UPLOADS="+strconv.Itoa(n), "TENANT_MAX_UPLOADS="+strconv.Itoa(n)), a.env.p)
 	if err != nil {
 		return err
 	}
