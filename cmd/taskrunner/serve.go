@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -93,6 +94,11 @@ type server struct {
 	callbackSecrets *jobs.CallbackSecrets
 	// serveErr receives the error an HTTP server stops with.
 	serveErr chan error
+	// background holds the goroutines run starts (the watcher, the
+	// schedules' syncer); stopBackground ends them, and shutdown waits
+	// for them before it closes the connections they use.
+	background     sync.WaitGroup
+	stopBackground context.CancelFunc
 }
 
 // build makes every part of the process and checks its dependencies; it
@@ -333,8 +339,10 @@ func (s *server) buildAPI(store *artifact.Store, artifacts *artifact.Service, m 
 // run starts the HTTP server and the workers, and waits until ctx is done
 // or the HTTP server fails.
 func (s *server) run(ctx context.Context) error {
+	bg, stop := context.WithCancel(ctx)
+	s.stopBackground = stop
 	if s.watcher != nil {
-		go s.watcher.Run(ctx)
+		s.goBackground("task watcher", func() { s.watcher.Run(bg) })
 		// Its background services end with the process.
 		if err := s.riverUI.Start(context.WithoutCancel(ctx)); err != nil {
 			return fmt.Errorf("start river ui: %w", err)
@@ -354,7 +362,7 @@ func (s *server) run(ctx context.Context) error {
 		s.logger.Info("workers started", slog.String("event", "workers_started"),
 			slog.String("client_id", s.client.ID()), slog.Any("queues", s.cfg.Queues), slog.Int("concurrency", s.cfg.WorkerConcurrency),
 			slog.Any("tenants", s.cfg.Tenants()), slog.Bool("fair_share", s.cfg.TenantFairShare))
-		go s.schedules.Run(ctx)
+		s.goBackground("schedule syncer", func() { s.schedules.Run(bg) })
 	}
 
 	select {
@@ -387,9 +395,28 @@ func (s *server) shutdown(ctx context.Context) {
 	<-httpDone
 	// 4. The last run records are written, now that River works no more.
 	s.flushRuns(ctx)
-	// 5. Nothing uses Redis or the database any longer.
+	// 5. The task watcher and the schedules' syncer have stopped.
+	s.waitBackground()
+	// 6. Nothing uses Redis or the database any longer.
 	s.closeConnections()
 	s.logger.Info("stopped", slog.String("event", "shutdown_complete"))
+}
+
+// goBackground runs fn in a goroutine that shutdown waits for, and logs
+// when it has returned.
+func (s *server) goBackground(what string, fn func()) {
+	s.background.Go(func() {
+		fn()
+		s.logger.Info(what+" stopped", slog.String("event", "background_stopped"), slog.String("part", what))
+	})
+}
+
+// waitBackground ends the goroutines run started and waits for them.
+func (s *server) waitBackground() {
+	if s.stopBackground != nil {
+		s.stopBackground()
+	}
+	s.background.Wait()
 }
 
 // stopHTTP stops the HTTP server taking requests and lets those it has
