@@ -5,7 +5,6 @@ import (
 	"go/constant"
 	"go/parser"
 	"go/token"
-	"io/fs"
 	"slices"
 	"strings"
 	"testing"
@@ -56,29 +55,6 @@ func TestEveryCodeHasAStatus(t *testing.T) {
 	for code := range codeStatus {
 		if !seen[code] {
 			t.Errorf("codeStatus maps %q, which is no code of error.go", code)
-		}
-	}
-}
-
-// TestImportsNeitherDBNorJobs: the API speaks to the domain through the
-// task and artifact services and the root package, never to PostgreSQL or
-// the task types' internals.
-func TestImportsNeitherDBNorJobs(t *testing.T) {
-	t.Parallel()
-	pkgs, err := parser.ParseDir(token.NewFileSet(), ".", func(fi fs.FileInfo) bool {
-		return !strings.HasSuffix(fi.Name(), "_test.go")
-	}, parser.ImportsOnly)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, pkg := range pkgs {
-		for name, file := range pkg.Files {
-			for _, imp := range file.Imports {
-				switch path := strings.Trim(imp.Path.Value, `"`); path {
-				case "github.com/taskrunner/taskrunner/db", "github.com/taskrunner/taskrunner/jobs":
-					t.Errorf("%s imports %s", name, path)
-				}
-			}
 		}
 	}
 }
