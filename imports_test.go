@@ -33,9 +33,11 @@ var mayImport = map[string][]string{
 	"search/searchtest":       nil,
 	"internal/proctest":       nil,
 	"db/internal/riverschema": nil,
-	"chaos":                   nil, // its suites are tests, with the chaos tag
-	"deploy":                  nil, // its checks of the compose file are tests
-	"config":                  {"."},
+	// Their suites are tests (chaos with its build tag), outside these rules.
+	"chaos":  nil,
+	"deploy": nil,
+	// Each setting's default is the constant of the package it configures.
+	"config":                  {".", "artifact", "jobs", "search", "task"},
 	"fetch":                   {"."},
 	"client":                  {"."},
 	"cache":                   {"metrics"},

@@ -17,9 +17,15 @@ import (
 	"time"
 
 	"github.com/taskrunner/taskrunner"
+	"github.com/taskrunner/taskrunner/artifact"
+	"github.com/taskrunner/taskrunner/jobs"
+	"github.com/taskrunner/taskrunner/search"
+	"github.com/taskrunner/taskrunner/task"
 )
 
-// Defaults for every setting.
+// Defaults for every setting. Where a package has a default of its own
+// for the part a setting configures, the setting's default is that
+// constant, so that no default is written twice.
 const (
 	DefaultDatabaseURL = "postgres://127.0.0.1:5432/taskrunner?sslmode=disable"
 	DefaultRedisURL    = "redis://127.0.0.1:6379/0"
@@ -32,11 +38,11 @@ const (
 	DefaultMinIOPassword = "minioadmin"
 	DefaultMinIOBucket   = "artifacts"
 
-	DefaultTaskMaxRuntime    = 600 * time.Second
-	DefaultTaskMaxArtifactMB = 25
+	DefaultTaskMaxRuntime    = jobs.DefaultMaxRuntime
+	DefaultTaskMaxArtifactMB = artifact.DefaultMaxBytes >> 20
 	// DefaultTaskMaxArtifacts is how many artifacts one task may have
 	// (TASK_MAX_ARTIFACTS).
-	DefaultTaskMaxArtifacts  = 1000
+	DefaultTaskMaxArtifacts  = artifact.DefaultMaxPerTask
 	DefaultTasksPerMinute    = 30
 	DefaultSearchSourceAllow = "brave"
 	DefaultFetchDomainAllow  = "*"
@@ -44,24 +50,24 @@ const (
 	// DefaultBulkMaxConcurrent is how many bulk actions (dry runs
 	// included) one tenant may run at once, across every API process
 	// (BULK_MAX_CONCURRENT).
-	DefaultBulkMaxConcurrent = 2
+	DefaultBulkMaxConcurrent = task.DefaultBulkMaxConcurrent
 	// DefaultBulkCountTimeout bounds each statement that counts or finds
 	// the tasks of a bulk action's filter (BULK_COUNT_TIMEOUT_SECONDS).
-	DefaultBulkCountTimeout     = 5 * time.Second
-	DefaultSearchCacheTTL       = 3600 * time.Second
+	DefaultBulkCountTimeout     = task.DefaultBulkCountTimeout
+	DefaultSearchCacheTTL       = search.DefaultCacheTTL
 	DefaultSearchMaxResults     = 10
-	DefaultSearchSourceTimeout  = 10 * time.Second
+	DefaultSearchSourceTimeout  = search.DefaultSourceTimeout
 	DefaultRedisKeyPrefix       = "taskrunner:"
-	DefaultTaskRetention        = 7 * 24 * time.Hour
-	DefaultInternalJobRetention = time.Hour // taskrunner's own finished jobs (INTERNAL_JOB_RETENTION)
+	DefaultTaskRetention        = jobs.DefaultRetention
+	DefaultInternalJobRetention = jobs.DefaultInternalRetention // taskrunner's own finished jobs (INTERNAL_JOB_RETENTION)
 	DefaultArtifactRetention    = 30 * 24 * time.Hour
-	DefaultRetentionInterval    = time.Hour
-	DefaultRunSweepInterval     = time.Minute
-	DefaultWorkerConcurrency    = 100
+	DefaultRetentionInterval    = jobs.DefaultRetentionInterval
+	DefaultRunSweepInterval     = jobs.DefaultRunSweepInterval
+	DefaultWorkerConcurrency    = jobs.DefaultConcurrency
 	DefaultWorkerFetchCooldown  = 5 * time.Millisecond
 	DefaultWorkerFetchPoll      = time.Second
 	DefaultShutdownGrace        = 30 * time.Second
-	DefaultRescueMarginOverCap  = 60 * time.Second
+	DefaultRescueMarginOverCap  = jobs.DefaultRescueMargin
 	DefaultMaxRequestBodyBytes  = 1 << 20
 	DefaultScheduleMaxTaskBytes = 64 << 10 // a schedule's stored task, read at every tick
 	DefaultDBMaxConns           = 40
@@ -87,17 +93,17 @@ const (
 	DefaultTenantMaxRunning = 0
 	// DefaultCallbackTimeout bounds one callback delivery attempt
 	// (CALLBACK_TIMEOUT_SECONDS).
-	DefaultCallbackTimeout = 10 * time.Second
+	DefaultCallbackTimeout = jobs.DefaultCallbackTimeout
 	// DefaultCallbackMaxAttempts is how many times a callback is tried
 	// before it is given up (CALLBACK_MAX_ATTEMPTS).
-	DefaultCallbackMaxAttempts = 12
+	DefaultCallbackMaxAttempts = jobs.DefaultCallbackMaxAttempts
 	// DefaultCallbackRotationGrace is how long a tenant's previous
 	// callback secret still signs after a rotation
 	// (CALLBACK_ROTATION_GRACE).
-	DefaultCallbackRotationGrace = 24 * time.Hour
+	DefaultCallbackRotationGrace = jobs.DefaultCallbackSecretGrace
 	// DefaultCallbackTenantConcurrency is how many of one tenant's callback
 	// deliveries a process makes at once (CALLBACK_TENANT_CONCURRENCY).
-	DefaultCallbackTenantConcurrency = 10
+	DefaultCallbackTenantConcurrency = jobs.DefaultCallbackConcurrency
 	// DefaultCallbackDomainAllow allows callbacks to any public host
 	// (CALLBACK_DOMAIN_ALLOWLIST).
 	DefaultCallbackDomainAllow = "*"
