@@ -50,11 +50,13 @@ func (b *hostBackoff) wait(host string, now time.Time) time.Duration {
 		return 0
 	case now.Before(h.until):
 		return h.until.Sub(now)
+	case now.Sub(h.until) > hostBackoffCap:
+		// Long quiet, or a probe that never reported (its worker died):
+		// forgotten, so the host is never held for good.
+		delete(b.hosts, host)
+		return 0
 	case h.probing:
 		return hostBackoffProbeWait
-	case now.Sub(h.until) > hostBackoffCap:
-		delete(b.hosts, host) // long quiet: forgotten
-		return 0
 	}
 	h.probing = true
 	return 0

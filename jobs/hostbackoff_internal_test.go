@@ -59,6 +59,19 @@ func TestHostBackoff(t *testing.T) {
 	require.Zero(t, b.len())
 }
 
+// A probe that never reports (its worker died mid-delivery) holds the
+// host's other deliveries for hostBackoffCap at most, not for good.
+func TestHostBackoffForgetsAProbeThatNeverReports(t *testing.T) {
+	t.Parallel()
+	b := newHostBackoff()
+	now := time.Unix(1_700_000_000, 0)
+	b.done("a:80", true, now)
+	probe := now.Add(hostBackoffBase)
+	require.Zero(t, b.wait("a:80", probe), "the probe goes, and is never heard of again")
+	require.Equal(t, hostBackoffProbeWait, b.wait("a:80", probe.Add(time.Second)), "the others wait for the probe")
+	require.Zero(t, b.wait("a:80", probe.Add(hostBackoffCap+time.Second)), "past the cap, deliveries go again")
+}
+
 func TestHostBackoffIsBounded(t *testing.T) {
 	t.Parallel()
 	b := newHostBackoff()
