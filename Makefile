@@ -52,7 +52,7 @@ test: minio ## start the services, then run every test (verify, vet, race, fuzz 
 generate: ## regenerate River's schema for sqlc, the sqlc code, and the task types in openapi.yaml and the README
 	go generate ./db
 	go tool sqlc generate
-	go test ./jobs -run TestTaskTypesAreDocumented -count=1 -update
+	go test ./builtin -run TestTaskTypesAreDocumented -count=1 -update
 
 .PHONY: verify
 verify: ## fail when generated code, go.mod or formatting is stale

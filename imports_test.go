@@ -18,9 +18,11 @@ const module = "github.com/taskrunner/taskrunner"
 // its folder ("." is the root package, the domain). The layers, from the
 // bottom: the domain and the small packages that know nothing else; the
 // adapters of one outside system each (db, cache, fetch, search,
-// artifact); the worker machinery and task types (jobs); the task and
-// schedule services; the HTTP API, which reaches the database and River
-// only through the services; and the programs at the top, which may
+// artifact); how a task type is made (tasktype); the built-in task types
+// (builtin), which import only tasktype and what each uses; the worker
+// machinery (jobs); the task and schedule services; the HTTP API, which
+// reaches the database and River only through the services; the assembly
+// (app) and the command (cli); and the programs at the top, which may
 // import anything (programs). A package not listed fails the test until
 // it is given its place here.
 var mayImport = map[string][]string{
@@ -44,17 +46,20 @@ var mayImport = map[string][]string{
 	"search":                  {".", "metrics"},
 	"db":                      {".", "db/dbsqlc"},
 	"artifact":                {".", "db", "metrics"},
-	"jobs":                    {".", "artifact", "callback", "db", "fetch", "internal/quickjson", "metrics", "search", "storable"},
-	"task":                    {".", "db", "fetch", "internal/quickjson", "jobs"},
+	"tasktype":                {".", "artifact", "metrics", "storable"},
+	"builtin":                 {".", "artifact", "fetch", "search", "storable", "tasktype"},
+	"jobs":                    {".", "artifact", "callback", "db", "fetch", "metrics", "storable", "tasktype"},
+	"task":                    {".", "db", "fetch", "internal/quickjson", "jobs", "tasktype"},
 	"schedule":                {".", "cache", "config", "db", "jobs", "metrics", "task"},
-	"httpapi":                 {".", "artifact", "cache", "config", "internal/quickjson", "metrics", "schedule", "storable", "task"},
-	"internal/wiring":         {"cache", "config", "fetch", "metrics", "search"},
+	"httpapi":                 {".", "artifact", "cache", "config", "internal/quickjson", "metrics", "schedule", "storable", "task", "tasktype"},
+	"app":                     {".", "artifact", "builtin", "cache", "config", "db", "fetch", "httpapi", "jobs", "metrics", "schedule", "search", "task", "tasktype"},
+	"cli":                     {".", "app", "client", "config", "db", "tasktype"},
 	"internal/testenv":        {"db"},
 	"internal/cmd/fakesearch": {"search/searchtest"},
 }
 
 // programs may import any package of taskrunner's: they put it together.
-var programs = []string{"cmd/taskrunner", "bench"}
+var programs = []string{"cmd/taskrunner", "bench", "examples/embed"}
 
 // TestImportRules checks every package's own (non-test) files against
 // mayImport.

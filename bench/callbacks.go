@@ -15,10 +15,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/taskrunner/taskrunner/app"
 	"github.com/taskrunner/taskrunner/callback"
 	"github.com/taskrunner/taskrunner/fetch"
 	"github.com/taskrunner/taskrunner/httpapi"
-	"github.com/taskrunner/taskrunner/internal/wiring"
 	"github.com/taskrunner/taskrunner/jobs"
 	"github.com/taskrunner/taskrunner/task"
 )
@@ -154,7 +154,7 @@ func (e *env) callbackLatency(ctx context.Context, opts *options) (callbackResul
 	cfg.Callback.Secret = string(secret)
 	cfg.Callback.AllowPrivateNetworks = true
 	cfg.Callback.AllowedPorts = []int{port}
-	urls := wiring.CallbackURLConfig(&cfg)
+	urls := app.CallbackURLConfig(&cfg)
 	if err := urls.Validate(); err != nil {
 		return res, fmt.Errorf("callback settings: %w", err)
 	}
@@ -168,7 +168,7 @@ func (e *env) callbackLatency(ctx context.Context, opts *options) (callbackResul
 	if err != nil {
 		return res, err
 	}
-	svc, err := e.taskService(client, jobs.Env{}, &urls)
+	svc, err := e.taskService(client, nil, &urls)
 	if err != nil {
 		return res, err
 	}

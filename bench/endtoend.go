@@ -97,6 +97,10 @@ func (e *env) endToEndTaskrunner(ctx context.Context, opts *options) (e2eResult,
 // it, to show what the run records cost (breakdown only).
 func (e *env) endToEndNoRecorder(ctx context.Context, opts *options) (e2eResult, error) {
 	cfg := e.clientConfig()
+	workers, err := jobs.Workers(e.pool, cfg.Types, cfg.Services, cfg.Deps)
+	if err != nil {
+		return e2eResult{}, err
+	}
 	client, err := river.NewClient(riverpgxv5.New(e.pool), &river.Config{
 		Logger:                      e.logger,
 		JobTimeout:                  cfg.MaxRuntime,
@@ -104,7 +108,7 @@ func (e *env) endToEndNoRecorder(ctx context.Context, opts *options) (e2eResult,
 		CompletedJobRetentionPeriod: cfg.Retention,
 		CancelledJobRetentionPeriod: cfg.Retention,
 		DiscardedJobRetentionPeriod: cfg.Retention,
-		Workers:                     jobs.Workers(e.pool, cfg.Deps),
+		Workers:                     workers,
 		Queues:                      map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: opts.workers}},
 		FetchCooldown:               opts.fetchCool,
 		FetchPollInterval:           opts.fetchPoll,
@@ -122,7 +126,7 @@ func (e *env) endToEndNoRecorder(ctx context.Context, opts *options) (e2eResult,
 // echoParams returns n copies of the insert parameters task.Service gives
 // an echo task submitted with POST /tasks.
 func (e *env) echoParams(client *river.Client[pgx.Tx], n int) ([]river.InsertManyParams, error) {
-	svc, err := e.taskService(client, jobs.Env{}, nil)
+	svc, err := e.taskService(client, nil, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,6 +26,7 @@ import (
 	"github.com/taskrunner/taskrunner/httpapi"
 	"github.com/taskrunner/taskrunner/jobs"
 	"github.com/taskrunner/taskrunner/task"
+	"github.com/taskrunner/taskrunner/tasktype"
 )
 
 // echoBody is the POST /tasks body of the single-enqueue figure.
@@ -229,18 +231,18 @@ func (e *env) insertOnlyService(coalesce int) (*task.Service, error) {
 	return e.newTaskService(task.ServiceConfig{Client: client, CoalesceInserts: coalesce})
 }
 
-// taskService is the task service on client, as buildAPI in
-// cmd/taskrunner builds it from e.cfg, with env for the params of task
-// types that need one and callbackURLs for what a callback_url may reach
-// (nil: callbacks off, as without CALLBACK_SECRET).
-func (e *env) taskService(client *river.Client[pgx.Tx], env jobs.Env, callbackURLs *fetch.Config) (*task.Service, error) {
-	return e.newTaskService(task.ServiceConfig{Client: client, Limits: task.Limits{Env: env, Callback: callbackURLs}})
+// taskService is the task service on client, as package app builds it
+// from e.cfg, with types (e.types when nil) and callbackURLs for what a
+// callback_url may reach (nil: callbacks off, as without CALLBACK_SECRET).
+func (e *env) taskService(client *river.Client[pgx.Tx], types *tasktype.Registry, callbackURLs *fetch.Config) (*task.Service, error) {
+	return e.newTaskService(task.ServiceConfig{Client: client, Types: types, Limits: task.Limits{Callback: callbackURLs}})
 }
 
 // newTaskService is the task service of cfg, with the pool, logger,
 // maximum runtime and queues of e.cfg.
 func (e *env) newTaskService(cfg task.ServiceConfig) (*task.Service, error) {
 	cfg.Pool, cfg.Logger = e.pool, e.logger
+	cfg.Types = cmp.Or(cfg.Types, e.types)
 	cfg.Limits.MaxRuntime, cfg.Limits.Queues = e.cfg.Limits.TaskMaxRuntime, e.cfg.Queues
 	svc, err := task.NewService(cfg)
 	if err != nil {
@@ -253,7 +255,7 @@ func (e *env) newTaskService(cfg task.ServiceConfig) (*task.Service, error) {
 // a working one gets a run recorder, closed with the env.
 func (e *env) taskrunnerClient(cfg jobs.ClientConfig) (*river.Client[pgx.Tx], error) {
 	if cfg.Work && cfg.Runs == nil {
-		runs, err := jobs.NewRunRecorder(jobs.RunRecorderConfig{Pool: e.pool, Logger: e.logger, WorkerName: "bench"})
+		runs, err := jobs.NewRunRecorder(jobs.RunRecorderConfig{Pool: e.pool, Logger: e.logger, WorkerName: "bench", Types: cfg.Types})
 		if err != nil {
 			return nil, fmt.Errorf("run recorder: %w", err)
 		}
@@ -273,6 +275,8 @@ func (e *env) clientConfig() jobs.ClientConfig {
 	return jobs.ClientConfig{
 		Pool:          e.pool,
 		Logger:        e.logger,
+		Types:         e.types,
+		Services:      tasktype.Services{Pool: e.pool, Logger: e.logger},
 		Queues:        e.cfg.Queues,
 		Concurrency:   e.cfg.WorkerConcurrency,
 		MaxRuntime:    e.cfg.Limits.TaskMaxRuntime,
@@ -283,8 +287,8 @@ func (e *env) clientConfig() jobs.ClientConfig {
 	}
 }
 
-// serveAPI serves the API for svc on a loopback port, as buildAPI in
-// cmd/taskrunner/serve.go does but with no readiness checks and no
+// serveAPI serves the API for svc on a loopback port, as package app does
+// but with no readiness checks and no
 // enqueue limit (Limiter nil: TASKS_PER_MINUTE would cap every figure),
 // and returns its address and a function that shuts it down.
 func (e *env) serveAPI(svc *task.Service) (addr string, stop func(), err error) {

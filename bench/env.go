@@ -14,9 +14,11 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/taskrunner/taskrunner/app"
 	"github.com/taskrunner/taskrunner/config"
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/jobs"
+	"github.com/taskrunner/taskrunner/tasktype"
 )
 
 // env is what every measurement shares: the bench database, one pgx pool
@@ -32,6 +34,8 @@ type env struct {
 	conn   *pgx.Conn
 	logger *slog.Logger
 	p      *progress
+	// types are the built-in task types, configured by cfg.
+	types *tasktype.Registry
 	// recorders are the run recorders of working clients, closed at the end.
 	recorders []*jobs.RunRecorder
 	// keep, when above 0, is the last id of the queued fill of the scale
@@ -55,7 +59,11 @@ func openEnv(ctx context.Context, cfg *config.Config, opts *options, logger *slo
 	if err != nil {
 		return nil, err
 	}
-	e := &env{cfg: cfg, url: benchURL, admin: adminURL, name: opts.dbName, logger: logger, p: p}
+	types, err := tasktype.NewRegistry(app.Builtins(cfg)...)
+	if err != nil {
+		return nil, err
+	}
+	e := &env{cfg: cfg, types: types, url: benchURL, admin: adminURL, name: opts.dbName, logger: logger, p: p}
 
 	p.linef("database: dropping and recreating %s", opts.dbName)
 	if err := e.drop(ctx); err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
+
 	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/task"
 )

@@ -13,6 +13,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
+	"github.com/taskrunner/taskrunner/builtin"
 	"github.com/taskrunner/taskrunner/jobs"
 )
 
@@ -255,7 +256,7 @@ func (e *env) taskrunnerPickupSide(cfg jobs.ClientConfig) (client *river.Client[
 	if err != nil {
 		return nil, "", nil, nil, err
 	}
-	svc, err := e.taskService(client, jobs.Env{}, nil)
+	svc, err := e.taskService(client, nil, nil)
 	if err != nil {
 		return nil, "", nil, nil, err
 	}
@@ -322,7 +323,7 @@ func (e *env) retentionTaskrunner(ctx context.Context, opts *options) ([]time.Du
 	if err != nil {
 		return nil, err
 	}
-	output, err := json.Marshal(map[string]any{"output": jobs.EchoResult{Msg: "hello"}})
+	output, err := json.Marshal(map[string]any{"output": builtin.EchoResult{Msg: "hello"}})
 	if err != nil {
 		return nil, err
 	}
@@ -341,7 +342,7 @@ func (e *env) retentionTaskrunner(ctx context.Context, opts *options) ([]time.Du
 	if err != nil {
 		return nil, err
 	}
-	if _, err := e.conn.Exec(ctx, fillRunsSQL, first, jobs.RunKey("echo", args)); err != nil {
+	if _, err := e.conn.Exec(ctx, fillRunsSQL, first, e.types.KeyOf("echo", args)); err != nil {
 		return nil, fmt.Errorf("fill: run records: %w", err)
 	}
 	if err := e.vacuumAnalyze(ctx, "river_job, runs"); err != nil {

@@ -16,10 +16,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/taskrunner/taskrunner/app"
 	"github.com/taskrunner/taskrunner/cache"
-	"github.com/taskrunner/taskrunner/internal/wiring"
-	"github.com/taskrunner/taskrunner/jobs"
 	"github.com/taskrunner/taskrunner/search/searchtest"
+	"github.com/taskrunner/taskrunner/tasktype"
 )
 
 const (
@@ -92,18 +92,19 @@ func (e *env) cachedSearch(ctx context.Context, opts *options) (searchResult, er
 	cfg.BraveAPIKey = searchtest.BraveKey
 	cfg.RedisKeyPrefix = prefix
 	cfg.SearchCacheTTL = min(cfg.SearchCacheTTL, searchCacheTTLCap)
-	agg, err := wiring.SearchAggregator(&cfg, rdb, e.logger, nil)
+	cfg.Limits.SearchSourceAllowlist = []string{"brave"}
+	types, err := tasktype.NewRegistry(app.Builtins(&cfg)...)
 	if err != nil {
-		return searchResult{}, fmt.Errorf("cached search: aggregator: %w", err)
+		return searchResult{}, err
 	}
 	ccfg := e.clientConfig()
 	ccfg.Work = true
-	ccfg.Deps.Search = agg
+	ccfg.Types, ccfg.Services.Redis = types, rdb
 	client, err := e.taskrunnerClient(ccfg)
 	if err != nil {
 		return searchResult{}, err
 	}
-	svc, err := e.taskService(client, jobs.Env{SearchSources: []string{"brave"}, SearchMaxResults: cfg.SearchMaxResults}, nil)
+	svc, err := e.taskService(client, types, nil)
 	if err != nil {
 		return searchResult{}, err
 	}

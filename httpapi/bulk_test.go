@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskrunner/taskrunner"
+	"github.com/taskrunner/taskrunner/builtin"
 	"github.com/taskrunner/taskrunner/jobs"
 	"github.com/taskrunner/taskrunner/task"
 )
@@ -269,7 +270,7 @@ func TestBulkCancelTenThousand(t *testing.T) {
 	const n = 10_000
 	params := make([]river.InsertManyParams, n)
 	for i := range params {
-		params[i] = river.InsertManyParams{Args: jobs.EchoArgs{Msg: strconv.Itoa(i)}, InsertOpts: &river.InsertOpts{ScheduledAt: time.Now().Add(time.Hour)}}
+		params[i] = river.InsertManyParams{Args: builtin.EchoArgs{Msg: strconv.Itoa(i)}, InsertOpts: &river.InsertOpts{ScheduledAt: time.Now().Add(time.Hour)}}
 	}
 	inserted, err := b.client.InsertManyFast(context.Background(), params)
 	require.NoError(t, err)
@@ -403,7 +404,7 @@ func TestQueueFilterMatchesTenantQueues(t *testing.T) {
 	b := setup(t, setupOpts{})
 	var ids []int64
 	for _, q := range []string{"other", jobs.TenantQueue("other", "alice"), "otherwise", "default"} {
-		res, err := b.client.Insert(context.Background(), jobs.EchoArgs{Msg: q}, &river.InsertOpts{Queue: q})
+		res, err := b.client.Insert(context.Background(), builtin.EchoArgs{Msg: q}, &river.InsertOpts{Queue: q})
 		require.NoError(t, err)
 		ids = append(ids, res.Job.ID)
 	}

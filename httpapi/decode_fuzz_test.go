@@ -16,6 +16,7 @@ import (
 
 	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/artifact"
+	"github.com/taskrunner/taskrunner/builtin"
 	"github.com/taskrunner/taskrunner/config"
 	"github.com/taskrunner/taskrunner/jobs"
 	"github.com/taskrunner/taskrunner/schedule"
@@ -70,7 +71,7 @@ func FuzzTaskRequest(f *testing.F) {
 			}
 			return
 		}
-		if _, ok := jobs.Types[params.Args.Kind()]; !ok {
+		if _, ok := svc.Types().Lookup(params.Args.Kind()); !ok {
 			t.Fatalf("accepted an unknown kind %q", params.Args.Kind())
 		}
 		if params.InsertOpts.MaxAttempts < 1 {
@@ -107,11 +108,11 @@ func offlineTaskService(f *testing.F, maxRuntime time.Duration) (*task.Service, 
 		f.Fatal(err)
 	}
 	f.Cleanup(pool.Close)
-	client, err := jobs.NewClient(jobs.ClientConfig{Pool: pool})
+	client, err := jobs.NewClient(jobs.ClientConfig{Pool: pool, Types: builtin.Registry(builtin.Config{Search: builtin.SearchConfig{Sources: []string{"brave"}, MaxResults: 10}})})
 	if err != nil {
 		f.Fatal(err)
 	}
-	svc, err := task.NewService(task.ServiceConfig{Pool: pool, Client: client, Limits: task.Limits{MaxRuntime: maxRuntime, Queues: []string{"default"}}})
+	svc, err := task.NewService(task.ServiceConfig{Pool: pool, Client: client, Types: builtin.Registry(builtin.Config{Search: builtin.SearchConfig{Sources: []string{"brave"}, MaxResults: 10}}), Limits: task.Limits{MaxRuntime: maxRuntime, Queues: []string{"default"}}})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -24,10 +24,10 @@ import (
 func benchAPI(b *testing.B) http.Handler {
 	b.Helper()
 	tdb := testenv.NewDB(b)
-	client, err := jobs.NewClient(jobs.ClientConfig{Pool: tdb.Pool, Queues: []string{"default"}, MaxRuntime: testMaxRuntime})
+	client, err := jobs.NewClient(jobs.ClientConfig{Pool: tdb.Pool, Types: testTypes(nil, nil), Queues: []string{"default"}, MaxRuntime: testMaxRuntime})
 	require.NoError(b, err)
 	tasks, err := task.NewService(task.ServiceConfig{Pool: tdb.Pool, Client: client,
-		Limits: task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default"}, Env: testEnv}})
+		Types: testTypes(nil, nil), Limits: task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default"}}})
 	require.NoError(b, err)
 	m := testenv.MinIOServer(b)
 	store, err := artifact.NewStore(artifact.Config{Endpoint: m.Endpoint, User: m.User, Password: m.Password, Bucket: "unused"})

@@ -17,7 +17,6 @@ import (
 
 	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/fetch"
-	"github.com/taskrunner/taskrunner/jobs"
 )
 
 // names resolves the test's host names to loopback, standing in for DNS.
@@ -99,9 +98,7 @@ func setupFetchWith(t *testing.T, maxBytes int64) fetchBundle {
 		MaxBytes: maxBytes,
 		Resolver: names{"allowed.test": netip.MustParseAddr("127.0.0.1"), "evil.test": netip.MustParseAddr("127.0.0.1")},
 	}
-	env := testEnv
-	env.Fetch = cfg
-	b := setup(t, setupOpts{work: true, env: &env, deps: jobs.Deps{Fetcher: fetch.New(cfg)}, maxArtifactBytes: maxBytes})
+	b := setup(t, setupOpts{work: true, fetch: &cfg, maxArtifactBytes: maxBytes})
 	return fetchBundle{bundle: b, site: site, port: port}
 }
 

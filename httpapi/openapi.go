@@ -6,9 +6,10 @@ import (
 	"strconv"
 )
 
-// openAPIDocument describes every route of the API in OpenAPI 3.0; a test
-// keeps it and the router in step and validates the tests' responses
-// against it.
+// openAPIDocument describes every route of the API in OpenAPI 3.0, with
+// the built-in task types; a test keeps it and the router in step and
+// validates the tests' responses against it. A server serves it with the
+// types it runs (OpenAPIDocument).
 //
 //go:embed openapi.yaml
 var openAPIDocument []byte
@@ -17,8 +18,8 @@ var openAPIDocument []byte
 func (s *Server) openAPI(w http.ResponseWriter, _ *http.Request) error {
 	h := w.Header()
 	h.Set("Content-Type", "application/yaml")
-	h.Set("Content-Length", strconv.Itoa(len(openAPIDocument)))
+	h.Set("Content-Length", strconv.Itoa(len(s.openAPIDoc)))
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(openAPIDocument)
+	_, _ = w.Write(s.openAPIDoc)
 	return nil
 }

@@ -92,9 +92,9 @@ func TestDatabaseDownIsServiceUnavailable(t *testing.T) {
 	downPool, err := db.NewPool(context.Background(), db.PoolConfig{URL: "postgres://127.0.0.1:1/none?sslmode=disable&connect_timeout=1"})
 	require.NoError(t, err)
 	t.Cleanup(downPool.Close)
-	client, err := jobs.NewClient(jobs.ClientConfig{Pool: downPool, Logger: logger, MaxRuntime: time.Minute, RescueAfter: 2 * time.Minute, Retention: time.Hour})
+	client, err := jobs.NewClient(jobs.ClientConfig{Pool: downPool, Logger: logger, Types: testTypes(nil, nil), MaxRuntime: time.Minute, RescueAfter: 2 * time.Minute, Retention: time.Hour})
 	require.NoError(t, err)
-	tasks, err := task.NewService(task.ServiceConfig{Pool: downPool, Client: client, Logger: logger, Limits: task.Limits{MaxRuntime: time.Minute, Queues: []string{"default"}}})
+	tasks, err := task.NewService(task.ServiceConfig{Pool: downPool, Client: client, Types: testTypes(nil, nil), Logger: logger, Limits: task.Limits{MaxRuntime: time.Minute, Queues: []string{"default"}}})
 	require.NoError(t, err)
 	_, artifacts := offlineServices(t, logger)
 	api, err := httpapi.New(httpapi.Config{

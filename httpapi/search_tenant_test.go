@@ -10,7 +10,6 @@ import (
 
 	"github.com/taskrunner/taskrunner/cache"
 	"github.com/taskrunner/taskrunner/internal/testenv"
-	"github.com/taskrunner/taskrunner/jobs"
 	"github.com/taskrunner/taskrunner/search"
 	"github.com/taskrunner/taskrunner/search/searchtest"
 )
@@ -36,7 +35,7 @@ func TestSearchCacheIsPerTenant(t *testing.T) {
 				CacheShared: shared,
 			})
 			require.NoError(t, err)
-			b := setup(t, setupOpts{work: true, apiKeys: tenantKeys, deps: jobs.Deps{Search: agg}})
+			b := setup(t, setupOpts{work: true, apiKeys: tenantKeys, search: agg})
 
 			searchAs := func(key string) searchResult {
 				t.Helper()

@@ -43,7 +43,7 @@ func setupSearch(t *testing.T, braveKey string) searchBundle {
 		Logger:   logger,
 	})
 	require.NoError(t, err)
-	return searchBundle{bundle: setup(t, setupOpts{work: true, deps: jobs.Deps{Search: agg}}), brave: brave, searx: searx}
+	return searchBundle{bundle: setup(t, setupOpts{work: true, search: agg}), brave: brave, searx: searx}
 }
 
 // searchResult is a search task's result.

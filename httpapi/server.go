@@ -159,6 +159,9 @@ type Server struct {
 	// (by limitKey).
 	waitersMu sync.Mutex
 	waiters   map[string]int
+	// openAPIDoc is the OpenAPI document of the task types the task
+	// service takes.
+	openAPIDoc []byte
 }
 
 // New returns the API handler built from cfg, or an error naming the field
@@ -174,6 +177,11 @@ func New(cfg Config) (*Server, error) {
 	if len(cfg.APIKeys) > 0 {
 		s.keys = newKeyring(cfg.APIKeys)
 	}
+	doc, err := OpenAPIDocument(cfg.Tasks.Types())
+	if err != nil {
+		return nil, err
+	}
+	s.openAPIDoc = doc
 	s.router = s.routes()
 	return s, nil
 }

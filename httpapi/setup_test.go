@@ -23,6 +23,7 @@ import (
 
 	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/artifact"
+	"github.com/taskrunner/taskrunner/builtin"
 	"github.com/taskrunner/taskrunner/cache"
 	"github.com/taskrunner/taskrunner/config"
 	"github.com/taskrunner/taskrunner/db"
@@ -32,7 +33,9 @@ import (
 	"github.com/taskrunner/taskrunner/jobs"
 	"github.com/taskrunner/taskrunner/metrics"
 	"github.com/taskrunner/taskrunner/schedule"
+	"github.com/taskrunner/taskrunner/search"
 	"github.com/taskrunner/taskrunner/task"
+	"github.com/taskrunner/taskrunner/tasktype"
 )
 
 // testMaxRuntime is the runtime cap in these tests.
@@ -54,13 +57,14 @@ type bundle struct {
 type setupOpts struct {
 	work   bool // start workers in this process
 	checks []httpapi.Check
-	deps   jobs.Deps
+	// search answers search tasks; nil: they fail, not retried.
+	search *search.Aggregator
+	// fetch is what fetch tasks may reach; nothing when nil.
+	fetch *fetch.Config
 	// maxArtifactBytes is the artifact limit; testMaxArtifactBytes when 0.
 	maxArtifactBytes int64
 	// minioEndpoint replaces the test MinIO's address (a closed port: MinIO down).
 	minioEndpoint string
-	// env replaces testEnv.
-	env *jobs.Env
 	// maxWaiters bounds the waiting requests; 100 when 0.
 	maxWaiters int
 	// perMinute turns the enqueue limit on, in Redis at redisURL
@@ -122,8 +126,19 @@ type setupOpts struct {
 // testMaxArtifactBytes is the artifact limit in these tests.
 const testMaxArtifactBytes = 256 << 10
 
-// testEnv is what task params are validated against in these tests.
-var testEnv = jobs.Env{SearchSources: []string{"brave", "searxng"}, SearchMaxResults: 10}
+// testTypes are the built-in types as these tests deploy them: search with
+// agg (nil: search tasks fail, not retried) over the sources brave and
+// searxng, fetch reaching what fetchCfg allows (nothing when nil).
+func testTypes(agg *search.Aggregator, fetchCfg *fetch.Config) *tasktype.Registry {
+	cfg := builtin.Config{Search: builtin.SearchConfig{Sources: []string{"brave", "searxng"}, MaxResults: 10}}
+	if agg != nil {
+		cfg.Search.NewAggregator = func(tasktype.Services) (*search.Aggregator, error) { return agg, nil }
+	}
+	if fetchCfg != nil {
+		cfg.Fetch = *fetchCfg
+	}
+	return builtin.Registry(cfg)
+}
 
 // setup gives a test its own database, a River client on it (working tasks
 // when opts.work) and the API on an httptest server.
@@ -132,9 +147,8 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	tdb := testenv.NewDB(t)
 	logger, logs := testenv.Logger(t)
 	store, artifacts := newArtifacts(t, tdb, logger, opts)
-	if opts.deps.Artifacts == nil {
-		opts.deps.Artifacts = artifacts
-	}
+	types := testTypes(opts.search, opts.fetch)
+	var deps jobs.Deps
 	var apiSecrets httpapi.CallbackSecrets
 	if opts.callbackDeps != nil {
 		d := *opts.callbackDeps
@@ -149,7 +163,7 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 		secrets, err := jobs.NewCallbackSecrets(jobs.CallbackSecretsConfig{Master: d.Secret, DB: tdb.Pool, Grace: opts.callbackRotationGrace})
 		require.NoError(t, err)
 		apiSecrets = secrets
-		opts.deps.Callback = &d
+		deps.Callback = &d
 	}
 	tenantQueues := map[string]int{}
 	if opts.fairShare {
@@ -160,15 +174,12 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 			tenantQueues[taskrunner.LocalTenant] = 0
 		}
 	}
-	env := testEnv
-	if opts.env != nil {
-		env = *opts.env
-	}
-	taskCfg := task.ServiceConfig{
-		Pool: tracedPool(t, tdb, opts.tracer), Logger: logger, Artifacts: artifacts, FairShare: opts.fairShare,
-		Limits: task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: env, Callback: opts.callback,
+	tasks, err := task.NewService(task.ServiceConfig{
+		Pool: tracedPool(t, tdb, opts.tracer), Types: types, Logger: logger, Artifacts: artifacts, FairShare: opts.fairShare,
+		Limits: task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Callback: opts.callback,
 			BulkMaxConcurrent: opts.bulkMaxConcurrent, BulkCountTimeout: opts.bulkCountTimeout},
-	}
+	})
+	require.NoError(t, err)
 	readTimeout := opts.readTimeout
 	if readTimeout == 0 {
 		readTimeout = config.DefaultHTTPReadTimeout
@@ -183,10 +194,9 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	limiter := newLimiter(t, opts)
 	var runs *jobs.RunRecorder
 	if opts.work {
-		opts.deps.Schedules = schedule.NewFirer(schedule.FirerConfig{Pool: tdb.Pool, Tasks: taskCfg, Logger: logger,
+		deps.Schedules = schedule.NewFirer(schedule.FirerConfig{Pool: tdb.Pool, Tasks: tasks, Logger: logger,
 			Limiter: limiter, Limits: limits, Metrics: opts.metrics})
-		var err error
-		runs, err = jobs.NewRunRecorder(jobs.RunRecorderConfig{Pool: tdb.Pool, Logger: logger, WorkerName: "test", Metrics: opts.metrics})
+		runs, err = jobs.NewRunRecorder(jobs.RunRecorderConfig{Pool: tdb.Pool, Logger: logger, WorkerName: "test", Metrics: opts.metrics, Types: types})
 		require.NoError(t, err)
 	}
 	client, err := jobs.NewClient(jobs.ClientConfig{
@@ -194,9 +204,11 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 		Work: opts.work, Queues: []string{"default"}, Concurrency: 10, Tenants: tenantQueues, CallbackConcurrency: opts.callbackConcurrency,
 		MaxRuntime: testMaxRuntime, RescueAfter: testMaxRuntime + time.Minute,
 		FetchCooldown: 5 * time.Millisecond, FetchPoll: 200 * time.Millisecond,
-		Retention: time.Hour, Deps: opts.deps, Runs: runs,
+		Retention: time.Hour, Types: types, Services: tasktype.Services{Artifacts: artifacts, Logger: logger, Metrics: opts.metrics},
+		Deps: deps, Runs: runs,
 	})
 	require.NoError(t, err)
+	tasks.SetClient(client)
 	if opts.work {
 		ctx, cancel := context.WithCancel(context.Background())
 		require.NoError(t, client.Start(ctx))
@@ -217,9 +229,6 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	watchDone := make(chan struct{})
 	go func() { defer close(watchDone); watcher.Run(watchCtx) }()
 	t.Cleanup(func() { stopWatching(); <-watchDone })
-	taskCfg.Client = client
-	tasks, err := task.NewService(taskCfg)
-	require.NoError(t, err)
 	schedules, err := schedule.NewService(tdb.Pool, tasks, limits, logger)
 	require.NoError(t, err)
 	if opts.work {
@@ -323,15 +332,15 @@ func offlineServices(t *testing.T, logger *slog.Logger) (*task.Service, *artifac
 	pool, err := db.NewPool(context.Background(), db.PoolConfig{URL: "postgres://127.0.0.1:1/none?sslmode=disable&connect_timeout=1"})
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	client, err := jobs.NewClient(jobs.ClientConfig{Pool: pool, Logger: logger})
+	client, err := jobs.NewClient(jobs.ClientConfig{Pool: pool, Logger: logger, Types: testTypes(nil, nil)})
 	require.NoError(t, err)
 	store, err := artifact.NewStore(artifact.Config{Endpoint: "127.0.0.1:1", Bucket: "offline"})
 	require.NoError(t, err)
 	artifacts, err := artifact.NewService(artifact.ServiceConfig{Store: store, Pool: pool, Logger: logger})
 	require.NoError(t, err)
 	tasks, err := task.NewService(task.ServiceConfig{
-		Pool: pool, Client: client, Logger: logger, Artifacts: artifacts,
-		Limits: task.Limits{MaxRuntime: time.Minute, Queues: []string{"default"}, Env: jobs.Env{SearchSources: []string{"brave"}, SearchMaxResults: 10}},
+		Pool: pool, Client: client, Types: testTypes(nil, nil), Logger: logger, Artifacts: artifacts,
+		Limits: task.Limits{MaxRuntime: time.Minute, Queues: []string{"default"}},
 	})
 	require.NoError(t, err)
 	return tasks, artifacts

@@ -14,9 +14,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner/builtin"
 	"github.com/taskrunner/taskrunner/config"
 	"github.com/taskrunner/taskrunner/httpapi"
-	"github.com/taskrunner/taskrunner/jobs"
 	"github.com/taskrunner/taskrunner/metrics"
 )
 
@@ -153,7 +153,7 @@ func TestAdminSeesAllAndFiltersByOwner(t *testing.T) {
 	ts := setupTenants(t, setupOpts{})
 	b := ts.bundle
 	// A job inserted by taskrunner itself: a context without a tenant.
-	res, err := b.client.Insert(context.Background(), jobs.EchoArgs{Msg: "internal"}, nil)
+	res, err := b.client.Insert(context.Background(), builtin.EchoArgs{Msg: "internal"}, nil)
 	require.NoError(t, err)
 	internal := res.Job.ID
 
@@ -324,7 +324,7 @@ func TestRotatedKeysShareTasksAndLimit(t *testing.T) {
 func TestWithoutKeysEverythingIsLocal(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOpts{riverUI: true, metrics: metrics.New()})
-	res, err := b.client.Insert(context.Background(), jobs.EchoArgs{Msg: "internal"}, nil)
+	res, err := b.client.Insert(context.Background(), builtin.EchoArgs{Msg: "internal"}, nil)
 	require.NoError(t, err)
 	id := b.submit(t, echoTask)
 	r := b.do(t, "GET", fmt.Sprintf("/tasks/%d", id), nil)

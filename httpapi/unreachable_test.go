@@ -42,9 +42,7 @@ func TestFetchTaskDoesNotTellWhetherANameResolves(t *testing.T) {
 	t.Parallel()
 	logger, logs := testenv.Logger(t)
 	cfg := fetch.Config{Allowlist: []string{"*"}, Resolver: unreachableNames, Logger: logger}
-	env := testEnv
-	env.Fetch = cfg
-	b := setup(t, setupOpts{work: true, env: &env, deps: jobs.Deps{Fetcher: fetch.New(cfg)}})
+	b := setup(t, setupOpts{work: true, fetch: &cfg})
 
 	public := map[string]json.RawMessage{}
 	for _, host := range []string{privateName, unknownName} {

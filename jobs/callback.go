@@ -26,6 +26,7 @@ import (
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/fetch"
 	"github.com/taskrunner/taskrunner/storable"
+	"github.com/taskrunner/taskrunner/tasktype"
 )
 
 // Defaults of CallbackDeps.
@@ -169,7 +170,7 @@ func (w *CallbackWorker) Work(ctx context.Context, job *river.Job[CallbackArgs])
 	if errors.Is(err, db.ErrNotFound) {
 		msg := "the task no longer exists"
 		rec.Error, rec.GaveUp = &msg, true
-		return w.finish(ctx, rec, NotRetried(errors.New(msg)))
+		return w.finish(ctx, rec, tasktype.NotRetried(errors.New(msg)))
 	}
 	if err != nil {
 		return fmt.Errorf("read task %d for its callback: %w", a.TaskID, err)
@@ -205,7 +206,7 @@ func (w *CallbackWorker) Work(ctx context.Context, job *river.Job[CallbackArgs])
 	deliverErr = errors.New("callback not delivered: " + msg)
 	if job.Attempt >= w.deps.MaxAttempts {
 		rec.GaveUp = true
-		deliverErr = NotRetried(deliverErr)
+		deliverErr = tasktype.NotRetried(deliverErr)
 	}
 	return w.finish(ctx, rec, deliverErr)
 }

@@ -14,9 +14,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
 
-	"github.com/taskrunner/taskrunner/artifact"
-	"github.com/taskrunner/taskrunner/fetch"
-	"github.com/taskrunner/taskrunner/search"
+	"github.com/taskrunner/taskrunner/tasktype"
 )
 
 // Defaults of ClientConfig, each the default of the setting named.
@@ -99,8 +97,13 @@ type ClientConfig struct {
 	// worker recorded are recorded as abandoned (RunSweepArgs);
 	// DefaultRunSweepInterval when 0.
 	RunSweepInterval time.Duration
-	// Deps are the workers' dependencies; a task whose dependency is
-	// missing fails, not retried.
+	// Types are the task types the client inserts and works. River
+	// refuses to insert a task of a type not among them.
+	Types *tasktype.Registry
+	// Services are what the types' workers are built from (its Pool is
+	// Pool when nil); retention removes the artifacts of Services.Artifacts.
+	Services tasktype.Services
+	// Deps are the dependencies of taskrunner's own jobs.
 	Deps Deps
 	// Runs records every attempt; required with Work. Close it after the
 	// client has stopped.
@@ -149,14 +152,8 @@ func (cfg ClientConfig) validate() error {
 	return validateTenantQueues(cfg.Queues, cfg.Tenants)
 }
 
-// Deps are what workers use besides the database.
+// Deps are what taskrunner's own jobs use besides the database.
 type Deps struct {
-	// Search answers search tasks; without it they fail, not retried.
-	Search *search.Aggregator
-	// Artifacts stores what tasks produce (search results, fetched pages).
-	Artifacts *artifact.Service
-	// Fetcher fetches for fetch tasks; without it they fail, not retried.
-	Fetcher *fetch.Fetcher
 	// Callback delivers callbacks; without it (no CALLBACK_SECRET) a
 	// delivery fails and is retried, for a process that has it.
 	Callback *CallbackDeps
@@ -183,9 +180,13 @@ func NewClient(cfg ClientConfig) (*river.Client[pgx.Tx], error) {
 		CompletedJobRetentionPeriod: cfg.Retention,
 		CancelledJobRetentionPeriod: cfg.Retention,
 		DiscardedJobRetentionPeriod: cfg.Retention,
-		// Registered for inserts in every process, so River validates kinds.
-		Workers: Workers(cfg.Pool, cfg.Deps),
 	}
+	// Registered for inserts in every process, so River validates kinds.
+	workers, err := Workers(cfg.Pool, cfg.Types, cfg.Services, cfg.Deps)
+	if err != nil {
+		return nil, err
+	}
+	rc.Workers = workers
 	if cfg.Work {
 		// River records its client id in attempted_by for each attempt:
 		// naming the client as runs name the process lets the attempt a task
@@ -213,19 +214,25 @@ func NewClient(cfg ClientConfig) (*river.Client[pgx.Tx], error) {
 	return client, nil
 }
 
-// Workers returns a River worker bundle with every task type's worker and
-// the retention job's.
-func Workers(pool *pgxpool.Pool, d Deps) *river.Workers {
+// Workers returns a River worker bundle with every task type's worker,
+// built from s, and those of taskrunner's own jobs.
+func Workers(pool *pgxpool.Pool, types *tasktype.Registry, s tasktype.Services, d Deps) (*river.Workers, error) {
 	workers := river.NewWorkers()
-	river.AddWorker(workers, &RetentionWorker{pool: pool, artifacts: d.Artifacts})
-	river.AddWorker(workers, &RunSweepWorker{pool: pool})
+	river.AddWorker(workers, &RetentionWorker{pool: pool, artifacts: s.Artifacts})
+	river.AddWorker(workers, &RunSweepWorker{pool: pool, types: types})
 	river.AddWorker(workers, &InternalRetentionWorker{pool: pool})
 	river.AddWorker(workers, newCallbackWorker(pool, d.Callback))
 	river.AddWorker(workers, &scheduleTickWorker{firer: d.Schedules})
-	for _, t := range Types {
-		t.addWorker(workers, d)
+	if types == nil {
+		return workers, nil
 	}
-	return workers
+	if s.Pool == nil {
+		s.Pool = pool
+	}
+	if err := types.AddWorkers(workers, s); err != nil {
+		return nil, err
+	}
+	return workers, nil
 }
 
 // riverLogger passes River's own log lines through at warn and above, with

@@ -17,10 +17,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskrunner/taskrunner/artifact"
+	"github.com/taskrunner/taskrunner/builtin"
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/fetch"
 	"github.com/taskrunner/taskrunner/internal/testenv"
 	"github.com/taskrunner/taskrunner/jobs"
+	"github.com/taskrunner/taskrunner/tasktype"
 )
 
 // A fetch task worked a second time (an operator's retry here; a rescue
@@ -47,14 +49,14 @@ func TestFetchWorkedAgainReplacesItsArtifact(t *testing.T) {
 	t.Cleanup(site.Close)
 	_, port, _ := net.SplitHostPort(site.Listener.Addr().String())
 	p, _ := strconv.Atoi(port)
-	fetcher := fetch.New(fetch.Config{Allowlist: []string{"*"}, AllowedPorts: []int{p}, AllowPrivateNetworks: true, MaxBytes: 1 << 20})
+	types := builtin.Registry(builtin.Config{Fetch: fetch.Config{Allowlist: []string{"*"}, AllowedPorts: []int{p}, AllowPrivateNetworks: true, MaxBytes: 1 << 20}})
 
 	runs, err := jobs.NewRunRecorder(jobs.RunRecorderConfig{Pool: tdb.Pool, Logger: logger})
 	require.NoError(t, err)
 	client, err := jobs.NewClient(jobs.ClientConfig{
 		Pool: tdb.Pool, Logger: logger, Work: true, Runs: runs, Concurrency: 2,
 		MaxRuntime: 30 * time.Second, FetchCooldown: 5 * time.Millisecond, FetchPoll: 50 * time.Millisecond,
-		Deps: jobs.Deps{Artifacts: arts, Fetcher: fetcher},
+		Types: types, Services: tasktype.Services{Artifacts: arts, Logger: logger},
 	})
 	require.NoError(t, err)
 	require.NoError(t, client.Start(ctx))
@@ -65,7 +67,7 @@ func TestFetchWorkedAgainReplacesItsArtifact(t *testing.T) {
 		require.NoError(t, runs.Close(stopCtx))
 	})
 
-	res, err := client.Insert(ctx, jobs.FetchArgs{URL: site.URL + "/page.txt"}, &river.InsertOpts{MaxAttempts: 3})
+	res, err := client.Insert(ctx, builtin.FetchArgs{URL: site.URL + "/page.txt"}, &river.InsertOpts{MaxAttempts: 3})
 	require.NoError(t, err)
 	id := res.Job.ID
 	waitCompleted := func(attempt int) {

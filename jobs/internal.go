@@ -9,6 +9,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/taskrunner/taskrunner/db"
+	"github.com/taskrunner/taskrunner/tasktype"
 )
 
 // InternalQueue is the River queue of taskrunner's own jobs (schedule
@@ -17,15 +18,11 @@ import (
 // they never delay tasks. It is not a queue tasks may name.
 const InternalQueue = "taskrunner_internal"
 
-// internalKindPrefix starts the kind of every job taskrunner enqueues
-// itself; no task type's name may start with it.
-const internalKindPrefix = "taskrunner_"
-
 // IsInternal reports whether kind is one of taskrunner's own jobs:
 // schedule ticks, callback deliveries, retention, the run sweep. They are
 // never a tenant's: no task view, list or bulk action shows them, and a
 // run is recorded for one only when an attempt fails.
-func IsInternal(kind string) bool { return strings.HasPrefix(kind, internalKindPrefix) }
+func IsInternal(kind string) bool { return strings.HasPrefix(kind, tasktype.ReservedPrefix) }
 
 // Bounds of the internal job retention.
 const (
@@ -67,7 +64,7 @@ type InternalRetentionWorker struct {
 func (w *InternalRetentionWorker) Work(ctx context.Context, job *river.Job[InternalRetentionArgs]) error {
 	retention := time.Duration(job.Args.RetentionSeconds * float64(time.Second))
 	deleted, err := DeleteFinishedInternalJobs(ctx, w.pool, retention, internalRetentionBatch, internalRetentionMaxBatches)
-	RecordMetric(ctx, "internal_jobs_deleted", float64(deleted))
+	tasktype.RecordMetric(ctx, "internal_jobs_deleted", float64(deleted))
 	if err != nil {
 		return err
 	}

@@ -37,17 +37,16 @@ type progressState struct {
 	last time.Time
 }
 
-// ReportProgress records a running task's progress: done out of total (0
-// when the total is not known) with a short message. The task view shows
+// Progress records a running task's progress (tasktype.ReportProgress):
+// done out of total (0 when the total is not known) with a short message. The task view shows
 // it, and its event stream sends it, in every process. Reports come at
 // most every ProgressEvery per attempt, the first one ProgressEvery after
-// the attempt started; ReportProgress drops those that come sooner, so a
+// the attempt started; Progress drops those that come sooner, so a
 // worker may call it as often as it likes. A task that never calls it, or
 // that is done within ProgressEvery (a cached search, a small fetch),
-// costs no write. Outside a worker it does nothing.
-func ReportProgress(ctx context.Context, done, total int64, message string) {
-	r, ok := ctx.Value(recorderKey{}).(*recorder)
-	if !ok || r.progress.pool == nil || ctx.Err() != nil {
+// costs no write.
+func (r *recorder) Progress(ctx context.Context, done, total int64, message string) {
+	if r.progress.pool == nil || ctx.Err() != nil {
 		return
 	}
 	p := &r.progress

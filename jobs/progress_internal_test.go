@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskrunner/taskrunner/internal/testenv"
+	"github.com/taskrunner/taskrunner/tasktype"
 )
 
 // Nothing is stored in an attempt's first ProgressEvery, so a task done
@@ -29,13 +30,13 @@ func TestProgressIsNotStoredInAnAttemptsFirstInterval(t *testing.T) {
 	}
 
 	r := &recorder{progress: progressState{pool: tdb.Pool, logger: logger, taskID: id, attempt: 1, last: time.Now()}}
-	rctx := withRecorder(ctx, r)
-	ReportProgress(rctx, 1, 1, "sources answered")
+	rctx := tasktype.WithReporter(ctx, r)
+	tasktype.ReportProgress(rctx, 1, 1, "sources answered")
 	require.False(t, stored(), "a report in the attempt's first ProgressEvery is stored")
 
 	r.mu.Lock()
 	r.progress.last = time.Now().Add(-ProgressEvery)
 	r.mu.Unlock()
-	ReportProgress(rctx, 1, 1, "sources answered")
+	tasktype.ReportProgress(rctx, 1, 1, "sources answered")
 	require.True(t, stored(), "a report after the attempt's first ProgressEvery is not stored")
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/db"
+	"github.com/taskrunner/taskrunner/tasktype"
 )
 
 // retentionBatch is how many rows retention deletes per statement.
@@ -48,20 +49,20 @@ func (w *RetentionWorker) Work(ctx context.Context, job *river.Job[RetentionArgs
 			break
 		}
 	}
-	RecordMetric(ctx, "runs_deleted", float64(runs))
+	tasktype.RecordMetric(ctx, "runs_deleted", float64(runs))
 	callbacks, err := db.DeleteExpiredCallbackAttempts(ctx, w.pool, cutoff)
 	if err != nil {
 		return err
 	}
-	RecordMetric(ctx, "callback_attempts_deleted", float64(callbacks))
+	tasktype.RecordMetric(ctx, "callback_attempts_deleted", float64(callbacks))
 	if w.artifacts != nil {
 		n, err := w.artifacts.RemoveExpired(ctx, cutoff, retentionBatch)
-		RecordMetric(ctx, "artifacts_deleted", float64(n))
+		tasktype.RecordMetric(ctx, "artifacts_deleted", float64(n))
 		if err != nil {
 			return fmt.Errorf("artifact retention: %w", err)
 		}
 		orphans, err := w.artifacts.RemoveOrphans(ctx)
-		RecordMetric(ctx, "orphan_objects_deleted", float64(orphans))
+		tasktype.RecordMetric(ctx, "orphan_objects_deleted", float64(orphans))
 		if err != nil {
 			return fmt.Errorf("objects without a row: %w", err)
 		}

@@ -11,9 +11,11 @@ import (
 
 	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/artifact"
+	"github.com/taskrunner/taskrunner/builtin"
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/internal/testenv"
 	"github.com/taskrunner/taskrunner/jobs"
+	"github.com/taskrunner/taskrunner/tasktype"
 )
 
 // Retention removes what has outlived it and keeps the rest: River's
@@ -33,11 +35,11 @@ func TestRetention(t *testing.T) {
 	require.NoError(t, err)
 
 	// Two tasks: an old one, finished a day ago, and a fresh one.
-	insertOnly, err := jobs.NewClient(jobs.ClientConfig{Pool: tdb.Pool, Logger: logger, MaxRuntime: time.Minute, RescueAfter: 2 * time.Minute, Retention: time.Hour})
+	insertOnly, err := jobs.NewClient(jobs.ClientConfig{Pool: tdb.Pool, Logger: logger, Types: builtin.Registry(builtin.Config{}), MaxRuntime: time.Minute, RescueAfter: 2 * time.Minute, Retention: time.Hour})
 	require.NoError(t, err)
 	var ids [2]int64
 	for i := range ids {
-		res, err := insertOnly.Insert(ctx, jobs.EchoArgs{Msg: "x"}, nil)
+		res, err := insertOnly.Insert(ctx, builtin.EchoArgs{Msg: "x"}, nil)
 		require.NoError(t, err)
 		ids[i] = res.Job.ID
 	}
@@ -77,7 +79,7 @@ func TestRetention(t *testing.T) {
 	// when it starts.
 	startWorking(t, tdb, jobs.ClientConfig{
 		Retention: time.Hour, ArtifactRetention: 7 * 24 * time.Hour, RetentionInterval: time.Hour,
-		Deps: jobs.Deps{Artifacts: arts},
+		Services: tasktype.Services{Artifacts: arts},
 	})
 
 	exists := func(q string, args ...any) bool {

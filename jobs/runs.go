@@ -20,6 +20,7 @@ import (
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/metrics"
 	"github.com/taskrunner/taskrunner/storable"
+	"github.com/taskrunner/taskrunner/tasktype"
 )
 
 // runWriteTimeout bounds the writes of a run record, which happen even when
@@ -29,7 +30,7 @@ const runWriteTimeout = 10 * time.Second
 // RunRecorder is River worker middleware that records each attempt of a task
 // as a row in runs, written once when the attempt ends, logs its start and
 // end, and turns a timeout into task_runtime_exceeded. Workers never write runs themselves; they attach
-// metrics and notes with RecordMetric and AddNote.
+// metrics and notes with tasktype.RecordMetric and tasktype.AddNote.
 type RunRecorder struct {
 	river.MiddlewareDefaults
 
@@ -38,6 +39,7 @@ type RunRecorder struct {
 	logger  *slog.Logger
 	worker  string
 	metrics *metrics.Metrics
+	types   *tasktype.Registry // the runs' keys
 }
 
 // RunRecorderConfig is what a RunRecorder is built from.
@@ -52,6 +54,9 @@ type RunRecorderConfig struct {
 	Logger *slog.Logger
 	// Metrics counts tasks by outcome; nil counts nothing.
 	Metrics *metrics.Metrics
+	// Types give the runs' keys (a type's RunKey); without them every
+	// run's key is a hash of its args.
+	Types *tasktype.Registry
 }
 
 // processName is the default RunRecorderConfig.WorkerName, and so the
@@ -96,7 +101,7 @@ func NewRunRecorder(cfg RunRecorderConfig) (*RunRecorder, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &RunRecorder{writer: newRunWriter(runs, cfg.Logger, cfg.Metrics), pool: cfg.Pool, logger: cfg.Logger, worker: cfg.WorkerName, metrics: cfg.Metrics}, nil
+	return &RunRecorder{writer: newRunWriter(runs, cfg.Logger, cfg.Metrics), pool: cfg.Pool, logger: cfg.Logger, worker: cfg.WorkerName, metrics: cfg.Metrics, types: cfg.Types}, nil
 }
 
 // Close writes the records still pending, stops the writer and closes its
@@ -126,7 +131,7 @@ var _ rivertype.WorkerMiddleware = (*RunRecorder)(nil)
 // happens before and after lives in begin and end.
 func (m *RunRecorder) Work(ctx context.Context, job *rivertype.JobRow, doInner func(context.Context) error) error {
 	a := m.begin(ctx, job)
-	workErr := doInner(withRecorder(ctx, a))
+	workErr := doInner(tasktype.WithReporter(ctx, a))
 	return m.end(ctx, job, a, workErr)
 }
 
@@ -137,7 +142,7 @@ func (m *RunRecorder) Work(ctx context.Context, job *rivertype.JobRow, doInner f
 func (m *RunRecorder) begin(ctx context.Context, job *rivertype.JobRow) *recorder {
 	started := time.Now()
 	a := &recorder{
-		started: started, owner: OwnerOf(job),
+		started: started, owner: tasktype.OwnerOf(job),
 		progress: progressState{pool: m.pool, logger: m.logger, taskID: job.ID, attempt: job.Attempt, last: started},
 	}
 	m.metrics.RunStarted(a.owner)
@@ -200,7 +205,7 @@ func (m *RunRecorder) end(ctx context.Context, job *rivertype.JobRow, a *recorde
 		startedAt = *job.AttemptedAt
 	}
 	rec := db.RunRecord{
-		TaskID: job.ID, Attempt: job.Attempt, Key: KeyOf(job.Kind, job.EncodedArgs), TaskType: job.Kind, Worker: m.worker,
+		TaskID: job.ID, Attempt: job.Attempt, Key: m.types.KeyOf(job.Kind, job.EncodedArgs), TaskType: job.Kind, Worker: m.worker,
 		StartedAt: startedAt, CloseEarlier: job.Attempt > 1,
 		Status: out.status, ErrorCode: out.code, Error: out.public,
 		FinishedAt: a.started.Add(took), Duration: took,
@@ -308,7 +313,7 @@ func classifyErr(ctx context.Context, job *rivertype.JobRow, err error, took tim
 		// The job's own deadline passed (not some shorter one inside the
 		// worker): River's timeout killed it.
 		public := publicMessages[taskrunner.CodeTaskRuntimeExceeded]
-		if timeout := timeoutOf(job); timeout > 0 {
+		if timeout := tasktype.TimeoutOf(job); timeout > 0 {
 			public = fmt.Sprintf("the task ran longer than its timeout (%s) and was killed", timeout)
 		}
 		return outcome{status: db.RunKilled, code: taskrunner.CodeTaskRuntimeExceeded,
@@ -319,7 +324,7 @@ func classifyErr(ctx context.Context, job *rivertype.JobRow, err error, took tim
 		// without using up an attempt.
 		return outcome{status: db.RunInterrupted, code: taskrunner.CodeTaskInterrupted, err: err,
 			event: "task_interrupted", message: "task interrupted by shutdown; returned to the queue", level: slog.LevelWarn}
-	case IsNotRetried(err) || errors.As(err, &cancelErr):
+	case tasktype.IsNotRetried(err) || errors.As(err, &cancelErr):
 		// A failure its worker knows retrying cannot fix (a bad API key).
 		return outcome{status: db.RunFailed, code: codeOf(err), err: err, final: true,
 			event: "task_failed", message: "task failed; not retried", level: slog.LevelWarn}
@@ -333,7 +338,7 @@ func classifyErr(ctx context.Context, job *rivertype.JobRow, err error, took tim
 // deadline error was River's timeout and not a shorter one inside the
 // worker. The metadata is read only here, not for every attempt.
 func ranPastTimeout(job *rivertype.JobRow, took time.Duration) bool {
-	timeout := timeoutOf(job)
+	timeout := tasktype.TimeoutOf(job)
 	return timeout == 0 || took >= timeout
 }
 
@@ -366,33 +371,24 @@ func (r *recorder) snapshot() (map[string]float64, []string) {
 	return r.metrics, r.notes
 }
 
-type recorderKey struct{}
+var _ tasktype.Reporter = (*recorder)(nil)
 
-func withRecorder(ctx context.Context, r *recorder) context.Context {
-	return context.WithValue(ctx, recorderKey{}, r)
+// Metric attaches a number to the run (a search's latency, its result
+// count).
+func (r *recorder) Metric(name string, value float64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.metrics == nil {
+		r.metrics = map[string]float64{}
+	}
+	r.metrics[name] = value
 }
 
-// RecordMetric attaches a number to the current run (a search's latency,
-// its result count). Outside a worker it does nothing.
-func RecordMetric(ctx context.Context, name string, value float64) {
-	if r, ok := ctx.Value(recorderKey{}).(*recorder); ok {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if r.metrics == nil {
-			r.metrics = map[string]float64{}
-		}
-		r.metrics[name] = value
-	}
-}
-
-// AddNote attaches free text to the current run. Outside a worker it does
-// nothing.
-func AddNote(ctx context.Context, note string) {
-	if r, ok := ctx.Value(recorderKey{}).(*recorder); ok {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		r.notes = append(r.notes, note)
-	}
+// Note attaches free text to the run.
+func (r *recorder) Note(note string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.notes = append(r.notes, note)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

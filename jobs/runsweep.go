@@ -8,6 +8,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/taskrunner/taskrunner/db"
+	"github.com/taskrunner/taskrunner/tasktype"
 )
 
 // Defaults of the run sweep.
@@ -43,7 +44,8 @@ func (RunSweepArgs) Kind() string { return "taskrunner_run_sweep" }
 // RunSweepWorker works run sweep jobs.
 type RunSweepWorker struct {
 	river.WorkerDefaults[RunSweepArgs]
-	pool *pgxpool.Pool
+	pool  *pgxpool.Pool
+	types *tasktype.Registry // the runs' keys
 }
 
 // Work fills in a bounded number of tasks' missing attempts, going on
@@ -59,8 +61,8 @@ func (w *RunSweepWorker) Work(ctx context.Context, _ *river.Job[RunSweepArgs]) e
 	} else if ok && mark.Add(-runSweepLag).After(since) {
 		since = mark.Add(-runSweepLag)
 	}
-	sw, err := SweepUnrecordedRuns(ctx, w.pool, since, runSweepBatch, runSweepMaxBatches)
-	RecordMetric(ctx, "tasks_swept", float64(sw.Tasks))
+	sw, err := SweepUnrecordedRuns(ctx, w.pool, w.types, since, runSweepBatch, runSweepMaxBatches)
+	tasktype.RecordMetric(ctx, "tasks_swept", float64(sw.Tasks))
 	if err != nil {
 		return err
 	}
@@ -85,7 +87,7 @@ type RunSweep struct {
 // up to batch*maxBatches tasks finalized after since, batch by batch in
 // the order they were finalized, with each run's key and task type as the
 // run recorder computes them.
-func SweepUnrecordedRuns(ctx context.Context, pool *pgxpool.Pool, since time.Time, batch, maxBatches int) (RunSweep, error) {
+func SweepUnrecordedRuns(ctx context.Context, pool *pgxpool.Pool, types *tasktype.Registry, since time.Time, batch, maxBatches int) (RunSweep, error) {
 	var sw RunSweep
 	afterAt, afterID := since, int64(0)
 	for range maxBatches {
@@ -98,7 +100,7 @@ func SweepUnrecordedRuns(ctx context.Context, pool *pgxpool.Pool, since time.Tim
 		}
 		fill := make([]db.Abandoned, len(tasks))
 		for i, t := range tasks {
-			fill[i] = db.Abandoned{TaskID: t.TaskID, Through: t.Attempt, Key: KeyOf(t.Kind, t.Args), TaskType: t.Kind}
+			fill[i] = db.Abandoned{TaskID: t.TaskID, Through: t.Attempt, Key: types.KeyOf(t.Kind, t.Args), TaskType: t.Kind}
 		}
 		if err := db.RecordAbandoned(ctx, pool, fill); err != nil {
 			return sw, err

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner/builtin"
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/internal/testenv"
 	"github.com/taskrunner/taskrunner/jobs"
@@ -30,7 +31,7 @@ func sweepTask(t *testing.T, tdb *testenv.DB, msg, set string, args ...any) (int
 		 RETURNING id, kind, args`, fmt.Sprintf(`{"msg": %q}`, msg)).Scan(&id, &kind, &encoded))
 	_, err := tdb.Pool.Exec(ctx, "UPDATE river_job SET "+set+" WHERE id = $1", append([]any{id}, args...)...)
 	require.NoError(t, err)
-	return id, jobs.KeyOf(kind, encoded)
+	return id, types.KeyOf(kind, encoded)
 }
 
 // The run sweep records as abandoned the last attempt of a finalized task
@@ -68,7 +69,7 @@ func TestRunSweepFillsInFinalizedTasksLastAttempts(t *testing.T) {
 		{TaskID: done, Attempt: 1, Key: doneKey, TaskType: "echo", Worker: "w-a", Status: db.RunCompleted, StartedAt: now, FinishedAt: now},
 	}))
 
-	sw, err := jobs.SweepUnrecordedRuns(ctx, tdb.Pool, since, 100, 10)
+	sw, err := jobs.SweepUnrecordedRuns(ctx, tdb.Pool, types, since, 100, 10)
 	require.NoError(t, err)
 	require.Equal(t, jobs.RunSweep{Tasks: 3}, sw)
 
@@ -103,7 +104,7 @@ func TestRunSweepFillsInFinalizedTasksLastAttempts(t *testing.T) {
 	require.Equal(t, db.RunCompleted, runs[done][0].Status)
 
 	// Nothing is left to sweep.
-	sw, err = jobs.SweepUnrecordedRuns(ctx, tdb.Pool, since, 100, 10)
+	sw, err = jobs.SweepUnrecordedRuns(ctx, tdb.Pool, types, since, 100, 10)
 	require.NoError(t, err)
 	require.Zero(t, sw.Tasks)
 
@@ -135,7 +136,7 @@ func TestRunSweepIsBoundedAndResumes(t *testing.T) {
 	}
 	since := time.Now().Add(-time.Hour)
 	for pass, want := range [][]int64{{ids[6], ids[5], ids[4], ids[3]}, {ids[6], ids[5], ids[4], ids[3], ids[2], ids[1], ids[0]}} {
-		sw, err := jobs.SweepUnrecordedRuns(ctx, tdb.Pool, since, 2, 2)
+		sw, err := jobs.SweepUnrecordedRuns(ctx, tdb.Pool, types, since, 2, 2)
 		require.NoError(t, err)
 		require.Equal(t, []int{4, 3}[pass], sw.Tasks, "pass %d: tasks swept", pass)
 		require.Equal(t, pass == 0, sw.More, "pass %d: stopped at its bound", pass)
@@ -152,7 +153,7 @@ func TestRunSweepIsBoundedAndResumes(t *testing.T) {
 			require.Equal(t, db.RunAbandoned, runs[id][0].Status)
 		}
 	}
-	sw, err := jobs.SweepUnrecordedRuns(ctx, tdb.Pool, since, 2, 2)
+	sw, err := jobs.SweepUnrecordedRuns(ctx, tdb.Pool, types, since, 2, 2)
 	require.NoError(t, err)
 	require.Equal(t, jobs.RunSweep{}, sw)
 }
@@ -232,7 +233,7 @@ func startWorking(t *testing.T, tdb *testenv.DB, cfg jobs.ClientConfig) {
 	logger, _ := testenv.Logger(t)
 	runs, err := jobs.NewRunRecorder(jobs.RunRecorderConfig{Pool: tdb.Pool, Logger: logger, WorkerName: "test"})
 	require.NoError(t, err)
-	cfg.Pool, cfg.Logger, cfg.Runs = tdb.Pool, logger, runs
+	cfg.Pool, cfg.Logger, cfg.Runs, cfg.Types = tdb.Pool, logger, runs, types
 	cfg.Work, cfg.Queues, cfg.Concurrency = true, []string{"default"}, 2
 	cfg.MaxRuntime, cfg.RescueAfter = time.Minute, 2*time.Minute
 	cfg.FetchCooldown, cfg.FetchPoll = 5*time.Millisecond, 100*time.Millisecond
@@ -269,7 +270,7 @@ func TestRunSweepLeavesCompletedInternalJobsAlone(t *testing.T) {
 	lost := internal(jobs.CallbackArgs{}.Kind(), "discarded")
 	task, _ := sweepTask(t, tdb, "done", `state = 'completed', attempt = 1, attempted_at = now(), attempted_by = '{w-a}', finalized_at = now()`)
 
-	sw, err := jobs.SweepUnrecordedRuns(ctx, tdb.Pool, time.Now().Add(-time.Hour), 100, 10)
+	sw, err := jobs.SweepUnrecordedRuns(ctx, tdb.Pool, types, time.Now().Add(-time.Hour), 100, 10)
 	require.NoError(t, err)
 	require.Equal(t, jobs.RunSweep{Tasks: 2}, sw)
 	runs := runsByTask(t, tdb)
@@ -340,3 +341,6 @@ func TestInternalRetentionJumpsATickBacklog(t *testing.T) {
 	}, 60*time.Second, 20*time.Millisecond, "the finished ticks were not deleted")
 	require.Greater(t, untried, backlog/2, "the retention job waited behind the backlog of ticks")
 }
+
+// types are the built-in task types, whose runs the sweep fills in.
+var types = builtin.Registry(builtin.Config{})

@@ -14,6 +14,7 @@ import (
 	"github.com/taskrunner/taskrunner/internal/testenv"
 	"github.com/taskrunner/taskrunner/metrics"
 	"github.com/taskrunner/taskrunner/storable"
+	"github.com/taskrunner/taskrunner/tasktype"
 )
 
 func testRecord(taskID int64, notes ...string) db.RunRecord {
@@ -120,9 +121,9 @@ func TestRunRecorderStoresSafeTextAndEndsNotRetriedTasks(t *testing.T) {
 	job := &rivertype.JobRow{ID: 11, Attempt: 1, MaxAttempts: 4, Kind: "echo", EncodedArgs: []byte(`{"msg":"x"}`)}
 	cause := errors.New("api.internal.example:8443 said \x00 no (*pgconn.PgError)")
 	err = rr.Work(context.Background(), job, func(ctx context.Context) error {
-		AddNote(ctx, "provider said a\x00b")
-		RecordMetric(ctx, "bad\xffname", 2)
-		return NotRetried(&taskrunner.Error{Code: "widget_failed", Err: cause})
+		tasktype.AddNote(ctx, "provider said a\x00b")
+		tasktype.RecordMetric(ctx, "bad\xffname", 2)
+		return tasktype.NotRetried(&taskrunner.Error{Code: "widget_failed", Err: cause})
 	})
 	require.Error(t, err)
 	require.Empty(t, storable.CheckText(err.Error()), "River keeps the error in jsonb: %q", err.Error())

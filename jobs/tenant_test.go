@@ -80,23 +80,3 @@ func TestRunRecorderCountsAndLogsByTenant(t *testing.T) {
 	require.Equal(t, []any{"alice", "local", "mallory", "system"}, tenants("task_completed"))
 	require.Equal(t, []any{"bob"}, tenants("task_failed"))
 }
-
-func TestOwnerOf(t *testing.T) {
-	t.Parallel()
-	for metadata, want := range map[string]string{
-		`{"owner":"alice","timeout_seconds":3}`: "alice",
-		`{"timeout_seconds":3}`:                 "",
-		``:                                      "",
-		`{"owner":`:                             "",
-		`{"owner":7}`:                           "",
-	} {
-		require.Equal(t, want, OwnerOf(&rivertype.JobRow{Kind: "unregistered", Metadata: []byte(metadata)}), metadata)
-		// taskrunner's own jobs are no tenant's, whatever their metadata
-		// says: they never count against one.
-		require.Empty(t, OwnerOf(&rivertype.JobRow{Kind: "taskrunner_callback", Metadata: []byte(metadata)}), metadata)
-	}
-	// A task without an owner is the local tenant's: a server without
-	// keys stores none.
-	require.Equal(t, "local", OwnerOf(&rivertype.JobRow{Kind: "echo", Metadata: []byte(`{}`)}))
-	require.Equal(t, "alice", OwnerOf(&rivertype.JobRow{Kind: "echo", Metadata: []byte(`{"owner":"alice"}`)}))
-}

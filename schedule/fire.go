@@ -27,9 +27,8 @@ import (
 type FirerConfig struct {
 	// Pool is where ticks are claimed and tasks inserted.
 	Pool *pgxpool.Pool
-	// Tasks makes the task service that inserts the ticks' tasks (its
-	// Client is the River client working the tick).
-	Tasks task.ServiceConfig
+	// Tasks validates and inserts the ticks' tasks.
+	Tasks *task.Service
 	// Limiter holds each tick to its owner's enqueue limit, as POST /tasks
 	// is held: a tick takes one task of the tenant's allowance
 	// (Limits.TasksPerMinuteFor, under cache.TenantKey), the allowance
@@ -70,17 +69,12 @@ func NewFirer(cfg FirerConfig) *Firer {
 // (the server's settings changed) uses its tick up without a task, and
 // says so in the log.
 func (f *Firer) FireTick(ctx context.Context, job *river.Job[jobs.ScheduleTickArgs]) error {
-	cfg := f.cfg.Tasks
-	cfg.Client = river.ClientFromContext[pgx.Tx](ctx)
-	tasks, err := task.NewService(cfg)
-	if err != nil {
-		return err
-	}
+	tasks := f.cfg.Tasks
 	a := job.Args
 	attrs := []slog.Attr{slog.String("tenant", a.Owner), slog.String("schedule", a.Name), slog.Time("tick", a.Tick)}
 	var fired []*taskrunner.Task
 	var limited int
-	err = db.WithTx(ctx, f.cfg.Pool, func(tx pgx.Tx) error {
+	err := db.WithTx(ctx, f.cfg.Pool, func(tx pgx.Tx) error {
 		fired, limited = nil, 0
 		sch, previous, err := db.ClaimScheduleTick(ctx, tx, a.Owner, a.Name, a.Tick)
 		switch {

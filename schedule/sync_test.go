@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskrunner/taskrunner"
+	"github.com/taskrunner/taskrunner/builtin"
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/internal/testenv"
 	"github.com/taskrunner/taskrunner/jobs"
@@ -77,7 +78,7 @@ func TestSyncReadsNoTask(t *testing.T) {
 	runs, err := jobs.NewRunRecorder(jobs.RunRecorderConfig{Pool: tdb.Pool})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, runs.Close(context.Background())) })
-	client, err := jobs.NewClient(jobs.ClientConfig{Pool: tdb.Pool, Work: true, Runs: runs})
+	client, err := jobs.NewClient(jobs.ClientConfig{Pool: tdb.Pool, Types: builtin.Registry(builtin.Config{}), Work: true, Runs: runs})
 	require.NoError(t, err)
 	logger, logs := testenv.Logger(t)
 	syncer := schedule.NewSyncer(restricted, client, nil, 0, logger)

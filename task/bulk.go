@@ -21,11 +21,11 @@ import (
 // scope is f checked and narrowed to what the tenant ctx acts for may
 // see: a client tenant's own tasks. none is true when f names another
 // tenant's tasks, which such a client never sees.
-func scope(ctx context.Context, f *taskrunner.Filter) (tf *db.TaskFilter, none bool, err error) {
+func (s *Service) scope(ctx context.Context, f *taskrunner.Filter) (tf *db.TaskFilter, none bool, err error) {
 	if f.Type != "" {
-		if _, ok := jobs.Types[f.Type]; !ok {
+		if _, ok := s.types.Lookup(f.Type); !ok {
 			return nil, false, &taskrunner.Error{Code: taskrunner.CodeUnknownTaskType, Field: "type",
-				Message: fmt.Sprintf("unknown task type %q; known types: %s", f.Type, strings.Join(jobs.TypeNames(), ", "))}
+				Message: fmt.Sprintf("unknown task type %q; known types: %s", f.Type, strings.Join(s.types.Names(), ", "))}
 		}
 	}
 	for _, st := range f.Statuses {
@@ -124,7 +124,7 @@ func (s *Service) Bulk(ctx context.Context, action Action, f *taskrunner.Filter,
 	if !ok {
 		return BulkResult{}, fmt.Errorf("unknown bulk action %q", action)
 	}
-	tf, none, err := scope(ctx, f)
+	tf, none, err := s.scope(ctx, f)
 	if err != nil {
 		return BulkResult{}, err
 	}
@@ -132,7 +132,7 @@ func (s *Service) Bulk(ctx context.Context, action Action, f *taskrunner.Filter,
 	if none {
 		return BulkResult{}, nil
 	}
-	tf.Kinds = jobs.TypeNames()
+	tf.Kinds = s.types.Names()
 	tf.Statuses = states
 	if len(f.Statuses) > 0 {
 		tf.Statuses = slices.DeleteFunc(slices.Clone(f.Statuses), func(st string) bool { return !slices.Contains(states, st) })

@@ -16,6 +16,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner/builtin"
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/internal/testenv"
 	"github.com/taskrunner/taskrunner/jobs"
@@ -37,9 +38,10 @@ type coalesceBundle struct {
 
 func newCoalesceBundle(t *testing.T, pool *pgxpool.Pool) *coalesceBundle {
 	t.Helper()
-	client, err := jobs.NewClient(jobs.ClientConfig{Pool: pool, Queues: []string{"default"}})
+	types := builtin.Registry(builtin.Config{})
+	client, err := jobs.NewClient(jobs.ClientConfig{Pool: pool, Types: types, Queues: []string{"default"}})
 	require.NoError(t, err)
-	svc, err := NewService(ServiceConfig{Pool: pool, Client: client, CoalesceInserts: -1})
+	svc, err := NewService(ServiceConfig{Pool: pool, Client: client, Types: types, CoalesceInserts: -1})
 	require.NoError(t, err)
 	b := &coalesceBundle{c: newCoalescer(client, pool, 1), svc: svc, pool: pool, release: make(chan struct{})}
 	insertMany, insertOne := b.c.insertMany, b.c.insertOne

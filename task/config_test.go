@@ -9,6 +9,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner/builtin"
 	"github.com/taskrunner/taskrunner/jobs"
 )
 
@@ -20,7 +21,8 @@ func TestServiceConfig(t *testing.T) {
 	pool, err := pgxpool.New(context.Background(), "postgres://127.0.0.1:1/none")
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	client, err := jobs.NewClient(jobs.ClientConfig{Pool: pool})
+	types := builtin.Registry(builtin.Config{})
+	client, err := jobs.NewClient(jobs.ClientConfig{Pool: pool, Types: types})
 	require.NoError(t, err)
 
 	for _, tc := range []struct {
@@ -28,10 +30,10 @@ func TestServiceConfig(t *testing.T) {
 		cfg   ServiceConfig
 		field string
 	}{
-		{"no pool", ServiceConfig{Client: client}, "Pool"},
-		{"no client", ServiceConfig{Pool: pool}, "Client"},
-		{"negative max runtime", ServiceConfig{Pool: pool, Client: client, Limits: Limits{MaxRuntime: -time.Second}}, "MaxRuntime"},
-		{"coalesce below -1", ServiceConfig{Pool: pool, Client: client, CoalesceInserts: -2}, "CoalesceInserts"},
+		{"no pool", ServiceConfig{Client: client, Types: types}, "Pool"},
+		{"no types", ServiceConfig{Pool: pool, Client: client}, "Types"},
+		{"negative max runtime", ServiceConfig{Pool: pool, Client: client, Types: types, Limits: Limits{MaxRuntime: -time.Second}}, "MaxRuntime"},
+		{"coalesce below -1", ServiceConfig{Pool: pool, Client: client, Types: types, CoalesceInserts: -2}, "CoalesceInserts"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			svc, err := NewService(tc.cfg)
@@ -41,7 +43,7 @@ func TestServiceConfig(t *testing.T) {
 	}
 
 	t.Run("defaults", func(t *testing.T) {
-		svc, err := NewService(ServiceConfig{Pool: pool, Client: client})
+		svc, err := NewService(ServiceConfig{Pool: pool, Client: client, Types: types})
 		require.NoError(t, err)
 		require.Equal(t, jobs.DefaultMaxRuntime, svc.limits.MaxRuntime)
 		require.Equal(t, []string{river.QueueDefault}, svc.limits.Queues)

@@ -27,6 +27,7 @@ import (
 	"github.com/taskrunner/taskrunner/fetch"
 	"github.com/taskrunner/taskrunner/internal/quickjson"
 	"github.com/taskrunner/taskrunner/jobs"
+	"github.com/taskrunner/taskrunner/tasktype"
 )
 
 // notFound is the refusal of an id that names no task.
@@ -59,8 +60,6 @@ type Limits struct {
 	MaxRuntime time.Duration
 	// Queues are the queues a request may name (QUEUES).
 	Queues []string
-	// Env is what task types validate their params against.
-	Env jobs.Env
 	// Callback is what a callback_url may reach (the CALLBACK_* settings);
 	// nil when callbacks are off (no CALLBACK_SECRET), and a request
 	// asking for one is refused.
@@ -82,6 +81,7 @@ const maxRetriesCap = 100
 type Service struct {
 	pool   *pgxpool.Pool
 	client *river.Client[pgx.Tx]
+	types  *tasktype.Registry
 	limits Limits
 	logger *slog.Logger
 	// fairShare sends each tenant's tasks to its own queues.
@@ -90,15 +90,22 @@ type Service struct {
 	artifacts ArtifactRemover
 	// coalesce inserts concurrent submissions together; nil: each its
 	// own insert.
-	coalesce *coalescer
+	coalesce        *coalescer
+	coalesceInserts int
 }
 
 // ServiceConfig is what a Service is built from.
 type ServiceConfig struct {
 	// Pool is the database tasks are read from and inserted in. Required.
 	Pool *pgxpool.Pool
-	// Client inserts and cancels tasks; it need not work them. Required.
+	// Client inserts and cancels tasks; it need not work them. Required
+	// before the service is used: when nil (the River client is made
+	// after the services its workers use, and one of them is this), give
+	// it with SetClient.
 	Client *river.Client[pgx.Tx]
+	// Types are the task types requests may name: those the client
+	// inserts. Required.
+	Types *tasktype.Registry
 	// Limits bound what a request may ask for. Limits.MaxRuntime is
 	// jobs.DefaultMaxRuntime when 0, as the River client's; Limits.Queues
 	// is River's default queue alone when empty.
@@ -139,8 +146,8 @@ func (cfg ServiceConfig) validate() error {
 	switch {
 	case cfg.Pool == nil:
 		return errors.New("task service: Pool is required")
-	case cfg.Client == nil:
-		return errors.New("task service: Client is required")
+	case cfg.Types == nil:
+		return errors.New("task service: Types is required")
 	case cfg.Limits.MaxRuntime < 0:
 		return fmt.Errorf("task service: Limits.MaxRuntime must be positive, got %s", cfg.Limits.MaxRuntime)
 	case cfg.Limits.BulkMaxConcurrent < 0:
@@ -160,11 +167,25 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Service{pool: cfg.Pool, client: cfg.Client, limits: cfg.Limits, logger: cfg.Logger, fairShare: cfg.FairShare, artifacts: cfg.Artifacts}
-	if cfg.CoalesceInserts > 0 {
-		s.coalesce = newCoalescer(cfg.Client, cfg.Pool, cfg.CoalesceInserts)
+	s := &Service{pool: cfg.Pool, types: cfg.Types, limits: cfg.Limits, logger: cfg.Logger, fairShare: cfg.FairShare, artifacts: cfg.Artifacts,
+		coalesceInserts: cfg.CoalesceInserts}
+	if cfg.Client != nil {
+		s.SetClient(cfg.Client)
 	}
 	return s, nil
+}
+
+// Types are the task types requests may name.
+func (s *Service) Types() *tasktype.Registry { return s.types }
+
+// SetClient gives the service the River client it inserts and cancels
+// with, once, before it is used: a client that works schedule ticks is
+// made with the service that inserts their tasks.
+func (s *Service) SetClient(client *river.Client[pgx.Tx]) {
+	s.client = client
+	if s.coalesceInserts > 0 {
+		s.coalesce = newCoalescer(client, s.pool, s.coalesceInserts)
+	}
 }
 
 // Validate checks a request and returns River's insert parameters for it.
@@ -175,15 +196,15 @@ func (s *Service) Validate(req *Request) (river.InsertManyParams, error) {
 
 // validate is Validate, filling opts for the parameters it returns.
 func (s *Service) validate(req *Request, opts *river.InsertOpts) (river.InsertManyParams, error) {
-	tt, ok := jobs.Types[req.Type]
+	tt, ok := s.types.Lookup(req.Type)
 	if !ok {
 		if req.Type == "" {
 			return river.InsertManyParams{}, taskrunner.Invalid("type", "is required")
 		}
 		return river.InsertManyParams{}, &taskrunner.Error{Code: taskrunner.CodeUnknownTaskType, Field: "type",
-			Message: fmt.Sprintf("unknown task type %q; known types: %s", req.Type, strings.Join(jobs.TypeNames(), ", "))}
+			Message: fmt.Sprintf("unknown task type %q; known types: %s", req.Type, strings.Join(s.types.Names(), ", "))}
 	}
-	args, err := tt.Decode(req.Params, s.limits.Env)
+	args, err := tt.Decode(req.Params)
 	if err != nil {
 		var pe *taskrunner.Error
 		if errors.As(err, &pe) {
@@ -317,9 +338,9 @@ func (s *Service) Insert(ctx context.Context, p river.InsertManyParams, idempote
 		return nil, false, err
 	}
 	if idempotencyKey != "" {
-		args, ok := jobs.WithIdempotencyKey(p.Args, idempotencyKey)
+		args, ok := tasktype.WithIdempotencyKey(p.Args, idempotencyKey)
 		if !ok {
-			return nil, false, fmt.Errorf("task type %s does not embed jobs.Idempotency", kind)
+			return nil, false, fmt.Errorf("task type %s does not embed tasktype.Idempotency", kind)
 		}
 		p.Args = args
 		p.InsertOpts.UniqueOpts = river.UniqueOpts{ByArgs: true, ByState: allStates}
@@ -654,7 +675,7 @@ func (s *Service) Get(ctx context.Context, id int64) (*taskrunner.Task, error) {
 		}
 		if ok {
 			t.Runs = withRunningAttempt(t.Runs, taskrunner.Run{
-				TaskID: id, Attempt: attempt, Key: jobs.KeyOf(t.Type, t.Params), TaskType: t.Type,
+				TaskID: id, Attempt: attempt, Key: s.types.KeyOf(t.Type, t.Params), TaskType: t.Type,
 				Status: db.RunRunning, Worker: worker, StartedAt: startedAt,
 			})
 		}
@@ -707,13 +728,13 @@ const listChunk = 50
 // when the page is full before the query's limit (a cap on its encoded
 // size): the page ends with the task it was given.
 func (s *Service) List(ctx context.Context, q ListQuery, add func(*taskrunner.Task) (more bool, err error)) (nextCursor string, err error) {
-	f, none, err := scope(ctx, &q.Filter)
+	f, none, err := s.scope(ctx, &q.Filter)
 	if err != nil || none {
 		return "", err
 	}
 	// Tasks only, as the bulk actions see them: taskrunner's own jobs
 	// (callback deliveries, schedule ticks, retention) are River UI's.
-	f.Kinds = jobs.TypeNames()
+	f.Kinds = s.types.Names()
 	limit := q.Limit
 	switch {
 	case limit == 0:

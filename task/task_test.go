@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskrunner/taskrunner"
+	"github.com/taskrunner/taskrunner/builtin"
 	"github.com/taskrunner/taskrunner/fetch"
 	"github.com/taskrunner/taskrunner/internal/testenv"
 	"github.com/taskrunner/taskrunner/jobs"
@@ -33,19 +34,19 @@ func setup(t *testing.T, opts ...func(*task.ServiceConfig)) *testBundle {
 	t.Helper()
 	tdb := testenv.NewDB(t)
 	logger, logs := testenv.Logger(t)
+	types := builtin.Registry(builtin.Config{
+		Search: builtin.SearchConfig{Sources: []string{"brave"}, MaxResults: 10},
+		Fetch:  fetch.Config{Allowlist: []string{"example.com"}},
+	})
 	client, err := jobs.NewClient(jobs.ClientConfig{
-		Pool: tdb.Pool, Logger: logger,
+		Pool: tdb.Pool, Logger: logger, Types: types,
 		Queues: []string{"default"}, MaxRuntime: testMaxRuntime, RescueAfter: 2 * testMaxRuntime,
 		Retention: time.Hour,
 	})
 	require.NoError(t, err)
-	env := jobs.Env{
-		SearchSources: []string{"brave"}, SearchMaxResults: 10,
-		Fetch: fetch.Config{Allowlist: []string{"example.com"}},
-	}
 	cfg := task.ServiceConfig{
-		Pool: tdb.Pool, Client: client, Logger: logger,
-		Limits: task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Env: env},
+		Pool: tdb.Pool, Client: client, Types: types, Logger: logger,
+		Limits: task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}},
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -214,7 +215,7 @@ func TestService(t *testing.T) {
 			require.Equal(t, 3, b.count(t))
 
 			// One insert River refuses refuses the whole batch.
-			bad := append(params[:1:1], river.InsertManyParams{Args: jobs.EchoArgs{Msg: "x"}, InsertOpts: &river.InsertOpts{Priority: 9}})
+			bad := append(params[:1:1], river.InsertManyParams{Args: builtin.EchoArgs{Msg: "x"}, InsertOpts: &river.InsertOpts{Priority: 9}})
 			_, err = b.svc.SubmitBatch(ctx, bad)
 			require.Error(t, err)
 			require.Equal(t, 3, b.count(t), "all or none")

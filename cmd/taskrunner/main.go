@@ -5,18 +5,16 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
+	"io"
+
+	"github.com/taskrunner/taskrunner/app"
+	"github.com/taskrunner/taskrunner/cli"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "taskrunner:", err)
-		os.Exit(exitCode(err))
-	}
+func main() { cli.Main(app.Builtins) }
+
+// run is the program with the built-in task types, for the tests that run
+// it in-process.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return cli.Run(ctx, app.Builtins, args, getenv, stdout, stderr)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskrunner/taskrunner"
+	"github.com/taskrunner/taskrunner/builtin"
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/internal/testenv"
 	"github.com/taskrunner/taskrunner/jobs"
@@ -183,13 +184,14 @@ func TestSIGKILLedWorkersLastAttemptIsRecordedAbandoned(t *testing.T) {
 	r := runs[0]
 	require.Equal(t, 1, r.Attempt)
 	require.Equal(t, db.RunAbandoned, r.Status, "%+v", r)
-	require.Equal(t, "worker_lost", deref(r.ErrorCode), "%+v", r)
+	require.NotNil(t, r.ErrorCode, "%+v", r)
+	require.Equal(t, "worker_lost", *r.ErrorCode, "%+v", r)
 	require.Equal(t, a.WorkerName(), r.Worker, "%+v", r)
 	require.Equal(t, "sleep", r.TaskType)
 	var kind string
 	var args []byte
 	require.NoError(t, tdb.Pool.QueryRow(context.Background(), "SELECT kind, args FROM river_job WHERE id = $1", id).Scan(&kind, &args))
-	require.Equal(t, jobs.KeyOf(kind, args), r.Key, "not the key the run recorder gives the task's runs")
+	require.Equal(t, builtin.Registry(builtin.Config{}).KeyOf(kind, args), r.Key, "not the key the run recorder gives the task's runs")
 	require.NotNil(t, r.FinishedAt)
 	require.Empty(t, b.Events("task_started", forTask(id)), "worker B ran the task")
 
@@ -237,7 +239,8 @@ func TestSIGTERMLeavesNothingRunning(t *testing.T) {
 		runs := dbRuns(t, tdb, id)
 		require.Len(t, runs, 1, "task %d: %v", id, runs)
 		require.Equal(t, db.RunInterrupted, runs[0].Status, "task %d: %+v", id, runs[0])
-		require.Equal(t, taskrunner.CodeTaskInterrupted, deref(runs[0].ErrorCode), "task %d: %+v", id, runs[0])
+		require.NotNil(t, runs[0].ErrorCode, "task %d: %+v", id, runs[0])
+		require.Equal(t, taskrunner.CodeTaskInterrupted, *runs[0].ErrorCode, "task %d: %+v", id, runs[0])
 		require.NotNil(t, runs[0].FinishedAt, "task %d: %+v", id, runs[0])
 		require.Len(t, w.Events("task_interrupted", forTask(id)), 1, "task %d", id)
 	}
@@ -290,12 +293,13 @@ func newSubmitter(t *testing.T, tdb *testenv.DB) *task.Service {
 	t.Helper()
 	const maxRuntime = 120 * time.Second // TASK_MAX_RUNTIME_SECONDS of baseEnv
 	logger, _ := testenv.Logger(t)
+	types := builtin.Registry(builtin.Config{})
 	client, err := jobs.NewClient(jobs.ClientConfig{
-		Pool: tdb.Pool, Logger: logger,
+		Pool: tdb.Pool, Logger: logger, Types: types,
 		Queues: []string{"default"}, MaxRuntime: maxRuntime, RescueAfter: maxRuntime + time.Minute, Retention: time.Hour,
 	})
 	require.NoError(t, err)
-	svc, err := task.NewService(task.ServiceConfig{Pool: tdb.Pool, Client: client, Logger: logger, Limits: task.Limits{MaxRuntime: maxRuntime, Queues: []string{"default"}}})
+	svc, err := task.NewService(task.ServiceConfig{Pool: tdb.Pool, Client: client, Types: types, Logger: logger, Limits: task.Limits{MaxRuntime: maxRuntime, Queues: []string{"default"}}})
 	require.NoError(t, err)
 	return svc
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner/cli"
 	"github.com/taskrunner/taskrunner/internal/testenv"
 )
 
@@ -14,7 +15,7 @@ func exitOf(err error) int {
 	if err == nil {
 		return 0
 	}
-	return exitCode(err)
+	return cli.ExitCode(err)
 }
 
 // Acceptance: a command line that makes no sense exits with 2 and shows

@@ -1,4 +1,4 @@
-package jobs
+package builtin_test
 
 import (
 	"encoding/json"
@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/taskrunner/taskrunner"
+	"github.com/taskrunner/taskrunner/builtin"
 )
 
 // FuzzDecodeSearch feeds arbitrary params to the search task's validation:
@@ -18,9 +19,9 @@ func FuzzDecodeSearch(f *testing.F) {
 	f.Add([]byte(`{"query":"x","max_results":100000,"recency_days":-3}`))
 	f.Add([]byte(`{"query":"\ud800","sources":["BRAVE "," brave"]}`))
 	f.Add([]byte(`{"query":7}`))
-	env := Env{SearchSources: []string{"brave", "searxng"}, SearchMaxResults: 10}
+	env := builtin.SearchConfig{Sources: []string{"brave", "searxng"}, MaxResults: 10}
 	f.Fuzz(func(t *testing.T, params []byte) {
-		args, err := DecodeSearch(json.RawMessage(params), env)
+		args, err := builtin.DecodeSearch(json.RawMessage(params), env)
 		if err != nil {
 			var pe *taskrunner.Error
 			if !errors.As(err, &pe) || (pe.Code != taskrunner.CodeInvalidParams && pe.Code != taskrunner.CodeDomainNotAllowed) {
@@ -28,11 +29,11 @@ func FuzzDecodeSearch(f *testing.F) {
 			}
 			return
 		}
-		if args.Query == "" || len(args.Sources) == 0 || args.MaxResults < 1 || args.MaxResults > env.SearchMaxResults {
+		if args.Query == "" || len(args.Sources) == 0 || args.MaxResults < 1 || args.MaxResults > env.MaxResults {
 			t.Fatalf("accepted %+v", args)
 		}
 		for _, s := range args.Sources {
-			if !slices.Contains(env.SearchSources, s) {
+			if !slices.Contains(env.Sources, s) {
 				t.Fatalf("accepted source %q", s)
 			}
 		}

@@ -1,6 +1,13 @@
-package main
+// Package app assembles taskrunner: from the configuration and a list of
+// task types it builds every part of a process once (database pool, Redis,
+// artifact store, River client, task and schedule services, the API),
+// runs the process's role, and shuts it down in a numbered order that
+// loses no task. cmd/taskrunner is app.Run with the built-in types; a
+// program of your own passes its own types as well (examples/embed).
+package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,24 +29,38 @@ import (
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/fetch"
 	"github.com/taskrunner/taskrunner/httpapi"
-	"github.com/taskrunner/taskrunner/internal/wiring"
 	"github.com/taskrunner/taskrunner/jobs"
 	"github.com/taskrunner/taskrunner/metrics"
 	"github.com/taskrunner/taskrunner/schedule"
 	"github.com/taskrunner/taskrunner/task"
+	"github.com/taskrunner/taskrunner/tasktype"
 )
 
-// role is what a server process does.
-type role string
+// Role is what a server process does.
+type Role string
 
+// The roles of a process.
 const (
-	roleServe  role = "serve"  // API and workers
-	roleAPI    role = "api"    // API only
-	roleWorker role = "worker" // workers only
+	RoleServe  Role = "serve"  // API and workers
+	RoleAPI    Role = "api"    // API only
+	RoleWorker Role = "worker" // workers only
 )
 
-func (r role) serves() bool { return r != roleWorker }
-func (r role) works() bool  { return r != roleAPI }
+func (r Role) serves() bool { return r != RoleWorker }
+func (r Role) works() bool  { return r != RoleAPI }
+
+// Options are what a process is built from.
+type Options struct {
+	// Config is the process's configuration (config.Load). Required.
+	Config *config.Config
+	// Role is what the process does; RoleServe when empty.
+	Role Role
+	// Types are the task types the process serves; Builtins(Config)
+	// when nil.
+	Types []tasktype.Type
+	// Logger gets every line; nil logs nothing.
+	Logger *slog.Logger
+}
 
 // stopAndCancelTimeout bounds the wait for cancelled tasks to return after
 // the grace period.
@@ -48,34 +69,38 @@ const stopAndCancelTimeout = 10 * time.Second
 // queueDepthInterval is how often /metrics recounts tasks by state.
 const queueDepthInterval = 5 * time.Second
 
-// runServer runs an api, worker or serve process until ctx is done: it
-// builds every part, runs them, and shuts down.
-func runServer(ctx context.Context, cfg *config.Config, logger *slog.Logger, r role) error {
-	logger = logger.With(slog.String("role", string(r)))
+// Run runs an api, worker or serve process until ctx is done: it builds
+// every part, runs them, and shuts down.
+func Run(ctx context.Context, opts Options) error {
 	// go-redis v9 has one logger for the whole process and none per
 	// client, so the process sets it, here and nowhere else: the library's
 	// own lines (dial failures, pool trouble) become JSON lines with an
 	// event, like every other line.
-	redis.SetLogger(cache.LibraryLogger{Logger: logger})
-	s, err := build(ctx, cfg, logger, r)
+	if opts.Logger != nil {
+		redis.SetLogger(cache.LibraryLogger{Logger: opts.Logger.With(slog.String("role", string(cmp.Or(opts.Role, RoleServe))))})
+	}
+	a, err := New(ctx, opts)
 	if err != nil {
 		return err
 	}
-	err = s.run(ctx)
-	s.shutdown(ctx)
+	err = a.Run(ctx)
+	a.Shutdown(ctx)
 	return err
 }
 
-// server is an api, worker or serve process: what build made, run starts
-// and shutdown stops.
-type server struct {
+// App is an api, worker or serve process: what New made, Run starts and
+// Shutdown stops.
+type App struct {
 	cfg    *config.Config
 	logger *slog.Logger
-	role   role
+	role   Role
+	types  *tasktype.Registry
 
 	pool   *pgxpool.Pool
 	rdb    *redis.Client
 	client *river.Client[pgx.Tx]
+	// tasks submits and reads tasks for the API and the schedules' ticks.
+	tasks *task.Service
 	// runs records every attempt; nil unless the process works tasks.
 	runs *jobs.RunRecorder
 	// http is the API, or a worker's /metrics (httpName says which); nil
@@ -90,8 +115,10 @@ type server struct {
 	// schedules; nil unless the process works tasks.
 	schedules *schedule.Syncer
 	// callbackSecrets are the tenants' callback signing secrets, shared by
-	// the API and the workers; nil without CALLBACK_SECRET.
+	// the API and the workers, and callbackURLs what a callback URL may
+	// reach; nil without CALLBACK_SECRET.
 	callbackSecrets *jobs.CallbackSecrets
+	callbackURLs    *fetch.Config
 	// serveErr receives the error an HTTP server stops with.
 	serveErr chan error
 	// background holds the goroutines run starts (the watcher, the
@@ -101,10 +128,26 @@ type server struct {
 	stopBackground context.CancelFunc
 }
 
-// build makes every part of the process and checks its dependencies; it
+// New makes every part of the process and checks its dependencies; it
 // starts nothing. What it opened is closed again when it fails.
-func build(ctx context.Context, cfg *config.Config, logger *slog.Logger, r role) (_ *server, err error) {
-	s := &server{cfg: cfg, logger: logger, role: r, serveErr: make(chan error, 1)}
+func New(ctx context.Context, opts Options) (_ *App, err error) {
+	if opts.Config == nil {
+		return nil, errors.New("app: Config is required")
+	}
+	cfg, r := opts.Config, cmp.Or(opts.Role, RoleServe)
+	logger := cmp.Or(opts.Logger, slog.New(slog.DiscardHandler)).With(slog.String("role", string(r)))
+	types := opts.Types
+	if types == nil {
+		types = Builtins(cfg)
+	}
+	registry, err := tasktype.NewRegistry(types...)
+	if err != nil {
+		return nil, err
+	}
+	if err := FetchConfig(cfg).Validate(); err != nil {
+		return nil, fmt.Errorf("FETCH_DOMAIN_ALLOWLIST or FETCH_ALLOWED_PORTS: %w", err)
+	}
+	s := &App{cfg: cfg, logger: logger, role: r, types: registry, serveErr: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			s.flushRuns(ctx)
@@ -153,9 +196,13 @@ func build(ctx context.Context, cfg *config.Config, logger *slog.Logger, r role)
 			return nil, err
 		}
 	}
+	if s.tasks, err = s.buildTasks(artifacts); err != nil {
+		return nil, err
+	}
 	if s.client, err = s.buildClient(artifacts, m); err != nil {
 		return nil, err
 	}
+	s.tasks.SetClient(s.client)
 	switch {
 	case r.serves():
 		err = s.buildAPI(store, artifacts, m)
@@ -184,41 +231,24 @@ func checkMigrated(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger)
 // buildClient makes the River client: one that works tasks, with their
 // dependencies and the run recorder, when the process works; one that
 // only inserts and cancels otherwise.
-func (s *server) buildClient(artifacts *artifact.Service, m *metrics.Metrics) (*river.Client[pgx.Tx], error) {
+func (s *App) buildClient(artifacts *artifact.Service, m *metrics.Metrics) (*river.Client[pgx.Tx], error) {
 	cfg := s.cfg
-	fetchCfg := wiring.FetchConfig(cfg)
-	if err := fetchCfg.Validate(); err != nil {
-		return nil, fmt.Errorf("FETCH_DOMAIN_ALLOWLIST or FETCH_ALLOWED_PORTS: %w", err)
-	}
-	deps := jobs.Deps{Artifacts: artifacts}
+	var deps jobs.Deps
 	if s.role.works() {
-		taskCfg, err := s.taskServiceConfig()
-		if err != nil {
-			return nil, err
-		}
 		// Ticks draw on the enqueue allowance the API's requests draw on:
 		// the same limiter keys, at the same per-tenant rates.
-		deps.Schedules = schedule.NewFirer(schedule.FirerConfig{Pool: s.pool, Tasks: taskCfg, Logger: s.logger,
+		deps.Schedules = schedule.NewFirer(schedule.FirerConfig{Pool: s.pool, Tasks: s.tasks, Logger: s.logger,
 			Limiter: cache.NewLimiter(s.rdb, cfg.RedisKeyPrefix), Limits: cfg.Limits, Metrics: m})
-		fetchCfg.Logger = s.logger // fetch_host_refused
-		deps.Fetcher = fetch.New(fetchCfg)
-		agg, err := wiring.SearchAggregator(cfg, s.rdb, s.logger, m)
-		if err != nil {
-			return nil, err
-		}
-		deps.Search = agg
-		if cfg.Callback.Secret != "" {
-			cb := wiring.CallbackURLConfig(cfg)
-			if err := cb.Validate(); err != nil {
-				return nil, fmt.Errorf("CALLBACK_DOMAIN_ALLOWLIST or CALLBACK_ALLOWED_PORTS: %w", err)
-			}
+		if s.callbackURLs != nil {
+			cb := *s.callbackURLs
 			cb.Logger = s.logger // fetch_host_refused
 			deps.Callback = &jobs.CallbackDeps{
 				Secret: []byte(cfg.Callback.Secret), Secrets: s.callbackSecrets, Poster: fetch.New(cb), Task: task.CallbackTasks(s.pool, httpapi.CallbackBody(cfg.Limits.TaskMaxRuntime)),
 				Timeout: cfg.Callback.Timeout, MaxAttempts: cfg.Callback.MaxAttempts, Logger: s.logger,
 			}
 		}
-		if s.runs, err = jobs.NewRunRecorder(jobs.RunRecorderConfig{Pool: s.pool, Logger: s.logger, Metrics: m}); err != nil {
+		var err error
+		if s.runs, err = jobs.NewRunRecorder(jobs.RunRecorderConfig{Pool: s.pool, Logger: s.logger, Metrics: m, Types: s.types}); err != nil {
 			return nil, err
 		}
 	}
@@ -241,6 +271,8 @@ func (s *server) buildClient(artifacts *artifact.Service, m *metrics.Metrics) (*
 		ArtifactRetention:   cfg.ArtifactRetention,
 		RetentionInterval:   cfg.RetentionInterval,
 		RunSweepInterval:    cfg.RunSweepInterval,
+		Types:               s.types,
+		Services:            tasktype.Services{Pool: s.pool, Artifacts: artifacts, Redis: s.rdb, Logger: s.logger, Metrics: m},
 		Deps:                deps,
 		Runs:                s.runs,
 	})
@@ -253,34 +285,32 @@ func (s *server) buildClient(artifacts *artifact.Service, m *metrics.Metrics) (*
 	return client, nil
 }
 
-// taskServiceConfig is how the API submits tasks, and schedules enqueue
-// theirs, without the River client.
-func (s *server) taskServiceConfig() (task.ServiceConfig, error) {
+// buildTasks makes the task service the API submits with and the
+// schedules' ticks enqueue with; its River client is given once made.
+func (s *App) buildTasks(artifacts *artifact.Service) (*task.Service, error) {
 	cfg := s.cfg
-	var callbackURLs *fetch.Config
 	if cfg.Callback.Secret != "" {
-		c := wiring.CallbackURLConfig(cfg)
+		c := CallbackURLConfig(cfg)
 		if err := c.Validate(); err != nil {
-			return task.ServiceConfig{}, fmt.Errorf("CALLBACK_DOMAIN_ALLOWLIST or CALLBACK_ALLOWED_PORTS: %w", err)
+			return nil, fmt.Errorf("CALLBACK_DOMAIN_ALLOWLIST or CALLBACK_ALLOWED_PORTS: %w", err)
 		}
-		callbackURLs = &c
+		s.callbackURLs = &c
 	}
-	return task.ServiceConfig{
-		Pool: s.pool, Logger: s.logger, FairShare: cfg.TenantFairShare,
+	return task.NewService(task.ServiceConfig{
+		Pool: s.pool, Types: s.types, Logger: s.logger, FairShare: cfg.TenantFairShare, Artifacts: artifacts,
 		Limits: task.Limits{
 			MaxRuntime: cfg.Limits.TaskMaxRuntime,
 			Queues:     cfg.Queues,
-			Env:        jobs.Env{SearchSources: cfg.Limits.SearchSourceAllowlist, SearchMaxResults: cfg.SearchMaxResults, Fetch: wiring.FetchConfig(cfg)},
-			Callback:   callbackURLs,
+			Callback:   s.callbackURLs,
 
 			BulkMaxConcurrent: cfg.Limits.BulkMaxConcurrent,
 			BulkCountTimeout:  cfg.Limits.BulkCountTimeout,
 		},
-	}, nil
+	})
 }
 
 // buildAPI makes the API, River UI and /metrics on cfg.HTTPAddr.
-func (s *server) buildAPI(store *artifact.Store, artifacts *artifact.Service, m *metrics.Metrics) error {
+func (s *App) buildAPI(store *artifact.Store, artifacts *artifact.Service, m *metrics.Metrics) error {
 	cfg := s.cfg
 	s.watcher = db.NewTaskWatcher(s.pool, cfg.MaxWaiters, s.logger)
 	ui, err := riverui.NewHandler(&riverui.HandlerOpts{
@@ -292,16 +322,7 @@ func (s *server) buildAPI(store *artifact.Store, artifacts *artifact.Service, m 
 		return fmt.Errorf("river ui: %w", err)
 	}
 	s.riverUI = ui
-	taskCfg, err := s.taskServiceConfig()
-	if err != nil {
-		return err
-	}
-	taskCfg.Client, taskCfg.Artifacts = s.client, artifacts
-	tasks, err := task.NewService(taskCfg)
-	if err != nil {
-		return err
-	}
-	schedules, err := schedule.NewService(s.pool, tasks, cfg.Limits, s.logger)
+	schedules, err := schedule.NewService(s.pool, s.tasks, cfg.Limits, s.logger)
 	if err != nil {
 		return err
 	}
@@ -310,7 +331,7 @@ func (s *server) buildAPI(store *artifact.Store, artifacts *artifact.Service, m 
 		secrets = s.callbackSecrets
 	}
 	api, err := httpapi.New(httpapi.Config{
-		Tasks:     tasks,
+		Tasks:     s.tasks,
 		Schedules: schedules,
 		Artifacts: artifacts,
 		Checks: []httpapi.Check{
@@ -336,9 +357,9 @@ func (s *server) buildAPI(store *artifact.Store, artifacts *artifact.Service, m 
 	return nil
 }
 
-// run starts the HTTP server and the workers, and waits until ctx is done
+// Run starts the HTTP server and the workers, and waits until ctx is done
 // or the HTTP server fails.
-func (s *server) run(ctx context.Context) error {
+func (s *App) Run(ctx context.Context) error {
 	bg, stop := context.WithCancel(ctx)
 	s.stopBackground = stop
 	if s.watcher != nil {
@@ -373,10 +394,10 @@ func (s *server) run(ctx context.Context) error {
 	return nil
 }
 
-// shutdown stops the process without losing a task, in this order (the
+// Shutdown stops the process without losing a task, in this order (the
 // chaos suite checks it): nothing is left running, and every attempt that
 // ran has its run record.
-func (s *server) shutdown(ctx context.Context) {
+func (s *App) Shutdown(ctx context.Context) {
 	s.logger.Info("shutting down", slog.String("event", "shutdown_started"), slog.Float64("grace_seconds", s.cfg.ShutdownGrace.Seconds()))
 	ctx = context.WithoutCancel(ctx)
 	graceCtx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownGrace)
@@ -404,7 +425,7 @@ func (s *server) shutdown(ctx context.Context) {
 
 // goBackground runs fn in a goroutine that shutdown waits for, and logs
 // when it has returned.
-func (s *server) goBackground(what string, fn func()) {
+func (s *App) goBackground(what string, fn func()) {
 	s.background.Go(func() {
 		fn()
 		s.logger.Info(what+" stopped", slog.String("event", "background_stopped"), slog.String("part", what))
@@ -412,7 +433,7 @@ func (s *server) goBackground(what string, fn func()) {
 }
 
 // waitBackground ends the goroutines run started and waits for them.
-func (s *server) waitBackground() {
+func (s *App) waitBackground() {
 	if s.stopBackground != nil {
 		s.stopBackground()
 	}
@@ -422,7 +443,7 @@ func (s *server) waitBackground() {
 // stopHTTP stops the HTTP server taking requests and lets those it has
 // finish until ctx is done, in the background; the channel is closed when
 // it has stopped.
-func (s *server) stopHTTP(ctx context.Context) <-chan struct{} {
+func (s *App) stopHTTP(ctx context.Context) <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -437,7 +458,7 @@ func (s *server) stopHTTP(ctx context.Context) <-chan struct{} {
 
 // stopWorkers stops River fetching and waits until ctx is done for the
 // running tasks to finish.
-func (s *server) stopWorkers(ctx context.Context) error {
+func (s *App) stopWorkers(ctx context.Context) error {
 	if !s.role.works() {
 		return nil
 	}
@@ -446,7 +467,7 @@ func (s *server) stopWorkers(ctx context.Context) error {
 
 // cancelWorkers cancels the tasks still running, so River returns them to
 // the queue, waiting at most stopAndCancelTimeout.
-func (s *server) cancelWorkers(ctx context.Context) {
+func (s *App) cancelWorkers(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, stopAndCancelTimeout)
 	defer cancel()
 	if err := s.client.StopAndCancel(ctx); err != nil {
@@ -455,7 +476,7 @@ func (s *server) cancelWorkers(ctx context.Context) {
 }
 
 // flushRuns writes the last run records, once River has stopped working.
-func (s *server) flushRuns(ctx context.Context) {
+func (s *App) flushRuns(ctx context.Context) {
 	if s.runs == nil {
 		return
 	}
@@ -467,7 +488,7 @@ func (s *server) flushRuns(ctx context.Context) {
 }
 
 // closeConnections closes Redis and the database pool, whichever are open.
-func (s *server) closeConnections() {
+func (s *App) closeConnections() {
 	if s.rdb != nil {
 		_ = s.rdb.Close()
 	}

@@ -1,4 +1,8 @@
-package main
+// Package cli is the taskrunner command: the server roles (serve, api,
+// worker), migrations, and the client commands against a running API.
+// cmd/taskrunner is Main with the built-in task types; a program that adds
+// its own types (examples/embed) is Main with those as well.
+package cli
 
 import (
 	"context"
@@ -7,9 +11,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
+	"github.com/taskrunner/taskrunner/app"
 	"github.com/taskrunner/taskrunner/config"
+	"github.com/taskrunner/taskrunner/tasktype"
 )
 
 const usage = `taskrunner: a task runner with a REST API, on PostgreSQL and River.
@@ -63,7 +71,9 @@ type usageError struct{ msg string }
 
 func (e *usageError) Error() string { return e.msg + "\n\n" + usage }
 
-func exitCode(err error) int {
+// ExitCode is the process's exit status for the error Run returned: 2 for
+// a command line that makes no sense, a client command's own status, else 1.
+func ExitCode(err error) int {
 	var ue *usageError
 	if errors.As(err, &ue) {
 		return 2
@@ -75,9 +85,25 @@ func exitCode(err error) int {
 	return 1
 }
 
-// run is the whole program: main only supplies the process's context,
+// Types are the task types a server process serves, given its
+// configuration: app.Builtins, or those and a program's own.
+type Types func(*config.Config) []tasktype.Type
+
+// Main runs the command with the process's arguments, environment and
+// output until SIGINT or SIGTERM, and exits with its status.
+func Main(types Types) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := Run(ctx, types, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "taskrunner:", err)
+		os.Exit(ExitCode(err))
+	}
+}
+
+// Run is the whole program: Main only supplies the process's context,
 // arguments, environment and output, so tests run it in-process.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func Run(ctx context.Context, types Types, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return &usageError{"no subcommand given"}
 	}
@@ -99,12 +125,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	switch cmd {
-	case "serve":
-		return runServer(ctx, cfg, logger, roleServe)
-	case "api":
-		return runServer(ctx, cfg, logger, roleAPI)
-	case "worker":
-		return runServer(ctx, cfg, logger, roleWorker)
+	case "serve", "api", "worker":
+		return app.Run(ctx, app.Options{Config: cfg, Role: app.Role(cmd), Types: types(cfg), Logger: logger})
 	case "migrate":
 		return runMigrate(ctx, cfg, logger, rest, stdout)
 	default:

@@ -1,4 +1,4 @@
-package main
+package cli
 
 // The client subcommands: submit, get, wait, cancel, tasks, search, artifact
 // and schedules (schedules.go) talk to a running API at TASKRUNNER_URL with

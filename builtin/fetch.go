@@ -1,6 +1,7 @@
-package jobs
+package builtin
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,11 +17,12 @@ import (
 	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/fetch"
 	"github.com/taskrunner/taskrunner/storable"
+	"github.com/taskrunner/taskrunner/tasktype"
 )
 
 // FetchArgs is the fetch task: one URL, stored as an artifact.
 type FetchArgs struct {
-	Idempotency
+	tasktype.Idempotency
 	URL string `json:"url"`
 }
 
@@ -42,7 +44,7 @@ type FetchResult struct {
 // fetcher (allowlist re-checked on every redirect, non-public addresses
 // refused at dial time) and streams the body into an artifact.
 type FetchWorker struct {
-	taskWorker[FetchArgs]
+	river.WorkerDefaults[FetchArgs]
 	fetcher   *fetch.Fetcher
 	artifacts *artifact.Service
 }
@@ -51,20 +53,20 @@ type FetchWorker struct {
 // not retried; a network failure, a timeout, a 429 or a 5xx is.
 func (w *FetchWorker) Work(ctx context.Context, job *river.Job[FetchArgs]) error {
 	if w.fetcher == nil || w.artifacts == nil {
-		return NotRetried(taskrunner.Errorf(taskrunner.CodeTaskFailed, "fetch is not configured in this worker"))
+		return tasktype.NotRetried(taskrunner.Errorf(taskrunner.CodeTaskFailed, "fetch is not configured in this worker"))
 	}
 	resp, err := w.fetcher.Fetch(ctx, job.Args.URL)
 	if err != nil {
 		return fetchFailure(err)
 	}
 	defer resp.Body.Close()
-	RecordMetric(ctx, "http_status", float64(resp.Status))
+	tasktype.RecordMetric(ctx, "http_status", float64(resp.Status))
 	if !resp.OK() {
 		err := taskrunner.Errorf(taskrunner.CodeFetchHTTPError, "the server answered %d %s", resp.Status, http.StatusText(resp.Status))
 		if resp.Status == http.StatusTooManyRequests || resp.Status >= 500 {
 			return err
 		}
-		return NotRetried(err)
+		return tasktype.NotRetried(err)
 	}
 	contentType := resp.ContentType
 	if storable.CheckText(contentType) != "" {
@@ -85,10 +87,10 @@ func (w *FetchWorker) Work(ctx context.Context, job *river.Job[FetchArgs]) error
 		case fetchCodes[cause.Code]:
 			return fetchFailure(err)
 		}
-		return NotRetried(&taskrunner.Error{Code: cause.Code, Err: errors.New(cause.Message)})
+		return tasktype.NotRetried(&taskrunner.Error{Code: cause.Code, Err: errors.New(cause.Message)})
 	}
-	RecordMetric(ctx, "bytes", float64(a.Size))
-	return recordOutput(ctx, FetchResult{
+	tasktype.RecordMetric(ctx, "bytes", float64(a.Size))
+	return tasktype.RecordOutput(ctx, FetchResult{
 		URL: job.Args.URL, FinalURL: resp.FinalURL, Status: resp.Status, ContentType: a.ContentType,
 		Size: a.Size, SHA256: a.SHA256, ArtifactID: a.ID.String(),
 	})
@@ -107,7 +109,7 @@ func (p *progressReader) Read(b []byte) (int, error) {
 	n, err := p.r.Read(b)
 	if n > 0 {
 		p.n += int64(n)
-		ReportProgress(p.ctx, p.n, p.total, "bytes received")
+		tasktype.ReportProgress(p.ctx, p.n, p.total, "bytes received")
 	}
 	return n, err
 }
@@ -153,7 +155,7 @@ func fetchFailure(err error) error {
 	if fetch.Retryable(fe.Code) {
 		return coded
 	}
-	return NotRetried(coded)
+	return tasktype.NotRetried(coded)
 }
 
 // fetchedName is the artifact name of a fetched URL: its last path
@@ -174,19 +176,19 @@ func fetchedName(raw string) string {
 
 // DecodeFetch validates fetch params: a URL that FETCH_DOMAIN_ALLOWLIST and
 // the port rules allow (checked again on every redirect when fetched).
-func DecodeFetch(params json.RawMessage, env Env) (FetchArgs, error) {
+func DecodeFetch(params json.RawMessage, cfg fetch.Config) (FetchArgs, error) {
 	var p struct {
 		URL *string `json:"url"`
 	}
-	if err := decodeParams(params, &p); err != nil {
+	if err := tasktype.DecodeParams(params, &p); err != nil {
 		return FetchArgs{}, err
 	}
 	if p.URL == nil || *p.URL == "" {
-		return FetchArgs{}, paramError("url", "is required")
+		return FetchArgs{}, tasktype.ParamError("url", "is required")
 	}
-	u, err := fetch.CheckURL(*p.URL, env.Fetch)
+	u, err := fetch.CheckURL(*p.URL, cfg)
 	if err != nil {
-		pe := paramError("url", "is not a URL that may be fetched")
+		pe := tasktype.ParamError("url", "is not a URL that may be fetched")
 		var fe *taskrunner.Error
 		if errors.As(err, &fe) {
 			pe.Message = fe.Message
@@ -199,20 +201,22 @@ func DecodeFetch(params json.RawMessage, env Env) (FetchArgs, error) {
 	return FetchArgs{URL: u.String()}, nil
 }
 
-func init() {
-	register(TaskType{
-		Name:              FetchArgs{}.Kind(),
+// Fetch is the fetch task type: cfg says what it may reach
+// (FETCH_DOMAIN_ALLOWLIST, FETCH_ALLOWED_PORTS, ...) and its body cap.
+func Fetch(cfg fetch.Config) tasktype.Type {
+	return tasktype.New(tasktype.Doc{
 		DefaultMaxRetries: 2,
-		Params: []Param{
+		Params: []tasktype.Param{
 			{Name: "url", Type: "string", Required: true, Description: "An http(s) URL on FETCH_DOMAIN_ALLOWLIST, on port 80, 443 or FETCH_ALLOWED_PORTS."},
 		},
 		ParamsDoc: "`url` (http or https, required)",
-		Doc:       "fetches one page into a `fetch` artifact; result `{\"url\",\"final_url\",\"status\",\"content_type\",\"size\",\"sha256\",\"artifact_id\"}`",
+		Summary:   "fetches one page into a `fetch` artifact; result `{\"url\",\"final_url\",\"status\",\"content_type\",\"size\",\"sha256\",\"artifact_id\"}`",
 		Result:    "`{\"url\", \"final_url\", \"status\", \"content_type\", \"size\", \"sha256\", \"artifact_id\"}`",
 		Example:   `{"url":"https://example.com/"}`,
-		addWorker: func(workers *river.Workers, deps Deps) {
-			river.AddWorker(workers, &FetchWorker{fetcher: deps.Fetcher, artifacts: deps.Artifacts})
-		},
-		Decode: decoder(DecodeFetch),
-	})
+	}, func(params json.RawMessage) (FetchArgs, error) { return DecodeFetch(params, cfg) },
+		func(s tasktype.Services) (river.Worker[FetchArgs], error) {
+			fc := cfg
+			fc.Logger = cmp.Or(fc.Logger, s.Logger) // fetch_host_refused
+			return &FetchWorker{fetcher: fetch.New(fc), artifacts: s.Artifacts}, nil
+		})
 }

@@ -1,4 +1,4 @@
-package main
+package cli
 
 // The schedules client subcommand: add, ls, get, pause, resume and rm.
 

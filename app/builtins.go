@@ -1,8 +1,4 @@
-// Package wiring builds, from the configuration, the parts of a taskrunner
-// process that more than one program puts together the same way: the
-// server (cmd/taskrunner) and the benchmark, which must measure what the
-// server runs.
-package wiring
+package app
 
 import (
 	"log/slog"
@@ -10,12 +6,28 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/taskrunner/taskrunner/builtin"
 	"github.com/taskrunner/taskrunner/cache"
 	"github.com/taskrunner/taskrunner/config"
 	"github.com/taskrunner/taskrunner/fetch"
 	"github.com/taskrunner/taskrunner/metrics"
 	"github.com/taskrunner/taskrunner/search"
+	"github.com/taskrunner/taskrunner/tasktype"
 )
+
+// Builtins are taskrunner's own task types, configured by cfg: what
+// cmd/taskrunner serves, and what a program of your own adds its types to.
+func Builtins(cfg *config.Config) []tasktype.Type {
+	return builtin.Types(builtin.Config{
+		Search: builtin.SearchConfig{
+			Sources: cfg.Limits.SearchSourceAllowlist, MaxResults: cfg.SearchMaxResults,
+			NewAggregator: func(s tasktype.Services) (*search.Aggregator, error) {
+				return SearchAggregator(cfg, s.Redis, s.Logger, s.Metrics)
+			},
+		},
+		Fetch: FetchConfig(cfg),
+	})
+}
 
 // SearchAggregator is the search providers of cfg, each behind the Redis
 // cache: each tenant's own, unless SEARCH_CACHE_SHARED. m may be nil.
