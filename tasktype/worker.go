@@ -170,3 +170,11 @@ func AddNote(ctx context.Context, note string) {
 		r.Note(note)
 	}
 }
+
+// AsOwner is ctx acting for the tenant that owns job: what the worker
+// reads through the services with it (an artifact by id, say) is that
+// tenant's alone, as the tenant's own requests would see it. A worker
+// reading anything a client named in its params reads it with AsOwner.
+func AsOwner(ctx context.Context, job *rivertype.JobRow) context.Context {
+	return taskrunner.WithTenant(ctx, taskrunner.Tenant{Name: OwnerOf(job)})
+}
