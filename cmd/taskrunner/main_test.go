@@ -1,7 +1,7 @@
 package main
 
 // The tests of this package run real taskrunner processes: the test binary
-// re-executes itself with envMain set, and TestMain then calls the real main
+// re-executes itself (proctest.StartSelf), and TestMain then calls the real main
 // with the subcommand as arguments and the test's environment. Each process
 // logs JSON lines on stderr, which proc (proctest.Proc) collects and
 // searches by event.
@@ -13,7 +13,6 @@ import (
 	"io"
 	"maps"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -26,16 +25,7 @@ import (
 	"github.com/taskrunner/taskrunner/internal/testenv"
 )
 
-// envMain makes the test binary run main() instead of the tests.
-const envMain = "TASKRUNNER_TEST_MAIN"
-
-func TestMain(m *testing.M) {
-	if os.Getenv(envMain) == "1" {
-		main() // exits by itself on error
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { proctest.MainOrTests(m, main) }
 
 // Bounds on waits that should be quick; a process built with -race on two
 // cores still starts in well under these.
@@ -110,14 +100,7 @@ type proc = proctest.Proc
 // logged when the test fails or runs verbose.
 func startProc(t *testing.T, name string, env map[string]string, args ...string) *proc {
 	t.Helper()
-	base := []string{envMain + "=1"}
-	for _, k := range []string{"PATH", "HOME", "TMPDIR", "GORACE", "GOCOVERDIR"} {
-		if v, ok := os.LookupEnv(k); ok {
-			base = append(base, k+"="+v)
-		}
-	}
-	return proctest.Start(t, proctest.Options{Name: name, Path: os.Args[0], Args: args, Env: base, Vars: env,
-		CheckRace: true, LogAll: true})
+	return proctest.StartSelf(t, name, env, args...)
 }
 
 // forTask matches log lines about task id.

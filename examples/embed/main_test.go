@@ -1,8 +1,8 @@
 package main
 
 // The test runs this program as a real process: the test binary
-// re-executes itself with envMain set, and TestMain then calls main with
-// the test's arguments and environment.
+// re-executes itself (proctest.StartSelf), and TestMain then calls main
+// with the test's arguments and environment.
 
 import (
 	"bytes"
@@ -24,16 +24,7 @@ import (
 	"github.com/taskrunner/taskrunner/internal/testenv"
 )
 
-// envMain makes the test binary run main() instead of the tests.
-const envMain = "TASKRUNNER_EMBED_TEST_MAIN"
-
-func TestMain(m *testing.M) {
-	if os.Getenv(envMain) == "1" {
-		main() // exits by itself on error
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { proctest.MainOrTests(m, main) }
 
 const (
 	aliceKey = "alice-key-0123456789abcdef"
@@ -56,7 +47,7 @@ func TestEmbeddedTaskTypeEndToEnd(t *testing.T) {
 		"MINIO_BUCKET": bucket.Name, "WORKER_FETCH_POLL_INTERVAL": "200ms", "WORKER_CONCURRENCY": "4", "DB_MAX_CONNS": "8",
 		"TASKS_PER_MINUTE": "10000", "API_KEYS": "alice:" + aliceKey + ",bob:" + bobKey + ",ops:" + opsKey + ":admin",
 	}
-	p := start(t, env, "serve")
+	p := proctest.StartSelf(t, "embed", env, "serve")
 	ev := p.WaitEvent("api_listening", 60*time.Second, nil)
 	base := "http://" + ev["addr"].(string)
 
@@ -114,24 +105,10 @@ func TestEmbeddedTaskTypeEndToEnd(t *testing.T) {
 
 	// The command line submits it and waits for it.
 	cmd := exec.Command(os.Args[0], "submit", "wordcount", "--param", "text=a b c", "--wait")
-	cmd.Env = append(os.Environ(), envMain+"=1", "TASKRUNNER_URL="+base, "TASKRUNNER_API_KEY="+aliceKey)
+	cmd.Env = append(proctest.SelfEnv(), "TASKRUNNER_URL="+base, "TASKRUNNER_API_KEY="+aliceKey)
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	require.Contains(t, string(out), `"words": 3`, "%s", out)
-}
-
-// start starts the program with args and env (and nothing else of the
-// test's environment but PATH, HOME and TMPDIR); it is stopped when the
-// test ends.
-func start(t *testing.T, env map[string]string, args ...string) *proctest.Proc {
-	t.Helper()
-	base := []string{envMain + "=1"}
-	for _, k := range []string{"PATH", "HOME", "TMPDIR", "GORACE", "GOCOVERDIR"} {
-		if v, ok := os.LookupEnv(k); ok {
-			base = append(base, k+"="+v)
-		}
-	}
-	return proctest.Start(t, proctest.Options{Name: "embed", Path: os.Args[0], Args: args, Env: base, Vars: env, CheckRace: true, LogAll: true})
 }
 
 var httpClient = &http.Client{Timeout: 30 * time.Second}
