@@ -252,30 +252,11 @@ func (s *App) buildClient(artifacts *artifact.Service, m *metrics.Metrics) (*riv
 			return nil, err
 		}
 	}
-	client, err := jobs.NewClient(jobs.ClientConfig{
-		Pool:        s.pool,
-		Logger:      s.logger,
-		Work:        s.role.works(),
-		Queues:      cfg.Queues,
-		Concurrency: cfg.WorkerConcurrency,
-		Tenants:     tenantQueues(cfg),
-		// Each tenant's callback deliveries in a queue of their own.
-		CallbackConcurrency: cfg.Limits.CallbackTenantConcurrency,
-		CallbackTenants:     callbackQueues(cfg),
-		MaxRuntime:          cfg.Limits.TaskMaxRuntime,
-		RescueAfter:         cfg.RescueAfter,
-		FetchCooldown:       cfg.WorkerFetchCooldown,
-		FetchPoll:           cfg.WorkerFetchPoll,
-		Retention:           cfg.TaskRetention,
-		InternalRetention:   cfg.Limits.InternalJobRetention,
-		ArtifactRetention:   cfg.ArtifactRetention,
-		RetentionInterval:   cfg.RetentionInterval,
-		RunSweepInterval:    cfg.RunSweepInterval,
-		Types:               s.types,
-		Services:            tasktype.Services{Pool: s.pool, Artifacts: artifacts, Redis: s.rdb, Logger: s.logger, Metrics: m},
-		Deps:                deps,
-		Runs:                s.runs,
-	})
+	cc := ClientConfig(cfg)
+	cc.Pool, cc.Logger, cc.Work, cc.Types = s.pool, s.logger, s.role.works(), s.types
+	cc.Services = tasktype.Services{Pool: s.pool, Artifacts: artifacts, Redis: s.rdb, Logger: s.logger, Metrics: m}
+	cc.Deps, cc.Runs = deps, s.runs
+	client, err := jobs.NewClient(cc)
 	if err != nil {
 		return nil, err
 	}
@@ -288,25 +269,13 @@ func (s *App) buildClient(artifacts *artifact.Service, m *metrics.Metrics) (*riv
 // buildTasks makes the task service the API submits with and the
 // schedules' ticks enqueue with; its River client is given once made.
 func (s *App) buildTasks(artifacts *artifact.Service) (*task.Service, error) {
-	cfg := s.cfg
-	if cfg.Callback.Secret != "" {
-		c := CallbackURLConfig(cfg)
-		if err := c.Validate(); err != nil {
-			return nil, fmt.Errorf("CALLBACK_DOMAIN_ALLOWLIST or CALLBACK_ALLOWED_PORTS: %w", err)
-		}
-		s.callbackURLs = &c
+	tc, err := TaskServiceConfig(s.cfg)
+	if err != nil {
+		return nil, err
 	}
-	return task.NewService(task.ServiceConfig{
-		Pool: s.pool, Types: s.types, Logger: s.logger, FairShare: cfg.TenantFairShare, Artifacts: artifacts,
-		Limits: task.Limits{
-			MaxRuntime: cfg.Limits.TaskMaxRuntime,
-			Queues:     cfg.Queues,
-			Callback:   s.callbackURLs,
-
-			BulkMaxConcurrent: cfg.Limits.BulkMaxConcurrent,
-			BulkCountTimeout:  cfg.Limits.BulkCountTimeout,
-		},
-	})
+	tc.Pool, tc.Types, tc.Logger, tc.Artifacts = s.pool, s.types, s.logger, artifacts
+	s.callbackURLs = tc.Limits.Callback
+	return task.NewService(tc)
 }
 
 // buildAPI makes the API, River UI and /metrics on cfg.HTTPAddr.
@@ -330,26 +299,16 @@ func (s *App) buildAPI(store *artifact.Store, artifacts *artifact.Service, m *me
 	if s.callbackSecrets != nil {
 		secrets = s.callbackSecrets
 	}
-	api, err := httpapi.New(httpapi.Config{
-		Tasks:     s.tasks,
-		Schedules: schedules,
-		Artifacts: artifacts,
-		Checks: []httpapi.Check{
-			{Name: "postgres", Check: s.pool.Ping},
-			{Name: "redis", Check: func(ctx context.Context) error { return cache.Ping(ctx, s.rdb) }},
-			{Name: "minio", Check: store.Ping},
-		},
-		APIKeys:         cfg.APIKeys,
-		Limiter:         cache.NewLimiter(s.rdb, cfg.RedisKeyPrefix),
-		Metrics:         m,
-		RiverUI:         ui,
-		Watcher:         s.watcher,
-		Limits:          cfg.Limits,
-		Callback:        cfg.Callback.Limits(),
-		CallbackSecrets: secrets,
-		RequestTimeout:  config.DefaultRequestTimeout,
-		Logger:          s.logger,
-	})
+	ac := APIConfig(cfg)
+	ac.Tasks, ac.Schedules, ac.Artifacts = s.tasks, schedules, artifacts
+	ac.Checks = []httpapi.Check{
+		{Name: "postgres", Check: s.pool.Ping},
+		{Name: "redis", Check: func(ctx context.Context) error { return cache.Ping(ctx, s.rdb) }},
+		{Name: "minio", Check: store.Ping},
+	}
+	ac.Limiter = cache.NewLimiter(s.rdb, cfg.RedisKeyPrefix)
+	ac.Metrics, ac.RiverUI, ac.Watcher, ac.CallbackSecrets, ac.Logger = m, ui, s.watcher, secrets, s.logger
+	api, err := httpapi.New(ac)
 	if err != nil {
 		return err
 	}
@@ -510,6 +469,68 @@ func listen(addr, what string, srv *http.Server, logger *slog.Logger, serveErr c
 	}()
 	logger.Info(what+" listening", slog.String("event", what+"_listening"), slog.String("addr", ln.Addr().String()))
 	return nil
+}
+
+// ClientConfig is the River client's configuration from cfg: queues,
+// workers, fair share, timeouts, fetch speed and retention. The caller
+// adds the pool, the logger, the types and their services, and what a
+// working client needs (Work, Deps, Runs).
+func ClientConfig(cfg *config.Config) jobs.ClientConfig {
+	return jobs.ClientConfig{
+		Queues:      cfg.Queues,
+		Concurrency: cfg.WorkerConcurrency,
+		Tenants:     tenantQueues(cfg),
+		// Each tenant's callback deliveries in a queue of their own.
+		CallbackConcurrency: cfg.Limits.CallbackTenantConcurrency,
+		CallbackTenants:     callbackQueues(cfg),
+		MaxRuntime:          cfg.Limits.TaskMaxRuntime,
+		RescueAfter:         cfg.RescueAfter,
+		FetchCooldown:       cfg.WorkerFetchCooldown,
+		FetchPoll:           cfg.WorkerFetchPoll,
+		Retention:           cfg.TaskRetention,
+		InternalRetention:   cfg.Limits.InternalJobRetention,
+		ArtifactRetention:   cfg.ArtifactRetention,
+		RetentionInterval:   cfg.RetentionInterval,
+		RunSweepInterval:    cfg.RunSweepInterval,
+	}
+}
+
+// TaskServiceConfig is the task service's configuration from cfg: what a
+// request may ask for, fair share, and what a callback URL may reach
+// (none without CALLBACK_SECRET). The caller adds the pool, the types,
+// the logger and the artifact service.
+func TaskServiceConfig(cfg *config.Config) (task.ServiceConfig, error) {
+	var callbackURLs *fetch.Config
+	if cfg.Callback.Secret != "" {
+		c := CallbackURLConfig(cfg)
+		if err := c.Validate(); err != nil {
+			return task.ServiceConfig{}, fmt.Errorf("CALLBACK_DOMAIN_ALLOWLIST or CALLBACK_ALLOWED_PORTS: %w", err)
+		}
+		callbackURLs = &c
+	}
+	return task.ServiceConfig{
+		FairShare: cfg.TenantFairShare,
+		Limits: task.Limits{
+			MaxRuntime: cfg.Limits.TaskMaxRuntime,
+			Queues:     cfg.Queues,
+			Callback:   callbackURLs,
+
+			BulkMaxConcurrent: cfg.Limits.BulkMaxConcurrent,
+			BulkCountTimeout:  cfg.Limits.BulkCountTimeout,
+		},
+	}, nil
+}
+
+// APIConfig is the API's configuration from cfg: keys, limits and the
+// callback settings it shows. The caller adds the services, the checks,
+// the limiter, the metrics, River UI, the watcher and the logger.
+func APIConfig(cfg *config.Config) httpapi.Config {
+	return httpapi.Config{
+		APIKeys:        cfg.APIKeys,
+		Limits:         cfg.Limits,
+		Callback:       cfg.Callback.Limits(),
+		RequestTimeout: config.DefaultRequestTimeout,
+	}
 }
 
 // tenantNames are the tenants the metrics' tenant label may name: those of

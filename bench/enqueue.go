@@ -20,8 +20,8 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
+	"github.com/taskrunner/taskrunner/app"
 	"github.com/taskrunner/taskrunner/artifact"
-	"github.com/taskrunner/taskrunner/config"
 	"github.com/taskrunner/taskrunner/fetch"
 	"github.com/taskrunner/taskrunner/httpapi"
 	"github.com/taskrunner/taskrunner/jobs"
@@ -241,9 +241,15 @@ func (e *env) taskService(client *river.Client[pgx.Tx], types *tasktype.Registry
 // newTaskService is the task service of cfg, with the pool, logger,
 // maximum runtime and queues of e.cfg.
 func (e *env) newTaskService(cfg task.ServiceConfig) (*task.Service, error) {
+	base, err := app.TaskServiceConfig(e.cfg)
+	if err != nil {
+		return nil, err
+	}
 	cfg.Pool, cfg.Logger = e.pool, e.logger
 	cfg.Types = cmp.Or(cfg.Types, e.types)
-	cfg.Limits.MaxRuntime, cfg.Limits.Queues = e.cfg.Limits.TaskMaxRuntime, e.cfg.Queues
+	cfg.FairShare = base.FairShare
+	cfg.Limits.MaxRuntime, cfg.Limits.Queues = base.Limits.MaxRuntime, base.Limits.Queues
+	cfg.Limits.BulkMaxConcurrent, cfg.Limits.BulkCountTimeout = base.Limits.BulkMaxConcurrent, base.Limits.BulkCountTimeout
 	svc, err := task.NewService(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("task service: %w", err)
@@ -270,21 +276,12 @@ func (e *env) taskrunnerClient(cfg jobs.ClientConfig) (*river.Client[pgx.Tx], er
 }
 
 // clientConfig is the insert-only jobs.ClientConfig `taskrunner api` builds
-// from e.cfg; set Work and the worker settings for a working client.
+// from e.cfg (app.ClientConfig); set Work for a working client.
 func (e *env) clientConfig() jobs.ClientConfig {
-	return jobs.ClientConfig{
-		Pool:          e.pool,
-		Logger:        e.logger,
-		Types:         e.types,
-		Services:      tasktype.Services{Pool: e.pool, Logger: e.logger},
-		Queues:        e.cfg.Queues,
-		Concurrency:   e.cfg.WorkerConcurrency,
-		MaxRuntime:    e.cfg.Limits.TaskMaxRuntime,
-		RescueAfter:   e.cfg.RescueAfter,
-		FetchCooldown: e.cfg.WorkerFetchCooldown,
-		FetchPoll:     e.cfg.WorkerFetchPoll,
-		Retention:     e.cfg.TaskRetention,
-	}
+	cfg := app.ClientConfig(e.cfg)
+	cfg.Pool, cfg.Logger, cfg.Types = e.pool, e.logger, e.types
+	cfg.Services = tasktype.Services{Pool: e.pool, Logger: e.logger}
+	return cfg
 }
 
 // serveAPI serves the API for svc on a loopback port, as package app does
@@ -304,14 +301,9 @@ func (e *env) serveAPI(svc *task.Service) (addr string, stop func(), err error) 
 	if err != nil {
 		return "", nil, err
 	}
-	api, err := httpapi.New(httpapi.Config{
-		Tasks:     svc,
-		Artifacts: artifacts,
-		// Limits.MaxBatchSize is at least -batch-size: run raises it.
-		Limits:         e.cfg.Limits,
-		Logger:         e.logger,
-		RequestTimeout: config.DefaultRequestTimeout,
-	})
+	cfg := app.APIConfig(e.cfg) // Limits.MaxBatchSize is at least -batch-size: run raises it
+	cfg.Tasks, cfg.Artifacts, cfg.Logger = svc, artifacts, e.logger
+	api, err := httpapi.New(cfg)
 	if err != nil {
 		return "", nil, err
 	}

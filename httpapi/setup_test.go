@@ -21,7 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"riverqueue.com/riverui"
 
-	"github.com/taskrunner/taskrunner"
+	"github.com/taskrunner/taskrunner/app"
 	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/builtin"
 	"github.com/taskrunner/taskrunner/cache"
@@ -165,31 +165,14 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 		apiSecrets = secrets
 		deps.Callback = &d
 	}
-	tenantQueues := map[string]int{}
-	if opts.fairShare {
-		for _, k := range opts.apiKeys {
-			tenantQueues[k.Name] = 0
-		}
-		if len(opts.apiKeys) == 0 {
-			tenantQueues[taskrunner.LocalTenant] = 0
-		}
-	}
-	tasks, err := task.NewService(task.ServiceConfig{
-		Pool: tracedPool(t, tdb, opts.tracer), Types: types, Logger: logger, Artifacts: artifacts, FairShare: opts.fairShare,
-		Limits: task.Limits{MaxRuntime: testMaxRuntime, Queues: []string{"default", "other"}, Callback: opts.callback,
-			BulkMaxConcurrent: opts.bulkMaxConcurrent, BulkCountTimeout: opts.bulkCountTimeout},
-	})
+	cfg := testConfig(opts)
+	limits := cfg.Limits
+	tc, err := app.TaskServiceConfig(cfg)
 	require.NoError(t, err)
-	readTimeout := opts.readTimeout
-	if readTimeout == 0 {
-		readTimeout = config.DefaultHTTPReadTimeout
-	}
-	limits := config.Limits{TaskMaxRuntime: testMaxRuntime, MaxBatchSize: 50, MaxRequestBodyBytes: config.DefaultMaxRequestBodyBytes,
-		HTTPReadTimeout: readTimeout, MaxConcurrentUploads: cmp.Or(opts.maxUploads, config.DefaultMaxConcurrentUploads),
-		TasksPerMinute: opts.perMinute, ArtifactMBPerMinute: opts.artifactMBPerMinute, TenantMaxWaiters: opts.tenantMaxWaiters,
-		TenantMaxUploads: opts.tenantMaxUploads, UploadIdleTimeout: opts.uploadIdleTimeout, Tenants: opts.tenantLimits,
-		ScheduleMaxTaskBytes: config.DefaultScheduleMaxTaskBytes, InternalJobRetention: config.DefaultInternalJobRetention,
-		BulkMaxConcurrent: opts.bulkMaxConcurrent, BulkCountTimeout: opts.bulkCountTimeout}
+	tc.Pool, tc.Types, tc.Logger, tc.Artifacts = tracedPool(t, tdb, opts.tracer), types, logger, artifacts
+	tc.Limits.Callback = opts.callback
+	tasks, err := task.NewService(tc)
+	require.NoError(t, err)
 	// The API and the schedules' ticks share the limiter, as in a process.
 	limiter := newLimiter(t, opts)
 	var runs *jobs.RunRecorder
@@ -199,14 +182,13 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 		runs, err = jobs.NewRunRecorder(jobs.RunRecorderConfig{Pool: tdb.Pool, Logger: logger, WorkerName: "test", Metrics: opts.metrics, Types: types})
 		require.NoError(t, err)
 	}
-	client, err := jobs.NewClient(jobs.ClientConfig{
-		Pool: tdb.Pool, Logger: logger,
-		Work: opts.work, Queues: []string{"default"}, Concurrency: 10, Tenants: tenantQueues, CallbackConcurrency: opts.callbackConcurrency,
-		MaxRuntime: testMaxRuntime, RescueAfter: testMaxRuntime + time.Minute,
-		FetchCooldown: 5 * time.Millisecond, FetchPoll: 200 * time.Millisecond,
-		Retention: time.Hour, Types: types, Services: tasktype.Services{Artifacts: artifacts, Logger: logger, Metrics: opts.metrics},
-		Deps: deps, Runs: runs,
-	})
+	cc := app.ClientConfig(cfg)
+	// Tasks may name the queue "other", which no worker works: they stay
+	// queued.
+	cc.Queues = []string{"default"}
+	cc.Pool, cc.Logger, cc.Work, cc.Types, cc.Deps, cc.Runs = tdb.Pool, logger, opts.work, types, deps, runs
+	cc.Services = tasktype.Services{Artifacts: artifacts, Logger: logger, Metrics: opts.metrics}
+	client, err := jobs.NewClient(cc)
 	require.NoError(t, err)
 	tasks.SetClient(client)
 	if opts.work {
@@ -236,39 +218,44 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 		// the schedules.
 		syncCtx, stopSync := context.WithCancel(context.Background())
 		syncDone := make(chan struct{})
-		var tenants []string
-		for name := range tenantQueues {
-			tenants = append(tenants, name)
-		}
-		syncer := schedule.NewSyncer(tdb.Pool, client, tenants, 0, logger)
+		syncer := schedule.NewSyncer(tdb.Pool, client, cfg.Tenants(), 0, logger)
 		go func() { defer close(syncDone); syncer.Run(syncCtx) }()
 		t.Cleanup(func() { stopSync(); <-syncDone })
 	}
-	api, err := httpapi.New(httpapi.Config{
-		Tasks:           tasks,
-		Schedules:       schedules,
-		Artifacts:       artifacts,
-		Watcher:         watcher,
-		Limiter:         apiLimiter(limiter),
-		Metrics:         opts.metrics,
-		APIKeys:         opts.apiKeys,
-		Checks:          opts.checks,
-		Limits:          limits,
-		Callback:        opts.callbackLimits,
-		CallbackSecrets: apiSecrets,
-		Logger:          logger,
-		RequestTimeout:  30 * time.Second,
-		RiverUI:         newRiverUI(t, opts, client, logger),
-	})
+	ac := app.APIConfig(cfg)
+	ac.Tasks, ac.Schedules, ac.Artifacts, ac.Watcher, ac.Limiter = tasks, schedules, artifacts, watcher, apiLimiter(limiter)
+	ac.Metrics, ac.Checks, ac.CallbackSecrets, ac.Logger = opts.metrics, opts.checks, apiSecrets, logger
+	ac.Callback, ac.RiverUI = opts.callbackLimits, newRiverUI(t, opts, client, logger)
+	api, err := httpapi.New(ac)
 	require.NoError(t, err)
 	// Every response, whichever helper asked, must be one the OpenAPI
 	// document describes; the http.Server is the one the processes run.
 	srv := httptest.NewUnstartedServer(nil)
-	srv.Config = httpapi.NewHTTPServer(checked(t, api), readTimeout, logger)
+	srv.Config = httpapi.NewHTTPServer(checked(t, api), cfg.Limits.HTTPReadTimeout, logger)
 	srv.Start()
 	t.Cleanup(srv.CloseClientConnections)
 	t.Cleanup(srv.Close)
 	return &bundle{db: tdb, client: client, server: srv, logs: logs, store: store, artifacts: artifacts, watcher: watcher, serverChecked: true}
+}
+
+// testConfig is the configuration of a process as opts describe it, as
+// package app reads it: the limits, the tenants and the workers' settings.
+// Its queues are "default" and "other".
+func testConfig(opts setupOpts) *config.Config {
+	cfg := &config.Config{
+		Queues: []string{"default", "other"}, WorkerConcurrency: 10,
+		WorkerFetchCooldown: 5 * time.Millisecond, WorkerFetchPoll: 200 * time.Millisecond,
+		RescueAfter: testMaxRuntime + time.Minute, TaskRetention: time.Hour,
+		APIKeys: opts.apiKeys, TenantFairShare: opts.fairShare,
+		Limits: config.Limits{TaskMaxRuntime: testMaxRuntime, MaxBatchSize: 50, MaxRequestBodyBytes: config.DefaultMaxRequestBodyBytes,
+			HTTPReadTimeout: cmp.Or(opts.readTimeout, config.DefaultHTTPReadTimeout), MaxConcurrentUploads: cmp.Or(opts.maxUploads, config.DefaultMaxConcurrentUploads),
+			TasksPerMinute: opts.perMinute, ArtifactMBPerMinute: opts.artifactMBPerMinute, TenantMaxWaiters: opts.tenantMaxWaiters,
+			TenantMaxUploads: opts.tenantMaxUploads, UploadIdleTimeout: opts.uploadIdleTimeout, Tenants: opts.tenantLimits,
+			ScheduleMaxTaskBytes: config.DefaultScheduleMaxTaskBytes, InternalJobRetention: config.DefaultInternalJobRetention,
+			BulkMaxConcurrent: opts.bulkMaxConcurrent, BulkCountTimeout: opts.bulkCountTimeout,
+			CallbackTenantConcurrency: opts.callbackConcurrency},
+	}
+	return cfg
 }
 
 // tracedPool is a pool on tdb whose queries tracer sees, or tdb's own
