@@ -48,7 +48,7 @@ var mayImport = map[string][]string{
 	"jobs":                    {".", "artifact", "callback", "db", "fetch", "internal/quickjson", "metrics", "search", "storable"},
 	"task":                    {".", "db", "fetch", "internal/quickjson", "jobs"},
 	"schedule":                {".", "cache", "config", "db", "jobs", "metrics", "task"},
-	"httpapi":                 {".", "artifact", "cache", "config", "internal/quickjson", "metrics", "schedule", "storable", "task"},
+	"httpapi":                 {".", "artifact", "cache", "config", "internal/wire", "metrics", "schedule", "storable", "task"},
 	"internal/wiring":         {"cache", "config", "fetch", "metrics", "search"},
 	"internal/testenv":        {"db"},
 	"internal/cmd/fakesearch": {"search/searchtest"},
