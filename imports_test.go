@@ -46,7 +46,7 @@ var mayImport = map[string][]string{
 	"db":                      {".", "db/dbsqlc"},
 	"artifact":                {".", "db", "metrics"},
 	"jobs":                    {".", "artifact", "callback", "db", "fetch", "internal/quickjson", "metrics", "search", "storable"},
-	"task":                    {".", "db", "fetch", "internal/quickjson", "jobs"},
+	"task":                    {".", "db", "fetch", "internal/quickjson", "internal/wire", "jobs"},
 	"schedule":                {".", "cache", "config", "db", "jobs", "metrics", "task"},
 	"httpapi":                 {".", "artifact", "cache", "config", "internal/wire", "metrics", "schedule", "storable", "task"},
 	"internal/wiring":         {"cache", "config", "fetch", "metrics", "search"},

@@ -26,6 +26,7 @@ import (
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/fetch"
 	"github.com/taskrunner/taskrunner/internal/quickjson"
+	"github.com/taskrunner/taskrunner/internal/wire"
 	"github.com/taskrunner/taskrunner/jobs"
 )
 
@@ -809,21 +810,11 @@ func FromJobRow(j *rivertype.JobRow) taskrunner.Task {
 		CreatedAt: j.CreatedAt, ScheduledAt: j.ScheduledAt, StartedAt: j.AttemptedAt, FinishedAt: j.FinalizedAt,
 		Metadata: j.Metadata,
 	}
-	// Metadata as an insert stores it is read without decoding.
-	if timeout, owner, ok := quickMetadata(j.Metadata); ok {
-		if timeout > 0 {
-			t.TimeoutSeconds = &timeout
-		}
-		t.Owner = cmp.Or(owner, taskrunner.LocalTenant)
-		return t
-	}
 	// One decoding of the metadata, for the timeout, the owner and the
-	// output (River's, under "output"; a task just inserted has none).
-	var m struct {
-		jobs.Metadata
-		Output json.RawMessage `json:"output"`
-	}
-	if json.Unmarshal(j.Metadata, &m) == nil {
+	// output (River's, under "output"; a task just inserted has none):
+	// without reflection for metadata as an insert stores it.
+	var m jobMetadata
+	if metadataDecoder.Decode(j.Metadata, &m) || json.Unmarshal(j.Metadata, &m) == nil {
 		if m.TimeoutSeconds > 0 {
 			t.TimeoutSeconds = &m.TimeoutSeconds
 		}
@@ -837,58 +828,12 @@ func FromJobRow(j *rivertype.JobRow) taskrunner.Task {
 	return t
 }
 
-// quickMetadata reads the timeout and the owner of metadata as an insert
-// stores it: an object whose members are among owner, callback_url and
-// schedule holding strings without escapes and timeout_seconds holding a
-// number. ok is false for any other metadata (an output, a schedule tick,
-// an escape, another member), which is left to encoding/json.
-func quickMetadata(meta []byte) (timeout float64, owner string, ok bool) {
-	b := quickjson.SkipSpace(meta)
-	if len(b) == 0 || b[0] != '{' {
-		return 0, "", false
-	}
-	b = quickjson.SkipSpace(b[1:])
-	if len(b) > 0 && b[0] == '}' {
-		return 0, "", len(quickjson.SkipSpace(b[1:])) == 0
-	}
-	for {
-		var key, value []byte
-		if key, b, ok = quickjson.PlainString(b); !ok {
-			return 0, "", false
-		}
-		if b = quickjson.SkipSpace(b); len(b) == 0 || b[0] != ':' {
-			return 0, "", false
-		}
-		b = quickjson.SkipSpace(b[1:])
-		switch string(key) {
-		case "owner", "callback_url", "callback_queue", "schedule":
-			if value, b, ok = quickjson.PlainString(b); !ok {
-				return 0, "", false
-			}
-			if string(key) == "owner" {
-				owner = string(value)
-			}
-		case "timeout_seconds":
-			n := quickjson.NumberLength(b)
-			if n == 0 {
-				return 0, "", false
-			}
-			f, err := strconv.ParseFloat(string(b[:n]), 64)
-			if err != nil {
-				return 0, "", false
-			}
-			timeout, b = f, b[n:]
-		default:
-			return 0, "", false
-		}
-		b = quickjson.SkipSpace(b)
-		switch {
-		case len(b) > 0 && b[0] == ',':
-			b = quickjson.SkipSpace(b[1:])
-		case len(b) > 0 && b[0] == '}':
-			return timeout, owner, len(quickjson.SkipSpace(b[1:])) == 0
-		default:
-			return 0, "", false
-		}
-	}
+// jobMetadata is a River job's metadata as FromJobRow reads it: River's
+// output beside taskrunner's own.
+type jobMetadata struct {
+	jobs.Metadata
+	Output json.RawMessage `json:"output"`
 }
+
+// metadataDecoder reads the metadata of each task inserted.
+var metadataDecoder = wire.NewDecoder[jobMetadata]()
