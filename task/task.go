@@ -813,10 +813,10 @@ func FromJobRow(j *rivertype.JobRow) taskrunner.Task {
 	// One decoding of the metadata, for the timeout, the owner and the
 	// output (River's, under "output"; a task just inserted has none):
 	// without reflection for metadata as an insert stores it.
-	var m jobMetadata
-	if metadataDecoder.Decode(j.Metadata, &m) || json.Unmarshal(j.Metadata, &m) == nil {
-		if m.TimeoutSeconds > 0 {
-			t.TimeoutSeconds = &m.TimeoutSeconds
+	m, err := decodeMetadata(j.Metadata)
+	if err == nil {
+		if timeout := m.TimeoutSeconds; timeout > 0 {
+			t.TimeoutSeconds = &timeout
 		}
 		if len(m.Output) > 0 {
 			t.Result = m.Output
@@ -837,3 +837,21 @@ type jobMetadata struct {
 
 // metadataDecoder reads the metadata of each task inserted.
 var metadataDecoder = wire.NewDecoder[jobMetadata]()
+
+// decodeMetadata is meta decoded, by metadataDecoder when it takes it:
+// then without an allocation for the decoding itself.
+func decodeMetadata(meta []byte) (jobMetadata, error) {
+	var m jobMetadata
+	if metadataDecoder.Decode(meta, &m) {
+		return m, nil
+	}
+	return decodeMetadataJSON(meta)
+}
+
+// decodeMetadataJSON is meta decoded by encoding/json, as much of it as
+// it decodes before an error.
+func decodeMetadataJSON(meta []byte) (jobMetadata, error) {
+	var m jobMetadata
+	err := json.Unmarshal(meta, &m)
+	return m, err
+}
