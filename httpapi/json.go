@@ -14,21 +14,13 @@ import (
 	"time"
 
 	"github.com/taskrunner/taskrunner"
-	"github.com/taskrunner/taskrunner/internal/quickjson"
+	"github.com/taskrunner/taskrunner/internal/wire"
 	"github.com/taskrunner/taskrunner/storable"
 	"github.com/taskrunner/taskrunner/task"
 )
 
 // encodeJSON encodes v as the API does: without escaping HTML.
-func encodeJSON(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
-}
+func encodeJSON(v any) ([]byte, error) { return wire.Marshal(v) }
 
 // writeJSON writes v as the response body with status, encoded in a
 // pooled buffer.
@@ -57,8 +49,12 @@ func writeEncoded(w http.ResponseWriter, status int, body []byte) {
 	_, _ = w.Write(body)
 }
 
+// taskViews writes task views as writeJSON does, without reflection on
+// each: a batch answer holds fifty.
+var taskViews = wire.NewEncoder[taskView]()
+
 // writeTaskViews writes views as writeJSON writes them, encoded by
-// appendTaskView: one, or under "tasks" when batch. A view it leaves to
+// taskViews: one, or under "tasks" when batch. A view it leaves to
 // encoding/json sends them all to writeJSON.
 func writeTaskViews(w http.ResponseWriter, status int, batch bool, views ...taskView) {
 	buf := encodeBuffers.Get().(*bytes.Buffer)
@@ -72,7 +68,7 @@ func writeTaskViews(w http.ResponseWriter, status int, batch bool, views ...task
 			b = append(b, ',')
 		}
 		var ok bool
-		if b, ok = appendTaskView(b, &views[i]); !ok {
+		if b, ok = taskViews.Append(b, &views[i]); !ok {
 			if batch {
 				writeJSON(w, status, batchBody{Tasks: views})
 			} else {
@@ -142,28 +138,46 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 // wrong type or unknown, or holding what cannot be stored (checkStorable),
 // is task_rejected_invalid_params naming the field.
 func decodeStrict(body []byte, v any) error {
-	return decodeStrictQuick(body, v, nil)
+	trimmed, err := strictBody(body)
+	if err != nil {
+		return err
+	}
+	return decodeStrictJSON(trimmed, v)
 }
 
-// decodeStrictQuick is decodeStrict, trying quick first on a body that is
-// storable: quick decodes the body into v without reflection and reports
-// true, or reports false, leaving v as it was, for a body it does not
-// take, which encoding/json decodes (or refuses).
-func decodeStrictQuick(body []byte, v any, quick func(trimmed []byte) bool) error {
+// decodeStrictFast is decodeStrict, trying fast first: it decodes a
+// plain body without reflection, and leaves any other to encoding/json,
+// which decodes (or refuses) it the same.
+func decodeStrictFast[T any](body []byte, v *T, fast *wire.Decoder[T]) error {
+	trimmed, err := strictBody(body)
+	if err != nil {
+		return err
+	}
+	if fast.Decode(trimmed, v) {
+		return nil
+	}
+	return decodeStrictJSON(trimmed, v)
+}
+
+// strictBody is body without the whitespace around it, when it is an
+// object that can be stored.
+func strictBody(body []byte) ([]byte, error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
-		return &taskrunner.Error{Code: taskrunner.CodeInvalidJSON, Message: "request body is empty; send a JSON object"}
+		return nil, &taskrunner.Error{Code: taskrunner.CodeInvalidJSON, Message: "request body is empty; send a JSON object"}
 	}
 	if trimmed[0] != '{' {
-		return &taskrunner.Error{Code: taskrunner.CodeInvalidJSON, Message: "request body must be a JSON object"}
+		return nil, &taskrunner.Error{Code: taskrunner.CodeInvalidJSON, Message: "request body must be a JSON object"}
 	}
 	// Before decoding, so an unknown field is never named with a NUL in it.
 	if err := checkStorable(trimmed); err != nil {
-		return err
+		return nil, err
 	}
-	if quick != nil && quick(trimmed) {
-		return nil
-	}
+	return trimmed, nil
+}
+
+// decodeStrictJSON decodes the object trimmed with encoding/json.
+func decodeStrictJSON(trimmed []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -234,13 +248,17 @@ func jsonSyntaxMessage(err error) string {
 	return "malformed"
 }
 
+// The request bodies read on every enqueue, without reflection when
+// plain.
+var (
+	taskRequests  = wire.NewDecoder[task.Request]()
+	batchRequests = wire.NewDecoder[batchRequest]()
+)
+
 // decodeTaskRequest decodes a POST /tasks body.
 func decodeTaskRequest(body []byte) (*task.Request, error) {
 	var req task.Request
-	if err := decodeStrictQuick(body, &req, func(b []byte) bool {
-		rest, ok := quickTaskRequest(b, &req)
-		return ok && len(quickjson.SkipSpace(rest)) == 0
-	}); err != nil {
+	if err := decodeStrictFast(body, &req, taskRequests); err != nil {
 		return nil, err
 	}
 	return &req, nil
@@ -249,96 +267,8 @@ func decodeTaskRequest(body []byte) (*task.Request, error) {
 // decodeBatchRequest decodes a POST /tasks/batch body.
 func decodeBatchRequest(body []byte) (*batchRequest, error) {
 	var req batchRequest
-	if err := decodeStrictQuick(body, &req, func(b []byte) bool { return quickBatchRequest(b, &req) }); err != nil {
+	if err := decodeStrictFast(body, &req, batchRequests); err != nil {
 		return nil, err
 	}
 	return &req, nil
-}
-
-// quickBatchRequest decodes {"tasks": [task, ...]} into req, each task
-// as quickTaskRequest takes it; false, with req as it was, for any other
-// body.
-func quickBatchRequest(b []byte, req *batchRequest) bool {
-	b, ok := quickjson.ObjectKey(b, "tasks")
-	if !ok || len(b) == 0 || b[0] != '[' {
-		return false
-	}
-	// Fifty tasks of "type" and "params": one allocation for them all.
-	tasks := make([]task.Request, 0, min(bytes.Count(b, []byte(`"type"`)), 256))
-	b = quickjson.SkipSpace(b[1:])
-	for len(b) > 0 && b[0] != ']' {
-		if len(tasks) > 0 {
-			if b[0] != ',' {
-				return false
-			}
-			b = quickjson.SkipSpace(b[1:])
-		}
-		var t task.Request
-		if b, ok = quickTaskRequest(b, &t); !ok {
-			return false
-		}
-		tasks = append(tasks, t)
-		b = quickjson.SkipSpace(b)
-	}
-	if len(b) == 0 || len(tasks) == 0 {
-		return false // an empty batch is refused by the slow path's rules
-	}
-	b = quickjson.SkipSpace(b[1:])
-	if len(b) == 0 || b[0] != '}' || len(quickjson.SkipSpace(b[1:])) != 0 {
-		return false
-	}
-	req.Tasks = tasks
-	return true
-}
-
-// quickTaskRequest decodes the task request b starts with into req when
-// it is an object of "type", a string without escapes, and "params", an
-// object, and returns what follows it; false for any other request
-// (another member, a key in another case, an escape), which
-// encoding/json decodes. The params are checked as JSON and not copied.
-func quickTaskRequest(b []byte, req *task.Request) (rest []byte, ok bool) {
-	if len(b) == 0 || b[0] != '{' {
-		return nil, false
-	}
-	var r task.Request
-	b = quickjson.SkipSpace(b[1:])
-	for first := true; ; first = false {
-		if len(b) > 0 && b[0] == '}' && first {
-			break
-		}
-		var key, value []byte
-		if key, b, ok = quickjson.PlainString(b); !ok {
-			return nil, false
-		}
-		if b = quickjson.SkipSpace(b); len(b) == 0 || b[0] != ':' {
-			return nil, false
-		}
-		b = quickjson.SkipSpace(b[1:])
-		switch string(key) {
-		case "type":
-			if value, b, ok = quickjson.PlainString(b); !ok {
-				return nil, false
-			}
-			r.Type = string(value)
-		case "params":
-			n := quickjson.ObjectLength(b)
-			if n == 0 || !json.Valid(b[:n]) {
-				return nil, false
-			}
-			r.Params, b = json.RawMessage(b[:n:n]), b[n:]
-		default:
-			return nil, false
-		}
-		b = quickjson.SkipSpace(b)
-		if len(b) > 0 && b[0] == ',' {
-			b = quickjson.SkipSpace(b[1:])
-			continue
-		}
-		if len(b) == 0 || b[0] != '}' {
-			return nil, false
-		}
-		break
-	}
-	*req = r
-	return b[1:], true
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -42,7 +43,7 @@ func viewFrom(s string, raw []byte, f float64, sec int64, nsec int64, zone int, 
 	return v
 }
 
-// FuzzAppendTaskView: the hand encoding of a task view is encoding/json's,
+// FuzzAppendTaskView: taskViews writes a task view as encoding/json does,
 // byte for byte, whenever it takes the view on.
 func FuzzAppendTaskView(f *testing.F) {
 	f.Add("echo", []byte(`{"msg": "hello"}`), 30.0, int64(1), int64(5), 0, 2026, uint8(0))
@@ -54,18 +55,17 @@ func FuzzAppendTaskView(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string, raw []byte, fl float64, sec, nsec int64, zone, year int, flags uint8) {
 		v := viewFrom(s, raw, fl, sec, nsec, zone, year, flags)
 		want, wantErr := encodeJSON(v)
-		got, ok := appendTaskView(nil, &v)
+		got, ok := taskViews.Append(nil, &v)
 		if !ok {
 			return // left to encoding/json
 		}
-		require.NoError(t, wantErr, "the hand encoding took what encoding/json refuses")
+		require.NoError(t, wantErr, "taskViews took what encoding/json refuses")
 		require.Equal(t, string(want), string(got))
 	})
 }
 
 // TestWriteTaskViews: one view and a batch are written as writeJSON writes
-// them, whether the hand encoding takes them or leaves one to
-// encoding/json.
+// them, whether taskViews takes them or leaves one to encoding/json.
 func TestWriteTaskViews(t *testing.T) {
 	t.Parallel()
 	plain := viewFrom("echo", []byte(`{"msg": "hello"}`), 30, 1, 5, 0, 2026, 31)
@@ -95,13 +95,12 @@ func BenchmarkAppendTaskView(b *testing.B) {
 	buf := make([]byte, 0, 4096)
 	b.ReportAllocs()
 	for b.Loop() {
-		buf, _ = appendTaskView(buf[:0], &v)
+		buf, _ = taskViews.Append(buf[:0], &v)
 	}
 }
 
 // TestViewFromSetsEveryField keeps FuzzAppendTaskView whole: a field added
-// to the task view and left out of appendTaskFields shows there only if
-// viewFrom sets it.
+// to the task view is fuzzed only if viewFrom sets it.
 func TestViewFromSetsEveryField(t *testing.T) {
 	t.Parallel()
 	v := viewFrom("echo", []byte(`{}`), 30, 1, 5, 0, 2026, 31)
@@ -113,8 +112,17 @@ func TestViewFromSetsEveryField(t *testing.T) {
 				check(f, name+".")
 				continue
 			}
-			require.False(t, f.IsZero(), "viewFrom leaves %s unset: set it, and write it in appendTaskFields", name)
+			require.False(t, f.IsZero(), "viewFrom leaves %s unset: set it", name)
 		}
 	}
 	check(reflect.ValueOf(v), "")
+}
+
+// BenchmarkWriteTaskViewsBatch writes a batch answer of fifty views.
+func BenchmarkWriteTaskViewsBatch(b *testing.B) {
+	views := slices.Repeat([]taskView{viewFrom("echo", []byte(`{"msg": "hello"}`), 30, 1, 5, 0, 2026, 2)}, 50)
+	b.ReportAllocs()
+	for b.Loop() {
+		writeTaskViews(httptest.NewRecorder(), http.StatusAccepted, true, views...)
+	}
 }

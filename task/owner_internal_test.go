@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskrunner/taskrunner/jobs"
@@ -53,27 +54,43 @@ func TestAppendJSONString(t *testing.T) {
 	}
 }
 
-// FuzzQuickMetadata: what quickMetadata reads of metadata, encoding/json
-// decodes the same, with no output.
+// FuzzQuickMetadata: what metadataDecoder takes of metadata,
+// encoding/json decodes the same.
 func FuzzQuickMetadata(f *testing.F) {
 	for _, s := range []string{`{}`, ` { } `, `{"owner": "team-a"}`, `{"owner": "a", "timeout_seconds": 30}`,
 		`{"callback_url": "https://x/?a=1&b", "timeout_seconds": 1.5e-3, "owner": "é"}`, `{"owner": "a\"b"}`,
 		`{"timeout_seconds": -0, "owner": "a", "owner": "b"}`, `{"timeout_seconds": 01}`, `{"timeout_seconds": 1e400}`,
-		`{"OWNER": "x"}`, `{"owner": "x",}`, `{"owner": "x"} x`, `{"output": {"a": 1}}`, `{"schedule": "n", "schedule_tick": "2026-01-01T00:00:00Z"}`} {
+		`{"OWNER": "x"}`, `{"owner": "x",}`, `{"owner": "x"} x`, `{"output": {"a": 1}}`, `{"output": [1]}`,
+		`{"schedule": "n", "schedule_tick": "2026-01-01T00:00:00Z"}`, `{"callback_queue": "callbacks_1", "owner": null}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, meta []byte) {
-		timeout, owner, ok := quickMetadata(meta)
-		if !ok {
+		var got jobMetadata
+		if !metadataDecoder.Decode(meta, &got) {
 			return
 		}
-		var m struct {
-			jobs.Metadata
-			Output json.RawMessage `json:"output"`
-		}
-		require.NoError(t, json.Unmarshal(meta, &m), "%q", meta)
-		require.Equal(t, m.TimeoutSeconds, timeout, "%q", meta)
-		require.Equal(t, m.Owner, owner, "%q", meta)
-		require.Empty(t, m.Output, "%q", meta)
+		var want jobMetadata
+		require.NoError(t, json.Unmarshal(meta, &want), "%q", meta)
+		require.Equal(t, want, got, "%q", meta)
 	})
+}
+
+// The metadata an insert stores, as PostgreSQL gives it back, is read
+// without encoding/json.
+func TestMetadataDecoderTakesInsertedMetadata(t *testing.T) {
+	in := []byte(`{"owner": "team-a", "schedule": "nightly", "callback_url": "https://example.com/hook?a=1&b=2", ` +
+		`"callback_queue": "callbacks", "timeout_seconds": 1.5}`)
+	var m jobMetadata
+	require.True(t, metadataDecoder.Decode(in, &m), "%s", in)
+	require.Equal(t, jobMetadata{Metadata: jobs.Metadata{TimeoutSeconds: 1.5, Owner: "team-a", CallbackURL: "https://example.com/hook?a=1&b=2",
+		CallbackQueue: "callbacks", Schedule: "nightly"}}, m)
+}
+
+func BenchmarkFromJobRow(b *testing.B) {
+	j := &rivertype.JobRow{ID: 1, Kind: "echo", EncodedArgs: []byte(`{"msg": "hello"}`), State: rivertype.JobStateAvailable,
+		Metadata: []byte(`{"owner": "team-a", "timeout_seconds": 30}`)}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = FromJobRow(j)
+	}
 }

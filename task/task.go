@@ -25,7 +25,7 @@ import (
 	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/fetch"
-	"github.com/taskrunner/taskrunner/internal/quickjson"
+	"github.com/taskrunner/taskrunner/internal/wire"
 	"github.com/taskrunner/taskrunner/jobs"
 	"github.com/taskrunner/taskrunner/tasktype"
 )
@@ -570,7 +570,7 @@ func withOwner(metadata []byte, owner string) ([]byte, error) {
 func appendJSONString(b []byte, s string) ([]byte, error) {
 	// json.Marshal also escapes <, > and &, for HTML.
 	if !strings.ContainsAny(s, "<>&") {
-		if out, ok := quickjson.AppendPlainString(b, s); ok {
+		if out, ok := wire.AppendPlainString(b, s); ok {
 			return out, nil
 		}
 	}
@@ -830,23 +830,13 @@ func FromJobRow(j *rivertype.JobRow) taskrunner.Task {
 		CreatedAt: j.CreatedAt, ScheduledAt: j.ScheduledAt, StartedAt: j.AttemptedAt, FinishedAt: j.FinalizedAt,
 		Metadata: j.Metadata,
 	}
-	// Metadata as an insert stores it is read without decoding.
-	if timeout, owner, ok := quickMetadata(j.Metadata); ok {
-		if timeout > 0 {
-			t.TimeoutSeconds = &timeout
-		}
-		t.Owner = cmp.Or(owner, taskrunner.LocalTenant)
-		return t
-	}
 	// One decoding of the metadata, for the timeout, the owner and the
-	// output (River's, under "output"; a task just inserted has none).
-	var m struct {
-		jobs.Metadata
-		Output json.RawMessage `json:"output"`
-	}
-	if json.Unmarshal(j.Metadata, &m) == nil {
-		if m.TimeoutSeconds > 0 {
-			t.TimeoutSeconds = &m.TimeoutSeconds
+	// output (River's, under "output"; a task just inserted has none):
+	// without reflection for metadata as an insert stores it.
+	m, err := decodeMetadata(j.Metadata)
+	if err == nil {
+		if timeout := m.TimeoutSeconds; timeout > 0 {
+			t.TimeoutSeconds = &timeout
 		}
 		if len(m.Output) > 0 {
 			t.Result = m.Output
@@ -858,58 +848,30 @@ func FromJobRow(j *rivertype.JobRow) taskrunner.Task {
 	return t
 }
 
-// quickMetadata reads the timeout and the owner of metadata as an insert
-// stores it: an object whose members are among owner, callback_url and
-// schedule holding strings without escapes and timeout_seconds holding a
-// number. ok is false for any other metadata (an output, a schedule tick,
-// an escape, another member), which is left to encoding/json.
-func quickMetadata(meta []byte) (timeout float64, owner string, ok bool) {
-	b := quickjson.SkipSpace(meta)
-	if len(b) == 0 || b[0] != '{' {
-		return 0, "", false
+// jobMetadata is a River job's metadata as FromJobRow reads it: River's
+// output beside taskrunner's own.
+type jobMetadata struct {
+	jobs.Metadata
+	Output json.RawMessage `json:"output"`
+}
+
+// metadataDecoder reads the metadata of each task inserted.
+var metadataDecoder = wire.NewDecoder[jobMetadata]()
+
+// decodeMetadata is meta decoded, by metadataDecoder when it takes it:
+// then without an allocation for the decoding itself.
+func decodeMetadata(meta []byte) (jobMetadata, error) {
+	var m jobMetadata
+	if metadataDecoder.Decode(meta, &m) {
+		return m, nil
 	}
-	b = quickjson.SkipSpace(b[1:])
-	if len(b) > 0 && b[0] == '}' {
-		return 0, "", len(quickjson.SkipSpace(b[1:])) == 0
-	}
-	for {
-		var key, value []byte
-		if key, b, ok = quickjson.PlainString(b); !ok {
-			return 0, "", false
-		}
-		if b = quickjson.SkipSpace(b); len(b) == 0 || b[0] != ':' {
-			return 0, "", false
-		}
-		b = quickjson.SkipSpace(b[1:])
-		switch string(key) {
-		case "owner", "callback_url", "callback_queue", "schedule":
-			if value, b, ok = quickjson.PlainString(b); !ok {
-				return 0, "", false
-			}
-			if string(key) == "owner" {
-				owner = string(value)
-			}
-		case "timeout_seconds":
-			n := quickjson.NumberLength(b)
-			if n == 0 {
-				return 0, "", false
-			}
-			f, err := strconv.ParseFloat(string(b[:n]), 64)
-			if err != nil {
-				return 0, "", false
-			}
-			timeout, b = f, b[n:]
-		default:
-			return 0, "", false
-		}
-		b = quickjson.SkipSpace(b)
-		switch {
-		case len(b) > 0 && b[0] == ',':
-			b = quickjson.SkipSpace(b[1:])
-		case len(b) > 0 && b[0] == '}':
-			return timeout, owner, len(quickjson.SkipSpace(b[1:])) == 0
-		default:
-			return 0, "", false
-		}
-	}
+	return decodeMetadataJSON(meta)
+}
+
+// decodeMetadataJSON is meta decoded by encoding/json, as much of it as
+// it decodes before an error.
+func decodeMetadataJSON(meta []byte) (jobMetadata, error) {
+	var m jobMetadata
+	err := json.Unmarshal(meta, &m)
+	return m, err
 }

@@ -1,4 +1,4 @@
-package quickjson
+package wire
 
 import (
 	"bytes"

@@ -1,9 +1,11 @@
-// Package quickjson holds the few pieces of JSON scanning that the
-// enqueue path's fast readers share (the request body, a task's
-// metadata, echo's params). Each reader takes only the plain shapes it
-// knows and leaves anything else to encoding/json, and each is fuzzed
-// against it.
-package quickjson
+// Package wire is taskrunner's one fast path for JSON: the scanners
+// below, and an Encoder and a Decoder that write and read a struct as
+// encoding/json does, from the struct's own fields and tags, without
+// reflection on each value. Each takes only the plain values it knows
+// (strings without escapes, numbers it writes without an exponent,
+// objects of known keys) and reports false for anything else, which is
+// left to encoding/json; each is fuzzed against encoding/json.
+package wire
 
 import "unicode/utf8"
 
