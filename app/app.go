@@ -154,37 +154,13 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 			s.closeConnections()
 		}
 	}()
-	s.pool, err = db.NewPool(ctx, db.PoolConfig{URL: cfg.DatabaseURL, MaxConns: int32(cfg.DBMaxConns), AppName: "taskrunner-" + string(r)})
-	if err != nil {
+	if err := s.connect(ctx); err != nil {
 		return nil, err
 	}
-	if err := checkMigrated(ctx, s.pool, logger); err != nil {
-		return nil, err
-	}
-	if s.rdb, err = cache.NewClient(cfg.RedisURL); err != nil {
-		return nil, err
-	}
-	store, err := artifact.NewStore(artifact.Config{
-		Endpoint: cfg.MinIOEndpoint, User: cfg.MinIOUser, Password: cfg.MinIOPassword,
-		Bucket: cfg.MinIOBucket, Secure: cfg.MinIOSecure,
-	})
-	if err != nil {
-		return nil, err
-	}
-	bucketCtx, cancel := context.WithTimeout(ctx, artifact.DefaultPingTimeout)
-	if err := store.EnsureBucket(bucketCtx); err != nil {
-		logger.Warn("artifact bucket not ready; /ready reports minio down until it is",
-			slog.String("event", "dependency_down"), slog.String("dependency", "minio"), slog.String("error", err.Error()))
-	}
-	cancel()
-
 	m := metrics.New()
 	m.SetTenants(tenantNames(cfg))
 	m.WatchQueueDepth(func(ctx context.Context) (map[string]int64, error) { return db.CountTasksByState(ctx, s.pool) }, queueDepthInterval)
-	artifacts, err := artifact.NewService(artifact.ServiceConfig{
-		Store: store, Pool: s.pool, MaxBytes: int64(cfg.Limits.TaskMaxArtifactMB) << 20, MaxPerTask: cfg.Limits.TaskMaxArtifacts,
-		Logger: logger, Metrics: m,
-	})
+	store, artifacts, err := s.buildArtifacts(ctx, m)
 	if err != nil {
 		return nil, err
 	}
@@ -215,6 +191,45 @@ func New(ctx context.Context, opts Options) (_ *App, err error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// connect opens the database pool, once its migrations are checked, and
+// the Redis client.
+func (s *App) connect(ctx context.Context) (err error) {
+	cfg := s.cfg
+	s.pool, err = db.NewPool(ctx, db.PoolConfig{URL: cfg.DatabaseURL, MaxConns: int32(cfg.DBMaxConns), AppName: "taskrunner-" + string(s.role)})
+	if err != nil {
+		return err
+	}
+	if err := checkMigrated(ctx, s.pool, s.logger); err != nil {
+		return err
+	}
+	s.rdb, err = cache.NewClient(cfg.RedisURL)
+	return err
+}
+
+// buildArtifacts makes the MinIO store, with its bucket when MinIO
+// answers (/ready says it is down until it does), and the artifact service.
+func (s *App) buildArtifacts(ctx context.Context, m *metrics.Metrics) (*artifact.Store, *artifact.Service, error) {
+	cfg := s.cfg
+	store, err := artifact.NewStore(artifact.Config{
+		Endpoint: cfg.MinIOEndpoint, User: cfg.MinIOUser, Password: cfg.MinIOPassword,
+		Bucket: cfg.MinIOBucket, Secure: cfg.MinIOSecure,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	bucketCtx, cancel := context.WithTimeout(ctx, artifact.DefaultPingTimeout)
+	if err := store.EnsureBucket(bucketCtx); err != nil {
+		s.logger.Warn("artifact bucket not ready; /ready reports minio down until it is",
+			slog.String("event", "dependency_down"), slog.String("dependency", "minio"), slog.String("error", err.Error()))
+	}
+	cancel()
+	artifacts, err := artifact.NewService(artifact.ServiceConfig{
+		Store: store, Pool: s.pool, MaxBytes: int64(cfg.Limits.TaskMaxArtifactMB) << 20, MaxPerTask: cfg.Limits.TaskMaxArtifacts,
+		Logger: s.logger, Metrics: m,
+	})
+	return store, artifacts, err
 }
 
 // checkMigrated fails unless River's and the app's migrations are applied.
