@@ -4,10 +4,11 @@
 // (error.go).
 //
 // A task is a River job: its id is the job id, its type the job kind, its
-// status the job state. The packages below this one do the work: task
-// submits and reads tasks, jobs holds the task types and their workers,
-// artifact stores files in MinIO, db is PostgreSQL, httpapi the REST API.
-// This package depends on nothing of theirs.
+// status the job state. The packages above this one do the work: task is
+// the task service, tasktype says how a task type is made and builtin holds
+// taskrunner's own, jobs is the worker machinery, artifact stores files in
+// MinIO, db is PostgreSQL, httpapi the REST API and app puts them
+// together. This package depends on nothing of theirs.
 package taskrunner
 
 import (

@@ -1,6 +1,3 @@
-// Package task is taskrunner's domain: submitting, reading, listing and
-// cancelling tasks. A task is a River job; this package turns API requests
-// into River inserts and River rows into the API's view of a task.
 package task
 
 import (
