@@ -74,7 +74,7 @@ func (e *env) fairPickup(ctx context.Context, opts *options, fairShare, backlog 
 		return nil, err
 	}
 	svc, err := task.NewService(task.ServiceConfig{
-		Pool: e.pool, Client: client, Logger: e.logger, FairShare: fairShare,
+		Pool: e.pool, Client: client, Types: e.types, Logger: e.logger, FairShare: fairShare,
 		Limits: task.Limits{MaxRuntime: e.cfg.Limits.TaskMaxRuntime, Queues: e.cfg.Queues},
 	})
 	if err != nil {
