@@ -59,12 +59,12 @@ func TestError(t *testing.T) {
 
 func TestFinished(t *testing.T) {
 	t.Parallel()
-	var finished []string
+	var finished []taskrunner.Status
 	for _, s := range taskrunner.Statuses {
 		if taskrunner.Finished(s) {
 			finished = append(finished, s)
 		}
 	}
-	require.ElementsMatch(t, []string{taskrunner.StatusCompleted, taskrunner.StatusCancelled, taskrunner.StatusDiscarded}, finished)
+	require.ElementsMatch(t, []taskrunner.Status{taskrunner.StatusCompleted, taskrunner.StatusCancelled, taskrunner.StatusDiscarded}, finished)
 	require.Len(t, taskrunner.Statuses, 8)
 }

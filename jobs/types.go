@@ -31,7 +31,7 @@ type Metadata struct {
 
 // publicMessages are what clients are shown for codes whose errors carry
 // no public message of their own.
-var publicMessages = map[string]string{
+var publicMessages = map[taskrunner.Code]string{
 	taskrunner.CodeTaskFailed:          "the task failed; the server log has the details",
 	taskrunner.CodeTaskCancelled:       "the task was cancelled",
 	taskrunner.CodeTaskRuntimeExceeded: "the task ran longer than its timeout and was killed",
@@ -56,7 +56,7 @@ var publicMessages = map[string]string{
 // own public message (its *taskrunner.Error's Message), else the code's
 // fixed message. Never the error's text, which may name hosts, keys,
 // queries or types.
-func PublicMessage(code string, err error) string {
+func PublicMessage(code taskrunner.Code, err error) string {
 	var e *taskrunner.Error
 	if errors.As(err, &e) && e.Code == code && e.Message != "" {
 		return e.Message
