@@ -10,9 +10,9 @@ import (
 type Code string
 
 // Every stable error code taskrunner gives, in one place. A code names what
-// went wrong for good: clients branch on it, the runs table stores it, and
-// httpapi maps it to an HTTP status in one table (a test there fails when a
-// code below has no status).
+// went wrong for good: clients branch on it, the runs table stores it,
+// codes below gives each its public message, and httpapi maps each to an
+// HTTP status in one table (a test there fails when a code has no status).
 const (
 	// Refusals of a request.
 
@@ -113,6 +113,97 @@ const (
 	CodeDependencyUnavailable Code = "dependency_unavailable"
 	CodeInternal              Code = "internal_error"
 )
+
+// codeInfo is what taskrunner says of a code besides its name.
+type codeInfo struct {
+	// message is what clients are shown of a failure with the code whose
+	// error carries no public message of its own (a task's run records
+	// only the code); "" for a code whose errors always carry one.
+	message string
+}
+
+// codes is every code of the constants above, with what it says: a new
+// code is added there and here (a test fails when one is missing), and
+// httpapi gives each an HTTP status.
+var codes = map[Code]codeInfo{
+	CodeInvalidJSON:          {},
+	CodeInvalidParams:        {},
+	CodeUnknownTaskType:      {},
+	CodeBatchTooLarge:        {},
+	CodeBodyTooLarge:         {},
+	CodeUnsupportedMediaType: {},
+	CodeMethodNotAllowed:     {},
+	CodeNotFound:             {},
+	CodeTaskAlreadyFinished:  {},
+	CodeRangeNotSatisfiable:  {},
+	CodePreconditionFailed:   {},
+	CodeUnauthorized:         {},
+	CodeForbidden:            {},
+	CodeCrossOriginRequest:   {},
+	CodeRateLimitExceeded:    {},
+	CodeTooManyWaiters:       {},
+	CodeTooManyUploads:       {},
+	CodeUploadStalled:        {},
+	CodeScheduleExists:       {},
+	CodeTooManySchedules:     {},
+	CodeCallbacksDisabled:    {},
+	CodeScheduleRateExceeded: {},
+	CodeScheduleTaskTooLarge: {},
+	CodeTooManyBulkActions:   {},
+	CodeBulkCountTimeout:     {},
+
+	CodeArtifactInvalid:      {"the result could not be stored as an artifact"},
+	CodeArtifactSizeExceeded: {"the body is larger than TASK_MAX_ARTIFACT_MB"},
+	CodeTooManyArtifacts:     {},
+
+	CodeInvalidURL:        {"the URL cannot be fetched"},
+	CodeDomainNotAllowed:  {"the URL's domain is not allowed by FETCH_DOMAIN_ALLOWLIST"},
+	CodePortNotAllowed:    {"the URL's port is not allowed (FETCH_ALLOWED_PORTS)"},
+	CodeAddressNotAllowed: {"the URL's host does not resolve, or is or resolves to an address that may not be fetched"},
+
+	CodeTaskFailed:                 {"the task failed; the server log has the details"},
+	CodeTaskCancelled:              {"the task was cancelled"},
+	CodeTaskRuntimeExceeded:        {"the task ran longer than its timeout and was killed"},
+	CodeTaskInterrupted:            {"the worker stopped during the attempt; the task went back to the queue"},
+	CodeWorkerLost:                 {"the worker running the attempt stopped without finishing it"},
+	CodeTooManyRedirects:           {"the page redirected too many times"},
+	CodeFetchTimeout:               {"the page did not answer in time"},
+	CodeFetchFailed:                {"the page could not be fetched: the name could not be resolved now, or the connection failed"},
+	CodeFetchHTTPError:             {"the server answered with an error status"},
+	CodeSearchFailed:               {"every search source failed"},
+	CodeSearchProviderUnavailable:  {"search is not available"},
+	CodeSearchProviderUnauthorized: {},
+	CodeSearchProviderRateLimited:  {},
+	CodeSearchProviderTimeout:      {},
+	CodeSearchProviderBadResponse:  {},
+
+	CodeDependencyUnavailable: {},
+	CodeInternal:              {},
+}
+
+// Codes lists every code taskrunner has, in no particular order.
+func Codes() []Code {
+	out := make([]Code, 0, len(codes))
+	for c := range codes {
+		out = append(out, c)
+	}
+	return out
+}
+
+// PublicMessage is what clients are shown of a failure with code: err's
+// own public message (its *Error's Message, when that Error has code),
+// else code's fixed message, else task_failed's. Never the error's text,
+// which may name hosts, keys, queries or types. err may be nil.
+func PublicMessage(code Code, err error) string {
+	var e *Error
+	if errors.As(err, &e) && e.Code == code && e.Message != "" {
+		return e.Message
+	}
+	if m := codes[code].message; m != "" {
+		return m
+	}
+	return codes[CodeTaskFailed].message
+}
 
 // Error is a failure with a stable code. Message is safe to show a client;
 // Err, the internal cause, is for the log only.

@@ -12,7 +12,7 @@ import (
 )
 
 // codeStatus is the HTTP status of every code taskrunner has (a test
-// fails when a code of taskrunner's error.go is missing). The codes of a
+// fails when a code of taskrunner.Codes is missing). The codes of a
 // task's failure are shown in the task's error, not as an answer's status;
 // they have the status they would have if a handler ever returned one.
 var codeStatus = map[taskrunner.Code]int{

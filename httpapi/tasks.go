@@ -101,7 +101,7 @@ func fieldsOf(t *taskrunner.Task, maxRuntime time.Duration) taskFields {
 			v.Error.Message = *t.Error
 		}
 		if v.Error.Message == "" {
-			v.Error.Message = task.PublicMessage(v.Error.Code)
+			v.Error.Message = taskrunner.PublicMessage(v.Error.Code, nil)
 		}
 	}
 	return v

@@ -285,7 +285,7 @@ func riverErrorOf(err error) error {
 type outcome struct {
 	status  string          // run status
 	code    taskrunner.Code // error code, empty on success
-	public  string          // what clients are shown of the error: PublicMessage
+	public  string          // what clients are shown of the error: taskrunner.PublicMessage
 	err     error           // returned to River
 	final   bool            // no retry can fix it: the task ends discarded
 	event   string          // log event
@@ -296,7 +296,7 @@ type outcome struct {
 func classify(ctx context.Context, job *rivertype.JobRow, err error, took time.Duration) outcome {
 	out := classifyErr(ctx, job, err, took)
 	if out.code != "" {
-		out.public = PublicMessage(out.code, out.err)
+		out.public = taskrunner.PublicMessage(out.code, out.err)
 	}
 	return out
 }
@@ -312,7 +312,7 @@ func classifyErr(ctx context.Context, job *rivertype.JobRow, err error, took tim
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && ranPastTimeout(job, took):
 		// The job's own deadline passed (not some shorter one inside the
 		// worker): River's timeout killed it.
-		public := publicMessages[taskrunner.CodeTaskRuntimeExceeded]
+		public := taskrunner.PublicMessage(taskrunner.CodeTaskRuntimeExceeded, nil)
 		if timeout := tasktype.TimeoutOf(job); timeout > 0 {
 			public = fmt.Sprintf("the task ran longer than its timeout (%s) and was killed", timeout)
 		}

@@ -137,7 +137,7 @@ func TestRunRecorderStoresSafeTextAndEndsNotRetriedTasks(t *testing.T) {
 	require.Len(t, runs, 1)
 	require.Equal(t, db.RunFailed, runs[0].Status)
 	require.Equal(t, taskrunner.Code("widget_failed"), *runs[0].ErrorCode)
-	require.Equal(t, publicMessages[taskrunner.CodeTaskFailed], *runs[0].Error, "a code without a message of its own gets the fixed one")
+	require.Equal(t, taskrunner.PublicMessage(taskrunner.CodeTaskFailed, nil), *runs[0].Error, "a code without a message of its own gets the fixed one")
 	notes, err := db.RunNotes(context.Background(), tdb.Pool, runs[0].TaskID, runs[0].Attempt)
 	require.NoError(t, err)
 	require.Equal(t, []string{"provider said a\uFFFDb"}, notes)

@@ -816,10 +816,6 @@ func alreadyFinished(id int64, status taskrunner.Status) *taskrunner.Error {
 	return &taskrunner.Error{Code: taskrunner.CodeTaskAlreadyFinished, Message: fmt.Sprintf("task %d already finished (%s)", id, status)}
 }
 
-// PublicMessage is the fixed message clients are shown of a failure with
-// code when its run recorded none of its own.
-func PublicMessage(code taskrunner.Code) string { return jobs.PublicMessage(code, nil) }
-
 // FromJobRow is a River job row in the shape of the tasks view, for a task
 // just inserted: without an error, which only the view (from the task's
 // runs) knows.
