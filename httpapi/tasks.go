@@ -199,7 +199,7 @@ func idempotencyKey(r *http.Request) (string, error) {
 		return "", &taskrunner.Error{Code: taskrunner.CodeInvalidParams, Field: "Idempotency-Key",
 			Message: fmt.Sprintf("Idempotency-Key must be 1 to %d visible ASCII characters", task.MaxIdempotencyKeyLength)}
 	}
-	return clientOf(r.Context()) + "/" + k, nil
+	return tenantOf(r.Context()) + "/" + k, nil
 }
 
 // batchRequest is a POST /tasks/batch body.
