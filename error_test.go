@@ -3,6 +3,12 @@ package taskrunner_test
 import (
 	"errors"
 	"fmt"
+	"go/ast"
+	"go/constant"
+	"go/parser"
+	"go/token"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -59,12 +65,58 @@ func TestError(t *testing.T) {
 
 func TestFinished(t *testing.T) {
 	t.Parallel()
-	var finished []string
+	var finished []taskrunner.Status
 	for _, s := range taskrunner.Statuses {
 		if taskrunner.Finished(s) {
 			finished = append(finished, s)
 		}
 	}
-	require.ElementsMatch(t, []string{taskrunner.StatusCompleted, taskrunner.StatusCancelled, taskrunner.StatusDiscarded}, finished)
+	require.ElementsMatch(t, []taskrunner.Status{taskrunner.StatusCompleted, taskrunner.StatusCancelled, taskrunner.StatusDiscarded}, finished)
 	require.Len(t, taskrunner.Statuses, 8)
+}
+
+// TestEveryCodeIsInTheTable walks every Code* constant of error.go, so a
+// code added there is found without a list here, and fails when one is
+// missing from Codes (the table that gives it its public message) or
+// declared twice.
+func TestEveryCodeIsInTheTable(t *testing.T) {
+	t.Parallel()
+	file, err := parser.ParseFile(token.NewFileSet(), "error.go", nil, 0)
+	require.NoError(t, err)
+	var declared []taskrunner.Code
+	for _, decl := range file.Decls {
+		gen, ok := decl.(*ast.GenDecl)
+		if !ok || gen.Tok != token.CONST {
+			continue
+		}
+		for _, spec := range gen.Specs {
+			vs := spec.(*ast.ValueSpec)
+			for i, name := range vs.Names {
+				if !strings.HasPrefix(name.Name, "Code") {
+					continue
+				}
+				lit, ok := vs.Values[i].(*ast.BasicLit)
+				require.True(t, ok && lit.Kind == token.STRING, "%s is not a string literal", name.Name)
+				declared = append(declared, taskrunner.Code(constant.StringVal(constant.MakeFromLiteral(lit.Value, lit.Kind, 0))))
+			}
+		}
+	}
+	require.Contains(t, declared, taskrunner.CodeInternal, "the walk of error.go missed codes it has")
+	require.Len(t, declared, len(slices.Compact(slices.Sorted(slices.Values(declared)))), "a code is declared twice")
+	require.ElementsMatch(t, declared, taskrunner.Codes(), "error.go's constants and the codes table differ")
+}
+
+// A code's public message is its error's own, else the code's fixed
+// one, else task_failed's.
+func TestPublicMessage(t *testing.T) {
+	t.Parallel()
+	failed := "the task failed; the server log has the details"
+	require.Equal(t, failed, taskrunner.PublicMessage(taskrunner.CodeTaskFailed, nil))
+	require.Equal(t, "the task was cancelled", taskrunner.PublicMessage(taskrunner.CodeTaskCancelled, errors.New("secret host")))
+	require.Equal(t, failed, taskrunner.PublicMessage(taskrunner.CodeTooManyArtifacts, nil), "a code without a message of its own")
+	require.Equal(t, failed, taskrunner.PublicMessage("no_such_code", nil))
+	own := taskrunner.Errorf(taskrunner.CodeFetchTimeout, "no answer from example.com in 5s")
+	require.Equal(t, own.Message, taskrunner.PublicMessage(taskrunner.CodeFetchTimeout, fmt.Errorf("fetch: %w", own)))
+	require.Equal(t, "the page redirected too many times", taskrunner.PublicMessage(taskrunner.CodeTooManyRedirects, own),
+		"an error of another code keeps its message to itself")
 }

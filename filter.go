@@ -26,7 +26,7 @@ type Filter struct {
 	// Type keeps the tasks of one task type.
 	Type string `json:"type,omitempty"`
 	// Statuses keeps the tasks in any of these statuses.
-	Statuses []string `json:"status,omitempty"`
+	Statuses []Status `json:"status,omitempty"`
 	// Owner keeps the tasks of one tenant. A client tenant acts on its own
 	// tasks only, whatever Owner says.
 	Owner string `json:"owner,omitempty"`
@@ -36,7 +36,7 @@ type Filter struct {
 	CreatedBefore *time.Time `json:"created_before,omitempty"`
 	// ErrorCode keeps the tasks whose error (as their view shows it) has
 	// this code.
-	ErrorCode string `json:"error_code,omitempty"`
+	ErrorCode Code `json:"error_code,omitempty"`
 	// Queue keeps the tasks of one queue (as task views show it).
 	Queue string `json:"queue,omitempty"`
 	// Params keeps the tasks whose params contain this JSON object
@@ -188,8 +188,8 @@ func (l *statusList) UnmarshalJSON(b []byte) error {
 // parse checks every field and returns the filter, naming the first bad
 // field as prefix + name.
 func (raw *rawFilter) parse(prefix string) (Filter, error) {
-	f := Filter{Type: raw.Type, Owner: raw.Owner, ErrorCode: raw.ErrorCode, Queue: raw.Queue}
-	for _, nv := range [][2]string{{filterType, f.Type}, {filterOwner, f.Owner}, {filterErrorCode, f.ErrorCode}, {filterQueue, f.Queue}} {
+	f := Filter{Type: raw.Type, Owner: raw.Owner, ErrorCode: Code(raw.ErrorCode), Queue: raw.Queue}
+	for _, nv := range [][2]string{{filterType, f.Type}, {filterOwner, f.Owner}, {filterErrorCode, raw.ErrorCode}, {filterQueue, f.Queue}} {
 		name, v := nv[0], nv[1]
 		if len(v) > maxFilterName {
 			return Filter{}, Invalid(prefix+name, "must be at most %d characters", maxFilterName)
@@ -198,19 +198,19 @@ func (raw *rawFilter) parse(prefix string) (Filter, error) {
 			return Filter{}, Invalid(prefix+name, "must be plain text")
 		}
 	}
-	if f.ErrorCode != "" && !codePattern.MatchString(f.ErrorCode) {
+	if f.ErrorCode != "" && !codePattern.MatchString(raw.ErrorCode) {
 		return Filter{}, Invalid(prefix+filterErrorCode, "must be an error code such as task_failed")
 	}
 	if f.Queue != "" && !queuePattern.MatchString(f.Queue) {
 		return Filter{}, Invalid(prefix+filterQueue, "must be a queue name: lower-case letters and digits, joined by single _ or -")
 	}
-	for _, s := range raw.Status {
-		s = strings.TrimSpace(s)
+	for _, name := range raw.Status {
+		s := Status(strings.TrimSpace(name))
 		if s == "" || slices.Contains(f.Statuses, s) {
 			continue
 		}
 		if !slices.Contains(Statuses, s) {
-			return Filter{}, Invalid(prefix+filterStatus, "must be one or more of: %s", strings.Join(Statuses, ", "))
+			return Filter{}, Invalid(prefix+filterStatus, "must be one or more of: %s", strings.Join(StatusNames(Statuses), ", "))
 		}
 		f.Statuses = append(f.Statuses, s)
 	}
@@ -271,7 +271,7 @@ func (f *Filter) Values() url.Values {
 		}
 	}
 	set(filterType, f.Type)
-	set(filterStatus, strings.Join(f.Statuses, ","))
+	set(filterStatus, strings.Join(StatusNames(f.Statuses), ","))
 	set(filterOwner, f.Owner)
 	if f.CreatedAfter != nil {
 		set(filterCreatedAfter, f.CreatedAfter.Format(time.RFC3339Nano))
@@ -279,7 +279,7 @@ func (f *Filter) Values() url.Values {
 	if f.CreatedBefore != nil {
 		set(filterCreatedBefore, f.CreatedBefore.Format(time.RFC3339Nano))
 	}
-	set(filterErrorCode, f.ErrorCode)
+	set(filterErrorCode, string(f.ErrorCode))
 	set(filterQueue, f.Queue)
 	set(filterParams, string(f.Params))
 	return q

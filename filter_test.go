@@ -25,10 +25,10 @@ func TestParseFilter(t *testing.T) {
 		{"empty", "", taskrunner.Filter{}, ""},
 		{"every field", "type=echo&status=available&owner=alice&created_after=2026-01-02T15:04:05Z&created_before=2026-01-02T15:04:05Z" +
 			"&error_code=task_failed&queue=default&params=%7B%22msg%22%3A+%22a%22%7D",
-			taskrunner.Filter{Type: "echo", Statuses: []string{"available"}, Owner: "alice", CreatedAfter: &at, CreatedBefore: &at,
+			taskrunner.Filter{Type: "echo", Statuses: []taskrunner.Status{"available"}, Owner: "alice", CreatedAfter: &at, CreatedBefore: &at,
 				ErrorCode: "task_failed", Queue: "default", Params: json.RawMessage(`{"msg":"a"}`)}, ""},
 		{"statuses repeated and comma-separated, once each", "status=available,running&status=running&status=%20cancelled",
-			taskrunner.Filter{Statuses: []string{"available", "running", "cancelled"}}, ""},
+			taskrunner.Filter{Statuses: []taskrunner.Status{"available", "running", "cancelled"}}, ""},
 		{"the page keys pass", "cursor=5&limit=2", taskrunner.Filter{}, ""},
 		{"params null is none", "params=null", taskrunner.Filter{}, ""},
 		{"unknown key", "sort=id", taskrunner.Filter{}, "sort"},
@@ -67,13 +67,13 @@ func TestDecodeFilter(t *testing.T) {
 	for _, tc := range []struct {
 		doc   string
 		want  taskrunner.Filter
-		code  string
+		code  taskrunner.Code
 		field string
 	}{
 		{`{}`, taskrunner.Filter{}, "", ""},
-		{`{"status":"available"}`, taskrunner.Filter{Statuses: []string{"available"}}, "", ""},
-		{`{"status":"available,running"}`, taskrunner.Filter{Statuses: []string{"available", "running"}}, "", ""},
-		{`{"status":["available","available"]}`, taskrunner.Filter{Statuses: []string{"available"}}, "", ""},
+		{`{"status":"available"}`, taskrunner.Filter{Statuses: []taskrunner.Status{"available"}}, "", ""},
+		{`{"status":"available,running"}`, taskrunner.Filter{Statuses: []taskrunner.Status{"available", "running"}}, "", ""},
+		{`{"status":["available","available"]}`, taskrunner.Filter{Statuses: []taskrunner.Status{"available"}}, "", ""},
 		{`{"params":{"msg": "a"},"owner":"bob"}`, taskrunner.Filter{Params: json.RawMessage(`{"msg":"a"}`), Owner: "bob"}, "", ""},
 		{`{"params":null}`, taskrunner.Filter{}, "", ""},
 		{`{"status":7}`, taskrunner.Filter{}, taskrunner.CodeInvalidParams, "filter.status"},
@@ -119,7 +119,7 @@ func requireRefusal(t *testing.T, err error) {
 	t.Helper()
 	var e *taskrunner.Error
 	require.True(t, errors.As(err, &e), "not a taskrunner.Error: %v", err)
-	require.Contains(t, []string{taskrunner.CodeInvalidParams, taskrunner.CodeInvalidJSON}, e.Code)
+	require.Contains(t, []taskrunner.Code{taskrunner.CodeInvalidParams, taskrunner.CodeInvalidJSON}, e.Code)
 	require.NotEmpty(t, e.Message)
 }
 

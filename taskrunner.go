@@ -18,30 +18,46 @@ import (
 	"github.com/google/uuid"
 )
 
-// Task statuses: River's job states, one vocabulary in the API, in River UI
-// and in SQL.
+// Status is a task's status: one of River's job states, one vocabulary in
+// the API, in River UI and in SQL. Its JSON is its string.
+type Status string
+
+// Task statuses.
 const (
-	StatusAvailable = "available"
-	StatusScheduled = "scheduled"
-	StatusPending   = "pending"
-	StatusRunning   = "running"
-	StatusRetryable = "retryable"
-	StatusCompleted = "completed"
+	StatusAvailable Status = "available"
+	StatusScheduled Status = "scheduled"
+	StatusPending   Status = "pending"
+	StatusRunning   Status = "running"
+	StatusRetryable Status = "retryable"
+	StatusCompleted Status = "completed"
 	// StatusCancelled: a client or an operator asked for it.
-	StatusCancelled = "cancelled"
+	StatusCancelled Status = "cancelled"
 	// StatusDiscarded: the task failed for good (out of attempts, or an
 	// error not worth retrying).
-	StatusDiscarded = "discarded"
+	StatusDiscarded Status = "discarded"
 )
 
 // Statuses lists every task status.
-var Statuses = []string{
+var Statuses = []Status{
 	StatusAvailable, StatusScheduled, StatusPending, StatusRunning,
 	StatusRetryable, StatusCompleted, StatusCancelled, StatusDiscarded,
 }
 
+// StatusNames is statuses as strings, for a message listing them or a
+// query taking text; nil for nil.
+func StatusNames(statuses []Status) []string {
+	if statuses == nil {
+		return nil
+	}
+	names := make([]string, len(statuses))
+	for i, s := range statuses {
+		names[i] = string(s)
+	}
+	return names
+}
+
 // Finished reports whether a status is final.
-func Finished(status string) bool {
+func Finished(status Status) bool {
 	switch status {
 	case StatusCompleted, StatusCancelled, StatusDiscarded:
 		return true
@@ -53,13 +69,13 @@ func Finished(status string) bool {
 type Task struct {
 	ID     int64
 	Type   string
-	Status string
+	Status Status
 	Params json.RawMessage
 	Result json.RawMessage // River's recorded output; nil until there is one
 	// ErrorCode and Error are the stable code and the public message of
 	// why the task failed or was cancelled (its latest failed run's, or
 	// task_cancelled); nil while it has not failed and once it completed.
-	ErrorCode   *string
+	ErrorCode   *Code
 	Error       *string
 	Attempt     int
 	MaxAttempts int
@@ -94,7 +110,7 @@ type Run struct {
 	Key           string     `json:"key"`
 	TaskType      string     `json:"task_type"`
 	Status        string     `json:"status"`
-	ErrorCode     *string    `json:"error_code"`
+	ErrorCode     *Code      `json:"error_code"`
 	Error         *string    `json:"error"`
 	Worker        string     `json:"worker"`
 	Interruptions int        `json:"interruptions"`

@@ -13,6 +13,10 @@ const LocalTenant = "local"
 type Tenant struct {
 	Name  string
 	Admin bool
+	// Addr is the client's address when the server runs without API keys
+	// (every request then acts for LocalTenant): the per-tenant limits
+	// count each address on its own. "" when keys are set.
+	Addr string
 }
 
 // Owns reports whether t may see and act on something owned by owner.

@@ -377,12 +377,12 @@ func (st *Staged) commit(ctx context.Context, n New) (*taskrunner.Artifact, erro
 
 func (s *Service) tooMany(ctx context.Context, taskID int64) {
 	s.logger.LogAttrs(ctx, slog.LevelInfo, "artifact rejected", slog.String("event", "artifact_rejected"),
-		slog.String("code", taskrunner.CodeTooManyArtifacts), slog.Int64("task_id", taskID), slog.Int("limit", s.maxPerTask))
+		slog.String("code", string(taskrunner.CodeTooManyArtifacts)), slog.Int64("task_id", taskID), slog.Int("limit", s.maxPerTask))
 }
 
 func (s *Service) rejected(ctx context.Context, taskID, size int64, why string) {
 	s.logger.LogAttrs(ctx, slog.LevelWarn, "artifact rejected", slog.String("event", "artifact_rejected"),
-		slog.String("code", taskrunner.CodeArtifactSizeExceeded), slog.Int64("task_id", taskID), slog.Int64("size", size),
+		slog.String("code", string(taskrunner.CodeArtifactSizeExceeded)), slog.Int64("task_id", taskID), slog.Int64("size", size),
 		slog.Int64("limit", s.maxBytes), slog.String("reason", why))
 }
 

@@ -115,7 +115,7 @@ func (p *progressReader) Read(b []byte) (int, error) {
 }
 
 // fetchCodes are the codes of the fetcher's errors.
-var fetchCodes = map[string]bool{
+var fetchCodes = map[taskrunner.Code]bool{
 	taskrunner.CodeInvalidURL: true, taskrunner.CodeDomainNotAllowed: true, taskrunner.CodePortNotAllowed: true,
 	taskrunner.CodeAddressNotAllowed: true, taskrunner.CodeTooManyRedirects: true,
 	taskrunner.CodeArtifactSizeExceeded: true, taskrunner.CodeFetchTimeout: true, taskrunner.CodeFetchFailed: true,

@@ -435,7 +435,7 @@ func (e *cliEnv) waitAndPrint(ctx context.Context, id int64, timeout time.Durati
 		if ctx.Err() == nil && errors.Is(context.Cause(wctx), errWaitTimeout) {
 			status := "not seen"
 			if t != nil {
-				status = t.Status
+				status = string(t.Status)
 				if perr := printJSON(e.stdout, t.Raw); perr != nil {
 					return perr
 				}
@@ -455,7 +455,7 @@ func (e *cliEnv) waitAndPrint(ctx context.Context, id int64, timeout time.Durati
 	}
 	msg := fmt.Sprintf("task %d %s", id, t.Status)
 	if t.Error != nil {
-		msg += ": " + t.Error.Code + ": " + t.Error.Message
+		msg += ": " + string(t.Error.Code) + ": " + t.Error.Message
 	}
 	return &exitError{code: 1, msg: msg}
 }
@@ -848,9 +848,9 @@ func renderPlain(t *client.Task) string {
 // statusWord is the task's status, saying when a cancel is on its way.
 func statusWord(t *client.Task) string {
 	if t.CancelRequested && !t.Finished() {
-		return t.Status + " (cancelling)"
+		return string(t.Status) + " (cancelling)"
 	}
-	return t.Status
+	return string(t.Status)
 }
 
 // ---- tasks ls, cancel, retry, rm ----
@@ -944,7 +944,7 @@ func (e *cliEnv) listTasks(ctx context.Context, f taskrunner.Filter, limit int) 
 			t := &page.Tasks[i]
 			code := "-"
 			if t.Error != nil {
-				code = t.Error.Code
+				code = string(t.Error.Code)
 			}
 			fmt.Fprintf(e.stdout, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Type, t.Status, t.Owner, t.Queue,
 				t.CreatedAt.UTC().Format(time.RFC3339), code)

@@ -106,20 +106,20 @@ func IsCode(err error, code string) bool {
 // Task is a task as the API shows it. Raw holds the JSON as received, with
 // every field, including ones this client does not know.
 type Task struct {
-	ID              int64           `json:"id"`
-	Type            string          `json:"type"`
-	Status          string          `json:"status"`
-	Params          json.RawMessage `json:"params"`
-	Result          json.RawMessage `json:"result"`
-	Error           *TaskError      `json:"error"`
-	Attempt         int             `json:"attempt"`
-	MaxAttempts     int             `json:"max_attempts"`
-	MaxRetries      int             `json:"max_retries"`
-	Priority        int             `json:"priority"`
-	Queue           string          `json:"queue"`
-	Owner           string          `json:"owner"` // the tenant that submitted it
-	TimeoutSeconds  *float64        `json:"timeout_seconds"`
-	CancelRequested bool            `json:"cancel_requested"`
+	ID              int64             `json:"id"`
+	Type            string            `json:"type"`
+	Status          taskrunner.Status `json:"status"`
+	Params          json.RawMessage   `json:"params"`
+	Result          json.RawMessage   `json:"result"`
+	Error           *TaskError        `json:"error"`
+	Attempt         int               `json:"attempt"`
+	MaxAttempts     int               `json:"max_attempts"`
+	MaxRetries      int               `json:"max_retries"`
+	Priority        int               `json:"priority"`
+	Queue           string            `json:"queue"`
+	Owner           string            `json:"owner"` // the tenant that submitted it
+	TimeoutSeconds  *float64          `json:"timeout_seconds"`
+	CancelRequested bool              `json:"cancel_requested"`
 	// Schedule is the name of the schedule that enqueued the task; nil for
 	// a task a client submitted.
 	Schedule    *string    `json:"schedule"`
@@ -152,8 +152,8 @@ type Progress = taskrunner.Progress
 
 // TaskError is why a task failed or ended.
 type TaskError struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
+	Code    taskrunner.Code `json:"code"`
+	Message string          `json:"message"`
 }
 
 // Run is one attempt of a task, as the API shows it.

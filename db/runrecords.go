@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/db/dbsqlc"
 )
 
@@ -45,8 +46,8 @@ type RunRecord struct {
 	TaskType   string
 	Worker     string
 	Status     string
-	ErrorCode  string // empty for none
-	Error      string // empty for none
+	ErrorCode  taskrunner.Code // empty for none
+	Error      string          // empty for none
 	StartedAt  time.Time
 	FinishedAt time.Time
 	Duration   time.Duration
@@ -79,7 +80,7 @@ func RecordRuns(ctx context.Context, pool *pgxpool.Pool, recs []RunRecord) error
 		up.Keys = append(up.Keys, r.Key)
 		up.TaskTypes = append(up.TaskTypes, r.TaskType)
 		up.Statuses = append(up.Statuses, r.Status)
-		up.ErrorCodes = append(up.ErrorCodes, r.ErrorCode)
+		up.ErrorCodes = append(up.ErrorCodes, string(r.ErrorCode))
 		up.Errors = append(up.Errors, r.Error)
 		up.Workers = append(up.Workers, r.Worker)
 		up.StartedAts = append(up.StartedAts, r.StartedAt)

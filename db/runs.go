@@ -23,7 +23,7 @@ const (
 func runFromRow(r dbsqlc.Run) taskrunner.Run {
 	return taskrunner.Run{
 		ID: r.ID, TaskID: r.TaskID, Attempt: int(r.Attempt), Key: r.Key, TaskType: r.TaskType,
-		Status: r.Status, ErrorCode: r.ErrorCode, Error: r.Error, Worker: r.Worker,
+		Status: r.Status, ErrorCode: (*taskrunner.Code)(r.ErrorCode), Error: r.Error, Worker: r.Worker,
 		Interruptions: int(r.Interruptions), StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
 		DurationMS: r.DurationMs,
 	}

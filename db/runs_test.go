@@ -8,12 +8,13 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/db"
 	"github.com/taskrunner/taskrunner/internal/testenv"
 )
 
 // ended is the record of an attempt that ended with status after took.
-func ended(taskID int64, attempt int, key, worker, status, code, msg string, took time.Duration) db.RunRecord {
+func ended(taskID int64, attempt int, key, worker, status string, code taskrunner.Code, msg string, took time.Duration) db.RunRecord {
 	started := time.Now().Add(-took)
 	return db.RunRecord{TaskID: taskID, Attempt: attempt, Key: key, TaskType: "search", Worker: worker,
 		Status: status, ErrorCode: code, Error: msg, StartedAt: started, FinishedAt: started.Add(took), Duration: took,
@@ -65,7 +66,7 @@ func TestRunLifecycleAndHelpers(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, runs, 2)
 	require.Equal(t, db.RunFailed, runs[0].Status, "attempt 1 keeps how it ended")
-	require.Equal(t, "task_failed", *runs[0].ErrorCode)
+	require.Equal(t, taskrunner.CodeTaskFailed, *runs[0].ErrorCode)
 	require.InDelta(t, 1500, *runs[0].DurationMS, 0.001)
 	require.NotNil(t, runs[0].FinishedAt)
 	require.WithinDuration(t, f1.StartedAt, runs[0].StartedAt, time.Millisecond)
@@ -108,7 +109,7 @@ func TestRunRecordsKeepOneRowPerAttempt(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, runs, 2)
 	require.Equal(t, db.RunAbandoned, runs[0].Status)
-	require.Equal(t, "worker_lost", *runs[0].ErrorCode)
+	require.Equal(t, taskrunner.CodeWorkerLost, *runs[0].ErrorCode)
 	require.Equal(t, 2, runs[0].Interruptions, "interrupted twice, then started a third time")
 	require.NotNil(t, runs[0].FinishedAt)
 	require.Equal(t, db.RunCompleted, runs[1].Status)

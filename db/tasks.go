@@ -11,8 +11,8 @@ import (
 
 func taskFromRow(r dbsqlc.Task) taskrunner.Task {
 	return taskrunner.Task{
-		ID: r.ID, Type: r.Type, Status: string(r.Status), Params: r.Params, Result: r.Result,
-		ErrorCode: r.ErrorCode, Error: r.Error, Attempt: int(r.Attempt), MaxAttempts: int(r.MaxAttempts), Priority: int(r.Priority),
+		ID: r.ID, Type: r.Type, Status: taskrunner.Status(r.Status), Params: r.Params, Result: r.Result,
+		ErrorCode: (*taskrunner.Code)(r.ErrorCode), Error: r.Error, Attempt: int(r.Attempt), MaxAttempts: int(r.MaxAttempts), Priority: int(r.Priority),
 		Queue: r.Queue, TimeoutSeconds: r.TimeoutSeconds, CreatedAt: r.CreatedAt, ScheduledAt: r.ScheduledAt,
 		StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, Metadata: r.Metadata, Owner: r.Owner,
 	}
@@ -96,8 +96,8 @@ func MaxTaskID(ctx context.Context, ex Executor) (int64, error) {
 
 // LockTasksInStates locks, until ex's transaction ends, those of ids still
 // in one of states, and returns them.
-func LockTasksInStates(ctx context.Context, ex Executor, ids []int64, states []string) ([]int64, error) {
-	locked, err := queries.TaskLockInStates(ctx, ex, dbsqlc.TaskLockInStatesParams{Ids: ids, States: states})
+func LockTasksInStates(ctx context.Context, ex Executor, ids []int64, states []taskrunner.Status) ([]int64, error) {
+	locked, err := queries.TaskLockInStates(ctx, ex, dbsqlc.TaskLockInStatesParams{Ids: ids, States: taskrunner.StatusNames(states)})
 	if err != nil {
 		return nil, fmt.Errorf("lock tasks: %w", err)
 	}
@@ -106,8 +106,8 @@ func LockTasksInStates(ctx context.Context, ex Executor, ids []int64, states []s
 
 func (f *TaskFilter) params() dbsqlc.TaskMatchCountParams {
 	return dbsqlc.TaskMatchCountParams{
-		TaskType: f.Type, Kinds: f.Kinds, Owner: f.Owner, Statuses: f.Statuses, CreatedAfter: f.CreatedAfter,
-		CreatedBefore: f.CreatedBefore, ErrorCode: f.ErrorCode, Queue: f.Queue, TenantQueuePrefix: f.TenantQueuePrefix, Params: f.Params,
+		TaskType: f.Type, Kinds: f.Kinds, Owner: f.Owner, Statuses: taskrunner.StatusNames(f.Statuses), CreatedAfter: f.CreatedAfter,
+		CreatedBefore: f.CreatedBefore, ErrorCode: string(f.ErrorCode), Queue: f.Queue, TenantQueuePrefix: f.TenantQueuePrefix, Params: f.Params,
 	}
 }
 

@@ -42,7 +42,7 @@ func TestLockTasksInStatesSkipsWhatMoved(t *testing.T) {
 	tx, err := tdb.Pool.Begin(ctx)
 	require.NoError(t, err)
 	defer func() { _ = tx.Rollback(ctx) }()
-	locked, err := db.LockTasksInStates(ctx, tx, append(queued, done...), []string{"available", "running"})
+	locked, err := db.LockTasksInStates(ctx, tx, append(queued, done...), []taskrunner.Status{"available", "running"})
 	require.NoError(t, err)
 	require.Equal(t, queued, locked)
 }
@@ -55,7 +55,7 @@ func TestMatchingTaskIDsPages(t *testing.T) {
 	tdb := testenv.NewDB(t)
 	ids := insertJobs(t, tdb, 5, "available")
 	insertJobs(t, tdb, 2, "completed")
-	f := &db.TaskFilter{Filter: taskrunner.Filter{Statuses: []string{"available"}}, Kinds: []string{"echo"}}
+	f := &db.TaskFilter{Filter: taskrunner.Filter{Statuses: []taskrunner.Status{"available"}}, Kinds: []string{"echo"}}
 	page, err := db.MatchingTaskIDs(ctx, tdb.Pool, f, 0, ids[3], 2)
 	require.NoError(t, err)
 	require.Equal(t, ids[:2], page)

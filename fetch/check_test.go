@@ -13,7 +13,7 @@ import (
 )
 
 // requireCode asserts err is a *taskrunner.Error with code.
-func requireCode(t *testing.T, err error, code string) *taskrunner.Error {
+func requireCode(t *testing.T, err error, code taskrunner.Code) *taskrunner.Error {
 	t.Helper()
 	require.Error(t, err)
 	var fe *taskrunner.Error
@@ -31,8 +31,8 @@ func TestCheckURL(t *testing.T) {
 		name string
 		raw  string
 		cfg  fetch.Config
-		want string // canonical URL when accepted
-		code string // error code when refused
+		want string          // canonical URL when accepted
+		code taskrunner.Code // error code when refused
 	}{
 		{name: "exact host", raw: "https://example.com/a?b=c#d", cfg: restricted, want: "https://example.com/a?b=c#d"},
 		{name: "http", raw: "http://example.com", cfg: restricted, want: "http://example.com"},

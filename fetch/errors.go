@@ -48,14 +48,14 @@ var ErrTooLarge = errors.New("response body exceeds the size limit")
 // Retryable says whether a fetch that failed with code may succeed later:
 // true for timeouts and network failures, false for refused URLs, redirect
 // loops and oversized bodies.
-func Retryable(code string) bool {
+func Retryable(code taskrunner.Code) bool {
 	return code == taskrunner.CodeFetchTimeout || code == taskrunner.CodeFetchFailed
 }
 
 // Rejected says whether code is a refusal of the URL itself (invalid_url,
 // domain_not_allowed, port_not_allowed, address_not_allowed): a client
 // error, never worth retrying. Every error CheckURL returns is one.
-func Rejected(code string) bool {
+func Rejected(code taskrunner.Code) bool {
 	switch code {
 	case taskrunner.CodeInvalidURL, taskrunner.CodeDomainNotAllowed, taskrunner.CodePortNotAllowed, taskrunner.CodeAddressNotAllowed:
 		return true
@@ -63,6 +63,6 @@ func Rejected(code string) bool {
 	return false
 }
 
-func errorf(code, msg string, cause error) *taskrunner.Error {
+func errorf(code taskrunner.Code, msg string, cause error) *taskrunner.Error {
 	return &taskrunner.Error{Code: code, Message: msg, Err: cause}
 }

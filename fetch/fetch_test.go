@@ -379,8 +379,8 @@ func TestRedirects(t *testing.T) {
 		allowlist    []string
 		maxRedirects int
 		url          string
-		code         string // "" for success
-		want         string // the body when successful
+		code         taskrunner.Code // "" for success
+		want         string          // the body when successful
 		wantStatus   int
 	}{
 		{name: "relative redirect followed", url: start("/to", "/page"), want: "public page"},
@@ -504,7 +504,7 @@ func TestDialControl(t *testing.T) {
 		name    string
 		network string
 		address string
-		code    string
+		code    taskrunner.Code
 	}{
 		{"public IPv4", "tcp4", "93.184.215.14:443", ""},
 		{"public IPv6", "tcp6", "[2606:4700::1111]:80", ""},

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/artifact"
 )
 
@@ -35,7 +36,7 @@ func TestArtifactsPerTaskAreCapped(t *testing.T) {
 
 	r := put("d")
 	require.Equal(t, http.StatusConflict, r.status, "%s", r.raw)
-	require.Equal(t, "too_many_artifacts", errorCode(t, r))
+	require.Equal(t, taskrunner.CodeTooManyArtifacts, errorCode(t, r))
 	require.Contains(t, string(r.raw), "TASK_MAX_ARTIFACTS")
 	for _, body := range []string{
 		fmt.Sprintf(`{"task_id":%d,"name":"e","data_base64":"aGk="}`, id), // refused before the data
@@ -44,7 +45,7 @@ func TestArtifactsPerTaskAreCapped(t *testing.T) {
 	} {
 		r = b.do(t, http.MethodPost, "/artifacts", body)
 		require.Equal(t, http.StatusConflict, r.status, "%s: %s", body, r.raw)
-		require.Equal(t, "too_many_artifacts", errorCode(t, r))
+		require.Equal(t, taskrunner.CodeTooManyArtifacts, errorCode(t, r))
 	}
 	require.Equal(t, 3, b.artifactRows(t))
 	require.Equal(t, 3, b.objectCount(t), "a refused artifact left its object")
@@ -146,7 +147,7 @@ func TestArtifactCapAtTheDefaultAndPages(t *testing.T) {
 
 	r := b.do(t, http.MethodPut, fmt.Sprintf("/tasks/%d/artifacts/one-more.txt", id), []byte("one more"))
 	require.Equal(t, http.StatusConflict, r.status, "%s", r.raw)
-	require.Equal(t, "too_many_artifacts", errorCode(t, r))
+	require.Equal(t, taskrunner.CodeTooManyArtifacts, errorCode(t, r))
 	require.Equal(t, 0, b.objectCount(t), "the refused upload left an object")
 	lim := decode[map[string]any](t, b.do(t, http.MethodGet, "/limits", nil).raw)
 	require.EqualValues(t, 1000, lim["task_max_artifacts"])
@@ -201,7 +202,7 @@ func TestArtifactCapAtTheDefaultAndPages(t *testing.T) {
 	for _, q := range []string{"?limit=1001", "?limit=0", "?limit=x", "?cursor=x", "?cursor=1.2"} {
 		r := b.do(t, http.MethodGet, fmt.Sprintf("/tasks/%d/artifacts%s", id, q), nil)
 		require.Equal(t, http.StatusBadRequest, r.status, "%s: %s", q, r.raw)
-		require.Equal(t, "task_rejected_invalid_params", errorCode(t, r), q)
+		require.Equal(t, taskrunner.CodeInvalidParams, errorCode(t, r), q)
 	}
 
 	// Replacing one of the 1000 is no new artifact.

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/taskrunner/taskrunner"
 )
 
 // raw sends a request with a raw body; size < 0 sends it chunked, with no
@@ -240,12 +242,12 @@ func TestArtifactRefusals(t *testing.T) {
 	} {
 		r := b.do(t, http.MethodPost, "/artifacts", tc.body)
 		require.Equal(t, tc.status, r.status, "%s: %s", tc.name, r.raw)
-		require.Equal(t, tc.code, errorCode(t, r), tc.name)
+		require.Equal(t, taskrunner.Code(tc.code), errorCode(t, r), tc.name)
 	}
 	for _, path := range []string{"/artifacts/not-a-uuid", "/artifacts/6f1c0d6e-4f0c-4a55-9a3b-1d2e3f4a5b6c", "/artifacts/6f1c0d6e-4f0c-4a55-9a3b-1d2e3f4a5b6c/meta"} {
 		r := b.do(t, http.MethodGet, path, nil)
 		require.Equal(t, http.StatusNotFound, r.status, path)
-		require.Equal(t, "not_found", errorCode(t, r))
+		require.Equal(t, taskrunner.CodeNotFound, errorCode(t, r))
 	}
 	r := b.do(t, http.MethodGet, "/tasks/999999/artifacts", nil)
 	require.Equal(t, http.StatusNotFound, r.status)
@@ -371,7 +373,7 @@ func TestArtifactJSONStream(t *testing.T) {
 	} {
 		r := b.do(t, http.MethodPost, "/artifacts", tc.body)
 		require.Equal(t, tc.status, r.status, "%s: %s", tc.name, r.raw)
-		require.Equal(t, tc.code, errorCode(t, r), tc.name)
+		require.Equal(t, taskrunner.Code(tc.code), errorCode(t, r), tc.name)
 		if tc.field != "" {
 			require.Equal(t, tc.field, r.apiError(t).Field, tc.name)
 		}
@@ -454,7 +456,7 @@ func TestArtifactUploadsBounded(t *testing.T) {
 	require.Equal(t, "1", resp.Header.Get("Retry-After"))
 	r := b.do(t, http.MethodPost, "/artifacts", map[string]any{"task_id": id, "data_base64": "aGk="})
 	require.Equal(t, http.StatusServiceUnavailable, r.status, "body: %s", r.raw)
-	require.Equal(t, "too_many_uploads", errorCode(t, r))
+	require.Equal(t, taskrunner.CodeTooManyUploads, errorCode(t, r))
 
 	_, err = pw.Write([]byte("and the rest"))
 	require.NoError(t, err)

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"net"
@@ -11,46 +10,6 @@ import (
 	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/config"
 )
-
-type clientKey struct{}
-
-// client is who made a request, filled in by authenticate: its tenant's
-// name (never the key). The request log, outside authenticate, holds the
-// same one, so its line names the tenant.
-type client struct {
-	name string
-	// addr is the client's address when no keys are set: the enqueue
-	// limit then counts each address on its own.
-	addr string
-}
-
-// withClient gives the request a client to fill in, if it has none yet.
-func withClient(r *http.Request) (*http.Request, *client) {
-	if c, ok := r.Context().Value(clientKey{}).(*client); ok {
-		return r, c
-	}
-	c := &client{}
-	return r.WithContext(context.WithValue(r.Context(), clientKey{}, c)), c
-}
-
-// clientOf names who made the request: its tenant, the API key's name
-// (taskrunner.LocalTenant when no keys are set). The enqueue limit, the
-// scope of idempotency keys and the logs use it, so the keys of one tenant
-// share them.
-func clientOf(ctx context.Context) string {
-	if c, ok := ctx.Value(clientKey{}).(*client); ok {
-		return c.name
-	}
-	return ""
-}
-
-// clientAddr is the client's address when no keys are set, else "".
-func clientAddr(ctx context.Context) string {
-	if c, ok := ctx.Value(clientKey{}).(*client); ok {
-		return c.addr
-	}
-	return ""
-}
 
 // keyring checks API keys in constant time. Keys are hashed first so every
 // comparison has the same length, and every key is compared, so the time
@@ -90,20 +49,22 @@ var localTenant = taskrunner.Tenant{Name: taskrunner.LocalTenant, Admin: true}
 // publicPaths need no key.
 var publicPaths = map[string]bool{"/health": true}
 
-// authenticate requires a key on every route but /health when keys are
-// set: a bearer token, or for River UI (which a browser opens) the key as
-// the basic-auth password. The request then acts for the key's tenant
-// (taskrunner.WithTenant); without keys, for the admin tenant local.
-func (s *Server) authenticate(next http.Handler) http.Handler {
+// identify sets the tenant a request acts for (taskrunner.WithTenant), the
+// one thing the request carries about its caller: without keys, the admin
+// tenant local with the client's address; with keys, the tenant of the
+// key given, a bearer token or for River UI (which a browser opens) the
+// basic-auth password. It refuses nothing: a request without a valid key
+// goes on without a tenant, and authenticate refuses it. It runs before
+// the request log, so that the log names the tenant.
+func (s *Server) identify(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r, c := withClient(r)
 		if s.keys == nil {
-			c.name = localTenant.Name
-			c.addr = r.RemoteAddr
+			t := localTenant
+			t.Addr = r.RemoteAddr
 			if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-				c.addr = host
+				t.Addr = host
 			}
-			next.ServeHTTP(w, r.WithContext(taskrunner.WithTenant(r.Context(), localTenant)))
+			next.ServeHTTP(w, r.WithContext(taskrunner.WithTenant(r.Context(), t)))
 			return
 		}
 		if publicPaths[r.URL.Path] {
@@ -116,23 +77,30 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		} else if _, pass, ok := r.BasicAuth(); ok {
 			given = pass
 		}
-		var tenant taskrunner.Tenant
-		ok := false
 		if given != "" {
-			tenant, ok = s.keys.match(given)
-		}
-		if !ok {
-			if strings.HasPrefix(r.URL.Path, riverUIPrefix) {
-				w.Header().Set("WWW-Authenticate", `Basic realm="taskrunner", charset="UTF-8"`)
-			} else {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="taskrunner"`)
+			if t, ok := s.keys.match(given); ok {
+				r = r.WithContext(taskrunner.WithTenant(r.Context(), t))
 			}
-			writeError(w, r, s.deps.Logger, &taskrunner.Error{Code: taskrunner.CodeUnauthorized,
-				Message: "a valid API key is required: Authorization: Bearer <key>"})
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// authenticate requires a key on every route but /health when keys are
+// set: a request identify found no tenant for is refused with 401.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := taskrunner.TenantFrom(r.Context()); ok || s.keys == nil || publicPaths[r.URL.Path] {
+			next.ServeHTTP(w, r)
 			return
 		}
-		c.name = tenant.Name
-		next.ServeHTTP(w, r.WithContext(taskrunner.WithTenant(r.Context(), tenant)))
+		if strings.HasPrefix(r.URL.Path, riverUIPrefix) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="taskrunner", charset="UTF-8"`)
+		} else {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="taskrunner"`)
+		}
+		writeError(w, r, s.deps.Logger, &taskrunner.Error{Code: taskrunner.CodeUnauthorized,
+			Message: "a valid API key is required: Authorization: Bearer <key>"})
 	})
 }
 

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/taskrunner/taskrunner"
 )
 
 // Every kind of bad input gets the one error shape with the right status and
@@ -80,7 +82,7 @@ func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {
 			resp := b.do(t, tc.method, tc.path, body)
 			require.Equal(t, tc.status, resp.status, "body: %s", resp.raw)
 			require.Equal(t, "application/json", resp.header.Get("Content-Type"))
-			require.Equal(t, tc.code, errorCode(t, resp), "body: %s", resp.raw)
+			require.Equal(t, taskrunner.Code(tc.code), errorCode(t, resp), "body: %s", resp.raw)
 			if tc.field != "" {
 				require.Equal(t, tc.field, resp.apiError(t).Field, "body: %s", resp.raw)
 			}

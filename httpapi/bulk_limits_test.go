@@ -195,7 +195,7 @@ func TestBulkCountTimeout(t *testing.T) {
 	}
 	failed := b.logs.Events("bulk_action")
 	require.Len(t, failed, 2)
-	require.Equal(t, taskrunner.CodeBulkCountTimeout, failed[0]["error_code"])
+	require.Equal(t, string(taskrunner.CodeBulkCountTimeout), failed[0]["error_code"])
 	res := b.bulk(t, aliceKey, "cancel", filter, false)
 	require.Equal(t, int64(1), res.Matched, "without the lock it is quick")
 	require.Equal(t, int64(1), *res.Affected)

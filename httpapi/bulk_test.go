@@ -145,8 +145,8 @@ func TestFilterFieldsMatch(t *testing.T) {
 	}{
 		{"none", taskrunner.Filter{}, all},
 		{"type", taskrunner.Filter{Type: "echo"}, []int64{a, bq, d, e, g, h}},
-		{"one status", taskrunner.Filter{Statuses: []string{"available"}}, []int64{a, bq}},
-		{"statuses", taskrunner.Filter{Statuses: []string{"discarded", "cancelled", "scheduled"}}, []int64{c, d, e, f}},
+		{"one status", taskrunner.Filter{Statuses: []taskrunner.Status{"available"}}, []int64{a, bq}},
+		{"statuses", taskrunner.Filter{Statuses: []taskrunner.Status{"discarded", "cancelled", "scheduled"}}, []int64{c, d, e, f}},
 		{"owner", taskrunner.Filter{Owner: "bob"}, []int64{c, d, g}},
 		{"owner local", taskrunner.Filter{Owner: "local"}, nil},
 		{"created before", taskrunner.Filter{CreatedBefore: new(old.Add(time.Second))}, []int64{h}},
@@ -162,7 +162,7 @@ func TestFilterFieldsMatch(t *testing.T) {
 		{"params", taskrunner.Filter{Params: json.RawMessage(`{"msg":"a"}`)}, []int64{a, d}},
 		{"params of another type", taskrunner.Filter{Params: json.RawMessage(`{"seconds":2}`)}, []int64{f}},
 		{"params that no task holds", taskrunner.Filter{Params: json.RawMessage(`{"msg":"a","seconds":1}`)}, nil},
-		{"every field", taskrunner.Filter{Type: "echo", Statuses: []string{"available", "discarded"}, Owner: "alice",
+		{"every field", taskrunner.Filter{Type: "echo", Statuses: []taskrunner.Status{"available", "discarded"}, Owner: "alice",
 			CreatedAfter: new(old), Queue: "default", Params: json.RawMessage(`{"msg":"a"}`)}, []int64{a}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -176,7 +176,7 @@ func TestFilterFieldsMatch(t *testing.T) {
 			for _, action := range bulkActions {
 				n := 0
 				for _, id := range tc.want {
-					if slices.Contains(task.ActionStates[action], status[id]) {
+					if slices.Contains(task.ActionStates[action], taskrunner.Status(status[id])) {
 						n++
 					}
 				}
@@ -208,8 +208,8 @@ func TestBulkActionsTouchOnlyTheirStates(t *testing.T) {
 				r := b.doAs(t, opsKey, http.MethodPost, "/tasks", map[string]any{"type": "echo", "params": map[string]any{"msg": st}})
 				require.Equal(t, http.StatusAccepted, r.status, "body: %s", r.raw)
 				id := r.task(t).ID
-				b.setState(t, id, st, time.Time{})
-				byStatus[st] = id
+				b.setState(t, id, string(st), time.Time{})
+				byStatus[string(st)] = id
 			}
 			before := b.snapshot(t)
 			dry := b.bulk(t, opsKey, action, map[string]any{}, true)
@@ -222,7 +222,7 @@ func TestBulkActionsTouchOnlyTheirStates(t *testing.T) {
 			after := b.states(t)
 			for st, id := range byStatus {
 				got, exists := after[id]
-				touched := slices.Contains(task.ActionStates[action], st)
+				touched := slices.Contains(task.ActionStates[action], taskrunner.Status(st))
 				switch {
 				case !touched:
 					require.Equal(t, st, got, "%s must leave a %s task alone", action, st)
@@ -385,7 +385,7 @@ func TestBulkAndListRefuseBadFilters(t *testing.T) {
 			r := b.do(t, http.MethodPost, "/tasks/"+string(action), tc.body)
 			require.Equal(t, http.StatusBadRequest, r.status, "%s %s: %s", action, tc.body, r.raw)
 			e := r.apiError(t)
-			require.Equal(t, tc.code, e.Code, "%s %s: %s", action, tc.body, r.raw)
+			require.Equal(t, taskrunner.Code(tc.code), e.Code, "%s %s: %s", action, tc.body, r.raw)
 			require.Equal(t, tc.field, e.Field, "%s %s: %s", action, tc.body, r.raw)
 		}
 	}

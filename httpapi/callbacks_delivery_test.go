@@ -325,7 +325,7 @@ func TestTaskCallbacksAreTheOwnersOnly(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.status, "%s", resp.raw)
 	resp = b.doAs(t, bobKey, http.MethodGet, path, nil)
 	require.Equal(t, http.StatusNotFound, resp.status, "%s", resp.raw)
-	require.Equal(t, "not_found", resp.apiError(t).Code)
+	require.Equal(t, taskrunner.CodeNotFound, resp.apiError(t).Code)
 	resp = b.doAs(t, opsKey, http.MethodGet, path, nil)
 	require.Equal(t, http.StatusOK, resp.status, "admins see every task's")
 	resp = b.doAs(t, aliceKey, http.MethodGet, "/tasks/999999/callbacks", nil)

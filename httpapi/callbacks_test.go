@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/fetch"
 )
 
@@ -70,7 +71,7 @@ func TestBadCallbackURLIsRefusedAtSubmit(t *testing.T) {
 		resp := b.do(t, http.MethodPost, "/tasks", map[string]any{"type": "echo", "params": map[string]any{"msg": "hi"}, "callback_url": u})
 		require.Equal(t, http.StatusBadRequest, resp.status, "%q: %s", u, resp.raw)
 		e := resp.apiError(t)
-		require.Equal(t, "task_rejected_invalid_params", e.Code, "%q", u)
+		require.Equal(t, taskrunner.CodeInvalidParams, e.Code, "%q", u)
 		require.Equal(t, "callback_url", e.Field, "%q", u)
 		require.Contains(t, e.Message, "callback_url", "%q", u)
 		require.NotContains(t, e.Message, "FETCH_", "%q: a callback refusal names the callback settings", u)
@@ -111,7 +112,7 @@ func TestCallbackURLIsRefusedWhenCallbacksAreOff(t *testing.T) {
 	resp := b.do(t, http.MethodPost, "/tasks", map[string]any{"type": "echo", "params": map[string]any{"msg": "hi"}, "callback_url": "https://example.com/cb"})
 	require.Equal(t, http.StatusBadRequest, resp.status, "%s", resp.raw)
 	e := resp.apiError(t)
-	require.Equal(t, "task_rejected_invalid_params", e.Code)
+	require.Equal(t, taskrunner.CodeInvalidParams, e.Code)
 	require.Equal(t, "callback_url", e.Field)
 	require.Contains(t, e.Message, "CALLBACK_SECRET")
 	require.Zero(t, b.jobCount(t))

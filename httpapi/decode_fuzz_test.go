@@ -52,7 +52,7 @@ func FuzzTaskRequest(f *testing.F) {
 	}
 	const maxRuntime = 600 * time.Second
 	svc, _ := offlineTaskService(f, maxRuntime)
-	codes := map[string]bool{taskrunner.CodeInvalidJSON: true, taskrunner.CodeInvalidParams: true, taskrunner.CodeUnknownTaskType: true}
+	codes := map[taskrunner.Code]bool{taskrunner.CodeInvalidJSON: true, taskrunner.CodeInvalidParams: true, taskrunner.CodeUnknownTaskType: true}
 
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req, err := decodeTaskRequest(body)
@@ -147,7 +147,7 @@ func FuzzScheduleRequest(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	codes := map[string]bool{taskrunner.CodeInvalidJSON: true, taskrunner.CodeInvalidParams: true, taskrunner.CodeUnknownTaskType: true}
+	codes := map[taskrunner.Code]bool{taskrunner.CodeInvalidJSON: true, taskrunner.CodeInvalidParams: true, taskrunner.CodeUnknownTaskType: true}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req, err := decodeScheduleRequest(body)
 		if err == nil {

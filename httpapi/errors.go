@@ -12,10 +12,10 @@ import (
 )
 
 // codeStatus is the HTTP status of every code taskrunner has (a test
-// fails when a code of taskrunner's error.go is missing). The codes of a
+// fails when a code of taskrunner.Codes is missing). The codes of a
 // task's failure are shown in the task's error, not as an answer's status;
 // they have the status they would have if a handler ever returned one.
-var codeStatus = map[string]int{
+var codeStatus = map[taskrunner.Code]int{
 	taskrunner.CodeInvalidJSON:          http.StatusBadRequest,
 	taskrunner.CodeInvalidParams:        http.StatusBadRequest,
 	taskrunner.CodeUnknownTaskType:      http.StatusBadRequest,
@@ -72,7 +72,7 @@ var codeStatus = map[string]int{
 }
 
 // statusOf is the HTTP status of code; 500 for a code without one.
-func statusOf(code string) int {
+func statusOf(code taskrunner.Code) int {
 	if status, ok := codeStatus[code]; ok {
 		return status
 	}
@@ -99,10 +99,10 @@ type errorBody struct {
 }
 
 type errorDetail struct {
-	Code      string `json:"code"`
-	Message   string `json:"message"`
-	Field     string `json:"field,omitempty"`
-	RequestID string `json:"request_id"`
+	Code      taskrunner.Code `json:"code"`
+	Message   string          `json:"message"`
+	Field     string          `json:"field,omitempty"`
+	RequestID string          `json:"request_id"`
 }
 
 // writeError logs err (4xx at info, 5xx at error with the cause) and writes
@@ -112,7 +112,7 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 	status := statusOf(e.Code)
 	reqID := middleware.GetReqID(r.Context())
 	attrs := []slog.Attr{
-		slog.String("event", "http_error"), slog.String("code", e.Code), slog.Int("status", status),
+		slog.String("event", "http_error"), slog.String("code", string(e.Code)), slog.Int("status", status),
 		slog.String("method", logMethod(r)), slog.String("path", logPath(r)), slog.String("request_id", reqID),
 	}
 	if status >= 500 {

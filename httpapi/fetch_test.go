@@ -145,15 +145,15 @@ func TestFetchRefusesDomainsOutsideTheAllowlist(t *testing.T) {
 		require.Equal(t, "params.url", resp.apiError(t).Field)
 	}
 	resp := f.do(t, http.MethodPost, "/tasks", map[string]any{"type": "fetch", "params": map[string]any{"url": f.url("evil.test", "/")}})
-	require.Equal(t, "domain_not_allowed", errorCode(t, resp))
+	require.Equal(t, taskrunner.CodeDomainNotAllowed, errorCode(t, resp))
 	require.Zero(t, f.jobCount(t))
 
 	// On a redirect: the task fails, not retried, and nothing is stored.
 	id := f.submit(t, map[string]any{"type": "fetch", "params": map[string]any{"url": f.url("allowed.test", "/to-evil")}, "max_retries": 2})
 	done := f.waitStatus(t, id, "cancelled", "discarded").task(t)
-	require.Equal(t, "discarded", done.Status, "a failure no retry can fix is not a cancel")
+	require.Equal(t, taskrunner.StatusDiscarded, done.Status, "a failure no retry can fix is not a cancel")
 	taskErr := done.failure(t)
-	require.Equal(t, "domain_not_allowed", taskErr.Code)
+	require.Equal(t, taskrunner.CodeDomainNotAllowed, taskErr.Code)
 	require.NotContains(t, taskErr.Message, "evil.test", "host names stay in the log")
 	require.Len(t, f.logs.Events("task_failed"), 1)
 	require.Contains(t, f.logs.Events("task_failed")[0]["error"], "evil.test")
@@ -166,8 +166,8 @@ func TestFetchOversizedBodyStoresNothing(t *testing.T) {
 	f := setupFetch(t)
 	id := f.submit(t, map[string]any{"type": "fetch", "params": map[string]any{"url": f.url("allowed.test", "/big")}, "max_retries": 2})
 	done := f.waitStatus(t, id, "cancelled", "discarded").task(t)
-	require.Equal(t, "discarded", done.Status)
-	require.Equal(t, "artifact_size_exceeded", done.failure(t).Code)
+	require.Equal(t, taskrunner.StatusDiscarded, done.Status)
+	require.Equal(t, taskrunner.CodeArtifactSizeExceeded, done.failure(t).Code)
 	require.Equal(t, 1, done.Attempt, "an oversized body is not retried")
 	require.Zero(t, f.artifactRows(t))
 	require.Zero(t, f.objectCount(t))
@@ -180,7 +180,7 @@ func TestFetchSlowServerHitsTheTimeout(t *testing.T) {
 	id := f.submit(t, map[string]any{"type": "fetch", "params": map[string]any{"url": f.url("allowed.test", "/slow")}, "timeout_seconds": 0.5, "max_retries": 0})
 	done := f.waitStatus(t, id, "discarded").task(t)
 	require.Less(t, time.Since(start), 8*time.Second)
-	require.Equal(t, "task_runtime_exceeded", done.failure(t).Code)
+	require.Equal(t, taskrunner.CodeTaskRuntimeExceeded, done.failure(t).Code)
 	require.Equal(t, "killed", done.run(t, 0).Status)
 }
 
@@ -189,7 +189,7 @@ func TestFetchClientErrorIsNotRetried(t *testing.T) {
 	f := setupFetch(t)
 	id := f.submit(t, map[string]any{"type": "fetch", "params": map[string]any{"url": f.url("allowed.test", "/missing")}, "max_retries": 2})
 	done := f.waitStatus(t, id, "cancelled", "discarded").task(t)
-	require.Equal(t, "discarded", done.Status)
+	require.Equal(t, taskrunner.StatusDiscarded, done.Status)
 	taskErr := done.failure(t)
 	require.Equal(t, taskrunner.CodeFetchHTTPError, taskErr.Code)
 	require.True(t, strings.Contains(taskErr.Message, "404"), taskErr.Message)
@@ -205,7 +205,7 @@ func TestFetchWithAnUnstorableContentTypeCompletes(t *testing.T) {
 	id := f.submit(t, map[string]any{"type": "fetch", "params": map[string]any{"url": f.url("allowed.test", "/odd-type")}, "max_retries": 0})
 	resp := f.waitStatus(t, id, "completed", "discarded")
 	done := resp.task(t)
-	require.Equal(t, "completed", done.Status, "body: %s", resp.raw)
+	require.Equal(t, taskrunner.StatusCompleted, done.Status, "body: %s", resp.raw)
 	var result fetchResult
 	require.NoError(t, json.Unmarshal(done.Result, &result), "result: %s", done.Result)
 	require.Equal(t, "application/octet-stream", result.ContentType)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/config"
 	"github.com/taskrunner/taskrunner/metrics"
 )
@@ -149,7 +150,7 @@ func TestLongPollAndEventStreamOutliveTheReadTimeout(t *testing.T) {
 	start := time.Now()
 	resp := b.do(t, http.MethodGet, fmt.Sprintf("/tasks/%d?wait=30s", id), nil)
 	require.Equal(t, http.StatusOK, resp.status, "body: %s", resp.raw)
-	require.Equal(t, "completed", resp.task(t).Status)
+	require.Equal(t, taskrunner.StatusCompleted, resp.task(t).Status)
 	require.Greater(t, time.Since(start), 2*readTimeout, "the long poll did not outlast the read timeout")
 
 	id = b.submit(t, map[string]any{"type": "sleep", "params": map[string]any{"seconds": 2.5}})
@@ -270,7 +271,7 @@ func TestCrossOriginBrowserRequestsAreRefused(t *testing.T) {
 	jobs := b.jobCount(t)
 	resp := b.doAs(t, hostileKey, http.MethodPost, "/tasks", echo, "Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site")
 	require.Equal(t, http.StatusForbidden, resp.status, "body: %s", resp.raw)
-	require.Equal(t, "cross_origin_request", errorCode(t, resp))
+	require.Equal(t, taskrunner.CodeCrossOriginRequest, errorCode(t, resp))
 	resp = b.doAs(t, hostileKey, http.MethodPost, "/tasks", echo, "Origin", "http://evil.example") // an old browser
 	require.Equal(t, http.StatusForbidden, resp.status, "body: %s", resp.raw)
 	require.Equal(t, jobs, b.jobCount(t), "a refused request enqueued")
@@ -286,7 +287,7 @@ func TestCrossOriginBrowserRequestsAreRefused(t *testing.T) {
 	del := fmt.Sprintf(`{"ids":["%d"]}`, id)
 	status, raw := riverUIPost(t, b, "/riverui/api/jobs/delete", del, "Origin", "http://evil.example", "Content-Type", "text/plain")
 	require.Equal(t, http.StatusForbidden, status, "%s", raw)
-	require.Equal(t, "cross_origin_request", decode[errorBody](t, raw).Error.Code)
+	require.Equal(t, taskrunner.CodeCrossOriginRequest, decode[errorBody](t, raw).Error.Code)
 	require.Equal(t, http.StatusOK, b.doAs(t, hostileKey, http.MethodGet, fmt.Sprintf("/tasks/%d", id), nil).status, "the job was deleted")
 	// The same from River UI's own page is carried out.
 	status, raw = riverUIPost(t, b, "/riverui/api/jobs/delete", del, "Origin", b.server.URL, "Content-Type", "application/json")
@@ -330,7 +331,7 @@ func TestRiverUIBodiesAreLimited(t *testing.T) {
 
 	status, raw := riverUIPost(t, b, "/riverui/api/jobs/delete", big, "Content-Type", "application/json")
 	require.Equal(t, http.StatusRequestEntityTooLarge, status, "%s", raw)
-	require.Equal(t, "body_too_large", decode[errorBody](t, raw).Error.Code)
+	require.Equal(t, taskrunner.CodeBodyTooLarge, decode[errorBody](t, raw).Error.Code)
 
 	// Chunked, so no length is declared: it fails while read.
 	req, err := http.NewRequest(http.MethodPost, b.server.URL+"/riverui/api/jobs/delete", io.MultiReader(strings.NewReader(big)))
@@ -390,7 +391,7 @@ func TestOversizedBodyWrittenWholeStillGets413(t *testing.T) {
 				read := time.Now()
 				require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode, "%s", raw)
 				e := decode[errorBody](t, raw)
-				require.Equal(t, route.code, e.Error.Code)
+				require.Equal(t, taskrunner.Code(route.code), e.Error.Code)
 				require.NotEmpty(t, e.Error.Message)
 				require.NotEmpty(t, e.Error.RequestID)
 

@@ -23,25 +23,28 @@ type Limiter interface {
 	Allow(ctx context.Context, key string, perMinute, n int) (cache.Decision, error)
 }
 
-// tenantOf names the tenant a request acts for: the context's tenant, or
-// without one the name of the request's API key (the tenant is the key's
-// name), or local when the server runs without keys.
+// tenantOf names the tenant a request acts for: the context's tenant
+// (the API key's name), or local when it has none.
 func tenantOf(ctx context.Context) string {
 	if t, ok := taskrunner.TenantFrom(ctx); ok && t.Name != "" {
 		return t.Name
 	}
-	if name := clientOf(ctx); name != "" {
-		return name
-	}
 	return taskrunner.LocalTenant
+}
+
+// callerName names the tenant a request acts for in its log line: "" for
+// a request without one (refused before authentication, or /health).
+func callerName(ctx context.Context) string {
+	t, _ := taskrunner.TenantFrom(ctx)
+	return t.Name
 }
 
 // limitKey is what a request's per-tenant limits are counted under: its
 // tenant, so that all keys of one name share them; without keys (the
 // tenant local) each client address on its own, as before tenants.
 func limitKey(ctx context.Context) string {
-	if addr := clientAddr(ctx); addr != "" {
-		return "addr:" + addr
+	if t, ok := taskrunner.TenantFrom(ctx); ok && t.Addr != "" {
+		return "addr:" + t.Addr
 	}
 	return cache.TenantKey(tenantOf(ctx))
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/config"
 	"github.com/taskrunner/taskrunner/httpapi"
 	"github.com/taskrunner/taskrunner/metrics"
@@ -36,7 +37,7 @@ func TestEnqueueLimitAtNAndNPlusOne(t *testing.T) {
 	}
 	over := b.doAs(t, "alice-key-0123456789abcdef", "POST", "/tasks", echoTask)
 	require.Equal(t, http.StatusTooManyRequests, over.status)
-	require.Equal(t, "rate_limit_exceeded", errorCode(t, over))
+	require.Equal(t, taskrunner.CodeRateLimitExceeded, errorCode(t, over))
 	retry, err := strconv.Atoi(over.header.Get("Retry-After"))
 	require.NoError(t, err)
 	require.True(t, retry >= 1 && retry <= 60, "Retry-After %d", retry)
@@ -100,7 +101,7 @@ func TestBatchIsAllOrNone(t *testing.T) {
 	// One invalid task rejects the batch, naming its index.
 	r := b.do(t, "POST", "/tasks/batch", map[string]any{"tasks": []any{echoTask, map[string]any{"type": "sleep", "params": map[string]any{"seconds": -1}}, echoTask}})
 	require.Equal(t, http.StatusBadRequest, r.status)
-	require.Equal(t, "task_rejected_invalid_params", errorCode(t, r))
+	require.Equal(t, taskrunner.CodeInvalidParams, errorCode(t, r))
 	require.Equal(t, "tasks[1].params.seconds", r.apiError(t).Field)
 	require.Zero(t, b.jobCount(t))
 
@@ -111,7 +112,7 @@ func TestBatchIsAllOrNone(t *testing.T) {
 	}
 	r = b.do(t, "POST", "/tasks/batch", map[string]any{"tasks": big})
 	require.Equal(t, http.StatusRequestEntityTooLarge, r.status)
-	require.Equal(t, "batch_too_large", errorCode(t, r))
+	require.Equal(t, taskrunner.CodeBatchTooLarge, errorCode(t, r))
 	r = b.do(t, "POST", "/tasks/batch", map[string]any{"tasks": []any{}})
 	require.Equal(t, http.StatusBadRequest, r.status)
 	require.Zero(t, b.jobCount(t))
@@ -224,7 +225,7 @@ func TestAuthOnEveryRoute(t *testing.T) {
 			}
 			e := body.Error
 			require.NotNil(t, e, "%s %s (%s): no error body", method, route, tc.name)
-			require.Equal(t, "unauthorized", e.Code)
+			require.Equal(t, taskrunner.CodeUnauthorized, e.Code)
 			require.NotContains(t, e.Message, "wrong", "the 401 says nothing of which part was wrong")
 		}
 		return nil

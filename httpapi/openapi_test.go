@@ -59,7 +59,7 @@ func TestOpenAPIDocumentIsValid(t *testing.T) {
 
 	// Every error code the API's packages define is in the document.
 	codes := c.doc.Components.Schemas["ErrorCode"].Value.Enum
-	for _, code := range []string{
+	for _, code := range []taskrunner.Code{
 		taskrunner.CodeInvalidJSON, taskrunner.CodeBodyTooLarge, taskrunner.CodeUnsupportedMediaType, taskrunner.CodeDependencyUnavailable,
 		taskrunner.CodeInternal, taskrunner.CodeMethodNotAllowed, taskrunner.CodeUnauthorized, taskrunner.CodeRateLimitExceeded, taskrunner.CodeTooManyWaiters,
 		taskrunner.CodeCrossOriginRequest,
@@ -67,7 +67,7 @@ func TestOpenAPIDocumentIsValid(t *testing.T) {
 		taskrunner.CodeArtifactSizeExceeded, taskrunner.CodeArtifactInvalid, taskrunner.CodeNotFound, taskrunner.CodeDomainNotAllowed,
 		taskrunner.CodeTooManyUploads, taskrunner.CodeUploadStalled, taskrunner.CodeTooManyArtifacts,
 	} {
-		require.Contains(t, codes, code, "error code %s is not in the ErrorCode schema", code)
+		require.Contains(t, codes, string(code), "error code %s is not in the ErrorCode schema", code)
 	}
 
 	// A task's detail is the task plus its runs and artifact ids.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/client"
 	"github.com/taskrunner/taskrunner/jobs"
 )
@@ -48,7 +49,7 @@ func TestSleepStreamsProgressThenItsFinalState(t *testing.T) {
 	// holding the same progress in its task).
 	n := len(events)
 	require.Equal(t, "state", events[n-2].name)
-	require.Equal(t, "completed", decode[taskView](t, events[n-2].data).Status)
+	require.Equal(t, taskrunner.StatusCompleted, decode[taskView](t, events[n-2].data).Status)
 	require.Equal(t, "end", events[n-1].name)
 	ids := map[string]bool{}
 	for _, e := range events {
@@ -78,7 +79,7 @@ func TestEventStreamResumesFromLastEventID(t *testing.T) {
 		resumed := b.readEvents(t, id, from)
 		require.Len(t, resumed, 2, "from %s: %v", from, resumed)
 		require.Equal(t, "state", resumed[0].name)
-		require.Equal(t, "completed", decode[taskView](t, resumed[0].data).Status)
+		require.Equal(t, taskrunner.StatusCompleted, decode[taskView](t, resumed[0].data).Status)
 		require.Equal(t, "end", resumed[1].name)
 		require.Equal(t, events[len(events)-1].id, resumed[1].id)
 	}
@@ -110,7 +111,7 @@ func TestFetchReportsGrowingByteCounts(t *testing.T) {
 
 	id := f.submit(t, map[string]any{"type": "fetch", "params": map[string]any{"url": f.url("allowed.test", "/large")}})
 	events := f.readEvents(t, id)
-	require.Equal(t, "completed", decode[taskView](t, events[len(events)-2].data).Status)
+	require.Equal(t, taskrunner.StatusCompleted, decode[taskView](t, events[len(events)-2].data).Status)
 	progress := progressEvents(t, events)
 	require.GreaterOrEqual(t, len(progress), 2, "events: %v", events)
 	for i, p := range progress {

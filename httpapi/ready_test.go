@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/cache"
 	"github.com/taskrunner/taskrunner/config"
@@ -73,7 +74,7 @@ func TestReadyNamesTheDependencyThatIsDown(t *testing.T) {
 				return
 			}
 			require.Equal(t, http.StatusServiceUnavailable, resp.status, "body: %s", resp.raw)
-			require.Equal(t, "dependency_unavailable", errorCode(t, resp))
+			require.Equal(t, taskrunner.CodeDependencyUnavailable, errorCode(t, resp))
 			require.Equal(t, "down", checks[tc.down])
 			require.Contains(t, resp.apiError(t).Message, tc.down)
 			require.NotContains(t, string(resp.raw), minio.Password)
@@ -118,7 +119,7 @@ func TestDatabaseDownIsServiceUnavailable(t *testing.T) {
 		}
 		resp := b.do(t, r.method, r.path, body)
 		require.Equal(t, http.StatusServiceUnavailable, resp.status, "%s %s: %s", r.method, r.path, resp.raw)
-		require.Equal(t, "dependency_unavailable", errorCode(t, resp))
+		require.Equal(t, taskrunner.CodeDependencyUnavailable, errorCode(t, resp))
 		require.NotContains(t, string(resp.raw), "127.0.0.1:1", "the cause reached the client")
 	}
 	require.NotEmpty(t, logs.Events("http_error"), "the cause is logged")

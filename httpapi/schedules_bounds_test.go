@@ -67,7 +67,7 @@ func TestScheduleCapHoldsUnderParallelCreates(t *testing.T) {
 		bodies[i] = map[string]any{"name": fmt.Sprintf("new-%d", i), "every": "24h", "task": echoTask}
 	}
 	got := parallelCreates(t, b, aliceKey, bodies)
-	require.Equal(t, map[string]int{"201": room, "409 " + taskrunner.CodeTooManySchedules: 50 - room}, got)
+	require.Equal(t, map[string]int{"201": room, "409 " + string(taskrunner.CodeTooManySchedules): 50 - room}, got)
 	require.Equal(t, schedule.MaxPerOwner, countSchedules(t, b, "alice"), "exactly the cap")
 
 	r := b.doAs(t, bobKey, http.MethodPost, "/schedules", hourly("bobs"))
@@ -134,7 +134,7 @@ func TestScheduleTickBound(t *testing.T) {
 		bodies[i] = map[string]any{"name": fmt.Sprintf("p%d", i), "every": "3s", "task": echoTask}
 	}
 	got := parallelCreates(t, b, bobKey, bodies)
-	require.Equal(t, map[string]int{"201": 1, "409 " + taskrunner.CodeScheduleRateExceeded: 19}, got)
+	require.Equal(t, map[string]int{"201": 1, "409 " + string(taskrunner.CodeScheduleRateExceeded): 19}, got)
 	require.Equal(t, 1, countSchedules(t, b, "bob"))
 }
 

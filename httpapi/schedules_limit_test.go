@@ -11,6 +11,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/config"
 	"github.com/taskrunner/taskrunner/jobs"
 	"github.com/taskrunner/taskrunner/metrics"
@@ -99,7 +100,7 @@ func TestScheduleTicksTakeTheOwnersEnqueueAllowance(t *testing.T) {
 	require.LessOrEqual(t, fired, alicePerMinute+refilled, "alice's ticks beyond her allowance are skipped")
 	if refilled == 0 {
 		require.Equal(t, http.StatusTooManyRequests, post.status, "her ticks used her allowance up: %s", post.raw)
-		require.Equal(t, "rate_limit_exceeded", errorCode(t, post))
+		require.Equal(t, taskrunner.CodeRateLimitExceeded, errorCode(t, post))
 	}
 	skipped := 5 - fired
 

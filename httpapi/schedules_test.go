@@ -124,7 +124,7 @@ func TestScheduleRefusals(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		body  any
-		code  string
+		code  taskrunner.Code
 		field string
 	}{
 		{"no name", map[string]any{"every": "1m", "task": echoTask}, taskrunner.CodeInvalidParams, "name"},

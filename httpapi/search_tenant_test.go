@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/cache"
 	"github.com/taskrunner/taskrunner/internal/testenv"
 	"github.com/taskrunner/taskrunner/search"
@@ -42,7 +43,7 @@ func TestSearchCacheIsPerTenant(t *testing.T) {
 				resp := b.doAs(t, key, http.MethodPost, "/search", map[string]any{"query": "acme merger globex", "sources": []string{"brave"}})
 				require.Equal(t, http.StatusAccepted, resp.status, "%s", resp.raw)
 				done := b.doAs(t, key, http.MethodGet, fmt.Sprintf("/tasks/%d?wait=20s", resp.task(t).ID), nil)
-				require.Equal(t, "completed", done.task(t).Status, "%s", done.raw)
+				require.Equal(t, taskrunner.StatusCompleted, done.task(t).Status, "%s", done.raw)
 				return searchResultOf(t, done.task(t))
 			}
 			require.False(t, searchAs(aliceKey).Sources["brave"].Cached)

@@ -184,7 +184,7 @@ func TestSearchRejectsSourcesOutsideTheAllowlist(t *testing.T) {
 	} {
 		resp := s.do(t, http.MethodPost, tc.path, tc.body)
 		require.Equal(t, http.StatusBadRequest, resp.status, "%s: %s", tc.body, resp.raw)
-		require.Equal(t, "task_rejected_invalid_params", errorCode(t, resp))
+		require.Equal(t, taskrunner.CodeInvalidParams, errorCode(t, resp))
 		require.Equal(t, tc.field, resp.apiError(t).Field, "%s: %s", tc.body, resp.raw)
 	}
 	require.Zero(t, s.jobCount(t), "a rejected search is never enqueued")
@@ -200,15 +200,15 @@ var unsafeInMessages = regexp.MustCompile(`(?i)[A-Za-z]+Error\b|JobCancel|river|
 // search_failed and a message naming the source and its failure's code but
 // no host, URL or type name, the same in the API, in SQL and in River's
 // own row (which River UI shows).
-func requireFailedForGood(t *testing.T, s searchBundle, resp response, providerCode string) {
+func requireFailedForGood(t *testing.T, s searchBundle, resp response, providerCode taskrunner.Code) {
 	t.Helper()
 	done := resp.task(t)
-	require.Equal(t, "discarded", done.Status, "body: %s", resp.raw)
+	require.Equal(t, taskrunner.StatusDiscarded, done.Status, "body: %s", resp.raw)
 	require.Equal(t, 1, done.Attempt, "not retried")
 	taskErr := done.failure(t)
 	require.Equal(t, taskrunner.CodeSearchFailed, taskErr.Code)
 	msg := taskErr.Message
-	require.Contains(t, msg, "brave: "+providerCode)
+	require.Contains(t, msg, "brave: "+string(providerCode))
 	require.Contains(t, msg, "not retried")
 	require.NotRegexp(t, unsafeInMessages, msg)
 	require.NotContains(t, msg, s.brave.URL())
@@ -221,7 +221,7 @@ func requireFailedForGood(t *testing.T, s searchBundle, resp response, providerC
 	var status, code, sqlMsg, riverState, riverErr string
 	require.NoError(t, s.db.Pool.QueryRow(context.Background(),
 		`SELECT status::text, error_code, error FROM tasks WHERE id = $1`, id).Scan(&status, &code, &sqlMsg))
-	require.Equal(t, []string{"discarded", taskrunner.CodeSearchFailed, msg}, []string{status, code, sqlMsg}, "select * from tasks agrees")
+	require.Equal(t, []string{"discarded", string(taskrunner.CodeSearchFailed), msg}, []string{status, code, sqlMsg}, "select * from tasks agrees")
 	require.NoError(t, s.db.Pool.QueryRow(context.Background(),
 		`SELECT state::text, errors[array_upper(errors, 1)] ->> 'error' FROM river_job WHERE id = $1`, id).Scan(&riverState, &riverErr))
 	require.Equal(t, "discarded", riverState, "River UI shows the same state")
@@ -274,7 +274,7 @@ func TestSearchResultWithUnstorableTextCompletes(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, resp.status, "body: %s", resp.raw)
 	doneResp := s.waitStatus(t, resp.task(t).ID, "completed", "discarded")
 	done := doneResp.task(t)
-	require.Equal(t, "completed", done.Status, "body: %s", doneResp.raw)
+	require.Equal(t, taskrunner.StatusCompleted, done.Status, "body: %s", doneResp.raw)
 	results := searchResultOf(t, done).Results
 	require.NotEmpty(t, results)
 	require.Equal(t, "a\uFFFDb \uFFFD", results[0].Title)

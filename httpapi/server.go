@@ -205,12 +205,15 @@ func (s *Server) handle(h handlerFunc) http.HandlerFunc {
 
 func (s *Server) routes() chi.Router {
 	r := chi.NewRouter()
-	// Outermost first: recover, request id, log, drain what a handler left
-	// of a body, refuse cross-origin browser requests, auth, deadline. The
-	// enqueue limit is taken in the handlers that enqueue, once they know
-	// how many tasks a request holds.
+	// Outermost first: recover, request id, identify the tenant (so that
+	// the log names it), log, drain what a handler left of a body, refuse
+	// cross-origin browser requests, auth (refuse a request identify
+	// found no tenant for), deadline. The enqueue limit is taken in the
+	// handlers that enqueue, once they know how many tasks a request
+	// holds.
 	r.Use(s.recoverer)
 	r.Use(requestID)
+	r.Use(s.identify)
 	r.Use(s.requestLog)
 	r.Use(s.drainBody)
 	r.Use(s.crossOrigin)
@@ -296,7 +299,6 @@ func (s *Server) requestLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 		start := time.Now()
-		r, _ = withClient(r)
 		next.ServeHTTP(ww, r)
 		route := chi.RouteContext(r.Context()).RoutePattern()
 		if route == "" {
@@ -309,7 +311,7 @@ func (s *Server) requestLog(next http.Handler) http.Handler {
 		}
 		if s.deps.Logger.Enabled(r.Context(), level) {
 			s.deps.Logger.LogAttrs(r.Context(), level, "http request", slog.String("event", "http_request"),
-				slog.String("method", logMethod(r)), slog.String("route", route), slog.String("tenant", clientOf(r.Context())),
+				slog.String("method", logMethod(r)), slog.String("route", route), slog.String("tenant", callerName(r.Context())),
 				slog.Int("status", ww.Status()), slog.Float64("took_ms", float64(time.Since(start).Microseconds())/1000),
 				slog.String("request_id", middleware.GetReqID(r.Context())))
 		}

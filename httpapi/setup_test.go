@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"riverqueue.com/riverui"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/app"
 	"github.com/taskrunner/taskrunner/artifact"
 	"github.com/taskrunner/taskrunner/builtin"
@@ -418,7 +419,7 @@ func (b *bundle) submit(t *testing.T, req map[string]any) int64 {
 }
 
 // waitStatus polls the task until its status is one of want.
-func (b *bundle) waitStatus(t *testing.T, id int64, want ...string) response {
+func (b *bundle) waitStatus(t *testing.T, id int64, want ...taskrunner.Status) response {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -445,7 +446,7 @@ func (b *bundle) jobCount(t *testing.T) int {
 	return n
 }
 
-func errorCode(t *testing.T, r response) string {
+func errorCode(t *testing.T, r response) taskrunner.Code {
 	t.Helper()
 	return r.apiError(t).Code
 }

@@ -24,7 +24,7 @@ func viewFrom(s string, raw []byte, f float64, sec int64, nsec int64, zone int, 
 		CreatedAt: at, ScheduledAt: at.UTC()}}
 	if flags&1 != 0 {
 		v.Result = json.RawMessage(`{"a": [1, 2,  "x"]}`)
-		v.Error = &taskError{Code: s, Message: s + "!"}
+		v.Error = &taskError{Code: taskrunner.Code(s), Message: s + "!"}
 	}
 	if flags&2 != 0 {
 		v.TimeoutSeconds = &f

@@ -20,21 +20,21 @@ import (
 // taskFields are a task's own fields: its view without the callback, and
 // the body a callback delivers.
 type taskFields struct {
-	ID              int64           `json:"id"`
-	TaskID          int64           `json:"task_id"` // id, under the name earlier clients read
-	Type            string          `json:"type"`
-	Status          string          `json:"status"`
-	Params          json.RawMessage `json:"params"`
-	Result          json.RawMessage `json:"result"`
-	Error           *taskError      `json:"error"`
-	Attempt         int             `json:"attempt"`
-	MaxAttempts     int             `json:"max_attempts"`
-	MaxRetries      int             `json:"max_retries"`
-	Priority        int             `json:"priority"`
-	Queue           string          `json:"queue"`
-	Owner           string          `json:"owner"`
-	TimeoutSeconds  *float64        `json:"timeout_seconds"`
-	CancelRequested bool            `json:"cancel_requested"`
+	ID              int64             `json:"id"`
+	TaskID          int64             `json:"task_id"` // id, under the name earlier clients read
+	Type            string            `json:"type"`
+	Status          taskrunner.Status `json:"status"`
+	Params          json.RawMessage   `json:"params"`
+	Result          json.RawMessage   `json:"result"`
+	Error           *taskError        `json:"error"`
+	Attempt         int               `json:"attempt"`
+	MaxAttempts     int               `json:"max_attempts"`
+	MaxRetries      int               `json:"max_retries"`
+	Priority        int               `json:"priority"`
+	Queue           string            `json:"queue"`
+	Owner           string            `json:"owner"`
+	TimeoutSeconds  *float64          `json:"timeout_seconds"`
+	CancelRequested bool              `json:"cancel_requested"`
 	// Schedule is the name of the schedule that enqueued the task; nil
 	// for a task a client submitted.
 	Schedule    *string    `json:"schedule"`
@@ -65,8 +65,8 @@ type taskDetailView struct {
 }
 
 type taskError struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
+	Code    taskrunner.Code `json:"code"`
+	Message string          `json:"message"`
 }
 
 // fieldsOf is t's fields as the API shows them; maxRuntime is the timeout
@@ -93,7 +93,7 @@ func fieldsOf(t *taskrunner.Task, maxRuntime time.Duration) taskFields {
 		}
 	}
 	v.Schedule = scheduleOf(t.Metadata)
-	if t.ErrorCode != nil && t.Status != "completed" {
+	if t.ErrorCode != nil && t.Status != taskrunner.StatusCompleted {
 		// The code and public message travel as data, from the task's runs;
 		// River's own error text (hosts, types) is never shown.
 		v.Error = &taskError{Code: *t.ErrorCode}
@@ -101,7 +101,7 @@ func fieldsOf(t *taskrunner.Task, maxRuntime time.Duration) taskFields {
 			v.Error.Message = *t.Error
 		}
 		if v.Error.Message == "" {
-			v.Error.Message = task.PublicMessage(v.Error.Code)
+			v.Error.Message = taskrunner.PublicMessage(v.Error.Code, nil)
 		}
 	}
 	return v
@@ -199,7 +199,7 @@ func idempotencyKey(r *http.Request) (string, error) {
 		return "", &taskrunner.Error{Code: taskrunner.CodeInvalidParams, Field: "Idempotency-Key",
 			Message: fmt.Sprintf("Idempotency-Key must be 1 to %d visible ASCII characters", task.MaxIdempotencyKeyLength)}
 	}
-	return clientOf(r.Context()) + "/" + k, nil
+	return tenantOf(r.Context()) + "/" + k, nil
 }
 
 // batchRequest is a POST /tasks/batch body.

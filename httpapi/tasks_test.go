@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/client"
 	"github.com/taskrunner/taskrunner/db"
 )
@@ -78,12 +79,12 @@ func TestTimeoutKillsWithRuntimeExceeded(t *testing.T) {
 	resp := b.waitStatus(t, id, "discarded").task(t)
 
 	taskErr := resp.failure(t)
-	require.Equal(t, "task_runtime_exceeded", taskErr.Code)
+	require.Equal(t, taskrunner.CodeTaskRuntimeExceeded, taskErr.Code)
 	require.Equal(t, "the task ran longer than its timeout (200ms) and was killed", taskErr.Message, "no Go error text")
 	require.Len(t, resp.Runs, 1)
 	run := resp.Runs[0]
 	require.Equal(t, db.RunKilled, run.Status)
-	require.Equal(t, "task_runtime_exceeded", deref(run.ErrorCode))
+	require.Equal(t, taskrunner.CodeTaskRuntimeExceeded, deref(run.ErrorCode))
 	require.NotNil(t, run.DurationMS)
 	require.Less(t, *run.DurationMS, 5000.0, "the sleep was not cut short")
 
@@ -116,21 +117,21 @@ func TestCancelQueuedTask(t *testing.T) {
 	runAt := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
 	id := b.submit(t, map[string]any{"type": "echo", "params": map[string]any{"msg": "later"}, "run_at": runAt})
 	path := "/tasks/" + strconv.FormatInt(id, 10)
-	require.Equal(t, "scheduled", b.do(t, http.MethodGet, path, nil).task(t).Status)
+	require.Equal(t, taskrunner.StatusScheduled, b.do(t, http.MethodGet, path, nil).task(t).Status)
 
 	resp := b.do(t, http.MethodPost, path+"/cancel", nil)
 	require.Equal(t, http.StatusOK, resp.status, "body: %s", resp.raw)
-	require.Equal(t, "cancelled", resp.task(t).Status)
+	require.Equal(t, taskrunner.StatusCancelled, resp.task(t).Status)
 
 	got := b.do(t, http.MethodGet, path, nil).task(t)
-	require.Equal(t, "cancelled", got.Status)
+	require.Equal(t, taskrunner.StatusCancelled, got.Status)
 	require.Empty(t, got.Runs, "a cancelled queued task never runs")
 	require.Equal(t, &client.TaskError{Code: "task_cancelled", Message: "the task was cancelled"}, got.Error)
 
 	// Cancelling it again: it is finished.
 	again := b.do(t, http.MethodPost, path+"/cancel", nil)
 	require.Equal(t, http.StatusConflict, again.status)
-	require.Equal(t, "task_already_finished", errorCode(t, again))
+	require.Equal(t, taskrunner.CodeTaskAlreadyFinished, errorCode(t, again))
 }
 
 func TestCancelRunningTaskInProcess(t *testing.T) {
@@ -157,7 +158,7 @@ func TestCancelRunningTaskInProcess(t *testing.T) {
 	resp := b.do(t, http.MethodPost, path+"/cancel", nil)
 	require.Contains(t, []int{http.StatusOK, http.StatusAccepted}, resp.status, "body: %s", resp.raw)
 	got := b.waitStatus(t, id, "cancelled").task(t)
-	require.Equal(t, "task_cancelled", got.failure(t).Code)
+	require.Equal(t, taskrunner.CodeTaskCancelled, got.failure(t).Code)
 	run := got.run(t, 0)
 	require.Equal(t, db.RunCancelled, run.Status)
 	require.NotNil(t, run.DurationMS)
@@ -174,8 +175,8 @@ func TestCancelFinishedTaskIsConflict(t *testing.T) {
 
 	resp := b.do(t, http.MethodPost, fmt.Sprintf("/tasks/%d/cancel", id), nil)
 	require.Equal(t, http.StatusConflict, resp.status)
-	require.Equal(t, "task_already_finished", errorCode(t, resp))
-	require.Equal(t, "completed", b.waitStatus(t, id, "completed").task(t).Status)
+	require.Equal(t, taskrunner.CodeTaskAlreadyFinished, errorCode(t, resp))
+	require.Equal(t, taskrunner.StatusCompleted, b.waitStatus(t, id, "completed").task(t).Status)
 }
 
 func TestListFiltersAndPaginates(t *testing.T) {
@@ -246,7 +247,7 @@ func TestHealthAndLimits(t *testing.T) {
 
 	missing := b.do(t, http.MethodGet, "/nope", nil)
 	require.Equal(t, http.StatusNotFound, missing.status)
-	require.Equal(t, "not_found", errorCode(t, missing))
+	require.Equal(t, taskrunner.CodeNotFound, errorCode(t, missing))
 }
 
 // A page of GET /tasks is capped in bytes as well as in tasks: large

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/config"
 	"github.com/taskrunner/taskrunner/metrics"
 )
@@ -44,7 +45,7 @@ func TestEnqueueLimitIsPerTenantWithItsOverride(t *testing.T) {
 	}
 	over := b.doAs(t, limitsAliceKeyNew, "POST", "/tasks", echoTask)
 	require.Equal(t, http.StatusTooManyRequests, over.status, "the 4th, by her other key: %s", over.raw)
-	require.Equal(t, "rate_limit_exceeded", errorCode(t, over))
+	require.Equal(t, taskrunner.CodeRateLimitExceeded, errorCode(t, over))
 	require.NotEmpty(t, over.header.Get("Retry-After"))
 	require.Contains(t, over.apiError(t).Message, "3 tasks per minute")
 
@@ -148,7 +149,7 @@ func TestWaitersAreBoundedPerTenant(t *testing.T) {
 
 	second := b.doAs(t, limitsAliceKeyNew, http.MethodGet, fmt.Sprintf("/tasks/%d?wait=3s", aliceTask), nil)
 	require.Equal(t, http.StatusServiceUnavailable, second.status)
-	require.Equal(t, "too_many_waiters", errorCode(t, second))
+	require.Equal(t, taskrunner.CodeTooManyWaiters, errorCode(t, second))
 	require.Contains(t, second.apiError(t).Message, "TENANT_MAX_WAITERS")
 	req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/tasks/%d/events", b.server.URL, aliceTask), nil)
 	require.NoError(t, err)

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/builtin"
 	"github.com/taskrunner/taskrunner/config"
 	"github.com/taskrunner/taskrunner/httpapi"
@@ -119,7 +120,7 @@ func TestTenantsSeeOnlyTheirOwn(t *testing.T) {
 	// one artifact alone.
 	r := b.doAs(t, aliceKey, "GET", "/tasks/"+aliceID, nil)
 	require.Equal(t, http.StatusOK, r.status)
-	require.Equal(t, "available", r.task(t).Status)
+	require.Equal(t, taskrunner.StatusAvailable, r.task(t).Status)
 	require.False(t, r.task(t).CancelRequested)
 	require.Equal(t, []string{ts.aliceArt}, r.task(t).ArtifactIDs)
 	require.Equal(t, 1, b.artifactRows(t))
@@ -192,7 +193,7 @@ func TestAdminSeesAllAndFiltersByOwner(t *testing.T) {
 	// The admin cancels bob's task.
 	c := b.doAs(t, opsKey, "POST", fmt.Sprintf("/tasks/%d/cancel", ts.bobTask), nil)
 	require.Equal(t, http.StatusOK, c.status, "body: %s", c.raw)
-	require.Equal(t, "cancelled", c.task(t).Status)
+	require.Equal(t, taskrunner.StatusCancelled, c.task(t).Status)
 }
 
 // River UI and /metrics show every tenant's work: 403 forbidden to a
@@ -206,7 +207,7 @@ func TestRiverUIAndMetricsAreForAdmins(t *testing.T) {
 			resp, body := b.raw(t, "GET", path, "", nil, 0, "Authorization", auth)
 			require.Equal(t, http.StatusForbidden, resp.StatusCode, "%s as bob: %s", path, body)
 			e := response{status: resp.StatusCode, raw: body}.apiError(t)
-			require.Equal(t, "forbidden", e.Code)
+			require.Equal(t, taskrunner.CodeForbidden, e.Code)
 		}
 	}
 	for _, path := range []string{"/metrics", "/riverui/", "/riverui/api/jobs?state=available"} {
@@ -250,7 +251,7 @@ func TestEveryIDRouteChecksTheOwner(t *testing.T) {
 				"%s %s as bob on alice's id: %d %s", method, route, resp.StatusCode, body)
 			if method != http.MethodHead {
 				e := response{status: resp.StatusCode, raw: body}.apiError(t)
-				require.Contains(t, []string{"not_found", "forbidden"}, e.Code, "%s %s", method, route)
+				require.Contains(t, []taskrunner.Code{taskrunner.CodeNotFound, taskrunner.CodeForbidden}, e.Code, "%s %s", method, route)
 			}
 		}
 		checked++
@@ -260,7 +261,7 @@ func TestEveryIDRouteChecksTheOwner(t *testing.T) {
 	require.GreaterOrEqual(t, checked, 7, "the walk found the routes with ids")
 
 	r := b.doAs(t, aliceKey, "GET", fmt.Sprintf("/tasks/%d", ts.aliceTask), nil)
-	require.Equal(t, "available", r.task(t).Status)
+	require.Equal(t, taskrunner.StatusAvailable, r.task(t).Status)
 	require.False(t, r.task(t).CancelRequested)
 	require.Equal(t, []string{ts.aliceArt}, r.task(t).ArtifactIDs)
 	require.Equal(t, 1, b.objectCount(t))

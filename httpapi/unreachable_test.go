@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/fetch"
 	"github.com/taskrunner/taskrunner/internal/testenv"
 	"github.com/taskrunner/taskrunner/jobs"
@@ -50,7 +51,7 @@ func TestFetchTaskDoesNotTellWhetherANameResolves(t *testing.T) {
 		require.Equal(t, http.StatusAccepted, resp.status, "%s: %s", host, resp.raw)
 		done := b.waitStatus(t, resp.task(t).ID, "discarded", "completed")
 		v := done.task(t)
-		require.Equal(t, "address_not_allowed", v.failure(t).Code)
+		require.Equal(t, taskrunner.CodeAddressNotAllowed, v.failure(t).Code)
 		require.Len(t, v.Runs, 1, "not retried")
 		var fields map[string]json.RawMessage
 		require.NoError(t, json.Unmarshal(done.raw, &fields))

@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/client"
 )
 
@@ -61,10 +62,10 @@ type errorBody struct {
 }
 
 type errorDetail struct {
-	Code      string `json:"code"`
-	Message   string `json:"message"`
-	Field     string `json:"field"`
-	RequestID string `json:"request_id"`
+	Code      taskrunner.Code `json:"code"`
+	Message   string          `json:"message"`
+	Field     string          `json:"field"`
+	RequestID string          `json:"request_id"`
 }
 
 // limitsView is GET /limits (the fields the tests read).
@@ -114,10 +115,12 @@ func (r response) apiError(t *testing.T) errorDetail {
 	return e
 }
 
-// deref is *p, or "" when p is nil (a null or missing field).
-func deref(p *string) string {
+// deref is *p, or the zero value ("") when p is nil (a null or missing
+// field).
+func deref[T any](p *T) T {
 	if p == nil {
-		return ""
+		var zero T
+		return zero
 	}
 	return *p
 }

@@ -172,7 +172,7 @@ func (s *Server) waitFinished(ctx context.Context, wake <-chan struct{}, id int6
 type eventID struct {
 	attempt int
 	seq     int64
-	status  string
+	status  taskrunner.Status
 }
 
 func (e eventID) String() string { return fmt.Sprintf("%d-%d-%s", e.attempt, e.seq, e.status) }
@@ -189,7 +189,7 @@ func parseEventID(v string) (e eventID, ok bool) {
 	if err1 != nil || err2 != nil || attempt < 0 || seq < 0 || parts[2] == "" {
 		return eventID{}, false
 	}
-	return eventID{attempt: attempt, seq: seq, status: parts[2]}, true
+	return eventID{attempt: attempt, seq: seq, status: taskrunner.Status(parts[2])}, true
 }
 
 // taskEvents streams a task's state changes and progress as server-sent
@@ -305,6 +305,6 @@ func (s *Server) taskEvents(w http.ResponseWriter, r *http.Request) error {
 			return nil //nolint:nilerr // the client left
 		}
 	}
-	_ = send("end", map[string]string{"status": sent.status})
+	_ = send("end", map[string]string{"status": string(sent.status)})
 	return nil
 }

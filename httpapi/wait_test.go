@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/taskrunner/taskrunner"
 )
 
 func TestLongPollReturnsWhenTheTaskFinishes(t *testing.T) {
@@ -21,16 +23,16 @@ func TestLongPollReturnsWhenTheTaskFinishes(t *testing.T) {
 	resp := b.do(t, http.MethodGet, fmt.Sprintf("/tasks/%d?wait=20s", id), nil)
 	took := time.Since(start)
 	require.Equal(t, http.StatusOK, resp.status, "body: %s", resp.raw)
-	require.Equal(t, "completed", resp.task(t).Status)
+	require.Equal(t, taskrunner.StatusCompleted, resp.task(t).Status)
 	require.Less(t, took, 15*time.Second, "woken by the state change, not by the end of the wait")
 
 	// A finished task answers at once; a wait that ends first returns the
 	// task as it is.
-	require.Equal(t, "completed", b.do(t, http.MethodGet, fmt.Sprintf("/tasks/%d?wait=30", id), nil).task(t).Status)
+	require.Equal(t, taskrunner.StatusCompleted, b.do(t, http.MethodGet, fmt.Sprintf("/tasks/%d?wait=30", id), nil).task(t).Status)
 	long := b.submit(t, map[string]any{"type": "sleep", "params": map[string]any{"seconds": 30}})
 	resp = b.do(t, http.MethodGet, fmt.Sprintf("/tasks/%d?wait=300ms", long), nil)
 	require.Equal(t, http.StatusOK, resp.status)
-	require.Contains(t, []string{"available", "running"}, resp.task(t).Status)
+	require.Contains(t, []taskrunner.Status{taskrunner.StatusAvailable, taskrunner.StatusRunning}, resp.task(t).Status)
 	require.Zero(t, b.waiting(t), "every waiter let go")
 
 	for _, bad := range []string{"forever", "-1s", "61s", "NaN"} {
@@ -114,15 +116,15 @@ func TestEventStreamFollowsTheTaskToItsEnd(t *testing.T) {
 
 	events := b.readEvents(t, id)
 	require.GreaterOrEqual(t, len(events), 2)
-	var states []string
+	var states []taskrunner.Status
 	for _, e := range events[:len(events)-1] {
 		require.Contains(t, []string{"state", "progress"}, e.name)
 		if e.name == "state" {
 			states = append(states, decode[taskView](t, e.data).Status)
 		}
 	}
-	require.Equal(t, "completed", states[len(states)-1])
-	require.Contains(t, states, "running", "the stream showed the task running: %v", states)
+	require.Equal(t, taskrunner.StatusCompleted, states[len(states)-1])
+	require.Contains(t, states, taskrunner.StatusRunning, "the stream showed the task running: %v", states)
 	last := events[len(events)-1]
 	require.Equal(t, "end", last.name)
 	require.Equal(t, "completed", decode[endEvent](t, last.data).Status)
@@ -144,7 +146,7 @@ func TestWaitersAreBoundedPerProcess(t *testing.T) {
 
 	second := b.do(t, http.MethodGet, fmt.Sprintf("/tasks/%d?wait=3s", id), nil)
 	require.Equal(t, http.StatusServiceUnavailable, second.status)
-	require.Equal(t, "too_many_waiters", errorCode(t, second))
+	require.Equal(t, taskrunner.CodeTooManyWaiters, errorCode(t, second))
 	events, err := http.Get(fmt.Sprintf("%s/tasks/%d/events", b.server.URL, id))
 	require.NoError(t, err)
 	events.Body.Close()

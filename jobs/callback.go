@@ -283,7 +283,7 @@ func unreachable(err error) bool {
 func publicDeliveryError(err error) string {
 	var e *taskrunner.Error
 	if errors.As(err, &e) && e.Message != "" {
-		return e.Code + ": " + e.Message
+		return string(e.Code) + ": " + e.Message
 	}
 	return err.Error()
 }

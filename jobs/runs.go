@@ -181,7 +181,7 @@ func (m *RunRecorder) end(ctx context.Context, job *rivertype.JobRow, a *recorde
 	if m.logger.Enabled(ctx, out.level) {
 		attrs := append(runAttrs(job, a.owner), slog.Float64("took_ms", ms(took)), slog.String("event", out.event))
 		if out.code != "" {
-			attrs = append(attrs, slog.String("error_code", out.code), slog.String("error", out.err.Error()))
+			attrs = append(attrs, slog.String("error_code", string(out.code)), slog.String("error", out.err.Error()))
 		}
 		m.logger.LogAttrs(ctx, out.level, out.message, attrs...)
 	}
@@ -283,12 +283,12 @@ func riverErrorOf(err error) error {
 
 // outcome is how an attempt ended.
 type outcome struct {
-	status  string // run status
-	code    string // error code, empty on success
-	public  string // what clients are shown of the error: PublicMessage
-	err     error  // returned to River
-	final   bool   // no retry can fix it: the task ends discarded
-	event   string // log event
+	status  string          // run status
+	code    taskrunner.Code // error code, empty on success
+	public  string          // what clients are shown of the error: taskrunner.PublicMessage
+	err     error           // returned to River
+	final   bool            // no retry can fix it: the task ends discarded
+	event   string          // log event
 	message string
 	level   slog.Level
 }
@@ -296,7 +296,7 @@ type outcome struct {
 func classify(ctx context.Context, job *rivertype.JobRow, err error, took time.Duration) outcome {
 	out := classifyErr(ctx, job, err, took)
 	if out.code != "" {
-		out.public = PublicMessage(out.code, out.err)
+		out.public = taskrunner.PublicMessage(out.code, out.err)
 	}
 	return out
 }
@@ -312,7 +312,7 @@ func classifyErr(ctx context.Context, job *rivertype.JobRow, err error, took tim
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && ranPastTimeout(job, took):
 		// The job's own deadline passed (not some shorter one inside the
 		// worker): River's timeout killed it.
-		public := publicMessages[taskrunner.CodeTaskRuntimeExceeded]
+		public := taskrunner.PublicMessage(taskrunner.CodeTaskRuntimeExceeded, nil)
 		if timeout := tasktype.TimeoutOf(job); timeout > 0 {
 			public = fmt.Sprintf("the task ran longer than its timeout (%s) and was killed", timeout)
 		}
@@ -346,7 +346,7 @@ func ranPastTimeout(job *rivertype.JobRow, took time.Duration) bool {
 // task_failed for an error without one, or with a code that says only that
 // taskrunner itself failed (a dependency down, an internal error): the
 // attempt is retried like any failure.
-func codeOf(err error) string {
+func codeOf(err error) taskrunner.Code {
 	switch code := taskrunner.ErrorCode(err); code {
 	case taskrunner.CodeInternal, taskrunner.CodeDependencyUnavailable:
 		return taskrunner.CodeTaskFailed

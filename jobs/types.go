@@ -1,10 +1,7 @@
 package jobs
 
 import (
-	"errors"
 	"time"
-
-	"github.com/taskrunner/taskrunner"
 )
 
 // Metadata is what taskrunner stores in a job's River metadata.
@@ -27,42 +24,4 @@ type Metadata struct {
 	// them keeps a tick from enqueueing two tasks (migration 00008).
 	Schedule     string     `json:"schedule,omitempty"`
 	ScheduleTick *time.Time `json:"schedule_tick,omitempty"`
-}
-
-// publicMessages are what clients are shown for codes whose errors carry
-// no public message of their own.
-var publicMessages = map[string]string{
-	taskrunner.CodeTaskFailed:          "the task failed; the server log has the details",
-	taskrunner.CodeTaskCancelled:       "the task was cancelled",
-	taskrunner.CodeTaskRuntimeExceeded: "the task ran longer than its timeout and was killed",
-	taskrunner.CodeTaskInterrupted:     "the worker stopped during the attempt; the task went back to the queue",
-	taskrunner.CodeWorkerLost:          "the worker running the attempt stopped without finishing it",
-	taskrunner.CodeFetchHTTPError:      "the server answered with an error status",
-	taskrunner.CodeSearchFailed:        "every search source failed",
-
-	taskrunner.CodeInvalidURL:                "the URL cannot be fetched",
-	taskrunner.CodeDomainNotAllowed:          "the URL's domain is not allowed by FETCH_DOMAIN_ALLOWLIST",
-	taskrunner.CodePortNotAllowed:            "the URL's port is not allowed (FETCH_ALLOWED_PORTS)",
-	taskrunner.CodeAddressNotAllowed:         "the URL's host does not resolve, or is or resolves to an address that may not be fetched",
-	taskrunner.CodeTooManyRedirects:          "the page redirected too many times",
-	taskrunner.CodeArtifactSizeExceeded:      "the body is larger than TASK_MAX_ARTIFACT_MB",
-	taskrunner.CodeFetchTimeout:              "the page did not answer in time",
-	taskrunner.CodeFetchFailed:               "the page could not be fetched: the name could not be resolved now, or the connection failed",
-	taskrunner.CodeArtifactInvalid:           "the result could not be stored as an artifact",
-	taskrunner.CodeSearchProviderUnavailable: "search is not available",
-}
-
-// PublicMessage is what clients are shown of a failure with code: err's
-// own public message (its *taskrunner.Error's Message), else the code's
-// fixed message. Never the error's text, which may name hosts, keys,
-// queries or types.
-func PublicMessage(code string, err error) string {
-	var e *taskrunner.Error
-	if errors.As(err, &e) && e.Code == code && e.Message != "" {
-		return e.Message
-	}
-	if m, ok := publicMessages[code]; ok {
-		return m
-	}
-	return publicMessages[taskrunner.CodeTaskFailed]
 }

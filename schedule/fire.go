@@ -152,7 +152,7 @@ func (f *Firer) enqueue(ctx context.Context, tx pgx.Tx, tasks *task.Service, sch
 	p, err := tasks.Validate(&req)
 	if err != nil {
 		f.logger.LogAttrs(ctx, slog.LevelWarn, "schedule's task refused; tick dropped",
-			append(attrs, slog.String("event", "schedule_tick_failed"), slog.String("error_code", taskrunner.ErrorCode(err)),
+			append(attrs, slog.String("event", "schedule_tick_failed"), slog.String("error_code", string(taskrunner.ErrorCode(err))),
 				slog.String("error", taskrunner.ErrorMessage(err)))...)
 		return nil, false, nil
 	}

@@ -128,12 +128,12 @@ type Request struct {
 
 // SourceReport says how one source did.
 type SourceReport struct {
-	Status    string  `json:"status"` // "ok" or "error"
-	Count     int     `json:"count"`
-	LatencyMS float64 `json:"latency_ms"`
-	Cached    bool    `json:"cached"`
-	ErrorCode string  `json:"error_code,omitempty"`
-	Error     string  `json:"error,omitempty"`
+	Status    string          `json:"status"` // "ok" or "error"
+	Count     int             `json:"count"`
+	LatencyMS float64         `json:"latency_ms"`
+	Cached    bool            `json:"cached"`
+	ErrorCode taskrunner.Code `json:"error_code,omitempty"`
+	Error     string          `json:"error,omitempty"`
 }
 
 // Merged is one de-duplicated result with its fused score and the sources
@@ -183,7 +183,7 @@ func (e *AllFailedError) Retryable() bool {
 func allFailed(failures []*ProviderError) *taskrunner.Error {
 	parts := make([]string, len(failures))
 	for i, pe := range failures {
-		parts[i] = pe.Source + ": " + pe.Code
+		parts[i] = pe.Source + ": " + string(pe.Code)
 	}
 	return &taskrunner.Error{Code: taskrunner.CodeSearchFailed, Err: &AllFailedError{Errors: failures},
 		Message: "every search source failed (" + strings.Join(parts, "; ") + ")"}
@@ -269,7 +269,7 @@ func (a *Aggregator) ask(ctx context.Context, source, scope string, q Query) ([]
 			pe = &ProviderError{Source: source, Code: taskrunner.CodeSearchProviderUnavailable, Message: "provider failed", Retryable: true}
 		}
 		a.cfg.Logger.WarnContext(ctx, "search source failed", slog.String("event", "search_source_failed"),
-			slog.String("source", source), slog.String("error_code", pe.Code), slog.Int("status", pe.Status),
+			slog.String("source", source), slog.String("error_code", string(pe.Code)), slog.Int("status", pe.Status),
 			slog.Float64("latency_ms", latency))
 		return nil, SourceReport{Status: "error", LatencyMS: latency, ErrorCode: pe.Code, Error: pe.Error()}, pe
 	}

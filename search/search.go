@@ -49,7 +49,7 @@ type ProviderError struct {
 	// search_provider_unauthorized,
 	// search_provider_rate_limited, search_provider_unavailable,
 	// search_provider_timeout, search_provider_bad_response.
-	Code string
+	Code taskrunner.Code
 	// Status is the provider's HTTP status, 0 when there was no answer.
 	Status  int
 	Message string

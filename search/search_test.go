@@ -70,7 +70,7 @@ func TestBraveEmptyAndErrors(t *testing.T) {
 
 	cases := []struct {
 		status    int
-		code      string
+		code      taskrunner.Code
 		retryable bool
 	}{
 		{429, taskrunner.CodeSearchProviderRateLimited, true},
@@ -209,7 +209,7 @@ func titles(ms []search.Merged) []string {
 	return out
 }
 
-func requireCode(t *testing.T, err error, code string, retryable bool) {
+func requireCode(t *testing.T, err error, code taskrunner.Code, retryable bool) {
 	t.Helper()
 	var pe *search.ProviderError
 	require.True(t, errors.As(err, &pe), "not a ProviderError: %v", err)

@@ -30,7 +30,7 @@ func (s *Service) scope(ctx context.Context, f *taskrunner.Filter) (tf *db.TaskF
 	}
 	for _, st := range f.Statuses {
 		if !slices.Contains(taskrunner.Statuses, st) {
-			return nil, false, taskrunner.Invalid("status", "must be one or more of: %s", strings.Join(taskrunner.Statuses, ", "))
+			return nil, false, taskrunner.Invalid("status", "must be one or more of: %s", strings.Join(taskrunner.StatusNames(taskrunner.Statuses), ", "))
 		}
 	}
 	tf = &db.TaskFilter{Filter: *f, TenantQueuePrefix: jobs.TenantQueuePrefix(f.Queue)}
@@ -61,7 +61,7 @@ const (
 
 // ActionStates are the statuses each action touches: a task in any other
 // status is neither matched nor affected.
-var ActionStates = map[Action][]string{
+var ActionStates = map[Action][]taskrunner.Status{
 	ActionCancel: {taskrunner.StatusAvailable, taskrunner.StatusScheduled, taskrunner.StatusPending,
 		taskrunner.StatusRetryable, taskrunner.StatusRunning},
 	ActionRetry:  {taskrunner.StatusDiscarded, taskrunner.StatusCancelled, taskrunner.StatusRetryable},
@@ -135,7 +135,7 @@ func (s *Service) Bulk(ctx context.Context, action Action, f *taskrunner.Filter,
 	tf.Kinds = s.types.Names()
 	tf.Statuses = states
 	if len(f.Statuses) > 0 {
-		tf.Statuses = slices.DeleteFunc(slices.Clone(f.Statuses), func(st string) bool { return !slices.Contains(states, st) })
+		tf.Statuses = slices.DeleteFunc(slices.Clone(f.Statuses), func(st taskrunner.Status) bool { return !slices.Contains(states, st) })
 		if len(tf.Statuses) == 0 {
 			return BulkResult{}, nil // only statuses the action does not touch
 		}
@@ -267,7 +267,7 @@ func (s *Service) logBulk(ctx context.Context, action Action, f *taskrunner.Filt
 	level := slog.LevelInfo
 	if err != nil {
 		level = slog.LevelWarn
-		attrs = append(attrs, slog.String("error_code", taskrunner.ErrorCode(err)), slog.String("error", err.Error()))
+		attrs = append(attrs, slog.String("error_code", string(taskrunner.ErrorCode(err))), slog.String("error", err.Error()))
 	}
 	s.logger.LogAttrs(ctx, level, "bulk action", attrs...)
 }

@@ -47,7 +47,7 @@ func TestBulkDeleteWithMinIODownDeletesNothing(t *testing.T) {
 	require.Equal(t, 1, rows, "and so is its artifact row")
 	lines := b.logs.Events("bulk_action")
 	require.Len(t, lines, 1)
-	require.Equal(t, taskrunner.CodeDependencyUnavailable, lines[0]["error_code"])
+	require.Equal(t, string(taskrunner.CodeDependencyUnavailable), lines[0]["error_code"])
 	require.Equal(t, "delete", lines[0]["action"])
 	require.Equal(t, "system", lines[0]["tenant"])
 }

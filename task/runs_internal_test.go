@@ -16,7 +16,7 @@ import (
 func TestWithRunningAttempt(t *testing.T) {
 	t.Parallel()
 	now := time.Now()
-	code := "task_interrupted"
+	code := taskrunner.CodeTaskInterrupted
 	running := taskrunner.Run{TaskID: 1, Attempt: 2, Status: db.RunRunning, Worker: "w2", StartedAt: now}
 	failed := taskrunner.Run{ID: 10, TaskID: 1, Attempt: 1, Status: db.RunFailed}
 

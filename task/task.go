@@ -796,7 +796,7 @@ func (s *Service) Cancel(ctx context.Context, id int64) (*taskrunner.Task, error
 		return nil, db.AsUnavailable(fmt.Errorf("cancel task %d: %w", id, err))
 	}
 	if row.State == rivertype.JobStateCompleted || row.State == rivertype.JobStateDiscarded {
-		return nil, alreadyFinished(id, string(row.State)) // it finished while we looked
+		return nil, alreadyFinished(id, taskrunner.Status(row.State)) // it finished while we looked
 	}
 	s.logger.LogAttrs(ctx, slog.LevelInfo, "task cancel requested", slog.String("event", "task_cancel_requested"),
 		slog.Int64("task_id", id), slog.String("status", string(row.State)))
@@ -809,20 +809,16 @@ func (s *Service) Cancel(ctx context.Context, id int64) (*taskrunner.Task, error
 	return t, nil
 }
 
-func alreadyFinished(id int64, status string) *taskrunner.Error {
+func alreadyFinished(id int64, status taskrunner.Status) *taskrunner.Error {
 	return &taskrunner.Error{Code: taskrunner.CodeTaskAlreadyFinished, Message: fmt.Sprintf("task %d already finished (%s)", id, status)}
 }
-
-// PublicMessage is the fixed message clients are shown of a failure with
-// code when its run recorded none of its own.
-func PublicMessage(code string) string { return jobs.PublicMessage(code, nil) }
 
 // FromJobRow is a River job row in the shape of the tasks view, for a task
 // just inserted: without an error, which only the view (from the task's
 // runs) knows.
 func FromJobRow(j *rivertype.JobRow) taskrunner.Task {
 	t := taskrunner.Task{
-		ID: j.ID, Type: j.Kind, Status: string(j.State), Params: j.EncodedArgs,
+		ID: j.ID, Type: j.Kind, Status: taskrunner.Status(j.State), Params: j.EncodedArgs,
 		Attempt: j.Attempt, MaxAttempts: j.MaxAttempts, Priority: j.Priority, Queue: jobs.BaseQueue(j.Queue),
 		CreatedAt: j.CreatedAt, ScheduledAt: j.ScheduledAt, StartedAt: j.AttemptedAt, FinishedAt: j.FinalizedAt,
 		Metadata: j.Metadata,

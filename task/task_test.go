@@ -62,7 +62,7 @@ func echo(msg string) *task.Request {
 
 // requireRefusal checks err is a *taskrunner.Error with code, field and a
 // message.
-func requireRefusal(t *testing.T, err error, code, field string) *taskrunner.Error {
+func requireRefusal(t *testing.T, err error, code taskrunner.Code, field string) *taskrunner.Error {
 	t.Helper()
 	require.Error(t, err)
 	require.Equal(t, code, taskrunner.ErrorCode(err), "error: %v", err)
@@ -97,10 +97,11 @@ func TestService(t *testing.T) {
 		seconds := func(v float64) *float64 { return &v }
 		ints := func(v int) *int { return &v }
 		for _, tc := range []struct {
-			name        string
-			req         task.Request
-			code, field string
-			message     string // the whole message, where it matters
+			name    string
+			req     task.Request
+			code    taskrunner.Code
+			field   string
+			message string // the whole message, where it matters
 		}{
 			{"no type", task.Request{}, taskrunner.CodeInvalidParams, "type", "type is required"},
 			{"unknown type", task.Request{Type: "nope"}, taskrunner.CodeUnknownTaskType, "type", ""},
@@ -269,7 +270,7 @@ func TestService(t *testing.T) {
 		require.Empty(t, next)
 		got, _ = list(task.ListQuery{Filter: taskrunner.Filter{Type: "echo"}})
 		require.Equal(t, []int64{ids[2], ids[1], ids[0]}, got)
-		got, _ = list(task.ListQuery{Filter: taskrunner.Filter{Statuses: []string{taskrunner.StatusCancelled}}})
+		got, _ = list(task.ListQuery{Filter: taskrunner.Filter{Statuses: []taskrunner.Status{taskrunner.StatusCancelled}}})
 		require.Equal(t, []int64{ids[0]}, got)
 		got, next = list(task.ListQuery{Limit: 2})
 		require.Equal(t, []int64{slept.ID, ids[2]}, got)
@@ -281,7 +282,7 @@ func TestService(t *testing.T) {
 		noop := func(*taskrunner.Task) (bool, error) { return true, nil }
 		_, err = b.svc.List(ctx, task.ListQuery{Filter: taskrunner.Filter{Type: "nope"}}, noop)
 		requireRefusal(t, err, taskrunner.CodeUnknownTaskType, "type")
-		_, err = b.svc.List(ctx, task.ListQuery{Filter: taskrunner.Filter{Statuses: []string{"done"}}}, noop)
+		_, err = b.svc.List(ctx, task.ListQuery{Filter: taskrunner.Filter{Statuses: []taskrunner.Status{"done"}}}, noop)
 		requireRefusal(t, err, taskrunner.CodeInvalidParams, "status")
 		_, err = b.svc.List(ctx, task.ListQuery{Limit: task.MaxPageSize + 1}, noop)
 		requireRefusal(t, err, taskrunner.CodeInvalidParams, "limit")
@@ -354,7 +355,7 @@ func TestServiceKeepsTenantsApart(t *testing.T) {
 	require.Equal(t, "alice", got.Owner)
 	got, err = b.svc.Get(alice, a.ID)
 	require.NoError(t, err)
-	require.Equal(t, "available", got.Status, "bob's cancel did nothing")
+	require.Equal(t, taskrunner.StatusAvailable, got.Status, "bob's cancel did nothing")
 
 	list := func(ctx context.Context, owner string) []int64 {
 		ids := []int64{}

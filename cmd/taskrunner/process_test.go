@@ -70,7 +70,7 @@ func TestCancelRunningTaskAcrossProcesses(t *testing.T) {
 	runs := runsOf(t, got)
 	require.Len(t, runs, 1, "runs: %v", runs)
 	require.Equal(t, db.RunCancelled, runs[0]["status"], "run: %v", runs[0])
-	require.Equal(t, taskrunner.CodeTaskCancelled, runs[0]["error_code"], "run: %v", runs[0])
+	require.Equal(t, string(taskrunner.CodeTaskCancelled), runs[0]["error_code"], "run: %v", runs[0])
 	require.Equal(t, worker.WorkerName(), runs[0]["worker"])
 	require.Less(t, runs[0]["duration_ms"].(float64), 30000.0, "the sleep was not cut short: %v", runs[0])
 
@@ -185,7 +185,7 @@ func TestSIGKILLedWorkersLastAttemptIsRecordedAbandoned(t *testing.T) {
 	require.Equal(t, 1, r.Attempt)
 	require.Equal(t, db.RunAbandoned, r.Status, "%+v", r)
 	require.NotNil(t, r.ErrorCode, "%+v", r)
-	require.Equal(t, "worker_lost", *r.ErrorCode, "%+v", r)
+	require.Equal(t, taskrunner.CodeWorkerLost, *r.ErrorCode, "%+v", r)
 	require.Equal(t, a.WorkerName(), r.Worker, "%+v", r)
 	require.Equal(t, "sleep", r.TaskType)
 	var kind string
