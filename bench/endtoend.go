@@ -134,7 +134,7 @@ func (e *env) echoParams(client *river.Client[pgx.Tx], n int) ([]river.InsertMan
 	if err != nil {
 		return nil, fmt.Errorf("echo task parameters: %w", err)
 	}
-	return slices.Repeat([]river.InsertManyParams{p}, n), nil
+	return slices.Repeat([]river.InsertManyParams{p.RiverParams()}, n), nil
 }
 
 // endToEnd empties the tables, inserts params with client (timed apart),

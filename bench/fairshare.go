@@ -7,8 +7,6 @@ import (
 	"math"
 	"time"
 
-	"github.com/riverqueue/river"
-
 	"github.com/taskrunner/taskrunner"
 	"github.com/taskrunner/taskrunner/task"
 )
@@ -157,7 +155,7 @@ func (e *env) fairBacklog(ctx context.Context, svc *task.Service, opts *options,
 	busyCtx := taskrunner.WithTenant(ctx, taskrunner.Tenant{Name: busyTenant})
 	const chunk = 1000
 	for done := 0; done < n; done += chunk {
-		batch := make([]river.InsertManyParams, min(chunk, n-done))
+		batch := make([]task.Prepared, min(chunk, n-done))
 		for i := range batch {
 			batch[i] = p
 		}

@@ -63,7 +63,7 @@ func FuzzTaskRequest(f *testing.F) {
 			}
 			return
 		}
-		params, err := svc.Validate(req)
+		prepared, err := svc.Validate(req)
 		if err != nil {
 			var taskErr *taskrunner.Error
 			if !errors.As(err, &taskErr) || !codes[taskErr.Code] || taskErr.Message == "" {
@@ -71,6 +71,7 @@ func FuzzTaskRequest(f *testing.F) {
 			}
 			return
 		}
+		params := prepared.RiverParams()
 		if _, ok := svc.Types().Lookup(params.Args.Kind()); !ok {
 			t.Fatalf("accepted an unknown kind %q", params.Args.Kind())
 		}

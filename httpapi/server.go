@@ -26,6 +26,7 @@ import (
 	"github.com/taskrunner/taskrunner/metrics"
 	"github.com/taskrunner/taskrunner/schedule"
 	"github.com/taskrunner/taskrunner/task"
+	"github.com/taskrunner/taskrunner/tasktype"
 )
 
 // Check is one dependency that /ready checks.
@@ -46,10 +47,31 @@ type TaskWatcher interface {
 // riverUIPrefix is where River UI is mounted.
 const riverUIPrefix = "/riverui"
 
+// Tasks is what the API asks of the task service (*task.Service): the
+// types it takes, and submitting, reading, listing and cancelling tasks.
+// Tests of the handlers alone serve it with a fake.
+type Tasks interface {
+	Types() *tasktype.Registry
+	MaxRuntime() time.Duration
+	Validate(req *task.Request) (task.Prepared, error)
+	ValidateBatch(reqs []task.Request, maxSize int) ([]task.Prepared, error)
+	Insert(ctx context.Context, p task.Prepared, idempotencyKey string) (t *taskrunner.Task, existing bool, err error)
+	SubmitBatch(ctx context.Context, ps []task.Prepared) ([]taskrunner.Task, error)
+	Get(ctx context.Context, id int64) (*taskrunner.Task, error)
+	Owned(ctx context.Context, id int64) (*taskrunner.Task, error)
+	List(ctx context.Context, q task.ListQuery, add func(*taskrunner.Task) (more bool, err error)) (nextCursor string, err error)
+	Cancel(ctx context.Context, id int64) (*taskrunner.Task, error)
+	Bulk(ctx context.Context, action task.Action, f *taskrunner.Filter, dryRun bool) (task.BulkResult, error)
+	CallbackAttempts(ctx context.Context, id int64) ([]taskrunner.CallbackAttempt, error)
+	CallbackTallies(ctx context.Context, ids []int64) (map[int64]taskrunner.CallbackTally, error)
+}
+
+var _ Tasks = (*task.Service)(nil)
+
 // Config is what the API is built from.
 type Config struct {
 	// Tasks submits, reads and cancels tasks. Required.
-	Tasks *task.Service
+	Tasks Tasks
 	// Schedules creates and reads schedules; nil: the schedule routes
 	// answer not_found.
 	Schedules *schedule.Service

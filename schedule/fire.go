@@ -156,19 +156,9 @@ func (f *Firer) enqueue(ctx context.Context, tx pgx.Tx, tasks *task.Service, sch
 				slog.String("error", taskrunner.ErrorMessage(err)))...)
 		return nil, false, nil
 	}
-	var meta jobs.Metadata
-	if err := json.Unmarshal(p.InsertOpts.Metadata, &meta); err != nil {
+	if p, err = p.ForSchedule(sch.Owner, sch.Name, tick); err != nil {
 		return nil, false, err
 	}
-	// The owner is written even for the local tenant, whose tasks
-	// otherwise carry none: the unique index on (owner, schedule, tick)
-	// refuses a second task for a tick only where all three are set.
-	meta.Owner, meta.Schedule, meta.ScheduleTick = sch.Owner, sch.Name, &tick
-	opts := *p.InsertOpts
-	if opts.Metadata, err = json.Marshal(meta); err != nil {
-		return nil, false, err
-	}
-	p.InsertOpts = &opts
 	if perMinute, admitted := f.admit(ctx, sch.Owner); !admitted {
 		f.logger.LogAttrs(ctx, slog.LevelInfo, "schedule tick skipped: the owner's enqueue limit is used up",
 			append(attrs, slog.String("event", "schedule_tick_limited"), slog.Int("tasks_per_minute", perMinute))...)

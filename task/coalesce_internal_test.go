@@ -71,7 +71,7 @@ func (b *coalesceBundle) params(t *testing.T, msg string) river.InsertManyParams
 	t.Helper()
 	p, err := b.svc.Validate(&Request{Type: "echo", Params: json.RawMessage(`{"msg":` + strconv.Quote(msg) + `}`)})
 	require.NoError(t, err)
-	return p
+	return p.p
 }
 
 // waiting waits until n submissions wait behind the held first insert.

@@ -51,7 +51,7 @@ func TestServiceConfig(t *testing.T) {
 		// The defaults are what a request is checked against.
 		p, err := svc.Validate(&Request{Type: "echo", Params: []byte(`{"msg":"a"}`), Queue: river.QueueDefault})
 		require.NoError(t, err)
-		require.Equal(t, river.QueueDefault, p.InsertOpts.Queue)
+		require.Equal(t, river.QueueDefault, p.p.InsertOpts.Queue)
 		_, err = svc.Validate(&Request{Type: "echo", Params: []byte(`{"msg":"a"}`), TimeoutSeconds: ptr(jobs.DefaultMaxRuntime.Seconds() + 1)})
 		require.ErrorContains(t, err, "timeout_seconds")
 	})

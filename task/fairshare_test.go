@@ -75,7 +75,7 @@ func TestFairShareSendsTasksToTenantQueues(t *testing.T) {
 				require.Equal(t, base, tk.Queue)
 				require.Equal(t, tc.want, riverQueue(t, b, tk.ID))
 			}
-			require.Equal(t, tc.queue, params[0].InsertOpts.Queue, "the caller's params are left as they were")
+			require.Equal(t, tc.queue, params[0].RiverParams().InsertOpts.Queue, "the caller's params are left as they were")
 		})
 	}
 }

@@ -185,10 +185,44 @@ func (s *Service) SetClient(client *river.Client[pgx.Tx]) {
 	}
 }
 
-// Validate checks a request and returns River's insert parameters for it.
-// It touches nothing. Refusals are *taskrunner.Error naming the field.
-func (s *Service) Validate(req *Request) (river.InsertManyParams, error) {
-	return s.validate(req, new(river.InsertOpts))
+// Prepared is a request Validate accepted: its task, ready to insert with
+// Insert, InsertTx or SubmitBatch.
+type Prepared struct {
+	p river.InsertManyParams
+}
+
+// Type is the task's type.
+func (p Prepared) Type() string { return p.p.Args.Kind() }
+
+// RiverParams are the River insert parameters of the task, for a program
+// that inserts through River itself (the bench's bulk load); the service's
+// own inserts add its owner and its tenant's queue.
+func (p Prepared) RiverParams() river.InsertManyParams { return p.p }
+
+// ForSchedule is p as a tick of owner's schedule name enqueues it: its
+// metadata names the schedule, the tick and the owner, even the local
+// tenant, whose tasks otherwise carry none, so that the unique index on
+// (owner, schedule, tick) refuses a second task for the tick.
+func (p Prepared) ForSchedule(owner, name string, tick time.Time) (Prepared, error) {
+	var meta jobs.Metadata
+	if err := json.Unmarshal(p.p.InsertOpts.Metadata, &meta); err != nil {
+		return Prepared{}, fmt.Errorf("task metadata: %w", err)
+	}
+	meta.Owner, meta.Schedule, meta.ScheduleTick = owner, name, &tick
+	opts := *p.p.InsertOpts
+	var err error
+	if opts.Metadata, err = json.Marshal(meta); err != nil {
+		return Prepared{}, err
+	}
+	p.p.InsertOpts = &opts
+	return p, nil
+}
+
+// Validate checks a request and returns its task, prepared. It touches
+// nothing. Refusals are *taskrunner.Error naming the field.
+func (s *Service) Validate(req *Request) (Prepared, error) {
+	p, err := s.validate(req, new(river.InsertOpts))
+	return Prepared{p}, err
 }
 
 // validate is Validate, filling opts for the parameters it returns.
@@ -329,7 +363,8 @@ func (s *Service) Submit(ctx context.Context, req *Request, idempotencyKey strin
 
 // Insert enqueues a task Validate accepted, owned by the tenant ctx acts
 // for; see Submit.
-func (s *Service) Insert(ctx context.Context, p river.InsertManyParams, idempotencyKey string) (t *taskrunner.Task, existing bool, err error) {
+func (s *Service) Insert(ctx context.Context, prepared Prepared, idempotencyKey string) (t *taskrunner.Task, existing bool, err error) {
+	p := prepared.p
 	kind := p.Args.Kind()
 	if err := own(ctx, &p); err != nil {
 		return nil, false, err
@@ -371,7 +406,8 @@ func (s *Service) Insert(ctx context.Context, p river.InsertManyParams, idempote
 
 // InsertTx enqueues a task Validate accepted in tx, owned by the tenant
 // ctx acts for: the task exists only if tx commits.
-func (s *Service) InsertTx(ctx context.Context, tx pgx.Tx, p river.InsertManyParams) (*taskrunner.Task, error) {
+func (s *Service) InsertTx(ctx context.Context, tx pgx.Tx, prepared Prepared) (*taskrunner.Task, error) {
+	p := prepared.p
 	if err := own(ctx, &p); err != nil {
 		return nil, err
 	}
@@ -441,8 +477,8 @@ func tenantName(ctx context.Context) string {
 }
 
 // ValidateBatch checks every request of a batch of at most maxSize, naming
-// the index of the first bad one, and returns River's insert parameters.
-func (s *Service) ValidateBatch(reqs []Request, maxSize int) ([]river.InsertManyParams, error) {
+// the index of the first bad one, and returns their tasks, prepared.
+func (s *Service) ValidateBatch(reqs []Request, maxSize int) ([]Prepared, error) {
 	switch {
 	case len(reqs) == 0:
 		return nil, taskrunner.Invalid("tasks", "must hold at least one task")
@@ -450,7 +486,7 @@ func (s *Service) ValidateBatch(reqs []Request, maxSize int) ([]river.InsertMany
 		return nil, &taskrunner.Error{Code: taskrunner.CodeBatchTooLarge, Field: "tasks",
 			Message: fmt.Sprintf("a batch holds at most %d tasks (MAX_BATCH_SIZE); this one has %d", maxSize, len(reqs))}
 	}
-	params := make([]river.InsertManyParams, len(reqs))
+	params := make([]Prepared, len(reqs))
 	opts := make([]river.InsertOpts, len(reqs)) // the batch's options, in one allocation
 	for i := range reqs {
 		p, err := s.validate(&reqs[i], &opts[i])
@@ -465,15 +501,18 @@ func (s *Service) ValidateBatch(reqs []Request, maxSize int) ([]river.InsertMany
 		if err != nil {
 			return nil, err
 		}
-		params[i] = p
+		params[i] = Prepared{p}
 	}
 	return params, nil
 }
 
 // SubmitBatch enqueues validated tasks in one transaction, all or none,
 // owned by the tenant ctx acts for.
-func (s *Service) SubmitBatch(ctx context.Context, params []river.InsertManyParams) ([]taskrunner.Task, error) {
-	params = slices.Clone(params)
+func (s *Service) SubmitBatch(ctx context.Context, prepared []Prepared) ([]taskrunner.Task, error) {
+	params := make([]river.InsertManyParams, len(prepared))
+	for i := range prepared {
+		params[i] = prepared[i].p
+	}
 	tenant, owned := taskrunner.TenantFrom(ctx)
 	opts := make([]river.InsertOpts, len(params)) // the owned copies, in one allocation
 	for i := range params {

@@ -139,9 +139,10 @@ func TestService(t *testing.T) {
 			}
 		}
 
-		p, err := b.svc.Validate(&task.Request{Type: "sleep", Params: json.RawMessage(`{"seconds":1}`), Queue: "other", Priority: ints(2)})
+		prepared, err := b.svc.Validate(&task.Request{Type: "sleep", Params: json.RawMessage(`{"seconds":1}`), Queue: "other", Priority: ints(2)})
 		require.NoError(t, err)
-		require.Equal(t, "sleep", p.Args.Kind())
+		require.Equal(t, "sleep", prepared.Type())
+		p := prepared.RiverParams()
 		require.Equal(t, "other", p.InsertOpts.Queue)
 		require.Equal(t, 2, p.InsertOpts.Priority)
 		require.Zero(t, b.count(t), "Validate touches nothing")
@@ -216,7 +217,7 @@ func TestService(t *testing.T) {
 			require.Equal(t, 3, b.count(t))
 
 			// One insert River refuses refuses the whole batch.
-			bad := append(params[:1:1], river.InsertManyParams{Args: builtin.EchoArgs{Msg: "x"}, InsertOpts: &river.InsertOpts{Priority: 9}})
+			bad := append(params[:1:1], task.PreparedOf(river.InsertManyParams{Args: builtin.EchoArgs{Msg: "x"}, InsertOpts: &river.InsertOpts{Priority: 9}}))
 			_, err = b.svc.SubmitBatch(ctx, bad)
 			require.Error(t, err)
 			require.Equal(t, 3, b.count(t), "all or none")
