@@ -22,6 +22,7 @@ import (
 	"github.com/taskrunner/taskrunner/schedule"
 	"github.com/taskrunner/taskrunner/storable"
 	"github.com/taskrunner/taskrunner/task"
+	"github.com/taskrunner/taskrunner/tasktype"
 )
 
 // FuzzTaskRequest feeds arbitrary bodies to the POST /tasks decoder and the
@@ -78,7 +79,7 @@ func FuzzTaskRequest(f *testing.F) {
 		if params.InsertOpts.MaxAttempts < 1 {
 			t.Fatalf("accepted max attempts %d", params.InsertOpts.MaxAttempts)
 		}
-		var meta jobs.Metadata
+		var meta tasktype.Metadata
 		if err := json.Unmarshal(params.InsertOpts.Metadata, &meta); err != nil {
 			t.Fatalf("metadata is not JSON: %v", err)
 		}

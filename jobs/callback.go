@@ -354,7 +354,7 @@ func CallbackURL(metadata []byte) string {
 	if !bytes.Contains(metadata, []byte(`"callback_url"`)) {
 		return "" // most tasks: no decoding
 	}
-	var m Metadata
+	var m tasktype.Metadata
 	if json.Unmarshal(metadata, &m) != nil {
 		return ""
 	}

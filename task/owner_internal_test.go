@@ -8,7 +8,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskrunner/taskrunner/jobs"
+	"github.com/taskrunner/taskrunner/tasktype"
 )
 
 // withOwner adds the owner to Validate's metadata without decoding it, and
@@ -16,7 +16,7 @@ import (
 // the metadata held.
 func TestWithOwner(t *testing.T) {
 	tick := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	for _, m := range []jobs.Metadata{
+	for _, m := range []tasktype.Metadata{
 		{},
 		{TimeoutSeconds: 1.5},
 		{TimeoutSeconds: 600, CallbackURL: "https://example.com/hook?a=1&b=\"2\""},
@@ -27,11 +27,11 @@ func TestWithOwner(t *testing.T) {
 		for _, meta := range [][]byte{in, nil} {
 			out, err := withOwner(meta, `team "a" \ b`)
 			require.NoError(t, err)
-			var got jobs.Metadata
+			var got tasktype.Metadata
 			require.NoError(t, json.Unmarshal(out, &got), "%s", out)
 			want := m
 			if meta == nil {
-				want = jobs.Metadata{}
+				want = tasktype.Metadata{}
 			}
 			want.Owner = `team "a" \ b`
 			require.Equal(t, want, got, "%s", out)
@@ -82,7 +82,7 @@ func TestMetadataDecoderTakesInsertedMetadata(t *testing.T) {
 		`"callback_queue": "callbacks", "timeout_seconds": 1.5}`)
 	var m jobMetadata
 	require.True(t, metadataDecoder.Decode(in, &m), "%s", in)
-	require.Equal(t, jobMetadata{Metadata: jobs.Metadata{TimeoutSeconds: 1.5, Owner: "team-a", CallbackURL: "https://example.com/hook?a=1&b=2",
+	require.Equal(t, jobMetadata{Metadata: tasktype.Metadata{TimeoutSeconds: 1.5, Owner: "team-a", CallbackURL: "https://example.com/hook?a=1&b=2",
 		CallbackQueue: "callbacks", Schedule: "nightly"}}, m)
 }
 

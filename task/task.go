@@ -204,7 +204,7 @@ func (p Prepared) RiverParams() river.InsertManyParams { return p.p }
 // tenant, whose tasks otherwise carry none, so that the unique index on
 // (owner, schedule, tick) refuses a second task for the tick.
 func (p Prepared) ForSchedule(owner, name string, tick time.Time) (Prepared, error) {
-	var meta jobs.Metadata
+	var meta tasktype.Metadata
 	if err := json.Unmarshal(p.p.InsertOpts.Metadata, &meta); err != nil {
 		return Prepared{}, fmt.Errorf("task metadata: %w", err)
 	}
@@ -289,7 +289,7 @@ func (s *Service) validate(req *Request, opts *river.InsertOpts) (river.InsertMa
 	if timeout == 0 && callbackURL == "" {
 		opts.Metadata = []byte("{}") // most tasks: no encoding
 	} else {
-		meta, err := json.Marshal(jobs.Metadata{TimeoutSeconds: timeout, CallbackURL: callbackURL})
+		meta, err := json.Marshal(tasktype.Metadata{TimeoutSeconds: timeout, CallbackURL: callbackURL})
 		if err != nil {
 			return river.InsertManyParams{}, err
 		}
@@ -445,7 +445,7 @@ func (s *Service) tenantQueue(ctx context.Context, opts *river.InsertOpts) (*riv
 		o.Queue = jobs.TenantQueue(cmp.Or(o.Queue, river.QueueDefault), tenant)
 	}
 	if withCallback {
-		var m jobs.Metadata
+		var m tasktype.Metadata
 		if err := json.Unmarshal(o.Metadata, &m); err != nil {
 			return nil, fmt.Errorf("task metadata: %w", err)
 		}
@@ -591,7 +591,7 @@ func withOwner(metadata []byte, owner string) ([]byte, error) {
 		}
 		return append(out, '}'), nil
 	}
-	var m jobs.Metadata
+	var m tasktype.Metadata
 	if len(trimmed) > 0 {
 		if err := json.Unmarshal(trimmed, &m); err != nil {
 			return nil, fmt.Errorf("task metadata: %w", err)
@@ -883,7 +883,7 @@ func FromJobRow(j *rivertype.JobRow) taskrunner.Task {
 // jobMetadata is a River job's metadata as FromJobRow reads it: River's
 // output beside taskrunner's own.
 type jobMetadata struct {
-	jobs.Metadata
+	tasktype.Metadata
 	Output json.RawMessage `json:"output"`
 }
 

@@ -36,18 +36,11 @@ func WithIdempotencyKey(args river.JobArgs, key string) (_ river.JobArgs, ok boo
 	return v.Interface().(river.JobArgs), true
 }
 
-// meta is what a worker may read of the metadata the task service stores
-// with every task (jobs.Metadata is the whole of it).
-type meta struct {
-	TimeoutSeconds float64 `json:"timeout_seconds,omitempty"`
-	Owner          string  `json:"owner,omitempty"`
-}
-
 // TimeoutOf is the task's own timeout_seconds, or 0 when it has none (the
 // runtime cap applies).
 func TimeoutOf(job *rivertype.JobRow) time.Duration {
-	var m meta
-	if len(job.Metadata) == 0 || json.Unmarshal(job.Metadata, &m) != nil || m.TimeoutSeconds <= 0 {
+	m, ok := MetadataOf(job)
+	if !ok || m.TimeoutSeconds <= 0 {
 		return 0
 	}
 	return time.Duration(m.TimeoutSeconds * float64(time.Second))
@@ -64,8 +57,8 @@ func OwnerOf(job *rivertype.JobRow) string {
 	if !bytes.Contains(job.Metadata, []byte(`"owner"`)) {
 		return taskrunner.LocalTenant
 	}
-	var m meta
-	if json.Unmarshal(job.Metadata, &m) != nil {
+	m, ok := MetadataOf(job)
+	if !ok {
 		return ""
 	}
 	return m.Owner
