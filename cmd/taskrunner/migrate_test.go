@@ -116,7 +116,7 @@ func TestMigrateRoundTrip(t *testing.T) {
 	require.Contains(t, out.stdout, "up    app")
 	require.Contains(t, out.stdout, "up    river")
 	require.Contains(t, out.stderr, `"event":"migration_applied"`)
-	for _, rel := range []string{"tasks", "runs", "run_metrics", "run_notes", "callback_attempts", "callback_secret_generations", "schedules", "river_job", "river_leader"} {
+	for _, rel := range []string{"tasks", "runs", "run_metrics", "run_notes", "callback_attempts", "callback_secret_generations", "schedules", "task_types", "river_job", "river_leader"} {
 		require.True(t, relation(t, tdb, rel), "%s missing after migrate up", rel)
 	}
 	for _, col := range []string{"skipped_ticks", "last_skipped_at"} {
@@ -159,6 +159,9 @@ func TestMigrateRoundTrip(t *testing.T) {
 		require.NoError(t, out.err, "stderr: %s", out.stderr)
 		require.Contains(t, out.stdout, "down  app", "step %d", step+1)
 		switch undoneVersion(t, out.stdout) {
+		case 16:
+			// 00016 undone: no task types defined at run time.
+			require.False(t, relation(t, tdb, "task_types"), "task_types left after 00016 was undone")
 		case 15:
 			// 00015 undone: no index of finished internal jobs.
 			var n int
@@ -197,7 +200,7 @@ func TestMigrateRoundTrip(t *testing.T) {
 			require.False(t, column(t, tdb, "schedules", "last_skipped_at"), "last_skipped_at left after its migration was undone")
 		}
 	}
-	for _, rel := range []string{"tasks", "runs", "run_metrics", "run_notes", "artifacts", "callback_attempts", "schedules"} {
+	for _, rel := range []string{"tasks", "runs", "run_metrics", "run_notes", "artifacts", "callback_attempts", "schedules", "task_types"} {
 		require.False(t, relation(t, tdb, rel), "%s left after migrate down", rel)
 	}
 	require.True(t, relation(t, tdb, "river_job"), "river_job removed by the app's down")

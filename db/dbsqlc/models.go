@@ -214,3 +214,14 @@ type Task struct {
 	ErrorCode      *string
 	Owner          string
 }
+
+type TaskType struct {
+	Name           string
+	Mode           string
+	ParamsSchema   []byte
+	TimeoutSeconds *float64
+	MaxRetries     *int32
+	PushUrl        *string
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}
