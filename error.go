@@ -62,6 +62,15 @@ const (
 	// CodeBulkCountTimeout: counting or finding the tasks of a bulk
 	// action's filter took longer than BULK_COUNT_TIMEOUT_SECONDS.
 	CodeBulkCountTimeout Code = "bulk_count_timeout"
+	// CodeTaskTypeInUse: an external task type still has tasks waiting
+	// or running, so it is not deleted (unless forced).
+	CodeTaskTypeInUse Code = "task_type_in_use"
+	// CodeTaskTypeReserved: the name of a task type defined at run time
+	// is a built-in type's.
+	CodeTaskTypeReserved Code = "task_type_reserved"
+	// CodeTooManyTaskTypes: the server holds its maximum of task types
+	// defined at run time.
+	CodeTooManyTaskTypes Code = "too_many_task_types"
 
 	// Refusals of an artifact.
 
@@ -151,6 +160,9 @@ var codes = map[Code]codeInfo{
 	CodeScheduleTaskTooLarge: {},
 	CodeTooManyBulkActions:   {},
 	CodeBulkCountTimeout:     {},
+	CodeTaskTypeInUse:        {"the task type has tasks waiting or running; delete it with force=true to leave them"},
+	CodeTaskTypeReserved:     {"the name is a built-in task type's"},
+	CodeTooManyTaskTypes:     {"the server holds its maximum of task types defined at run time"},
 
 	CodeArtifactInvalid:      {"the result could not be stored as an artifact"},
 	CodeArtifactSizeExceeded: {"the body is larger than TASK_MAX_ARTIFACT_MB"},

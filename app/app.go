@@ -289,6 +289,11 @@ func (s *App) buildTasks(artifacts *artifact.Service) (*task.Service, error) {
 		return nil, err
 	}
 	tc.Pool, tc.Types, tc.Logger, tc.Artifacts = s.pool, s.types, s.logger, artifacts
+	catalog, err := task.NewCatalog(task.CatalogConfig{Pool: s.pool, Builtins: s.types, MaxRuntime: tc.Limits.MaxRuntime, Logger: s.logger})
+	if err != nil {
+		return nil, err
+	}
+	tc.Catalog = catalog
 	s.callbackURLs = tc.Limits.Callback
 	return task.NewService(tc)
 }
@@ -315,7 +320,7 @@ func (s *App) buildAPI(store *artifact.Store, artifacts *artifact.Service, m *me
 		secrets = s.callbackSecrets
 	}
 	ac := APIConfig(cfg)
-	ac.Tasks, ac.Schedules, ac.Artifacts = s.tasks, schedules, artifacts
+	ac.Tasks, ac.Schedules, ac.Artifacts, ac.TaskTypes = s.tasks, schedules, artifacts, s.tasks.Catalog()
 	ac.Checks = []httpapi.Check{
 		{Name: "postgres", Check: s.pool.Ping},
 		{Name: "redis", Check: func(ctx context.Context) error { return cache.Ping(ctx, s.rdb) }},

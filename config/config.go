@@ -538,6 +538,9 @@ func (c *Config) validate() error {
 	if !slices.Contains(c.Queues, DefaultQueue) {
 		return fmt.Errorf("QUEUES: must include %q, where tasks without a queue go", DefaultQueue)
 	}
+	if slices.Contains(c.Queues, jobs.ExternalQueue) {
+		return fmt.Errorf("QUEUES: %q holds the tasks of types defined at run time, for workers outside the server: no worker of the server's may work it", jobs.ExternalQueue)
+	}
 	if c.Limits.ArtifactMBPerMinute < c.Limits.TaskMaxArtifactMB {
 		return fmt.Errorf("ARTIFACT_MB_PER_MINUTE: %d is under TASK_MAX_ARTIFACT_MB (%d), so the largest artifact could never be uploaded",
 			c.Limits.ArtifactMBPerMinute, c.Limits.TaskMaxArtifactMB)

@@ -41,6 +41,9 @@ var codeStatus = map[taskrunner.Code]int{
 	taskrunner.CodeScheduleTaskTooLarge: http.StatusRequestEntityTooLarge,
 	taskrunner.CodeTooManyBulkActions:   http.StatusTooManyRequests,
 	taskrunner.CodeBulkCountTimeout:     http.StatusUnprocessableEntity,
+	taskrunner.CodeTaskTypeInUse:        http.StatusConflict,
+	taskrunner.CodeTaskTypeReserved:     http.StatusConflict,
+	taskrunner.CodeTooManyTaskTypes:     http.StatusConflict,
 
 	taskrunner.CodeArtifactInvalid:      http.StatusBadRequest,
 	taskrunner.CodeArtifactSizeExceeded: http.StatusRequestEntityTooLarge,

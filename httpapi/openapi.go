@@ -14,12 +14,14 @@ import (
 //go:embed openapi.yaml
 var openAPIDocument []byte
 
-// openAPI serves the API's OpenAPI document.
-func (s *Server) openAPI(w http.ResponseWriter, _ *http.Request) error {
+// openAPI serves the API's OpenAPI document, with the task types defined
+// at run time.
+func (s *Server) openAPI(w http.ResponseWriter, r *http.Request) error {
+	doc := s.currentOpenAPIDocument(r.Context())
 	h := w.Header()
 	h.Set("Content-Type", "application/yaml")
-	h.Set("Content-Length", strconv.Itoa(len(s.openAPIDoc)))
+	h.Set("Content-Length", strconv.Itoa(len(doc)))
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(s.openAPIDoc)
+	_, _ = w.Write(doc)
 	return nil
 }

@@ -174,7 +174,7 @@ func TestOpenAPIDocumentMatchesRoutes(t *testing.T) {
 	require.Empty(t, undocumented, "the router serves these, %s does not describe them", openAPIFile)
 	require.Empty(t, unserved, "%s describes these, the router does not serve them", openAPIFile)
 	// The walk did see the optional routes.
-	for _, op := range []string{"GET /metrics", "GET /riverui", "GET /riverui/{path}", "GET /openapi.yaml", "GET /tasks/{id}/events"} {
+	for _, op := range []string{"GET /metrics", "GET /riverui", "GET /riverui/{path}", "GET /openapi.yaml", "GET /tasks/{id}/events", "GET /task-types", "PUT /task-types/{name}", "DELETE /task-types/{name}"} {
 		require.True(t, served[op], "the router does not serve %s", op)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -24,7 +25,22 @@ const (
 // their default max_retries. A server serves the document of the types it
 // runs; the committed openapi.yaml is that of the built-in types.
 func OpenAPIDocument(types *tasktype.Registry) ([]byte, error) {
-	doc, err := withTypes(string(openAPIDocument), types)
+	return openAPIDocumentWith(types, nil)
+}
+
+// ExternalDoc is a task type defined at run time as the OpenAPI document
+// shows it: its name and its params' JSON Schema, as it was put.
+type ExternalDoc struct {
+	Name   string
+	Schema json.RawMessage
+}
+
+// openAPIDocumentWith is the document showing types and, beside them, the
+// types defined at run time: in the TaskType enum, in TaskParams, and
+// each with a <Name>Params schema that is its params_schema as given
+// (JSON is YAML).
+func openAPIDocumentWith(types *tasktype.Registry, externals []ExternalDoc) ([]byte, error) {
+	doc, err := withTypes(string(openAPIDocument), types, externals)
 	if err != nil {
 		return nil, fmt.Errorf("openapi document: %w", err)
 	}
@@ -32,17 +48,48 @@ func OpenAPIDocument(types *tasktype.Registry) ([]byte, error) {
 }
 
 // withTypes is doc with the task types written from types.
-func withTypes(doc string, types *tasktype.Registry) (string, error) {
+func withTypes(doc string, types *tasktype.Registry, externals []ExternalDoc) (string, error) {
 	names := types.Names()
+	// Each schema's name, unique: a type defined at run time whose name
+	// makes another's (echo_ and echo both make EchoParams) gets a number.
+	schemaNames := make([]string, 0, len(names)+len(externals))
+	taken := map[string]bool{}
+	unique := func(name string) string {
+		s := ParamsSchemaName(name)
+		for i := 2; taken[s]; i++ {
+			s = strings.TrimSuffix(ParamsSchemaName(name), "Params") + strconv.Itoa(i) + "Params"
+		}
+		taken[s] = true
+		schemaNames = append(schemaNames, s)
+		return s
+	}
+	allNames, enum := slices.Clone(names), slices.Clone(names)
+	for _, name := range names {
+		unique(name)
+	}
+	for _, e := range externals {
+		allNames = append(allNames, e.Name)
+		// Quoted: YAML would read a type named null or true as no string.
+		enum = append(enum, strconv.Quote(e.Name))
+		unique(e.Name)
+	}
 	var b strings.Builder
 	b.WriteString(openAPITypesBegin)
-	fmt.Fprintf(&b, "    TaskType:\n      type: string\n      enum: [%s]\n", strings.Join(names, ", "))
+	fmt.Fprintf(&b, "    TaskType:\n      type: string\n      enum: [%s]\n", strings.Join(enum, ", "))
 	b.WriteString("    TaskParams:\n      description: The type's params (unknown params are refused).\n      anyOf:\n")
-	for _, name := range names {
-		fmt.Fprintf(&b, "        - $ref: \"#/components/schemas/%s\"\n", ParamsSchemaName(name))
+	for _, s := range schemaNames {
+		fmt.Fprintf(&b, "        - $ref: \"#/components/schemas/%s\"\n", s)
 	}
+	b.WriteString("        - $ref: \"#/components/schemas/ExternalTaskParams\"\n")
 	for _, t := range types.Types() {
 		writeParamsSchema(&b, t)
+	}
+	for i, e := range externals {
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, e.Schema); err != nil {
+			return "", fmt.Errorf("params_schema of %s: %w", e.Name, err)
+		}
+		fmt.Fprintf(&b, "    %s: %s\n", schemaNames[len(names)+i], compact.Bytes())
 	}
 	b.WriteString(openAPITypesEnd)
 	doc, err := replaceBetween(doc, openAPITypesBegin, openAPITypesEnd, b.String())
@@ -65,7 +112,7 @@ func withTypes(doc string, types *tasktype.Registry) (string, error) {
 		}
 	}
 	var ok bool
-	if doc, ok = replaceAll(doc, `(?m)^(    taskrunner's REST API: submit tasks \()[^)]*\)`, "${1}"+strings.Join(names, ", ")+")"); !ok {
+	if doc, ok = replaceAll(doc, `(?m)^(    taskrunner's REST API: submit tasks \()[^)]*\)`, "${1}"+strings.Join(allNames, ", ")+")"); !ok {
 		return "", fmt.Errorf("no sentence %q", "taskrunner's REST API: submit tasks (...)")
 	}
 	if doc, ok = replaceAll(doc, `(?m)^(          description: Retries after a failed attempt; by default ).*$`, "${1}"+strings.Join(append(retries, "0"), ", ")+" otherwise."); !ok {

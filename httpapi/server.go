@@ -75,6 +75,10 @@ type Config struct {
 	// Schedules creates and reads schedules; nil: the schedule routes
 	// answer not_found.
 	Schedules *schedule.Service
+	// TaskTypes are the task types defined at run time; nil: the server
+	// defines none (GET /task-types lists the built-in ones, the others
+	// answer not_found).
+	TaskTypes TaskTypes
 	// Artifacts stores and serves artifacts. Required.
 	Artifacts *artifact.Service
 	// Checks are what GET /ready checks, in order; none: always ready.
@@ -184,6 +188,8 @@ type Server struct {
 	// openAPIDoc is the OpenAPI document of the task types the task
 	// service takes.
 	openAPIDoc []byte
+	// externalDocs is the document with the types defined at run time.
+	externalDocs externalDocs
 }
 
 // New returns the API handler built from cfg, or an error naming the field
@@ -291,6 +297,11 @@ func (s *Server) apiRoutes(r chi.Router) {
 	r.Delete("/schedules/{name}", s.handle(s.deleteSchedule))
 
 	r.Post("/artifacts", s.handle(s.createArtifact))
+	r.Get("/task-types", s.handle(s.listTaskTypes))
+	r.Get("/task-types/{name}", s.handle(s.getTaskType))
+	r.With(s.adminOnly).Put("/task-types/{name}", s.handle(s.putTaskType))
+	r.With(s.adminOnly).Delete("/task-types/{name}", s.handle(s.deleteTaskType))
+
 	r.Get("/artifacts/{id}", s.handle(s.downloadArtifact))
 	r.Get("/artifacts/{id}/meta", s.handle(s.artifactMeta))
 	r.Put("/tasks/{id}/artifacts/{name}", s.handle(s.uploadArtifact))

@@ -172,6 +172,9 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	require.NoError(t, err)
 	tc.Pool, tc.Types, tc.Logger, tc.Artifacts = tracedPool(t, tdb, opts.tracer), types, logger, artifacts
 	tc.Limits.Callback = opts.callback
+	catalog, err := task.NewCatalog(task.CatalogConfig{Pool: tdb.Pool, Builtins: types, MaxRuntime: testMaxRuntime, Logger: logger})
+	require.NoError(t, err)
+	tc.Catalog = catalog
 	tasks, err := task.NewService(tc)
 	require.NoError(t, err)
 	// The API and the schedules' ticks share the limiter, as in a process.
@@ -225,6 +228,7 @@ func setup(t *testing.T, opts setupOpts) *bundle {
 	}
 	ac := app.APIConfig(cfg)
 	ac.Tasks, ac.Schedules, ac.Artifacts, ac.Watcher, ac.Limiter = tasks, schedules, artifacts, watcher, apiLimiter(limiter)
+	ac.TaskTypes = catalog
 	ac.Metrics, ac.Checks, ac.CallbackSecrets, ac.Logger = opts.metrics, opts.checks, apiSecrets, logger
 	ac.Callback, ac.RiverUI = opts.callbackLimits, newRiverUI(t, opts, client, logger)
 	api, err := httpapi.New(ac)

@@ -97,8 +97,9 @@ type ClientConfig struct {
 	// worker recorded are recorded as abandoned (RunSweepArgs);
 	// DefaultRunSweepInterval when 0.
 	RunSweepInterval time.Duration
-	// Types are the task types the client inserts and works. River
-	// refuses to insert a task of a type not among them.
+	// Types are the task types the client works. The client inserts
+	// tasks of any kind (River's check of unknown kinds is off): the task
+	// service decides which types it takes, its external ones included.
 	Types *tasktype.Registry
 	// Services are what the types' workers are built from (its Pool is
 	// Pool when nil); retention removes the artifacts of Services.Artifacts.
@@ -174,6 +175,11 @@ func NewClient(cfg ClientConfig) (*river.Client[pgx.Tx], error) {
 		return nil, err
 	}
 	rc := &river.Config{
+		// Tasks of types defined at run time have kinds no worker of the
+		// client's has: River would refuse to insert them. The task
+		// service inserts only the kinds of its types, built-in (which
+		// have workers here) or external (which go to ExternalQueue).
+		SkipUnknownJobCheck:         true,
 		Logger:                      riverLogger(cfg.Logger),
 		JobTimeout:                  cfg.MaxRuntime,
 		RescueStuckJobsAfter:        cfg.RescueAfter,

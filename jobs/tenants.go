@@ -51,6 +51,9 @@ func validateTenantQueues(queues []string, tenants map[string]int) error {
 		if q == CallbackQueue {
 			return fmt.Errorf("river client: queue %q is taskrunner's own, for callback deliveries (QUEUES)", q)
 		}
+		if q == ExternalQueue {
+			return fmt.Errorf("river client: queue %q holds the tasks of types defined at run time, which no worker of the server's may work (QUEUES)", q)
+		}
 	}
 	for name, maxRunning := range tenants {
 		if name == "" {

@@ -86,3 +86,13 @@ func TestTenantQueueRefusals(t *testing.T) {
 		})
 	}
 }
+
+// No client may work the external queue, where the tasks of types defined
+// at run time wait for workers outside the server.
+func TestExternalQueueIsWorkedByNoClient(t *testing.T) {
+	t.Parallel()
+	require.ErrorContains(t, validateTenantQueues([]string{"default", ExternalQueue}, nil), `"external"`)
+	for q := range queueConfigs(ClientConfig{Queues: []string{"default"}, Tenants: map[string]int{"a": 0}, Concurrency: 1}) {
+		require.NotEqual(t, ExternalQueue, BaseQueue(q), "queue %s", q)
+	}
+}

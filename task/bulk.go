@@ -24,8 +24,9 @@ import (
 func (s *Service) scope(ctx context.Context, f *taskrunner.Filter) (tf *db.TaskFilter, none bool, err error) {
 	if f.Type != "" {
 		if _, ok := s.types.Lookup(f.Type); !ok {
-			return nil, false, &taskrunner.Error{Code: taskrunner.CodeUnknownTaskType, Field: "type",
-				Message: fmt.Sprintf("unknown task type %q; known types: %s", f.Type, strings.Join(s.types.Names(), ", "))}
+			if _, err := s.lookupExternal(f.Type); err != nil {
+				return nil, false, err
+			}
 		}
 	}
 	for _, st := range f.Statuses {
@@ -132,7 +133,9 @@ func (s *Service) Bulk(ctx context.Context, action Action, f *taskrunner.Filter,
 	if none {
 		return BulkResult{}, nil
 	}
-	tf.Kinds = s.types.Names()
+	if tf.Kinds, err = s.kinds(); err != nil {
+		return BulkResult{}, err
+	}
 	tf.Statuses = states
 	if len(f.Statuses) > 0 {
 		tf.Statuses = slices.DeleteFunc(slices.Clone(f.Statuses), func(st taskrunner.Status) bool { return !slices.Contains(states, st) })

@@ -79,8 +79,10 @@ type Service struct {
 	pool   *pgxpool.Pool
 	client *river.Client[pgx.Tx]
 	types  *tasktype.Registry
-	limits Limits
-	logger *slog.Logger
+	// catalog holds the types defined at run time; nil: none.
+	catalog *Catalog
+	limits  Limits
+	logger  *slog.Logger
 	// fairShare sends each tenant's tasks to its own queues.
 	fairShare bool
 	// artifacts go with the tasks a bulk delete deletes.
@@ -103,6 +105,9 @@ type ServiceConfig struct {
 	// Types are the task types requests may name: those the client
 	// inserts. Required.
 	Types *tasktype.Registry
+	// Catalog holds the task types defined at run time, which requests
+	// may name besides Types; nil: none.
+	Catalog *Catalog
 	// Limits bound what a request may ask for. Limits.MaxRuntime is
 	// jobs.DefaultMaxRuntime when 0, as the River client's; Limits.Queues
 	// is River's default queue alone when empty.
@@ -164,7 +169,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Service{pool: cfg.Pool, types: cfg.Types, limits: cfg.Limits, logger: cfg.Logger, fairShare: cfg.FairShare, artifacts: cfg.Artifacts,
+	s := &Service{pool: cfg.Pool, types: cfg.Types, catalog: cfg.Catalog, limits: cfg.Limits, logger: cfg.Logger, fairShare: cfg.FairShare, artifacts: cfg.Artifacts,
 		coalesceInserts: cfg.CoalesceInserts}
 	if cfg.Client != nil {
 		s.SetClient(cfg.Client)
@@ -172,8 +177,12 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	return s, nil
 }
 
-// Types are the task types requests may name.
+// Types are the built-in task types requests may name.
 func (s *Service) Types() *tasktype.Registry { return s.types }
+
+// Catalog holds the task types defined at run time; nil when the service
+// takes none.
+func (s *Service) Catalog() *Catalog { return s.catalog }
 
 // SetClient gives the service the River client it inserts and cancels
 // with, once, before it is used: a client that works schedule ticks is
@@ -227,15 +236,31 @@ func (s *Service) Validate(req *Request) (Prepared, error) {
 
 // validate is Validate, filling opts for the parameters it returns.
 func (s *Service) validate(req *Request, opts *river.InsertOpts) (river.InsertManyParams, error) {
-	tt, ok := s.types.Lookup(req.Type)
-	if !ok {
-		if req.Type == "" {
-			return river.InsertManyParams{}, taskrunner.Invalid("type", "is required")
+	var (
+		args           river.JobArgs
+		defaultRetries int
+		defaultTimeout float64
+		external       bool
+		err            error
+	)
+	if tt, ok := s.types.Lookup(req.Type); ok {
+		args, err = tt.Decode(req.Params)
+		defaultRetries = tt.DefaultMaxRetries
+	} else {
+		var ext *External
+		if ext, err = s.lookupExternal(req.Type); err != nil {
+			return river.InsertManyParams{}, err
 		}
-		return river.InsertManyParams{}, &taskrunner.Error{Code: taskrunner.CodeUnknownTaskType, Field: "type",
-			Message: fmt.Sprintf("unknown task type %q; known types: %s", req.Type, strings.Join(s.types.Names(), ", "))}
+		args, err = externalArgs(ext, req.Params)
+		external = true
+		if ext.MaxRetries != nil {
+			defaultRetries = *ext.MaxRetries
+		}
+		if ext.TimeoutSeconds != nil {
+			// The cap may have been lowered since the type was put.
+			defaultTimeout = min(*ext.TimeoutSeconds, s.limits.MaxRuntime.Seconds())
+		}
 	}
-	args, err := tt.Decode(req.Params)
 	if err != nil {
 		var pe *taskrunner.Error
 		if errors.As(err, &pe) {
@@ -249,7 +274,7 @@ func (s *Service) validate(req *Request, opts *river.InsertOpts) (river.InsertMa
 	// cap. Metadata holds only what a task sets: River indexes it (GIN),
 	// and every entry costs each insert and each state change.
 	capSeconds := s.limits.MaxRuntime.Seconds()
-	var timeout float64
+	timeout := defaultTimeout
 	if req.TimeoutSeconds != nil {
 		timeout = *req.TimeoutSeconds
 		switch {
@@ -259,7 +284,7 @@ func (s *Service) validate(req *Request, opts *river.InsertOpts) (river.InsertMa
 			return river.InsertManyParams{}, taskrunner.Invalid("timeout_seconds", "must be at most %s (TASK_MAX_RUNTIME_SECONDS)", strconv.FormatFloat(capSeconds, 'f', -1, 64))
 		}
 	}
-	retries := tt.DefaultMaxRetries
+	retries := defaultRetries
 	if req.MaxRetries != nil {
 		retries = *req.MaxRetries
 		if retries < 0 || retries > maxRetriesCap {
@@ -273,7 +298,15 @@ func (s *Service) validate(req *Request, opts *river.InsertOpts) (river.InsertMa
 		}
 		opts.Priority = *req.Priority
 	}
-	if req.Queue != "" {
+	switch {
+	case external:
+		// No worker of the server's works the external queue: the tasks
+		// wait there for workers outside it.
+		if req.Queue != "" && req.Queue != jobs.ExternalQueue {
+			return river.InsertManyParams{}, taskrunner.Invalid("queue", "must be %s (or none) for a task type defined at run time", jobs.ExternalQueue)
+		}
+		opts.Queue = jobs.ExternalQueue
+	case req.Queue != "":
 		if !slices.Contains(s.limits.Queues, req.Queue) {
 			return river.InsertManyParams{}, taskrunner.Invalid("queue", "must be one of: %s", strings.Join(s.limits.Queues, ", "))
 		}
@@ -296,6 +329,44 @@ func (s *Service) validate(req *Request, opts *river.InsertOpts) (river.InsertMa
 		opts.Metadata = meta
 	}
 	return river.InsertManyParams{Args: args, InsertOpts: opts}, nil
+}
+
+// lookupExternal is the type defined at run time that name names, or the
+// refusal of a name that names no type.
+func (s *Service) lookupExternal(name string) (*External, error) {
+	if name == "" {
+		return nil, taskrunner.Invalid("type", "is required")
+	}
+	names := s.types.Names()
+	if s.catalog != nil {
+		ext, ok, err := s.catalog.Lookup(name)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return ext, nil
+		}
+		if more, err := s.catalog.Names(); err == nil {
+			names = append(names, more...)
+			slices.Sort(names)
+		}
+	}
+	return nil, &taskrunner.Error{Code: taskrunner.CodeUnknownTaskType, Field: "type",
+		Message: fmt.Sprintf("unknown task type %q; known types: %s", name, strings.Join(names, ", "))}
+}
+
+// kinds are the names of every type the service takes, built-in and
+// defined at run time: what task lists and bulk actions select from.
+func (s *Service) kinds() ([]string, error) {
+	names := s.types.Names()
+	if s.catalog == nil {
+		return names, nil
+	}
+	more, err := s.catalog.Names()
+	if err != nil {
+		return nil, err
+	}
+	return append(names, more...), nil
 }
 
 // MaxRuntime is TASK_MAX_RUNTIME_SECONDS: the timeout of a task that
@@ -770,7 +841,9 @@ func (s *Service) List(ctx context.Context, q ListQuery, add func(*taskrunner.Ta
 	}
 	// Tasks only, as the bulk actions see them: taskrunner's own jobs
 	// (callback deliveries, schedule ticks, retention) are River UI's.
-	f.Kinds = s.types.Names()
+	if f.Kinds, err = s.kinds(); err != nil {
+		return "", err
+	}
 	limit := q.Limit
 	switch {
 	case limit == 0:
