@@ -66,6 +66,7 @@ func init() {
 		"tasks":     {tasksSynopsis, cmdTasks},
 		"artifact":  {"artifact put TASK_ID FILE [--name N] [--type T] [--content-type CT] | get ARTIFACT_ID [-o FILE] | meta ARTIFACT_ID | ls TASK_ID [--limit N]", cmdArtifact},
 		"callbacks": {"callbacks secret | rotate", cmdCallbacks},
+		"types":     {"types ls | get NAME | put NAME --mode pull|push --schema FILE [--timeout SECONDS] [--retries N] [--push-url URL] | rm NAME [--force]", cmdTypes},
 	}
 }
 

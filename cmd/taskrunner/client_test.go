@@ -159,6 +159,47 @@ func TestClientCommands(t *testing.T) {
 		require.Contains(t, out.all(), "want secret or rotate")
 	})
 
+	t.Run("types ls, get, put, rm", func(t *testing.T) {
+		t.Parallel()
+		schema := filepath.Join(t.TempDir(), "schema.json")
+		require.NoError(t, os.WriteFile(schema, []byte(`{"type":"object","required":["n"],"properties":{"n":{"type":"integer"}}}`), 0o600))
+		out := cli(t, "types", "put", "cli_resize", "--mode", "pull", "--schema", schema, "--timeout", "30", "--retries", "2")
+		require.NoError(t, out.err, out.all())
+		var tt client.TaskType
+		require.NoError(t, json.Unmarshal([]byte(out.stdout), &tt), out.stdout)
+		require.Equal(t, "cli_resize", tt.Name)
+		require.Equal(t, 2, *tt.MaxRetries)
+
+		out = cli(t, "types", "ls")
+		require.NoError(t, out.err, out.all())
+		require.Regexp(t, `(?m)^echo\s+builtin\s`, out.stdout)
+		require.Regexp(t, `(?m)^cli_resize\s+pull\s+30s\s+2\s+-\s`, out.stdout)
+		out = cli(t, "types", "get", "cli_resize")
+		require.NoError(t, out.err, out.all())
+		require.Contains(t, out.stdout, `"params_schema"`)
+
+		out = cli(t, "submit", "cli_resize", "--param", "n=x")
+		require.Error(t, out.err)
+		require.Contains(t, out.all(), "params.n")
+		out = cli(t, "submit", "cli_resize", "--params", `{"n":3}`)
+		require.NoError(t, out.err, out.all())
+		require.Equal(t, "available", taskOf(t, out)["status"])
+
+		out = cli(t, "types", "rm", "cli_resize")
+		require.Error(t, out.err)
+		require.Contains(t, out.all(), "task_type_in_use")
+		out = cli(t, "types", "rm", "cli_resize", "--force")
+		require.NoError(t, out.err, out.all())
+		require.Equal(t, "task type cli_resize deleted\n", out.stdout)
+
+		out = cli(t, "types", "put", "bad", "--mode", "pull")
+		require.Error(t, out.err)
+		require.Contains(t, out.all(), "put wants --mode and --schema")
+		out = cli(t, "types", "shred")
+		require.Error(t, out.err)
+		require.Contains(t, out.all(), "want ls, get, put or rm")
+	})
+
 	t.Run("tasks ls, cancel, retry, rm", func(t *testing.T) {
 		t.Parallel()
 		// Scheduled for later, so they stay queued; their own params keep
