@@ -118,3 +118,13 @@ func HasUnfinishedTasks(ctx context.Context, ex Executor, kind string) (bool, er
 	}
 	return ok, nil
 }
+
+// CancelWaitingTasks cancels the tasks of kind that wait (available,
+// pending, scheduled, retryable), and returns how many it cancelled.
+func CancelWaitingTasks(ctx context.Context, ex Executor, kind string) (int64, error) {
+	n, err := queries.TaskTypeCancelWaitingTasks(ctx, ex, kind)
+	if err != nil {
+		return 0, fmt.Errorf("cancel tasks of %s: %w", kind, err)
+	}
+	return n, nil
+}

@@ -230,10 +230,16 @@ func TestTaskTypesDefinedAtRunTime(t *testing.T) {
 		resp = b.doAs(t, typesClientKey, http.MethodPost, "/tasks", `{"type":"resize","params":{"width":1}}`)
 		require.Equal(t, http.StatusBadRequest, resp.status, "this process sees its own delete at once")
 		require.Equal(t, taskrunner.CodeUnknownTaskType, errorCode(t, resp))
-		// The forced delete left the task where it was.
+		// The forced delete cancelled the type's waiting task, which no
+		// worker could ever claim now: none is left waiting for good.
 		var state string
-		require.NoError(t, b.db.Pool.QueryRow(context.Background(), "SELECT state FROM river_job WHERE id = $1", queued).Scan(&state))
-		require.Equal(t, "available", state)
+		var finalized bool
+		require.NoError(t, b.db.Pool.QueryRow(context.Background(), "SELECT state, finalized_at IS NOT NULL FROM river_job WHERE id = $1", queued).Scan(&state, &finalized))
+		require.Equal(t, "cancelled", state)
+		require.True(t, finalized)
+		resp = b.doAs(t, typesAdminKey, http.MethodGet, "/tasks/"+strconv.FormatInt(queued, 10), nil)
+		require.Equal(t, http.StatusOK, resp.status, "body: %s", resp.raw)
+		require.Equal(t, taskrunner.StatusCancelled, resp.task(t).Status)
 	})
 }
 

@@ -35,3 +35,14 @@ SELECT EXISTS (
 -- types, then writes, under it, so parallel puts cannot all pass the same
 -- count.
 SELECT pg_advisory_xact_lock(hashtextextended('taskrunner_task_types', 0));
+
+-- name: TaskTypeCancelWaitingTasks :execrows
+-- Cancels the tasks of kind that wait (a forced delete of their type):
+-- none of them could ever run. Like River's own cancel of a job that is
+-- not running, it finalizes them now and notes when the cancel was asked;
+-- the state trigger sends their callbacks.
+UPDATE river_job
+SET state = 'cancelled',
+    finalized_at = now(),
+    metadata = jsonb_set(metadata, '{cancel_attempted_at}', to_jsonb(now()))
+WHERE kind = @kind AND state IN ('available', 'pending', 'retryable', 'scheduled');

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/taskrunner/taskrunner"
@@ -234,7 +235,20 @@ func (c *Catalog) Delete(ctx context.Context, name string, force bool) error {
 				"task type %q has tasks waiting or running; wait for them, cancel them, or delete with force=true", name)
 		}
 	}
-	err := db.DeleteTaskType(ctx, c.pool, name)
+	// With force, the type's waiting tasks are cancelled with it, in one
+	// transaction: none is left that no worker could ever claim.
+	var cancelled int64
+	err := db.WithTx(ctx, c.pool, func(tx pgx.Tx) error {
+		if err := db.DeleteTaskType(ctx, tx, name); err != nil {
+			return err
+		}
+		if !force {
+			return nil
+		}
+		var err error
+		cancelled, err = db.CancelWaitingTasks(ctx, tx, name)
+		return err
+	})
 	if errors.Is(err, db.ErrNotFound) {
 		return typeNotFound(name)
 	}
@@ -243,7 +257,7 @@ func (c *Catalog) Delete(ctx context.Context, name string, force bool) error {
 	}
 	c.forget()
 	c.logger.LogAttrs(ctx, slog.LevelInfo, "task type deleted", slog.String("event", "task_type_deleted"),
-		slog.String("task_type", name), slog.Bool("force", force))
+		slog.String("task_type", name), slog.Bool("force", force), slog.Int64("tasks_cancelled", cancelled))
 	return nil
 }
 

@@ -9,6 +9,26 @@ import (
 	"context"
 )
 
+const taskTypeCancelWaitingTasks = `-- name: TaskTypeCancelWaitingTasks :execrows
+UPDATE river_job
+SET state = 'cancelled',
+    finalized_at = now(),
+    metadata = jsonb_set(metadata, '{cancel_attempted_at}', to_jsonb(now()))
+WHERE kind = $1 AND state IN ('available', 'pending', 'retryable', 'scheduled')
+`
+
+// Cancels the tasks of kind that wait (a forced delete of their type):
+// none of them could ever run. Like River's own cancel of a job that is
+// not running, it finalizes them now and notes when the cancel was asked;
+// the state trigger sends their callbacks.
+func (q *Queries) TaskTypeCancelWaitingTasks(ctx context.Context, db DBTX, kind string) (int64, error) {
+	result, err := db.Exec(ctx, taskTypeCancelWaitingTasks, kind)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const taskTypeCount = `-- name: TaskTypeCount :one
 SELECT count(*) FROM task_types
 `
