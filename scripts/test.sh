@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts what the tests need (PostgreSQL and Redis if down, a MinIO of the
 # tests' own on a spare loopback port with a temporary data folder, Chromium
-# for the River UI browser test), then runs the verification and every test.
+# for the River UI browser test), then runs the verification, the OpenAPI
+# document's lint and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,7 @@ MINIO_ROOT_USER=$TEST_MINIO_USER MINIO_ROOT_PASSWORD=$TEST_MINIO_PASSWORD \
   scripts/minio.sh start "$TEST_MINIO_ENDPOINT" "$tmp/data" "$tmp/minio.pid"
 
 scripts/verify.sh
+scripts/openapi-lint.sh
 go vet ./...
 # -race catches data races; -count=1 never reuses a cached pass.
 go test -race -count=1 -timeout 20m ${TEST_FLAGS:-} ./...
