@@ -2,7 +2,7 @@
 # Starts what the tests need (PostgreSQL and Redis if down, a MinIO of the
 # tests' own on a spare loopback port with a temporary data folder, Chromium
 # for the River UI browser test), then runs the verification, the OpenAPI
-# document's lint and every test.
+# document's checks (lint, a generated TypeScript client) and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +21,7 @@ MINIO_ROOT_USER=$TEST_MINIO_USER MINIO_ROOT_PASSWORD=$TEST_MINIO_PASSWORD \
   scripts/minio.sh start "$TEST_MINIO_ENDPOINT" "$tmp/data" "$tmp/minio.pid"
 
 scripts/verify.sh
-scripts/openapi-lint.sh
+scripts/openapi-check.sh
 go vet ./...
 # -race catches data races; -count=1 never reuses a cached pass.
 go test -race -count=1 -timeout 20m ${TEST_FLAGS:-} ./...
